@@ -1,0 +1,366 @@
+//! Configuration: typed sections, defaults compiled in from `config/corecast.toml`, overlay of
+//! an operator's file, and validation that names the offending key.
+//!
+//! There is one source of truth for defaults: the documented file `config/corecast.toml`,
+//! embedded with `include_str!`. An operator's file is merged over it key by key, so a file
+//! that sets one key leaves every other key at its documented default.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The documented default configuration, compiled into the binary.
+pub const DEFAULT_TOML: &str = include_str!("../config/corecast.toml");
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file that was asked for.
+        path: String,
+        /// The underlying IO error.
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML.
+    #[error("{origin}: {message}")]
+    Syntax {
+        /// Where the text came from (a path, or "defaults").
+        origin: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A key is unknown or its value has the wrong type.
+    #[error("{origin}: key `{key}`: {message}")]
+    Key {
+        /// Where the text came from.
+        origin: String,
+        /// Dotted path of the key, e.g. `viewer.skip_after_ms`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A value is out of its allowed range or inconsistent with another key.
+    #[error("key `{key}`: {message}")]
+    Invalid {
+        /// Dotted path of the key.
+        key: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// The whole configuration. Sections mirror the tables of `config/corecast.toml`, where every
+/// key is documented.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Shards and listeners.
+    pub server: ServerConfig,
+    /// RTMP protocol limits.
+    pub rtmp: RtmpConfig,
+    /// HTTP protocol limits.
+    pub http: HttpConfig,
+    /// Per-stream buffering (ring, GOP cache, republish grace).
+    pub stream: StreamConfig,
+    /// Per-viewer delivery (merge window, slow-viewer policy).
+    pub viewer: ViewerConfig,
+}
+
+/// `[server]`: shards and listeners.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Number of shards; 0 = one per online CPU.
+    pub shards: usize,
+    /// RTMP listen address, bound once per shard with SO_REUSEPORT.
+    pub rtmp_listen: SocketAddr,
+    /// HTTP listen address, bound once per shard with SO_REUSEPORT.
+    pub http_listen: SocketAddr,
+    /// listen(2) backlog of every listening socket.
+    pub listen_backlog: u32,
+    /// Capacity in messages of each shard-to-shard queue (overflow: drop, resync at keyframe).
+    pub mesh_queue_units: usize,
+}
+
+/// `[rtmp]`: RTMP protocol settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtmpConfig {
+    /// Outgoing chunk size.
+    pub chunk_size: u32,
+    /// Deadline for completing the handshake.
+    pub handshake_timeout_ms: u64,
+    /// A connection silent for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Per-connection read buffer size.
+    pub read_buffer_bytes: usize,
+}
+
+/// `[http]`: HTTP protocol limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest accepted request head.
+    pub max_header_bytes: usize,
+    /// Deadline for receiving a complete request head.
+    pub header_timeout_ms: u64,
+}
+
+/// `[stream]`: per-stream buffering.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// How long viewers wait for a publisher that left to come back.
+    pub republish_grace_ms: u64,
+    /// Byte bound of each stream's ring on each shard (also bounds the GOP cache).
+    pub ring_max_bytes: usize,
+    /// Age bound of ring units outside the current GOP.
+    pub ring_max_duration_ms: u64,
+}
+
+/// `[viewer]`: per-viewer delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewerConfig {
+    /// Merge window; 0 = send each unit at once.
+    pub merge_window_ms: u64,
+    /// Lag after which a viewer jumps to the newest keyframe.
+    pub skip_after_ms: u64,
+    /// Time behind after which a viewer is disconnected.
+    pub disconnect_after_ms: u64,
+    /// TCP_NOTSENT_LOWAT of viewer sockets.
+    pub notsent_lowat_bytes: u32,
+    /// Most bytes gathered into one sendmsg(2).
+    pub max_send_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The embedded defaults are parsed and validated by a unit test, so this cannot fail
+        // in a released binary.
+        Self::from_toml_str(DEFAULT_TOML, "defaults").expect("embedded defaults are valid")
+    }
+}
+
+impl Config {
+    /// Parses a complete configuration from TOML text (no overlay).
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let value = parse_table(text, origin)?;
+        Self::from_value(value, origin)
+    }
+
+    /// Reads `path` and overlays it on the compiled-in defaults, then validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::overlay(&text, &path.display().to_string())
+    }
+
+    /// Overlays the TOML `text` on the compiled-in defaults, then validates.
+    pub fn overlay(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let mut base = parse_table(DEFAULT_TOML, "defaults")?;
+        let user = parse_table(text, origin)?;
+        merge(&mut base, user);
+        let config = Self::from_value(base, origin)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_value(value: toml::Table, origin: &str) -> Result<Self, ConfigError> {
+        serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|err| {
+            ConfigError::Key {
+                origin: origin.to_string(),
+                key: err.path().to_string(),
+                message: err.into_inner().to_string(),
+            }
+        })
+    }
+
+    /// The effective configuration as TOML (what `--print-config` shows).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|err| format!("# cannot render: {err}\n"))
+    }
+
+    /// Number of shards to run: `server.shards`, or the online CPU count when it is 0.
+    pub fn shard_count(&self) -> usize {
+        match self.server.shards {
+            0 => online_cpus(),
+            n => n,
+        }
+    }
+
+    /// Checks ranges and relations between keys; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                message: message.into(),
+            }
+        }
+        let cpus = online_cpus();
+        if self.server.shards > cpus {
+            return Err(invalid(
+                "server.shards",
+                format!(
+                    "{} shards but only {cpus} online CPUs (each shard is pinned to its own CPU)",
+                    self.server.shards
+                ),
+            ));
+        }
+        if self.server.listen_backlog == 0 {
+            return Err(invalid("server.listen_backlog", "must be at least 1"));
+        }
+        if self.server.mesh_queue_units < 16 {
+            return Err(invalid("server.mesh_queue_units", "must be at least 16"));
+        }
+        if !(128..=65536).contains(&self.rtmp.chunk_size) {
+            return Err(invalid("rtmp.chunk_size", "must be within 128 ..= 65536"));
+        }
+        if self.rtmp.handshake_timeout_ms == 0 {
+            return Err(invalid("rtmp.handshake_timeout_ms", "must be positive"));
+        }
+        if self.rtmp.idle_timeout_ms == 0 {
+            return Err(invalid("rtmp.idle_timeout_ms", "must be positive"));
+        }
+        if self.rtmp.read_buffer_bytes < 4096 {
+            return Err(invalid("rtmp.read_buffer_bytes", "must be at least 4096"));
+        }
+        if self.http.max_header_bytes < 512 {
+            return Err(invalid("http.max_header_bytes", "must be at least 512"));
+        }
+        if self.http.header_timeout_ms == 0 {
+            return Err(invalid("http.header_timeout_ms", "must be positive"));
+        }
+        if self.stream.ring_max_bytes < 65536 {
+            return Err(invalid("stream.ring_max_bytes", "must be at least 65536"));
+        }
+        if self.viewer.skip_after_ms == 0 {
+            return Err(invalid("viewer.skip_after_ms", "must be positive"));
+        }
+        if self.viewer.disconnect_after_ms <= self.viewer.skip_after_ms {
+            return Err(invalid(
+                "viewer.disconnect_after_ms",
+                "must be greater than viewer.skip_after_ms",
+            ));
+        }
+        if self.stream.ring_max_duration_ms < self.viewer.skip_after_ms {
+            return Err(invalid(
+                "stream.ring_max_duration_ms",
+                "must be at least viewer.skip_after_ms (a viewer may lag that much)",
+            ));
+        }
+        if self.viewer.merge_window_ms >= self.viewer.skip_after_ms {
+            return Err(invalid(
+                "viewer.merge_window_ms",
+                "must be smaller than viewer.skip_after_ms",
+            ));
+        }
+        if self.viewer.max_send_bytes < 4096 {
+            return Err(invalid("viewer.max_send_bytes", "must be at least 4096"));
+        }
+        Ok(())
+    }
+
+    /// `rtmp.handshake_timeout_ms` as a Duration.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.rtmp.handshake_timeout_ms)
+    }
+
+    /// `rtmp.idle_timeout_ms` as a Duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.rtmp.idle_timeout_ms)
+    }
+
+    /// `http.header_timeout_ms` as a Duration.
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.http.header_timeout_ms)
+    }
+}
+
+/// Number of CPUs this process may run on.
+pub fn online_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
+        .map_err(|err| ConfigError::Syntax {
+            origin: origin.to_string(),
+            message: err.to_string().trim_end().to_string(),
+        })
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, any other value replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_parse_and_validate() {
+        let config = Config::from_toml_str(DEFAULT_TOML, "defaults").unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.server.rtmp_listen.port(), 1935);
+        assert_eq!(config.server.http_listen.port(), 8080);
+    }
+
+    #[test]
+    fn overlay_keeps_other_defaults() {
+        let config = Config::overlay("[viewer]\nmerge_window_ms = 0\n", "test").unwrap();
+        assert_eq!(config.viewer.merge_window_ms, 0);
+        assert_eq!(
+            config.viewer.skip_after_ms,
+            Config::default().viewer.skip_after_ms
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::overlay("[server]\nshardz = 2\n", "test").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("shardz"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key_path() {
+        let err = Config::overlay("[viewer]\nskip_after_ms = \"soon\"\n", "test").unwrap_err();
+        assert!(err.to_string().contains("viewer.skip_after_ms"), "{err}");
+    }
+
+    #[test]
+    fn inconsistent_policy_is_named() {
+        let err = Config::overlay(
+            "[viewer]\nskip_after_ms = 5000\ndisconnect_after_ms = 4000\n",
+            "test",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("viewer.disconnect_after_ms"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn printed_config_round_trips() {
+        let config = Config::default();
+        let again = Config::from_toml_str(&config.to_toml(), "printed").unwrap();
+        assert_eq!(config, again);
+    }
+}

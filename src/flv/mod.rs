@@ -1,0 +1,106 @@
+//! FLV serialization (pure) and the demuxer used by clients and tests.
+//!
+//! Every unit is serialized here exactly once per stream: [`tag`] builds the complete tag
+//! (header, body, previous-tag-size) as one `Bytes` that all viewers share.
+
+pub mod reader;
+
+use crate::media::UnitKind;
+use bytes::{BufMut, Bytes, BytesMut};
+use rml_amf0::Amf0Value;
+use rml_rtmp::sessions::StreamMetadata;
+use std::collections::HashMap;
+
+/// FLV tag header length.
+pub const TAG_HEADER_LEN: usize = 11;
+
+/// The FLV file header announcing audio and video, followed by PreviousTagSize0.
+pub const FILE_HEADER: &[u8] = &[b'F', b'L', b'V', 1, 0x05, 0, 0, 0, 9, 0, 0, 0, 0];
+
+/// Largest body an FLV tag can describe (24-bit size field).
+pub const MAX_BODY_LEN: usize = 0x00ff_ffff;
+
+/// Serializes one complete FLV tag. Bodies longer than [`MAX_BODY_LEN`] cannot come from RTMP
+/// (its message length field is 24 bits too) and are truncated to it.
+pub fn tag(kind: UnitKind, timestamp_ms: u32, body: &[u8]) -> Bytes {
+    let body = &body[..body.len().min(MAX_BODY_LEN)];
+    let len = body.len();
+    let mut out = BytesMut::with_capacity(TAG_HEADER_LEN + len + 4);
+    out.put_u8(kind.flv_tag_type());
+    out.put_uint(len as u64, 3);
+    out.put_uint(u64::from(timestamp_ms & 0x00ff_ffff), 3);
+    out.put_u8((timestamp_ms >> 24) as u8);
+    out.put_uint(0, 3);
+    out.put_slice(body);
+    out.put_u32((TAG_HEADER_LEN + len) as u32);
+    out.freeze()
+}
+
+/// Builds the body of an `onMetaData` script tag from what the publisher announced.
+pub fn metadata_body(meta: &StreamMetadata) -> Vec<u8> {
+    let mut props: HashMap<String, Amf0Value> = HashMap::new();
+    let mut number = |key: &str, value: Option<f64>| {
+        if let Some(v) = value {
+            props.insert(key.to_string(), Amf0Value::Number(v));
+        }
+    };
+    number("width", meta.video_width.map(f64::from));
+    number("height", meta.video_height.map(f64::from));
+    number("videocodecid", meta.video_codec_id.map(f64::from));
+    number("framerate", meta.video_frame_rate.map(f64::from));
+    number("videodatarate", meta.video_bitrate_kbps.map(f64::from));
+    number("audiocodecid", meta.audio_codec_id.map(f64::from));
+    number("audiodatarate", meta.audio_bitrate_kbps.map(f64::from));
+    number("audiosamplerate", meta.audio_sample_rate.map(f64::from));
+    number("audiochannels", meta.audio_channels.map(f64::from));
+    if let Some(stereo) = meta.audio_is_stereo {
+        props.insert("stereo".into(), Amf0Value::Boolean(stereo));
+    }
+    if let Some(encoder) = &meta.encoder {
+        props.insert("encoder".into(), Amf0Value::Utf8String(encoder.clone()));
+    }
+    let values = vec![
+        Amf0Value::Utf8String("onMetaData".into()),
+        Amf0Value::Object(props),
+    ];
+    // Serializing numbers, booleans, strings and a flat object cannot fail.
+    rml_amf0::serialize(&values).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_layout() {
+        let t = tag(UnitKind::Video, 0x0102_0304, &[0x17, 1, 2]);
+        assert_eq!(t.len(), 11 + 3 + 4);
+        assert_eq!(t[0], 9);
+        assert_eq!(&t[1..4], &[0, 0, 3]);
+        assert_eq!(&t[4..7], &[0x02, 0x03, 0x04]);
+        assert_eq!(t[7], 0x01);
+        assert_eq!(&t[11..14], &[0x17, 1, 2]);
+        assert_eq!(&t[14..], &14u32.to_be_bytes());
+    }
+
+    #[test]
+    fn tag_round_trips_through_reader() {
+        let mut r = reader::FlvReader::new();
+        r.push(FILE_HEADER);
+        r.push(&tag(UnitKind::Audio, 70_000, &[0xaf, 1, 9]));
+        let t = r.next_tag().unwrap().unwrap();
+        assert_eq!(t.kind, reader::TagKind::Audio);
+        assert_eq!(t.timestamp, 70_000);
+        assert_eq!(&t.data[..], &[0xaf, 1, 9]);
+    }
+
+    #[test]
+    fn metadata_is_amf0() {
+        let mut meta = StreamMetadata::new();
+        meta.video_width = Some(320);
+        meta.encoder = Some("x".into());
+        let body = metadata_body(&meta);
+        let values = rml_amf0::deserialize(&mut &body[..]).unwrap();
+        assert_eq!(values[0], Amf0Value::Utf8String("onMetaData".into()));
+    }
+}

@@ -1,0 +1,189 @@
+//! The HTTP/1.1 server: request heads are parsed with httparse ([`request`]), HTTP-FLV
+//! responses are streamed by [`crate::viewer`].
+//!
+//! Routes: `GET`/`HEAD /{app}/{stream}.flv` (HTTP-FLV), `OPTIONS` (CORS preflight). Short
+//! responses keep the connection alive; an FLV response owns it until the stream ends.
+
+pub mod request;
+
+use crate::flv;
+use crate::hub::stream_key;
+use crate::shard::Shard;
+use crate::stats;
+use crate::viewer::{self, Ending};
+use bytes::Bytes;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use request::{parse_head, route, HttpError, Method, Request, Route};
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use tracing::{debug, info};
+
+/// Head of every HTTP-FLV response. The body runs until the stream ends, then the connection
+/// closes (no length, no chunking: every FLV reader accepts it, and the shared tag bytes go
+/// out untouched).
+pub const FLV_RESPONSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
+Content-Type: video/x-flv\r\n\
+Access-Control-Allow-Origin: *\r\n\
+Cache-Control: no-cache, no-store\r\n\
+Connection: close\r\n\r\n";
+
+const CORS_PREFLIGHT: &[u8] = b"HTTP/1.1 204 No Content\r\n\
+Access-Control-Allow-Origin: *\r\n\
+Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n\
+Access-Control-Allow-Headers: *\r\n\
+Access-Control-Max-Age: 86400\r\n\
+Content-Length: 0\r\n\r\n";
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("{0}")]
+    Http(#[from] HttpError),
+    #[error("request head not received within the header timeout")]
+    HeaderTimeout,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Serves one HTTP connection.
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
+    stats::inc(&shard.stats.http_accepted);
+    let _ = stream.set_nodelay(true);
+    match run(&shard, &mut stream, peer).await {
+        Ok(()) => {}
+        Err(ConnError::Http(err)) => {
+            stats::inc(&shard.stats.http_bad_input);
+            info!(shard = shard.id, %peer, "http: closing: {err}");
+            let status = match err {
+                HttpError::TooLarge(_) => "431 Request Header Fields Too Large",
+                HttpError::Body => "413 Content Too Large",
+                HttpError::Malformed(_) => "400 Bad Request",
+            };
+            let _ = stream.write_all(&simple(status, false, false)).await;
+        }
+        Err(ConnError::HeaderTimeout) => {
+            stats::inc(&shard.stats.timeouts);
+            info!(shard = shard.id, %peer, "http: closing: header timeout");
+        }
+        Err(ConnError::Io(err)) => debug!(shard = shard.id, %peer, "http: {err}"),
+    }
+    let _ = stream.close().await;
+}
+
+async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, peer: SocketAddr) -> Result<(), ConnError> {
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        let Some(req) = read_head(shard, stream, &mut buf).await? else {
+            return Ok(());
+        };
+        match (req.method, route(&req.path)) {
+            (Method::Options, _) => stream.write_all(CORS_PREFLIGHT).await?,
+            (Method::Get | Method::Head, Route::Flv { app, stream: name }) => {
+                let key = stream_key(app, name);
+                if req.method == Method::Head {
+                    let head = if shard.is_live(&key) {
+                        FLV_RESPONSE_HEAD.to_vec()
+                    } else {
+                        simple("404 Not Found", true, req.keep_alive)
+                    };
+                    stream.write_all(&head).await?;
+                } else if let Some(feed) = shard.attach_viewer(&key) {
+                    debug!(shard = shard.id, %peer, stream = %key, "flv viewer start");
+                    stats::inc(&shard.stats.flv_viewers);
+                    stats::inc(&shard.stats.flv_viewers_total);
+                    let head = vec![
+                        Bytes::from_static(FLV_RESPONSE_HEAD),
+                        Bytes::from_static(flv::FILE_HEADER),
+                    ];
+                    let ending = viewer::deliver(shard, &feed, stream, head).await;
+                    shard.detach_viewer(&key, &feed);
+                    stats::dec(&shard.stats.flv_viewers);
+                    match ending {
+                        Ending::TooSlow => {
+                            stats::inc(&shard.stats.viewers_disconnected_slow);
+                            info!(shard = shard.id, %peer, stream = %key, "flv viewer too slow: disconnected");
+                        }
+                        Ending::StreamEnded => {
+                            debug!(shard = shard.id, %peer, stream = %key, "stream ended")
+                        }
+                        Ending::Io(err) => {
+                            debug!(shard = shard.id, %peer, stream = %key, "flv viewer gone: {err}")
+                        }
+                    }
+                    return Ok(());
+                } else {
+                    stream
+                        .write_all(&simple("404 Not Found", false, req.keep_alive))
+                        .await?;
+                }
+            }
+            (Method::Get | Method::Head, Route::NotFound) => {
+                let head_only = req.method == Method::Head;
+                stream
+                    .write_all(&simple("404 Not Found", head_only, req.keep_alive))
+                    .await?;
+            }
+            (Method::Other, _) => {
+                stream
+                    .write_all(&simple("405 Method Not Allowed", false, false))
+                    .await?;
+                return Ok(());
+            }
+        }
+        if !req.keep_alive {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads one request head within the header timeout. `None` when the peer closed cleanly
+/// between requests. Bytes after the head stay in `buf` for the next request.
+async fn read_head(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<Option<Request>, ConnError> {
+    let max = shard.config.http.max_header_bytes;
+    let read = async {
+        let mut chunk = [0u8; 2048];
+        loop {
+            if !buf.is_empty() {
+                if let Some((req, len)) = parse_head(buf, max)? {
+                    buf.drain(..len);
+                    return Ok(Some(req));
+                }
+            }
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return if buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(HttpError::Malformed("connection closed mid-request".into()).into())
+                };
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    match crate::util::timeout(shard.config.header_timeout(), read).await {
+        Some(result) => result,
+        // Idle between requests: a normal end of a keep-alive connection.
+        None if buf.is_empty() => Ok(None),
+        None => Err(ConnError::HeaderTimeout),
+    }
+}
+
+/// A response with no body.
+fn simple(status: &str, head_only: bool, keep_alive: bool) -> Vec<u8> {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let body: &str = if head_only { "" } else { status };
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nAccess-Control-Allow-Origin: *\r\nContent-Type: text/plain\r\n\
+Content-Length: {}\r\nConnection: {connection}\r\n\r\n",
+        status.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}

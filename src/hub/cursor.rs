@@ -1,0 +1,335 @@
+//! A viewer's position in a stream and the slow-viewer policy (pure: time is passed in).
+//!
+//! The policy, in order of escalation (constants from `[viewer]` in the configuration):
+//! 1. Lag is the age of the oldest unit the viewer has not been sent yet (time since it
+//!    arrived on the viewer's shard). Lag above `skip_after` makes the viewer jump to the
+//!    newest keyframe; the units jumped over are counted as skipped. A viewer whose next unit
+//!    was already dropped from the ring (the ring never waits) jumps the same way.
+//! 2. From its first jump, a viewer is "behind" until it has been sent everything. Behind
+//!    for longer than `disconnect_after`: the viewer is disconnected (counted).
+//!
+//! A tag is never cut: when a send ends inside a tag, the rest of that tag goes out before
+//! anything else, even if the ring drops it meanwhile (the cursor keeps a reference).
+
+use super::ring::Ring;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+/// Slow-viewer policy thresholds.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Lag (ns) past which the viewer jumps to the newest keyframe.
+    pub skip_after_ns: u64,
+    /// Time (ns) behind past which the viewer is disconnected.
+    pub disconnect_after_ns: u64,
+}
+
+/// What the policy decided before a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on sending.
+    Send,
+    /// Behind for too long: disconnect.
+    Disconnect,
+}
+
+/// A viewer's read position.
+#[derive(Debug)]
+pub struct Cursor {
+    /// Owned bytes that go out before any ring data: the response head, the stream's
+    /// headers, or the rest of a tag cut by a short send.
+    pending: VecDeque<Bytes>,
+    /// Bytes of `pending[0]` already sent.
+    pending_off: usize,
+    /// Next ring position to send.
+    pos: u64,
+    /// Set after a jump that found no keyframe: units are skipped until one arrives.
+    want_key: bool,
+    /// When the viewer fell behind (first jump), cleared once it has caught up.
+    behind_since: Option<u64>,
+    /// Units jumped over so far.
+    skipped: u64,
+}
+
+impl Cursor {
+    /// A cursor that first sends `head`, then ring units from `pos`.
+    pub fn new(head: Vec<Bytes>, pos: u64) -> Self {
+        Cursor {
+            pending: head.into(),
+            pending_off: 0,
+            pos,
+            want_key: false,
+            behind_since: None,
+            skipped: 0,
+        }
+    }
+
+    /// A cursor for a new viewer: from the newest keyframe (the GOP cache), or, when the ring
+    /// holds none, from the next keyframe to arrive.
+    pub fn at_gop_start(head: Vec<Bytes>, ring: &Ring) -> Self {
+        let mut cursor = Cursor::new(head, ring.newest_key().unwrap_or(ring.end()));
+        cursor.want_key = ring.newest_key().is_none();
+        cursor
+    }
+
+    /// Units jumped over so far.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Next ring position to send.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Queues owned bytes to go out before further ring data (e.g. new sequence headers).
+    pub fn push_pending(&mut self, bytes: Bytes) {
+        self.pending.push_back(bytes);
+    }
+
+    /// True when nothing is left to send right now.
+    pub fn caught_up(&self, ring: &Ring) -> bool {
+        self.pending.is_empty() && self.pos >= ring.end()
+    }
+
+    /// Arrival time of the oldest unit not yet sent, if any.
+    pub fn oldest_pending_arrival(&self, ring: &Ring) -> Option<u64> {
+        ring.get(self.pos.max(ring.front())).map(|e| e.arrived_ns)
+    }
+
+    /// Applies the slow-viewer policy at time `now` (jumps are counted in
+    /// [`Cursor::skipped`]).
+    pub fn check(&mut self, ring: &Ring, policy: &Policy, now: u64) -> Verdict {
+        if self.pos < ring.front() {
+            // The ring dropped what this viewer needed next.
+            self.jump(ring, now);
+        } else if let Some(entry) = ring.get(self.pos) {
+            if now.saturating_sub(entry.arrived_ns) > policy.skip_after_ns {
+                self.jump(ring, now);
+            }
+        }
+        if self.want_key {
+            self.skip_to_key(ring);
+        }
+        if self.caught_up(ring) {
+            self.behind_since = None;
+        }
+        match self.behind_since {
+            Some(since) if now.saturating_sub(since) > policy.disconnect_after_ns => {
+                Verdict::Disconnect
+            }
+            _ => Verdict::Send,
+        }
+    }
+
+    /// Jumps to the newest keyframe, or to the next one when the ring holds none newer.
+    fn jump(&mut self, ring: &Ring, now: u64) {
+        self.behind_since.get_or_insert(now);
+        let target = match ring.newest_key() {
+            Some(key) if key > self.pos => key,
+            // Already inside the newest GOP: a jump cannot help, keep reading.
+            Some(_) if self.pos >= ring.front() => return,
+            _ => {
+                self.want_key = true;
+                ring.end()
+            }
+        };
+        self.skipped += target - self.pos;
+        self.pos = target;
+    }
+
+    /// While waiting for a keyframe, passes over everything else.
+    fn skip_to_key(&mut self, ring: &Ring) {
+        self.pos = self.pos.max(ring.front());
+        while let Some(entry) = ring.get(self.pos) {
+            if entry.unit.key {
+                self.want_key = false;
+                return;
+            }
+            self.pos += 1;
+            self.skipped += 1;
+        }
+    }
+
+    /// Collects what is to be sent into `iov`, at most `max_bytes` (but at least one piece)
+    /// and at most `max_iov` slices. Returns the number of bytes gathered.
+    pub fn gather<'a>(
+        &'a self,
+        ring: &'a Ring,
+        iov: &mut Vec<IoSlice<'a>>,
+        max_bytes: usize,
+        max_iov: usize,
+    ) -> usize {
+        let mut total = 0;
+        let pieces = self
+            .pending
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                if i == 0 {
+                    &b[self.pending_off..]
+                } else {
+                    &b[..]
+                }
+            })
+            .chain(ring.iter_from(self.pos).map(|e| &e.unit.flv[..]));
+        for piece in pieces {
+            if iov.len() >= max_iov || (total > 0 && total + piece.len() > max_bytes) {
+                break;
+            }
+            total += piece.len();
+            iov.push(IoSlice::new(piece));
+        }
+        total
+    }
+
+    /// Makes sure the first piece to send is owned by the cursor (moving the next ring unit
+    /// into its pending list if needed) and returns it. Used before waiting on a full socket,
+    /// so that the bytes being written cannot be dropped by the ring meanwhile.
+    pub fn pin_first(&mut self, ring: &Ring) -> Option<Bytes> {
+        if self.pending.is_empty() {
+            let entry = ring.get(self.pos)?;
+            self.pending.push_back(entry.unit.flv.clone());
+            self.pos += 1;
+        }
+        self.pending.front().map(|b| b.slice(self.pending_off..))
+    }
+
+    /// Records that `written` bytes of what [`Cursor::gather`] collected were sent.
+    pub fn advance(&mut self, ring: &Ring, mut written: usize) {
+        while written > 0 {
+            let Some(front) = self.pending.front() else {
+                break;
+            };
+            let left = front.len() - self.pending_off;
+            if written < left {
+                self.pending_off += written;
+                return;
+            }
+            written -= left;
+            self.pending.pop_front();
+            self.pending_off = 0;
+        }
+        while written > 0 {
+            let Some(entry) = ring.get(self.pos) else {
+                return;
+            };
+            let len = entry.unit.flv.len();
+            self.pos += 1;
+            if written < len {
+                // Keep the rest of the cut tag; it goes out first next time.
+                self.pending.push_back(entry.unit.flv.slice(written..));
+                return;
+            }
+            written -= len;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::ring::tests::unit;
+
+    const POLICY: Policy = Policy {
+        skip_after_ns: 1_000,
+        disconnect_after_ns: 5_000,
+    };
+
+    fn send_all(cursor: &mut Cursor, ring: &Ring, max: usize) -> Vec<u8> {
+        let mut iov = Vec::new();
+        cursor.gather(ring, &mut iov, max, 64);
+        let bytes: Vec<u8> = iov.iter().flat_map(|s| s.iter().copied()).collect();
+        drop(iov);
+        cursor.advance(ring, bytes.len());
+        bytes
+    }
+
+    #[test]
+    fn new_viewer_starts_at_newest_keyframe() {
+        let mut ring = Ring::new(1 << 20, u64::MAX);
+        for i in 0..6 {
+            ring.push(unit(i, i % 3 == 0, 10), 0);
+        }
+        let cursor = Cursor::at_gop_start(vec![Bytes::from_static(b"head")], &ring);
+        assert_eq!(cursor.position(), 3);
+    }
+
+    #[test]
+    fn short_send_keeps_tag_whole() {
+        let mut ring = Ring::new(1 << 20, u64::MAX);
+        ring.push(unit(0, true, 10), 0);
+        ring.push(unit(1, false, 10), 0);
+        let mut cursor = Cursor::at_gop_start(vec![Bytes::from_static(b"hd")], &ring);
+        cursor.advance(&ring, 5); // "hd" and 3 bytes of the first tag
+        assert_eq!(cursor.position(), 1);
+        ring.clear(); // the ring drops the cut tag; the cursor still holds its rest
+        let rest = send_all(&mut cursor, &ring, 1 << 20);
+        assert_eq!(rest.len(), 7);
+        assert_eq!(cursor.check(&ring, &POLICY, 0), Verdict::Send);
+        assert!(cursor.caught_up(&ring));
+    }
+
+    #[test]
+    fn lagging_viewer_jumps_to_newest_key_then_is_disconnected() {
+        let mut ring = Ring::new(1 << 20, u64::MAX);
+        let mut cursor = Cursor::new(Vec::new(), 0);
+        for i in 0..10 {
+            ring.push(unit(i, i == 0 || i == 8, 10), i * 10);
+        }
+        assert_eq!(cursor.check(&ring, &POLICY, 500), Verdict::Send);
+        assert_eq!(cursor.position(), 0);
+        assert_eq!(cursor.check(&ring, &POLICY, 2_000), Verdict::Send);
+        assert_eq!(cursor.position(), 8);
+        assert_eq!(cursor.skipped(), 8);
+        // Still not caught up 5 us after falling behind: disconnect.
+        assert_eq!(cursor.check(&ring, &POLICY, 7_100), Verdict::Disconnect);
+    }
+
+    #[test]
+    fn catching_up_clears_behind() {
+        let mut ring = Ring::new(1 << 20, u64::MAX);
+        let mut cursor = Cursor::new(Vec::new(), 0);
+        for i in 0..4 {
+            ring.push(unit(i, i == 2, 10), 0);
+        }
+        assert_eq!(cursor.check(&ring, &POLICY, 2_000), Verdict::Send);
+        send_all(&mut cursor, &ring, 1 << 20);
+        assert_eq!(cursor.check(&ring, &POLICY, 2_001), Verdict::Send);
+        assert_eq!(cursor.check(&ring, &POLICY, 100_000), Verdict::Send);
+    }
+
+    #[test]
+    fn dropped_position_waits_for_next_keyframe() {
+        let mut ring = Ring::new(35, u64::MAX);
+        let mut cursor = Cursor::new(Vec::new(), 0);
+        for i in 0..5 {
+            ring.push(unit(i, i == 0, 10), 0);
+        }
+        // Positions 0 and 1 were dropped and no keyframe is left: skip until one arrives.
+        assert_eq!(cursor.check(&ring, &POLICY, 0), Verdict::Send);
+        assert!(cursor.caught_up(&ring));
+        ring.push(unit(5, false, 10), 0);
+        ring.push(unit(6, true, 10), 0);
+        assert_eq!(cursor.check(&ring, &POLICY, 0), Verdict::Send);
+        assert_eq!(cursor.position(), 6);
+    }
+
+    #[test]
+    fn gather_respects_byte_budget() {
+        let mut ring = Ring::new(1 << 20, u64::MAX);
+        for i in 0..4 {
+            ring.push(unit(i, i == 0, 100), 0);
+        }
+        let cursor = Cursor::new(Vec::new(), 0);
+        let mut iov = Vec::new();
+        assert_eq!(cursor.gather(&ring, &mut iov, 250, 64), 200);
+        iov.clear();
+        assert_eq!(
+            cursor.gather(&ring, &mut iov, 50, 64),
+            100,
+            "at least one piece"
+        );
+    }
+}

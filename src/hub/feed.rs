@@ -1,0 +1,256 @@
+//! A stream as seen by one shard: its ring, its current headers, and its viewers' wakers.
+//!
+//! The owner shard's feed is filled by the publisher; every other shard with viewers keeps a
+//! replica feed filled from the owner over the mesh. Both are the same type: viewers do not
+//! care where units come from.
+
+use super::ring::Ring;
+use crate::flv;
+use crate::media::{Unit, UnitKind};
+use bytes::Bytes;
+use std::task::Waker;
+
+/// Life cycle of a feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedState {
+    /// Replica waiting for the owner's snapshot (headers and GOP cache).
+    Syncing,
+    /// Units are flowing (or the publisher left and the grace period runs).
+    Live,
+    /// The stream is over: viewers finish what they have and their responses end.
+    Ended,
+}
+
+/// The stream's current decoder configuration and metadata, sent to every new viewer.
+#[derive(Debug, Clone, Default)]
+pub struct Headers {
+    /// Last onMetaData.
+    pub metadata: Option<Unit>,
+    /// Last video sequence header.
+    pub video: Option<Unit>,
+    /// Last audio sequence header.
+    pub audio: Option<Unit>,
+}
+
+impl Headers {
+    /// Remembers a header unit in its slot.
+    pub fn set(&mut self, unit: &Unit) {
+        let slot = match unit.kind {
+            UnitKind::Script => &mut self.metadata,
+            UnitKind::Video => &mut self.video,
+            UnitKind::Audio => &mut self.audio,
+        };
+        *slot = Some(unit.clone());
+    }
+
+    /// The header units, metadata first.
+    pub fn units(&self) -> impl Iterator<Item = &Unit> {
+        [&self.metadata, &self.video, &self.audio]
+            .into_iter()
+            .flatten()
+    }
+
+    /// The headers as FLV tags stamped no later than `dts`, so that a viewer starting at a
+    /// unit with that timestamp never sees time go backwards.
+    pub fn tags_at(&self, dts: u32) -> Vec<Bytes> {
+        self.units()
+            .map(|unit| {
+                if unit.dts <= dts {
+                    unit.flv.clone()
+                } else {
+                    let body = &unit.flv[flv::TAG_HEADER_LEN..unit.flv.len() - 4];
+                    flv::tag(unit.kind, dts, body)
+                }
+            })
+            .collect()
+    }
+}
+
+/// Outcome of offering a unit to a feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// Appended to the ring.
+    Accepted,
+    /// Dropped: the replica lost units and waits for a keyframe to resume.
+    AwaitingKey,
+    /// Dropped: already received (sequence number not newer than the last one).
+    Stale,
+}
+
+/// One stream on one shard.
+#[derive(Debug)]
+pub struct Feed {
+    /// Current headers (also inline in the ring, in order, for viewers already playing).
+    pub headers: Headers,
+    /// Recent units; viewers are cursors into it.
+    pub ring: Ring,
+    /// Life cycle.
+    pub state: FeedState,
+    /// Viewers of this feed on this shard.
+    pub viewers: usize,
+    /// Sequence number expected next (gap detection on replicas).
+    next_seq: Option<u64>,
+    /// Units were lost; drop everything until the next keyframe.
+    want_key: bool,
+    /// Viewers waiting for data.
+    waiters: Vec<Waker>,
+    /// A deferred wake-up (merge window) is already scheduled.
+    flush_scheduled: bool,
+}
+
+impl Feed {
+    /// A feed with the given ring bounds.
+    pub fn new(state: FeedState, ring: Ring) -> Self {
+        Feed {
+            headers: Headers::default(),
+            ring,
+            state,
+            viewers: 0,
+            next_seq: None,
+            want_key: false,
+            waiters: Vec::new(),
+            flush_scheduled: false,
+        }
+    }
+
+    /// Offers a unit (from the publisher or the owner). Units must come in sequence order;
+    /// after a gap, only a keyframe (or header) resumes the feed.
+    pub fn offer(&mut self, unit: Unit, now_ns: u64) -> Offer {
+        if let Some(next) = self.next_seq {
+            if unit.seq < next {
+                return Offer::Stale;
+            }
+            if unit.seq > next {
+                self.want_key = true;
+            }
+        }
+        self.next_seq = Some(unit.seq + 1);
+        if unit.header {
+            self.headers.set(&unit);
+        } else if self.want_key {
+            if !unit.key {
+                return Offer::AwaitingKey;
+            }
+            self.want_key = false;
+        }
+        self.ring.push(unit, now_ns);
+        Offer::Accepted
+    }
+
+    /// Loads an owner's snapshot into a replica: headers, then the GOP cache.
+    pub fn load_snapshot(&mut self, headers: Vec<Unit>, gop: Vec<Unit>, now_ns: u64) {
+        for unit in &headers {
+            self.headers.set(unit);
+        }
+        self.ring.clear();
+        self.next_seq = None;
+        self.want_key = false;
+        for unit in gop {
+            self.offer(unit, now_ns);
+        }
+        if self.state == FeedState::Syncing {
+            self.state = FeedState::Live;
+        }
+    }
+
+    /// The snapshot a replica needs to start: headers and the units from the newest keyframe.
+    pub fn snapshot(&self) -> (Vec<Unit>, Vec<Unit>) {
+        let headers = self.headers.units().cloned().collect();
+        let gop = match self.ring.newest_key() {
+            Some(key) => self.ring.iter_from(key).map(|e| e.unit.clone()).collect(),
+            None => Vec::new(),
+        };
+        (headers, gop)
+    }
+
+    /// Timestamp at ring position `pos`, or of the newest unit when `pos` is not held yet.
+    pub fn dts_at(&self, pos: u64) -> u32 {
+        self.ring
+            .get(pos)
+            .or_else(|| {
+                self.ring
+                    .end()
+                    .checked_sub(1)
+                    .and_then(|p| self.ring.get(p))
+            })
+            .map_or(0, |e| e.unit.dts)
+    }
+
+    /// Registers a viewer task to wake on new data or a state change.
+    pub fn register(&mut self, waker: &Waker) {
+        if !self.waiters.iter().any(|w| w.will_wake(waker)) {
+            self.waiters.push(waker.clone());
+        }
+    }
+
+    /// Wakes every waiting viewer.
+    pub fn wake_all(&mut self) {
+        self.flush_scheduled = false;
+        for waker in self.waiters.drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Notes that a deferred wake-up is wanted; returns true when the caller must schedule
+    /// one (none is pending yet).
+    pub fn want_flush(&mut self) -> bool {
+        !std::mem::replace(&mut self.flush_scheduled, true)
+    }
+
+    /// Ends the feed; viewers drain what they have and close.
+    pub fn end(&mut self) {
+        self.state = FeedState::Ended;
+        self.wake_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::ring::tests::unit;
+
+    fn feed() -> Feed {
+        Feed::new(FeedState::Live, Ring::new(1 << 20, u64::MAX))
+    }
+
+    #[test]
+    fn gap_waits_for_keyframe() {
+        let mut f = feed();
+        assert_eq!(f.offer(unit(0, true, 10), 0), Offer::Accepted);
+        assert_eq!(f.offer(unit(1, false, 10), 0), Offer::Accepted);
+        assert_eq!(f.offer(unit(3, false, 10), 0), Offer::AwaitingKey);
+        assert_eq!(f.offer(unit(4, false, 10), 0), Offer::AwaitingKey);
+        assert_eq!(f.offer(unit(5, true, 10), 0), Offer::Accepted);
+        assert_eq!(f.offer(unit(5, true, 10), 0), Offer::Stale);
+        assert_eq!(f.ring.len(), 3);
+    }
+
+    #[test]
+    fn snapshot_is_gop_cache() {
+        let mut f = feed();
+        for i in 0..7 {
+            f.offer(unit(i, i % 3 == 0, 10), 0);
+        }
+        let (_, gop) = f.snapshot();
+        assert_eq!(gop.iter().map(|u| u.seq).collect::<Vec<_>>(), vec![6]);
+        let mut replica = Feed::new(FeedState::Syncing, Ring::new(1 << 20, u64::MAX));
+        replica.load_snapshot(Vec::new(), gop, 0);
+        assert_eq!(replica.state, FeedState::Live);
+        assert_eq!(replica.offer(unit(7, false, 10), 0), Offer::Accepted);
+    }
+
+    #[test]
+    fn headers_are_restamped_not_later_than_start() {
+        let mut h = Headers::default();
+        let mut u = unit(0, false, 0);
+        u.flv = flv::tag(UnitKind::Video, 5_000, &[0x17, 0, 0, 0, 0]);
+        u.dts = 5_000;
+        h.set(&u);
+        let tags = h.tags_at(4_000);
+        assert_eq!(&tags[0][4..7], &[0, 0x0f, 0xa0]);
+        assert!(
+            h.tags_at(6_000)[0].as_ptr() == u.flv.as_ptr(),
+            "no copy when in order"
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! The owner shard's side of a stream: turns publisher messages into units (pure).
+
+use crate::flv;
+use crate::media::{inspect_video, is_audio_sequence_header, Rebaser, Unit, UnitKind};
+use std::net::SocketAddr;
+
+/// Who is publishing a stream right now.
+#[derive(Debug, Clone)]
+pub struct PublisherInfo {
+    /// Connection id (unique per process), to tell publishers apart.
+    pub conn_id: u64,
+    /// Remote address.
+    pub peer: SocketAddr,
+    /// The publish name's query string (`stream?token=...`), kept for access control.
+    pub query: Option<String>,
+    /// Monotonic ns at which publishing started.
+    pub since_ns: u64,
+}
+
+/// Owner-side state of a stream.
+#[derive(Debug, Default)]
+pub struct Origin {
+    /// Timestamp continuity across wraps and republishes.
+    pub rebaser: Rebaser,
+    /// Sequence number of the next unit.
+    next_seq: u64,
+    /// The current publisher; `None` while the grace period runs.
+    pub publisher: Option<PublisherInfo>,
+    /// Bumped whenever a publisher leaves or arrives, so a stale grace timer can tell that
+    /// the stream was published again meanwhile.
+    pub generation: u64,
+    /// Per shard: it has viewers of this stream and receives its units.
+    pub subscribed: Vec<bool>,
+    /// Per shard: a unit was dropped on the way (queue full); nothing more is sent to it
+    /// until the next keyframe, where it resumes.
+    pub lagging: Vec<bool>,
+    /// Video has been seen: from then on only video keyframes are start points.
+    has_video: bool,
+}
+
+impl Origin {
+    /// State for a stream served to `shards` shards.
+    pub fn new(shards: usize) -> Self {
+        Origin {
+            subscribed: vec![false; shards],
+            lagging: vec![false; shards],
+            ..Origin::default()
+        }
+    }
+
+    /// Starts a publishing session.
+    pub fn start_publishing(&mut self, publisher: PublisherInfo) {
+        self.rebaser.new_session();
+        self.publisher = Some(publisher);
+        self.generation += 1;
+    }
+
+    /// Ends the publishing session of `conn_id` (if it is the current publisher).
+    pub fn stop_publishing(&mut self, conn_id: u64) -> bool {
+        if self
+            .publisher
+            .as_ref()
+            .is_some_and(|p| p.conn_id == conn_id)
+        {
+            self.publisher = None;
+            self.generation += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Turns an audio or video message into a unit. Returns `None` for an empty body.
+    pub fn media(
+        &mut self,
+        kind: UnitKind,
+        raw_ts: u32,
+        body: &[u8],
+        ingest_ns: u64,
+    ) -> Option<Unit> {
+        let (key, header) = match kind {
+            UnitKind::Video => {
+                let info = inspect_video(body)?;
+                self.has_video = true;
+                (info.keyframe && !info.sequence_header, info.sequence_header)
+            }
+            UnitKind::Audio => {
+                if body.is_empty() {
+                    return None;
+                }
+                let header = is_audio_sequence_header(body);
+                (!self.has_video && !header, header)
+            }
+            UnitKind::Script => (false, true),
+        };
+        let dts = self.rebaser.map(raw_ts);
+        Some(self.unit(kind, dts, key, header, body, ingest_ns))
+    }
+
+    /// Turns metadata (onMetaData body) into a unit stamped at the stream's current time.
+    pub fn metadata(&mut self, body: &[u8], ingest_ns: u64) -> Unit {
+        let dts = self.rebaser.last_out() as u32;
+        self.unit(UnitKind::Script, dts, false, true, body, ingest_ns)
+    }
+
+    fn unit(
+        &mut self,
+        kind: UnitKind,
+        dts: u32,
+        key: bool,
+        header: bool,
+        body: &[u8],
+        ingest_ns: u64,
+    ) -> Unit {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Unit {
+            kind,
+            seq,
+            dts,
+            key,
+            header,
+            flv: flv::tag(kind, dts, body),
+            ingest_ns,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_and_sequences() {
+        let mut o = Origin::new(2);
+        o.rebaser.new_session();
+        let seq = o.media(UnitKind::Video, 0, &[0x17, 0, 0, 0, 0], 0).unwrap();
+        assert!(seq.header && !seq.key);
+        let key = o.media(UnitKind::Video, 0, &[0x17, 1, 0, 0, 0], 0).unwrap();
+        assert!(key.key && !key.header);
+        let inter = o
+            .media(UnitKind::Video, 40, &[0x27, 1, 0, 0, 0], 0)
+            .unwrap();
+        assert!(!inter.key);
+        let audio = o.media(UnitKind::Audio, 41, &[0xaf, 1, 0], 0).unwrap();
+        assert!(!audio.key, "audio is not a start point once video exists");
+        assert_eq!([seq.seq, key.seq, inter.seq, audio.seq], [0, 1, 2, 3]);
+        assert!(o.media(UnitKind::Video, 80, &[], 0).is_none());
+    }
+
+    #[test]
+    fn audio_only_stream_starts_anywhere() {
+        let mut o = Origin::new(1);
+        o.rebaser.new_session();
+        let header = o
+            .media(UnitKind::Audio, 0, &[0xaf, 0, 0x12, 0x10], 0)
+            .unwrap();
+        assert!(header.header && !header.key);
+        assert!(o.media(UnitKind::Audio, 23, &[0xaf, 1, 0], 0).unwrap().key);
+    }
+}

@@ -1,0 +1,49 @@
+//! corecast: a live-stream relay. Publishers push RTMP; viewers pull HTTP-FLV; every core
+//! serves viewers.
+//!
+//! # Module map
+//!
+//! Pure modules take bytes and time as arguments and do no IO; drivers own the sockets.
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`config`] | configuration: embedded documented defaults, overlay, validation |
+//! | [`server`] | binds listeners, starts one pinned glommio executor per shard, readiness |
+//! | [`shard`] | one shard: stream registry, cross-shard mesh, publish/view operations |
+//! | [`hub`] | stream naming and ownership; ring, feed, cursor, origin (pure parts) |
+//! | [`media`] | media units, FLV body inspection, timestamp rebasing (pure) |
+//! | [`flv`] | FLV tag serialization and demuxing (pure) |
+//! | [`rtmp`] | RTMP connection driver around rml_rtmp (handshake, session, handoff) |
+//! | [`http`] | HTTP/1.1 connection driver and request parsing (parsing is pure) |
+//! | [`viewer`] | delivery of a feed to one viewer: policy, gather, vectored send |
+//! | [`net`] | sockets: SO_REUSEPORT listeners, sendmsg, socket options, rlimits |
+//! | [`stats`] | per-shard counters |
+//! | [`client`] | blocking RTMP publishing client, for tests and tools |
+//! | [`util`] | small async helpers |
+//!
+//! # Data path
+//!
+//! ```text
+//! publisher -RTMP-> any shard -(handoff if not the owner)-> owner shard
+//! owner:   rtmp::Conn -> shard.ingest -> Origin (rebase, classify, serialize FLV once)
+//!          -> owner Feed (ring = GOP cache + backlog) + one mesh message per subscribed shard
+//! viewer:  http::serve -> shard.attach_viewer -> viewer::deliver (cursor into the local feed,
+//!          one vectored sendmsg per wake-up)
+//! ```
+
+pub mod client;
+pub mod config;
+pub mod flv;
+pub mod http;
+pub mod hub;
+pub mod media;
+pub mod net;
+pub mod rtmp;
+pub mod server;
+pub mod shard;
+pub mod stats;
+pub mod util;
+pub mod viewer;
+
+pub use config::Config;
+pub use server::Server;

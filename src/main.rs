@@ -1,0 +1,78 @@
+use clap::Parser;
+use corecast::{Config, Server};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// corecast: a live-stream relay (RTMP in; HTTP-FLV out), one shard per core.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file, read over the compiled-in defaults (config/corecast.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Overrides server.rtmp_listen.
+    #[arg(long, value_name = "ADDR")]
+    rtmp_listen: Option<SocketAddr>,
+    /// Overrides server.http_listen.
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
+    /// Overrides server.shards (0 = one per online CPU).
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+    /// Prints the effective configuration as TOML and exits.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = match load(&cli) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("corecast: configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.print_config {
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    match Server::start(config) {
+        Ok(server) => {
+            server.wait();
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("corecast: cannot start: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(cli: &Cli) -> Result<Config, corecast::config::ConfigError> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::overlay("", "defaults")?,
+    };
+    if let Some(addr) = cli.rtmp_listen {
+        config.server.rtmp_listen = addr;
+    }
+    if let Some(addr) = cli.http_listen {
+        config.server.http_listen = addr;
+    }
+    if let Some(n) = cli.shards {
+        config.server.shards = n;
+    }
+    config.validate()?;
+    Ok(config)
+}

@@ -1,0 +1,241 @@
+//! Media units and timestamps (pure: no IO, no clock reads).
+//!
+//! A [`Unit`] is one publisher message (audio frame, video frame, sequence header or
+//! metadata) after ingest: classified, given a monotonic timestamp, and serialized once as a
+//! complete FLV tag. The `Bytes` inside are shared by every viewer on every shard.
+
+use bytes::Bytes;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// What a unit carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitKind {
+    /// An FLV audio tag body.
+    Audio,
+    /// An FLV video tag body.
+    Video,
+    /// An FLV script tag (onMetaData).
+    Script,
+}
+
+impl UnitKind {
+    /// FLV tag type byte.
+    pub fn flv_tag_type(self) -> u8 {
+        match self {
+            UnitKind::Audio => 8,
+            UnitKind::Video => 9,
+            UnitKind::Script => 18,
+        }
+    }
+}
+
+/// One media unit, serialized once per stream and shared by every viewer.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    /// Audio, video or metadata.
+    pub kind: UnitKind,
+    /// Per-stream sequence number assigned by the owner shard; a gap on a replica means units
+    /// were dropped on the way (the replica then waits for a keyframe).
+    pub seq: u64,
+    /// Decode timestamp in milliseconds after rebasing (never decreases within a stream).
+    pub dts: u32,
+    /// A viewer may start here: a video keyframe, or any audio frame of an audio-only stream.
+    pub key: bool,
+    /// Codec configuration or metadata: kept aside to start new viewers, not a frame.
+    pub header: bool,
+    /// The complete FLV tag: 11-byte header, body, 4-byte previous-tag-size.
+    pub flv: Bytes,
+    /// Monotonic time (ns, see [`now_ns`]) at which the publisher's bytes were read.
+    pub ingest_ns: u64,
+}
+
+impl Unit {
+    /// Size of the serialized tag, the unit's cost in ring accounting.
+    pub fn len(&self) -> usize {
+        self.flv.len()
+    }
+
+    /// True when the serialized tag is empty (never for units built by the ingest path).
+    pub fn is_empty(&self) -> bool {
+        self.flv.is_empty()
+    }
+}
+
+/// Monotonic nanoseconds since the first call in this process. Every shard uses the same
+/// origin, so times taken on different shards compare.
+pub fn now_ns() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = ORIGIN.get_or_init(Instant::now);
+    u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Facts about an FLV video tag body that the relay needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoInfo {
+    /// Frame type 1 (keyframe).
+    pub keyframe: bool,
+    /// AVC/HEVC sequence header (decoder configuration), not a frame.
+    pub sequence_header: bool,
+}
+
+/// Classifies an FLV video tag body; `None` for an empty body.
+pub fn inspect_video(body: &[u8]) -> Option<VideoInfo> {
+    let first = *body.first()?;
+    let frame_type = first >> 4;
+    let codec = first & 0x0f;
+    // AVC (7) and the widely deployed HEVC extension (12) carry a packet type byte, 0 being
+    // the sequence header.
+    let sequence_header = matches!(codec, 7 | 12) && body.get(1) == Some(&0);
+    Some(VideoInfo {
+        keyframe: frame_type == 1,
+        sequence_header,
+    })
+}
+
+/// True for an AAC sequence header (AudioSpecificConfig) tag body.
+pub fn is_audio_sequence_header(body: &[u8]) -> bool {
+    matches!(body, [first, 0, ..] if first >> 4 == 10)
+}
+
+/// Turns a publisher's 32-bit RTMP timestamps into the stream's outgoing timestamps.
+///
+/// - 32-bit wrap-around is unwrapped (a jump back by more than half the range is a wrap).
+/// - The first timestamp of a publishing session maps to `base`, so a stream published again
+///   continues after where the previous publisher stopped instead of jumping back.
+/// - Outgoing timestamps never decrease: a unit older than the previous one is stamped with
+///   the previous one's time.
+#[derive(Debug, Clone, Default)]
+pub struct Rebaser {
+    /// Last raw timestamp of the current session, for wrap detection.
+    last_raw: Option<u32>,
+    /// Unwrapped value of `last_raw` (64-bit, so wraps accumulate).
+    last_unwrapped: u64,
+    /// Unwrapped raw timestamp of the session's first unit.
+    session_origin: u64,
+    /// Outgoing timestamp of the session's first unit.
+    base: u64,
+    /// Last outgoing timestamp.
+    last_out: u64,
+    /// True once any unit has been stamped (over all sessions).
+    started: bool,
+}
+
+/// Gap inserted between the last unit of a publisher and the first of the next one on a
+/// republish, so that the two never share a timestamp.
+pub const REPUBLISH_GAP_MS: u64 = 40;
+
+impl Rebaser {
+    /// Starts a new publishing session: its first timestamp continues after the last one out.
+    pub fn new_session(&mut self) {
+        self.last_raw = None;
+        self.base = if self.started {
+            self.last_out + REPUBLISH_GAP_MS
+        } else {
+            0
+        };
+    }
+
+    /// Maps a raw RTMP timestamp to the outgoing timestamp (milliseconds, truncated to the
+    /// 32 bits FLV carries).
+    pub fn map(&mut self, raw: u32) -> u32 {
+        let unwrapped = match self.last_raw {
+            None => {
+                self.last_unwrapped = u64::from(raw);
+                self.session_origin = self.last_unwrapped;
+                self.last_unwrapped
+            }
+            Some(prev) => {
+                let forward = raw.wrapping_sub(prev);
+                if forward < 1 << 31 {
+                    self.last_unwrapped += u64::from(forward);
+                } else {
+                    let back = u64::from(prev.wrapping_sub(raw));
+                    self.last_unwrapped = self.last_unwrapped.saturating_sub(back);
+                }
+                self.last_unwrapped
+            }
+        };
+        self.last_raw = Some(raw);
+        let out = (self.base + unwrapped.saturating_sub(self.session_origin)).max(self.last_out);
+        self.last_out = out;
+        self.started = true;
+        out as u32
+    }
+
+    /// The last outgoing timestamp.
+    pub fn last_out(&self) -> u64 {
+        self.last_out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn video_classification() {
+        assert_eq!(
+            inspect_video(&[0x17, 0, 0, 0, 0]),
+            Some(VideoInfo {
+                keyframe: true,
+                sequence_header: true
+            })
+        );
+        assert_eq!(
+            inspect_video(&[0x17, 1, 0, 0, 0]),
+            Some(VideoInfo {
+                keyframe: true,
+                sequence_header: false
+            })
+        );
+        assert_eq!(
+            inspect_video(&[0x27, 1]),
+            Some(VideoInfo {
+                keyframe: false,
+                sequence_header: false
+            })
+        );
+        assert_eq!(inspect_video(&[]), None);
+        assert!(is_audio_sequence_header(&[0xaf, 0, 0x12, 0x10]));
+        assert!(!is_audio_sequence_header(&[0xaf, 1, 0x21]));
+        assert!(!is_audio_sequence_header(&[0x2f, 0]));
+    }
+
+    #[test]
+    fn first_session_starts_at_zero() {
+        let mut r = Rebaser::default();
+        r.new_session();
+        assert_eq!(r.map(5000), 0);
+        assert_eq!(r.map(5040), 40);
+    }
+
+    #[test]
+    fn republish_continues_forward() {
+        let mut r = Rebaser::default();
+        r.new_session();
+        r.map(1000);
+        assert_eq!(r.map(3000), 2000);
+        r.new_session();
+        // The new publisher starts from 0 again; viewers see time continue.
+        assert_eq!(r.map(0), 2000 + REPUBLISH_GAP_MS as u32);
+        assert_eq!(r.map(100), 2100 + REPUBLISH_GAP_MS as u32);
+    }
+
+    #[test]
+    fn wraps_at_32_bits() {
+        let mut r = Rebaser::default();
+        r.new_session();
+        assert_eq!(r.map(u32::MAX - 10), 0);
+        assert_eq!(r.map(5), 16);
+    }
+
+    #[test]
+    fn never_decreases() {
+        let mut r = Rebaser::default();
+        r.new_session();
+        r.map(1000);
+        assert_eq!(r.map(900), 0);
+        assert_eq!(r.map(1100), 100);
+    }
+}

@@ -1,0 +1,464 @@
+//! RTMP ingest: the per-connection driver around rml_rtmp's handshake and `ServerSession`.
+//!
+//! The session is sans-IO; this driver reads the socket, feeds the session, writes its
+//! responses in order, and turns its events into stream operations on the shard. A publish
+//! request for a stream owned by another shard hands the connection over (socket, session and
+//! undelivered results together, see [`crate::shard::Handoff`]); the owner continues with
+//! [`resume`].
+
+use crate::flv;
+use crate::hub::origin::PublisherInfo;
+use crate::hub::{split_query, stream_key, StreamKey};
+use crate::media::{now_ns, UnitKind};
+use crate::shard::{Handoff, PublishRefusal, Shard};
+use crate::stats;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use rml_rtmp::handshake::{Handshake, HandshakeError, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent, ServerSessionResult,
+};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::rc::Rc;
+use tracing::{debug, info};
+
+/// Why an RTMP connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum RtmpError {
+    /// The handshake bytes were invalid.
+    #[error("bad handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The handshake did not complete within `rtmp.handshake_timeout_ms`.
+    #[error("handshake timeout")]
+    HandshakeTimeout,
+    /// Nothing was received for `rtmp.idle_timeout_ms`.
+    #[error("idle timeout")]
+    IdleTimeout,
+    /// The peer sent bytes the session could not decode (bad chunk, bad AMF, ...).
+    #[error("protocol error: {0}")]
+    Session(#[from] ServerSessionError),
+    /// The session library failed on the input (contained to this connection).
+    #[error("session failed on malformed input")]
+    SessionPanic,
+    /// Socket error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl RtmpError {
+    fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            RtmpError::Handshake(_) | RtmpError::Session(_) | RtmpError::SessionPanic
+        )
+    }
+}
+
+/// What the connection is doing.
+enum State {
+    /// Connected, neither publishing nor playing.
+    Idle,
+    /// Publishing `key` on this (the owner) shard.
+    Publishing(StreamKey),
+}
+
+/// What to do after handling a batch of session results.
+enum Flow {
+    Continue,
+    /// Hand the connection to `owner`, which decides on the publish request.
+    HandOff {
+        owner: usize,
+        request_id: u32,
+        app: String,
+        publish_name: String,
+        rest: Vec<ServerSessionResult>,
+    },
+    /// Send what is queued, then close.
+    Close,
+}
+
+struct Conn {
+    shard: Rc<Shard>,
+    session: ServerSession,
+    peer: SocketAddr,
+    conn_id: u64,
+    state: State,
+    /// Responses waiting to be written, in order.
+    out: Vec<u8>,
+}
+
+/// Serves one accepted RTMP connection.
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
+    stats::inc(&shard.stats.rtmp_accepted);
+    let _ = stream.set_nodelay(true);
+    let result = async {
+        let leftover =
+            crate::util::timeout(shard.config.handshake_timeout(), handshake(&mut stream))
+                .await
+                .ok_or(RtmpError::HandshakeTimeout)??;
+        let config = ServerSessionConfig {
+            chunk_size: shard.config.rtmp.chunk_size,
+            ..ServerSessionConfig::new()
+        };
+        let (session, initial) = ServerSession::new(config)?;
+        let mut conn = Conn {
+            conn_id: shard.conn_id(),
+            shard: shard.clone(),
+            session,
+            peer,
+            state: State::Idle,
+            out: Vec::new(),
+        };
+        let flow = conn.handle_results(initial)?;
+        let flow = match flow {
+            Flow::Continue => conn.feed(&leftover)?,
+            other => other,
+        };
+        conn.run(stream, flow).await
+    }
+    .await;
+    report(&shard, peer, result);
+}
+
+/// Continues a publisher handed over by another shard.
+pub async fn resume(shard: Rc<Shard>, handoff: Box<Handoff>) {
+    let Handoff {
+        fd,
+        session,
+        request_id,
+        app,
+        publish_name,
+        rest,
+        peer,
+    } = *handoff;
+    // SAFETY: `fd` is an open TCP socket whose ownership the accepting shard gave up.
+    let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+    let mut conn = Conn {
+        conn_id: shard.conn_id(),
+        shard: shard.clone(),
+        session: *session,
+        peer,
+        state: State::Idle,
+        out: Vec::new(),
+    };
+    let result = async {
+        let flow = conn.publish_requested(request_id, &app, &publish_name, Vec::new())?;
+        let flow = match flow {
+            Flow::Continue => conn.handle_results(rest)?,
+            other => other,
+        };
+        conn.run(stream, flow).await
+    }
+    .await;
+    report(&shard, peer, result);
+}
+
+fn report(shard: &Shard, peer: SocketAddr, result: Result<(), RtmpError>) {
+    match result {
+        Ok(()) => debug!(shard = shard.id, %peer, "rtmp: connection closed"),
+        Err(err) => {
+            if err.is_bad_input() {
+                stats::inc(&shard.stats.rtmp_bad_input);
+            } else if matches!(err, RtmpError::HandshakeTimeout | RtmpError::IdleTimeout) {
+                stats::inc(&shard.stats.timeouts);
+            }
+            match err {
+                RtmpError::Io(err) => debug!(shard = shard.id, %peer, "rtmp: {err}"),
+                err => info!(shard = shard.id, %peer, "rtmp: closing: {err}"),
+            }
+        }
+    }
+}
+
+/// Runs the server side of the handshake; returns the bytes that followed it.
+async fn handshake(stream: &mut TcpStream) -> Result<Vec<u8>, RtmpError> {
+    let mut handshake = Handshake::new(PeerType::Server);
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+        }
+        match handshake.process_bytes(&buf[..n])? {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                stream.write_all(&response_bytes).await?;
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                stream.write_all(&response_bytes).await?;
+                return Ok(remaining_bytes);
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Reads and handles input until the peer leaves, an error occurs, or the connection is
+    /// handed to another shard.
+    async fn run(&mut self, mut stream: TcpStream, mut flow: Flow) -> Result<(), RtmpError> {
+        let result = self.run_inner(&mut stream, &mut flow).await;
+        if let State::Publishing(key) = std::mem::replace(&mut self.state, State::Idle) {
+            self.shard.stop_publishing(&key, self.conn_id);
+        }
+        match flow {
+            Flow::HandOff {
+                owner,
+                request_id,
+                app,
+                publish_name,
+                rest,
+            } if result.is_ok() => {
+                // Duplicate the descriptor for the owner; ours closes with `stream`.
+                let fd = dup(&stream)?;
+                let session = std::mem::replace(
+                    &mut self.session,
+                    ServerSession::new(ServerSessionConfig::new())?.0,
+                );
+                debug!(shard = self.shard.id, owner, peer = %self.peer, "rtmp: handing publisher to owner");
+                self.shard.hand_off(
+                    owner,
+                    Handoff {
+                        fd,
+                        session: Box::new(session),
+                        request_id,
+                        app,
+                        publish_name,
+                        rest,
+                        peer: self.peer,
+                    },
+                );
+                Ok(())
+            }
+            _ => result,
+        }
+    }
+
+    async fn run_inner(
+        &mut self,
+        stream: &mut TcpStream,
+        flow: &mut Flow,
+    ) -> Result<(), RtmpError> {
+        let mut buf = vec![0u8; self.shard.config.rtmp.read_buffer_bytes];
+        let idle = self.shard.config.idle_timeout();
+        loop {
+            if !self.out.is_empty() {
+                stream.write_all(&self.out).await?;
+                self.out.clear();
+            }
+            if !matches!(flow, Flow::Continue) {
+                return Ok(());
+            }
+            let n = crate::util::timeout(idle, stream.read(&mut buf))
+                .await
+                .ok_or(RtmpError::IdleTimeout)??;
+            if n == 0 {
+                return Ok(());
+            }
+            if matches!(self.state, State::Publishing(_)) {
+                stats::add(&self.shard.stats.bytes_in, n as u64);
+            }
+            *flow = self.feed(&buf[..n])?;
+        }
+    }
+
+    /// Feeds received bytes to the session and handles what comes out.
+    fn feed(&mut self, bytes: &[u8]) -> Result<Flow, RtmpError> {
+        let session = &mut self.session;
+        // rml_rtmp can panic on hostile chunk headers; contain it to this connection.
+        let results =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle_input(bytes)))
+                .map_err(|_| RtmpError::SessionPanic)??;
+        self.handle_results(results)
+    }
+
+    fn handle_results(&mut self, results: Vec<ServerSessionResult>) -> Result<Flow, RtmpError> {
+        let ingest_ns = now_ns();
+        let mut results = results.into_iter();
+        while let Some(result) = results.next() {
+            let flow = match result {
+                ServerSessionResult::OutboundResponse(packet) => {
+                    self.out.extend_from_slice(&packet.bytes);
+                    Flow::Continue
+                }
+                ServerSessionResult::RaisedEvent(event) => self.on_event(event, ingest_ns)?,
+                ServerSessionResult::UnhandleableMessageReceived(payload) => {
+                    debug!(peer = %self.peer, type_id = payload.type_id, "rtmp: ignored message");
+                    Flow::Continue
+                }
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::HandOff {
+                    owner,
+                    request_id,
+                    app,
+                    publish_name,
+                    ..
+                } => {
+                    return Ok(Flow::HandOff {
+                        owner,
+                        request_id,
+                        app,
+                        publish_name,
+                        rest: results.collect(),
+                    })
+                }
+                Flow::Close => return Ok(Flow::Close),
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn accept(&mut self, request_id: u32) -> Result<Flow, RtmpError> {
+        let results = self.session.accept_request(request_id)?;
+        self.handle_results(results)
+    }
+
+    fn on_event(&mut self, event: ServerSessionEvent, ingest_ns: u64) -> Result<Flow, RtmpError> {
+        match event {
+            ServerSessionEvent::ConnectionRequested {
+                request_id,
+                app_name,
+            } => {
+                debug!(peer = %self.peer, app = %app_name, "rtmp: connect");
+                self.accept(request_id)
+            }
+            ServerSessionEvent::ReleaseStreamRequested { request_id, .. } => {
+                self.accept(request_id)
+            }
+            ServerSessionEvent::PublishStreamRequested {
+                request_id,
+                app_name,
+                stream_key,
+                ..
+            } => self.publish_requested(request_id, &app_name, &stream_key, Vec::new()),
+            ServerSessionEvent::PublishStreamFinished { .. } => {
+                if let State::Publishing(key) = std::mem::replace(&mut self.state, State::Idle) {
+                    self.shard.stop_publishing(&key, self.conn_id);
+                }
+                Ok(Flow::Continue)
+            }
+            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
+                if let State::Publishing(key) = &self.state {
+                    let body = flv::metadata_body(&metadata);
+                    self.shard.ingest_metadata(key, &body, ingest_ns);
+                }
+                Ok(Flow::Continue)
+            }
+            ServerSessionEvent::VideoDataReceived {
+                data, timestamp, ..
+            } => {
+                if let State::Publishing(key) = &self.state {
+                    let ts = timestamp.value;
+                    self.shard
+                        .ingest_media(key, UnitKind::Video, ts, &data, ingest_ns);
+                }
+                Ok(Flow::Continue)
+            }
+            ServerSessionEvent::AudioDataReceived {
+                data, timestamp, ..
+            } => {
+                if let State::Publishing(key) = &self.state {
+                    let ts = timestamp.value;
+                    self.shard
+                        .ingest_media(key, UnitKind::Audio, ts, &data, ingest_ns);
+                }
+                Ok(Flow::Continue)
+            }
+            ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
+                let results = self.session.reject_request(
+                    request_id,
+                    "NetStream.Play.Failed",
+                    "RTMP play is not available on this server; use HTTP-FLV",
+                )?;
+                self.handle_results(results)?;
+                Ok(Flow::Close)
+            }
+            ServerSessionEvent::UnhandleableAmf0Command { command_name, .. } => {
+                debug!(peer = %self.peer, command = %command_name, "rtmp: command ignored");
+                Ok(Flow::Continue)
+            }
+            ServerSessionEvent::ClientChunkSizeChanged { .. }
+            | ServerSessionEvent::PlayStreamFinished { .. }
+            | ServerSessionEvent::AcknowledgementReceived { .. }
+            | ServerSessionEvent::PingResponseReceived { .. } => Ok(Flow::Continue),
+        }
+    }
+
+    /// A publish request: decided here when this shard owns the stream, otherwise handed to
+    /// the owner.
+    fn publish_requested(
+        &mut self,
+        request_id: u32,
+        app: &str,
+        publish_name: &str,
+        rest: Vec<ServerSessionResult>,
+    ) -> Result<Flow, RtmpError> {
+        let (name, query) = split_query(publish_name);
+        let key = stream_key(app, name);
+        let owner = self.shard.owner(&key);
+        if owner != self.shard.id {
+            return Ok(Flow::HandOff {
+                owner,
+                request_id,
+                app: app.to_string(),
+                publish_name: publish_name.to_string(),
+                rest,
+            });
+        }
+        if matches!(self.state, State::Publishing(_)) {
+            return self.refuse(
+                request_id,
+                "NetStream.Publish.BadName",
+                "already publishing",
+            );
+        }
+        let publisher = PublisherInfo {
+            conn_id: self.conn_id,
+            peer: self.peer,
+            query: query.map(str::to_string),
+            since_ns: now_ns(),
+        };
+        match self.shard.start_publishing(&key, publisher) {
+            Ok(()) => {
+                self.state = State::Publishing(key);
+                self.accept(request_id)
+            }
+            Err(PublishRefusal::AlreadyPublishing) => {
+                stats::inc(&self.shard.stats.publish_rejected);
+                info!(shard = self.shard.id, peer = %self.peer, stream = %key, "publish refused: already publishing");
+                self.refuse(
+                    request_id,
+                    "NetStream.Publish.BadName",
+                    "stream is already being published",
+                )
+            }
+        }
+    }
+
+    fn refuse(
+        &mut self,
+        request_id: u32,
+        code: &str,
+        description: &str,
+    ) -> Result<Flow, RtmpError> {
+        let results = self.session.reject_request(request_id, code, description)?;
+        self.handle_results(results)?;
+        Ok(Flow::Close)
+    }
+}
+
+/// Duplicates a socket descriptor (close-on-exec) so it can outlive the glommio stream.
+fn dup(stream: &TcpStream) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on an open descriptor returns a new descriptor we own.
+    let fd = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

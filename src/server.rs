@@ -1,0 +1,341 @@
+//! Starting and stopping the shards.
+//!
+//! [`Server::start`] binds every listener first (so a busy port fails before any thread
+//! starts), then starts one pinned glommio executor per shard and waits until every shard has
+//! reported ready. If any shard fails, the whole start fails with its reason: corecast never
+//! runs half-started.
+
+use crate::config::Config;
+use crate::net;
+use crate::shard::{MeshMsg, Shard};
+use crate::stats::ShardStats;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::{CpuSet, LocalExecutorBuilder, Placement};
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Locked memory glommio registers per shard for io_uring buffers. The relay does no file
+/// IO, so the minimum glommio accepts is enough (it checks RLIMIT_MEMLOCK >= 512 KiB).
+const IO_MEMORY: usize = 512 * 1024;
+
+/// How long shards may take to report ready.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How often a shard checks whether it should stop.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// Pause after a failed accept (e.g. EMFILE) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The CPU list could not be read or is too short.
+    #[error("cannot place shards on CPUs: {0}")]
+    Cpus(String),
+    /// A shard failed to start (io_uring unavailable, memlock too low, ...).
+    #[error("shard {shard} failed to start: {reason}")]
+    Shard {
+        /// The shard.
+        shard: usize,
+        /// What it reported.
+        reason: String,
+    },
+    /// Shards did not report ready in time.
+    #[error("shards did not start within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A running server.
+pub struct Server {
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    stats: Vec<Arc<ShardStats>>,
+    rtmp_addr: SocketAddr,
+    http_addr: SocketAddr,
+}
+
+enum Report {
+    Ready,
+    Failed(String),
+}
+
+impl Server {
+    /// Binds the listeners and starts every shard; returns once all are serving.
+    pub fn start(config: Config) -> Result<Server, StartError> {
+        raise_limits();
+        let shards = config.shard_count();
+        let cpus: Vec<usize> = CpuSet::online()
+            .map_err(|e| StartError::Cpus(e.to_string()))?
+            .iter()
+            .map(|loc| loc.cpu)
+            .collect();
+        if cpus.len() < shards {
+            return Err(StartError::Cpus(format!(
+                "{shards} shards but only {} CPUs",
+                cpus.len()
+            )));
+        }
+        let backlog = config.server.listen_backlog;
+        let (rtmp, rtmp_addr) = bind_all(config.server.rtmp_listen, shards, backlog)?;
+        let (http, http_addr) = bind_all(config.server.http_listen, shards, backlog)?;
+
+        let config = Arc::new(config);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mesh = MeshBuilder::<MeshMsg, _>::full(shards, config.server.mesh_queue_units);
+        let (report_tx, report_rx) = mpsc::channel();
+        let mut stats = Vec::with_capacity(shards);
+        let mut threads = Vec::with_capacity(shards);
+        for (id, (rtmp_fd, http_fd)) in rtmp.into_iter().zip(http).enumerate() {
+            let shard_stats = Arc::new(ShardStats::default());
+            stats.push(shard_stats.clone());
+            let (config, stop, mesh, report) = (
+                config.clone(),
+                stop.clone(),
+                mesh.clone(),
+                report_tx.clone(),
+            );
+            let builder = LocalExecutorBuilder::new(Placement::Fixed(cpus[id]))
+                .name(&format!("corecast-{id}"))
+                .io_memory(IO_MEMORY);
+            let handle = builder
+                .spawn(move || async move {
+                    let outcome = run_shard(
+                        id,
+                        shards,
+                        config,
+                        shard_stats,
+                        mesh,
+                        rtmp_fd,
+                        http_fd,
+                        stop,
+                        &report,
+                    )
+                    .await;
+                    if let Err(reason) = outcome {
+                        let _ = report.send((id, Report::Failed(reason)));
+                    }
+                })
+                .map_err(|e| StartError::Shard {
+                    shard: id,
+                    reason: e.to_string(),
+                })?;
+            threads.push(std::thread::spawn(move || {
+                if let Err(err) = handle.join() {
+                    warn!(shard = id, "shard executor failed: {err}");
+                }
+            }));
+        }
+        drop(report_tx);
+
+        let server = Server {
+            threads,
+            stop,
+            stats,
+            rtmp_addr,
+            http_addr,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut ready = 0;
+        while ready < shards {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match report_rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok((_, Report::Ready)) => ready += 1,
+                Ok((shard, Report::Failed(reason))) => {
+                    server.stop();
+                    return Err(StartError::Shard { shard, reason });
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(shard) = server.threads.iter().position(|t| t.is_finished()) {
+                        server.stop();
+                        return Err(StartError::Shard {
+                            shard,
+                            reason: "executor exited during start (io_uring unavailable or \
+                                     RLIMIT_MEMLOCK below 512 KiB?)"
+                                .into(),
+                        });
+                    }
+                    if left.is_zero() {
+                        server.stop();
+                        return Err(StartError::Timeout(START_TIMEOUT));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    server.stop();
+                    return Err(StartError::Shard {
+                        shard: ready,
+                        reason: "executor exited during start (io_uring unavailable or \
+                                 RLIMIT_MEMLOCK below 512 KiB?)"
+                            .into(),
+                    });
+                }
+            }
+        }
+        info!(
+            shards,
+            rtmp = %server.rtmp_addr,
+            http = %server.http_addr,
+            "corecast serving"
+        );
+        Ok(server)
+    }
+
+    /// The RTMP address (with the actual port when port 0 was configured).
+    pub fn rtmp_addr(&self) -> SocketAddr {
+        self.rtmp_addr
+    }
+
+    /// The HTTP address (with the actual port when port 0 was configured).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Every shard's counters, by shard index.
+    pub fn stats(&self) -> &[Arc<ShardStats>] {
+        &self.stats
+    }
+
+    /// Stops every shard and waits for their threads.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+
+    /// Blocks until every shard has stopped.
+    pub fn wait(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Binds one SO_REUSEPORT listener per shard. Port 0 picks a free port once; the other
+/// shards bind the same one.
+fn bind_all(
+    addr: SocketAddr,
+    shards: usize,
+    backlog: u32,
+) -> Result<(Vec<OwnedFd>, SocketAddr), StartError> {
+    let mut bound = addr;
+    let mut fds = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let socket =
+            net::reuseport_listener(bound, backlog).map_err(|source| StartError::Bind {
+                addr: bound,
+                source,
+            })?;
+        if bound.port() == 0 {
+            bound = socket
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .ok_or_else(|| StartError::Bind {
+                    addr,
+                    source: std::io::Error::other("no local address"),
+                })?;
+        }
+        fds.push(OwnedFd::from(socket));
+    }
+    Ok((fds, bound))
+}
+
+/// Raises the open-file and locked-memory soft limits to their hard limits.
+fn raise_limits() {
+    match net::raise_soft_limit(libc::RLIMIT_NOFILE) {
+        Ok(n) => info!(limit = n, "open files limit"),
+        Err(err) => warn!("cannot raise the open files limit: {err}"),
+    }
+    if let Err(err) = net::raise_soft_limit(libc::RLIMIT_MEMLOCK) {
+        warn!("cannot raise the locked memory limit: {err}");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_shard(
+    id: usize,
+    count: usize,
+    config: Arc<Config>,
+    stats: Arc<ShardStats>,
+    mesh: MeshBuilder<MeshMsg, glommio::channels::channel_mesh::Full>,
+    rtmp_fd: OwnedFd,
+    http_fd: OwnedFd,
+    stop: Arc<AtomicBool>,
+    report: &mpsc::Sender<(usize, Report)>,
+) -> Result<(), String> {
+    // SAFETY: the descriptors are listening TCP sockets whose ownership moves here.
+    let rtmp = unsafe { TcpListener::from_raw_fd(rtmp_fd.into_raw_fd()) };
+    let http = unsafe { TcpListener::from_raw_fd(http_fd.into_raw_fd()) };
+    let (senders, receivers) = mesh
+        .join()
+        .await
+        .map_err(|e| format!("cannot join the shard mesh: {e}"))?;
+    let shard = Rc::new(Shard::new(id, count, config, stats, senders));
+
+    let mut receivers = receivers;
+    for (_, receiver) in receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(msg) = receiver.recv().await {
+                shard.on_mesh(msg);
+            }
+        })
+        .detach();
+    }
+    let rtmp_loop = glommio::spawn_local(accept_loop(shard.clone(), rtmp, Protocol::Rtmp));
+    let http_loop = glommio::spawn_local(accept_loop(shard.clone(), http, Protocol::Http));
+    let _ = report.send((id, Report::Ready));
+    while !stop.load(Ordering::Relaxed) {
+        glommio::timer::sleep(STOP_POLL).await;
+    }
+    drop((rtmp_loop, http_loop));
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Protocol {
+    Rtmp,
+    Http,
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, protocol: Protocol) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let Ok(peer) = stream.peer_addr() else {
+                    continue;
+                };
+                let shard = shard.clone();
+                match protocol {
+                    Protocol::Rtmp => {
+                        glommio::spawn_local(crate::rtmp::serve(shard, stream, peer)).detach()
+                    }
+                    Protocol::Http => {
+                        glommio::spawn_local(crate::http::serve(shard, stream, peer)).detach()
+                    }
+                };
+            }
+            Err(err) => {
+                warn!(shard = shard.id, "accept failed: {err}; retrying");
+                glommio::timer::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! One shard: its registry of streams, its side of the cross-shard mesh, and the operations
+//! the protocol drivers call.
+//!
+//! Ownership: every stream belongs to the shard [`owner_of`] names. The owner holds the
+//! [`Origin`] and the authoritative [`Feed`]; every other shard with viewers of the stream
+//! holds a replica feed that the owner fills over the mesh, one message per unit. Inside a
+//! shard everything is `Rc`/`RefCell`; no borrow is held across an `.await`.
+
+use crate::config::Config;
+use crate::hub::cursor::Policy;
+use crate::hub::feed::{Feed, FeedState, Offer};
+use crate::hub::origin::{Origin, PublisherInfo};
+use crate::hub::ring::Ring;
+use crate::hub::{owner_of, StreamKey};
+use crate::media::{now_ns, Unit, UnitKind};
+use crate::stats::{self, ShardStats};
+use glommio::channels::channel_mesh::Senders;
+use rml_rtmp::sessions::{ServerSession, ServerSessionResult};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, info};
+
+/// A publisher connection on its way from the shard that accepted it to the stream's owner.
+/// The socket, the session state and whatever the session already decoded travel together.
+pub struct Handoff {
+    /// The connection (a duplicate of the accepting shard's descriptor, which it closed).
+    pub fd: OwnedFd,
+    /// The RTMP session, mid-conversation.
+    pub session: Box<ServerSession>,
+    /// The publish request the owner must accept or refuse.
+    pub request_id: u32,
+    /// Application name.
+    pub app: String,
+    /// Publish name as sent, including any query string.
+    pub publish_name: String,
+    /// Session results decoded after the publish request, to be handled in order.
+    pub rest: Vec<ServerSessionResult>,
+    /// Remote address.
+    pub peer: SocketAddr,
+}
+
+/// Messages between shards. Each pair of shards has a bounded FIFO queue
+/// (`server.mesh_queue_units`). Media units are offered with `try_send` (overflow: dropped,
+/// counted, and the receiving shard resumes at the next keyframe); every other message is
+/// delivered reliably (when the queue is full, a task waits for room, the sender does not).
+pub enum MeshMsg {
+    /// The owner announces a new stream.
+    StreamLive(StreamKey),
+    /// The owner announces that a stream is over.
+    StreamEnded(StreamKey),
+    /// A shard got its first viewer of a stream and wants its units.
+    Subscribe(StreamKey, usize),
+    /// A shard's last viewer of a stream left.
+    Unsubscribe(StreamKey, usize),
+    /// The owner's snapshot for a new subscriber: headers, then the GOP cache.
+    Sync(StreamKey, Vec<Unit>, Vec<Unit>),
+    /// One media unit for a subscriber.
+    Unit(StreamKey, Unit),
+    /// A publisher for a stream this shard owns.
+    Handoff(Box<Handoff>),
+}
+
+/// Why a publish request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishRefusal {
+    /// Another publisher is live on the stream.
+    AlreadyPublishing,
+}
+
+/// A stream as known to one shard.
+struct LocalStream {
+    /// The feed viewers here read from: always present on the owner, present on other shards
+    /// while they have viewers.
+    feed: Option<Rc<RefCell<Feed>>>,
+    /// Owner-side state; `Some` only on the owner shard.
+    origin: Option<Origin>,
+}
+
+/// One shard's state, shared by its tasks.
+pub struct Shard {
+    /// Index of this shard.
+    pub id: usize,
+    /// Number of shards.
+    pub count: usize,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// This shard's counters.
+    pub stats: Arc<ShardStats>,
+    /// Senders to every other shard.
+    mesh: Rc<Senders<MeshMsg>>,
+    /// Streams known to this shard.
+    streams: RefCell<HashMap<StreamKey, LocalStream>>,
+    /// Next connection id (shard id in the low bits keeps ids unique per process).
+    next_conn: Cell<u64>,
+}
+
+impl Shard {
+    /// A shard's state around its mesh senders.
+    pub fn new(
+        id: usize,
+        count: usize,
+        config: Arc<Config>,
+        stats: Arc<ShardStats>,
+        mesh: Senders<MeshMsg>,
+    ) -> Self {
+        Shard {
+            id,
+            count,
+            config,
+            stats,
+            mesh: Rc::new(mesh),
+            streams: RefCell::new(HashMap::new()),
+            next_conn: Cell::new(0),
+        }
+    }
+
+    /// A process-unique connection id.
+    pub fn conn_id(&self) -> u64 {
+        let n = self.next_conn.get() + 1;
+        self.next_conn.set(n);
+        (n << 8) | self.id as u64
+    }
+
+    /// The owner shard of a stream.
+    pub fn owner(&self, key: &str) -> usize {
+        owner_of(key, self.count)
+    }
+
+    /// The slow-viewer policy from the configuration.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            skip_after_ns: self.config.viewer.skip_after_ms * 1_000_000,
+            disconnect_after_ns: self.config.viewer.disconnect_after_ms * 1_000_000,
+        }
+    }
+
+    fn new_feed(&self, state: FeedState) -> Rc<RefCell<Feed>> {
+        let ring = Ring::new(
+            self.config.stream.ring_max_bytes,
+            self.config.stream.ring_max_duration_ms * 1_000_000,
+        );
+        Rc::new(RefCell::new(Feed::new(state, ring)))
+    }
+
+    // ---- mesh ---------------------------------------------------------------------------
+
+    /// Delivers a control message to shard `to`, never blocking the caller: if the queue is
+    /// full, a task waits for room.
+    fn send_reliable(&self, to: usize, msg: MeshMsg) {
+        if let Err(err) = self.mesh.try_send_to(to, msg) {
+            let glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg)) = err else {
+                debug!(shard = self.id, to, "mesh peer gone: {err}");
+                return;
+            };
+            let mesh = self.mesh.clone();
+            glommio::spawn_local(async move {
+                // An error means the peer shard is shutting down; nothing is left to do.
+                let _ = mesh.send_to(to, msg).await;
+            })
+            .detach();
+        }
+    }
+
+    fn broadcast(&self, make: impl Fn() -> MeshMsg) {
+        for to in (0..self.count).filter(|&s| s != self.id) {
+            self.send_reliable(to, make());
+        }
+    }
+
+    /// Handles a message from another shard.
+    pub fn on_mesh(self: &Rc<Self>, msg: MeshMsg) {
+        match msg {
+            MeshMsg::StreamLive(key) => {
+                self.streams.borrow_mut().entry(key).or_insert(LocalStream {
+                    feed: None,
+                    origin: None,
+                });
+            }
+            MeshMsg::StreamEnded(key) => {
+                if let Some(stream) = self.streams.borrow_mut().remove(&key) {
+                    if let Some(feed) = stream.feed {
+                        feed.borrow_mut().end();
+                    }
+                }
+            }
+            MeshMsg::Subscribe(key, from) => self.on_subscribe(key, from),
+            MeshMsg::Unsubscribe(key, from) => {
+                let mut streams = self.streams.borrow_mut();
+                if let Some(origin) = streams.get_mut(&key).and_then(|s| s.origin.as_mut()) {
+                    origin.subscribed[from] = false;
+                }
+            }
+            MeshMsg::Sync(key, headers, gop) => {
+                if let Some(feed) = self.feed(&key) {
+                    let mut feed = feed.borrow_mut();
+                    feed.load_snapshot(headers, gop, now_ns());
+                    feed.wake_all();
+                }
+            }
+            MeshMsg::Unit(key, unit) => {
+                if let Some(feed) = self.feed(&key) {
+                    if feed.borrow_mut().offer(unit, now_ns()) == Offer::Accepted {
+                        self.notify(&feed);
+                    }
+                }
+            }
+            MeshMsg::Handoff(handoff) => {
+                stats::inc(&self.stats.handoffs_received);
+                let shard = self.clone();
+                glommio::spawn_local(crate::rtmp::resume(shard, handoff)).detach();
+            }
+        }
+    }
+
+    fn on_subscribe(&self, key: StreamKey, from: usize) {
+        let reply = {
+            let mut streams = self.streams.borrow_mut();
+            match streams.get_mut(&key) {
+                Some(LocalStream {
+                    feed: Some(feed),
+                    origin: Some(origin),
+                }) => {
+                    origin.subscribed[from] = true;
+                    origin.lagging[from] = false;
+                    let (headers, gop) = feed.borrow().snapshot();
+                    MeshMsg::Sync(key, headers, gop)
+                }
+                _ => MeshMsg::StreamEnded(key),
+            }
+        };
+        self.send_reliable(from, reply);
+    }
+
+    fn feed(&self, key: &StreamKey) -> Option<Rc<RefCell<Feed>>> {
+        self.streams.borrow().get(key)?.feed.clone()
+    }
+
+    /// Wakes a feed's viewers now, or at the end of the merge window.
+    fn notify(&self, feed: &Rc<RefCell<Feed>>) {
+        let window = self.config.viewer.merge_window_ms;
+        let mut f = feed.borrow_mut();
+        if window == 0 {
+            f.wake_all();
+        } else if f.want_flush() {
+            let feed = feed.clone();
+            glommio::spawn_local(async move {
+                glommio::timer::sleep(Duration::from_millis(window)).await;
+                feed.borrow_mut().wake_all();
+            })
+            .detach();
+        }
+    }
+
+    // ---- publishing (owner shard) -------------------------------------------------------
+
+    /// Starts publishing `key` (this shard must own it). A stream in its grace period is
+    /// taken over by the new publisher; a live one is refused.
+    pub fn start_publishing(
+        &self,
+        key: &StreamKey,
+        publisher: PublisherInfo,
+    ) -> Result<(), PublishRefusal> {
+        let mut streams = self.streams.borrow_mut();
+        let stream = streams.entry(key.clone()).or_insert_with(|| LocalStream {
+            feed: None,
+            origin: None,
+        });
+        if stream.origin.is_none() {
+            stream.origin = Some(Origin::new(self.count));
+            stream.feed = Some(self.new_feed(FeedState::Live));
+            drop(streams);
+            let key = key.clone();
+            self.broadcast(|| MeshMsg::StreamLive(key.clone()));
+            streams = self.streams.borrow_mut();
+        }
+        let origin = streams
+            .get_mut(key)
+            .and_then(|s| s.origin.as_mut())
+            .ok_or(PublishRefusal::AlreadyPublishing)?;
+        if origin.publisher.is_some() {
+            return Err(PublishRefusal::AlreadyPublishing);
+        }
+        info!(shard = self.id, stream = %key, peer = %publisher.peer, "publish start");
+        origin.start_publishing(publisher);
+        stats::inc(&self.stats.publishers);
+        Ok(())
+    }
+
+    /// A media message from the publisher of `key`.
+    pub fn ingest_media(&self, key: &StreamKey, kind: UnitKind, ts: u32, body: &[u8], at: u64) {
+        let unit = {
+            let mut streams = self.streams.borrow_mut();
+            let Some(origin) = streams.get_mut(key).and_then(|s| s.origin.as_mut()) else {
+                return;
+            };
+            origin.media(kind, ts, body, at)
+        };
+        if let Some(unit) = unit {
+            self.distribute(key, unit);
+        }
+    }
+
+    /// Metadata (an onMetaData body) from the publisher of `key`.
+    pub fn ingest_metadata(&self, key: &StreamKey, body: &[u8], at: u64) {
+        let unit = {
+            let mut streams = self.streams.borrow_mut();
+            let Some(origin) = streams.get_mut(key).and_then(|s| s.origin.as_mut()) else {
+                return;
+            };
+            origin.metadata(body, at)
+        };
+        self.distribute(key, unit);
+    }
+
+    /// Puts a unit into the owner's feed and forwards it once to every subscribed shard.
+    fn distribute(&self, key: &StreamKey, unit: Unit) {
+        let mut streams = self.streams.borrow_mut();
+        let Some(LocalStream {
+            feed: Some(feed),
+            origin: Some(origin),
+        }) = streams.get_mut(key)
+        else {
+            return;
+        };
+        for to in 0..self.count {
+            if !origin.subscribed[to] || (origin.lagging[to] && !unit.key && !unit.header) {
+                continue;
+            }
+            match self
+                .mesh
+                .try_send_to(to, MeshMsg::Unit(key.clone(), unit.clone()))
+            {
+                Ok(()) => origin.lagging[to] = false,
+                Err(_) => {
+                    origin.lagging[to] = true;
+                    stats::inc(&self.stats.mesh_units_dropped);
+                }
+            }
+        }
+        let feed = feed.clone();
+        drop(streams);
+        if feed.borrow_mut().offer(unit, now_ns()) == Offer::Accepted {
+            self.notify(&feed);
+        }
+    }
+
+    /// The publisher `conn_id` of `key` left: viewers wait `republish_grace_ms` for the
+    /// stream to come back, then the stream ends.
+    pub fn stop_publishing(self: &Rc<Self>, key: &StreamKey, conn_id: u64) {
+        let generation = {
+            let mut streams = self.streams.borrow_mut();
+            let Some(origin) = streams.get_mut(key).and_then(|s| s.origin.as_mut()) else {
+                return;
+            };
+            if !origin.stop_publishing(conn_id) {
+                return;
+            }
+            origin.generation
+        };
+        stats::dec(&self.stats.publishers);
+        info!(shard = self.id, stream = %key, "publish stop; grace period starts");
+        let shard = self.clone();
+        let key = key.clone();
+        let grace = Duration::from_millis(self.config.stream.republish_grace_ms);
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(grace).await;
+            shard.end_if_unpublished(&key, generation);
+        })
+        .detach();
+    }
+
+    fn end_if_unpublished(&self, key: &StreamKey, generation: u64) {
+        let ended = {
+            let mut streams = self.streams.borrow_mut();
+            let still_idle = streams
+                .get(key)
+                .and_then(|s| s.origin.as_ref())
+                .is_some_and(|o| o.publisher.is_none() && o.generation == generation);
+            if still_idle {
+                streams.remove(key)
+            } else {
+                None
+            }
+        };
+        if let Some(stream) = ended {
+            info!(shard = self.id, stream = %key, "stream ended");
+            if let Some(feed) = stream.feed {
+                feed.borrow_mut().end();
+            }
+            self.broadcast(|| MeshMsg::StreamEnded(key.clone()));
+        }
+    }
+
+    /// Hands a publisher to the owner shard of its stream.
+    pub fn hand_off(&self, owner: usize, handoff: Handoff) {
+        stats::inc(&self.stats.handoffs_sent);
+        self.send_reliable(owner, MeshMsg::Handoff(Box::new(handoff)));
+    }
+
+    // ---- viewers ------------------------------------------------------------------------
+
+    /// True when the stream is known (published, or within its grace period).
+    pub fn is_live(&self, key: &StreamKey) -> bool {
+        self.streams.borrow().contains_key(key)
+    }
+
+    /// Attaches a viewer to `key`. On a shard other than the owner, the first viewer
+    /// subscribes this shard to the stream. `None` when the stream is unknown.
+    pub fn attach_viewer(&self, key: &StreamKey) -> Option<Rc<RefCell<Feed>>> {
+        let mut streams = self.streams.borrow_mut();
+        let stream = streams.get_mut(key)?;
+        let feed = match &stream.feed {
+            Some(feed) => feed.clone(),
+            None => {
+                let feed = self.new_feed(FeedState::Syncing);
+                stream.feed = Some(feed.clone());
+                drop(streams);
+                self.send_reliable(self.owner(key), MeshMsg::Subscribe(key.clone(), self.id));
+                feed
+            }
+        };
+        feed.borrow_mut().viewers += 1;
+        Some(feed)
+    }
+
+    /// Detaches a viewer; the last viewer on a non-owner shard unsubscribes it.
+    pub fn detach_viewer(&self, key: &StreamKey, feed: &Rc<RefCell<Feed>>) {
+        let left = {
+            let mut f = feed.borrow_mut();
+            f.viewers = f.viewers.saturating_sub(1);
+            f.viewers
+        };
+        if left > 0 || self.owner(key) == self.id {
+            return;
+        }
+        let mut streams = self.streams.borrow_mut();
+        if let Some(stream) = streams.get_mut(key) {
+            if stream.feed.as_ref().is_some_and(|f| Rc::ptr_eq(f, feed)) {
+                stream.feed = None;
+                drop(streams);
+                self.send_reliable(self.owner(key), MeshMsg::Unsubscribe(key.clone(), self.id));
+            }
+        }
+    }
+}

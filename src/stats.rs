@@ -1,0 +1,68 @@
+//! Per-shard counters and gauges.
+//!
+//! Each shard writes only its own [`ShardStats`] (relaxed atomics on a cache line no other
+//! shard writes), and readers (the server handle, tests, later the metrics endpoint) sum
+//! over shards.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of one shard. Gauges are marked as such; everything else only increases.
+#[derive(Debug, Default)]
+pub struct ShardStats {
+    /// RTMP connections accepted.
+    pub rtmp_accepted: AtomicU64,
+    /// HTTP connections accepted.
+    pub http_accepted: AtomicU64,
+    /// Gauge: publishers currently publishing on this shard.
+    pub publishers: AtomicU64,
+    /// Publish requests refused (stream already published).
+    pub publish_rejected: AtomicU64,
+    /// Publishers accepted here and handed to the owner shard.
+    pub handoffs_sent: AtomicU64,
+    /// Publishers received from another shard.
+    pub handoffs_received: AtomicU64,
+    /// Gauge: HTTP-FLV viewers connected to this shard.
+    pub flv_viewers: AtomicU64,
+    /// HTTP-FLV viewers ever started on this shard.
+    pub flv_viewers_total: AtomicU64,
+    /// Units jumped over by slow viewers.
+    pub frames_skipped: AtomicU64,
+    /// Viewers disconnected for being too slow.
+    pub viewers_disconnected_slow: AtomicU64,
+    /// Units not forwarded to a shard because its queue was full.
+    pub mesh_units_dropped: AtomicU64,
+    /// Media bytes received from publishers.
+    pub bytes_in: AtomicU64,
+    /// Bytes sent to HTTP-FLV viewers.
+    pub flv_bytes_out: AtomicU64,
+    /// RTMP connections closed for protocol errors or bad input.
+    pub rtmp_bad_input: AtomicU64,
+    /// HTTP connections closed for bad requests.
+    pub http_bad_input: AtomicU64,
+    /// Connections closed because they timed out (handshake, header, idle).
+    pub timeouts: AtomicU64,
+}
+
+/// Adds to a counter.
+#[inline]
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Increments a counter.
+#[inline]
+pub fn inc(counter: &AtomicU64) {
+    add(counter, 1);
+}
+
+/// Decrements a gauge.
+#[inline]
+pub fn dec(gauge: &AtomicU64) {
+    gauge.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Reads a counter.
+#[inline]
+pub fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
