@@ -84,12 +84,13 @@ pub fn inspect_video(body: &[u8]) -> Option<VideoInfo> {
     let first = *body.first()?;
     let frame_type = first >> 4;
     let codec = first & 0x0f;
-    // AVC (7) and the widely deployed HEVC extension (12) carry a packet type byte, 0 being
-    // the sequence header.
-    let sequence_header = matches!(codec, 7 | 12) && body.get(1) == Some(&0);
+    // AVC (7) and the widely deployed HEVC extension (12) carry a packet type byte: 0 is the
+    // sequence header, 1 a frame, 2 the end of sequence (which is no place to start from,
+    // although encoders mark it with frame type 1).
+    let packet_type = matches!(codec, 7 | 12).then(|| body.get(1).copied().unwrap_or(0xff));
     Some(VideoInfo {
-        keyframe: frame_type == 1,
-        sequence_header,
+        keyframe: frame_type == 1 && packet_type.is_none_or(|t| t == 1),
+        sequence_header: packet_type == Some(0),
     })
 }
 
@@ -178,7 +179,7 @@ mod tests {
         assert_eq!(
             inspect_video(&[0x17, 0, 0, 0, 0]),
             Some(VideoInfo {
-                keyframe: true,
+                keyframe: false,
                 sequence_header: true
             })
         );
@@ -195,6 +196,14 @@ mod tests {
                 keyframe: false,
                 sequence_header: false
             })
+        );
+        assert_eq!(
+            inspect_video(&[0x17, 2, 0, 0, 0]),
+            Some(VideoInfo {
+                keyframe: false,
+                sequence_header: false
+            }),
+            "end of sequence is not a start point"
         );
         assert_eq!(inspect_video(&[]), None);
         assert!(is_audio_sequence_header(&[0xaf, 0, 0x12, 0x10]));

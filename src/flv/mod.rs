@@ -7,7 +7,7 @@ pub mod reader;
 
 use crate::media::UnitKind;
 use bytes::{BufMut, Bytes, BytesMut};
-use rml_amf0::Amf0Value;
+use rml_rtmp::rml_amf0::{self, Amf0Value};
 use rml_rtmp::sessions::StreamMetadata;
 use std::collections::HashMap;
 

@@ -82,7 +82,7 @@ impl Origin {
             UnitKind::Video => {
                 let info = inspect_video(body)?;
                 self.has_video = true;
-                (info.keyframe && !info.sequence_header, info.sequence_header)
+                (info.keyframe, info.sequence_header)
             }
             UnitKind::Audio => {
                 if body.is_empty() {

@@ -1,0 +1,239 @@
+//! Shared helpers for the end-to-end tests: an in-process server on 127.0.0.1, an HTTP-FLV
+//! reader, the fixture clip, and the external-tool gate.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use corecast::client::{Pace, Publisher};
+use corecast::flv::reader::{FlvReader, FlvTag, TagKind};
+use corecast::{Config, Server};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+/// A configuration for tests: two shards, ephemeral ports on 127.0.0.1, short timeouts.
+pub fn test_config(extra: &str) -> Config {
+    let base =
+        "[server]\nshards = 2\nrtmp_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+                [stream]\nrepublish_grace_ms = 1500\n";
+    let mut table: toml::Table = base.parse().expect("base config");
+    let extra: toml::Table = extra.parse().expect("extra config");
+    for (section, values) in extra {
+        match (table.get_mut(&section), values) {
+            (Some(toml::Value::Table(t)), toml::Value::Table(v)) => t.extend(v),
+            (_, v) => {
+                table.insert(section, v);
+            }
+        }
+    }
+    Config::overlay(&toml::to_string(&table).expect("toml"), "test").expect("valid test config")
+}
+
+/// Starts a server with [`test_config`].
+pub fn start(extra: &str) -> Server {
+    Server::start(test_config(extra)).expect("server starts")
+}
+
+/// Sum of one counter over all shards.
+pub fn total(server: &Server, field: impl Fn(&corecast::stats::ShardStats) -> &AtomicU64) -> u64 {
+    server
+        .stats()
+        .iter()
+        .map(|s| corecast::stats::get(field(s)))
+        .sum()
+}
+
+/// The committed fixture clip (H.264 with B-frames + AAC).
+pub fn fixture_tags() -> Vec<FlvTag> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip.flv");
+    corecast::flv::reader::read_file(path).expect("fixture").1
+}
+
+pub fn fixture_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip.flv")
+}
+
+/// Connects a publisher.
+pub fn publisher(server: &Server, name: &str) -> Publisher {
+    Publisher::connect(server.rtmp_addr(), "live", name, Duration::from_secs(5)).expect("publish")
+}
+
+/// Publishes the fixture `loops` times at `speed` x real time; returns the media payloads
+/// sent (audio and video, headers excluded), in order.
+pub fn replay(publisher: &mut Publisher, loops: usize, speed: f64) -> Vec<Bytes> {
+    let tags = fixture_tags();
+    let mut offset = 0;
+    for _ in 0..loops {
+        offset = publisher
+            .replay(&tags, Pace::RealTime { speed }, offset)
+            .expect("replay")
+            + 40;
+    }
+    tags.iter()
+        .filter(|t| is_media(t))
+        .map(|t| t.data.clone())
+        .cycle()
+        .take(tags.iter().filter(|t| is_media(t)).count() * loops)
+        .collect()
+}
+
+/// Audio or video, not a sequence header.
+pub fn is_media(tag: &FlvTag) -> bool {
+    matches!(tag.kind, TagKind::Audio | TagKind::Video) && !tag.is_sequence_header()
+}
+
+/// An HTTP-FLV viewer over a blocking socket.
+pub struct FlvViewer {
+    pub stream: TcpStream,
+    reader: FlvReader,
+    pub status: u16,
+}
+
+impl FlvViewer {
+    /// Sends the request and reads the response head.
+    pub fn open(addr: SocketAddr, path: &str) -> FlvViewer {
+        Self::open_with(addr, path, None)
+    }
+
+    /// Like [`FlvViewer::open`], with a receive buffer size set before connecting.
+    pub fn open_with(addr: SocketAddr, path: &str, rcvbuf: Option<usize>) -> FlvViewer {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        if let Some(size) = rcvbuf {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        socket
+            .connect_timeout(&addr.into(), Duration::from_secs(5))
+            .expect("connect");
+        let mut stream: TcpStream = socket.into();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(
+                stream.read(&mut byte).expect("response head"),
+                1,
+                "closed in head"
+            );
+            head.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&head).to_string();
+        let status = text[9..12].parse().expect("status code");
+        if status == 200 {
+            assert!(text.contains("Content-Type: video/x-flv"), "{text}");
+            assert!(text.contains("Access-Control-Allow-Origin: *"), "{text}");
+        }
+        FlvViewer {
+            stream,
+            reader: FlvReader::new(),
+            status,
+        }
+    }
+
+    /// Next tag; `None` at a clean end of the response.
+    pub fn next_tag(&mut self) -> Option<FlvTag> {
+        let mut buf = [0u8; 16384];
+        loop {
+            if let Some(tag) = self.reader.next_tag().expect("valid FLV") {
+                return Some(tag);
+            }
+            let n = self.stream.read(&mut buf).expect("read FLV");
+            if n == 0 {
+                assert_eq!(self.reader.buffered_len(), 0, "response ended mid-tag");
+                return None;
+            }
+            self.reader.push(&buf[..n]);
+        }
+    }
+
+    /// Reads tags until the response ends or `limit` passes.
+    pub fn read_all(&mut self, limit: Duration) -> Vec<FlvTag> {
+        let deadline = Instant::now() + limit;
+        let mut tags = Vec::new();
+        while Instant::now() < deadline {
+            match self.next_tag() {
+                Some(tag) => tags.push(tag),
+                None => break,
+            }
+        }
+        tags
+    }
+}
+
+/// Checks what every viewer must see: metadata and sequence headers first, then a keyframe
+/// as the first video frame, and timestamps that never decrease.
+pub fn assert_decodable_start(tags: &[FlvTag]) {
+    assert!(tags.len() > 3, "too few tags: {}", tags.len());
+    assert_eq!(tags[0].kind, TagKind::Script, "metadata first");
+    let headers: Vec<_> = tags[1..3]
+        .iter()
+        .map(|t| (t.kind, t.is_sequence_header()))
+        .collect();
+    assert!(
+        headers.contains(&(TagKind::Video, true)),
+        "AVC sequence header: {headers:?}"
+    );
+    assert!(
+        headers.contains(&(TagKind::Audio, true)),
+        "AAC sequence header: {headers:?}"
+    );
+    let first_video = tags[3..]
+        .iter()
+        .find(|t| t.kind == TagKind::Video)
+        .expect("some video");
+    assert!(
+        first_video.is_video_keyframe(),
+        "first video frame is a keyframe"
+    );
+    assert_monotonic(tags);
+}
+
+/// Timestamps never decrease.
+pub fn assert_monotonic(tags: &[FlvTag]) {
+    for pair in tags.windows(2) {
+        assert!(
+            pair[1].timestamp >= pair[0].timestamp,
+            "timestamp went back: {} -> {}",
+            pair[0].timestamp,
+            pair[1].timestamp
+        );
+    }
+}
+
+/// True when `needle` appears as a contiguous run inside `haystack`.
+pub fn is_contiguous_run(haystack: &[Bytes], needle: &[Bytes]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Gate for tests that need an external program: `false` (with a notice) when it is
+/// missing, unless CORECAST_REQUIRE_TOOLS=1 makes that a failure.
+pub fn have_tool(name: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("CORECAST_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("{name} is required (CORECAST_REQUIRE_TOOLS=1) but not installed");
+        }
+        eprintln!("NOTICE: {name} not installed; skipping this test (set CORECAST_REQUIRE_TOOLS=1 to fail instead)");
+    }
+    found
+}
+
+/// Polls `cond` every 20 ms for up to `limit`.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}

@@ -1,0 +1,279 @@
+//! End-to-end relay tests over 127.0.0.1 with two shards: RTMP in (the project's client),
+//! HTTP-FLV out (a blocking reader that parses every tag).
+
+mod common;
+
+use common::*;
+use corecast::client::ClientError;
+use corecast::flv::reader::TagKind;
+use std::thread;
+use std::time::{Duration, Instant};
+
+#[test]
+fn flv_viewer_gets_headers_gop_and_identical_payloads() {
+    let server = start("");
+    let addr = server.rtmp_addr();
+    let publishing = thread::spawn(move || {
+        let mut p = corecast::client::Publisher::connect(
+            addr,
+            "live",
+            "identity?token=kept",
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let sent = replay(&mut p, 2, 4.0);
+        p.finish().unwrap();
+        sent
+    });
+    let http = server.http_addr();
+    assert!(wait_until(Duration::from_secs(5), || FlvViewer::open(
+        http,
+        "/live/identity.flv"
+    )
+    .status
+        == 200));
+    thread::sleep(Duration::from_millis(700));
+    let mut viewer = FlvViewer::open(http, "/live/identity.flv");
+    assert_eq!(viewer.status, 200);
+    let tags = viewer.read_all(Duration::from_secs(20));
+    let sent = publishing.join().unwrap();
+
+    assert_decodable_start(&tags);
+    let received: Vec<_> = tags
+        .iter()
+        .filter(|t| is_media(t))
+        .map(|t| t.data.clone())
+        .collect();
+    assert!(
+        received.len() > 100,
+        "received {} media tags",
+        received.len()
+    );
+    assert!(
+        is_contiguous_run(&sent, &received),
+        "payloads are byte-identical and in order"
+    );
+    assert_eq!(
+        received.last(),
+        sent.last(),
+        "the viewer got the stream to its end"
+    );
+    server.stop();
+}
+
+#[test]
+fn viewers_on_every_shard_receive_the_stream() {
+    let server = start("");
+    let addr = server.rtmp_addr();
+    let publishing = thread::spawn(move || {
+        let mut p =
+            corecast::client::Publisher::connect(addr, "live", "wide", Duration::from_secs(5))
+                .unwrap();
+        replay(&mut p, 2, 2.0);
+        p.finish().unwrap();
+    });
+    let http = server.http_addr();
+    assert!(wait_until(Duration::from_secs(5), || FlvViewer::open(
+        http,
+        "/live/wide.flv"
+    )
+    .status
+        == 200));
+    let mut viewers: Vec<_> = (0..16)
+        .map(|_| FlvViewer::open(http, "/live/wide.flv"))
+        .collect();
+    assert!(wait_until(Duration::from_secs(2), || server
+        .stats()
+        .iter()
+        .all(|s| corecast::stats::get(&s.flv_viewers) > 0)));
+    let per_shard: Vec<u64> = server
+        .stats()
+        .iter()
+        .map(|s| corecast::stats::get(&s.flv_viewers))
+        .collect();
+    assert!(
+        per_shard.iter().all(|&n| n > 0),
+        "viewers per shard: {per_shard:?}"
+    );
+    for viewer in &mut viewers {
+        let tags: Vec<_> = (0..40).map_while(|_| viewer.next_tag()).collect();
+        assert_decodable_start(&tags);
+    }
+    drop(viewers);
+    publishing.join().unwrap();
+    server.stop();
+}
+
+#[test]
+fn publishers_landing_on_another_shard_are_handed_to_the_owner() {
+    let server = start("");
+    let tags = fixture_tags();
+    let head: Vec<_> = tags.iter().take(30).cloned().collect();
+    let mut publishers = Vec::new();
+    // Each connection lands on a shard chosen by the kernel; with 16 streams, at least one
+    // lands away from its owner (all landing at home has probability 2^-16).
+    for i in 0..16 {
+        let mut p = publisher(&server, &format!("handoff{i}"));
+        for tag in &head {
+            p.send_tag(tag).unwrap();
+        }
+        publishers.push(p);
+    }
+    let sent = total(&server, |s| &s.handoffs_sent);
+    assert!(sent > 0, "no publisher needed a handoff");
+    assert!(wait_until(Duration::from_secs(2), || total(&server, |s| {
+        &s.handoffs_received
+    }) == sent));
+    assert_eq!(total(&server, |s| &s.publishers), 16);
+    // Every stream, handed over or not, plays from its owner.
+    for i in 0..16 {
+        let mut viewer = FlvViewer::open(server.http_addr(), &format!("/live/handoff{i}.flv"));
+        assert_eq!(viewer.status, 200);
+        let got: Vec<_> = (0..6).map_while(|_| viewer.next_tag()).collect();
+        assert_decodable_start(&got);
+    }
+    // Media sent after the handoff keeps flowing.
+    let mut viewer = FlvViewer::open(server.http_addr(), "/live/handoff3.flv");
+    let before = (0..5).map_while(|_| viewer.next_tag()).count();
+    for tag in tags.iter().skip(30).take(20) {
+        publishers[3].send_tag(tag).unwrap();
+    }
+    let after = (0..5).map_while(|_| viewer.next_tag()).count();
+    assert_eq!((before, after), (5, 5));
+    server.stop();
+}
+
+#[test]
+fn second_publisher_is_refused_and_first_keeps_publishing() {
+    let server = start("");
+    let tags = fixture_tags();
+    let mut first = publisher(&server, "dup");
+    for tag in tags.iter().take(20) {
+        first.send_tag(tag).unwrap();
+    }
+    let second = corecast::client::Publisher::connect(
+        server.rtmp_addr(),
+        "live",
+        "dup",
+        Duration::from_secs(5),
+    );
+    match second {
+        Err(ClientError::Rejected { code, .. }) => assert_eq!(code, "NetStream.Publish.BadName"),
+        Err(other) => panic!("unexpected error: {other}"),
+        Ok(_) => panic!("second publisher accepted"),
+    }
+    assert_eq!(total(&server, |s| &s.publish_rejected), 1);
+    let mut viewer = FlvViewer::open(server.http_addr(), "/live/dup.flv");
+    let start: Vec<_> = (0..3).map_while(|_| viewer.next_tag()).collect();
+    assert_eq!(start.len(), 3);
+    for tag in tags.iter().skip(20).take(40) {
+        first.send_tag(tag).unwrap();
+    }
+    let more: Vec<_> = (0..10).map_while(|_| viewer.next_tag()).collect();
+    assert_eq!(more.len(), 10, "the first publisher still reaches viewers");
+    server.stop();
+}
+
+#[test]
+fn republish_within_grace_keeps_viewers_and_time_moving_forward() {
+    let server = start("[stream]\nrepublish_grace_ms = 3000\n");
+    let tags = fixture_tags();
+    let mut p1 = publisher(&server, "again");
+    for tag in tags.iter().take(60) {
+        p1.send_tag(tag).unwrap();
+    }
+    let mut viewer = FlvViewer::open(server.http_addr(), "/live/again.flv");
+    let mut seen: Vec<_> = (0..10).map_while(|_| viewer.next_tag()).collect();
+    p1.finish().unwrap();
+    thread::sleep(Duration::from_millis(300));
+    // The same clip again from timestamp 0: viewers must not see time jump back.
+    let mut p2 = publisher(&server, "again");
+    for tag in tags.iter().take(60) {
+        p2.send_tag(tag).unwrap();
+    }
+    p2.finish().unwrap();
+    // The grace period then runs out and the response ends cleanly.
+    let started = Instant::now();
+    seen.extend(viewer.read_all(Duration::from_secs(10)));
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "response ended after grace"
+    );
+    assert_monotonic(&seen);
+    let media = seen.iter().filter(|t| is_media(t)).count();
+    assert!(
+        media > 60,
+        "viewer received both publishes ({media} media tags)"
+    );
+    let republished_key = seen
+        .iter()
+        .filter(|t| t.kind == TagKind::Video && t.is_video_keyframe() && !t.is_sequence_header())
+        .count();
+    assert!(republished_key >= 2, "keyframes from both publishers");
+    server.stop();
+}
+
+#[test]
+fn slow_viewer_is_skipped_then_disconnected_while_fast_viewer_flows() {
+    let server = start(
+        "[viewer]\nskip_after_ms = 300\ndisconnect_after_ms = 1500\nnotsent_lowat_bytes = 4096\n\
+         [stream]\nring_max_duration_ms = 2000\n",
+    );
+    let addr = server.rtmp_addr();
+    let publishing = thread::spawn(move || {
+        let mut p =
+            corecast::client::Publisher::connect(addr, "live", "slow", Duration::from_secs(5))
+                .unwrap();
+        replay(&mut p, 3, 2.0);
+        p.finish().unwrap();
+    });
+    let http = server.http_addr();
+    assert!(wait_until(Duration::from_secs(5), || FlvViewer::open(
+        http,
+        "/live/slow.flv"
+    )
+    .status
+        == 200));
+    let mut slow = FlvViewer::open_with(http, "/live/slow.flv", Some(4096));
+    let fast = thread::spawn(move || {
+        let mut fast = FlvViewer::open(http, "/live/slow.flv");
+        let mut gaps = Duration::ZERO;
+        let mut last = Instant::now();
+        let mut tags = Vec::new();
+        while let Some(tag) = fast.next_tag() {
+            gaps = gaps.max(last.elapsed());
+            last = Instant::now();
+            tags.push(tag);
+        }
+        (tags, gaps)
+    });
+    // The slow viewer reads 1 KB every 100 ms (about a third of the stream's rate).
+    let mut buf = [0u8; 1024];
+    let slow_started = Instant::now();
+    let mut slow_closed = false;
+    while slow_started.elapsed() < Duration::from_secs(15) {
+        thread::sleep(Duration::from_millis(100));
+        match std::io::Read::read(&mut slow.stream, &mut buf) {
+            Ok(0) | Err(_) => {
+                slow_closed = true;
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    assert!(slow_closed, "the slow viewer was disconnected");
+    assert!(
+        total(&server, |s| &s.frames_skipped) > 0,
+        "frames were skipped first"
+    );
+    assert_eq!(total(&server, |s| &s.viewers_disconnected_slow), 1);
+    let (tags, max_gap) = fast.join().unwrap();
+    publishing.join().unwrap();
+    assert_decodable_start(&tags);
+    assert!(
+        max_gap < Duration::from_millis(1000),
+        "fast viewer stalled for {max_gap:?}"
+    );
+    assert!(tags.iter().filter(|t| is_media(t)).count() > 500);
+    server.stop();
+}
