@@ -1,0 +1,220 @@
+//! Malformed input closes only the offending connection, is counted, and never disturbs
+//! other streams.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Reads until the server closes the connection; returns what it sent and how long it took.
+fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("connection not closed within {limit:?}: {e}"),
+        }
+    }
+    (out, started.elapsed())
+}
+
+/// A live stream that must keep flowing while bad clients come and go.
+struct Witness {
+    publisher: corecast::client::Publisher,
+    viewer: FlvViewer,
+    tags: Vec<corecast::flv::reader::FlvTag>,
+    next: usize,
+}
+
+impl Witness {
+    fn new(server: &corecast::Server) -> Witness {
+        let tags = fixture_tags();
+        let mut publisher = publisher(server, "witness");
+        for tag in tags.iter().take(10) {
+            publisher.send_tag(tag).unwrap();
+        }
+        let viewer = FlvViewer::open(server.http_addr(), "/live/witness.flv");
+        Witness {
+            publisher,
+            viewer,
+            tags,
+            next: 10,
+        }
+    }
+
+    /// Publishes a few more tags and checks the viewer receives them.
+    fn still_flows(&mut self) {
+        for tag in &self.tags[self.next..self.next + 10] {
+            self.publisher.send_tag(tag).unwrap();
+        }
+        self.next += 10;
+        let got = (0..5).map_while(|_| self.viewer.next_tag()).count();
+        assert_eq!(got, 5, "the witness stream stalled");
+    }
+}
+
+fn rtmp_handshake(stream: &mut TcpStream) {
+    let mut c0c1 = vec![3u8];
+    c0c1.extend_from_slice(&[0u8; 1536]);
+    stream.write_all(&c0c1).unwrap();
+    let mut s0s1s2 = vec![0u8; 1 + 1536 * 2];
+    stream.read_exact(&mut s0s1s2).unwrap();
+    // C2 echoes S1.
+    stream.write_all(&s0s1s2[1..1537]).unwrap();
+}
+
+#[test]
+fn bad_rtmp_handshake_is_closed_and_counted() {
+    let server = start("");
+    let mut witness = Witness::new(&server);
+    let mut bad = TcpStream::connect(server.rtmp_addr()).unwrap();
+    // A TLS ClientHello where C0 should be.
+    bad.write_all(&[
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ])
+    .unwrap();
+    bad.write_all(&[0u8; 1600]).unwrap();
+    read_until_closed(&mut bad, Duration::from_secs(5));
+    assert!(wait_until(Duration::from_secs(2), || total(&server, |s| {
+        &s.rtmp_bad_input
+    }) == 1));
+    witness.still_flows();
+    server.stop();
+}
+
+#[test]
+fn garbage_after_handshake_is_closed_and_counted() {
+    let server = start("");
+    let mut witness = Witness::new(&server);
+    let mut bad = TcpStream::connect(server.rtmp_addr()).unwrap();
+    rtmp_handshake(&mut bad);
+    // A type-0 chunk header for a 20-byte AMF0 command whose body is garbage.
+    let mut junk = vec![0x03, 0, 0, 0, 0, 0, 20, 0x14, 0, 0, 0, 0];
+    junk.extend_from_slice(&[0xff; 20]);
+    let _ = bad.write_all(&junk);
+    read_until_closed(&mut bad, Duration::from_secs(5));
+    assert!(wait_until(Duration::from_secs(2), || total(&server, |s| {
+        &s.rtmp_bad_input
+    }) == 1));
+    witness.still_flows();
+    server.stop();
+}
+
+#[test]
+fn absurd_message_length_is_bounded_by_the_idle_timeout() {
+    let server = start("[rtmp]\nidle_timeout_ms = 800\n");
+    let mut witness = Witness::new(&server);
+    let mut bad = TcpStream::connect(server.rtmp_addr()).unwrap();
+    rtmp_handshake(&mut bad);
+    // A message header announcing 16 MiB, followed by far less.
+    let mut junk = vec![0x04, 0, 0, 0, 0xff, 0xff, 0xff, 0x09, 1, 0, 0, 0];
+    junk.extend_from_slice(&[0xab; 3000]);
+    let _ = bad.write_all(&junk);
+    let (_, took) = read_until_closed(&mut bad, Duration::from_secs(5));
+    assert!(took < Duration::from_secs(4));
+    witness.still_flows();
+    server.stop();
+}
+
+#[test]
+fn silent_rtmp_client_hits_the_handshake_timeout() {
+    let server = start("[rtmp]\nhandshake_timeout_ms = 500\n");
+    let mut idle = TcpStream::connect(server.rtmp_addr()).unwrap();
+    let (_, took) = read_until_closed(&mut idle, Duration::from_secs(5));
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert!(wait_until(Duration::from_secs(2), || total(&server, |s| {
+        &s.timeouts
+    }) == 1));
+    server.stop();
+}
+
+fn http_exchange(server: &corecast::Server, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(server.http_addr()).unwrap();
+    let _ = stream.write_all(request);
+    let (out, _) = read_until_closed(&mut stream, Duration::from_secs(5));
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[test]
+fn bad_http_requests_get_clear_errors() {
+    let server = start("[http]\nmax_header_bytes = 1024\n");
+    let mut witness = Witness::new(&server);
+    let garbage = http_exchange(&server, b"\x16\x03\x01garbage\r\n\r\n");
+    assert!(garbage.starts_with("HTTP/1.1 400 "), "{garbage}");
+    let huge = format!(
+        "GET /live/witness.flv HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(4000)
+    );
+    let huge = http_exchange(&server, huge.as_bytes());
+    assert!(huge.starts_with("HTTP/1.1 431 "), "{huge}");
+    let post = http_exchange(&server, b"POST /live/x.flv HTTP/1.1\r\n\r\n");
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    assert_eq!(total(&server, |s| &s.http_bad_input), 2);
+    witness.still_flows();
+    server.stop();
+}
+
+#[test]
+fn slow_http_headers_are_cut_off() {
+    let server = start("[http]\nheader_timeout_ms = 500\n");
+    let mut slow = TcpStream::connect(server.http_addr()).unwrap();
+    slow.write_all(b"GET /live/x.flv HTTP/1.1\r\nHost: slo")
+        .unwrap();
+    let (_, took) = read_until_closed(&mut slow, Duration::from_secs(5));
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(wait_until(Duration::from_secs(2), || total(&server, |s| {
+        &s.timeouts
+    }) == 1));
+    server.stop();
+}
+
+#[test]
+fn http_routes_answer_properly() {
+    let server = start("");
+    let not_found = http_exchange(
+        &server,
+        b"GET /live/none.flv HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(not_found.starts_with("HTTP/1.1 404 "), "{not_found}");
+    let head = http_exchange(
+        &server,
+        b"HEAD /live/none.flv HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        head.starts_with("HTTP/1.1 404 ") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    let options = http_exchange(
+        &server,
+        b"OPTIONS /live/any.flv HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(options.starts_with("HTTP/1.1 204 "), "{options}");
+    assert!(options.contains("Access-Control-Allow-Methods: GET, HEAD, OPTIONS"));
+    // Keep-alive: two requests on one connection.
+    let two = http_exchange(
+        &server,
+        b"GET /nothing HTTP/1.1\r\n\r\nGET /live/none.flv HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(two.matches("HTTP/1.1 404 ").count(), 2, "{two}");
+    let _witness = Witness::new(&server);
+    let head = http_exchange(
+        &server,
+        b"HEAD /live/witness.flv HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        head.starts_with("HTTP/1.1 200 ") && head.contains("video/x-flv"),
+        "{head}"
+    );
+    assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head}");
+    server.stop();
+}
