@@ -176,7 +176,14 @@ impl Config {
             ConfigError::Key {
                 origin: origin.to_string(),
                 key: err.path().to_string(),
-                message: err.into_inner().to_string(),
+                // toml appends "in `table`" on a second line; the path already says it.
+                message: err
+                    .into_inner()
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
             }
         })
     }

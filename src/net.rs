@@ -81,3 +81,18 @@ pub fn raise_soft_limit(resource: libc::__rlimit_resource_t) -> io::Result<u64> 
         Ok(lim.rlim_cur)
     }
 }
+
+/// Checks that this process may create an io_uring instance (the kernel has io_uring and
+/// `kernel.io_uring_disabled` allows it). glommio cannot run without one.
+pub fn probe_io_uring() -> io::Result<()> {
+    // struct io_uring_params is 120 bytes; zeroed means no flags and no features asked.
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup reads and writes `params`, which is large enough.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 2u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is the descriptor io_uring_setup just returned to us.
+    unsafe { libc::close(fd as RawFd) };
+    Ok(())
+}

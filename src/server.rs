@@ -38,6 +38,12 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// io_uring cannot be used by this process.
+    #[error(
+        "io_uring is unavailable ({0}); corecast needs Linux >= 5.8 with io_uring enabled \
+         (sysctl kernel.io_uring_disabled = 0)"
+    )]
+    IoUring(std::io::Error),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -80,6 +86,7 @@ impl Server {
     /// Binds the listeners and starts every shard; returns once all are serving.
     pub fn start(config: Config) -> Result<Server, StartError> {
         raise_limits();
+        net::probe_io_uring().map_err(StartError::IoUring)?;
         let shards = config.shard_count();
         let cpus: Vec<usize> = CpuSet::online()
             .map_err(|e| StartError::Cpus(e.to_string()))?
@@ -136,9 +143,11 @@ impl Server {
                     shard: id,
                     reason: e.to_string(),
                 })?;
+            let report = report_tx.clone();
             threads.push(std::thread::spawn(move || {
                 if let Err(err) = handle.join() {
                     warn!(shard = id, "shard executor failed: {err}");
+                    let _ = report.send((id, Report::Failed(explain(&err.to_string()))));
                 }
             }));
         }
@@ -161,28 +170,16 @@ impl Server {
                     server.stop();
                     return Err(StartError::Shard { shard, reason });
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Some(shard) = server.threads.iter().position(|t| t.is_finished()) {
-                        server.stop();
-                        return Err(StartError::Shard {
-                            shard,
-                            reason: "executor exited during start (io_uring unavailable or \
-                                     RLIMIT_MEMLOCK below 512 KiB?)"
-                                .into(),
-                        });
-                    }
-                    if left.is_zero() {
-                        server.stop();
-                        return Err(StartError::Timeout(START_TIMEOUT));
-                    }
+                Err(mpsc::RecvTimeoutError::Timeout) if left.is_zero() => {
+                    server.stop();
+                    return Err(StartError::Timeout(START_TIMEOUT));
                 }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     server.stop();
                     return Err(StartError::Shard {
                         shard: ready,
-                        reason: "executor exited during start (io_uring unavailable or \
-                                 RLIMIT_MEMLOCK below 512 KiB?)"
-                            .into(),
+                        reason: "executor exited during start".into(),
                     });
                 }
             }
@@ -255,6 +252,20 @@ fn bind_all(
         fds.push(OwnedFd::from(socket));
     }
     Ok((fds, bound))
+}
+
+/// Adds the likely remedy to an executor's start error.
+fn explain(err: &str) -> String {
+    if err.contains("MemLockLimit") {
+        format!(
+            "{err}: the locked-memory limit is too low; raise RLIMIT_MEMLOCK to at least \
+             512 KiB per shard (ulimit -l, systemd LimitMEMLOCK=)"
+        )
+    } else if err.contains("Operation not permitted") || err.contains("Function not implemented") {
+        format!("{err}: io_uring is unavailable (Linux >= 5.8 with kernel.io_uring_disabled = 0 is required)")
+    } else {
+        err.to_string()
+    }
 }
 
 /// Raises the open-file and locked-memory soft limits to their hard limits.

@@ -1,0 +1,237 @@
+//! One-shard fan-out benchmark: the CPU the shard spends per delivered byte and per tag per
+//! viewer, over loopback.
+//!
+//! The server runs one shard pinned to CPU 0. A synthetic stream (default 2.6 Mbit/s, 30 fps,
+//! 2 s GOP, plus 43 audio frames/s) is published in real time with the project's RTMP client,
+//! and N HTTP-FLV viewers (cheap readers on a glommio executor pinned to CPU 1) drain it. The
+//! shard thread's CPU time (utime + stime from /proc) is sampled over the measurement window.
+//!
+//! Run: `cargo bench --bench fanout` (defaults: viewers 100 and 1000, merge windows 0, 20 and
+//! 50 ms). Environment: `FANOUT_VIEWERS=100,1000`, `FANOUT_MERGE_MS=0,20,50`,
+//! `FANOUT_SECONDS=8`, `FANOUT_KBPS=2600`.
+//! Compare ratios between rows of one run; absolute times vary with the machine's load.
+
+use bytes::Bytes;
+use corecast::client::Publisher;
+use corecast::{Config, Server};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::{LocalExecutorBuilder, Placement};
+use rml_rtmp::sessions::StreamMetadata;
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const FPS: u32 = 30;
+const GOP_FRAMES: u32 = 60;
+const AUDIO_FPS: f64 = 44_100.0 / 1024.0;
+const AUDIO_BYTES: usize = 256;
+const WARMUP: Duration = Duration::from_secs(2);
+
+fn env_list(name: &str, default: &str) -> Vec<u64> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_string())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` runs this with no time to spare.
+    if std::env::args().any(|a| a == "--test" || a == "--list") {
+        return;
+    }
+    let viewers = env_list("FANOUT_VIEWERS", "100,1000");
+    let merges = env_list("FANOUT_MERGE_MS", "0,20,50");
+    let seconds = env_list("FANOUT_SECONDS", "8")[0];
+    let kbps = env_list("FANOUT_KBPS", "2600")[0];
+    println!(
+        "fan-out, one shard on CPU 0, viewers on CPU 1, {kbps} kbit/s stream, {seconds} s window"
+    );
+    println!(
+        "{:>7} {:>6} {:>9} {:>9} {:>11} {:>11} {:>12} {:>9} {:>8}",
+        "viewers",
+        "merge",
+        "Gbit/s",
+        "cpu %",
+        "cpu-s/GB",
+        "user-s/GB",
+        "ns/tag/view",
+        "skipped",
+        "dropped"
+    );
+    for &n in &viewers {
+        for &merge in &merges {
+            run(n as usize, merge, seconds, kbps);
+        }
+    }
+}
+
+fn run(viewers: usize, merge_ms: u64, seconds: u64, kbps: u64) {
+    let config = Config::overlay(
+        &format!(
+            "[server]\nshards = 1\nrtmp_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+             [viewer]\nmerge_window_ms = {merge_ms}\n"
+        ),
+        "bench",
+    )
+    .expect("config");
+    let server = Server::start(config).expect("server");
+    let stop = Arc::new(AtomicBool::new(false));
+    let frames = Arc::new(AtomicU64::new(0));
+    let publisher = {
+        let (addr, stop, frames) = (server.rtmp_addr(), stop.clone(), frames.clone());
+        std::thread::spawn(move || publish(addr, kbps, &stop, &frames))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let received = Arc::new(AtomicU64::new(0));
+    let readers = {
+        let (addr, stop, received) = (server.http_addr(), stop.clone(), received.clone());
+        LocalExecutorBuilder::new(Placement::Fixed(1))
+            .name("bench-viewers")
+            .spawn(move || read_all(addr, viewers, stop, received))
+            .expect("viewer executor")
+    };
+    std::thread::sleep(WARMUP);
+    let shard = &server.stats()[0];
+    let (cpu0, bytes0, frames0) = (
+        shard_cpu(),
+        corecast::stats::get(&shard.flv_bytes_out),
+        frames.load(Ordering::Relaxed),
+    );
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds));
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu1 = shard_cpu();
+    let bytes = corecast::stats::get(&shard.flv_bytes_out) - bytes0;
+    let tags = (frames.load(Ordering::Relaxed) - frames0) * viewers as u64;
+    stop.store(true, Ordering::Relaxed);
+    let _ = publisher.join();
+    let _ = readers.join();
+    let (user, sys) = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
+    let gb = bytes as f64 / 1e9;
+    println!(
+        "{:>7} {:>4}ms {:>9.2} {:>8.1}% {:>11.3} {:>11.3} {:>12.0} {:>9} {:>8}",
+        viewers,
+        merge_ms,
+        bytes as f64 * 8.0 / wall / 1e9,
+        (user + sys) / wall * 100.0,
+        (user + sys) / gb,
+        user / gb,
+        (user + sys) * 1e9 / tags.max(1) as f64,
+        corecast::stats::get(&shard.frames_skipped),
+        corecast::stats::get(&shard.viewers_disconnected_slow),
+    );
+    server.stop();
+}
+
+/// User and system CPU seconds of the shard thread (glommio names it `corecast-0-{executor}`).
+fn shard_cpu() -> (f64, f64) {
+    let ticks = 100.0; // USER_HZ on Linux
+    for entry in std::fs::read_dir("/proc/self/task")
+        .expect("proc")
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim().starts_with("corecast-0-") {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            let utime: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            let stime: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            return (utime / ticks, stime / ticks);
+        }
+    }
+    panic!("shard thread not found");
+}
+
+/// Publishes a synthetic H.264/AAC-shaped stream in real time until `stop`.
+fn publish(addr: SocketAddr, kbps: u64, stop: &AtomicBool, frames: &AtomicU64) {
+    let mut p = Publisher::connect(addr, "live", "bench", Duration::from_secs(5)).expect("publish");
+    let mut meta = StreamMetadata::new();
+    meta.video_width = Some(1280);
+    meta.video_height = Some(720);
+    p.send_metadata(&meta).expect("metadata");
+    p.send_video(
+        0,
+        Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff]),
+    )
+    .expect("avc header");
+    p.send_audio(0, Bytes::from_static(&[0xaf, 0, 0x12, 0x10]))
+        .expect("aac header");
+    let audio_kbps = AUDIO_FPS * AUDIO_BYTES as f64 * 8.0 / 1000.0;
+    let frame_bytes = ((kbps as f64 - audio_kbps) * 1000.0 / 8.0 / f64::from(FPS)) as usize;
+    let start = Instant::now();
+    let (mut video_n, mut audio_n) = (0u32, 0u32);
+    while !stop.load(Ordering::Relaxed) {
+        let video_at = f64::from(video_n) / f64::from(FPS);
+        let audio_at = f64::from(audio_n) / AUDIO_FPS;
+        let (at, is_video) = if video_at <= audio_at {
+            (video_at, true)
+        } else {
+            (audio_at, false)
+        };
+        let wait = Duration::from_secs_f64(at).saturating_sub(start.elapsed());
+        std::thread::sleep(wait);
+        let ts = (at * 1000.0) as u32;
+        let sent = if is_video {
+            video_n += 1;
+            let key = video_n % GOP_FRAMES == 1;
+            // Keyframes are larger, as in real encodes.
+            let len = if key {
+                frame_bytes * 4
+            } else {
+                frame_bytes * 53 / 59
+            };
+            let mut body = vec![0u8; len.max(8)];
+            body[..5].copy_from_slice(&[if key { 0x17 } else { 0x27 }, 1, 0, 0, 0]);
+            p.send_video(ts, Bytes::from(body))
+        } else {
+            audio_n += 1;
+            let mut body = vec![0u8; AUDIO_BYTES];
+            body[..2].copy_from_slice(&[0xaf, 1]);
+            p.send_audio(ts, Bytes::from(body))
+        };
+        if sent.is_err() {
+            return;
+        }
+        frames.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Opens `n` HTTP-FLV viewers and drains them until `stop`.
+async fn read_all(addr: SocketAddr, n: usize, stop: Arc<AtomicBool>, received: Arc<AtomicU64>) {
+    let local = Rc::new(Cell::new(0u64));
+    for _ in 0..n {
+        let local = local.clone();
+        glommio::spawn_local(async move {
+            let Ok(mut s) = glommio::net::TcpStream::connect(addr).await else {
+                return;
+            };
+            if s.write_all(b"GET /live/bench.flv HTTP/1.1\r\nHost: b\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let mut buf = vec![0u8; 65536];
+            while let Ok(k) = s.read(&mut buf).await {
+                if k == 0 {
+                    break;
+                }
+                local.set(local.get() + k as u64);
+            }
+        })
+        .detach();
+    }
+    while !stop.load(Ordering::Relaxed) {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+    }
+    received.store(local.get(), Ordering::Relaxed);
+}

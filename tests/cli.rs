@@ -1,0 +1,74 @@
+//! The binary's command line: configuration handling and start-up failures.
+
+use std::net::TcpListener;
+use std::process::Command;
+
+fn corecast() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_corecast"))
+}
+
+#[test]
+fn print_config_shows_the_effective_configuration() {
+    let out = corecast()
+        .args([
+            "--print-config",
+            "--shards",
+            "1",
+            "--http-listen",
+            "127.0.0.1:9999",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let config = corecast::Config::from_toml_str(&text, "printed").unwrap();
+    assert_eq!(config.server.shards, 1);
+    assert_eq!(config.server.http_listen.to_string(), "127.0.0.1:9999");
+    assert_eq!(config.viewer, corecast::Config::default().viewer);
+}
+
+#[test]
+fn bad_config_names_the_key_and_exits_non_zero() {
+    let dir = std::env::temp_dir().join(format!("corecast-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        "[viewer]\nskip_after_ms = 1000\nmerge_window_msx = 3\n",
+    )
+    .unwrap();
+    let out = corecast().arg("--config").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("viewer.merge_window_msx"), "{err}");
+
+    std::fs::write(&file, "[stream]\nring_max_bytes = 10\n").unwrap();
+    let out = corecast().arg("--config").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stream.ring_max_bytes"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn port_in_use_fails_the_start_clearly() {
+    // A listener without SO_REUSEPORT keeps the port to itself.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = corecast()
+        .args([
+            "--shards",
+            "1",
+            "--rtmp-listen",
+            &addr,
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot listen on") && err.contains(&addr),
+        "{err}"
+    );
+}
