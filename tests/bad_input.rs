@@ -19,6 +19,7 @@ fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Durat
             Ok(0) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => panic!("connection not closed within {limit:?}: {e}"),
         }
     }

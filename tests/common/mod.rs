@@ -114,11 +114,7 @@ impl FlvViewer {
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(
-                stream.read(&mut byte).expect("response head"),
-                1,
-                "closed in head"
-            );
+            stream.read_exact(&mut byte).expect("response head");
             head.push(byte[0]);
         }
         let text = String::from_utf8_lossy(&head).to_string();
@@ -141,7 +137,10 @@ impl FlvViewer {
             if let Some(tag) = self.reader.next_tag().expect("valid FLV") {
                 return Some(tag);
             }
-            let n = self.stream.read(&mut buf).expect("read FLV");
+            let n = match self.stream.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => other.expect("read FLV"),
+            };
             if n == 0 {
                 assert_eq!(self.reader.buffered_len(), 0, "response ended mid-tag");
                 return None;
