@@ -113,7 +113,7 @@ fn run(viewers: usize, merge_ms: u64, seconds: u64, kbps: u64) {
     let (user, sys) = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
     let gb = bytes as f64 / 1e9;
     println!(
-        "{:>7} {:>4}ms {:>9.2} {:>8.1}% {:>11.3} {:>11.3} {:>12.0} {:>9} {:>8}",
+        "{:>7} {:>4}ms {:>9.2} {:>8.1}% {:>11.3} {:>11.3} {:>12.0} {:>12.0} {:>9} {:>8}",
         viewers,
         merge_ms,
         bytes as f64 * 8.0 / wall / 1e9,
@@ -121,6 +121,7 @@ fn run(viewers: usize, merge_ms: u64, seconds: u64, kbps: u64) {
         (user + sys) / gb,
         user / gb,
         (user + sys) * 1e9 / tags.max(1) as f64,
+        user * 1e9 / tags.max(1) as f64,
         corecast::stats::get(&shard.frames_skipped),
         corecast::stats::get(&shard.viewers_disconnected_slow),
     );

@@ -270,18 +270,14 @@ impl Shard {
             feed: None,
             origin: None,
         });
-        if stream.origin.is_none() {
-            stream.origin = Some(Origin::new(self.count));
-            stream.feed = Some(self.new_feed(FeedState::Live));
-            drop(streams);
-            let key = key.clone();
-            self.broadcast(|| MeshMsg::StreamLive(key.clone()));
-            streams = self.streams.borrow_mut();
-        }
-        let origin = streams
-            .get_mut(key)
-            .and_then(|s| s.origin.as_mut())
-            .ok_or(PublishRefusal::AlreadyPublishing)?;
+        let origin = match &mut stream.origin {
+            Some(origin) => origin,
+            None => {
+                stream.feed = Some(self.new_feed(FeedState::Live));
+                self.broadcast(|| MeshMsg::StreamLive(key.clone()));
+                stream.origin.insert(Origin::new(self.count))
+            }
+        };
         if origin.publisher.is_some() {
             return Err(PublishRefusal::AlreadyPublishing);
         }
@@ -419,7 +415,6 @@ impl Shard {
             None => {
                 let feed = self.new_feed(FeedState::Syncing);
                 stream.feed = Some(feed.clone());
-                drop(streams);
                 self.send_reliable(self.owner(key), MeshMsg::Subscribe(key.clone(), self.id));
                 feed
             }
@@ -442,7 +437,6 @@ impl Shard {
         if let Some(stream) = streams.get_mut(key) {
             if stream.feed.as_ref().is_some_and(|f| Rc::ptr_eq(f, feed)) {
                 stream.feed = None;
-                drop(streams);
                 self.send_reliable(self.owner(key), MeshMsg::Unsubscribe(key.clone(), self.id));
             }
         }

@@ -5,6 +5,7 @@
 //! or serialized per viewer. The slow-viewer policy runs before every send (see
 //! [`crate::hub::cursor`]).
 
+use crate::flv;
 use crate::hub::cursor::{Cursor, Verdict};
 use crate::hub::feed::{Feed, FeedState};
 use crate::media::now_ns;
@@ -36,13 +37,14 @@ pub enum Ending {
     Io(io::Error),
 }
 
-/// Sends `head` (response head and anything protocol-specific), then the stream from its
-/// newest keyframe, then live units, until the stream ends or the viewer fails.
+/// Sends `head` (the response head), the FLV file header, the stream's headers, then the
+/// stream from its newest keyframe, then live units, until the stream ends or the viewer
+/// fails.
 pub async fn deliver(
     shard: &Shard,
     feed: &Rc<RefCell<Feed>>,
     stream: &mut TcpStream,
-    head: Vec<Bytes>,
+    mut head: Vec<Bytes>,
 ) -> Ending {
     if let Err(err) = net::set_notsent_lowat(stream, shard.config.viewer.notsent_lowat_bytes) {
         return Ending::Io(err);
@@ -60,7 +62,10 @@ pub async fn deliver(
             if f.state == FeedState::Ended && f.ring.is_empty() {
                 return Ending::StreamEnded;
             }
-            let mut c = Cursor::at_gop_start(head.clone(), &f.ring);
+            let mut start = std::mem::take(&mut head);
+            let (audio, video) = (f.headers.audio.is_some(), f.headers.video.is_some());
+            start.push(Bytes::from_static(flv::file_header(audio, video)));
+            let mut c = Cursor::at_gop_start(start, &f.ring);
             for tag in f.headers.tags_at(f.dts_at(c.position())) {
                 c.push_pending(tag);
             }

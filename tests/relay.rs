@@ -278,3 +278,43 @@ fn slow_viewer_is_skipped_then_disconnected_while_fast_viewer_flows() {
     assert!(tags.iter().filter(|t| is_media(t)).count() > 500);
     server.stop();
 }
+
+#[test]
+fn audio_only_stream_starts_and_announces_only_audio() {
+    let server = start("");
+    let tags = fixture_tags();
+    let mut p = publisher(&server, "radio");
+    let audio: Vec<_> = tags
+        .iter()
+        .filter(|t| t.kind != TagKind::Video)
+        .cloned()
+        .collect();
+    for tag in audio.iter().take(40) {
+        p.send_tag(tag).unwrap();
+    }
+    let mut raw = std::net::TcpStream::connect(server.http_addr()).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    std::io::Write::write_all(&mut raw, b"GET /live/radio.flv HTTP/1.1\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") || got.len() < 400 {
+        match std::io::Read::read(&mut raw, &mut buf) {
+            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => panic!("read: {other:?}"),
+        }
+    }
+    let body = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(&got[body..body + 3], b"FLV");
+    assert_eq!(got[body + 4], 0x04, "audio only");
+    let mut reader = corecast::flv::reader::FlvReader::new();
+    reader.push(&got[body..]);
+    let first: Vec<_> = std::iter::from_fn(|| reader.next_tag().unwrap()).collect();
+    assert!(first.len() >= 3);
+    assert_eq!(first[0].kind, TagKind::Script);
+    assert!(first[1].kind == TagKind::Audio && first[1].is_sequence_header());
+    assert!(first[2..]
+        .iter()
+        .all(|t| t.kind == TagKind::Audio && !t.is_sequence_header()));
+    server.stop();
+}

@@ -14,8 +14,24 @@ use std::collections::HashMap;
 /// FLV tag header length.
 pub const TAG_HEADER_LEN: usize = 11;
 
-/// The FLV file header announcing audio and video, followed by PreviousTagSize0.
-pub const FILE_HEADER: &[u8] = &[b'F', b'L', b'V', 1, 0x05, 0, 0, 0, 9, 0, 0, 0, 0];
+/// The FLV file header (signature, version 1, track flags, header size 9), followed by
+/// PreviousTagSize0, for each combination of tracks. Players such as mpegts.js wait for every
+/// track the header announces, so it must not announce a missing one.
+const FILE_HEADERS: [[u8; 13]; 3] = [
+    [b'F', b'L', b'V', 1, 0x05, 0, 0, 0, 9, 0, 0, 0, 0],
+    [b'F', b'L', b'V', 1, 0x04, 0, 0, 0, 9, 0, 0, 0, 0],
+    [b'F', b'L', b'V', 1, 0x01, 0, 0, 0, 9, 0, 0, 0, 0],
+];
+
+/// The FLV file header for a stream with the given tracks. A stream whose tracks are not
+/// known yet (no sequence header seen) is announced with both.
+pub fn file_header(has_audio: bool, has_video: bool) -> &'static [u8] {
+    match (has_audio, has_video) {
+        (true, false) => &FILE_HEADERS[1],
+        (false, true) => &FILE_HEADERS[2],
+        _ => &FILE_HEADERS[0],
+    }
+}
 
 /// Largest body an FLV tag can describe (24-bit size field).
 pub const MAX_BODY_LEN: usize = 0x00ff_ffff;
@@ -86,12 +102,25 @@ mod tests {
     #[test]
     fn tag_round_trips_through_reader() {
         let mut r = reader::FlvReader::new();
-        r.push(FILE_HEADER);
+        r.push(file_header(true, true));
         r.push(&tag(UnitKind::Audio, 70_000, &[0xaf, 1, 9]));
         let t = r.next_tag().unwrap().unwrap();
         assert_eq!(t.kind, reader::TagKind::Audio);
         assert_eq!(t.timestamp, 70_000);
         assert_eq!(&t.data[..], &[0xaf, 1, 9]);
+    }
+
+    #[test]
+    fn file_header_announces_present_tracks() {
+        assert_eq!(file_header(true, false)[4], 0x04);
+        assert_eq!(file_header(false, true)[4], 0x01);
+        assert_eq!(file_header(true, true)[4], 0x05);
+        assert_eq!(file_header(false, false)[4], 0x05);
+        let mut r = reader::FlvReader::new();
+        r.push(file_header(true, false));
+        assert!(r.next_tag().unwrap().is_none());
+        let h = r.header().unwrap();
+        assert!(h.has_audio && !h.has_video);
     }
 
     #[test]

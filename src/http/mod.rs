@@ -6,7 +6,6 @@
 
 pub mod request;
 
-use crate::flv;
 use crate::hub::stream_key;
 use crate::shard::Shard;
 use crate::stats;
@@ -83,20 +82,19 @@ async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, peer: SocketAddr) -> Res
             (Method::Get | Method::Head, Route::Flv { app, stream: name }) => {
                 let key = stream_key(app, name);
                 if req.method == Method::Head {
-                    let head = if shard.is_live(&key) {
-                        FLV_RESPONSE_HEAD.to_vec()
-                    } else {
-                        simple("404 Not Found", true, req.keep_alive)
-                    };
-                    stream.write_all(&head).await?;
+                    if shard.is_live(&key) {
+                        // The head says `Connection: close`, as a GET's would.
+                        stream.write_all(FLV_RESPONSE_HEAD).await?;
+                        return Ok(());
+                    }
+                    stream
+                        .write_all(&simple("404 Not Found", true, req.keep_alive))
+                        .await?;
                 } else if let Some(feed) = shard.attach_viewer(&key) {
                     debug!(shard = shard.id, %peer, stream = %key, "flv viewer start");
                     stats::inc(&shard.stats.flv_viewers);
                     stats::inc(&shard.stats.flv_viewers_total);
-                    let head = vec![
-                        Bytes::from_static(FLV_RESPONSE_HEAD),
-                        Bytes::from_static(flv::FILE_HEADER),
-                    ];
+                    let head = vec![Bytes::from_static(FLV_RESPONSE_HEAD)];
                     let ending = viewer::deliver(shard, &feed, stream, head).await;
                     shard.detach_viewer(&key, &feed);
                     stats::dec(&shard.stats.flv_viewers);

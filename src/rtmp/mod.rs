@@ -199,7 +199,7 @@ async fn handshake(stream: &mut TcpStream) -> Result<Vec<u8>, RtmpError> {
 impl Conn {
     /// Reads and handles input until the peer leaves, an error occurs, or the connection is
     /// handed to another shard.
-    async fn run(&mut self, mut stream: TcpStream, mut flow: Flow) -> Result<(), RtmpError> {
+    async fn run(mut self, mut stream: TcpStream, mut flow: Flow) -> Result<(), RtmpError> {
         let result = self.run_inner(&mut stream, &mut flow).await;
         if let State::Publishing(key) = std::mem::replace(&mut self.state, State::Idle) {
             self.shard.stop_publishing(&key, self.conn_id);
@@ -214,16 +214,12 @@ impl Conn {
             } if result.is_ok() => {
                 // Duplicate the descriptor for the owner; ours closes with `stream`.
                 let fd = dup(&stream)?;
-                let session = std::mem::replace(
-                    &mut self.session,
-                    ServerSession::new(ServerSessionConfig::new())?.0,
-                );
                 debug!(shard = self.shard.id, owner, peer = %self.peer, "rtmp: handing publisher to owner");
                 self.shard.hand_off(
                     owner,
                     Handoff {
                         fd,
-                        session: Box::new(session),
+                        session: Box::new(self.session),
                         request_id,
                         app,
                         publish_name,
