@@ -51,7 +51,7 @@ fn main() {
         "fan-out, one shard on CPU 0, viewers on CPU 1, {kbps} kbit/s stream, {seconds} s window"
     );
     println!(
-        "{:>7} {:>6} {:>9} {:>9} {:>11} {:>11} {:>12} {:>9} {:>8}",
+        "{:>7} {:>6} {:>7} {:>7} {:>9} {:>10} {:>12} {:>12} {:>8} {:>8} {:>8}",
         "viewers",
         "merge",
         "Gbit/s",
@@ -59,8 +59,10 @@ fn main() {
         "cpu-s/GB",
         "user-s/GB",
         "ns/tag/view",
+        "user ns/tag",
+        "KB/send",
         "skipped",
-        "dropped"
+        "slow-dc"
     );
     for &n in &viewers {
         for &merge in &merges {
@@ -96,9 +98,10 @@ fn run(viewers: usize, merge_ms: u64, seconds: u64, kbps: u64) {
     };
     std::thread::sleep(WARMUP);
     let shard = &server.stats()[0];
-    let (cpu0, bytes0, frames0) = (
+    let (cpu0, bytes0, sends0, frames0) = (
         shard_cpu(),
         corecast::stats::get(&shard.flv_bytes_out),
+        corecast::stats::get(&shard.flv_sends),
         frames.load(Ordering::Relaxed),
     );
     let t0 = Instant::now();
@@ -106,6 +109,7 @@ fn run(viewers: usize, merge_ms: u64, seconds: u64, kbps: u64) {
     let wall = t0.elapsed().as_secs_f64();
     let cpu1 = shard_cpu();
     let bytes = corecast::stats::get(&shard.flv_bytes_out) - bytes0;
+    let sends = corecast::stats::get(&shard.flv_sends) - sends0;
     let tags = (frames.load(Ordering::Relaxed) - frames0) * viewers as u64;
     stop.store(true, Ordering::Relaxed);
     let _ = publisher.join();
@@ -113,7 +117,7 @@ fn run(viewers: usize, merge_ms: u64, seconds: u64, kbps: u64) {
     let (user, sys) = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
     let gb = bytes as f64 / 1e9;
     println!(
-        "{:>7} {:>4}ms {:>9.2} {:>8.1}% {:>11.3} {:>11.3} {:>12.0} {:>12.0} {:>9} {:>8}",
+        "{:>7} {:>4}ms {:>7.2} {:>6.1}% {:>9.3} {:>10.3} {:>12.0} {:>12.0} {:>8.1} {:>8} {:>8}",
         viewers,
         merge_ms,
         bytes as f64 * 8.0 / wall / 1e9,
@@ -122,6 +126,7 @@ fn run(viewers: usize, merge_ms: u64, seconds: u64, kbps: u64) {
         user / gb,
         (user + sys) * 1e9 / tags.max(1) as f64,
         user * 1e9 / tags.max(1) as f64,
+        bytes as f64 / 1024.0 / sends.max(1) as f64,
         corecast::stats::get(&shard.frames_skipped),
         corecast::stats::get(&shard.viewers_disconnected_slow),
     );

@@ -35,6 +35,8 @@ pub struct ShardStats {
     pub bytes_in: AtomicU64,
     /// Bytes sent to HTTP-FLV viewers.
     pub flv_bytes_out: AtomicU64,
+    /// Send system calls made for HTTP-FLV viewers (bytes / sends = batching achieved).
+    pub flv_sends: AtomicU64,
     /// RTMP connections closed for protocol errors or bad input.
     pub rtmp_bad_input: AtomicU64,
     /// HTTP connections closed for bad requests.

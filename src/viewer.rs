@@ -99,6 +99,7 @@ pub async fn deliver(
                         drop(iov);
                         cur.advance(&f.ring, n);
                         stats::add(&shard.stats.flv_bytes_out, n as u64);
+                        stats::inc(&shard.stats.flv_sends);
                         Step::Sent
                     }
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
@@ -129,6 +130,7 @@ pub async fn deliver(
                         let f = feed.borrow();
                         cur.advance(&f.ring, n);
                         stats::add(&shard.stats.flv_bytes_out, n as u64);
+                        stats::inc(&shard.stats.flv_sends);
                     }
                     Some(Err(err)) => return Ending::Io(err),
                     None => return Ending::TooSlow,
