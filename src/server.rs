@@ -294,10 +294,23 @@ async fn run_shard(
     // SAFETY: the descriptors are listening TCP sockets whose ownership moves here.
     let rtmp = unsafe { TcpListener::from_raw_fd(rtmp_fd.into_raw_fd()) };
     let http = unsafe { TcpListener::from_raw_fd(http_fd.into_raw_fd()) };
-    let (senders, receivers) = mesh
-        .join()
-        .await
-        .map_err(|e| format!("cannot join the shard mesh: {e}"))?;
+    // If another shard fails to start, the mesh never fills: give up when told to stop.
+    let joined = futures_lite::future::or(async { Some(mesh.join().await) }, async {
+        wait_for_stop(&stop).await;
+        None
+    })
+    .await;
+    let (senders, receivers) = match joined {
+        Some(result) => result.map_err(|e| format!("cannot join the shard mesh: {e}"))?,
+        None => return Ok(()),
+    };
+    // Mesh peers are ordered by executor id, and executors are created in shard order.
+    if senders.peer_id() != id {
+        return Err(format!(
+            "mesh position {} is not shard {id}",
+            senders.peer_id()
+        ));
+    }
     let shard = Rc::new(Shard::new(id, count, config, stats, senders));
 
     let mut receivers = receivers;
@@ -313,11 +326,15 @@ async fn run_shard(
     let rtmp_loop = glommio::spawn_local(accept_loop(shard.clone(), rtmp, Protocol::Rtmp));
     let http_loop = glommio::spawn_local(accept_loop(shard.clone(), http, Protocol::Http));
     let _ = report.send((id, Report::Ready));
+    wait_for_stop(&stop).await;
+    drop((rtmp_loop, http_loop));
+    Ok(())
+}
+
+async fn wait_for_stop(stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(STOP_POLL).await;
     }
-    drop((rtmp_loop, http_loop));
-    Ok(())
 }
 
 #[derive(Clone, Copy)]

@@ -29,6 +29,8 @@ pub const MAX_IOV: usize = 256;
 /// How a delivery ended.
 #[derive(Debug)]
 pub enum Ending {
+    /// The stream ended before anything was sent; the viewer got nothing, not even `head`.
+    Unavailable,
     /// The stream ended and the viewer received all of it.
     StreamEnded,
     /// The viewer stayed behind too long (slow-viewer policy).
@@ -60,7 +62,7 @@ pub async fn deliver(
             wait_ready(feed).await;
             let f = feed.borrow();
             if f.state == FeedState::Ended && f.ring.is_empty() {
-                return Ending::StreamEnded;
+                return Ending::Unavailable;
             }
             let mut start = std::mem::take(&mut head);
             let (audio, video) = (f.headers.audio.is_some(), f.headers.video.is_some());

@@ -99,6 +99,11 @@ async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, peer: SocketAddr) -> Res
                     shard.detach_viewer(&key, &feed);
                     stats::dec(&shard.stats.flv_viewers);
                     match ending {
+                        Ending::Unavailable => {
+                            stream
+                                .write_all(&simple("404 Not Found", false, false))
+                                .await?;
+                        }
                         Ending::TooSlow => {
                             stats::inc(&shard.stats.viewers_disconnected_slow);
                             info!(shard = shard.id, %peer, stream = %key, "flv viewer too slow: disconnected");
