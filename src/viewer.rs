@@ -65,8 +65,10 @@ pub async fn deliver(
                 return Ending::Unavailable;
             }
             let mut start = std::mem::take(&mut head);
-            let (audio, video) = (f.headers.audio.is_some(), f.headers.video.is_some());
-            start.push(Bytes::from_static(flv::file_header(audio, video)));
+            start.push(Bytes::from_static(flv::file_header(
+                f.has_audio,
+                f.has_video,
+            )));
             let mut c = Cursor::at_gop_start(start, &f.ring);
             for tag in f.headers.tags_at(f.dts_at(c.position())) {
                 c.push_pending(tag);

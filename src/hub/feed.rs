@@ -88,6 +88,10 @@ pub struct Feed {
     pub state: FeedState,
     /// Viewers of this feed on this shard.
     pub viewers: usize,
+    /// Audio has been seen (announced in the FLV file header of new viewers).
+    pub has_audio: bool,
+    /// Video has been seen.
+    pub has_video: bool,
     /// Sequence number expected next (gap detection on replicas).
     next_seq: Option<u64>,
     /// Units were lost; drop everything until the next keyframe.
@@ -106,6 +110,8 @@ impl Feed {
             ring,
             state,
             viewers: 0,
+            has_audio: false,
+            has_video: false,
             next_seq: None,
             want_key: false,
             waiters: Vec::new(),
@@ -125,6 +131,11 @@ impl Feed {
             }
         }
         self.next_seq = Some(unit.seq + 1);
+        match unit.kind {
+            UnitKind::Audio => self.has_audio = true,
+            UnitKind::Video => self.has_video = true,
+            UnitKind::Script => {}
+        }
         if unit.header {
             self.headers.set(&unit);
         } else if self.want_key {
@@ -141,6 +152,8 @@ impl Feed {
     pub fn load_snapshot(&mut self, headers: Vec<Unit>, gop: Vec<Unit>, now_ns: u64) {
         for unit in &headers {
             self.headers.set(unit);
+            self.has_audio |= unit.kind == UnitKind::Audio;
+            self.has_video |= unit.kind == UnitKind::Video;
         }
         self.ring.clear();
         self.next_seq = None;
