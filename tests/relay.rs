@@ -12,26 +12,10 @@ use std::time::{Duration, Instant};
 #[test]
 fn flv_viewer_gets_headers_gop_and_identical_payloads() {
     let server = start("");
-    let addr = server.rtmp_addr();
-    let publishing = thread::spawn(move || {
-        let mut p = corecast::client::Publisher::connect(
-            addr,
-            "live",
-            "identity?token=kept",
-            Duration::from_secs(5),
-        )
-        .unwrap();
-        let sent = replay(&mut p, 2, 4.0);
-        p.finish().unwrap();
-        sent
-    });
+    // The query string is not part of the stream's name.
+    let publishing = publish_in_background(&server, "identity?token=kept", 2, 4.0);
+    wait_live(&server, "/live/identity.flv");
     let http = server.http_addr();
-    assert!(wait_until(Duration::from_secs(5), || FlvViewer::open(
-        http,
-        "/live/identity.flv"
-    )
-    .status
-        == 200));
     thread::sleep(Duration::from_millis(700));
     let mut viewer = FlvViewer::open(http, "/live/identity.flv");
     assert_eq!(viewer.status, 200);
@@ -64,21 +48,9 @@ fn flv_viewer_gets_headers_gop_and_identical_payloads() {
 #[test]
 fn viewers_on_every_shard_receive_the_stream() {
     let server = start("");
-    let addr = server.rtmp_addr();
-    let publishing = thread::spawn(move || {
-        let mut p =
-            corecast::client::Publisher::connect(addr, "live", "wide", Duration::from_secs(5))
-                .unwrap();
-        replay(&mut p, 2, 2.0);
-        p.finish().unwrap();
-    });
+    let publishing = publish_in_background(&server, "wide", 2, 2.0);
+    wait_live(&server, "/live/wide.flv");
     let http = server.http_addr();
-    assert!(wait_until(Duration::from_secs(5), || FlvViewer::open(
-        http,
-        "/live/wide.flv"
-    )
-    .status
-        == 200));
     let mut viewers: Vec<_> = (0..16)
         .map(|_| FlvViewer::open(http, "/live/wide.flv"))
         .collect();
@@ -219,21 +191,9 @@ fn slow_viewer_is_skipped_then_disconnected_while_fast_viewer_flows() {
         "[viewer]\nskip_after_ms = 300\ndisconnect_after_ms = 1500\nnotsent_lowat_bytes = 4096\n\
          [stream]\nring_max_duration_ms = 2000\n",
     );
-    let addr = server.rtmp_addr();
-    let publishing = thread::spawn(move || {
-        let mut p =
-            corecast::client::Publisher::connect(addr, "live", "slow", Duration::from_secs(5))
-                .unwrap();
-        replay(&mut p, 3, 2.0);
-        p.finish().unwrap();
-    });
+    let publishing = publish_in_background(&server, "slow", 3, 2.0);
+    wait_live(&server, "/live/slow.flv");
     let http = server.http_addr();
-    assert!(wait_until(Duration::from_secs(5), || FlvViewer::open(
-        http,
-        "/live/slow.flv"
-    )
-    .status
-        == 200));
     let mut slow = FlvViewer::open_with(http, "/live/slow.flv", Some(4096));
     let fast = thread::spawn(move || {
         let mut fast = FlvViewer::open(http, "/live/slow.flv");

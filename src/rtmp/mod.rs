@@ -347,24 +347,10 @@ impl Conn {
             }
             ServerSessionEvent::VideoDataReceived {
                 data, timestamp, ..
-            } => {
-                if let State::Publishing(key) = &self.state {
-                    let ts = timestamp.value;
-                    self.shard
-                        .ingest_media(key, UnitKind::Video, ts, &data, ingest_ns);
-                }
-                Ok(Flow::Continue)
-            }
+            } => Ok(self.media(UnitKind::Video, timestamp.value, &data, ingest_ns)),
             ServerSessionEvent::AudioDataReceived {
                 data, timestamp, ..
-            } => {
-                if let State::Publishing(key) = &self.state {
-                    let ts = timestamp.value;
-                    self.shard
-                        .ingest_media(key, UnitKind::Audio, ts, &data, ingest_ns);
-                }
-                Ok(Flow::Continue)
-            }
+            } => Ok(self.media(UnitKind::Audio, timestamp.value, &data, ingest_ns)),
             ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
                 let results = self.session.reject_request(
                     request_id,
@@ -383,6 +369,14 @@ impl Conn {
             | ServerSessionEvent::AcknowledgementReceived { .. }
             | ServerSessionEvent::PingResponseReceived { .. } => Ok(Flow::Continue),
         }
+    }
+
+    /// An audio or video message: ingested when this connection publishes.
+    fn media(&mut self, kind: UnitKind, ts: u32, body: &[u8], ingest_ns: u64) -> Flow {
+        if let State::Publishing(key) = &self.state {
+            self.shard.ingest_media(key, kind, ts, body, ingest_ns);
+        }
+        Flow::Continue
     }
 
     /// A publish request: decided here when this shard owns the stream, otherwise handed to

@@ -78,6 +78,33 @@ pub fn replay(publisher: &mut Publisher, loops: usize, speed: f64) -> Vec<Bytes>
         .collect()
 }
 
+/// Publishes the fixture from a thread (see [`replay`]), then finishes the publish.
+pub fn publish_in_background(
+    server: &Server,
+    name: &str,
+    loops: usize,
+    speed: f64,
+) -> std::thread::JoinHandle<Vec<Bytes>> {
+    let (addr, name) = (server.rtmp_addr(), name.to_string());
+    std::thread::spawn(move || {
+        let mut p = Publisher::connect(addr, "live", &name, Duration::from_secs(5)).unwrap();
+        let sent = replay(&mut p, loops, speed);
+        p.finish().unwrap();
+        sent
+    })
+}
+
+/// Waits until `path` answers 200 on the server's HTTP port.
+pub fn wait_live(server: &Server, path: &str) {
+    let http = server.http_addr();
+    assert!(
+        wait_until(Duration::from_secs(10), || FlvViewer::open(http, path)
+            .status
+            == 200),
+        "{path} did not go live"
+    );
+}
+
 /// Audio or video, not a sequence header.
 pub fn is_media(tag: &FlvTag) -> bool {
     matches!(tag.kind, TagKind::Audio | TagKind::Video) && !tag.is_sequence_header()
