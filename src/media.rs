@@ -30,6 +30,15 @@ impl UnitKind {
     }
 }
 
+/// The wire formats a unit is serialized in, once per stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A complete FLV tag (HTTP-FLV).
+    Flv,
+    /// A complete RTMP message in chunks with full headers (RTMP play).
+    Rtmp,
+}
+
 /// One media unit, serialized once per stream and shared by every viewer.
 #[derive(Debug, Clone)]
 pub struct Unit {
@@ -46,19 +55,46 @@ pub struct Unit {
     pub header: bool,
     /// The complete FLV tag: 11-byte header, body, 4-byte previous-tag-size.
     pub flv: Bytes,
+    /// The RTMP message, chunked for every player (see [`crate::rtmp::chunk`]).
+    pub rtmp: Bytes,
     /// Monotonic time (ns, see [`now_ns`]) at which the publisher's bytes were read.
     pub ingest_ns: u64,
 }
 
 impl Unit {
-    /// Size of the serialized tag, the unit's cost in ring accounting.
+    /// Bytes held by the unit's serializations, its cost in ring accounting.
     pub fn len(&self) -> usize {
-        self.flv.len()
+        self.flv.len() + self.rtmp.len()
     }
 
-    /// True when the serialized tag is empty (never for units built by the ingest path).
+    /// True when nothing is serialized (never for units built by the ingest path).
     pub fn is_empty(&self) -> bool {
-        self.flv.is_empty()
+        self.len() == 0
+    }
+
+    /// The unit in the given wire format.
+    pub fn wire(&self, format: Format) -> &Bytes {
+        match format {
+            Format::Flv => &self.flv,
+            Format::Rtmp => &self.rtmp,
+        }
+    }
+
+    /// The message body (the FLV tag without its header and trailer).
+    pub fn body(&self) -> &[u8] {
+        self.flv
+            .get(crate::flv::TAG_HEADER_LEN..self.flv.len().saturating_sub(4))
+            .unwrap_or_default()
+    }
+
+    /// The unit's message serialized in `format` with another timestamp.
+    pub fn restamped(&self, format: Format, dts: u32, chunk_size: usize) -> Bytes {
+        match format {
+            Format::Flv => crate::flv::tag(self.kind, dts, self.body()),
+            Format::Rtmp => {
+                crate::rtmp::chunk::media_message(self.kind, dts, self.body(), chunk_size)
+            }
+        }
     }
 }
 

@@ -275,7 +275,8 @@ impl Shard {
             None => {
                 stream.feed = Some(self.new_feed(FeedState::Live));
                 self.broadcast(|| MeshMsg::StreamLive(key.clone()));
-                stream.origin.insert(Origin::new(self.count))
+                let chunk_size = self.config.rtmp.chunk_size as usize;
+                stream.origin.insert(Origin::new(self.count, chunk_size))
             }
         };
         if origin.publisher.is_some() {

@@ -25,9 +25,23 @@ pub struct ShardStats {
     pub flv_viewers: AtomicU64,
     /// HTTP-FLV viewers ever started on this shard.
     pub flv_viewers_total: AtomicU64,
+    /// Gauge: RTMP players connected to this shard.
+    pub rtmp_players: AtomicU64,
+    /// RTMP players ever started on this shard.
+    pub rtmp_players_total: AtomicU64,
+    /// Bytes sent to RTMP players (media and their sessions' control messages).
+    pub rtmp_bytes_out: AtomicU64,
+    /// Send system calls made for RTMP players.
+    pub rtmp_sends: AtomicU64,
+    /// Play requests refused (unknown stream, bad request).
+    pub play_rejected: AtomicU64,
+    /// Viewers (any protocol) whose stream ended while they watched.
+    pub viewers_ended_with_stream: AtomicU64,
+    /// Viewers (any protocol) that stopped or went away themselves.
+    pub viewers_left: AtomicU64,
     /// Units jumped over by slow viewers.
     pub frames_skipped: AtomicU64,
-    /// Viewers disconnected for being too slow.
+    /// Viewers (any protocol) disconnected for being too slow.
     pub viewers_disconnected_slow: AtomicU64,
     /// Units not forwarded to a shard because its queue was full.
     pub mesh_units_dropped: AtomicU64,

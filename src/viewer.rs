@@ -1,14 +1,15 @@
-//! Delivery of a feed to one viewer socket: the per-viewer hot path.
+//! Delivery of a feed to one viewer socket: the per-viewer hot path, shared by HTTP-FLV and
+//! RTMP play (the ring is the same; only the serialization read from each unit differs).
 //!
 //! Each wake-up gathers everything pending for the viewer (its cursor) and hands it to the
-//! kernel in one vectored `sendmsg`. The bytes are the stream's shared tags: nothing is copied
-//! or serialized per viewer. The slow-viewer policy runs before every send (see
-//! [`crate::hub::cursor`]).
+//! kernel in one vectored `sendmsg`. The bytes are the stream's shared serializations:
+//! nothing is copied or serialized per viewer. The slow-viewer policy runs before every send
+//! (see [`crate::hub::cursor`]).
 
 use crate::flv;
 use crate::hub::cursor::{Cursor, Verdict};
 use crate::hub::feed::{Feed, FeedState};
-use crate::media::now_ns;
+use crate::media::{now_ns, Format};
 use crate::net;
 use crate::shard::Shard;
 use crate::stats;
@@ -18,10 +19,13 @@ use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::task::Poll;
+use std::sync::atomic::AtomicU64;
+use std::task::{Poll, Waker};
 use std::time::Duration;
+use tracing::{debug, info};
 
 /// Most slices in one sendmsg(2) (Linux accepts up to 1024).
 pub const MAX_IOV: usize = 256;
@@ -33,45 +37,148 @@ pub enum Ending {
     Unavailable,
     /// The stream ended and the viewer received all of it.
     StreamEnded,
+    /// The viewer stopped playing (closed its [`Outbox`]).
+    Stopped,
     /// The viewer stayed behind too long (slow-viewer policy).
     TooSlow,
     /// The socket failed (the viewer went away).
     Io(io::Error),
 }
 
-/// Sends `head` (the response head), the FLV file header, the stream's headers, then the
-/// stream from its newest keyframe, then live units, until the stream ends or the viewer
-/// fails.
+impl Ending {
+    /// Counts and logs how a viewer's delivery ended.
+    pub fn record(&self, shard: &Shard, protocol: &'static str, peer: SocketAddr, key: &str) {
+        let id = shard.id;
+        match self {
+            Ending::Unavailable => {
+                debug!(shard = id, %peer, stream = key, protocol, "stream ended before start")
+            }
+            Ending::StreamEnded => {
+                stats::inc(&shard.stats.viewers_ended_with_stream);
+                debug!(shard = id, %peer, stream = key, protocol, "stream ended");
+            }
+            Ending::Stopped => {
+                stats::inc(&shard.stats.viewers_left);
+                debug!(shard = id, %peer, stream = key, protocol, "viewer stopped");
+            }
+            Ending::TooSlow => {
+                stats::inc(&shard.stats.viewers_disconnected_slow);
+                info!(shard = id, %peer, stream = key, protocol, "viewer too slow: disconnected");
+            }
+            Ending::Io(err) => {
+                stats::inc(&shard.stats.viewers_left);
+                debug!(shard = id, %peer, stream = key, protocol, "viewer gone: {err}");
+            }
+        }
+    }
+}
+
+/// Bytes a viewer's own protocol session must send (RTMP control messages), queued by the
+/// task that reads the viewer's input. They go out between shared units, never inside one.
+/// Bounded by what the viewer sends: each input message produces at most a few responses.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Bytes to send, in order.
+    queue: Vec<Bytes>,
+    /// The delivery task, when it waits.
+    waker: Option<Waker>,
+    /// The viewer stopped playing: delivery ends.
+    closed: bool,
+}
+
+impl Outbox {
+    /// Queues bytes and wakes the delivery.
+    pub fn push(&mut self, bytes: Bytes) {
+        self.queue.push(bytes);
+        self.wake();
+    }
+
+    /// Ends the delivery.
+    pub fn close(&mut self) {
+        self.closed = true;
+        self.wake();
+    }
+
+    fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn ready(&mut self, waker: &Waker) -> bool {
+        if self.closed || !self.queue.is_empty() {
+            return true;
+        }
+        self.waker = Some(waker.clone());
+        false
+    }
+}
+
+/// What to send to a viewer, and how.
+pub struct Delivery<'a> {
+    /// Serialization of the units.
+    pub format: Format,
+    /// Sent first (the HTTP response head; empty for RTMP, whose session answered already).
+    pub head: Vec<Bytes>,
+    /// The viewer's own control bytes, if its protocol has any.
+    pub outbox: Option<&'a RefCell<Outbox>>,
+}
+
+/// Sends the head, the stream's headers, the stream from its newest keyframe, then live
+/// units, until the stream ends, the viewer stops, or the viewer fails.
 pub async fn deliver(
     shard: &Shard,
     feed: &Rc<RefCell<Feed>>,
     stream: &mut TcpStream,
-    mut head: Vec<Bytes>,
+    delivery: Delivery<'_>,
 ) -> Ending {
     if let Err(err) = net::set_notsent_lowat(stream, shard.config.viewer.notsent_lowat_bytes) {
         return Ending::Io(err);
     }
+    let Delivery {
+        format,
+        mut head,
+        outbox,
+    } = delivery;
+    let (bytes_out, sends) = counters(shard, format);
+    let chunk_size = shard.config.rtmp.chunk_size as usize;
     let policy = shard.policy();
     let max_bytes = shard.config.viewer.max_send_bytes;
     let stall_limit = Duration::from_millis(shard.config.viewer.disconnect_after_ms);
     let fd = stream.as_raw_fd();
     let mut cursor: Option<Cursor> = None;
     loop {
-        // Wait for the replica's snapshot before picking a start point.
+        if let Some(outbox) = outbox {
+            let mut o = outbox.borrow_mut();
+            if o.closed {
+                return Ending::Stopped;
+            }
+            if let Some(cur) = cursor.as_mut() {
+                for bytes in o.queue.drain(..) {
+                    cur.push_pending(bytes);
+                }
+            }
+        }
+        // Wait for a replica's snapshot before picking a start point.
         let Some(cur) = cursor.as_mut() else {
-            wait_ready(feed).await;
+            wait(feed, outbox, |f| f.state != FeedState::Syncing).await;
             let f = feed.borrow();
+            if f.state == FeedState::Syncing {
+                continue;
+            }
             if f.state == FeedState::Ended && f.ring.is_empty() {
                 return Ending::Unavailable;
             }
             let mut start = std::mem::take(&mut head);
-            start.push(Bytes::from_static(flv::file_header(
-                f.has_audio,
-                f.has_video,
-            )));
-            let mut c = Cursor::at_gop_start(start, &f.ring);
-            for tag in f.headers.tags_at(f.dts_at(c.position())) {
-                c.push_pending(tag);
+            if format == Format::Flv {
+                start.push(Bytes::from_static(flv::file_header(
+                    f.has_audio,
+                    f.has_video,
+                )));
+            }
+            let mut c = Cursor::at_gop_start(format, start, &f.ring);
+            for header in f.headers.at(f.dts_at(c.position()), format, chunk_size) {
+                c.push_pending(header);
             }
             cursor = Some(c);
             continue;
@@ -79,15 +186,15 @@ pub async fn deliver(
         let step = {
             let f = feed.borrow();
             let skipped = cur.skipped();
-            if cur.check(&f.ring, &policy, now_ns()) == Verdict::Disconnect {
-                stats::add(&shard.stats.frames_skipped, cur.skipped() - skipped);
+            let verdict = cur.check(&f.ring, &policy, now_ns());
+            stats::add(&shard.stats.frames_skipped, cur.skipped() - skipped);
+            if verdict == Verdict::Disconnect {
                 return Ending::TooSlow;
             }
             if cur.skipped() != skipped {
-                stats::add(&shard.stats.frames_skipped, cur.skipped() - skipped);
                 // Whatever headers were jumped over, the decoder gets the current ones.
-                for tag in f.headers.tags_at(f.dts_at(cur.position())) {
-                    cur.push_pending(tag);
+                for header in f.headers.at(f.dts_at(cur.position()), format, chunk_size) {
+                    cur.push_pending(header);
                 }
             }
             if cur.caught_up(&f.ring) {
@@ -102,8 +209,8 @@ pub async fn deliver(
                     Ok(n) => {
                         drop(iov);
                         cur.advance(&f.ring, n);
-                        stats::add(&shard.stats.flv_bytes_out, n as u64);
-                        stats::inc(&shard.stats.flv_sends);
+                        stats::add(bytes_out, n as u64);
+                        stats::inc(sends);
                         Step::Sent
                     }
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
@@ -123,7 +230,10 @@ pub async fn deliver(
             }
             Step::Wait => {
                 let pos = cur.position();
-                wait_for_data(feed, pos).await;
+                wait(feed, outbox, |f| {
+                    f.ring.end() > pos || f.state == FeedState::Ended
+                })
+                .await;
             }
             Step::Full(piece) => {
                 // The socket is full. Wait until it takes bytes again, sending the first
@@ -133,8 +243,8 @@ pub async fn deliver(
                     Some(Ok(n)) => {
                         let f = feed.borrow();
                         cur.advance(&f.ring, n);
-                        stats::add(&shard.stats.flv_bytes_out, n as u64);
-                        stats::inc(&shard.stats.flv_sends);
+                        stats::add(bytes_out, n as u64);
+                        stats::inc(sends);
                     }
                     Some(Err(err)) => return Ending::Io(err),
                     None => return Ending::TooSlow,
@@ -150,25 +260,26 @@ enum Step {
     Full(Option<Bytes>),
 }
 
-/// Resolves once a replica feed has its snapshot (or ended).
-async fn wait_ready(feed: &Rc<RefCell<Feed>>) {
-    poll_fn(|cx| {
-        let mut f = feed.borrow_mut();
-        if f.state == FeedState::Syncing {
-            f.register(cx.waker());
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await
+/// Byte and send counters of a format.
+fn counters(shard: &Shard, format: Format) -> (&AtomicU64, &AtomicU64) {
+    match format {
+        Format::Flv => (&shard.stats.flv_bytes_out, &shard.stats.flv_sends),
+        Format::Rtmp => (&shard.stats.rtmp_bytes_out, &shard.stats.rtmp_sends),
+    }
 }
 
-/// Resolves once the feed holds data past `pos`, or changed state.
-async fn wait_for_data(feed: &Rc<RefCell<Feed>>, pos: u64) {
+/// Resolves once `ready(feed)` holds or the outbox has something to say.
+async fn wait(
+    feed: &Rc<RefCell<Feed>>,
+    outbox: Option<&RefCell<Outbox>>,
+    ready: impl Fn(&Feed) -> bool,
+) {
     poll_fn(|cx| {
+        if outbox.is_some_and(|o| o.borrow_mut().ready(cx.waker())) {
+            return Poll::Ready(());
+        }
         let mut f = feed.borrow_mut();
-        if f.ring.end() > pos || f.state == FeedState::Ended {
+        if ready(&f) {
             Poll::Ready(())
         } else {
             f.register(cx.waker());

@@ -7,9 +7,10 @@
 pub mod request;
 
 use crate::hub::stream_key;
+use crate::media::Format;
 use crate::shard::Shard;
 use crate::stats;
-use crate::viewer::{self, Ending};
+use crate::viewer::{self, Delivery, Ending};
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -94,26 +95,19 @@ async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, peer: SocketAddr) -> Res
                     debug!(shard = shard.id, %peer, stream = %key, "flv viewer start");
                     stats::inc(&shard.stats.flv_viewers);
                     stats::inc(&shard.stats.flv_viewers_total);
-                    let head = vec![Bytes::from_static(FLV_RESPONSE_HEAD)];
-                    let ending = viewer::deliver(shard, &feed, stream, head).await;
+                    let delivery = Delivery {
+                        format: Format::Flv,
+                        head: vec![Bytes::from_static(FLV_RESPONSE_HEAD)],
+                        outbox: None,
+                    };
+                    let ending = viewer::deliver(shard, &feed, stream, delivery).await;
                     shard.detach_viewer(&key, &feed);
                     stats::dec(&shard.stats.flv_viewers);
-                    match ending {
-                        Ending::Unavailable => {
-                            stream
-                                .write_all(&simple("404 Not Found", false, false))
-                                .await?;
-                        }
-                        Ending::TooSlow => {
-                            stats::inc(&shard.stats.viewers_disconnected_slow);
-                            info!(shard = shard.id, %peer, stream = %key, "flv viewer too slow: disconnected");
-                        }
-                        Ending::StreamEnded => {
-                            debug!(shard = shard.id, %peer, stream = %key, "stream ended")
-                        }
-                        Ending::Io(err) => {
-                            debug!(shard = shard.id, %peer, stream = %key, "flv viewer gone: {err}")
-                        }
+                    ending.record(shard, "flv", peer, &key);
+                    if let Ending::Unavailable = ending {
+                        stream
+                            .write_all(&simple("404 Not Found", false, false))
+                            .await?;
                     }
                     return Ok(());
                 } else {

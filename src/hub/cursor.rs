@@ -12,6 +12,7 @@
 //! anything else, even if the ring drops it meanwhile (the cursor keeps a reference).
 
 use super::ring::Ring;
+use crate::media::Format;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -50,11 +51,13 @@ pub struct Cursor {
     behind_since: Option<u64>,
     /// Units jumped over so far.
     skipped: u64,
+    /// Which serialization of the units this viewer reads.
+    format: Format,
 }
 
 impl Cursor {
-    /// A cursor that first sends `head`, then ring units from `pos`.
-    pub fn new(head: Vec<Bytes>, pos: u64) -> Self {
+    /// A cursor that first sends `head`, then ring units (in `format`) from `pos`.
+    pub fn new(format: Format, head: Vec<Bytes>, pos: u64) -> Self {
         Cursor {
             pending: head.into(),
             pending_off: 0,
@@ -62,13 +65,19 @@ impl Cursor {
             want_key: false,
             behind_since: None,
             skipped: 0,
+            format,
         }
+    }
+
+    /// The serialization this viewer reads.
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     /// A cursor for a new viewer: from the newest keyframe (the GOP cache), or, when the ring
     /// holds none, from the next keyframe to arrive.
-    pub fn at_gop_start(head: Vec<Bytes>, ring: &Ring) -> Self {
-        let mut cursor = Cursor::new(head, ring.newest_key().unwrap_or(ring.end()));
+    pub fn at_gop_start(format: Format, head: Vec<Bytes>, ring: &Ring) -> Self {
+        let mut cursor = Cursor::new(format, head, ring.newest_key().unwrap_or(ring.end()));
         cursor.want_key = ring.newest_key().is_none();
         cursor
     }
@@ -173,7 +182,10 @@ impl Cursor {
                     &b[..]
                 }
             })
-            .chain(ring.iter_from(self.pos).map(|e| &e.unit.flv[..]));
+            .chain(
+                ring.iter_from(self.pos)
+                    .map(|e| &e.unit.wire(self.format)[..]),
+            );
         for piece in pieces {
             if iov.len() >= max_iov || (total > 0 && total + piece.len() > max_bytes) {
                 break;
@@ -190,7 +202,7 @@ impl Cursor {
     pub fn pin_first(&mut self, ring: &Ring) -> Option<Bytes> {
         if self.pending.is_empty() {
             let entry = ring.get(self.pos)?;
-            self.pending.push_back(entry.unit.flv.clone());
+            self.pending.push_back(entry.unit.wire(self.format).clone());
             self.pos += 1;
         }
         self.pending.front().map(|b| b.slice(self.pending_off..))
@@ -215,11 +227,12 @@ impl Cursor {
             let Some(entry) = ring.get(self.pos) else {
                 return;
             };
-            let len = entry.unit.flv.len();
+            let wire = entry.unit.wire(self.format);
+            let len = wire.len();
             self.pos += 1;
             if written < len {
                 // Keep the rest of the cut tag; it goes out first next time.
-                self.pending.push_back(entry.unit.flv.slice(written..));
+                self.pending.push_back(wire.slice(written..));
                 return;
             }
             written -= len;
@@ -252,7 +265,7 @@ mod tests {
         for i in 0..6 {
             ring.push(unit(i, i % 3 == 0, 10), 0);
         }
-        let cursor = Cursor::at_gop_start(vec![Bytes::from_static(b"head")], &ring);
+        let cursor = Cursor::at_gop_start(Format::Flv, vec![Bytes::from_static(b"head")], &ring);
         assert_eq!(cursor.position(), 3);
     }
 
@@ -261,7 +274,7 @@ mod tests {
         let mut ring = Ring::new(1 << 20, u64::MAX);
         ring.push(unit(0, true, 10), 0);
         ring.push(unit(1, false, 10), 0);
-        let mut cursor = Cursor::at_gop_start(vec![Bytes::from_static(b"hd")], &ring);
+        let mut cursor = Cursor::at_gop_start(Format::Flv, vec![Bytes::from_static(b"hd")], &ring);
         cursor.advance(&ring, 5); // "hd" and 3 bytes of the first tag
         assert_eq!(cursor.position(), 1);
         ring.clear(); // the ring drops the cut tag; the cursor still holds its rest
@@ -274,7 +287,7 @@ mod tests {
     #[test]
     fn lagging_viewer_jumps_to_newest_key_then_is_disconnected() {
         let mut ring = Ring::new(1 << 20, u64::MAX);
-        let mut cursor = Cursor::new(Vec::new(), 0);
+        let mut cursor = Cursor::new(Format::Flv, Vec::new(), 0);
         for i in 0..10 {
             ring.push(unit(i, i == 0 || i == 8, 10), i * 10);
         }
@@ -290,7 +303,7 @@ mod tests {
     #[test]
     fn catching_up_clears_behind() {
         let mut ring = Ring::new(1 << 20, u64::MAX);
-        let mut cursor = Cursor::new(Vec::new(), 0);
+        let mut cursor = Cursor::new(Format::Flv, Vec::new(), 0);
         for i in 0..4 {
             ring.push(unit(i, i == 2, 10), 0);
         }
@@ -303,7 +316,7 @@ mod tests {
     #[test]
     fn dropped_position_waits_for_next_keyframe() {
         let mut ring = Ring::new(35, u64::MAX);
-        let mut cursor = Cursor::new(Vec::new(), 0);
+        let mut cursor = Cursor::new(Format::Flv, Vec::new(), 0);
         for i in 0..5 {
             ring.push(unit(i, i == 0, 10), 0);
         }
@@ -322,7 +335,7 @@ mod tests {
         for i in 0..4 {
             ring.push(unit(i, i == 0, 100), 0);
         }
-        let cursor = Cursor::new(Vec::new(), 0);
+        let cursor = Cursor::new(Format::Flv, Vec::new(), 0);
         let mut iov = Vec::new();
         assert_eq!(cursor.gather(&ring, &mut iov, 250, 64), 200);
         iov.clear();

@@ -5,8 +5,7 @@
 //! care where units come from.
 
 use super::ring::Ring;
-use crate::flv;
-use crate::media::{Unit, UnitKind};
+use crate::media::{Format, Unit, UnitKind};
 use bytes::Bytes;
 use std::task::Waker;
 
@@ -50,16 +49,15 @@ impl Headers {
             .flatten()
     }
 
-    /// The headers as FLV tags stamped no later than `dts`, so that a viewer starting at a
+    /// The headers in `format`, stamped no later than `dts`, so that a viewer starting at a
     /// unit with that timestamp never sees time go backwards.
-    pub fn tags_at(&self, dts: u32) -> Vec<Bytes> {
+    pub fn at(&self, dts: u32, format: Format, chunk_size: usize) -> Vec<Bytes> {
         self.units()
             .map(|unit| {
                 if unit.dts <= dts {
-                    unit.flv.clone()
+                    unit.wire(format).clone()
                 } else {
-                    let body = &unit.flv[flv::TAG_HEADER_LEN..unit.flv.len() - 4];
-                    flv::tag(unit.kind, dts, body)
+                    unit.restamped(format, dts, chunk_size)
                 }
             })
             .collect()
@@ -256,14 +254,20 @@ mod tests {
     fn headers_are_restamped_not_later_than_start() {
         let mut h = Headers::default();
         let mut u = unit(0, false, 0);
-        u.flv = flv::tag(UnitKind::Video, 5_000, &[0x17, 0, 0, 0, 0]);
+        u.flv = crate::flv::tag(UnitKind::Video, 5_000, &[0x17, 0, 0, 0, 0]);
         u.dts = 5_000;
         h.set(&u);
-        let tags = h.tags_at(4_000);
+        let tags = h.at(4_000, Format::Flv, 4096);
         assert_eq!(&tags[0][4..7], &[0, 0x0f, 0xa0]);
         assert!(
-            h.tags_at(6_000)[0].as_ptr() == u.flv.as_ptr(),
+            h.at(6_000, Format::Flv, 4096)[0].as_ptr() == u.flv.as_ptr(),
             "no copy when in order"
+        );
+        let rtmp = h.at(4_000, Format::Rtmp, 4096);
+        assert_eq!(
+            &rtmp[0][1..4],
+            &[0, 0x0f, 0xa0],
+            "RTMP header timestamp restamped"
         );
     }
 }

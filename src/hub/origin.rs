@@ -36,14 +36,17 @@ pub struct Origin {
     pub lagging: Vec<bool>,
     /// Video has been seen: from then on only video keyframes are start points.
     has_video: bool,
+    /// Chunk size of the shared RTMP serialization (`rtmp.chunk_size`).
+    chunk_size: usize,
 }
 
 impl Origin {
-    /// State for a stream served to `shards` shards.
-    pub fn new(shards: usize) -> Self {
+    /// State for a stream served to `shards` shards, chunking RTMP at `chunk_size`.
+    pub fn new(shards: usize, chunk_size: usize) -> Self {
         Origin {
             subscribed: vec![false; shards],
             lagging: vec![false; shards],
+            chunk_size,
             ..Origin::default()
         }
     }
@@ -121,6 +124,7 @@ impl Origin {
             key,
             header,
             flv: flv::tag(kind, dts, body),
+            rtmp: crate::rtmp::chunk::media_message(kind, dts, body, self.chunk_size),
             ingest_ns,
         }
     }
@@ -132,7 +136,7 @@ mod tests {
 
     #[test]
     fn classifies_and_sequences() {
-        let mut o = Origin::new(2);
+        let mut o = Origin::new(2, 4096);
         o.rebaser.new_session();
         let seq = o.media(UnitKind::Video, 0, &[0x17, 0, 0, 0, 0], 0).unwrap();
         assert!(seq.header && !seq.key);
@@ -150,7 +154,7 @@ mod tests {
 
     #[test]
     fn audio_only_stream_starts_anywhere() {
-        let mut o = Origin::new(1);
+        let mut o = Origin::new(1, 4096);
         o.rebaser.new_session();
         let header = o
             .media(UnitKind::Audio, 0, &[0xaf, 0, 0x12, 0x10], 0)

@@ -150,6 +150,7 @@ pub(crate) mod tests {
             key,
             header: false,
             flv: Bytes::from(vec![0u8; len]),
+            rtmp: Bytes::new(),
             ingest_ns: 0,
         }
     }

@@ -6,18 +6,24 @@
 //! undelivered results together, see [`crate::shard::Handoff`]); the owner continues with
 //! [`resume`].
 
+pub mod chunk;
+
 use crate::flv;
+use crate::hub::feed::Feed;
 use crate::hub::origin::PublisherInfo;
 use crate::hub::{split_query, stream_key, StreamKey};
-use crate::media::{now_ns, UnitKind};
+use crate::media::{now_ns, Format, UnitKind};
 use crate::shard::{Handoff, PublishRefusal, Shard};
 use crate::stats;
+use crate::viewer::{self, Delivery, Ending, Outbox};
+use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use rml_rtmp::handshake::{Handshake, HandshakeError, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent, ServerSessionResult,
 };
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
@@ -62,11 +68,19 @@ enum State {
     Idle,
     /// Publishing `key` on this (the owner) shard.
     Publishing(StreamKey),
+    /// Playing `key` from this shard's feed, on message stream `stream_id`.
+    Playing {
+        key: StreamKey,
+        feed: Rc<RefCell<Feed>>,
+        stream_id: u32,
+    },
 }
 
 /// What to do after handling a batch of session results.
 enum Flow {
     Continue,
+    /// Playback was accepted: switch to delivering the stream.
+    Play,
     /// Hand the connection to `owner`, which decides on the publish request.
     HandOff {
         owner: usize,
@@ -200,9 +214,17 @@ impl Conn {
     /// Reads and handles input until the peer leaves, an error occurs, or the connection is
     /// handed to another shard.
     async fn run(mut self, mut stream: TcpStream, mut flow: Flow) -> Result<(), RtmpError> {
-        let result = self.run_inner(&mut stream, &mut flow).await;
-        if let State::Publishing(key) = std::mem::replace(&mut self.state, State::Idle) {
-            self.shard.stop_publishing(&key, self.conn_id);
+        let mut result = self.run_inner(&mut stream, &mut flow).await;
+        if result.is_ok() && matches!(flow, Flow::Play) {
+            result = self.play(&mut stream).await;
+        }
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Publishing(key) => self.shard.stop_publishing(&key, self.conn_id),
+            State::Playing { key, feed, .. } => {
+                self.shard.detach_viewer(&key, &feed);
+                stats::dec(&self.shard.stats.rtmp_players);
+            }
+            State::Idle => {}
         }
         match flow {
             Flow::HandOff {
@@ -263,12 +285,90 @@ impl Conn {
 
     /// Feeds received bytes to the session and handles what comes out.
     fn feed(&mut self, bytes: &[u8]) -> Result<Flow, RtmpError> {
+        let results = self.decode(bytes)?;
+        self.handle_results(results)
+    }
+
+    /// Feeds received bytes to the session.
+    fn decode(&mut self, bytes: &[u8]) -> Result<Vec<ServerSessionResult>, RtmpError> {
         let session = &mut self.session;
         // rml_rtmp can panic on hostile chunk headers; contain it to this connection.
-        let results =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle_input(bytes)))
-                .map_err(|_| RtmpError::SessionPanic)??;
-        self.handle_results(results)
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle_input(bytes)))
+            .map_err(|_| RtmpError::SessionPanic)?
+            .map_err(RtmpError::from)
+    }
+
+    /// Delivers the stream to this player until it ends, the player stops, or it fails.
+    /// The player's input is read at the same time: its session's responses go out between
+    /// shared media messages.
+    async fn play(&mut self, stream: &mut TcpStream) -> Result<(), RtmpError> {
+        let State::Playing {
+            key,
+            feed,
+            stream_id,
+        } = &self.state
+        else {
+            return Ok(());
+        };
+        let (key, feed, stream_id) = (key.clone(), feed.clone(), *stream_id);
+        let shard = self.shard.clone();
+        stats::inc(&shard.stats.rtmp_players);
+        stats::inc(&shard.stats.rtmp_players_total);
+        debug!(shard = shard.id, peer = %self.peer, stream = %key, "rtmp player start");
+        // A second descriptor for the same socket: one glommio stream reads, one writes.
+        // SAFETY: `dup` returns a new descriptor of an open TCP socket, owned by nobody else.
+        let mut writer = unsafe { TcpStream::from_raw_fd(dup(stream)?.into_raw_fd()) };
+        let outbox = RefCell::new(Outbox::default());
+        let delivery = Delivery {
+            format: Format::Rtmp,
+            head: Vec::new(),
+            outbox: Some(&outbox),
+        };
+        let ending = futures_lite::future::or(
+            viewer::deliver(&shard, &feed, &mut writer, delivery),
+            self.player_input(stream, &outbox),
+        )
+        .await;
+        ending.record(&shard, "rtmp", self.peer, &key);
+        if matches!(ending, Ending::StreamEnded | Ending::Unavailable) {
+            let done = self.session.finish_playing(stream_id)?;
+            writer.write_all(&done.bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads a player's input: its session's responses go to the outbox; a stop ends play.
+    async fn player_input(&mut self, stream: &mut TcpStream, outbox: &RefCell<Outbox>) -> Ending {
+        let mut buf = vec![0u8; self.shard.config.rtmp.read_buffer_bytes];
+        loop {
+            let n = match stream.read(&mut buf).await {
+                Ok(0) => return Ending::Stopped,
+                Ok(n) => n,
+                Err(err) => return Ending::Io(err),
+            };
+            let results = match self.decode(&buf[..n]) {
+                Ok(results) => results,
+                Err(err) => {
+                    stats::inc(&self.shard.stats.rtmp_bad_input);
+                    info!(shard = self.shard.id, peer = %self.peer, "rtmp player: closing: {err}");
+                    return Ending::Io(io::Error::new(io::ErrorKind::InvalidData, err));
+                }
+            };
+            for result in results {
+                match result {
+                    ServerSessionResult::OutboundResponse(packet) => {
+                        outbox.borrow_mut().push(Bytes::from(packet.bytes));
+                    }
+                    ServerSessionResult::RaisedEvent(ServerSessionEvent::PlayStreamFinished {
+                        ..
+                    }) => return Ending::Stopped,
+                    ServerSessionResult::RaisedEvent(event) => {
+                        debug!(peer = %self.peer, "rtmp player: ignored {event:?}");
+                    }
+                    ServerSessionResult::UnhandleableMessageReceived(_) => {}
+                }
+            }
+        }
     }
 
     fn handle_results(&mut self, results: Vec<ServerSessionResult>) -> Result<Flow, RtmpError> {
@@ -304,6 +404,7 @@ impl Conn {
                     })
                 }
                 Flow::Close => return Ok(Flow::Close),
+                Flow::Play => return Ok(Flow::Play),
             }
         }
         Ok(Flow::Continue)
@@ -351,15 +452,13 @@ impl Conn {
             ServerSessionEvent::AudioDataReceived {
                 data, timestamp, ..
             } => Ok(self.media(UnitKind::Audio, timestamp.value, &data, ingest_ns)),
-            ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
-                let results = self.session.reject_request(
-                    request_id,
-                    "NetStream.Play.Failed",
-                    "RTMP play is not available on this server; use HTTP-FLV",
-                )?;
-                self.handle_results(results)?;
-                Ok(Flow::Close)
-            }
+            ServerSessionEvent::PlayStreamRequested {
+                request_id,
+                app_name,
+                stream_key,
+                stream_id,
+                ..
+            } => self.play_requested(request_id, &app_name, &stream_key, stream_id),
             ServerSessionEvent::UnhandleableAmf0Command { command_name, .. } => {
                 debug!(peer = %self.peer, command = %command_name, "rtmp: command ignored");
                 Ok(Flow::Continue)
@@ -377,6 +476,50 @@ impl Conn {
             self.shard.ingest_media(key, kind, ts, body, ingest_ns);
         }
         Flow::Continue
+    }
+
+    /// A play request: accepted when the stream is known on this shard (any shard serves
+    /// players; a replica feed is created when needed).
+    fn play_requested(
+        &mut self,
+        request_id: u32,
+        app: &str,
+        name: &str,
+        stream_id: u32,
+    ) -> Result<Flow, RtmpError> {
+        let (name, _query) = split_query(name);
+        let key = stream_key(app, name);
+        let refusal = if !matches!(self.state, State::Idle) {
+            Some((
+                "NetStream.Play.Failed",
+                "this connection already publishes or plays",
+            ))
+        } else if stream_id != chunk::MEDIA_STREAM_ID {
+            Some((
+                "NetStream.Play.Failed",
+                "play on the first stream created by the connection",
+            ))
+        } else {
+            None
+        };
+        let feed = match refusal {
+            None => self.shard.attach_viewer(&key),
+            Some(_) => None,
+        };
+        let Some(feed) = feed else {
+            stats::inc(&self.shard.stats.play_rejected);
+            let (code, description) =
+                refusal.unwrap_or(("NetStream.Play.StreamNotFound", "no such stream"));
+            info!(shard = self.shard.id, peer = %self.peer, stream = %key, code, "play refused");
+            return self.refuse(request_id, code, description);
+        };
+        self.state = State::Playing {
+            key,
+            feed,
+            stream_id,
+        };
+        self.accept(request_id)?;
+        Ok(Flow::Play)
     }
 
     /// A publish request: decided here when this shard owns the stream, otherwise handed to
