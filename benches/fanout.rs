@@ -1,14 +1,16 @@
 //! One-shard fan-out benchmark: the CPU the shard spends per delivered byte and per tag per
-//! viewer, over loopback.
+//! viewer, over loopback, for HTTP-FLV viewers and RTMP players.
 //!
 //! The server runs one shard pinned to CPU 0. A synthetic stream (default 2.6 Mbit/s, 30 fps,
 //! 2 s GOP, plus 43 audio frames/s) is published in real time with the project's RTMP client,
-//! and N HTTP-FLV viewers (cheap readers on a glommio executor pinned to CPU 1) drain it. The
-//! shard thread's CPU time (utime + stime from /proc) is sampled over the measurement window.
+//! and N viewers (cheap readers on a glommio executor pinned to CPU 1: HTTP-FLV requests, or
+//! RTMP players that do the handshake, connect and play, then only count bytes) drain it.
+//! The shard thread's CPU time (utime + stime from /proc) is sampled over the window.
 //!
-//! Run: `cargo bench --bench fanout` (defaults: viewers 100 and 1000, merge windows 0, 20 and
-//! 50 ms). Environment: `FANOUT_VIEWERS=100,1000`, `FANOUT_MERGE_MS=0,20,50`,
-//! `FANOUT_SECONDS=8`, `FANOUT_KBPS=2600`.
+//! Run: `cargo bench --bench fanout` (defaults: flv and rtmp, viewers 100 and 1000, merge
+//! windows 0, 20 and 50 ms). Environment: `FANOUT_PROTOCOLS=flv,rtmp`,
+//! `FANOUT_VIEWERS=100,1000`, `FANOUT_MERGE_MS=0,20,50`, `FANOUT_SECONDS=8`,
+//! `FANOUT_KBPS=2600`.
 //! Compare ratios between rows of one run; absolute times vary with the machine's load.
 
 use bytes::Bytes;
@@ -16,7 +18,10 @@ use corecast::client::Publisher;
 use corecast::{Config, Server};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::{LocalExecutorBuilder, Placement};
-use rml_rtmp::sessions::StreamMetadata;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{
+    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, StreamMetadata,
+};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -46,12 +51,22 @@ fn main() {
     let viewers = env_list("FANOUT_VIEWERS", "100,1000");
     let merges = env_list("FANOUT_MERGE_MS", "0,20,50");
     let seconds = env_list("FANOUT_SECONDS", "8")[0];
+    let protocols: Vec<Protocol> = std::env::var("FANOUT_PROTOCOLS")
+        .unwrap_or_else(|_| "flv,rtmp".into())
+        .split(',')
+        .filter_map(|p| match p.trim() {
+            "flv" => Some(Protocol::Flv),
+            "rtmp" => Some(Protocol::Rtmp),
+            _ => None,
+        })
+        .collect();
     let kbps = env_list("FANOUT_KBPS", "2600")[0];
     println!(
         "fan-out, one shard on CPU 0, viewers on CPU 1, {kbps} kbit/s stream, {seconds} s window"
     );
     println!(
-        "{:>7} {:>6} {:>7} {:>7} {:>9} {:>10} {:>12} {:>12} {:>8} {:>8} {:>8}",
+        "{:>5} {:>7} {:>6} {:>7} {:>7} {:>9} {:>10} {:>12} {:>12} {:>8} {:>8} {:>8}",
+        "proto",
         "viewers",
         "merge",
         "Gbit/s",
@@ -66,12 +81,20 @@ fn main() {
     );
     for &n in &viewers {
         for &merge in &merges {
-            run(n as usize, merge, seconds, kbps);
+            for &protocol in &protocols {
+                run(protocol, n as usize, merge, seconds, kbps);
+            }
         }
     }
 }
 
-fn run(viewers: usize, merge_ms: u64, seconds: u64, kbps: u64) {
+#[derive(Clone, Copy, Debug)]
+enum Protocol {
+    Flv,
+    Rtmp,
+}
+
+fn run(protocol: Protocol, viewers: usize, merge_ms: u64, seconds: u64, kbps: u64) {
     let config = Config::overlay(
         &format!(
             "[server]\nshards = 1\nrtmp_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
@@ -90,26 +113,30 @@ fn run(viewers: usize, merge_ms: u64, seconds: u64, kbps: u64) {
     std::thread::sleep(Duration::from_millis(300));
     let received = Arc::new(AtomicU64::new(0));
     let readers = {
-        let (addr, stop, received) = (server.http_addr(), stop.clone(), received.clone());
+        let addr = match protocol {
+            Protocol::Flv => server.http_addr(),
+            Protocol::Rtmp => server.rtmp_addr(),
+        };
+        let (stop, received) = (stop.clone(), received.clone());
         LocalExecutorBuilder::new(Placement::Fixed(1))
             .name("bench-viewers")
-            .spawn(move || read_all(addr, viewers, stop, received))
+            .spawn(move || read_all(protocol, addr, viewers, stop, received))
             .expect("viewer executor")
     };
     std::thread::sleep(WARMUP);
     let shard = &server.stats()[0];
     let (cpu0, bytes0, sends0, frames0) = (
         shard_cpu(),
-        corecast::stats::get(&shard.flv_bytes_out),
-        corecast::stats::get(&shard.flv_sends),
+        bytes_of(shard),
+        sends_of(shard),
         frames.load(Ordering::Relaxed),
     );
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(seconds));
     let wall = t0.elapsed().as_secs_f64();
     let cpu1 = shard_cpu();
-    let bytes = corecast::stats::get(&shard.flv_bytes_out) - bytes0;
-    let sends = corecast::stats::get(&shard.flv_sends) - sends0;
+    let bytes = bytes_of(shard) - bytes0;
+    let sends = sends_of(shard) - sends0;
     let tags = (frames.load(Ordering::Relaxed) - frames0) * viewers as u64;
     stop.store(true, Ordering::Relaxed);
     let _ = publisher.join();
@@ -117,7 +144,8 @@ fn run(viewers: usize, merge_ms: u64, seconds: u64, kbps: u64) {
     let (user, sys) = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
     let gb = bytes as f64 / 1e9;
     println!(
-        "{:>7} {:>4}ms {:>7.2} {:>6.1}% {:>9.3} {:>10.3} {:>12.0} {:>12.0} {:>8.1} {:>8} {:>8}",
+        "{:>5} {:>7} {:>4}ms {:>7.2} {:>6.1}% {:>9.3} {:>10.3} {:>12.0} {:>12.0} {:>8.1} {:>8} {:>8}",
+        format!("{protocol:?}").to_lowercase(),
         viewers,
         merge_ms,
         bytes as f64 * 8.0 / wall / 1e9,
@@ -131,6 +159,14 @@ fn run(viewers: usize, merge_ms: u64, seconds: u64, kbps: u64) {
         corecast::stats::get(&shard.viewers_disconnected_slow),
     );
     server.stop();
+}
+
+fn bytes_of(shard: &corecast::stats::ShardStats) -> u64 {
+    corecast::stats::get(&shard.flv_bytes_out) + corecast::stats::get(&shard.rtmp_bytes_out)
+}
+
+fn sends_of(shard: &corecast::stats::ShardStats) -> u64 {
+    corecast::stats::get(&shard.flv_sends) + corecast::stats::get(&shard.rtmp_sends)
 }
 
 /// User and system CPU seconds of the shard thread (glommio names it `corecast-0-{executor}`).
@@ -211,8 +247,14 @@ fn publish(addr: SocketAddr, kbps: u64, stop: &AtomicBool, frames: &AtomicU64) {
     }
 }
 
-/// Opens `n` HTTP-FLV viewers and drains them until `stop`.
-async fn read_all(addr: SocketAddr, n: usize, stop: Arc<AtomicBool>, received: Arc<AtomicU64>) {
+/// Opens `n` viewers and drains them until `stop`.
+async fn read_all(
+    protocol: Protocol,
+    addr: SocketAddr,
+    n: usize,
+    stop: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+) {
     let local = Rc::new(Cell::new(0u64));
     for _ in 0..n {
         let local = local.clone();
@@ -220,10 +262,14 @@ async fn read_all(addr: SocketAddr, n: usize, stop: Arc<AtomicBool>, received: A
             let Ok(mut s) = glommio::net::TcpStream::connect(addr).await else {
                 return;
             };
-            if s.write_all(b"GET /live/bench.flv HTTP/1.1\r\nHost: b\r\n\r\n")
-                .await
-                .is_err()
-            {
+            let started = match protocol {
+                Protocol::Flv => s
+                    .write_all(b"GET /live/bench.flv HTTP/1.1\r\nHost: b\r\n\r\n")
+                    .await
+                    .is_ok(),
+                Protocol::Rtmp => start_playing(&mut s).await.is_some(),
+            };
+            if !started {
                 return;
             }
             let mut buf = vec![0u8; 65536];
@@ -240,4 +286,63 @@ async fn read_all(addr: SocketAddr, n: usize, stop: Arc<AtomicBool>, received: A
         glommio::timer::sleep(Duration::from_millis(100)).await;
     }
     received.store(local.get(), Ordering::Relaxed);
+}
+
+/// The RTMP handshake, connect and play of `live/bench`, with rml_rtmp's client session.
+/// Afterwards the player only counts bytes (the server's acknowledgement window is far larger
+/// than what a bench run receives).
+async fn start_playing(s: &mut glommio::net::TcpStream) -> Option<()> {
+    let mut handshake = Handshake::new(PeerType::Client);
+    s.write_all(&handshake.generate_outbound_p0_and_p1().ok()?)
+        .await
+        .ok()?;
+    let mut buf = vec![0u8; 65536];
+    let mut input = loop {
+        let n = s.read(&mut buf).await.ok().filter(|&n| n > 0)?;
+        match handshake.process_bytes(&buf[..n]).ok()? {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                s.write_all(&response_bytes).await.ok()?
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                s.write_all(&response_bytes).await.ok()?;
+                break remaining_bytes;
+            }
+        }
+    };
+    let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).ok()?;
+    let connect = session.request_connection("live".into()).ok()?;
+    send(s, vec![connect]).await?;
+    let mut playing = false;
+    loop {
+        for result in session.handle_input(&input).ok()? {
+            match result {
+                ClientSessionResult::OutboundResponse(p) => s.write_all(&p.bytes).await.ok()?,
+                ClientSessionResult::RaisedEvent(ClientSessionEvent::ConnectionRequestAccepted) => {
+                    let play = session.request_playback("bench".into()).ok()?;
+                    send(s, vec![play]).await?;
+                }
+                ClientSessionResult::RaisedEvent(ClientSessionEvent::PlaybackRequestAccepted) => {
+                    playing = true;
+                }
+                _ => {}
+            }
+        }
+        if playing {
+            return Some(());
+        }
+        let n = s.read(&mut buf).await.ok().filter(|&n| n > 0)?;
+        input = buf[..n].to_vec();
+    }
+}
+
+async fn send(s: &mut glommio::net::TcpStream, results: Vec<ClientSessionResult>) -> Option<()> {
+    for result in results {
+        if let ClientSessionResult::OutboundResponse(p) = result {
+            s.write_all(&p.bytes).await.ok()?;
+        }
+    }
+    Some(())
 }

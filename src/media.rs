@@ -137,64 +137,70 @@ pub fn is_audio_sequence_header(body: &[u8]) -> bool {
 
 /// Turns a publisher's 32-bit RTMP timestamps into the stream's outgoing timestamps.
 ///
-/// - 32-bit wrap-around is unwrapped (a jump back by more than half the range is a wrap).
+/// - 32-bit wrap-around is unwrapped (the difference between consecutive timestamps is taken
+///   as a signed 32-bit value).
 /// - The first timestamp of a publishing session maps to `base`, so a stream published again
 ///   continues after where the previous publisher stopped instead of jumping back.
-/// - Outgoing timestamps never decrease: a unit older than the previous one is stamped with
-///   the previous one's time.
+/// - A jump forward by more than [`MAX_FORWARD_JUMP_MS`] or back by more than
+///   [`MAX_BACKWARD_JUMP_MS`] (an encoder restarting its clock, a camera glitch) is a
+///   discontinuity: the timeline continues [`REPUBLISH_GAP_MS`] after the last timestamp.
+/// - Outgoing timestamps never decrease: a unit slightly older than the previous one (audio
+///   and video interleaving) is stamped with the previous one's time.
 #[derive(Debug, Clone, Default)]
 pub struct Rebaser {
-    /// Last raw timestamp of the current session, for wrap detection.
+    /// Last raw timestamp of the current session; `None` before its first unit.
     last_raw: Option<u32>,
     /// Unwrapped value of `last_raw` (64-bit, so wraps accumulate).
-    last_unwrapped: u64,
-    /// Unwrapped raw timestamp of the session's first unit.
-    session_origin: u64,
-    /// Outgoing timestamp of the session's first unit.
-    base: u64,
+    last_unwrapped: i64,
+    /// Added to unwrapped raw timestamps to get outgoing ones.
+    offset: i64,
+    /// Outgoing timestamp of the next session's first unit.
+    base: i64,
     /// Last outgoing timestamp.
-    last_out: u64,
+    last_out: i64,
     /// True once any unit has been stamped (over all sessions).
     started: bool,
 }
 
-/// Gap inserted between the last unit of a publisher and the first of the next one on a
-/// republish, so that the two never share a timestamp.
+/// Gap inserted between the last unit before a discontinuity (a republish, a jump) and the
+/// first one after it, so that the two never share a timestamp.
 pub const REPUBLISH_GAP_MS: u64 = 40;
+
+/// Largest forward step between consecutive timestamps taken as real time passing.
+pub const MAX_FORWARD_JUMP_MS: i64 = 10_000;
+
+/// Largest backward step taken as interleaving jitter (clamped) rather than a reset.
+pub const MAX_BACKWARD_JUMP_MS: i64 = 1_000;
 
 impl Rebaser {
     /// Starts a new publishing session: its first timestamp continues after the last one out.
     pub fn new_session(&mut self) {
         self.last_raw = None;
         self.base = if self.started {
-            self.last_out + REPUBLISH_GAP_MS
+            self.last_out + REPUBLISH_GAP_MS as i64
         } else {
             0
         };
     }
 
     /// Maps a raw RTMP timestamp to the outgoing timestamp (milliseconds, truncated to the
-    /// 32 bits FLV carries).
+    /// 32 bits FLV and RTMP carry).
     pub fn map(&mut self, raw: u32) -> u32 {
-        let unwrapped = match self.last_raw {
+        match self.last_raw {
             None => {
-                self.last_unwrapped = u64::from(raw);
-                self.session_origin = self.last_unwrapped;
-                self.last_unwrapped
+                self.last_unwrapped = i64::from(raw);
+                self.offset = self.base - self.last_unwrapped;
             }
             Some(prev) => {
-                let forward = raw.wrapping_sub(prev);
-                if forward < 1 << 31 {
-                    self.last_unwrapped += u64::from(forward);
-                } else {
-                    let back = u64::from(prev.wrapping_sub(raw));
-                    self.last_unwrapped = self.last_unwrapped.saturating_sub(back);
+                let step = i64::from(raw.wrapping_sub(prev) as i32);
+                self.last_unwrapped += step;
+                if !(-MAX_BACKWARD_JUMP_MS..=MAX_FORWARD_JUMP_MS).contains(&step) {
+                    self.offset = self.last_out + REPUBLISH_GAP_MS as i64 - self.last_unwrapped;
                 }
-                self.last_unwrapped
             }
-        };
+        }
         self.last_raw = Some(raw);
-        let out = (self.base + unwrapped.saturating_sub(self.session_origin)).max(self.last_out);
+        let out = (self.last_unwrapped + self.offset).max(self.last_out);
         self.last_out = out;
         self.started = true;
         out as u32
@@ -202,8 +208,61 @@ impl Rebaser {
 
     /// The last outgoing timestamp.
     pub fn last_out(&self) -> u64 {
-        self.last_out
+        self.last_out as u64
     }
+}
+
+/// One audio or video message carried inside an RTMP aggregate message (type 22).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubMessage {
+    /// Audio or video.
+    pub kind: UnitKind,
+    /// Timestamp: the aggregate's, plus this message's offset from the first one inside.
+    pub timestamp: u32,
+    /// The message body (an FLV tag body).
+    pub body: Bytes,
+}
+
+/// Why an aggregate message could not be split.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AggregateError {
+    /// A sub-message header or body runs past the end of the aggregate.
+    #[error("aggregate message truncated at byte {0}")]
+    Truncated(usize),
+}
+
+/// Splits an RTMP aggregate message: a run of FLV-tag-shaped sub-messages (type, size,
+/// timestamp, stream id, body, back pointer). Messages other than audio and video are
+/// skipped.
+pub fn split_aggregate(timestamp: u32, data: &Bytes) -> Result<Vec<SubMessage>, AggregateError> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut first_ts = None;
+    while at < data.len() {
+        let header = data.get(at..at + 11).ok_or(AggregateError::Truncated(at))?;
+        let size = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
+        let ts = u32::from_be_bytes([header[7], header[4], header[5], header[6]]);
+        let body_start = at + 11;
+        let body_end = body_start + size;
+        if body_end + 4 > data.len() {
+            return Err(AggregateError::Truncated(at));
+        }
+        let first = *first_ts.get_or_insert(ts);
+        let kind = match header[0] & 0x1f {
+            8 => Some(UnitKind::Audio),
+            9 => Some(UnitKind::Video),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            out.push(SubMessage {
+                kind,
+                timestamp: timestamp.wrapping_add(ts.wrapping_sub(first)),
+                body: data.slice(body_start..body_end),
+            });
+        }
+        at = body_end + 4;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -273,6 +332,49 @@ mod tests {
         r.new_session();
         assert_eq!(r.map(u32::MAX - 10), 0);
         assert_eq!(r.map(5), 16);
+    }
+
+    #[test]
+    fn jumps_are_discontinuities() {
+        let mut r = Rebaser::default();
+        r.new_session();
+        r.map(1_000);
+        assert_eq!(r.map(1_040), 40);
+        // The encoder's clock leaps an hour ahead: the timeline continues.
+        assert_eq!(r.map(3_601_040), 80);
+        assert_eq!(r.map(3_601_080), 120);
+        // ... and resets to zero: still forward.
+        assert_eq!(r.map(0), 160);
+        assert_eq!(r.map(40), 200);
+    }
+
+    #[test]
+    fn aggregate_is_split_with_relative_timestamps() {
+        fn sub(kind: u8, ts: u32, body: &[u8]) -> Vec<u8> {
+            let mut v = vec![kind];
+            v.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+            v.extend_from_slice(&ts.to_be_bytes()[1..]);
+            v.push((ts >> 24) as u8);
+            v.extend_from_slice(&[0, 0, 0]);
+            v.extend_from_slice(body);
+            v.extend_from_slice(&(11 + body.len() as u32).to_be_bytes());
+            v
+        }
+        let data = Bytes::from(
+            [
+                sub(9, 500, &[0x17, 1, 0, 0, 0]),
+                sub(18, 510, b"x"),
+                sub(8, 523, &[0xaf, 1, 7]),
+            ]
+            .concat(),
+        );
+        let got = split_aggregate(10_000, &data).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].kind, got[0].timestamp), (UnitKind::Video, 10_000));
+        assert_eq!((got[1].kind, got[1].timestamp), (UnitKind::Audio, 10_023));
+        assert_eq!(&got[1].body[..], &[0xaf, 1, 7]);
+        let cut = data.slice(..data.len() - 2);
+        assert_eq!(split_aggregate(0, &cut), Err(AggregateError::Truncated(36)));
     }
 
     #[test]

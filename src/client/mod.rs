@@ -1,25 +1,46 @@
-//! Blocking RTMP publishing client.
+//! Blocking RTMP clients: a publisher and a player.
 //!
 //! [`Publisher`] pushes audio, video and metadata to an RTMP server the way an
 //! encoder (OBS, ffmpeg) would: handshake, `connect(app)`, `createStream`,
-//! `publish(stream_key, "live")`, then media messages. It exists for
-//! end-to-end tests and command-line tools such as load generators, so it is
-//! deliberately blocking and single-threaded: one [`std::net::TcpStream`], no
-//! runtime, and every call returns once its bytes have been handed to the
-//! kernel. Run one publisher per thread to publish several streams at once.
+//! `publish(stream_key, "live")`, then media messages. [`Player`] plays a
+//! stream back the way a player (ffplay, VLC) would: handshake,
+//! `connect(app)`, `createStream`, `play(stream_name)`, then it yields the
+//! server's media messages as [`PlayEvent`]s.
 //!
-//! The RTMP protocol work is done by `rml_rtmp`'s [`Handshake`] and
-//! [`ClientSession`]. Because `ClientSession` drops the `description` of
-//! server status objects (and surfaces rejections in several different ways
-//! depending on how the server phrases them), the publisher also decodes the
-//! server-to-client byte stream with a second chunk deserializer whose only job
-//! is to spot `_error` replies and `onStatus` objects of level `error`; both
-//! are reported as [`ClientError::Rejected`] with the server's `code` and
-//! `description`.
+//! Both exist for end-to-end tests and command-line tools such as load
+//! generators, so they are deliberately blocking and single-threaded: one
+//! [`std::net::TcpStream`], no runtime, and every call returns once its bytes
+//! have been handed to the kernel (or, for the player, once the next event has
+//! arrived). Run one client per thread to drive several streams at once.
+//!
+//! The RTMP protocol work is done by `rml_rtmp`'s
+//! [`Handshake`](rml_rtmp::handshake::Handshake) and
+//! [`ClientSession`](rml_rtmp::sessions::ClientSession); everything the
+//! session asks to send (acknowledgements of the server's window, ping
+//! responses) is written as it is produced. Because `ClientSession` drops the
+//! `description` of server status objects (and surfaces rejections in several
+//! different ways depending on how the server phrases them), the
+//! server-to-client byte stream is also decoded by a second chunk
+//! deserializer whose job is to spot `_error` replies and `onStatus` objects
+//! of level `error`; both are reported as [`ClientError::Rejected`] with the
+//! server's `code` and `description`. The same decoder notices
+//! `StreamEOF` events, which the session ignores.
+//!
+//! Two `rml_rtmp` 0.8 behaviours are worth knowing about:
+//!
+//! * its acknowledgements carry the number of bytes received since the
+//!   previous acknowledgement rather than the total RTMP specifies; the
+//!   clients rewrite them to the total received since the handshake;
+//! * its chunk deserializer keeps a single reassembly buffer for all chunk
+//!   streams, so a server that interleaves the chunks of messages on
+//!   different chunk streams cannot be read. Messages split into several
+//!   chunks must also repeat the extended timestamp in every continuation
+//!   (type 3) chunk, which is what Flash Player expects and what nginx-rtmp
+//!   does.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use corecast::client::{Pace, Publisher};
+//! use corecast::client::{Pace, PlayEvent, Player, Publisher};
 //! use std::time::Duration;
 //!
 //! let (_, tags) = corecast::flv::reader::read_file("tests/fixtures/clip.flv")?;
@@ -31,40 +52,45 @@
 //!     offset = publisher.replay(&tags, Pace::RealTime { speed: 1.0 }, offset)? + 40;
 //! }
 //! publisher.finish()?;
+//!
+//! let mut player = Player::connect(addr, "live", "cam1", Duration::from_secs(5))?;
+//! while let Some(event) = player.next_event()? {
+//!     match event {
+//!         PlayEvent::Video { timestamp, data } => println!("video {timestamp} {}", data.len()),
+//!         PlayEvent::StreamEnded => break,
+//!         _ => {}
+//!     }
+//! }
+//! player.finish()?;
 //! # Ok(())
 //! # }
 //! ```
 
-use std::io::{self, Cursor, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+mod connection;
+mod player;
+#[cfg(test)]
+mod test_support;
+
+pub use player::{PlayEvent, Player};
+
+use std::io::{self, Cursor};
+use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rml_rtmp::chunk_io::ChunkDeserializer;
-use rml_rtmp::handshake::{Handshake, HandshakeError, HandshakeProcessResult, PeerType};
-use rml_rtmp::messages::RtmpMessage;
+use rml_rtmp::handshake::HandshakeError;
 use rml_rtmp::rml_amf0::{self, Amf0Value};
-use rml_rtmp::sessions::{
-    ClientSession, ClientSessionConfig, ClientSessionError, ClientSessionEvent,
-    ClientSessionResult, PublishRequestType, StreamMetadata,
-};
+use rml_rtmp::sessions::{ClientSessionError, ClientSessionResult, StreamMetadata};
 use rml_rtmp::time::RtmpTimestamp;
 
 use crate::flv::reader::{FlvTag, TagKind};
+use connection::{Connection, StreamRequest};
 
-/// Size of the buffer used for socket reads.
-const READ_BUFFER_LEN: usize = 64 * 1024;
-/// Upper bound on how long [`Publisher::finish`] waits for the server to close.
-const FINISH_LINGER: Duration = Duration::from_secs(2);
 /// Slowest accepted [`Pace::RealTime`] speed; smaller values are raised to it.
 const MIN_SPEED: f64 = 1e-3;
-/// Longest accepted connection timeout; larger values are clamped to it.
-const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
-/// Code reported when the server rejects `connect` without a status object.
-const CONNECT_REJECTED: &str = "NetConnection.Connect.Rejected";
 
-/// Errors returned by [`Publisher`].
+/// Errors returned by [`Publisher`] and [`Player`].
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// A socket operation failed.
@@ -77,7 +103,8 @@ pub enum ClientError {
     #[error("RTMP session error: {0}")]
     Session(#[from] ClientSessionError),
     /// The server refused the request with an `_error` reply or an error-level
-    /// `onStatus` (e.g. `NetStream.Publish.BadName`), during setup or while publishing.
+    /// `onStatus` (e.g. `NetStream.Publish.BadName`, `NetStream.Play.StreamNotFound`),
+    /// during setup or afterwards.
     #[error("server rejected the request: {code}: {description}")]
     Rejected {
         /// Status code sent by the server.
@@ -85,7 +112,8 @@ pub enum ClientError {
         /// Human-readable description sent by the server (may be empty).
         description: String,
     },
-    /// The connection timeout elapsed (connect, handshake, publish setup, or a blocked write).
+    /// The connection timeout elapsed (connect, handshake, stream setup, a
+    /// blocked write, or waiting for the next [`PlayEvent`]).
     #[error("timed out")]
     Timeout,
     /// The server closed the connection.
@@ -127,18 +155,14 @@ pub enum Pace {
 /// unknown (a write may have been cut short), so the publisher should be
 /// dropped rather than used further.
 pub struct Publisher {
-    stream: TcpStream,
-    session: ClientSession,
-    observer: StatusObserver,
-    timeout: Duration,
-    read_buffer: Vec<u8>,
+    connection: Connection,
 }
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Publisher")
-            .field("stream", &self.stream)
-            .field("timeout", &self.timeout)
+            .field("stream", self.connection.stream())
+            .field("timeout", &self.connection.timeout())
             .finish_non_exhaustive()
     }
 }
@@ -157,51 +181,40 @@ impl Publisher {
         stream_key: &str,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
-        let timeout = timeout.min(MAX_TIMEOUT);
-        let deadline = Instant::now() + timeout;
-        let stream = TcpStream::connect_timeout(&addr, timeout).map_err(io_error)?;
-        stream.set_nodelay(true).map_err(io_error)?;
-        stream.set_write_timeout(Some(timeout)).map_err(io_error)?;
-
-        let mut config = ClientSessionConfig::new();
-        config.tc_url = Some(format!("rtmp://{addr}/{app}"));
-        let (session, initial) = ClientSession::new(config)?;
-
-        let mut publisher = Self {
-            stream,
-            session,
-            observer: StatusObserver::new(),
-            timeout,
-            read_buffer: vec![0; READ_BUFFER_LEN],
-        };
-        let leftover = publisher.handshake(deadline)?;
-        publisher.write_results(initial)?;
-        publisher.start_publishing(app, stream_key, leftover, deadline)?;
-        Ok(publisher)
+        let (connection, backlog) =
+            Connection::open(addr, app, StreamRequest::Publish(stream_key), timeout, None)?;
+        for item in backlog {
+            tracing::debug!(?item, "RTMP event during publish setup");
+        }
+        Ok(Self { connection })
     }
 
     /// Sends stream metadata (`@setDataFrame onMetaData`). Only the fields of
     /// [`StreamMetadata`] are transmitted.
     pub fn send_metadata(&mut self, metadata: &StreamMetadata) -> Result<(), ClientError> {
-        let result = self.session.publish_metadata(metadata)?;
+        let result = self.connection.session().publish_metadata(metadata)?;
         self.send_result(result)
     }
 
     /// Sends one video message; `data` is an FLV video tag body (codec header
     /// byte, AVC packet type, composition time, payload).
     pub fn send_video(&mut self, timestamp_ms: u32, data: Bytes) -> Result<(), ClientError> {
-        let result =
-            self.session
-                .publish_video_data(data, RtmpTimestamp::new(timestamp_ms), false)?;
+        let result = self.connection.session().publish_video_data(
+            data,
+            RtmpTimestamp::new(timestamp_ms),
+            false,
+        )?;
         self.send_result(result)
     }
 
     /// Sends one audio message; `data` is an FLV audio tag body (sound header
     /// byte, AAC packet type, payload).
     pub fn send_audio(&mut self, timestamp_ms: u32, data: Bytes) -> Result<(), ClientError> {
-        let result =
-            self.session
-                .publish_audio_data(data, RtmpTimestamp::new(timestamp_ms), false)?;
+        let result = self.connection.session().publish_audio_data(
+            data,
+            RtmpTimestamp::new(timestamp_ms),
+            false,
+        )?;
         self.send_result(result)
     }
 
@@ -260,87 +273,8 @@ impl Publisher {
     /// `rml_rtmp`'s client session offers no `FCUnpublish`, so only
     /// `deleteStream` is sent; servers treat it as the end of publishing.
     pub fn finish(mut self) -> Result<(), ClientError> {
-        let results = self.session.stop_publishing()?;
-        self.write_results(results)?;
-        self.stream.shutdown(Shutdown::Write).map_err(io_error)?;
-
-        // Reading until EOF keeps our receive queue empty, so closing the
-        // socket does not turn into a reset that could discard `deleteStream`.
-        let deadline = Instant::now() + self.timeout.min(FINISH_LINGER);
-        loop {
-            match self.read_until(deadline) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(ClientError::Timeout | ClientError::UnexpectedClose) => break,
-                Err(other) => return Err(other),
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs the handshake and returns the bytes received after it.
-    fn handshake(&mut self, deadline: Instant) -> Result<Vec<u8>, ClientError> {
-        let mut handshake = Handshake::new(PeerType::Client);
-        let p0_and_p1 = handshake.generate_outbound_p0_and_p1()?;
-        self.write_all(&p0_and_p1)?;
-        loop {
-            let len = self.read_some(deadline)?;
-            match handshake.process_bytes(&self.read_buffer[..len])? {
-                HandshakeProcessResult::InProgress { response_bytes } => {
-                    self.write_all(&response_bytes)?;
-                }
-                HandshakeProcessResult::Completed {
-                    response_bytes,
-                    remaining_bytes,
-                } => {
-                    self.write_all(&response_bytes)?;
-                    return Ok(remaining_bytes);
-                }
-            }
-        }
-    }
-
-    /// Drives `connect` and `publish` until the server accepts the publish.
-    fn start_publishing(
-        &mut self,
-        app: &str,
-        stream_key: &str,
-        mut pending: Vec<u8>,
-        deadline: Instant,
-    ) -> Result<(), ClientError> {
-        let connect = self.session.request_connection(app.to_owned())?;
-        self.write_results([connect])?;
-
-        let mut publish_requested = false;
-        loop {
-            if !pending.is_empty() {
-                let mut connected = false;
-                for event in self.handle_incoming(&pending)? {
-                    match event {
-                        ClientSessionEvent::ConnectionRequestAccepted => connected = true,
-                        ClientSessionEvent::PublishRequestAccepted => return Ok(()),
-                        ClientSessionEvent::ConnectionRequestRejected { description } => {
-                            return Err(ClientError::Rejected {
-                                code: CONNECT_REJECTED.to_owned(),
-                                description,
-                            });
-                        }
-                        other => tracing::debug!(event = ?other, "RTMP event during publish setup"),
-                    }
-                }
-                // Requested only after every response to this input has been
-                // written, so outbound packets stay in serializer order.
-                if connected && !publish_requested {
-                    let publish = self
-                        .session
-                        .request_publishing(stream_key.to_owned(), PublishRequestType::Live)?;
-                    self.write_results([publish])?;
-                    publish_requested = true;
-                }
-            }
-            let len = self.read_some(deadline)?;
-            pending = self.read_buffer[..len].to_vec();
-        }
+        let results = self.connection.session().stop_publishing()?;
+        self.connection.close(results)
     }
 
     fn send_tag_at(&mut self, tag: &FlvTag, timestamp_ms: u32) -> Result<(), ClientError> {
@@ -357,100 +291,11 @@ impl Publisher {
 
     /// Writes a media/metadata packet, then services anything the server sent.
     fn send_result(&mut self, result: ClientSessionResult) -> Result<(), ClientError> {
-        self.write_results([result])?;
-        self.drain()
-    }
-
-    /// Reads whatever the server has sent without blocking, feeds it to the
-    /// session and writes the session's responses (acknowledgements, pings).
-    fn drain(&mut self) -> Result<(), ClientError> {
-        self.stream.set_nonblocking(true).map_err(io_error)?;
-        let received = self.read_available();
-        self.stream.set_nonblocking(false).map_err(io_error)?;
-        let received = received?;
-        if !received.is_empty() {
-            for event in self.handle_incoming(&received)? {
-                tracing::debug!(event = ?event, "RTMP event while publishing");
-            }
+        self.connection.write_results([result])?;
+        for item in self.connection.drain()? {
+            tracing::debug!(?item, "RTMP event while publishing");
         }
         Ok(())
-    }
-
-    /// Reads until the socket would block. Requires nonblocking mode.
-    fn read_available(&mut self) -> Result<Vec<u8>, ClientError> {
-        let mut received = Vec::new();
-        loop {
-            match self.stream.read(&mut self.read_buffer) {
-                Ok(0) => return Err(ClientError::UnexpectedClose),
-                Ok(len) => received.extend_from_slice(&self.read_buffer[..len]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(received),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_error(e)),
-            }
-        }
-    }
-
-    /// Feeds server bytes to the status observer and the session, writes the
-    /// session's responses and returns its events.
-    fn handle_incoming(&mut self, bytes: &[u8]) -> Result<Vec<ClientSessionEvent>, ClientError> {
-        // The observer goes first: for some rejections the session itself
-        // fails (e.g. `CreateStreamFailed`) and would hide the server's reason.
-        if let Some(rejection) = self.observer.observe(bytes)? {
-            return Err(rejection);
-        }
-        let mut events = Vec::new();
-        for result in self.session.handle_input(bytes)? {
-            match result {
-                ClientSessionResult::OutboundResponse(packet) => self.write_all(&packet.bytes)?,
-                ClientSessionResult::RaisedEvent(event) => events.push(event),
-                ClientSessionResult::UnhandleableMessageReceived(payload) => {
-                    tracing::trace!(type_id = payload.type_id, "unhandled RTMP message");
-                }
-            }
-        }
-        Ok(events)
-    }
-
-    /// Writes every outbound packet in order, ignoring non-packet results.
-    fn write_results(
-        &mut self,
-        results: impl IntoIterator<Item = ClientSessionResult>,
-    ) -> Result<(), ClientError> {
-        for result in results {
-            if let ClientSessionResult::OutboundResponse(packet) = result {
-                self.write_all(&packet.bytes)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn write_all(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.stream.write_all(bytes).map_err(io_error)
-    }
-
-    /// Blocking read of at least one byte before `deadline`.
-    fn read_some(&mut self, deadline: Instant) -> Result<usize, ClientError> {
-        match self.read_until(deadline)? {
-            0 => Err(ClientError::UnexpectedClose),
-            len => Ok(len),
-        }
-    }
-
-    /// Blocking read before `deadline`; `Ok(0)` means end of stream.
-    fn read_until(&mut self, deadline: Instant) -> Result<usize, ClientError> {
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(ClientError::Timeout);
-            }
-            self.stream
-                .set_read_timeout(Some(remaining))
-                .map_err(io_error)?;
-            match self.stream.read(&mut self.read_buffer) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return other.map_err(io_error),
-            }
-        }
     }
 }
 
@@ -473,83 +318,17 @@ fn parse_on_metadata(data: &[u8]) -> Option<StreamMetadata> {
     }
 }
 
-/// A second decoder over the server-to-client stream that only looks for
-/// error replies, which [`ClientSession`] reports without their description
-/// (or, for `createStream`, only as a bare error).
-///
-/// The server only sends small control and command messages to a publisher,
-/// so decoding them twice is cheap.
-struct StatusObserver {
-    deserializer: ChunkDeserializer,
-}
-
-impl StatusObserver {
-    fn new() -> Self {
-        Self {
-            deserializer: ChunkDeserializer::new(),
-        }
-    }
-
-    /// Returns the first rejection found in `bytes`, if any.
-    fn observe(&mut self, bytes: &[u8]) -> Result<Option<ClientError>, ClientSessionError> {
-        let mut input = bytes;
-        while let Some(payload) = self.deserializer.get_next_message(input)? {
-            input = &[];
-            match payload.to_rtmp_message()? {
-                RtmpMessage::SetChunkSize { size } => {
-                    self.deserializer.set_max_chunk_size(size as usize)?;
-                }
-                RtmpMessage::Amf0Command {
-                    command_name,
-                    additional_arguments,
-                    ..
-                } => {
-                    if let Some(rejection) = rejection(&command_name, &additional_arguments) {
-                        return Ok(Some(rejection));
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(None)
-    }
-}
-
-/// Interprets a command as a rejection: any `_error` reply, or an `onStatus`
-/// whose status object has level `error`.
-fn rejection(command_name: &str, arguments: &[Amf0Value]) -> Option<ClientError> {
-    let status = arguments.iter().find_map(|value| match value {
-        Amf0Value::Object(properties) => Some(properties),
-        _ => None,
-    });
-    let field = |name: &str| match status.and_then(|properties| properties.get(name)) {
-        Some(Amf0Value::Utf8String(value)) => Some(value.clone()),
-        _ => None,
-    };
-    let is_error = match command_name {
-        "_error" => true,
-        "onStatus" => field("level").as_deref() == Some("error"),
-        _ => false,
-    };
-    is_error.then(|| ClientError::Rejected {
-        code: field("code").unwrap_or_else(|| command_name.to_owned()),
-        description: field("description").unwrap_or_default(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::test_support::{
+        accept_with_handshake, status_object, write_server_results, RawServer, TIMEOUT,
+    };
     use super::*;
     use crate::flv::reader::read_file;
-    use rml_rtmp::chunk_io::ChunkSerializer;
-    use rml_rtmp::sessions::{
-        ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
-    };
-    use std::collections::HashMap;
-    use std::net::TcpListener;
+    use rml_rtmp::sessions::{ServerSession, ServerSessionConfig, ServerSessionEvent};
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
     use std::thread::JoinHandle;
-
-    const TIMEOUT: Duration = Duration::from_secs(5);
 
     fn clip() -> Vec<FlvTag> {
         read_file(concat!(
@@ -562,30 +341,6 @@ mod tests {
 
     fn count(tags: &[FlvTag], kind: TagKind) -> usize {
         tags.iter().filter(|t| t.kind == kind).count()
-    }
-
-    /// Accepts one connection and completes the server side of the handshake.
-    fn accept_with_handshake(listener: &TcpListener) -> (TcpStream, Vec<u8>) {
-        let (mut socket, _) = listener.accept().unwrap();
-        socket.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let mut handshake = Handshake::new(PeerType::Server);
-        let mut buf = vec![0; READ_BUFFER_LEN];
-        loop {
-            let len = socket.read(&mut buf).unwrap();
-            assert_ne!(len, 0, "client closed during handshake");
-            match handshake.process_bytes(&buf[..len]).unwrap() {
-                HandshakeProcessResult::InProgress { response_bytes } => {
-                    socket.write_all(&response_bytes).unwrap();
-                }
-                HandshakeProcessResult::Completed {
-                    response_bytes,
-                    remaining_bytes,
-                } => {
-                    socket.write_all(&response_bytes).unwrap();
-                    return (socket, remaining_bytes);
-                }
-            }
-        }
     }
 
     #[derive(Clone)]
@@ -614,20 +369,10 @@ mod tests {
             let (mut socket, mut pending) = accept_with_handshake(&listener);
             let (mut session, initial) = ServerSession::new(ServerSessionConfig::new()).unwrap();
             let mut report = Report::default();
-            let mut buf = vec![0; READ_BUFFER_LEN];
-            let write = |socket: &mut TcpStream, results: Vec<ServerSessionResult>| {
-                let mut events = Vec::new();
-                for result in results {
-                    match result {
-                        ServerSessionResult::OutboundResponse(p) => {
-                            socket.write_all(&p.bytes).unwrap()
-                        }
-                        ServerSessionResult::RaisedEvent(e) => events.push(e),
-                        ServerSessionResult::UnhandleableMessageReceived(_) => {}
-                    }
-                }
-                events
-            };
+            let mut buf = vec![0; 64 * 1024];
+            let mut sent = 0;
+            let mut write =
+                |socket: &mut TcpStream, results| write_server_results(socket, results, &mut sent);
             write(&mut socket, initial);
             loop {
                 let results = session.handle_input(&pending).unwrap();
@@ -701,86 +446,13 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let handle = thread::spawn(move || {
-            let (mut socket, mut pending) = accept_with_handshake(&listener);
-            let mut deserializer = ChunkDeserializer::new();
-            let mut serializer = ChunkSerializer::new();
-            let mut buf = vec![0; READ_BUFFER_LEN];
-            let mut send = |socket: &mut TcpStream,
-                            name: &str,
-                            tid: f64,
-                            args: Vec<Amf0Value>,
-                            stream_id: u32| {
-                let message = RtmpMessage::Amf0Command {
-                    command_name: name.to_owned(),
-                    transaction_id: tid,
-                    command_object: Amf0Value::Null,
-                    additional_arguments: args,
-                };
-                let payload = message
-                    .into_message_payload(RtmpTimestamp::new(0), stream_id)
-                    .unwrap();
-                let packet = serializer.serialize(&payload, false, false).unwrap();
-                socket.write_all(&packet.bytes).unwrap();
-            };
-            loop {
-                let mut input = pending.as_slice();
-                while let Some(payload) = deserializer.get_next_message(input).unwrap() {
-                    input = &[];
-                    match payload.to_rtmp_message().unwrap() {
-                        RtmpMessage::SetChunkSize { size } => {
-                            deserializer.set_max_chunk_size(size as usize).unwrap();
-                        }
-                        RtmpMessage::Amf0Command {
-                            command_name,
-                            transaction_id,
-                            ..
-                        } => match command_name.as_str() {
-                            "connect" => {
-                                let ok =
-                                    status_object("status", "NetConnection.Connect.Success", "ok");
-                                send(&mut socket, "_result", transaction_id, vec![ok], 0);
-                            }
-                            "createStream" => {
-                                send(
-                                    &mut socket,
-                                    "_result",
-                                    transaction_id,
-                                    vec![Amf0Value::Number(1.0)],
-                                    0,
-                                );
-                            }
-                            "publish" => {
-                                let error = status_object(
-                                    "error",
-                                    "NetStream.Publish.BadName",
-                                    "Stream key is taken",
-                                );
-                                send(&mut socket, "onStatus", 0.0, vec![error], 1);
-                            }
-                            _ => {}
-                        },
-                        _ => {}
-                    }
-                }
-                match socket.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(len) => pending = buf[..len].to_vec(),
-                }
-            }
+            let mut server = RawServer::accept(&listener);
+            assert!(server.accept_until("publish"));
+            let error = status_object("error", "NetStream.Publish.BadName", "Stream key is taken");
+            server.send_command("onStatus", 0.0, vec![error], 1);
+            while server.next_command().is_some() {}
         });
         (addr, handle)
-    }
-
-    fn status_object(level: &str, code: &str, description: &str) -> Amf0Value {
-        let properties: HashMap<String, Amf0Value> = [
-            ("level", level),
-            ("code", code),
-            ("description", description),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), Amf0Value::Utf8String(v.to_owned())))
-        .collect();
-        Amf0Value::Object(properties)
     }
 
     #[test]

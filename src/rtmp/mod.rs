@@ -12,7 +12,7 @@ use crate::flv;
 use crate::hub::feed::Feed;
 use crate::hub::origin::PublisherInfo;
 use crate::hub::{split_query, stream_key, StreamKey};
-use crate::media::{now_ns, Format, UnitKind};
+use crate::media::{now_ns, split_aggregate, AggregateError, Format, UnitKind};
 use crate::shard::{Handoff, PublishRefusal, Shard};
 use crate::stats;
 use crate::viewer::{self, Delivery, Ending, Outbox};
@@ -30,6 +30,9 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use tracing::{debug, info};
 
+/// RTMP message type of an aggregate message (several FLV-tag-shaped messages in one).
+const AGGREGATE_MESSAGE: u8 = 22;
+
 /// Why an RTMP connection ended.
 #[derive(Debug, thiserror::Error)]
 pub enum RtmpError {
@@ -45,6 +48,9 @@ pub enum RtmpError {
     /// The peer sent bytes the session could not decode (bad chunk, bad AMF, ...).
     #[error("protocol error: {0}")]
     Session(#[from] ServerSessionError),
+    /// An aggregate message (type 22) whose sub-messages do not fit in it.
+    #[error("bad aggregate message: {0}")]
+    Aggregate(#[from] AggregateError),
     /// The session library failed on the input (contained to this connection).
     #[error("session failed on malformed input")]
     SessionPanic,
@@ -57,7 +63,10 @@ impl RtmpError {
     fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            RtmpError::Handshake(_) | RtmpError::Session(_) | RtmpError::SessionPanic
+            RtmpError::Handshake(_)
+                | RtmpError::Session(_)
+                | RtmpError::SessionPanic
+                | RtmpError::Aggregate(_)
         )
     }
 }
@@ -381,6 +390,14 @@ impl Conn {
                     Flow::Continue
                 }
                 ServerSessionResult::RaisedEvent(event) => self.on_event(event, ingest_ns)?,
+                ServerSessionResult::UnhandleableMessageReceived(payload)
+                    if payload.type_id == AGGREGATE_MESSAGE =>
+                {
+                    for sub in split_aggregate(payload.timestamp.value, &payload.data)? {
+                        self.media(sub.kind, sub.timestamp, &sub.body, ingest_ns);
+                    }
+                    Flow::Continue
+                }
                 ServerSessionResult::UnhandleableMessageReceived(payload) => {
                     debug!(peer = %self.peer, type_id = payload.type_id, "rtmp: ignored message");
                     Flow::Continue
