@@ -1,0 +1,394 @@
+//! RTMP play end to end, with the project's RTMP player over 127.0.0.1 and two shards.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use corecast::client::{ClientError, Pace, PlayEvent, Player, Publisher};
+use corecast::flv::reader::TagKind;
+use corecast::media::inspect_video;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn player(server: &corecast::Server, name: &str) -> Player {
+    Player::connect(server.rtmp_addr(), "live", name, Duration::from_secs(10)).expect("play")
+}
+
+/// What a player received: media messages (kind, timestamp, body) until the stream ended.
+fn play_to_end(mut player: Player) -> Vec<(TagKind, u32, Bytes)> {
+    let mut got = Vec::new();
+    loop {
+        match player.next_event().expect("play event") {
+            Some(PlayEvent::Video { timestamp, data }) => {
+                got.push((TagKind::Video, timestamp, data))
+            }
+            Some(PlayEvent::Audio { timestamp, data }) => {
+                got.push((TagKind::Audio, timestamp, data))
+            }
+            Some(PlayEvent::Metadata(_)) => {}
+            Some(PlayEvent::StreamEnded) | None => return got,
+        }
+    }
+}
+
+fn is_sequence_header(kind: TagKind, body: &[u8]) -> bool {
+    match kind {
+        TagKind::Video => inspect_video(body).is_some_and(|v| v.sequence_header),
+        _ => corecast::media::is_audio_sequence_header(body),
+    }
+}
+
+/// Sequence headers first, then a keyframe as the first video frame; time never goes back.
+fn assert_decodable(got: &[(TagKind, u32, Bytes)]) {
+    assert!(got.len() > 2, "received {} messages", got.len());
+    let headers: Vec<_> = got[..2]
+        .iter()
+        .map(|(k, _, b)| (*k, is_sequence_header(*k, b)))
+        .collect();
+    assert!(headers.contains(&(TagKind::Video, true)), "{headers:?}");
+    assert!(headers.contains(&(TagKind::Audio, true)), "{headers:?}");
+    let (_, _, first_video) = got[2..]
+        .iter()
+        .find(|(k, _, _)| *k == TagKind::Video)
+        .expect("video");
+    assert!(
+        inspect_video(first_video).is_some_and(|v| v.keyframe),
+        "starts at a keyframe"
+    );
+    for pair in got.windows(2) {
+        assert!(
+            pair[1].1 >= pair[0].1,
+            "time went back: {} -> {}",
+            pair[0].1,
+            pair[1].1
+        );
+    }
+}
+
+fn payloads(got: &[(TagKind, u32, Bytes)]) -> Vec<Bytes> {
+    got.iter()
+        .filter(|(k, _, b)| !is_sequence_header(*k, b))
+        .map(|(_, _, b)| b.clone())
+        .collect()
+}
+
+#[test]
+fn players_joining_at_different_times_get_identical_payloads_from_a_keyframe() {
+    let server = start("");
+    let publishing = publish_in_background(&server, "rtmp?token=t", 2, 4.0);
+    wait_live(&server, "/live/rtmp.flv");
+    let mut players = Vec::new();
+    for _ in 0..6 {
+        let p = player(&server, "rtmp?token=viewer");
+        players.push(thread::spawn(move || play_to_end(p)));
+        thread::sleep(Duration::from_millis(250));
+    }
+    let sent = publishing.join().unwrap();
+    let per_shard: Vec<u64> = server
+        .stats()
+        .iter()
+        .map(|s| corecast::stats::get(&s.rtmp_players_total))
+        .collect();
+    for handle in players {
+        let got = handle.join().unwrap();
+        assert_decodable(&got);
+        let received = payloads(&got);
+        assert!(
+            received.len() > 50,
+            "received {} media messages",
+            received.len()
+        );
+        assert!(
+            is_contiguous_run(&sent, &received),
+            "payloads byte-identical, in order"
+        );
+        assert_eq!(received.last(), sent.last(), "played to the end");
+    }
+    assert!(
+        per_shard.iter().all(|&n| n > 0),
+        "players per shard: {per_shard:?}"
+    );
+    assert!(wait_until(Duration::from_secs(2), || total(&server, |s| {
+        &s.rtmp_players
+    }) == 0));
+    server.stop();
+}
+
+#[test]
+fn slow_rtmp_player_is_skipped_then_disconnected_while_fast_player_flows() {
+    let server = start(
+        "[viewer]\nskip_after_ms = 300\ndisconnect_after_ms = 1500\nnotsent_lowat_bytes = 4096\n\
+         [stream]\nring_max_duration_ms = 2000\n",
+    );
+    let publishing = publish_in_background(&server, "slowrtmp", 3, 2.0);
+    wait_live(&server, "/live/slowrtmp.flv");
+    let slow = Player::connect_with(
+        server.rtmp_addr(),
+        "live",
+        "slowrtmp",
+        Duration::from_secs(10),
+        Some(4096),
+    )
+    .unwrap();
+    let fast = player(&server, "slowrtmp");
+    let fast = thread::spawn(move || {
+        let mut fast = fast;
+        let (mut gap, mut last, mut got) = (Duration::ZERO, Instant::now(), Vec::new());
+        while let Some(event) = fast.next_event().expect("fast player") {
+            if matches!(event, PlayEvent::Video { .. } | PlayEvent::Audio { .. }) {
+                gap = gap.max(last.elapsed());
+                last = Instant::now();
+            }
+            match event {
+                PlayEvent::Video { timestamp, data } => got.push((TagKind::Video, timestamp, data)),
+                PlayEvent::Audio { timestamp, data } => got.push((TagKind::Audio, timestamp, data)),
+                PlayEvent::Metadata(_) => {}
+                PlayEvent::StreamEnded => break,
+            }
+        }
+        (got, gap)
+    });
+    // Read the slow player's socket directly, 1 KB every 100 ms.
+    let mut socket = slow.socket().try_clone().unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let started = Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(15) {
+        thread::sleep(Duration::from_millis(100));
+        match socket.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(0) | Err(_) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    assert!(closed, "the slow player was disconnected");
+    assert!(
+        total(&server, |s| &s.frames_skipped) > 0,
+        "frames were skipped first"
+    );
+    assert_eq!(total(&server, |s| &s.viewers_disconnected_slow), 1);
+    let (got, gap) = fast.join().unwrap();
+    publishing.join().unwrap();
+    assert_decodable(&got);
+    assert!(
+        gap < Duration::from_millis(1000),
+        "fast player stalled for {gap:?}"
+    );
+    server.stop();
+}
+
+#[test]
+fn unknown_stream_is_refused_with_stream_not_found() {
+    let server = start("");
+    match Player::connect(
+        server.rtmp_addr(),
+        "live",
+        "nothing",
+        Duration::from_secs(5),
+    ) {
+        Err(ClientError::Rejected { code, .. }) => {
+            assert_eq!(code, "NetStream.Play.StreamNotFound")
+        }
+        Err(other) => panic!("unexpected error: {other}"),
+        Ok(_) => panic!("played an unknown stream"),
+    }
+    assert_eq!(total(&server, |s| &s.play_rejected), 1);
+    server.stop();
+}
+
+/// Raw RTMP: handshake, then the given messages serialized by rml_rtmp's chunk serializer.
+fn raw_rtmp(
+    server: &corecast::Server,
+    messages: &[(rml_rtmp::messages::RtmpMessage, u32)],
+) -> TcpStream {
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    let mut s = TcpStream::connect(server.rtmp_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut hs = Handshake::new(PeerType::Client);
+    s.write_all(&hs.generate_outbound_p0_and_p1().unwrap())
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        match hs.process_bytes(&buf[..n]).unwrap() {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                s.write_all(&response_bytes).unwrap()
+            }
+            HandshakeProcessResult::Completed { response_bytes, .. } => {
+                s.write_all(&response_bytes).unwrap();
+                break;
+            }
+        }
+    }
+    let mut serializer = rml_rtmp::chunk_io::ChunkSerializer::new();
+    for (message, stream_id) in messages {
+        let payload = message
+            .clone()
+            .into_message_payload(rml_rtmp::time::RtmpTimestamp::new(0), *stream_id)
+            .unwrap();
+        let packet = serializer.serialize(&payload, false, false).unwrap();
+        s.write_all(&packet.bytes).unwrap();
+    }
+    s
+}
+
+fn command(
+    name: &str,
+    transaction: f64,
+    args: Vec<rml_rtmp::rml_amf0::Amf0Value>,
+) -> rml_rtmp::messages::RtmpMessage {
+    use rml_rtmp::rml_amf0::Amf0Value;
+    let object = if name == "connect" {
+        Amf0Value::Object([("app".to_string(), Amf0Value::Utf8String("live".into()))].into())
+    } else {
+        Amf0Value::Null
+    };
+    rml_rtmp::messages::RtmpMessage::Amf0Command {
+        command_name: name.into(),
+        transaction_id: transaction,
+        command_object: object,
+        additional_arguments: args,
+    }
+}
+
+/// True when the server closed the connection or answered with an error status (an
+/// `_error` result or an `onStatus` of level `error`) within a few seconds.
+fn refused(mut s: TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+        let text = String::from_utf8_lossy(&got);
+        if text.contains("_error") || text.contains("NetStream.Play.Failed") {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn malformed_play_requests_close_only_their_connection() {
+    use rml_rtmp::rml_amf0::Amf0Value;
+    let server = start("");
+    let tags = fixture_tags();
+    let mut publisher = publisher(&server, "steady");
+    for tag in tags.iter().take(20) {
+        publisher.send_tag(tag).unwrap();
+    }
+    let mut witness = player(&server, "steady");
+    // Play on a stream that was never created.
+    let no_stream = raw_rtmp(
+        &server,
+        &[
+            (command("connect", 1.0, vec![]), 0),
+            (
+                command("play", 0.0, vec![Amf0Value::Utf8String("steady".into())]),
+                7,
+            ),
+        ],
+    );
+    assert!(refused(no_stream), "play without createStream is refused");
+    // A command whose AMF0 body is garbage.
+    let mut garbage = raw_rtmp(&server, &[(command("connect", 1.0, vec![]), 0)]);
+    garbage
+        .write_all(&[
+            0x03, 0, 0, 0, 0, 0, 12, 0x14, 0, 0, 0, 0, 0x02, 0, 4, b'p', b'l', b'a', b'y', 0x00,
+            0xff, 0xff, 0xff, 0xff,
+        ])
+        .unwrap();
+    assert!(refused(garbage), "bad AMF is refused");
+    // The stream and its player are unaffected.
+    for tag in tags.iter().skip(20).take(30) {
+        publisher.send_tag(tag).unwrap();
+    }
+    let mut media = 0;
+    while media < 10 {
+        match witness.next_event().unwrap() {
+            Some(PlayEvent::Video { .. } | PlayEvent::Audio { .. }) => media += 1,
+            Some(_) => {}
+            None => panic!("witness player closed"),
+        }
+    }
+    server.stop();
+}
+
+#[test]
+fn stop_and_abrupt_disconnects_clean_up_players() {
+    let server = start("");
+    let tags = fixture_tags();
+    let mut publisher = publisher(&server, "leave");
+    for tag in tags.iter().take(40) {
+        publisher.send_tag(tag).unwrap();
+    }
+    let polite = player(&server, "leave");
+    let rude = player(&server, "leave");
+    assert!(wait_until(Duration::from_secs(2), || total(&server, |s| {
+        &s.rtmp_players
+    }) == 2));
+    polite.finish().unwrap();
+    drop(rude);
+    for tag in tags.iter().skip(40).take(40) {
+        publisher.send_tag(tag).unwrap();
+    }
+    assert!(wait_until(Duration::from_secs(5), || total(&server, |s| {
+        &s.rtmp_players
+    }) == 0));
+    assert_eq!(total(&server, |s| &s.viewers_left), 2);
+    server.stop();
+}
+
+#[test]
+fn video_only_stream_with_wrapping_timestamps_plays_forward() {
+    let server = start("");
+    let video: Vec<_> = fixture_tags()
+        .into_iter()
+        .filter(|t| t.kind != TagKind::Audio)
+        .collect();
+    let mut p =
+        Publisher::connect(server.rtmp_addr(), "live", "wrap", Duration::from_secs(5)).unwrap();
+    // Start 2 s before the 32-bit millisecond clock wraps.
+    let offset = u32::MAX - 2_000;
+    let half = video.len() / 2;
+    p.replay(&video[..half], Pace::AsFastAsPossible, offset)
+        .unwrap();
+    let viewer = player(&server, "wrap");
+    let last = p
+        .replay(&video[half..], Pace::AsFastAsPossible, offset)
+        .unwrap();
+    assert!(last < offset, "the publisher's clock wrapped");
+    p.finish().unwrap();
+    let got = play_to_end(viewer);
+    assert!(got.iter().all(|(k, _, _)| *k == TagKind::Video));
+    assert!(got.len() > 10);
+    for pair in got.windows(2) {
+        assert!(
+            pair[1].1 >= pair[0].1,
+            "time went back: {} -> {}",
+            pair[0].1,
+            pair[1].1
+        );
+    }
+    server.stop();
+}
