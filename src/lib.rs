@@ -18,7 +18,7 @@
 //! | [`viewer`] | delivery of a feed to one viewer: policy, gather, vectored send |
 //! | [`net`] | sockets: SO_REUSEPORT listeners, sendmsg, socket options, rlimits |
 //! | [`stats`] | per-shard counters |
-//! | [`client`] | blocking RTMP publishing client, for tests and tools |
+//! | [`client`] | blocking RTMP clients (publisher and player), for tests and tools |
 //! | [`util`] | small async helpers |
 //!
 //! # Data path

@@ -40,28 +40,32 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use corecast::client::{Pace, PlayEvent, Player, Publisher};
+//! use corecast::client::{ClientError, Pace, PlayEvent, Player, Publisher};
 //! use std::time::Duration;
 //!
 //! let (_, tags) = corecast::flv::reader::read_file("tests/fixtures/clip.flv")?;
 //! let addr = "127.0.0.1:1935".parse()?;
-//! let mut publisher = Publisher::connect(addr, "live", "cam1?token=abc", Duration::from_secs(5))?;
-//! let mut offset = 0;
-//! for _ in 0..3 {
-//!     // Loop the clip; each pass continues one frame after the previous one.
-//!     offset = publisher.replay(&tags, Pace::RealTime { speed: 1.0 }, offset)? + 40;
-//! }
-//! publisher.finish()?;
+//! let timeout = Duration::from_secs(5);
+//! let mut publisher = Publisher::connect(addr, "live", "cam1?token=abc", timeout)?;
+//! let publishing = std::thread::spawn(move || -> Result<(), ClientError> {
+//!     let mut offset = 0;
+//!     for _ in 0..3 {
+//!         // Loop the clip; each pass continues one frame after the previous one.
+//!         offset = publisher.replay(&tags, Pace::RealTime { speed: 1.0 }, offset)? + 40;
+//!     }
+//!     publisher.finish()
+//! });
 //!
-//! let mut player = Player::connect(addr, "live", "cam1", Duration::from_secs(5))?;
+//! let mut player = Player::connect(addr, "live", "cam1", timeout)?;
 //! while let Some(event) = player.next_event()? {
 //!     match event {
-//!         PlayEvent::Video { timestamp, data } => println!("video {timestamp} {}", data.len()),
+//!         PlayEvent::Video { timestamp, data } => println!("{timestamp} ms: {} bytes", data.len()),
 //!         PlayEvent::StreamEnded => break,
 //!         _ => {}
 //!     }
 //! }
 //! player.finish()?;
+//! publishing.join().expect("publisher thread panicked")?;
 //! # Ok(())
 //! # }
 //! ```
