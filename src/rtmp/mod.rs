@@ -102,11 +102,17 @@ enum Flow {
     Close,
 }
 
+/// One RTMP connection.
 struct Conn {
+    /// The shard serving it.
     shard: Rc<Shard>,
+    /// The protocol state (rml_rtmp, sans-IO).
     session: ServerSession,
+    /// Remote address, for logs and the publisher record.
     peer: SocketAddr,
+    /// Process-unique id, to tell this publisher apart from a later one on the same stream.
     conn_id: u64,
+    /// Publishing, playing, or neither.
     state: State,
     /// Responses waiting to be written, in order.
     out: Vec<u8>,
@@ -126,14 +132,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
             ..ServerSessionConfig::new()
         };
         let (session, initial) = ServerSession::new(config)?;
-        let mut conn = Conn {
-            conn_id: shard.conn_id(),
-            shard: shard.clone(),
-            session,
-            peer,
-            state: State::Idle,
-            out: Vec::new(),
-        };
+        let mut conn = Conn::new(shard.clone(), session, peer);
         let flow = conn.handle_results(initial)?;
         let flow = match flow {
             Flow::Continue => conn.feed(&leftover)?,
@@ -158,16 +157,9 @@ pub async fn resume(shard: Rc<Shard>, handoff: Box<Handoff>) {
     } = *handoff;
     // SAFETY: `fd` is an open TCP socket whose ownership the accepting shard gave up.
     let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
-    let mut conn = Conn {
-        conn_id: shard.conn_id(),
-        shard: shard.clone(),
-        session: *session,
-        peer,
-        state: State::Idle,
-        out: Vec::new(),
-    };
+    let mut conn = Conn::new(shard.clone(), *session, peer);
     let result = async {
-        let flow = conn.publish_requested(request_id, &app, &publish_name, Vec::new())?;
+        let flow = conn.publish_requested(request_id, &app, &publish_name)?;
         let flow = match flow {
             Flow::Continue => conn.handle_results(rest)?,
             other => other,
@@ -220,6 +212,17 @@ async fn handshake(stream: &mut TcpStream) -> Result<Vec<u8>, RtmpError> {
 }
 
 impl Conn {
+    fn new(shard: Rc<Shard>, session: ServerSession, peer: SocketAddr) -> Self {
+        Conn {
+            conn_id: shard.conn_id(),
+            shard,
+            session,
+            peer,
+            state: State::Idle,
+            out: Vec::new(),
+        }
+    }
+
     /// Reads and handles input until the peer leaves, an error occurs, or the connection is
     /// handed to another shard.
     async fn run(mut self, mut stream: TcpStream, mut flow: Flow) -> Result<(), RtmpError> {
@@ -449,7 +452,7 @@ impl Conn {
                 app_name,
                 stream_key,
                 ..
-            } => self.publish_requested(request_id, &app_name, &stream_key, Vec::new()),
+            } => self.publish_requested(request_id, &app_name, &stream_key),
             ServerSessionEvent::PublishStreamFinished { .. } => {
                 if let State::Publishing(key) = std::mem::replace(&mut self.state, State::Idle) {
                     self.shard.stop_publishing(&key, self.conn_id);
@@ -546,7 +549,6 @@ impl Conn {
         request_id: u32,
         app: &str,
         publish_name: &str,
-        rest: Vec<ServerSessionResult>,
     ) -> Result<Flow, RtmpError> {
         let (name, query) = split_query(publish_name);
         let key = stream_key(app, name);
@@ -557,7 +559,8 @@ impl Conn {
                 request_id,
                 app: app.to_string(),
                 publish_name: publish_name.to_string(),
-                rest,
+                // Filled in by `handle_results` with what follows the request.
+                rest: Vec::new(),
             });
         }
         if matches!(self.state, State::Publishing(_)) {
