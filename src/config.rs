@@ -65,8 +65,22 @@ pub struct Config {
     pub http: HttpConfig,
     /// Per-stream buffering (ring, GOP cache, republish grace).
     pub stream: StreamConfig,
+    /// HLS segmenting.
+    pub hls: HlsConfig,
     /// Per-viewer delivery (merge window, slow-viewer policy).
     pub viewer: ViewerConfig,
+}
+
+/// `[hls]`: HLS segmenting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HlsConfig {
+    /// Make and serve HLS.
+    pub enabled: bool,
+    /// Minimum segment duration; segments close at the next keyframe after it.
+    pub target_duration_ms: u64,
+    /// Segments kept per stream.
+    pub window_segments: usize,
 }
 
 /// `[server]`: shards and listeners.
@@ -245,6 +259,12 @@ impl Config {
         }
         if self.stream.ring_max_bytes < 65536 {
             return Err(invalid("stream.ring_max_bytes", "must be at least 65536"));
+        }
+        if self.hls.target_duration_ms < 500 {
+            return Err(invalid("hls.target_duration_ms", "must be at least 500"));
+        }
+        if !(2..=100).contains(&self.hls.window_segments) {
+            return Err(invalid("hls.window_segments", "must be within 2 ..= 100"));
         }
         if self.viewer.skip_after_ms == 0 {
             return Err(invalid("viewer.skip_after_ms", "must be positive"));

@@ -34,6 +34,7 @@
 pub mod client;
 pub mod config;
 pub mod flv;
+pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod media;

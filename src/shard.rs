@@ -7,6 +7,8 @@
 //! shard everything is `Rc`/`RefCell`; no borrow is held across an `.await`.
 
 use crate::config::Config;
+use crate::hls::segmenter::Segmenter;
+use crate::hls::HlsView;
 use crate::hub::cursor::Policy;
 use crate::hub::feed::{Feed, FeedState, Offer};
 use crate::hub::origin::{Origin, PublisherInfo};
@@ -61,6 +63,8 @@ pub enum MeshMsg {
     Sync(StreamKey, Vec<Unit>, Vec<Unit>),
     /// One media unit for a subscriber.
     Unit(StreamKey, Unit),
+    /// A new HLS snapshot of a stream (after each segment, and at its end).
+    Hls(StreamKey, HlsView),
     /// A publisher for a stream this shard owns.
     Handoff(Box<Handoff>),
 }
@@ -97,6 +101,8 @@ pub struct Shard {
     streams: RefCell<HashMap<StreamKey, LocalStream>>,
     /// Next connection id (shard id in the low bits keeps ids unique per process).
     next_conn: Cell<u64>,
+    /// HLS snapshots of live (and recently ended) streams, served by this shard.
+    hls: Rc<RefCell<HashMap<StreamKey, Rc<HlsView>>>>,
 }
 
 impl Shard {
@@ -116,6 +122,7 @@ impl Shard {
             mesh: Rc::new(mesh),
             streams: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
+            hls: Rc::new(RefCell::new(HashMap::new())),
         }
     }
 
@@ -209,6 +216,7 @@ impl Shard {
                     }
                 }
             }
+            MeshMsg::Hls(key, view) => self.store_hls(key, view),
             MeshMsg::Handoff(handoff) => {
                 stats::inc(&self.stats.handoffs_received);
                 let shard = self.clone();
@@ -276,7 +284,9 @@ impl Shard {
                 stream.feed = Some(self.new_feed(FeedState::Live));
                 self.broadcast(|| MeshMsg::StreamLive(key.clone()));
                 let chunk_size = self.config.rtmp.chunk_size as usize;
-                stream.origin.insert(Origin::new(self.count, chunk_size))
+                stream
+                    .origin
+                    .insert(Origin::new(self.count, chunk_size, self.segmenter(key)))
             }
         };
         if origin.publisher.is_some() {
@@ -284,8 +294,59 @@ impl Shard {
         }
         info!(shard = self.id, stream = %key, peer = %publisher.peer, "publish start");
         origin.start_publishing(publisher);
+        // A republish may have closed a segment (the discontinuity): publish the playlist.
+        if let Some(hls) = origin.hls.as_ref().filter(|h| !h.segments().is_empty()) {
+            let view = HlsView::of(hls, hls.instance(), false);
+            drop(streams);
+            self.publish_hls(key, view);
+        }
         stats::inc(&self.stats.publishers);
         Ok(())
+    }
+
+    /// A segmenter for a new stream, when HLS is enabled.
+    fn segmenter(&self, key: &StreamKey) -> Option<Segmenter> {
+        let hls = &self.config.hls;
+        let name = key.rsplit('/').next().unwrap_or(key);
+        // Unique per stream incarnation in this process: time of creation, then a counter.
+        let instance = wall_ms() * 1000 + self.next_conn.get() % 1000;
+        hls.enabled
+            .then(|| Segmenter::new(name, instance, hls.target_duration_ms, hls.window_segments))
+    }
+
+    /// Hands a new HLS snapshot of `key` to every shard (this one included).
+    fn publish_hls(&self, key: &StreamKey, view: HlsView) {
+        self.broadcast(|| MeshMsg::Hls(key.clone(), view.clone()));
+        self.store_hls(key.clone(), view);
+    }
+
+    /// Keeps a snapshot for serving. A final one (stream ended) is dropped after a linger of
+    /// twice the window's duration, unless the stream came back meanwhile.
+    fn store_hls(&self, key: StreamKey, view: HlsView) {
+        let ended = view.ended.then_some(view.instance);
+        self.hls.borrow_mut().insert(key.clone(), Rc::new(view));
+        if let Some(instance) = ended {
+            let hls = &self.config.hls;
+            let linger =
+                Duration::from_millis(2 * hls.target_duration_ms * hls.window_segments as u64);
+            let views = self.hls.clone();
+            glommio::spawn_local(async move {
+                glommio::timer::sleep(linger).await;
+                let mut views = views.borrow_mut();
+                if views
+                    .get(&key)
+                    .is_some_and(|v| v.ended && v.instance == instance)
+                {
+                    views.remove(&key);
+                }
+            })
+            .detach();
+        }
+    }
+
+    /// The HLS snapshot of a stream, if any.
+    pub fn hls_view(&self, key: &StreamKey) -> Option<Rc<HlsView>> {
+        self.hls.borrow().get(key).cloned()
     }
 
     /// A media message from the publisher of `key`.
@@ -314,7 +375,8 @@ impl Shard {
         self.distribute(key, unit);
     }
 
-    /// Puts a unit into the owner's feed and forwards it once to every subscribed shard.
+    /// Puts a unit into the owner's feed, forwards it once to every subscribed shard, and
+    /// feeds the HLS segmenter.
     fn distribute(&self, key: &StreamKey, unit: Unit) {
         let mut streams = self.streams.borrow_mut();
         let Some(LocalStream {
@@ -324,6 +386,25 @@ impl Shard {
         else {
             return;
         };
+        let hls_view = origin
+            .hls
+            .as_mut()
+            .and_then(|hls| match hls.push(&unit, wall_ms()) {
+                Ok(true) => Some(HlsView::of(hls, hls.instance(), false)),
+                Ok(false) => None,
+                Err(err) => {
+                    stats::inc(&self.stats.hls_errors);
+                    debug!(shard = self.id, stream = %key, "hls: {err}");
+                    None
+                }
+            });
+        if let Some(view) = hls_view {
+            stats::inc(&self.stats.hls_segments);
+            // Keyframe that closed the segment -> playlist listing it handed to every shard.
+            let latency = now_ns().saturating_sub(unit.ingest_ns);
+            self.publish_hls(key, view);
+            stats::add(&self.stats.hls_publish_ns_total, latency);
+        }
         for to in 0..self.count {
             if !origin.subscribed[to] || (origin.lagging[to] && !unit.key && !unit.header) {
                 continue;
@@ -384,8 +465,12 @@ impl Shard {
                 None
             }
         };
-        if let Some(stream) = ended {
+        if let Some(mut stream) = ended {
             info!(shard = self.id, stream = %key, "stream ended");
+            if let Some(hls) = stream.origin.as_mut().and_then(|o| o.hls.as_mut()) {
+                hls.end();
+                self.publish_hls(key, HlsView::of(hls, hls.instance(), true));
+            }
             if let Some(feed) = stream.feed {
                 feed.borrow_mut().end();
             }
@@ -442,4 +527,11 @@ impl Shard {
             }
         }
     }
+}
+
+/// Wall-clock milliseconds since the Unix epoch (for EXT-X-PROGRAM-DATE-TIME).
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

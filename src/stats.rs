@@ -39,6 +39,17 @@ pub struct ShardStats {
     pub viewers_ended_with_stream: AtomicU64,
     /// Viewers (any protocol) that stopped or went away themselves.
     pub viewers_left: AtomicU64,
+    /// HLS segments published (owner shard).
+    pub hls_segments: AtomicU64,
+    /// Sum over published segments of the time from the keyframe that closed the segment to
+    /// the playlist listing it handed to every shard, in ns (mean = this / hls_segments).
+    pub hls_publish_ns_total: AtomicU64,
+    /// Units the HLS muxer could not use (bad sequence header, truncated frame).
+    pub hls_errors: AtomicU64,
+    /// HLS requests answered (playlists and segments).
+    pub hls_requests: AtomicU64,
+    /// Sum of HLS request service times (request parsed -> response handed to the kernel), ns.
+    pub hls_service_ns_total: AtomicU64,
     /// Units jumped over by slow viewers.
     pub frames_skipped: AtomicU64,
     /// Viewers (any protocol) disconnected for being too slow.

@@ -7,16 +7,20 @@
 pub mod request;
 
 use crate::hub::stream_key;
+use crate::media::now_ns;
 use crate::media::Format;
+use crate::net;
 use crate::shard::Shard;
 use crate::stats;
 use crate::viewer::{self, Delivery, Ending};
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use request::{parse_head, route, HttpError, Method, Request, Route};
+use request::{byte_range, parse_head, route, ByteRange, HttpError, Method, Request, Route};
 use std::io;
+use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use tracing::{debug, info};
 
@@ -116,6 +120,28 @@ async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, peer: SocketAddr) -> Res
                         .await?;
                 }
             }
+            (Method::Get | Method::Head, Route::Playlist { app, stream: name }) => {
+                let parsed = now_ns();
+                let view = shard.hls_view(&stream_key(app, name));
+                let body = view.as_ref().map(|v| v.playlist.clone());
+                respond_hls(stream, &req, body, HlsKind::Playlist).await?;
+                record_hls(shard, parsed);
+            }
+            (
+                Method::Get | Method::Head,
+                Route::Segment {
+                    app,
+                    stream: name,
+                    instance,
+                    seq,
+                },
+            ) => {
+                let parsed = now_ns();
+                let view = shard.hls_view(&stream_key(app, name));
+                let body = view.and_then(|v| v.segment(instance, seq).cloned());
+                respond_hls(stream, &req, body, HlsKind::Segment).await?;
+                record_hls(shard, parsed);
+            }
             (Method::Get | Method::Head, Route::NotFound) => {
                 let head_only = req.method == Method::Head;
                 stream
@@ -169,6 +195,104 @@ async fn read_head(
         None if buf.is_empty() => Ok(None),
         None => Err(ConnError::HeaderTimeout),
     }
+}
+
+/// The two kinds of HLS responses, which differ in type and caching.
+#[derive(Clone, Copy)]
+enum HlsKind {
+    /// Changes every segment: caches must revalidate.
+    Playlist,
+    /// Immutable under its name (names are unique per stream incarnation).
+    Segment,
+}
+
+/// Answers an HLS request: `body` is the playlist or segment, `None` when unknown or expired
+/// (404). Supports HEAD and a single byte range. Head and body go out in one vectored send;
+/// the body is the shared snapshot, never copied.
+async fn respond_hls(
+    stream: &mut TcpStream,
+    req: &Request,
+    body: Option<Bytes>,
+    kind: HlsKind,
+) -> io::Result<()> {
+    let Some(body) = body else {
+        let head_only = req.method == Method::Head;
+        return stream
+            .write_all(&simple("404 Not Found", head_only, req.keep_alive))
+            .await;
+    };
+    let (content_type, cache) = match kind {
+        HlsKind::Playlist => ("application/vnd.apple.mpegurl", "no-cache"),
+        HlsKind::Segment => ("video/mp2t", "public, max-age=86400, immutable"),
+    };
+    let total = body.len();
+    let (status, body, range) = match byte_range(req.range.as_deref(), total) {
+        ByteRange::Full => ("200 OK", body, String::new()),
+        ByteRange::Part(start, end) => (
+            "206 Partial Content",
+            body.slice(start..end),
+            format!("Content-Range: bytes {start}-{}/{total}\r\n", end - 1),
+        ),
+        ByteRange::Unsatisfiable => (
+            "416 Range Not Satisfiable",
+            Bytes::new(),
+            format!("Content-Range: bytes */{total}\r\n"),
+        ),
+    };
+    let connection = if req.keep_alive {
+        "keep-alive"
+    } else {
+        "close"
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: {cache}\r\nAccess-Control-Allow-Origin: *\r\nAccept-Ranges: bytes\r\n\
+         {range}Connection: {connection}\r\n\r\n",
+        body.len()
+    );
+    let body = if req.method == Method::Head {
+        Bytes::new()
+    } else {
+        body
+    };
+    send_all(stream, &[head.as_bytes(), &body]).await
+}
+
+/// Sends every byte of `parts` with vectored sends, waiting while the socket is full.
+async fn send_all(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<()> {
+    let fd = stream.as_raw_fd();
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut sent = 0;
+    while sent < total {
+        let mut skip = sent;
+        let mut iov = Vec::with_capacity(parts.len());
+        for part in parts {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            iov.push(IoSlice::new(&part[skip..]));
+            skip = 0;
+        }
+        match net::send_vectored(fd, &iov) {
+            Ok(n) => sent += n,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                // Park until writable, sending the first pending slice through glommio.
+                let first: &[u8] = &iov[0];
+                sent += stream.write(first).await?;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+fn record_hls(shard: &Shard, parsed_ns: u64) {
+    stats::inc(&shard.stats.hls_requests);
+    stats::add(
+        &shard.stats.hls_service_ns_total,
+        now_ns().saturating_sub(parsed_ns),
+    );
 }
 
 /// A response with no body.

@@ -38,6 +38,8 @@ pub struct Request {
     pub query: Option<String>,
     /// The connection may carry another request after this one.
     pub keep_alive: bool,
+    /// The `Range` header, if any.
+    pub range: Option<String>,
 }
 
 /// Most headers accepted in one request.
@@ -72,7 +74,11 @@ pub fn parse_head(buf: &[u8], max_len: usize) -> Result<Option<(Request, usize)>
     };
     let version = req.version.unwrap_or(0);
     let mut keep_alive = version >= 1;
+    let mut range = None;
     for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("range") {
+            range = Some(String::from_utf8_lossy(h.value).into_owned());
+        }
         if h.name.eq_ignore_ascii_case("connection") {
             let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
             if v.contains("close") {
@@ -92,6 +98,7 @@ pub fn parse_head(buf: &[u8], max_len: usize) -> Result<Option<(Request, usize)>
             path: path.to_string(),
             query,
             keep_alive,
+            range,
         },
         len,
     )))
@@ -107,8 +114,63 @@ pub enum Route<'a> {
         /// Stream name.
         stream: &'a str,
     },
+    /// `/{app}/{stream}.m3u8`
+    Playlist {
+        /// Application name.
+        app: &'a str,
+        /// Stream name.
+        stream: &'a str,
+    },
+    /// `/{app}/{stream}-{instance}-{seq}.ts`
+    Segment {
+        /// Application name.
+        app: &'a str,
+        /// Stream name.
+        stream: &'a str,
+        /// Stream incarnation.
+        instance: u64,
+        /// Media sequence number.
+        seq: u64,
+    },
     /// Nothing here.
     NotFound,
+}
+
+/// What a `Range` header asks of a body of `len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// No usable range: the whole body (200).
+    Full,
+    /// Bytes `start..end` (206).
+    Part(usize, usize),
+    /// The range lies outside the body (416).
+    Unsatisfiable,
+}
+
+/// Interprets a single-range `Range: bytes=...` header (RFC 9110). Multiple ranges and
+/// other units are ignored (the whole body is sent, which the RFC allows).
+pub fn byte_range(header: Option<&str>, len: usize) -> ByteRange {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return ByteRange::Full;
+    };
+    if spec.contains(',') {
+        return ByteRange::Full;
+    }
+    let Some((first, last)) = spec.split_once('-') else {
+        return ByteRange::Full;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let range = match (first.parse::<usize>(), last.parse::<usize>()) {
+        (Ok(a), Ok(b)) if a <= b => (a, (b + 1).min(len)),
+        (Ok(a), Err(_)) if last.is_empty() => (a, len),
+        (Err(_), Ok(n)) if first.is_empty() && n > 0 => (len.saturating_sub(n), len),
+        _ => return ByteRange::Full,
+    };
+    if range.0 >= len {
+        ByteRange::Unsatisfiable
+    } else {
+        ByteRange::Part(range.0, range.1)
+    }
 }
 
 /// Maps a path to a route.
@@ -116,13 +178,25 @@ pub fn route(path: &str) -> Route<'_> {
     let Some(rest) = path.strip_prefix('/') else {
         return Route::NotFound;
     };
-    match rest.split_once('/') {
-        Some((app, file)) if !app.is_empty() && !file.contains('/') => {
-            match file.strip_suffix(".flv") {
-                Some(stream) if !stream.is_empty() => Route::Flv { app, stream },
-                _ => Route::NotFound,
-            }
-        }
+    let Some((app, file)) = rest.split_once('/') else {
+        return Route::NotFound;
+    };
+    if app.is_empty() || file.contains('/') {
+        return Route::NotFound;
+    }
+    if let Some(stream) = file.strip_suffix(".flv").filter(|s| !s.is_empty()) {
+        return Route::Flv { app, stream };
+    }
+    if let Some(stream) = file.strip_suffix(".m3u8").filter(|s| !s.is_empty()) {
+        return Route::Playlist { app, stream };
+    }
+    match crate::hls::segmenter::parse_segment_name(file) {
+        Some((stream, instance, seq)) if !stream.is_empty() => Route::Segment {
+            app,
+            stream,
+            instance,
+            seq,
+        },
         _ => Route::NotFound,
     }
 }
@@ -177,6 +251,25 @@ mod tests {
     }
 
     #[test]
+    fn ranges() {
+        assert_eq!(byte_range(None, 100), ByteRange::Full);
+        assert_eq!(byte_range(Some("bytes=0-9"), 100), ByteRange::Part(0, 10));
+        assert_eq!(
+            byte_range(Some("bytes=90-200"), 100),
+            ByteRange::Part(90, 100)
+        );
+        assert_eq!(byte_range(Some("bytes=50-"), 100), ByteRange::Part(50, 100));
+        assert_eq!(byte_range(Some("bytes=-10"), 100), ByteRange::Part(90, 100));
+        assert_eq!(
+            byte_range(Some("bytes=100-"), 100),
+            ByteRange::Unsatisfiable
+        );
+        assert_eq!(byte_range(Some("bytes=0-1,5-6"), 100), ByteRange::Full);
+        assert_eq!(byte_range(Some("items=0-1"), 100), ByteRange::Full);
+        assert_eq!(byte_range(Some("bytes=9-3"), 100), ByteRange::Full);
+    }
+
+    #[test]
     fn routes() {
         assert_eq!(
             route("/live/test.flv"),
@@ -185,6 +278,23 @@ mod tests {
                 stream: "test"
             }
         );
+        assert_eq!(
+            route("/live/cam-1.m3u8"),
+            Route::Playlist {
+                app: "live",
+                stream: "cam-1"
+            }
+        );
+        assert_eq!(
+            route("/live/cam-1-77-3.ts"),
+            Route::Segment {
+                app: "live",
+                stream: "cam-1",
+                instance: 77,
+                seq: 3
+            }
+        );
+        assert_eq!(route("/live/-77-3.ts"), Route::NotFound);
         assert_eq!(route("/live/.flv"), Route::NotFound);
         assert_eq!(route("/live/a/b.flv"), Route::NotFound);
         assert_eq!(route("/test.flv"), Route::NotFound);

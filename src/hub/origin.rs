@@ -1,6 +1,7 @@
 //! The owner shard's side of a stream: turns publisher messages into units (pure).
 
 use crate::flv;
+use crate::hls::segmenter::Segmenter;
 use crate::media::{inspect_video, is_audio_sequence_header, Rebaser, Unit, UnitKind};
 use std::net::SocketAddr;
 
@@ -38,21 +39,30 @@ pub struct Origin {
     has_video: bool,
     /// Chunk size of the shared RTMP serialization (`rtmp.chunk_size`).
     chunk_size: usize,
+    /// HLS segmenter, when HLS is enabled.
+    pub hls: Option<Segmenter>,
 }
 
 impl Origin {
-    /// State for a stream served to `shards` shards, chunking RTMP at `chunk_size`.
-    pub fn new(shards: usize, chunk_size: usize) -> Self {
+    /// State for a stream served to `shards` shards, chunking RTMP at `chunk_size`, with an
+    /// optional HLS segmenter.
+    pub fn new(shards: usize, chunk_size: usize, hls: Option<Segmenter>) -> Self {
         Origin {
             subscribed: vec![false; shards],
             lagging: vec![false; shards],
             chunk_size,
+            hls,
             ..Origin::default()
         }
     }
 
     /// Starts a publishing session.
     pub fn start_publishing(&mut self, publisher: PublisherInfo) {
+        if self.rebaser.last_out() > 0 {
+            if let Some(hls) = &mut self.hls {
+                hls.discontinuity();
+            }
+        }
         self.rebaser.new_session();
         self.publisher = Some(publisher);
         self.generation += 1;
@@ -136,7 +146,7 @@ mod tests {
 
     #[test]
     fn classifies_and_sequences() {
-        let mut o = Origin::new(2, 4096);
+        let mut o = Origin::new(2, 4096, None);
         o.rebaser.new_session();
         let seq = o.media(UnitKind::Video, 0, &[0x17, 0, 0, 0, 0], 0).unwrap();
         assert!(seq.header && !seq.key);
@@ -154,7 +164,7 @@ mod tests {
 
     #[test]
     fn audio_only_stream_starts_anywhere() {
-        let mut o = Origin::new(1, 4096);
+        let mut o = Origin::new(1, 4096, None);
         o.rebaser.new_session();
         let header = o
             .media(UnitKind::Audio, 0, &[0xaf, 0, 0x12, 0x10], 0)

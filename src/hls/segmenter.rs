@@ -1,0 +1,284 @@
+//! Segments and the playlist (pure: wall-clock time is passed in).
+//!
+//! Units go in as they arrive on the owner shard; a segment closes at a keyframe once it is
+//! at least the target duration long. The newest `window` segments are kept as immutable
+//! `Bytes`, older ones are dropped; the playlist text is rendered once per change. Memory per
+//! stream is therefore bounded by `window` segments plus the one being written.
+//!
+//! The container is a detail of [`TsMuxer`]; a fragmented-MP4 writer producing the same
+//! segment boundaries (and partial segments for low-latency HLS) can replace it without
+//! changing the windowing and playlist logic here.
+
+use super::ts::{TsError, TsMuxer};
+use crate::media::{Unit, UnitKind};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::fmt::Write;
+
+/// One finished segment.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// Media sequence number.
+    pub seq: u64,
+    /// Duration in milliseconds.
+    pub duration_ms: u64,
+    /// A publisher reconnected (or the timeline jumped) right before this segment.
+    pub discontinuity: bool,
+    /// Wall-clock time of the segment's first unit, milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
+    /// The MPEG-TS bytes.
+    pub bytes: Bytes,
+}
+
+/// The segmenter of one stream.
+#[derive(Debug)]
+pub struct Segmenter {
+    muxer: TsMuxer,
+    /// Target segment duration.
+    target_ms: u64,
+    /// Segments kept.
+    window: usize,
+    /// Part of every segment name, unique per stream incarnation so that cached segments of
+    /// an earlier stream with the same name are never served for this one.
+    instance: u64,
+    /// The stream's name, first part of segment names.
+    name: String,
+    /// The segment being written: bytes, first DTS, wall-clock start, discontinuity flag.
+    open: Option<(Vec<u8>, u64, u64, bool)>,
+    /// Finished segments, oldest first.
+    segments: VecDeque<Segment>,
+    /// Sequence number of the next segment.
+    next_seq: u64,
+    /// Discontinuities that slid out of the window (EXT-X-DISCONTINUITY-SEQUENCE).
+    discontinuity_seq: u64,
+    /// The next segment starts after a discontinuity.
+    pending_discontinuity: bool,
+    /// Last DTS seen (extends across the 32-bit wrap of unit timestamps).
+    last_dts: Option<u64>,
+    /// The stream ended: the playlist carries EXT-X-ENDLIST.
+    ended: bool,
+}
+
+impl Segmenter {
+    /// A segmenter for stream `name` (the last path component), with a unique `instance`.
+    pub fn new(name: &str, instance: u64, target_ms: u64, window: usize) -> Self {
+        Segmenter {
+            muxer: TsMuxer::new(),
+            target_ms,
+            window: window.max(1),
+            instance,
+            name: name.to_string(),
+            open: None,
+            segments: VecDeque::new(),
+            next_seq: 0,
+            discontinuity_seq: 0,
+            pending_discontinuity: false,
+            last_dts: None,
+            ended: false,
+        }
+    }
+
+    /// Marks a discontinuity (the publisher reconnected): the current segment closes and the
+    /// next one carries EXT-X-DISCONTINUITY.
+    pub fn discontinuity(&mut self) {
+        if self.close().is_some() || self.next_seq > 0 {
+            self.pending_discontinuity = true;
+        }
+    }
+
+    /// Adds a unit. Returns true when a segment closed (the playlist changed).
+    pub fn push(&mut self, unit: &Unit, now_ms: u64) -> Result<bool, TsError> {
+        let body = unit.body();
+        if unit.header {
+            match unit.kind {
+                UnitKind::Video => self.muxer.set_video_config(body)?,
+                UnitKind::Audio => self.muxer.set_audio_config(body)?,
+                UnitKind::Script => {}
+            }
+            return Ok(false);
+        }
+        let dts = self.extend(unit.dts);
+        // With video, segments start at video keyframes; audio-only units are all keys.
+        let start_point = unit.key && (unit.kind == UnitKind::Video || !self.muxer.has_video());
+        let mut closed = false;
+        if start_point {
+            if let Some((_, start, _, _)) = &self.open {
+                if dts.saturating_sub(*start) >= self.target_ms {
+                    closed = self.close_at(dts).is_some();
+                }
+            }
+            if self.open.is_none() {
+                let mut buf = Vec::with_capacity(256 * 1024);
+                self.muxer.write_tables(&mut buf)?;
+                let discontinuity = std::mem::take(&mut self.pending_discontinuity);
+                self.open = Some((buf, dts, now_ms, discontinuity));
+            }
+        }
+        let Some((buf, _, _, _)) = &mut self.open else {
+            // Before the first keyframe there is nowhere to start a segment.
+            return Ok(closed);
+        };
+        match unit.kind {
+            UnitKind::Video => self.muxer.write_video(buf, dts, body, unit.key)?,
+            UnitKind::Audio => self.muxer.write_audio(buf, dts, body)?,
+            UnitKind::Script => {}
+        }
+        Ok(closed)
+    }
+
+    /// Ends the stream: the open segment closes and the playlist gets EXT-X-ENDLIST.
+    pub fn end(&mut self) {
+        self.close();
+        self.ended = true;
+    }
+
+    fn extend(&mut self, dts: u32) -> u64 {
+        let extended = match self.last_dts {
+            Some(last) => {
+                let step = i64::from(dts.wrapping_sub(last as u32) as i32);
+                (last as i64 + step).max(0) as u64
+            }
+            None => u64::from(dts),
+        };
+        self.last_dts = Some(extended);
+        extended
+    }
+
+    /// Closes the open segment, ending at the last DTS seen.
+    fn close(&mut self) -> Option<&Segment> {
+        let end = self.last_dts.unwrap_or(0);
+        self.close_at(end)
+    }
+
+    fn close_at(&mut self, end_dts: u64) -> Option<&Segment> {
+        let (buf, start, started_at_ms, discontinuity) = self.open.take()?;
+        self.segments.push_back(Segment {
+            seq: self.next_seq,
+            duration_ms: end_dts.saturating_sub(start),
+            discontinuity,
+            started_at_ms,
+            bytes: Bytes::from(buf),
+        });
+        self.next_seq += 1;
+        while self.segments.len() > self.window {
+            if let Some(old) = self.segments.pop_front() {
+                if old.discontinuity {
+                    self.discontinuity_seq += 1;
+                }
+            }
+        }
+        self.segments.back()
+    }
+
+    /// The stream ended.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The stream incarnation (part of segment names).
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// The finished segments, oldest first.
+    pub fn segments(&self) -> &VecDeque<Segment> {
+        &self.segments
+    }
+
+    /// The name of segment `seq` (relative to the playlist's URL).
+    pub fn segment_name(&self, seq: u64) -> String {
+        segment_name(&self.name, self.instance, seq)
+    }
+
+    /// Renders the playlist.
+    pub fn playlist(&self) -> String {
+        let longest = self
+            .segments
+            .iter()
+            .map(|s| s.duration_ms)
+            .max()
+            .unwrap_or(0);
+        let target = longest.max(self.target_ms).div_ceil(1000);
+        let first = self.segments.front().map_or(self.next_seq, |s| s.seq);
+        let mut out = String::with_capacity(128 + self.segments.len() * 96);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n\
+             #EXT-X-MEDIA-SEQUENCE:{first}\n#EXT-X-DISCONTINUITY-SEQUENCE:{}\n",
+            self.discontinuity_seq
+        );
+        for segment in &self.segments {
+            if segment.discontinuity {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            let _ = write!(
+                out,
+                "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{}.{:03},\n{}\n",
+                iso8601(segment.started_at_ms),
+                segment.duration_ms / 1000,
+                segment.duration_ms % 1000,
+                self.segment_name(segment.seq)
+            );
+        }
+        if self.ended {
+            out.push_str("#EXT-X-ENDLIST\n");
+        }
+        out
+    }
+}
+
+/// `{stream}-{instance}-{seq}.ts`
+pub fn segment_name(stream: &str, instance: u64, seq: u64) -> String {
+    format!("{stream}-{instance}-{seq}.ts")
+}
+
+/// Splits a segment file name into stream name, instance and sequence number.
+pub fn parse_segment_name(file: &str) -> Option<(&str, u64, u64)> {
+    let stem = file.strip_suffix(".ts")?;
+    let mut parts = stem.rsplitn(3, '-');
+    let seq = parts.next()?.parse().ok()?;
+    let instance = parts.next()?.parse().ok()?;
+    Some((parts.next()?, instance, seq))
+}
+
+/// Milliseconds since the Unix epoch as ISO 8601 UTC (`2026-11-24T19:07:24.000Z`).
+pub fn iso8601(ms: u64) -> String {
+    let (days, rem) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(1_795_547_244_123), "2026-11-24T19:07:24.123Z");
+        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn names_round_trip() {
+        let name = segment_name("my-cam", 17, 42);
+        assert_eq!(parse_segment_name(&name), Some(("my-cam", 17, 42)));
+        assert_eq!(parse_segment_name("x.ts"), None);
+    }
+}

@@ -1,0 +1,845 @@
+//! RTMP play against real peers: ffmpeg, rtmpdump and GStreamer play from corecast, and
+//! nginx-rtmp relays in both directions (it pulls from corecast, and pushes into it).
+//!
+//! Every external program runs as a child process on 127.0.0.1 with its output in a
+//! temporary directory, is bounded in time, and is killed when its guard is dropped, so a
+//! failing assertion leaves no process behind. Each test skips with a notice when a program
+//! it needs is missing, and fails instead under CORECAST_REQUIRE_TOOLS=1.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use corecast::client::{Pace, Publisher};
+use corecast::flv::reader::{FlvReader, FlvTag, TagKind};
+use corecast::Server;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Where Debian's libnginx-mod-rtmp (and other distributions) install the RTMP module.
+const NGINX_RTMP_MODULES: [&str; 3] = [
+    "/usr/lib/nginx/modules/ngx_rtmp_module.so",
+    "/usr/share/nginx/modules/ngx_rtmp_module.so",
+    "/usr/lib64/nginx/modules/ngx_rtmp_module.so",
+];
+
+/// A temporary directory, removed on drop unless the test is failing (then it is kept,
+/// and its path printed, for the children's logs).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "corecast-rtmp-peers-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("kept for inspection: {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// How a child ended.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// A child process whose stdout and stderr go to files (no pipe can fill up and stall it);
+/// killed and reaped on drop.
+struct Proc {
+    name: String,
+    child: Option<Child>,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    /// Starts `command`; its output goes to `NAME.out` and `NAME.err` in `dir`.
+    fn spawn(name: &str, command: &mut Command, dir: &TempDir) -> Proc {
+        let stdout = dir.join(&format!("{name}.out"));
+        let stderr = dir.join(&format!("{name}.err"));
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            stdout,
+            stderr,
+        }
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.child.as_mut().expect("child")
+    }
+
+    /// Exit status if the child has ended.
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child().try_wait().expect("try_wait")
+    }
+
+    /// Sends a signal (SIGINT, SIGTERM: ask the program to finish its output and exit).
+    fn signal(&mut self, signal: libc::c_int) {
+        if self.exited().is_none() {
+            let pid = libc::pid_t::try_from(self.child().id()).expect("pid");
+            // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+
+    /// Polls for the exit until `limit` passes.
+    fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn output(&self) -> (String, String) {
+        let read = |path: &Path| {
+            String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+        };
+        (read(&self.stdout), read(&self.stderr))
+    }
+
+    fn finished(mut self, status: ExitStatus) -> Finished {
+        self.child = None;
+        let (stdout, stderr) = self.output();
+        Finished {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits for the child to end by itself; fails (and kills it) after `limit`.
+    fn finish(mut self, limit: Duration) -> Finished {
+        match self.wait_for(limit) {
+            Some(status) => self.finished(status),
+            None => {
+                let (_, stderr) = self.output();
+                panic!(
+                    "{} did not finish within {limit:?}; stderr: {stderr}",
+                    self.name
+                );
+            }
+        }
+    }
+
+    /// Asks the child to stop with `signal`, then waits up to `limit` for it to exit
+    /// (killing it after that).
+    fn stop(mut self, signal: libc::c_int, limit: Duration) -> Finished {
+        self.signal(signal);
+        match self.wait_for(limit) {
+            Some(status) => self.finished(status),
+            None => {
+                let _ = self.child().kill();
+                let status = self.child().wait().expect("wait");
+                eprintln!("{} ignored signal {signal}; killed", self.name);
+                self.finished(status)
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Gate for a requirement other than a program on PATH (a plugin, a module), with the
+/// same policy as [`have_tool`].
+fn have(what: &str, present: bool) -> bool {
+    if !present {
+        if std::env::var("CORECAST_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("{what} is required (CORECAST_REQUIRE_TOOLS=1) but not installed");
+        }
+        eprintln!("NOTICE: {what} not installed; skipping this test (set CORECAST_REQUIRE_TOOLS=1 to fail instead)");
+    }
+    present
+}
+
+/// ffmpeg publishing the fixture at twice real time (`loops + 1` passes) to `url`.
+fn ffmpeg_publish(url: &str, loops: u32, dir: &TempDir) -> Proc {
+    Proc::spawn(
+        "ffmpeg-publish",
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+            .args(["-readrate", "2", "-stream_loop", &loops.to_string(), "-i"])
+            .arg(fixture_path())
+            .args(["-c", "copy", "-f", "flv", url]),
+        dir,
+    )
+}
+
+/// Waits until `path` is live on the server's HTTP port, failing early (with its stderr)
+/// when the publishing child has exited.
+fn wait_live_while(server: &Server, path: &str, publisher: &mut Proc) {
+    let http = server.http_addr();
+    let live = wait_until(Duration::from_secs(15), || {
+        publisher.exited().is_none() && FlvViewer::open(http, path).status == 200
+    });
+    if !live {
+        let (_, stderr) = publisher.output();
+        panic!(
+            "{path} did not go live; {} stderr: {stderr}",
+            publisher.name
+        );
+    }
+}
+
+/// Publishes the fixture into `live/{name}` with the project's client at `speed` x real
+/// time, pass after pass, until `stop` is set (at most 10 passes). Returns the media
+/// payloads sent, in order.
+fn publish_until(
+    server: &Server,
+    name: &str,
+    speed: f64,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<Vec<Bytes>> {
+    let (addr, name) = (server.rtmp_addr(), name.to_string());
+    thread::spawn(move || {
+        let tags = fixture_tags();
+        let media: Vec<Bytes> = tags
+            .iter()
+            .filter(|t| is_media(t))
+            .map(|t| t.data.clone())
+            .collect();
+        let mut publisher =
+            Publisher::connect(addr, "live", &name, Duration::from_secs(5)).expect("publish");
+        let (mut offset, mut sent) = (0, Vec::new());
+        for _ in 0..10 {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            offset = publisher
+                .replay(&tags, Pace::RealTime { speed }, offset)
+                .expect("replay")
+                + 40;
+            sent.extend(media.iter().cloned());
+        }
+        publisher.finish().expect("finish");
+        sent
+    })
+}
+
+/// Complete tags of an FLV file whose writer may have been stopped in the middle of a tag:
+/// the file is demuxed incrementally and reading stops at the first incomplete tag.
+/// Returns the tags and the length of the complete part.
+fn read_flv_prefix(path: &Path) -> (Vec<FlvTag>, usize) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader = FlvReader::new();
+    let mut tags = Vec::new();
+    for chunk in bytes.chunks(4096) {
+        reader.push(chunk);
+        while let Some(tag) = reader.next_tag().expect("valid FLV") {
+            tags.push(tag);
+        }
+    }
+    let header = reader.header().expect("an FLV header");
+    assert!(
+        header.has_audio && header.has_video,
+        "FLV header flags: {header:?}"
+    );
+    (tags, bytes.len() - reader.buffered_len())
+}
+
+/// An AVC end-of-sequence body (packet type 2), which muxers add when they close a file.
+/// librtmp (rtmpdump) drops it on reception, as it drops every video message of 5 bytes
+/// or fewer ("ignoring too small video packet").
+fn is_end_of_sequence(body: &[u8]) -> bool {
+    body.len() >= 2 && body[0] & 0x0f == 7 && body[1] == 2
+}
+
+/// Audio and video tag bodies, sequence headers and end-of-sequence excluded.
+fn media_payloads(tags: &[FlvTag]) -> Vec<Bytes> {
+    tags.iter()
+        .filter(|t| is_media(t) && !is_end_of_sequence(&t.data))
+        .map(|t| t.data.clone())
+        .collect()
+}
+
+/// `received` is a contiguous, byte-identical run of `sent`; otherwise the failure says
+/// where the two part.
+fn assert_contiguous(sent: &[Bytes], received: &[Bytes], what: &str) {
+    if is_contiguous_run(sent, received) {
+        return;
+    }
+    let describe = |b: &Bytes| format!("{} bytes {:02x?}", b.len(), &b[..b.len().min(8)]);
+    let Some(start) = sent.iter().position(|b| Some(b) == received.first()) else {
+        panic!(
+            "{what}: the first ({}) was never sent ({} sent, {} received)",
+            received.first().map_or("none".into(), describe),
+            sent.len(),
+            received.len()
+        );
+    };
+    let parted = received
+        .iter()
+        .zip(&sent[start..])
+        .position(|(r, s)| r != s)
+        .unwrap_or(sent.len() - start);
+    panic!(
+        "{what}: received {} payloads from sent #{start} of {}; they part at received #{parted}: \
+         received {}, sent {}",
+        received.len(),
+        sent.len(),
+        received.get(parted).map_or("none".into(), describe),
+        sent.get(start + parted).map_or("none".into(), describe),
+    );
+}
+
+/// The fixture's media payloads (as [`media_payloads`]) repeated `passes` times: what
+/// `ffmpeg -stream_loop {passes - 1} -i fixture -c copy` publishes (its FLV demuxer drops
+/// the end-of-sequence tag).
+fn fixture_media(passes: usize) -> Vec<Bytes> {
+    let once = media_payloads(&fixture_tags());
+    once.iter()
+        .cycle()
+        .take(once.len() * passes)
+        .cloned()
+        .collect()
+}
+
+/// (video, audio) tag counts, sequence headers excluded.
+fn media_counts(tags: &[FlvTag]) -> (usize, usize) {
+    let count = |kind| {
+        tags.iter()
+            .filter(|t| t.kind == kind && is_media(t))
+            .count()
+    };
+    (count(TagKind::Video), count(TagKind::Audio))
+}
+
+/// Decoder configuration before any media, and a keyframe as the first video frame.
+fn assert_headers_before_media(tags: &[FlvTag]) {
+    let first_media = tags.iter().position(is_media).expect("some audio or video");
+    let kinds: Vec<_> = tags[..first_media].iter().map(|t| t.kind).collect();
+    let has = |kind| {
+        tags[..first_media]
+            .iter()
+            .any(|t| t.kind == kind && t.is_sequence_header())
+    };
+    assert!(has(TagKind::Video), "AVC sequence header first: {kinds:?}");
+    assert!(has(TagKind::Audio), "AAC sequence header first: {kinds:?}");
+    assert_track_headers_first(tags);
+}
+
+/// Each track's sequence header before that track's first frame (nginx-rtmp sends each
+/// header just before its track's first frame), and a keyframe as the first video frame.
+fn assert_track_headers_first(tags: &[FlvTag]) {
+    for kind in [TagKind::Video, TagKind::Audio] {
+        let mut track = tags.iter().filter(|t| t.kind == kind);
+        let first = track.next().unwrap_or_else(|| panic!("no {kind:?} tags"));
+        assert!(
+            first.is_sequence_header(),
+            "{kind:?} starts with its sequence header"
+        );
+        let first_frame = track
+            .find(|t| is_media(t))
+            .unwrap_or_else(|| panic!("no {kind:?} frames"));
+        if kind == TagKind::Video {
+            assert!(
+                first_frame.is_video_keyframe(),
+                "first video frame is a keyframe"
+            );
+        }
+    }
+}
+
+/// Timestamps of audio and video frames (sequence headers aside) never decrease.
+fn assert_media_monotonic(tags: &[FlvTag]) {
+    let media: Vec<FlvTag> = tags.iter().filter(|t| is_media(t)).cloned().collect();
+    assert_monotonic(&media);
+}
+
+/// `ffprobe -v error` on a file: must succeed silently; returns "codec_name,codec_type" lines.
+fn ffprobe_streams(path: &Path, dir: &TempDir) -> String {
+    let probe = Proc::spawn(
+        "ffprobe",
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,codec_type",
+            ])
+            .args(["-of", "csv=p=0"])
+            .arg(path),
+        dir,
+    )
+    .finish(Duration::from_secs(20));
+    assert!(probe.status.success(), "ffprobe: {}", probe.stderr);
+    assert!(probe.stderr.trim().is_empty(), "ffprobe: {}", probe.stderr);
+    probe.stdout
+}
+
+#[test]
+fn ffmpeg_plays_rtmp() {
+    if !have_tool("ffmpeg") {
+        return;
+    }
+    let dir = TempDir::new("ffmpeg");
+    let server = start("");
+    let rtmp = server.rtmp_addr();
+    let mut publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/x"), 2, &dir);
+    wait_live_while(&server, "/live/x.flv", &mut publisher);
+
+    // Decode three seconds of the stream played over RTMP; any complaint is a failure.
+    let decode = Proc::spawn(
+        "ffmpeg-play",
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
+            .arg(format!("rtmp://{rtmp}/live/x"))
+            .args(["-t", "3", "-f", "framecrc", "-"]),
+        &dir,
+    )
+    .finish(Duration::from_secs(30));
+    assert!(
+        decode.status.success(),
+        "ffmpeg player failed: {}",
+        decode.stderr
+    );
+    assert!(
+        decode.stderr.trim().is_empty(),
+        "decoder errors: {}",
+        decode.stderr
+    );
+
+    // The framecrc header names each stream's type: "#media_type 0: video".
+    let index_of = |kind: &str| {
+        decode
+            .stdout
+            .lines()
+            .find_map(|l| {
+                let (index, rest) = l.strip_prefix("#media_type ")?.split_once(": ")?;
+                (rest.trim() == kind).then(|| index.to_string())
+            })
+            .unwrap_or_else(|| panic!("no {kind} stream: {}", decode.stdout))
+    };
+    let frames = |index: String| {
+        let prefix = format!("{index},");
+        decode
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .count()
+    };
+    let (video, audio) = (frames(index_of("video")), frames(index_of("audio")));
+    assert!(video >= 50, "decoded {video} video frames");
+    assert!(audio >= 80, "decoded {audio} audio frames");
+    assert!(total(&server, |s| &s.rtmp_players_total) >= 1);
+
+    let publisher = publisher.finish(Duration::from_secs(30));
+    assert!(
+        publisher.status.success(),
+        "ffmpeg publisher: {}",
+        publisher.stderr
+    );
+    server.stop();
+}
+
+#[test]
+fn rtmpdump_plays_rtmp() {
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") || !have_tool("rtmpdump") {
+        return;
+    }
+    let dir = TempDir::new("rtmpdump");
+    let server = start("");
+    let rtmp = server.rtmp_addr();
+    let mut publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/x"), 2, &dir);
+    wait_live_while(&server, "/live/x.flv", &mut publisher);
+
+    // rtmpdump's --stop does not end a live download, so it is stopped after 3 s (SIGTERM:
+    // it flushes its file and exits). The file may still end in the middle of a tag.
+    let file = dir.join("dump.flv");
+    let mut dump = Proc::spawn(
+        "rtmpdump",
+        Command::new("rtmpdump")
+            .args(["-r", &format!("rtmp://{rtmp}/live/x"), "--live", "-o"])
+            .arg(&file),
+        &dir,
+    );
+    let early = dump.wait_for(Duration::from_secs(3));
+    let dump = dump.stop(libc::SIGTERM, Duration::from_secs(5));
+    assert!(
+        early.is_none(),
+        "rtmpdump ended early ({:?}): {}",
+        early,
+        dump.stderr
+    );
+
+    let (tags, complete) = read_flv_prefix(&file);
+    assert!(
+        tags.len() > 3,
+        "rtmpdump saved {} tags: {}",
+        tags.len(),
+        dump.stderr
+    );
+    assert_eq!(tags[0].kind, TagKind::Script, "metadata first");
+    assert!(
+        tags[0].data.windows(10).any(|w| w == b"onMetaData"),
+        "onMetaData first"
+    );
+    assert_headers_before_media(&tags);
+    assert_monotonic(&tags);
+    let (video, audio) = media_counts(&tags);
+    assert!(video >= 25, "{video} video tags");
+    assert!(audio >= 40, "{audio} audio tags");
+    assert_contiguous(
+        &fixture_media(3),
+        &media_payloads(&tags),
+        "media payloads played by rtmpdump",
+    );
+
+    // ffprobe reads the complete part of the file without a complaint.
+    let bytes = std::fs::read(&file).unwrap();
+    let whole = dir.join("complete.flv");
+    std::fs::write(&whole, &bytes[..complete]).unwrap();
+    let streams = ffprobe_streams(&whole, &dir);
+    assert!(streams.contains("h264,video"), "{streams}");
+    assert!(streams.contains("aac,audio"), "{streams}");
+    assert!(total(&server, |s| &s.rtmp_players_total) >= 1);
+
+    drop(publisher);
+    server.stop();
+}
+
+#[test]
+fn gstreamer_plays_rtmp() {
+    if !have_tool("ffmpeg") || !have_tool("gst-launch-1.0") || !have_tool("gst-inspect-1.0") {
+        return;
+    }
+    let element = |name: &str| {
+        Command::new("gst-inspect-1.0")
+            .arg(name)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    for (name, package) in [
+        ("rtmp2src", "gstreamer1.0-plugins-bad"),
+        ("flvdemux", "gstreamer1.0-plugins-good"),
+        ("h264parse", "gstreamer1.0-plugins-bad"),
+        ("aacparse", "gstreamer1.0-plugins-good"),
+        ("avdec_h264", "gstreamer1.0-libav"),
+        ("avdec_aac", "gstreamer1.0-libav"),
+    ] {
+        if !have(
+            &format!("GStreamer element {name} ({package})"),
+            element(name),
+        ) {
+            return;
+        }
+    }
+    let dir = TempDir::new("gst");
+    let server = start("");
+    let rtmp = server.rtmp_addr();
+    let mut publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/x"), 2, &dir);
+    wait_live_while(&server, "/live/x.flv", &mut publisher);
+
+    // Demux and decode both tracks; -v prints one `last-message = chain` line per decoded
+    // buffer that reaches each fakesink. -e: SIGINT makes it drain (EOS) and exit 0.
+    let pipeline = format!(
+        "rtmp2src location=rtmp://{rtmp}/live/x ! flvdemux name=d \
+         d.video ! queue ! h264parse ! avdec_h264 ! fakesink name=v silent=false \
+         d.audio ! queue ! aacparse ! avdec_aac ! fakesink name=a silent=false"
+    );
+    let mut gst = Proc::spawn(
+        "gst-launch",
+        Command::new("gst-launch-1.0")
+            .args(["-e", "-v"])
+            .args(pipeline.split_whitespace()),
+        &dir,
+    );
+    let count = |out: &str, sink: &str| {
+        let needle = format!("GstFakeSink:{sink}: last-message = chain");
+        out.lines().filter(|l| l.contains(&needle)).count()
+    };
+    // Its stdout is block-buffered: the counts seen while it runs are a lower bound.
+    let enough = |out: &str| count(out, "v") >= 50 && count(out, "a") >= 80;
+    let ran = wait_until(Duration::from_secs(15), || {
+        gst.exited().is_some() || enough(&gst.output().0)
+    });
+    let early = gst.exited();
+    let gst = gst.stop(libc::SIGINT, Duration::from_secs(10));
+    assert!(
+        early.is_none(),
+        "gst-launch ended early ({early:?}): {}{}",
+        gst.stdout,
+        gst.stderr
+    );
+    assert!(ran || enough(&gst.stdout), "did not decode enough in 15 s");
+    assert!(
+        gst.status.success(),
+        "gst-launch: {:?} {}",
+        gst.status,
+        gst.stderr
+    );
+    let errors: Vec<_> = gst
+        .stdout
+        .lines()
+        .chain(gst.stderr.lines())
+        .filter(|l| l.starts_with("ERROR") || l.starts_with("WARNING"))
+        .collect();
+    assert!(errors.is_empty(), "gst-launch: {errors:?}");
+    let (video, audio) = (count(&gst.stdout, "v"), count(&gst.stdout, "a"));
+    assert!(video >= 50, "decoded {video} video frames");
+    assert!(audio >= 80, "decoded {audio} audio buffers");
+    assert!(total(&server, |s| &s.rtmp_players_total) >= 1);
+
+    drop(publisher);
+    server.stop();
+}
+
+/// nginx with the RTMP module, in the foreground, on a free loopback port, with two
+/// applications: `pull` plays from corecast's `live` application, `push` republishes into
+/// corecast's `relayed` application.
+struct Nginx {
+    port: u16,
+    proc: Proc,
+}
+
+/// nginx and its RTMP module: (program, module path). `None` (after the [`have_tool`]
+/// notice, or a failure under CORECAST_REQUIRE_TOOLS=1) when either is missing. nginx
+/// lives in /usr/sbin, which is not on every user's PATH.
+fn nginx_rtmp() -> Option<(PathBuf, PathBuf)> {
+    let sbin = Path::new("/usr/sbin/nginx");
+    let program = if sbin.exists() {
+        sbin.to_path_buf()
+    } else if have_tool("nginx") {
+        PathBuf::from("nginx")
+    } else {
+        return None;
+    };
+    let module = NGINX_RTMP_MODULES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if !have(
+        "the nginx RTMP module (libnginx-mod-rtmp)",
+        module.is_some(),
+    ) {
+        return None;
+    }
+    Some((program, module?))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn start_nginx(nginx: &(PathBuf, PathBuf), corecast: SocketAddr, dir: &TempDir) -> Nginx {
+    let (program, module) = nginx;
+    let mut last_error = String::new();
+    // The port is free when picked, but another process could take it before nginx binds
+    // it: try a few.
+    for attempt in 0..3 {
+        let port = free_port();
+        let prefix = dir.0.display();
+        let config = format!(
+            "load_module {module};\n\
+             daemon off;\n\
+             master_process off;\n\
+             worker_processes 1;\n\
+             pid {prefix}/nginx.pid;\n\
+             error_log {prefix}/error.log info;\n\
+             events {{ worker_connections 64; }}\n\
+             rtmp {{\n\
+             \x20   access_log {prefix}/access.log;\n\
+             \x20   server {{\n\
+             \x20       listen 127.0.0.1:{port};\n\
+             \x20       application pull {{ live on; pull rtmp://{corecast}/live; }}\n\
+             \x20       application push {{ live on; push rtmp://{corecast}/relayed; }}\n\
+             \x20   }}\n\
+             }}\n",
+            module = module.display(),
+        );
+        let conf = dir.join("nginx.conf");
+        std::fs::write(&conf, config).expect("write nginx.conf");
+        let mut proc = Proc::spawn(
+            &format!("nginx-{attempt}"),
+            Command::new(program)
+                .arg("-p")
+                .arg(&dir.0)
+                .arg("-e")
+                .arg(dir.join("error.log"))
+                .arg("-c")
+                .arg(&conf),
+            dir,
+        );
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let up = wait_until(Duration::from_secs(10), || {
+            proc.exited().is_none()
+                && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        });
+        if up {
+            return Nginx { port, proc };
+        }
+        let (out, err) = proc.output();
+        let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+        last_error = format!("{out}{err}{log}");
+    }
+    panic!("nginx did not start: {last_error}");
+}
+
+impl Nginx {
+    fn log(&self, dir: &TempDir) -> String {
+        std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+    }
+
+    /// Fails the test (with its log) when nginx has exited.
+    fn assert_running(&mut self, dir: &TempDir) {
+        if let Some(status) = self.proc.exited() {
+            panic!("nginx exited ({status}): {}", self.log(dir));
+        }
+    }
+}
+
+#[test]
+fn nginx_pulls_from_corecast() {
+    if !have_tool("rtmpdump") {
+        return;
+    }
+    let Some(nginx_setup) = nginx_rtmp() else {
+        return;
+    };
+    let dir = TempDir::new("nginx-pull");
+    let server = start("");
+    let stop = Arc::new(AtomicBool::new(false));
+    let publishing = publish_until(&server, "pulled", 2.0, stop.clone());
+    wait_live(&server, "/live/pulled.flv");
+    let mut nginx = start_nginx(&nginx_setup, server.rtmp_addr(), &dir);
+
+    // A player on nginx makes nginx play the stream from corecast over RTMP.
+    let file = dir.join("pulled.flv");
+    let mut dump = Proc::spawn(
+        "rtmpdump",
+        Command::new("rtmpdump")
+            .arg("-r")
+            .arg(format!("rtmp://127.0.0.1:{}/pull/pulled", nginx.port))
+            .args(["--live", "-o"])
+            .arg(&file),
+        &dir,
+    );
+    let early = dump.wait_for(Duration::from_secs(4));
+    let dump = dump.stop(libc::SIGTERM, Duration::from_secs(5));
+    nginx.assert_running(&dir);
+    stop.store(true, Ordering::Relaxed);
+    assert!(
+        early.is_none(),
+        "rtmpdump ended early ({early:?}): {}\nnginx: {}",
+        dump.stderr,
+        nginx.log(&dir)
+    );
+    assert!(
+        total(&server, |s| &s.rtmp_players_total) >= 1,
+        "nginx played from corecast"
+    );
+
+    // nginx-rtmp rebases timestamps and sends each track's sequence header (at timestamp 0)
+    // just before that track's first frame, so only per-track order and frame timestamps
+    // are checked.
+    let (tags, _) = read_flv_prefix(&file);
+    assert_track_headers_first(&tags);
+    assert_media_monotonic(&tags);
+    let received = media_payloads(&tags);
+    let sent: Vec<Bytes> = publishing
+        .join()
+        .expect("publisher")
+        .into_iter()
+        .filter(|body| !is_end_of_sequence(body))
+        .collect();
+    assert!(
+        received.len() >= 100,
+        "received {} media tags through nginx: {}",
+        received.len(),
+        nginx.log(&dir)
+    );
+    assert_contiguous(&sent, &received, "media payloads played through nginx");
+    server.stop();
+}
+
+#[test]
+fn nginx_pushes_into_corecast() {
+    if !have_tool("ffmpeg") {
+        return;
+    }
+    let Some(nginx_setup) = nginx_rtmp() else {
+        return;
+    };
+    let dir = TempDir::new("nginx-push");
+    let server = start("");
+    let mut nginx = start_nginx(&nginx_setup, server.rtmp_addr(), &dir);
+
+    // ffmpeg publishes to nginx, which republishes into corecast as relayed/pushed.
+    let url = format!("rtmp://127.0.0.1:{}/push/pushed", nginx.port);
+    let mut publisher = ffmpeg_publish(&url, 2, &dir);
+    wait_live_while(&server, "/relayed/pushed.flv", &mut publisher);
+    nginx.assert_running(&dir);
+
+    let mut viewer = FlvViewer::open(server.http_addr(), "/relayed/pushed.flv");
+    assert_eq!(viewer.status, 200);
+    let tags = viewer.read_all(Duration::from_secs(3));
+    drop(viewer);
+    // nginx-rtmp pushes its metadata as a bare `onMetaData` data message (not
+    // `@setDataFrame`), which corecast's RTMP session ignores: the relayed stream has no
+    // metadata tag, so only the sequence headers are required here.
+    assert_headers_before_media(&tags);
+    assert_monotonic(&tags);
+    let received = media_payloads(&tags);
+    assert!(
+        received.len() >= 100,
+        "received {} media tags pushed by nginx",
+        received.len()
+    );
+    assert_contiguous(
+        &fixture_media(3),
+        &received,
+        "media payloads pushed through nginx",
+    );
+    assert!(total(&server, |s| &s.publishers) >= 1);
+
+    drop(publisher);
+    server.stop();
+}
