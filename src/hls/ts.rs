@@ -186,6 +186,10 @@ impl TsMuxer {
         let Some(avc) = &self.avc else {
             return Ok(());
         };
+        // Only AVC packet type 1 carries NAL units (0 is the configuration, 2 end of sequence).
+        if flv_body.get(1) != Some(&1) {
+            return Ok(());
+        }
         let cts = flv_body
             .get(2..5)
             .map(|b| (i32::from_be_bytes([b[0], b[1], b[2], 0]) >> 8) as i64)

@@ -2,6 +2,8 @@
 //! reader, the fixture clip, and the external-tool gate.
 #![allow(dead_code)]
 
+pub mod ts_check;
+
 use bytes::Bytes;
 use corecast::client::{Pace, Publisher};
 use corecast::flv::reader::{FlvReader, FlvTag, TagKind};

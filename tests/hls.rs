@@ -1,0 +1,342 @@
+//! HLS end to end: segments checked by the project's TS checker and by ffprobe, live
+//! playback with ffmpeg, republish discontinuities, the window bound, and HTTP semantics.
+
+mod common;
+
+use common::ts_check::{check_segment, TsState};
+use common::*;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const VIDEO_PID: u16 = 0x100;
+const AUDIO_PID: u16 = 0x101;
+
+/// A response: status, head text, body.
+struct Response {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+/// Sends one request on a new connection and reads one response (Content-Length framed).
+fn request(addr: SocketAddr, raw: &str) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    read_response(&mut s, raw.starts_with("HEAD"))
+}
+
+fn read_response(s: &mut TcpStream, head_only: bool) -> Response {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).expect("response head");
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let status = head[9..12].parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; if head_only { 0 } else { len }];
+    s.read_exact(&mut body).expect("response body");
+    Response { status, head, body }
+}
+
+fn get(addr: SocketAddr, path: &str) -> Response {
+    request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// Segment names and durations (ms) listed in a playlist.
+fn listed(playlist: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut duration = None;
+    for line in playlist.lines() {
+        if let Some(d) = line.strip_prefix("#EXTINF:") {
+            let secs: f64 = d.trim_end_matches(',').parse().unwrap();
+            duration = Some((secs * 1000.0).round() as u64);
+        } else if !line.starts_with('#') && !line.is_empty() {
+            out.push((line.to_string(), duration.take().unwrap()));
+        }
+    }
+    out
+}
+
+fn tag_value(playlist: &str, tag: &str) -> Option<u64> {
+    playlist
+        .lines()
+        .find_map(|l| l.strip_prefix(tag))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// Collects every segment the playlist lists while `until` is false (polling).
+fn collect_segments(
+    addr: SocketAddr,
+    path: &str,
+    limit: Duration,
+    mut until: impl FnMut(&str) -> bool,
+) -> (BTreeMap<u64, (Vec<u8>, u64)>, String) {
+    let deadline = Instant::now() + limit;
+    let mut segments = BTreeMap::new();
+    let mut playlist = String::new();
+    while Instant::now() < deadline {
+        let r = get(addr, path);
+        if r.status == 200 {
+            playlist = String::from_utf8(r.body).unwrap();
+            let first = tag_value(&playlist, "#EXT-X-MEDIA-SEQUENCE:").unwrap();
+            for (i, (name, duration)) in listed(&playlist).into_iter().enumerate() {
+                let seq = first + i as u64;
+                if let std::collections::btree_map::Entry::Vacant(e) = segments.entry(seq) {
+                    let seg = get(addr, &format!("/live/{name}"));
+                    assert_eq!(seg.status, 200, "segment {name} listed but not served");
+                    e.insert((seg.body, duration));
+                }
+            }
+            if until(&playlist) {
+                break;
+            }
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    (segments, playlist)
+}
+
+#[test]
+fn segments_pass_the_ts_checker_and_ffprobe_with_target_durations() {
+    let server = start("[hls]\ntarget_duration_ms = 1000\nwindow_segments = 30\n");
+    let publishing = publish_in_background(&server, "hls", 2, 4.0);
+    let (segments, playlist) = collect_segments(
+        server.http_addr(),
+        "/live/hls.m3u8",
+        Duration::from_secs(20),
+        |p| p.contains("#EXT-X-ENDLIST"),
+    );
+    publishing.join().unwrap();
+    assert!(
+        playlist.contains("#EXT-X-ENDLIST"),
+        "the ended stream's playlist ends:\n{playlist}"
+    );
+    assert!(playlist.contains("#EXT-X-PROGRAM-DATE-TIME:"));
+    assert!(segments.len() >= 10, "{} segments", segments.len());
+    let target = tag_value(&playlist, "#EXT-X-TARGETDURATION:").unwrap();
+    let mut state = TsState::default();
+    let last = *segments.keys().last().unwrap();
+    for (seq, (bytes, duration)) in &segments {
+        let facts = check_segment(bytes, &mut state, VIDEO_PID, AUDIO_PID);
+        assert!(
+            facts.video_frames > 0 && facts.audio_frames > 0,
+            "segment {seq}: {facts:?}"
+        );
+        assert!(
+            *duration <= target * 1000,
+            "segment {seq} longer than TARGETDURATION"
+        );
+        if *seq != last {
+            // The fixture's GOP is 1 s: a segment closes at the first keyframe after 1 s.
+            assert!(
+                (1000..=2000).contains(duration),
+                "segment {seq}: {duration} ms"
+            );
+        }
+    }
+    if have_tool("ffprobe") {
+        let dir = std::env::temp_dir().join(format!("corecast-hls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (seq, (bytes, _)) in &segments {
+            let file = dir.join(format!("{seq}.ts"));
+            std::fs::write(&file, bytes).unwrap();
+            let out = Command::new("ffprobe")
+                .args([
+                    "-v",
+                    "error",
+                    "-show_entries",
+                    "stream=codec_name",
+                    "-of",
+                    "csv=p=0",
+                ])
+                .arg(&file)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && out.stderr.is_empty(),
+                "ffprobe segment {seq}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                text.contains("h264") && text.contains("aac"),
+                "segment {seq}: {text}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    server.stop();
+}
+
+#[test]
+fn ffmpeg_reads_the_live_playlist_without_errors() {
+    if !have_tool("ffmpeg") {
+        return;
+    }
+    let server = start("[hls]\ntarget_duration_ms = 1000\n");
+    let publishing = publish_in_background(&server, "live", 3, 1.0);
+    let addr = server.http_addr();
+    assert!(wait_until(Duration::from_secs(10), || {
+        let r = get(addr, "/live/live.m3u8");
+        r.status == 200 && listed(&String::from_utf8_lossy(&r.body)).len() >= 3
+    }));
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
+        .arg(format!("http://{addr}/live/live.m3u8"))
+        .args(["-t", "5", "-f", "framecrc", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && errors.trim().is_empty(),
+        "ffmpeg: {errors}"
+    );
+    let frames = String::from_utf8_lossy(&out.stdout);
+    let video = frames.lines().filter(|l| l.starts_with("0,")).count();
+    let audio = frames.lines().filter(|l| l.starts_with("1,")).count();
+    assert!(
+        video >= 100 && audio >= 150,
+        "decoded {video} video and {audio} audio frames"
+    );
+    publishing.join().unwrap();
+    server.stop();
+}
+
+#[test]
+fn republish_marks_a_discontinuity_and_sequence_keeps_increasing() {
+    let server = start("[hls]\ntarget_duration_ms = 1000\nwindow_segments = 3\n[stream]\nrepublish_grace_ms = 5000\n");
+    let addr = server.http_addr();
+    let tags = fixture_tags();
+    let mut first = publisher(&server, "again");
+    first
+        .replay(&tags, corecast::client::Pace::AsFastAsPossible, 0)
+        .unwrap();
+    first.finish().unwrap();
+    thread::sleep(Duration::from_millis(200));
+    let before = String::from_utf8(get(addr, "/live/again.m3u8").body).unwrap();
+    let seq_before =
+        tag_value(&before, "#EXT-X-MEDIA-SEQUENCE:").unwrap() + listed(&before).len() as u64;
+    let mut second = publisher(&server, "again");
+    second
+        .replay(
+            &tags[..tags.len() / 2],
+            corecast::client::Pace::AsFastAsPossible,
+            0,
+        )
+        .unwrap();
+    thread::sleep(Duration::from_millis(200));
+    let after = String::from_utf8(get(addr, "/live/again.m3u8").body).unwrap();
+    assert!(after.contains("#EXT-X-DISCONTINUITY\n"), "{after}");
+    let seq_after =
+        tag_value(&after, "#EXT-X-MEDIA-SEQUENCE:").unwrap() + listed(&after).len() as u64;
+    assert!(
+        seq_after > seq_before,
+        "media sequence keeps increasing: {seq_before} -> {seq_after}"
+    );
+    // Publish on until the discontinuity slides out of the 3-segment window.
+    second
+        .replay(&tags, corecast::client::Pace::AsFastAsPossible, 10_000)
+        .unwrap();
+    thread::sleep(Duration::from_millis(200));
+    let later = String::from_utf8(get(addr, "/live/again.m3u8").body).unwrap();
+    assert_eq!(
+        tag_value(&later, "#EXT-X-DISCONTINUITY-SEQUENCE:"),
+        Some(1),
+        "{later}"
+    );
+    second.finish().unwrap();
+    server.stop();
+}
+
+#[test]
+fn window_bounds_memory_and_http_semantics_hold() {
+    let server = start("[hls]\ntarget_duration_ms = 1000\nwindow_segments = 4\n");
+    let addr = server.http_addr();
+    let tags = fixture_tags();
+    let mut p = publisher(&server, "win");
+    let mut offset = 0;
+    for _ in 0..6 {
+        offset = p
+            .replay(&tags, corecast::client::Pace::AsFastAsPossible, offset)
+            .unwrap()
+            + 40;
+    }
+    thread::sleep(Duration::from_millis(200));
+    let playlist = get(addr, "/live/win.m3u8");
+    assert!(playlist
+        .head
+        .contains("Content-Type: application/vnd.apple.mpegurl"));
+    assert!(playlist.head.contains("Cache-Control: no-cache"));
+    let text = String::from_utf8(playlist.body).unwrap();
+    let names = listed(&text);
+    assert_eq!(names.len(), 4, "only the window is listed:\n{text}");
+    let first = tag_value(&text, "#EXT-X-MEDIA-SEQUENCE:").unwrap();
+    assert!(first >= 20, "many segments were made: first listed {first}");
+    // Segments that slid out are gone (their memory with them).
+    let expired = names[0]
+        .0
+        .replace(&format!("-{first}.ts"), &format!("-{}.ts", first - 1));
+    assert_eq!(get(addr, &format!("/live/{expired}")).status, 404);
+    let name = &names[1].0;
+    let full = get(addr, &format!("/live/{name}"));
+    assert_eq!(full.status, 200);
+    assert!(full.head.contains("Content-Type: video/mp2t"));
+    assert!(full.head.contains("immutable"));
+    assert!(full.head.contains("Access-Control-Allow-Origin: *"));
+    // HEAD: same head, no body.
+    let head = request(
+        addr,
+        &format!("HEAD /live/{name} HTTP/1.1\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(head.status, 200);
+    assert!(head
+        .head
+        .contains(&format!("Content-Length: {}", full.body.len())));
+    // A single range.
+    let part = request(
+        addr,
+        &format!("GET /live/{name} HTTP/1.1\r\nRange: bytes=188-375\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(part.status, 206);
+    assert!(part
+        .head
+        .contains(&format!("Content-Range: bytes 188-375/{}", full.body.len())));
+    assert_eq!(part.body, full.body[188..376]);
+    let beyond = request(
+        addr,
+        &format!(
+            "GET /live/{name} HTTP/1.1\r\nRange: bytes={}-\r\nConnection: close\r\n\r\n",
+            full.body.len()
+        ),
+    );
+    assert_eq!(beyond.status, 416);
+    // Keep-alive: playlist then segment on one connection.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /live/win.m3u8 HTTP/1.1\r\n\r\nGET /live/{name} HTTP/1.1\r\n\r\n"
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut s, false).status, 200);
+    let second = read_response(&mut s, false);
+    assert_eq!((second.status, second.body.len()), (200, full.body.len()));
+    assert_eq!(get(addr, "/live/nothing.m3u8").status, 404);
+    p.finish().unwrap();
+    server.stop();
+}
