@@ -282,3 +282,105 @@ mod tests {
         assert_eq!(parse_segment_name("x.ts"), None);
     }
 }
+
+#[cfg(test)]
+mod segment_tests {
+    use super::*;
+    use crate::media::UnitKind;
+
+    fn unit(kind: UnitKind, dts: u32, key: bool, header: bool, body: &[u8]) -> Unit {
+        Unit {
+            kind,
+            seq: 0,
+            dts,
+            key,
+            header,
+            flv: crate::flv::tag(kind, dts, body),
+            rtmp: Bytes::new(),
+            ingest_ns: 0,
+        }
+    }
+
+    /// AVC sequence header with one 4-byte SPS and one 2-byte PPS, 4-byte NALU lengths.
+    const AVC_CONFIG: &[u8] = &[
+        0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0, 0x1f, 1, 0, 2, 0x68,
+        0xee,
+    ];
+
+    fn frame(key: bool) -> Vec<u8> {
+        let nal: &[u8] = if key {
+            &[0x65, 0x88, 0x84]
+        } else {
+            &[0x41, 0x9a, 0x02]
+        };
+        let mut body = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+        body.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+        body.extend_from_slice(nal);
+        body
+    }
+
+    /// A segmenter fed with `seconds` of 25 fps video with a keyframe every `gop` frames.
+    fn fed(target_ms: u64, window: usize, frames: u32, gop: u32) -> Segmenter {
+        let mut s = Segmenter::new("cam", 7, target_ms, window);
+        s.push(&unit(UnitKind::Video, 0, false, true, AVC_CONFIG), 0)
+            .unwrap();
+        for i in 0..frames {
+            let key = i % gop == 0;
+            s.push(&unit(UnitKind::Video, i * 40, key, false, &frame(key)), 0)
+                .unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn segments_close_at_the_first_keyframe_after_the_target() {
+        // GOP of 30 frames (1.2 s), target 2 s: segments of two GOPs, 2.4 s.
+        let s = fed(2000, 10, 30 * 6 + 1, 30);
+        let durations: Vec<u64> = s.segments().iter().map(|s| s.duration_ms).collect();
+        assert_eq!(durations, vec![2400, 2400, 2400]);
+        let playlist = s.playlist();
+        assert!(playlist.contains("#EXT-X-TARGETDURATION:3\n"), "{playlist}");
+        assert!(
+            playlist.contains("#EXTINF:2.400,\ncam-7-0.ts\n"),
+            "{playlist}"
+        );
+    }
+
+    #[test]
+    fn window_drops_old_segments_and_counts_discontinuities() {
+        let mut s = fed(1000, 2, 25 * 3 + 1, 25);
+        assert_eq!(s.segments().len(), 2);
+        s.discontinuity();
+        let dts = 25 * 3 * 40 + 40;
+        for i in 0..60u32 {
+            let key = i % 25 == 0;
+            let u = unit(UnitKind::Video, dts + i * 40, key, false, &frame(key));
+            s.push(&u, 0).unwrap();
+        }
+        assert!(s.playlist().contains("#EXT-X-DISCONTINUITY\n"));
+        let first = s.segments().front().map(|s| s.seq).unwrap();
+        assert!(first >= 2, "old segments dropped");
+        s.end();
+        let playlist = s.playlist();
+        assert!(playlist.ends_with("#EXT-X-ENDLIST\n"));
+        assert!(playlist.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{}", s.segments()[0].seq)));
+    }
+
+    #[test]
+    fn video_is_annex_b_with_parameter_sets_before_idr() {
+        let s = fed(1000, 4, 26, 25);
+        let seg = &s.segments()[0].bytes;
+        assert_eq!(seg.len() % 188, 0);
+        let needle = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x67, 0x64, 0, 0x1f, 0, 0, 0, 1, 0x68,
+        ];
+        assert!(
+            seg.windows(needle.len()).any(|w| w == needle),
+            "AUD, SPS, PPS in order"
+        );
+        assert!(
+            seg.windows(5).any(|w| w == [0, 0, 0, 1, 0x65]),
+            "IDR in Annex B"
+        );
+    }
+}

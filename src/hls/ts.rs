@@ -362,3 +362,49 @@ fn write(out: &mut Vec<u8>, packet: TsPacket) -> Result<(), TsError> {
         .write_ts_packet(&packet)
         .map_err(|e| TsError::Packet(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adts_header_and_pes_length() {
+        let mut m = TsMuxer::new();
+        // AAC-LC, 44.1 kHz, mono.
+        m.set_audio_config(&[0xaf, 0, 0x12, 0x08]).unwrap();
+        let mut out = Vec::new();
+        m.write_audio(&mut out, 1000, &[0xaf, 1, 0xde, 0xad])
+            .unwrap();
+        assert_eq!(out.len(), 188);
+        let adts = out.windows(2).position(|w| w == [0xff, 0xf1]).unwrap();
+        // profile LC (1), index 4 (44.1 kHz), 1 channel, frame length 9.
+        assert_eq!(
+            &out[adts..adts + 7],
+            &[0xff, 0xf1, 0x50, 0x40, 0x01, 0x3f, 0xfc]
+        );
+        assert_eq!(&out[adts + 7..adts + 9], &[0xde, 0xad]);
+    }
+
+    #[test]
+    fn bad_configurations_are_errors() {
+        let mut m = TsMuxer::new();
+        assert!(m.set_video_config(&[0x17, 0, 0, 0, 0, 1]).is_err());
+        assert!(m.set_audio_config(&[0xaf, 0]).is_err());
+        assert!(
+            m.set_audio_config(&[0xaf, 0, 0x07, 0x88]).is_err(),
+            "object type 0"
+        );
+    }
+
+    #[test]
+    fn continuity_counters_wrap_per_pid() {
+        let mut m = TsMuxer::new();
+        let mut out = Vec::new();
+        for _ in 0..17 {
+            m.write_tables(&mut out).unwrap();
+        }
+        let ccs: Vec<u8> = out.chunks(188).step_by(2).map(|p| p[3] & 0x0f).collect();
+        assert_eq!(ccs[15], 15);
+        assert_eq!(ccs[16], 0);
+    }
+}
