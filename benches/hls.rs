@@ -1,0 +1,233 @@
+//! HLS benchmark: segment GETs per second and Gbit/s from one shard, next to nginx serving
+//! the same segment file from disk (same client, wrk, same machine), and the cost of
+//! remuxing 2.5 Mbit/s of video to MPEG-TS.
+//!
+//! Run: `cargo bench --bench hls` (needs `wrk`, and `nginx` for the comparison; both from
+//! Debian's packages). The servers run on CPU 0, wrk on CPU 1. Environment:
+//! `HLS_BENCH_SECONDS=5`, `HLS_BENCH_CONNECTIONS=64`.
+
+use bytes::Bytes;
+use corecast::hls::segmenter::Segmenter;
+use corecast::media::{Unit, UnitKind};
+use corecast::{Config, Server};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const KBPS: u64 = 2500;
+const FPS: u32 = 30;
+const GOP: u32 = 60;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--test" || a == "--list") {
+        return;
+    }
+    remux_cost();
+    let seconds = env("HLS_BENCH_SECONDS", 5);
+    let connections = env("HLS_BENCH_CONNECTIONS", 64);
+    if Command::new("wrk").arg("--version").output().is_err() {
+        println!("wrk not installed: skipping the serving comparison");
+        return;
+    }
+    let (server, url, segment) = corecast_with_segment();
+    println!("segment size: {} bytes", segment.len());
+    println!(
+        "{:<28} {:>12} {:>10}",
+        "server (1 core)", "requests/s", "Gbit/s"
+    );
+    let (rps, bytes_per_s) = wrk(&url, seconds, connections);
+    println!(
+        "{:<28} {:>12.0} {:>10.2}",
+        "corecast (memory)",
+        rps,
+        bytes_per_s * 8.0 / 1e9
+    );
+    server.stop();
+    match nginx_with_file(&segment) {
+        Some((mut nginx, url, dir)) => {
+            let (rps, bytes_per_s) = wrk(&url, seconds, connections);
+            println!(
+                "{:<28} {:>12.0} {:>10.2}",
+                "nginx (file, sendfile)",
+                rps,
+                bytes_per_s * 8.0 / 1e9
+            );
+            let _ = nginx.kill();
+            let _ = nginx.wait();
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        None => println!("nginx not installed: no comparison"),
+    }
+}
+
+/// Synthetic 2.5 Mbit/s H.264-shaped units (one AVC sequence header, then frames).
+fn units(seconds: u32) -> Vec<Unit> {
+    let frame_bytes = (KBPS * 1000 / 8 / u64::from(FPS)) as usize;
+    let mut out = Vec::new();
+    let config = [
+        0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0, 0x1f, 1, 0, 2, 0x68,
+        0xee,
+    ];
+    out.push(unit(UnitKind::Video, 0, false, true, &config));
+    for i in 0..seconds * FPS {
+        let key = i % GOP == 0;
+        let len = frame_bytes - 9;
+        let mut body = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+        body.extend_from_slice(&(len as u32).to_be_bytes());
+        body.push(if key { 0x65 } else { 0x41 });
+        body.resize(9 + len, 0x5a);
+        out.push(unit(UnitKind::Video, i * 1000 / FPS, key, false, &body));
+    }
+    out
+}
+
+fn unit(kind: UnitKind, dts: u32, key: bool, header: bool, body: &[u8]) -> Unit {
+    Unit {
+        kind,
+        seq: 0,
+        dts,
+        key,
+        header,
+        flv: corecast::flv::tag(kind, dts, body),
+        rtmp: Bytes::new(),
+        ingest_ns: 0,
+    }
+}
+
+/// CPU time to remux one second of 2.5 Mbit/s video (single thread, in process).
+fn remux_cost() {
+    let media_seconds = 120;
+    let units = units(media_seconds);
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let mut segmenter = Segmenter::new("bench", 1, 2000, 6);
+        let started = Instant::now();
+        for u in &units {
+            segmenter.push(u, 0).expect("mux");
+        }
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    println!(
+        "remux: {} s of {KBPS} kbit/s video in {:.1} ms (best of 5): {:.0} us per second of video, {:.3}% of a core",
+        media_seconds,
+        best * 1e3,
+        best * 1e6 / f64::from(media_seconds),
+        best * 100.0 / f64::from(media_seconds)
+    );
+}
+
+/// One shard on CPU 0 with a live stream's segments; returns a segment URL and its bytes.
+fn corecast_with_segment() -> (Server, String, Vec<u8>) {
+    let config = Config::overlay(
+        "[server]\nshards = 1\nrtmp_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n",
+        "bench",
+    )
+    .expect("config");
+    let server = Server::start(config).expect("server");
+    let mut p = corecast::client::Publisher::connect(
+        server.rtmp_addr(),
+        "live",
+        "bench",
+        Duration::from_secs(5),
+    )
+    .expect("publish");
+    for u in units(10) {
+        let body = Bytes::copy_from_slice(u.body());
+        p.send_video(u.dts, body).expect("send");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let http = server.http_addr();
+    let playlist = get(&format!("http://{http}/live/bench.m3u8"));
+    let name = String::from_utf8_lossy(&playlist)
+        .lines()
+        .find(|l| l.ends_with(".ts"))
+        .expect("a segment")
+        .to_string();
+    let url = format!("http://{http}/live/{name}");
+    let segment = get(&url);
+    // Keep the publisher connected so that the stream stays live during the run.
+    std::mem::forget(p);
+    (server, url, segment)
+}
+
+fn get(url: &str) -> Vec<u8> {
+    let out = Command::new("curl")
+        .args(["-s", url])
+        .output()
+        .expect("curl");
+    out.stdout
+}
+
+/// nginx with one worker on CPU 0 serving `segment` from a temp dir.
+fn nginx_with_file(segment: &[u8]) -> Option<(std::process::Child, String, std::path::PathBuf)> {
+    Command::new("nginx").arg("-v").output().ok()?;
+    let dir = std::env::temp_dir().join(format!("corecast-hls-bench-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("www")).ok()?;
+    std::fs::write(dir.join("www/seg.ts"), segment).ok()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let conf = format!(
+        "daemon off; master_process off; worker_processes 1; worker_cpu_affinity 01;\n\
+         pid {d}/nginx.pid; error_log {d}/error.log;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{ access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;\n\
+           client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;\n\
+           uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
+           types {{ video/mp2t ts; }}\n\
+           server {{ listen 127.0.0.1:{port}; root {d}/www; }} }}\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).ok()?;
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-p")
+        .arg(&dir)
+        .spawn()
+        .ok()?;
+    std::thread::sleep(Duration::from_millis(500));
+    Some((child, format!("http://127.0.0.1:{port}/seg.ts"), dir))
+}
+
+/// Runs wrk on CPU 1; returns requests/s and bytes/s.
+fn wrk(url: &str, seconds: u64, connections: u64) -> (f64, f64) {
+    let out = Command::new("taskset")
+        .args(["-c", "1", "wrk", "-t1"])
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{seconds}s"))
+        .arg(url)
+        .output()
+        .expect("wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let transfer = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Transfer/sec:"))
+        .map(|v| parse_size(v.trim()))
+        .unwrap_or(0.0);
+    (rps, transfer)
+}
+
+fn parse_size(v: &str) -> f64 {
+    let (number, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+    let n: f64 = number.parse().unwrap_or(0.0);
+    n * match unit {
+        "KB" => 1024.0,
+        "MB" => 1024.0 * 1024.0,
+        "GB" => 1024.0 * 1024.0 * 1024.0,
+        _ => 1.0,
+    }
+}
