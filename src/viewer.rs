@@ -37,7 +37,7 @@ pub enum Ending {
     Unavailable,
     /// The stream ended and the viewer received all of it.
     StreamEnded,
-    /// The viewer stopped playing (closed its [`Outbox`]).
+    /// The viewer stopped playing or went away, or its [`Outbox`] overflowed.
     Stopped,
     /// The viewer stayed behind too long (slow-viewer policy).
     TooSlow,
@@ -73,13 +73,19 @@ impl Ending {
     }
 }
 
+/// Most bytes an [`Outbox`] holds. A viewer whose own requests produce more answers than this
+/// while its socket is full is not reading them: the outbox closes and the viewer is
+/// disconnected.
+pub const MAX_OUTBOX_BYTES: usize = 256 * 1024;
+
 /// Bytes a viewer's own protocol session must send (RTMP control messages), queued by the
 /// task that reads the viewer's input. They go out between shared units, never inside one.
-/// Bounded by what the viewer sends: each input message produces at most a few responses.
 #[derive(Debug, Default)]
 pub struct Outbox {
     /// Bytes to send, in order.
     queue: Vec<Bytes>,
+    /// Sum of the lengths in `queue` (bounded by [`MAX_OUTBOX_BYTES`]).
+    bytes: usize,
     /// The delivery task, when it waits.
     waker: Option<Waker>,
     /// The viewer stopped playing: delivery ends.
@@ -87,16 +93,17 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Queues bytes and wakes the delivery.
-    pub fn push(&mut self, bytes: Bytes) {
-        self.queue.push(bytes);
+    /// Queues bytes and wakes the delivery. Past [`MAX_OUTBOX_BYTES`] the outbox closes
+    /// instead (the delivery ends) and false is returned.
+    pub fn push(&mut self, bytes: Bytes) -> bool {
+        if self.bytes + bytes.len() > MAX_OUTBOX_BYTES {
+            self.closed = true;
+        } else {
+            self.bytes += bytes.len();
+            self.queue.push(bytes);
+        }
         self.wake();
-    }
-
-    /// Ends the delivery.
-    pub fn close(&mut self) {
-        self.closed = true;
-        self.wake();
+        !self.closed
     }
 
     fn wake(&mut self) {
@@ -154,6 +161,7 @@ pub async fn deliver(
                 return Ending::Stopped;
             }
             if let Some(cur) = cursor.as_mut() {
+                o.bytes = 0;
                 for bytes in o.queue.drain(..) {
                     cur.push_pending(bytes);
                 }

@@ -82,6 +82,8 @@ enum State {
         key: StreamKey,
         feed: Rc<RefCell<Feed>>,
         stream_id: u32,
+        /// The play name's query string (`stream?token=...`), kept for access control.
+        query: Option<String>,
     },
 }
 
@@ -318,15 +320,14 @@ impl Conn {
             key,
             feed,
             stream_id,
+            query,
         } = &self.state
         else {
             return Ok(());
         };
-        let (key, feed, stream_id) = (key.clone(), feed.clone(), *stream_id);
         let shard = self.shard.clone();
-        stats::inc(&shard.stats.rtmp_players);
-        stats::inc(&shard.stats.rtmp_players_total);
-        debug!(shard = shard.id, peer = %self.peer, stream = %key, "rtmp player start");
+        debug!(shard = shard.id, peer = %self.peer, stream = %key, ?query, "rtmp player start");
+        let (key, feed, stream_id) = (key.clone(), feed.clone(), *stream_id);
         // A second descriptor for the same socket: one glommio stream reads, one writes.
         // SAFETY: `dup` returns a new descriptor of an open TCP socket, owned by nobody else.
         let mut writer = unsafe { TcpStream::from_raw_fd(dup(stream)?.into_raw_fd()) };
@@ -369,7 +370,10 @@ impl Conn {
             for result in results {
                 match result {
                     ServerSessionResult::OutboundResponse(packet) => {
-                        outbox.borrow_mut().push(Bytes::from(packet.bytes));
+                        if !outbox.borrow_mut().push(Bytes::from(packet.bytes)) {
+                            info!(shard = self.shard.id, peer = %self.peer, "rtmp player: not reading its answers; closing");
+                            return Ending::Stopped;
+                        }
                     }
                     ServerSessionResult::RaisedEvent(ServerSessionEvent::PlayStreamFinished {
                         ..
@@ -424,7 +428,19 @@ impl Conn {
                     })
                 }
                 Flow::Close => return Ok(Flow::Close),
-                Flow::Play => return Ok(Flow::Play),
+                Flow::Play => {
+                    // Whatever the session answered after the play request still goes out,
+                    // in order; further requests on a playing connection are not served.
+                    for result in results {
+                        match result {
+                            ServerSessionResult::OutboundResponse(packet) => {
+                                self.out.extend_from_slice(&packet.bytes)
+                            }
+                            other => debug!(peer = %self.peer, "rtmp player: ignored {other:?}"),
+                        }
+                    }
+                    return Ok(Flow::Play);
+                }
             }
         }
         Ok(Flow::Continue)
@@ -507,7 +523,7 @@ impl Conn {
         name: &str,
         stream_id: u32,
     ) -> Result<Flow, RtmpError> {
-        let (name, _query) = split_query(name);
+        let (name, query) = split_query(name);
         let key = stream_key(app, name);
         let refusal = if !matches!(self.state, State::Idle) {
             Some((
@@ -533,10 +549,14 @@ impl Conn {
             info!(shard = self.shard.id, peer = %self.peer, stream = %key, code, "play refused");
             return self.refuse(request_id, code, description);
         };
+        stats::inc(&self.shard.stats.rtmp_players);
+        stats::inc(&self.shard.stats.rtmp_players_total);
+        // From here on, leaving the state (in `run`) undoes the gauge and detaches the viewer.
         self.state = State::Playing {
             key,
             feed,
             stream_id,
+            query: query.map(str::to_string),
         };
         self.accept(request_id)?;
         Ok(Flow::Play)
