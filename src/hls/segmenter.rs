@@ -367,6 +367,42 @@ mod segment_tests {
     }
 
     #[test]
+    fn audio_only_streams_segment_on_any_frame() {
+        let mut s = Segmenter::new("radio", 1, 1000, 4);
+        s.push(
+            &unit(UnitKind::Audio, 0, false, true, &[0xaf, 0, 0x12, 0x08]),
+            0,
+        )
+        .unwrap();
+        // 43 AAC frames per second (1024 samples at 44.1 kHz), every one a start point.
+        for i in 0..130u32 {
+            s.push(
+                &unit(
+                    UnitKind::Audio,
+                    i * 1024 * 1000 / 44_100,
+                    true,
+                    false,
+                    &[0xaf, 1, 1, 2],
+                ),
+                0,
+            )
+            .unwrap();
+        }
+        assert_eq!(s.segments().len(), 2);
+        let seg = &s.segments()[0];
+        assert!(
+            (1000..1100).contains(&seg.duration_ms),
+            "{}",
+            seg.duration_ms
+        );
+        // The PMT lists only the audio PID, which carries the PCR.
+        assert!(!seg
+            .bytes
+            .chunks(188)
+            .any(|p| p[1] & 0x1f == 0x01 && p[2] == 0x00));
+    }
+
+    #[test]
     fn video_is_annex_b_with_parameter_sets_before_idr() {
         let s = fed(1000, 4, 26, 25);
         let seg = &s.segments()[0].bytes;
