@@ -324,7 +324,17 @@ impl Shard {
     /// twice the window's duration, unless the stream came back meanwhile.
     fn store_hls(&self, key: StreamKey, view: HlsView) {
         let ended = view.ended.then_some(view.instance);
-        self.hls.borrow_mut().insert(key.clone(), Rc::new(view));
+        {
+            let mut views = self.hls.borrow_mut();
+            if views
+                .get(&key)
+                .is_some_and(|current| !view.supersedes(current))
+            {
+                // An older snapshot overtaken on the mesh.
+                return;
+            }
+            views.insert(key.clone(), Rc::new(view));
+        }
         if let Some(instance) = ended {
             let hls = &self.config.hls;
             let linger =
@@ -400,9 +410,9 @@ impl Shard {
             });
         if let Some(view) = hls_view {
             stats::inc(&self.stats.hls_segments);
+            self.publish_hls(key, view);
             // Keyframe that closed the segment -> playlist listing it handed to every shard.
             let latency = now_ns().saturating_sub(unit.ingest_ns);
-            self.publish_hls(key, view);
             stats::add(&self.stats.hls_publish_ns_total, latency);
         }
         for to in 0..self.count {

@@ -22,6 +22,8 @@ pub struct HlsView {
     pub segments: Vec<(u64, Bytes)>,
     /// The stream ended (the playlist has EXT-X-ENDLIST).
     pub ended: bool,
+    /// Orders snapshots of one incarnation: a shard keeps the newest it received.
+    pub version: u64,
 }
 
 impl HlsView {
@@ -36,7 +38,13 @@ impl HlsView {
                 .map(|s| (s.seq, s.bytes.clone()))
                 .collect(),
             ended,
+            version: segmenter.version(),
         }
+    }
+
+    /// True when this snapshot should replace `current`.
+    pub fn supersedes(&self, current: &HlsView) -> bool {
+        self.instance != current.instance || self.version > current.version
     }
 
     /// Segment `seq` of incarnation `instance`, if still in the window.

@@ -57,7 +57,14 @@ pub struct Segmenter {
     last_dts: Option<u64>,
     /// The stream ended: the playlist carries EXT-X-ENDLIST.
     ended: bool,
+    /// Longest segment so far: EXT-X-TARGETDURATION never decreases while the stream lives
+    /// (RFC 8216 wants it constant; it grows only if the encoder's GOP does).
+    longest_ms: u64,
 }
+
+/// A segment that grows past this without a keyframe is closed anyway (bounds memory when an
+/// encoder stops sending keyframes).
+pub const MAX_SEGMENT_BYTES: usize = 32 * 1024 * 1024;
 
 impl Segmenter {
     /// A segmenter for stream `name` (the last path component), with a unique `instance`.
@@ -75,6 +82,7 @@ impl Segmenter {
             pending_discontinuity: false,
             last_dts: None,
             ended: false,
+            longest_ms: 0,
         }
     }
 
@@ -86,9 +94,18 @@ impl Segmenter {
         }
     }
 
-    /// Adds a unit. Returns true when a segment closed (the playlist changed).
+    /// Adds a unit. Returns true when a segment closed (the playlist changed). Only H.264
+    /// video and AAC audio are muxed; other codecs are left out of the segments.
     pub fn push(&mut self, unit: &Unit, now_ms: u64) -> Result<bool, TsError> {
         let body = unit.body();
+        let supported = match unit.kind {
+            UnitKind::Video => body.first().is_some_and(|b| b & 0x0f == 7),
+            UnitKind::Audio => body.first().is_some_and(|b| b >> 4 == 10),
+            UnitKind::Script => true,
+        };
+        if !supported {
+            return Ok(false);
+        }
         if unit.header {
             match unit.kind {
                 UnitKind::Video => self.muxer.set_video_config(body)?,
@@ -118,6 +135,10 @@ impl Segmenter {
             // Before the first keyframe there is nowhere to start a segment.
             return Ok(closed);
         };
+        if buf.len() > MAX_SEGMENT_BYTES {
+            // No keyframe for far too long: close here; the next segment waits for one.
+            return Ok(self.close_at(dts).is_some() || closed);
+        }
         match unit.kind {
             UnitKind::Video => self.muxer.write_video(buf, dts, body, unit.key)?,
             UnitKind::Audio => self.muxer.write_audio(buf, dts, body)?,
@@ -151,10 +172,14 @@ impl Segmenter {
     }
 
     fn close_at(&mut self, end_dts: u64) -> Option<&Segment> {
-        let (buf, start, started_at_ms, discontinuity) = self.open.take()?;
+        let (mut buf, start, started_at_ms, discontinuity) = self.open.take()?;
+        // `Bytes::from` keeps the allocation's spare capacity: give it back first.
+        buf.shrink_to_fit();
+        let duration_ms = end_dts.saturating_sub(start);
+        self.longest_ms = self.longest_ms.max(duration_ms);
         self.segments.push_back(Segment {
             seq: self.next_seq,
-            duration_ms: end_dts.saturating_sub(start),
+            duration_ms,
             discontinuity,
             started_at_ms,
             bytes: Bytes::from(buf),
@@ -175,6 +200,11 @@ impl Segmenter {
         self.ended
     }
 
+    /// Increases with every change of the playlist (ordering of snapshots).
+    pub fn version(&self) -> u64 {
+        self.next_seq * 2 + u64::from(self.ended)
+    }
+
     /// The stream incarnation (part of segment names).
     pub fn instance(&self) -> u64 {
         self.instance
@@ -192,13 +222,7 @@ impl Segmenter {
 
     /// Renders the playlist.
     pub fn playlist(&self) -> String {
-        let longest = self
-            .segments
-            .iter()
-            .map(|s| s.duration_ms)
-            .max()
-            .unwrap_or(0);
-        let target = longest.max(self.target_ms).div_ceil(1000);
+        let target = self.longest_ms.max(self.target_ms).div_ceil(1000);
         let first = self.segments.front().map_or(self.next_seq, |s| s.seq);
         let mut out = String::with_capacity(128 + self.segments.len() * 96);
         // Writing to a String cannot fail.

@@ -24,6 +24,9 @@ const AUDIO_PID: u16 = 0x101;
 const PAYLOAD: usize = 184;
 /// 33-bit PES timestamp range.
 const TS_MASK: u64 = (1 << 33) - 1;
+/// PES timestamps run this far (90 kHz units, 100 ms) ahead of the PCR, so that decoders have
+/// each access unit before it is due, as the T-STD model expects.
+const MUX_DELAY: u64 = 9_000;
 
 /// Why a message could not be muxed.
 #[derive(Debug, thiserror::Error)]
@@ -215,11 +218,12 @@ impl TsMuxer {
             }
             nalus = &nalus[avc.length_size + len..];
         }
-        let dts = dts_ms * 90;
+        let pcr = dts_ms * 90;
+        let dts = pcr + MUX_DELAY;
         let pts = (dts as i64 + cts * 90).max(0) as u64;
         let header = pes_header(0xe0, pts, Some(dts));
         // Video PES packets may leave their length unset (0): they run to the next start.
-        self.write_pes(out, VIDEO_PID, 2, header, 0, &es, Some(dts), keyframe)
+        self.write_pes(out, VIDEO_PID, 2, header, 0, &es, Some(pcr), keyframe)
     }
 
     /// Writes one AAC frame (an FLV AAC raw body) as an ADTS frame in a PES on the audio PID.
@@ -245,11 +249,11 @@ impl TsMuxer {
             0xfc,
         ]);
         es.extend_from_slice(raw);
-        let pts = dts_ms * 90;
+        let pts = dts_ms * 90 + MUX_DELAY;
         let header = pes_header(0xc0, pts, None);
         let pes_len = u16::try_from(8 + es.len()).unwrap_or(0);
         // Without video, the audio PID carries the PCR.
-        let pcr = self.avc.is_none().then_some(pts);
+        let pcr = self.avc.is_none().then_some(dts_ms * 90);
         self.write_pes(
             out,
             AUDIO_PID,

@@ -22,6 +22,7 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::time::Duration;
 use tracing::{debug, info};
 
 /// Head of every HTTP-FLV response. The body runs until the stream ends, then the connection
@@ -78,6 +79,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
 
 async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, peer: SocketAddr) -> Result<(), ConnError> {
     let mut buf = Vec::with_capacity(1024);
+    let stall = Duration::from_millis(shard.config.viewer.disconnect_after_ms);
     loop {
         let Some(req) = read_head(shard, stream, &mut buf).await? else {
             return Ok(());
@@ -124,7 +126,7 @@ async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, peer: SocketAddr) -> Res
                 let parsed = now_ns();
                 let view = shard.hls_view(&stream_key(app, name));
                 let body = view.as_ref().map(|v| v.playlist.clone());
-                respond_hls(stream, &req, body, HlsKind::Playlist).await?;
+                respond_hls(stream, &req, body, HlsKind::Playlist, stall).await?;
                 record_hls(shard, parsed);
             }
             (
@@ -139,7 +141,7 @@ async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, peer: SocketAddr) -> Res
                 let parsed = now_ns();
                 let view = shard.hls_view(&stream_key(app, name));
                 let body = view.and_then(|v| v.segment(instance, seq).cloned());
-                respond_hls(stream, &req, body, HlsKind::Segment).await?;
+                respond_hls(stream, &req, body, HlsKind::Segment, stall).await?;
                 record_hls(shard, parsed);
             }
             (Method::Get | Method::Head, Route::NotFound) => {
@@ -214,6 +216,7 @@ async fn respond_hls(
     req: &Request,
     body: Option<Bytes>,
     kind: HlsKind,
+    stall_limit: Duration,
 ) -> io::Result<()> {
     let Some(body) = body else {
         let head_only = req.method == Method::Head;
@@ -244,6 +247,11 @@ async fn respond_hls(
     } else {
         "close"
     };
+    let cache = if status.starts_with("416") {
+        "no-store"
+    } else {
+        cache
+    };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
          Cache-Control: {cache}\r\nAccess-Control-Allow-Origin: *\r\nAccept-Ranges: bytes\r\n\
@@ -255,11 +263,16 @@ async fn respond_hls(
     } else {
         body
     };
-    send_all(stream, &[head.as_bytes(), &body]).await
+    send_all(stream, &[head.as_bytes(), &body], stall_limit).await
 }
 
-/// Sends every byte of `parts` with vectored sends, waiting while the socket is full.
-async fn send_all(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<()> {
+/// Sends every byte of `parts` with vectored sends, waiting while the socket is full, but no
+/// longer than `stall_limit` at a time (a client that stops reading is dropped).
+async fn send_all(
+    stream: &mut TcpStream,
+    parts: &[&[u8]],
+    stall_limit: Duration,
+) -> io::Result<()> {
     let fd = stream.as_raw_fd();
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut sent = 0;
@@ -279,7 +292,9 @@ async fn send_all(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<()> {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 // Park until writable, sending the first pending slice through glommio.
                 let first: &[u8] = &iov[0];
-                sent += stream.write(first).await?;
+                sent += crate::util::timeout(stall_limit, stream.write(first))
+                    .await
+                    .ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))??;
             }
             Err(err) => return Err(err),
         }
