@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench --bench hls` (needs `wrk`, and `nginx` for the comparison; both from
 //! Debian's packages). The servers run on CPU 0, wrk on CPU 1. Environment:
-//! `HLS_BENCH_SECONDS=5`, `HLS_BENCH_CONNECTIONS=64`.
+//! `HLS_BENCH_SECONDS=5`, `HLS_BENCH_CONNECTIONS=64`, `HLS_BENCH_ROUNDS=3` (the two servers
+//! alternate, so that the machine's load drifts over both alike).
 
 use bytes::Bytes;
 use corecast::hls::segmenter::Segmenter;
@@ -35,34 +36,48 @@ fn main() {
         println!("wrk not installed: skipping the serving comparison");
         return;
     }
+    let rounds = env("HLS_BENCH_ROUNDS", 3);
     let (server, url, segment) = corecast_with_segment();
-    println!("segment size: {} bytes", segment.len());
     println!(
-        "{:<28} {:>12} {:>10}",
-        "server (1 core)", "requests/s", "Gbit/s"
+        "segment size: {} bytes; {rounds} alternating rounds",
+        segment.len()
     );
-    let (rps, bytes_per_s) = wrk(&url, seconds, connections);
-    println!(
-        "{:<28} {:>12.0} {:>10.2}",
-        "corecast (memory)",
-        rps,
-        bytes_per_s * 8.0 / 1e9
-    );
-    server.stop();
-    match nginx_with_file(&segment) {
-        Some((mut nginx, url, dir)) => {
-            let (rps, bytes_per_s) = wrk(&url, seconds, connections);
-            println!(
-                "{:<28} {:>12.0} {:>10.2}",
-                "nginx (file, sendfile)",
-                rps,
-                bytes_per_s * 8.0 / 1e9
-            );
-            let _ = nginx.kill();
-            let _ = nginx.wait();
-            let _ = std::fs::remove_dir_all(dir);
+    let nginx = nginx_with_file(&segment);
+    if nginx.is_none() {
+        println!("nginx not installed: no comparison");
+    }
+    let mut results: Vec<(&str, Vec<(f64, f64)>)> = vec![("corecast (memory)", Vec::new())];
+    if nginx.is_some() {
+        results.push(("nginx (file, sendfile)", Vec::new()));
+    }
+    for _ in 0..rounds {
+        results[0].1.push(wrk(&url, seconds, connections));
+        if let Some((_, nginx_url, _)) = &nginx {
+            results[1].1.push(wrk(nginx_url, seconds, connections));
         }
-        None => println!("nginx not installed: no comparison"),
+    }
+    println!(
+        "{:<24} {:>30} {:>12} {:>10}",
+        "server (1 core)", "requests/s per round", "median rps", "Gbit/s"
+    );
+    for (name, runs) in &results {
+        let mut sorted = runs.clone();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (rps, bytes) = sorted[sorted.len() / 2];
+        let each: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.0)).collect();
+        println!(
+            "{:<24} {:>30} {:>12.0} {:>10.2}",
+            name,
+            each.join(" "),
+            rps,
+            bytes * 8.0 / 1e9
+        );
+    }
+    server.stop();
+    if let Some((mut child, _, dir)) = nginx {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
@@ -176,7 +191,7 @@ fn nginx_with_file(segment: &[u8]) -> Option<(std::process::Child, String, std::
         .ok()?
         .port();
     let conf = format!(
-        "daemon off; master_process off; worker_processes 1; worker_cpu_affinity 01;\n\
+        "daemon off; master_process off; worker_processes 1;\n\
          pid {d}/nginx.pid; error_log {d}/error.log;\n\
          events {{ worker_connections 4096; }}\n\
          http {{ access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;\n\
@@ -187,8 +202,10 @@ fn nginx_with_file(segment: &[u8]) -> Option<(std::process::Child, String, std::
         d = dir.display()
     );
     std::fs::write(dir.join("nginx.conf"), conf).ok()?;
-    let child = Command::new("nginx")
-        .arg("-c")
+    // nginx applies worker_cpu_affinity only to worker processes, not with
+    // `master_process off`: pin it from outside.
+    let child = Command::new("taskset")
+        .args(["-c", "0", "nginx", "-c"])
         .arg(dir.join("nginx.conf"))
         .arg("-p")
         .arg(&dir)
