@@ -38,6 +38,7 @@ pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod media;
+pub mod metrics;
 pub mod net;
 pub mod rtmp;
 pub mod server;

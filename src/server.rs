@@ -6,8 +6,9 @@
 //! runs half-started.
 
 use crate::config::Config;
+use crate::metrics::Published;
 use crate::net;
-use crate::shard::{MeshMsg, Shard};
+use crate::shard::{MeshMsg, Observed, Shard};
 use crate::stats::ShardStats;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
@@ -72,7 +73,7 @@ pub enum StartError {
 pub struct Server {
     threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
-    stats: Vec<Arc<ShardStats>>,
+    observed: Observed,
     rtmp_addr: SocketAddr,
     http_addr: SocketAddr,
 }
@@ -107,34 +108,29 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let mesh = MeshBuilder::<MeshMsg, _>::full(shards, config.server.mesh_queue_units);
         let (report_tx, report_rx) = mpsc::channel();
-        let mut stats = Vec::with_capacity(shards);
+        let observed = Observed {
+            all_stats: (0..shards)
+                .map(|_| Arc::new(ShardStats::default()))
+                .collect(),
+            histograms: Arc::new(Published::new(shards)),
+        };
         let mut threads = Vec::with_capacity(shards);
         for (id, (rtmp_fd, http_fd)) in rtmp.into_iter().zip(http).enumerate() {
-            let shard_stats = Arc::new(ShardStats::default());
-            stats.push(shard_stats.clone());
-            let (config, stop, mesh, report) = (
+            let (config, stop, mesh, report, observed) = (
                 config.clone(),
                 stop.clone(),
                 mesh.clone(),
                 report_tx.clone(),
+                observed.clone(),
             );
             let builder = LocalExecutorBuilder::new(Placement::Fixed(cpus[id]))
                 .name(&format!("corecast-{id}"))
                 .io_memory(IO_MEMORY);
             let handle = builder
                 .spawn(move || async move {
-                    let outcome = run_shard(
-                        id,
-                        shards,
-                        config,
-                        shard_stats,
-                        mesh,
-                        rtmp_fd,
-                        http_fd,
-                        stop,
-                        &report,
-                    )
-                    .await;
+                    let outcome =
+                        run_shard(id, config, observed, mesh, rtmp_fd, http_fd, stop, &report)
+                            .await;
                     if let Err(reason) = outcome {
                         let _ = report.send((id, Report::Failed(reason)));
                     }
@@ -156,7 +152,7 @@ impl Server {
         let server = Server {
             threads,
             stop,
-            stats,
+            observed,
             rtmp_addr,
             http_addr,
         };
@@ -205,7 +201,13 @@ impl Server {
 
     /// Every shard's counters, by shard index.
     pub fn stats(&self) -> &[Arc<ShardStats>] {
-        &self.stats
+        &self.observed.all_stats
+    }
+
+    /// Every shard's latency histograms as last published (once per
+    /// [`crate::metrics::PUBLISH_INTERVAL`]).
+    pub fn histograms(&self) -> &Published {
+        &self.observed.histograms
     }
 
     /// Stops every shard and waits for their threads.
@@ -282,9 +284,8 @@ fn raise_limits() {
 #[allow(clippy::too_many_arguments)]
 async fn run_shard(
     id: usize,
-    count: usize,
     config: Arc<Config>,
-    stats: Arc<ShardStats>,
+    observed: Observed,
     mesh: MeshBuilder<MeshMsg, glommio::channels::channel_mesh::Full>,
     rtmp_fd: OwnedFd,
     http_fd: OwnedFd,
@@ -311,7 +312,16 @@ async fn run_shard(
             senders.peer_id()
         ));
     }
-    let shard = Rc::new(Shard::new(id, count, config, stats, senders));
+    let shard = Rc::new(Shard::new(id, config, observed, senders));
+    let publisher = {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(crate::metrics::PUBLISH_INTERVAL).await;
+                shard.publish_histograms();
+            }
+        })
+    };
 
     let mut receivers = receivers;
     for (_, receiver) in receivers.streams() {
@@ -327,7 +337,7 @@ async fn run_shard(
     let http_loop = glommio::spawn_local(accept_loop(shard.clone(), http, Protocol::Http));
     let _ = report.send((id, Report::Ready));
     wait_for_stop(&stop).await;
-    drop((rtmp_loop, http_loop));
+    drop((rtmp_loop, http_loop, publisher));
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use crate::hub::origin::{Origin, PublisherInfo};
 use crate::hub::ring::Ring;
 use crate::hub::{owner_of, StreamKey};
 use crate::media::{now_ns, Unit, UnitKind};
+use crate::metrics::{Histograms, Published, Stage};
 use crate::stats::{self, ShardStats};
 use glommio::channels::channel_mesh::Senders;
 use rml_rtmp::sessions::{ServerSession, ServerSessionResult};
@@ -69,6 +70,15 @@ pub enum MeshMsg {
     Handoff(Box<Handoff>),
 }
 
+/// What every shard can read of every other: counters and exported histograms.
+#[derive(Clone)]
+pub struct Observed {
+    /// Counters, by shard.
+    pub all_stats: Arc<[Arc<ShardStats>]>,
+    /// Histogram slots, by shard.
+    pub histograms: Arc<Published>,
+}
+
 /// Why a publish request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublishRefusal {
@@ -95,6 +105,10 @@ pub struct Shard {
     pub config: Arc<Config>,
     /// This shard's counters.
     pub stats: Arc<ShardStats>,
+    /// Every shard's counters and exported histograms (for the metrics endpoint).
+    observed: Observed,
+    /// This shard's latency histograms (exported every [`crate::metrics::PUBLISH_INTERVAL`]).
+    hist: RefCell<Histograms>,
     /// Senders to every other shard.
     mesh: Rc<Senders<MeshMsg>>,
     /// Streams known to this shard.
@@ -107,23 +121,37 @@ pub struct Shard {
 
 impl Shard {
     /// A shard's state around its mesh senders.
-    pub fn new(
-        id: usize,
-        count: usize,
-        config: Arc<Config>,
-        stats: Arc<ShardStats>,
-        mesh: Senders<MeshMsg>,
-    ) -> Self {
+    pub fn new(id: usize, config: Arc<Config>, observed: Observed, mesh: Senders<MeshMsg>) -> Self {
         Shard {
             id,
-            count,
+            count: observed.all_stats.len(),
             config,
-            stats,
+            stats: observed.all_stats[id].clone(),
+            observed,
+            hist: RefCell::new(Histograms::default()),
             mesh: Rc::new(mesh),
             streams: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
             hls: Rc::new(RefCell::new(HashMap::new())),
         }
+    }
+
+    /// Records a latency sample (ns) in this shard's histograms.
+    #[inline]
+    pub fn record(&self, stage: Stage, ns: u64) {
+        self.hist.borrow_mut().record(stage, ns);
+    }
+
+    /// Copies this shard's histograms to its export slot (see [`crate::metrics`]).
+    pub fn publish_histograms(&self) {
+        self.observed
+            .histograms
+            .publish(self.id, &self.hist.borrow());
+    }
+
+    /// The Prometheus exposition of every shard's counters and the merged histograms.
+    pub fn prometheus(&self) -> String {
+        crate::metrics::prometheus::render(&self.observed.all_stats, &self.observed.histograms)
     }
 
     /// A process-unique connection id.
@@ -211,7 +239,10 @@ impl Shard {
             }
             MeshMsg::Unit(key, unit) => {
                 if let Some(feed) = self.feed(&key) {
-                    if feed.borrow_mut().offer(unit, now_ns()) == Offer::Accepted {
+                    let ingest_ns = unit.ingest_ns;
+                    let now = now_ns();
+                    if feed.borrow_mut().offer(unit, now) == Offer::Accepted {
+                        self.record(Stage::MeshHop, now.saturating_sub(ingest_ns));
                         self.notify(&feed);
                     }
                 }
@@ -414,6 +445,7 @@ impl Shard {
             // Keyframe that closed the segment -> playlist listing it handed to every shard.
             let latency = now_ns().saturating_sub(unit.ingest_ns);
             stats::add(&self.stats.hls_publish_ns_total, latency);
+            self.record(Stage::HlsPublish, latency);
         }
         for to in 0..self.count {
             if !origin.subscribed[to] || (origin.lagging[to] && !unit.key && !unit.header) {
@@ -432,7 +464,10 @@ impl Shard {
         }
         let feed = feed.clone();
         drop(streams);
-        if feed.borrow_mut().offer(unit, now_ns()) == Offer::Accepted {
+        let ingest_ns = unit.ingest_ns;
+        let now = now_ns();
+        if feed.borrow_mut().offer(unit, now) == Offer::Accepted {
+            self.record(Stage::IngestToRing, now.saturating_sub(ingest_ns));
             self.notify(&feed);
         }
     }

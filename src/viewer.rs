@@ -10,6 +10,7 @@ use crate::flv;
 use crate::hub::cursor::{Cursor, Verdict};
 use crate::hub::feed::{Feed, FeedState};
 use crate::media::{now_ns, Format};
+use crate::metrics::Stage;
 use crate::net;
 use crate::shard::Shard;
 use crate::stats;
@@ -148,6 +149,10 @@ pub async fn deliver(
         outbox,
     } = delivery;
     let (bytes_out, sends) = counters(shard, format);
+    let relay = match format {
+        Format::Flv => Stage::RelayFlv,
+        Format::Rtmp => Stage::RelayRtmp,
+    };
     let chunk_size = shard.config.rtmp.chunk_size as usize;
     let policy = shard.policy();
     let max_bytes = shard.config.viewer.max_send_bytes;
@@ -213,10 +218,17 @@ pub async fn deliver(
             } else {
                 let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(32);
                 cur.gather(&f.ring, &mut iov, max_bytes, MAX_IOV);
+                let lag_from = cur.oldest_pending_arrival(&f.ring);
                 match net::send_vectored(fd, &iov) {
                     Ok(n) => {
                         drop(iov);
-                        cur.advance(&f.ring, n);
+                        let now = now_ns();
+                        if let Some(arrived) = lag_from {
+                            shard.record(Stage::ViewerLag, now.saturating_sub(arrived));
+                        }
+                        cur.advance(&f.ring, n, |ingest| {
+                            shard.record(relay, now.saturating_sub(ingest))
+                        });
                         stats::add(bytes_out, n as u64);
                         stats::inc(sends);
                         Step::Sent
@@ -250,7 +262,10 @@ pub async fn deliver(
                 match crate::util::timeout(stall_limit, stream.write(&piece)).await {
                     Some(Ok(n)) => {
                         let f = feed.borrow();
-                        cur.advance(&f.ring, n);
+                        let now = now_ns();
+                        cur.advance(&f.ring, n, |ingest| {
+                            shard.record(relay, now.saturating_sub(ingest))
+                        });
                         stats::add(bytes_out, n as u64);
                         stats::inc(sends);
                     }

@@ -9,6 +9,7 @@ pub mod request;
 use crate::hub::stream_key;
 use crate::media::now_ns;
 use crate::media::Format;
+use crate::metrics::Stage;
 use crate::net;
 use crate::shard::Shard;
 use crate::stats;
@@ -86,6 +87,25 @@ async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, peer: SocketAddr) -> Res
         };
         match (req.method, route(&req.path)) {
             (Method::Options, _) => stream.write_all(CORS_PREFLIGHT).await?,
+            (Method::Get | Method::Head, Route::Metrics) => {
+                let body = shard.prometheus();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
+                     Content-Length: {}\r\nCache-Control: no-store\r\nConnection: {}\r\n\r\n",
+                    body.len(),
+                    if req.keep_alive {
+                        "keep-alive"
+                    } else {
+                        "close"
+                    }
+                );
+                let body = if req.method == Method::Head {
+                    ""
+                } else {
+                    &body
+                };
+                send_all(stream, &[head.as_bytes(), body.as_bytes()], stall).await?;
+            }
             (Method::Get | Method::Head, Route::Flv { app, stream: name }) => {
                 let key = stream_key(app, name);
                 if req.method == Method::Head {
@@ -303,11 +323,10 @@ async fn send_all(
 }
 
 fn record_hls(shard: &Shard, parsed_ns: u64) {
+    let took = now_ns().saturating_sub(parsed_ns);
     stats::inc(&shard.stats.hls_requests);
-    stats::add(
-        &shard.stats.hls_service_ns_total,
-        now_ns().saturating_sub(parsed_ns),
-    );
+    stats::add(&shard.stats.hls_service_ns_total, took);
+    shard.record(Stage::HttpService, took);
 }
 
 /// A response with no body.

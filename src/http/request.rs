@@ -132,6 +132,8 @@ pub enum Route<'a> {
         /// Media sequence number.
         seq: u64,
     },
+    /// `/metrics`: Prometheus exposition.
+    Metrics,
     /// Nothing here.
     NotFound,
 }
@@ -175,6 +177,9 @@ pub fn byte_range(header: Option<&str>, len: usize) -> ByteRange {
 
 /// Maps a path to a route.
 pub fn route(path: &str) -> Route<'_> {
+    if path == "/metrics" {
+        return Route::Metrics;
+    }
     let Some(rest) = path.strip_prefix('/') else {
         return Route::NotFound;
     };

@@ -40,7 +40,8 @@ pub enum Verdict {
 pub struct Cursor {
     /// Owned bytes that go out before any ring data: the response head, the stream's
     /// headers, or the rest of a tag cut by a short send.
-    pending: VecDeque<Bytes>,
+    /// Each piece carries the ingest time of the unit it ends, if it ends one.
+    pending: VecDeque<(Bytes, Option<u64>)>,
     /// Bytes of `pending[0]` already sent.
     pending_off: usize,
     /// Next ring position to send.
@@ -59,7 +60,7 @@ impl Cursor {
     /// A cursor that first sends `head`, then ring units (in `format`) from `pos`.
     pub fn new(format: Format, head: Vec<Bytes>, pos: u64) -> Self {
         Cursor {
-            pending: head.into(),
+            pending: head.into_iter().map(|b| (b, None)).collect(),
             pending_off: 0,
             pos,
             want_key: false,
@@ -94,7 +95,7 @@ impl Cursor {
 
     /// Queues owned bytes to go out before further ring data (e.g. new sequence headers).
     pub fn push_pending(&mut self, bytes: Bytes) {
-        self.pending.push_back(bytes);
+        self.pending.push_back((bytes, None));
     }
 
     /// True when nothing is left to send right now.
@@ -175,7 +176,7 @@ impl Cursor {
             .pending
             .iter()
             .enumerate()
-            .map(|(i, b)| {
+            .map(|(i, (b, _))| {
                 if i == 0 {
                     &b[self.pending_off..]
                 } else {
@@ -202,22 +203,29 @@ impl Cursor {
     pub fn pin_first(&mut self, ring: &Ring) -> Option<Bytes> {
         if self.pending.is_empty() {
             let entry = ring.get(self.pos)?;
-            self.pending.push_back(entry.unit.wire(self.format).clone());
+            let wire = entry.unit.wire(self.format).clone();
+            self.pending.push_back((wire, Some(entry.unit.ingest_ns)));
             self.pos += 1;
         }
-        self.pending.front().map(|b| b.slice(self.pending_off..))
+        self.pending
+            .front()
+            .map(|(b, _)| b.slice(self.pending_off..))
     }
 
-    /// Records that `written` bytes of what [`Cursor::gather`] collected were sent.
-    pub fn advance(&mut self, ring: &Ring, mut written: usize) {
+    /// Records that `written` bytes of what [`Cursor::gather`] collected were sent. `done` is
+    /// called with the ingest time of every unit whose last byte went out.
+    pub fn advance(&mut self, ring: &Ring, mut written: usize, mut done: impl FnMut(u64)) {
         while written > 0 {
-            let Some(front) = self.pending.front() else {
+            let Some((front, ingest)) = self.pending.front() else {
                 break;
             };
             let left = front.len() - self.pending_off;
             if written < left {
                 self.pending_off += written;
                 return;
+            }
+            if let Some(ingest) = ingest {
+                done(*ingest);
             }
             written -= left;
             self.pending.pop_front();
@@ -232,9 +240,11 @@ impl Cursor {
             self.pos += 1;
             if written < len {
                 // Keep the rest of the cut tag; it goes out first next time.
-                self.pending.push_back(wire.slice(written..));
+                self.pending
+                    .push_back((wire.slice(written..), Some(entry.unit.ingest_ns)));
                 return;
             }
+            done(entry.unit.ingest_ns);
             written -= len;
         }
     }
@@ -255,7 +265,7 @@ mod tests {
         cursor.gather(ring, &mut iov, max, 64);
         let bytes: Vec<u8> = iov.iter().flat_map(|s| s.iter().copied()).collect();
         drop(iov);
-        cursor.advance(ring, bytes.len());
+        cursor.advance(ring, bytes.len(), |_| {});
         bytes
     }
 
@@ -275,7 +285,7 @@ mod tests {
         ring.push(unit(0, true, 10), 0);
         ring.push(unit(1, false, 10), 0);
         let mut cursor = Cursor::at_gop_start(Format::Flv, vec![Bytes::from_static(b"hd")], &ring);
-        cursor.advance(&ring, 5); // "hd" and 3 bytes of the first tag
+        cursor.advance(&ring, 5, |_| {}); // "hd" and 3 bytes of the first tag
         assert_eq!(cursor.position(), 1);
         ring.clear(); // the ring drops the cut tag; the cursor still holds its rest
         let rest = send_all(&mut cursor, &ring, 1 << 20);

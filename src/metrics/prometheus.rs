@@ -1,0 +1,253 @@
+//! Prometheus text exposition (version 0.0.4) of the counters and histograms.
+
+use super::{Published, Stage};
+use crate::stats::{self, ShardStats};
+use std::fmt::Write;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// Whether a metric only increases or goes up and down.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+type Field = fn(&ShardStats) -> &AtomicU64;
+
+/// Every exported per-shard value: name, help, kind, field.
+const METRICS: &[(&str, &str, Kind, Field)] = &[
+    (
+        "corecast_rtmp_connections_total",
+        "RTMP connections accepted",
+        Kind::Counter,
+        |s| &s.rtmp_accepted,
+    ),
+    (
+        "corecast_http_connections_total",
+        "HTTP connections accepted",
+        Kind::Counter,
+        |s| &s.http_accepted,
+    ),
+    (
+        "corecast_publishers",
+        "Publishers publishing",
+        Kind::Gauge,
+        |s| &s.publishers,
+    ),
+    (
+        "corecast_publish_rejections_total",
+        "Publish requests refused",
+        Kind::Counter,
+        |s| &s.publish_rejected,
+    ),
+    (
+        "corecast_publisher_handoffs_total",
+        "Publishers handed to their stream's owner shard",
+        Kind::Counter,
+        |s| &s.handoffs_sent,
+    ),
+    (
+        "corecast_flv_viewers",
+        "HTTP-FLV viewers connected",
+        Kind::Gauge,
+        |s| &s.flv_viewers,
+    ),
+    (
+        "corecast_flv_viewers_started_total",
+        "HTTP-FLV viewers started",
+        Kind::Counter,
+        |s| &s.flv_viewers_total,
+    ),
+    (
+        "corecast_rtmp_players",
+        "RTMP players connected",
+        Kind::Gauge,
+        |s| &s.rtmp_players,
+    ),
+    (
+        "corecast_rtmp_players_started_total",
+        "RTMP players started",
+        Kind::Counter,
+        |s| &s.rtmp_players_total,
+    ),
+    (
+        "corecast_play_rejections_total",
+        "Play requests refused",
+        Kind::Counter,
+        |s| &s.play_rejected,
+    ),
+    (
+        "corecast_bytes_in_total",
+        "Media bytes received from publishers",
+        Kind::Counter,
+        |s| &s.bytes_in,
+    ),
+    (
+        "corecast_flv_bytes_out_total",
+        "Bytes sent to HTTP-FLV viewers",
+        Kind::Counter,
+        |s| &s.flv_bytes_out,
+    ),
+    (
+        "corecast_rtmp_bytes_out_total",
+        "Bytes sent to RTMP players",
+        Kind::Counter,
+        |s| &s.rtmp_bytes_out,
+    ),
+    (
+        "corecast_flv_sends_total",
+        "Send system calls for HTTP-FLV viewers",
+        Kind::Counter,
+        |s| &s.flv_sends,
+    ),
+    (
+        "corecast_rtmp_sends_total",
+        "Send system calls for RTMP players",
+        Kind::Counter,
+        |s| &s.rtmp_sends,
+    ),
+    (
+        "corecast_frames_skipped_total",
+        "Units jumped over by slow viewers",
+        Kind::Counter,
+        |s| &s.frames_skipped,
+    ),
+    (
+        "corecast_viewers_disconnected_slow_total",
+        "Viewers disconnected for being too slow",
+        Kind::Counter,
+        |s| &s.viewers_disconnected_slow,
+    ),
+    (
+        "corecast_viewers_ended_with_stream_total",
+        "Viewers whose stream ended",
+        Kind::Counter,
+        |s| &s.viewers_ended_with_stream,
+    ),
+    (
+        "corecast_viewers_left_total",
+        "Viewers that stopped or went away",
+        Kind::Counter,
+        |s| &s.viewers_left,
+    ),
+    (
+        "corecast_mesh_units_dropped_total",
+        "Units not forwarded to a shard whose queue was full",
+        Kind::Counter,
+        |s| &s.mesh_units_dropped,
+    ),
+    (
+        "corecast_rtmp_bad_input_total",
+        "RTMP connections closed for bad input",
+        Kind::Counter,
+        |s| &s.rtmp_bad_input,
+    ),
+    (
+        "corecast_http_bad_input_total",
+        "HTTP connections closed for bad requests",
+        Kind::Counter,
+        |s| &s.http_bad_input,
+    ),
+    (
+        "corecast_timeouts_total",
+        "Connections closed by a timeout",
+        Kind::Counter,
+        |s| &s.timeouts,
+    ),
+    (
+        "corecast_hls_segments_total",
+        "HLS segments published",
+        Kind::Counter,
+        |s| &s.hls_segments,
+    ),
+    (
+        "corecast_hls_errors_total",
+        "Units the HLS muxer could not use",
+        Kind::Counter,
+        |s| &s.hls_errors,
+    ),
+    (
+        "corecast_hls_requests_total",
+        "HLS requests answered",
+        Kind::Counter,
+        |s| &s.hls_requests,
+    ),
+];
+
+/// Quantiles exported for every histogram.
+const QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (0.999, "0.999")];
+
+/// Renders every counter and gauge (one sample per shard) and every histogram (merged over
+/// shards) as Prometheus text.
+pub fn render(stats: &[Arc<ShardStats>], published: &Published) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    // Writing to a String cannot fail.
+    for (name, help, kind, field) in METRICS {
+        let kind = match kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        };
+        let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} {kind}");
+        for (shard, s) in stats.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", stats::get(field(s)));
+        }
+    }
+    let merged = published.merged();
+    let mut described = Vec::new();
+    for stage in Stage::ALL {
+        let (name, labels) = stage.metric();
+        let name = format!("{name}_seconds");
+        if !described.contains(&name) {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {}.\n# TYPE {name} summary",
+                stage.help()
+            );
+            described.push(name.clone());
+        }
+        let hist = merged.get(stage);
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (q, text) in QUANTILES {
+            let value = if hist.is_empty() {
+                0
+            } else {
+                hist.value_at_quantile(q)
+            };
+            let _ = writeln!(
+                out,
+                "{name}{{{labels}{sep}quantile=\"{text}\"}} {}",
+                seconds(value)
+            );
+        }
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", seconds(merged.sum(stage)));
+        let _ = writeln!(out, "{name}_count{braces} {}", hist.len());
+    }
+    for stage in Stage::ALL {
+        let (name, labels) = stage.metric();
+        let name = format!("{name}_max_seconds");
+        if !described.contains(&name) {
+            let _ = writeln!(
+                out,
+                "# HELP {name} Largest value recorded.\n# TYPE {name} gauge"
+            );
+            described.push(name.clone());
+        }
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}{braces} {}", seconds(merged.get(stage).max()));
+    }
+    out
+}
+
+fn seconds(ns: u64) -> String {
+    format!("{:.9}", ns as f64 / 1e9)
+}

@@ -1,0 +1,162 @@
+//! The Prometheus endpoint, read with a small exposition parser, while a stream plays.
+
+mod common;
+
+use common::*;
+use corecast::metrics::Stage;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+/// One sample: metric name, labels (sorted `k="v"` text), value.
+type Sample = (String, String, f64);
+
+/// Parses Prometheus text exposition; panics on any line that is not valid.
+fn parse(text: &str) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    let mut typed: HashMap<String, String> = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            assert!(rest.split_once(' ').is_some(), "HELP without text: {line}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE line");
+            assert!(["counter", "gauge", "summary"].contains(&kind), "{line}");
+            assert!(
+                typed.insert(name.to_string(), kind.to_string()).is_none(),
+                "TYPE twice: {name}"
+            );
+            continue;
+        }
+        assert!(
+            !line.starts_with('#') && !line.is_empty(),
+            "unexpected line: {line:?}"
+        );
+        let (series, value) = line.rsplit_once(' ').expect("sample line");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => (name, rest.strip_suffix('}').expect("closing brace")),
+            None => (series, ""),
+        };
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && name.starts_with("corecast_"),
+            "bad metric name: {name}"
+        );
+        for label in labels.split(',').filter(|l| !l.is_empty()) {
+            let (k, v) = label.split_once('=').expect("label k=v");
+            assert!(
+                k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{line}"
+            );
+            assert!(v.starts_with('"') && v.ends_with('"'), "{line}");
+        }
+        let family = name
+            .strip_suffix("_sum")
+            .or_else(|| name.strip_suffix("_count"))
+            .filter(|f| typed.get(*f).is_some_and(|k| k == "summary"))
+            .unwrap_or(name);
+        let kind = typed
+            .get(family)
+            .unwrap_or_else(|| panic!("sample before its TYPE: {line}"));
+        if kind == "counter" {
+            assert!(name.ends_with("_total"), "counter without _total: {name}");
+        }
+        samples.push((name.to_string(), labels.to_string(), value));
+    }
+    samples
+}
+
+fn scrape(addr: SocketAddr) -> Vec<Sample> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.contains("text/plain; version=0.0.4"),
+        "{head}"
+    );
+    parse(body)
+}
+
+fn sum(samples: &[Sample], name: &str) -> f64 {
+    samples.iter().filter(|s| s.0 == name).map(|s| s.2).sum()
+}
+
+fn quantiles(samples: &[Sample], name: &str, labels: &str) -> Vec<f64> {
+    ["0.5", "0.9", "0.99", "0.999"]
+        .iter()
+        .map(|q| {
+            let want = if labels.is_empty() {
+                format!("quantile=\"{q}\"")
+            } else {
+                format!("{labels},quantile=\"{q}\"")
+            };
+            samples
+                .iter()
+                .find(|s| s.0 == name && s.1 == want)
+                .unwrap_or_else(|| panic!("{name} {want} missing"))
+                .2
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_are_valid_and_move_while_a_stream_plays() {
+    let server = start("");
+    let http = server.http_addr();
+    let before = scrape(http);
+    let publishing = publish_in_background(&server, "metered", 2, 2.0);
+    wait_live(&server, "/live/metered.flv");
+    let mut viewer = FlvViewer::open(http, "/live/metered.flv");
+    let reader = thread::spawn(move || viewer.read_all(Duration::from_secs(20)).len());
+    thread::sleep(Duration::from_millis(2500));
+    let during = scrape(http);
+    for name in [
+        "corecast_bytes_in_total",
+        "corecast_flv_bytes_out_total",
+        "corecast_flv_viewers_started_total",
+    ] {
+        assert!(
+            sum(&during, name) > sum(&before, name),
+            "{name} did not increase"
+        );
+    }
+    assert_eq!(sum(&during, "corecast_flv_viewers"), 1.0);
+    publishing.join().unwrap();
+    assert!(reader.join().unwrap() > 100);
+    // Histograms are published once a second.
+    thread::sleep(corecast::metrics::PUBLISH_INTERVAL + Duration::from_millis(300));
+    let after = scrape(http);
+    let relay = quantiles(&after, "corecast_relay_latency_seconds", "protocol=\"flv\"");
+    let max = sum(&after, "corecast_relay_latency_max_seconds");
+    assert!(
+        relay.windows(2).all(|w| w[0] <= w[1]) && relay[3] <= max,
+        "{relay:?} max {max}"
+    );
+    assert!(relay[0] > 0.0);
+    let count = after
+        .iter()
+        .find(|s| s.0 == "corecast_relay_latency_seconds_count" && s.1 == "protocol=\"flv\"")
+        .unwrap()
+        .2;
+    assert!(count > 100.0, "one sample per unit delivered: {count}");
+    let ingest = quantiles(&after, "corecast_ingest_to_ring_seconds", "");
+    assert!(ingest.windows(2).all(|w| w[0] <= w[1]));
+    // The merge is the sum of the shards.
+    let merged = server.histograms().merged();
+    let by_shard: u64 = (0..2)
+        .map(|id| server.histograms().shard(id).get(Stage::IngestToRing).len())
+        .sum();
+    assert_eq!(merged.get(Stage::IngestToRing).len(), by_shard);
+    assert!(by_shard > 100);
+    server.stop();
+}
