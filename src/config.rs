@@ -67,8 +67,20 @@ pub struct Config {
     pub stream: StreamConfig,
     /// HLS segmenting.
     pub hls: HlsConfig,
+    /// Latency histogram export.
+    pub metrics: MetricsConfig,
     /// Per-viewer delivery (merge window, slow-viewer policy).
     pub viewer: ViewerConfig,
+}
+
+/// `[metrics]`: latency histogram export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// HdrHistogram V2 interval log file; empty = none.
+    pub histogram_log: String,
+    /// Interval of the log.
+    pub histogram_log_interval_ms: u64,
 }
 
 /// `[hls]`: HLS segmenting.
@@ -265,6 +277,12 @@ impl Config {
         }
         if !(2..=100).contains(&self.hls.window_segments) {
             return Err(invalid("hls.window_segments", "must be within 2 ..= 100"));
+        }
+        if self.metrics.histogram_log_interval_ms < 100 {
+            return Err(invalid(
+                "metrics.histogram_log_interval_ms",
+                "must be at least 100",
+            ));
         }
         if self.viewer.skip_after_ms == 0 {
             return Err(invalid("viewer.skip_after_ms", "must be positive"));

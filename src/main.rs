@@ -1,4 +1,4 @@
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use corecast::{Config, Server};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,13 +24,46 @@ struct Cli {
     /// Overrides server.shards (0 = one per online CPU).
     #[arg(long, value_name = "N")]
     shards: Option<usize>,
+    /// Overrides metrics.histogram_log: write latency histograms to FILE (HdrHistogram V2
+    /// interval log).
+    #[arg(long, value_name = "FILE")]
+    histogram_log: Option<String>,
     /// Prints the effective configuration as TOML and exits.
     #[arg(long)]
     print_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Prints latency percentiles per histogram from a histogram log.
+    Hist {
+        /// The log (written with --histogram-log or metrics.histogram_log).
+        file: std::path::PathBuf,
+        /// Only intervals starting at or after this many seconds into the log.
+        #[arg(long, default_value_t = 0.0)]
+        from: f64,
+        /// Only intervals starting at or before this many seconds into the log.
+        #[arg(long)]
+        to: Option<f64>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Hist { file, from, to }) = &cli.command {
+        return match corecast::metrics::log::summarize(file, *from, to.unwrap_or(f64::INFINITY)) {
+            Ok(table) => {
+                print!("{table}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("corecast hist: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -72,6 +105,9 @@ fn load(cli: &Cli) -> Result<Config, corecast::config::ConfigError> {
     }
     if let Some(n) = cli.shards {
         config.server.shards = n;
+    }
+    if let Some(path) = &cli.histogram_log {
+        config.metrics.histogram_log = path.clone();
     }
     config.validate()?;
     Ok(config)

@@ -6,6 +6,7 @@
 //! runs half-started.
 
 use crate::config::Config;
+use crate::metrics::log::{LogError, LogWriter};
 use crate::metrics::Published;
 use crate::net;
 use crate::shard::{MeshMsg, Observed, Shard};
@@ -64,6 +65,9 @@ pub enum StartError {
         /// What it reported.
         reason: String,
     },
+    /// The histogram log could not be created.
+    #[error("histogram log: {0}")]
+    HistogramLog(LogError),
     /// Shards did not report ready in time.
     #[error("shards did not start within {0:?}")]
     Timeout(Duration),
@@ -74,6 +78,7 @@ pub struct Server {
     threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     observed: Observed,
+    histogram_log: Option<LogWriter>,
     rtmp_addr: SocketAddr,
     http_addr: SocketAddr,
 }
@@ -152,7 +157,8 @@ impl Server {
         let server = Server {
             threads,
             stop,
-            observed,
+            observed: observed.clone(),
+            histogram_log: None,
             rtmp_addr,
             http_addr,
         };
@@ -177,6 +183,18 @@ impl Server {
                         shard: ready,
                         reason: "executor exited during start".into(),
                     });
+                }
+            }
+        }
+        let mut server = server;
+        if !config.metrics.histogram_log.is_empty() {
+            let interval = Duration::from_millis(config.metrics.histogram_log_interval_ms);
+            let path = std::path::Path::new(&config.metrics.histogram_log);
+            match LogWriter::spawn(path, interval, observed.histograms.clone()) {
+                Ok(writer) => server.histogram_log = Some(writer),
+                Err(err) => {
+                    server.stop();
+                    return Err(StartError::HistogramLog(err));
                 }
             }
         }
@@ -206,15 +224,19 @@ impl Server {
 
     /// Every shard's latency histograms as last published (once per
     /// [`crate::metrics::PUBLISH_INTERVAL`]).
-    pub fn histograms(&self) -> &Published {
-        &self.observed.histograms
+    pub fn histograms(&self) -> Arc<Published> {
+        self.observed.histograms.clone()
     }
 
-    /// Stops every shard and waits for their threads.
+    /// Stops every shard and waits for their threads; the histogram log gets its last
+    /// interval.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         for thread in self.threads {
             let _ = thread.join();
+        }
+        if let Some(log) = self.histogram_log {
+            log.finish();
         }
     }
 
@@ -338,6 +360,8 @@ async fn run_shard(
     let _ = report.send((id, Report::Ready));
     wait_for_stop(&stop).await;
     drop((rtmp_loop, http_loop, publisher));
+    // The last samples reach the export (and the histogram log's final interval).
+    shard.publish_histograms();
     Ok(())
 }
 

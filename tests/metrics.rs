@@ -160,3 +160,50 @@ fn metrics_are_valid_and_move_while_a_stream_plays() {
     assert!(by_shard > 100);
     server.stop();
 }
+
+#[test]
+fn histogram_log_counts_match_and_corecast_hist_reads_it() {
+    let dir = std::env::temp_dir().join(format!("corecast-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("latency.hlog");
+    let server = start(&format!(
+        "[metrics]\nhistogram_log = \"{}\"\nhistogram_log_interval_ms = 200\n",
+        log.display()
+    ));
+    let publishing = publish_in_background(&server, "logged", 1, 2.0);
+    wait_live(&server, "/live/logged.flv");
+    let mut viewer = FlvViewer::open(server.http_addr(), "/live/logged.flv");
+    let got = viewer.read_all(Duration::from_secs(15)).len();
+    publishing.join().unwrap();
+    assert!(got > 50);
+    let histograms = server.histograms();
+    server.stop();
+    // The log's intervals add up to exactly what the shards recorded.
+    let merged = histograms.merged();
+    let totals = corecast::metrics::log::read(&log, 0.0, f64::INFINITY).unwrap();
+    for stage in [Stage::IngestToRing, Stage::RelayFlv, Stage::ViewerLag] {
+        let logged = totals.get(stage.tag()).map_or(0, |h| h.len());
+        assert_eq!(logged, merged.get(stage).len(), "{}", stage.tag());
+        assert!(logged > 0, "{}", stage.tag());
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corecast"))
+        .arg("hist")
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    let relay = table
+        .lines()
+        .find(|l| l.starts_with("relay_latency_flv"))
+        .unwrap_or_else(|| panic!("{table}"));
+    let fields: Vec<&str> = relay.split_whitespace().collect();
+    assert_eq!(
+        fields[1].parse::<u64>().unwrap(),
+        merged.get(Stage::RelayFlv).len()
+    );
+    let p50_ms: f64 = fields[3].parse().unwrap();
+    let expected = merged.get(Stage::RelayFlv).value_at_quantile(0.5) as f64 / 1e6;
+    assert!((p50_ms - expected).abs() < 0.001, "{p50_ms} vs {expected}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
