@@ -118,6 +118,7 @@ impl Server {
                 .map(|_| Arc::new(ShardStats::default()))
                 .collect(),
             histograms: Arc::new(Published::new(shards)),
+            reports: Arc::new(crate::metrics::api::Reports::new(shards)),
         };
         let mut threads = Vec::with_capacity(shards);
         for (id, (rtmp_fd, http_fd)) in rtmp.into_iter().zip(http).enumerate() {
@@ -338,9 +339,21 @@ async fn run_shard(
     let publisher = {
         let shard = shard.clone();
         glommio::spawn_local(async move {
+            let mut last = (
+                Instant::now(),
+                glommio::executor().executor_stats().executor_runtime(),
+            );
             loop {
                 glommio::timer::sleep(crate::metrics::PUBLISH_INTERVAL).await;
                 shard.publish_histograms();
+                let now = (
+                    Instant::now(),
+                    glommio::executor().executor_stats().executor_runtime(),
+                );
+                let wall = now.0.duration_since(last.0).as_secs_f64();
+                let busy = (now.1.saturating_sub(last.1)).as_secs_f64() / wall.max(1e-3);
+                shard.publish_report(wall, busy.min(1.0));
+                last = now;
             }
         })
     };

@@ -222,6 +222,7 @@ pub async fn deliver(
                 match net::send_vectored(fd, &iov) {
                     Ok(n) => {
                         drop(iov);
+                        f.bytes_out.set(f.bytes_out.get() + n as u64);
                         let now = now_ns();
                         if let Some(arrived) = lag_from {
                             shard.record(Stage::ViewerLag, now.saturating_sub(arrived));
@@ -262,6 +263,7 @@ pub async fn deliver(
                 match crate::util::timeout(stall_limit, stream.write(&piece)).await {
                     Some(Ok(n)) => {
                         let f = feed.borrow();
+                        f.bytes_out.set(f.bytes_out.get() + n as u64);
                         let now = now_ns();
                         cur.advance(&f.ring, n, |ingest| {
                             shard.record(relay, now.saturating_sub(ingest))

@@ -207,3 +207,85 @@ fn histogram_log_counts_match_and_corecast_hist_reads_it() {
     assert!((p50_ms - expected).abs() < 0.001, "{p50_ms} vs {expected}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn api_describes_a_live_stream() {
+    let server = start("");
+    let http = server.http_addr();
+    let publishing = publish_in_background(&server, "described", 2, 1.0);
+    wait_live(&server, "/live/described.flv");
+    let mut viewers: Vec<_> = (0..3)
+        .map(|_| FlvViewer::open(http, "/live/described.flv"))
+        .collect();
+    let player = corecast::client::Player::connect(
+        server.rtmp_addr(),
+        "live",
+        "described",
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    for v in &mut viewers {
+        assert!(v.next_tag().is_some());
+    }
+    // Reports are published once a second.
+    thread::sleep(corecast::metrics::PUBLISH_INTERVAL * 2 + Duration::from_millis(300));
+    let get = |path: &str| -> (String, serde_json::Value) {
+        let mut s = TcpStream::connect(http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        (
+            head.to_string(),
+            serde_json::from_str(body).expect("JSON body"),
+        )
+    };
+    let (head, stream) = get("/api/v1/streams/live/described");
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.contains("application/json"),
+        "{head}"
+    );
+    assert_eq!(stream["name"], "live/described");
+    assert_eq!(
+        stream["owner_shard"],
+        corecast::hub::owner_of("live/described", 2)
+    );
+    assert_eq!(stream["video_codec"], "h264");
+    assert_eq!(stream["audio_codec"], "aac");
+    assert_eq!(
+        (stream["width"].as_u64(), stream["height"].as_u64()),
+        (Some(320), Some(240))
+    );
+    assert_eq!(stream["gop_ms"], 1000);
+    assert_eq!(stream["viewers"]["flv"], 3);
+    assert_eq!(stream["viewers"]["rtmp"], 1);
+    assert!(stream["publisher"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    let kbps = stream["bitrate_in_kbps"].as_f64().unwrap();
+    assert!(
+        (100.0..1000.0).contains(&kbps),
+        "bitrate in {kbps} kbit/s (fixture: ~270)"
+    );
+    let per_shard: u64 = stream["viewers_per_shard"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["flv"].as_u64().unwrap() + s["rtmp"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_shard, 4);
+    let (_, all) = get("/api/v1/streams");
+    assert_eq!(all["streams"].as_array().unwrap().len(), 1);
+    let (_, stats) = get("/api/v1/stats");
+    assert_eq!(stats["shards"], 2);
+    assert_eq!(stats["viewers"]["flv"], 3);
+    assert_eq!(stats["per_shard"].as_array().unwrap().len(), 2);
+    let (head, _) = get("/api/v1/streams/live/none");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    drop(player);
+    drop(viewers);
+    publishing.join().unwrap();
+    server.stop();
+}

@@ -87,11 +87,18 @@ async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, peer: SocketAddr) -> Res
         };
         match (req.method, route(&req.path)) {
             (Method::Options, _) => stream.write_all(CORS_PREFLIGHT).await?,
-            (Method::Get | Method::Head, Route::Metrics) => {
-                let body = shard.prometheus();
+            (
+                Method::Get | Method::Head,
+                route @ (Route::Metrics
+                | Route::ApiStreams
+                | Route::ApiStream { .. }
+                | Route::ApiStats),
+            ) => {
+                let (status, content_type, body) = admin_body(shard, &route);
                 let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
-                     Content-Length: {}\r\nCache-Control: no-store\r\nConnection: {}\r\n\r\n",
+                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n\
+                     Content-Length: {}\r\nCache-Control: no-store\r\n\
+                     Access-Control-Allow-Origin: *\r\nConnection: {}\r\n\r\n",
                     body.len(),
                     if req.keep_alive {
                         "keep-alive"
@@ -117,7 +124,7 @@ async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, peer: SocketAddr) -> Res
                     stream
                         .write_all(&simple("404 Not Found", true, req.keep_alive))
                         .await?;
-                } else if let Some(feed) = shard.attach_viewer(&key) {
+                } else if let Some(feed) = shard.attach_viewer(&key, Format::Flv) {
                     debug!(shard = shard.id, %peer, stream = %key, "flv viewer start");
                     stats::inc(&shard.stats.flv_viewers);
                     stats::inc(&shard.stats.flv_viewers_total);
@@ -127,7 +134,7 @@ async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, peer: SocketAddr) -> Res
                         outbox: None,
                     };
                     let ending = viewer::deliver(shard, &feed, stream, delivery).await;
-                    shard.detach_viewer(&key, &feed);
+                    shard.detach_viewer(&key, &feed, Format::Flv);
                     stats::dec(&shard.stats.flv_viewers);
                     ending.record(shard, "flv", peer, &key);
                     if let Ending::Unavailable = ending {
@@ -216,6 +223,28 @@ async fn read_head(
         // Idle between requests: a normal end of a keep-alive connection.
         None if buf.is_empty() => Ok(None),
         None => Err(ConnError::HeaderTimeout),
+    }
+}
+
+/// Status, content type and body of an admin endpoint (metrics, API).
+fn admin_body(shard: &Shard, route: &Route<'_>) -> (&'static str, &'static str, String) {
+    const JSON: &str = "application/json";
+    let json = |value: serde_json::Value| ("200 OK", JSON, value.to_string());
+    match route {
+        Route::Metrics => ("200 OK", "text/plain; version=0.0.4", shard.prometheus()),
+        Route::ApiStreams => json(serde_json::json!({ "streams": shard.api_streams() })),
+        Route::ApiStream { app, stream } => {
+            let name = format!("{app}/{stream}");
+            match shard.api_streams().into_iter().find(|s| s.name == name) {
+                Some(view) => json(serde_json::json!(view)),
+                None => (
+                    "404 Not Found",
+                    JSON,
+                    serde_json::json!({ "error": "no such stream" }).to_string(),
+                ),
+            }
+        }
+        _ => json(shard.api_stats()),
     }
 }
 

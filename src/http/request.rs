@@ -134,6 +134,17 @@ pub enum Route<'a> {
     },
     /// `/metrics`: Prometheus exposition.
     Metrics,
+    /// `/api/v1/streams`
+    ApiStreams,
+    /// `/api/v1/streams/{app}/{stream}`
+    ApiStream {
+        /// Application name.
+        app: &'a str,
+        /// Stream name.
+        stream: &'a str,
+    },
+    /// `/api/v1/stats`
+    ApiStats,
     /// Nothing here.
     NotFound,
 }
@@ -177,8 +188,21 @@ pub fn byte_range(header: Option<&str>, len: usize) -> ByteRange {
 
 /// Maps a path to a route.
 pub fn route(path: &str) -> Route<'_> {
-    if path == "/metrics" {
-        return Route::Metrics;
+    match path {
+        "/metrics" => return Route::Metrics,
+        "/api/v1/streams" | "/api/v1/streams/" => return Route::ApiStreams,
+        "/api/v1/stats" => return Route::ApiStats,
+        _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/api/v1/streams/") {
+        return match rest.split_once('/') {
+            Some((app, stream))
+                if !app.is_empty() && !stream.is_empty() && !stream.contains('/') =>
+            {
+                Route::ApiStream { app, stream }
+            }
+            _ => Route::NotFound,
+        };
     }
     let Some(rest) = path.strip_prefix('/') else {
         return Route::NotFound;
@@ -301,6 +325,16 @@ mod tests {
         );
         assert_eq!(route("/live/-77-3.ts"), Route::NotFound);
         assert_eq!(route("/live/.flv"), Route::NotFound);
+        assert_eq!(route("/metrics"), Route::Metrics);
+        assert_eq!(route("/api/v1/stats"), Route::ApiStats);
+        assert_eq!(
+            route("/api/v1/streams/live/cam"),
+            Route::ApiStream {
+                app: "live",
+                stream: "cam"
+            }
+        );
+        assert_eq!(route("/api/v1/streams/live"), Route::NotFound);
         assert_eq!(route("/live/a/b.flv"), Route::NotFound);
         assert_eq!(route("/test.flv"), Route::NotFound);
         assert_eq!(route("/"), Route::NotFound);

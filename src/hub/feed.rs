@@ -7,6 +7,7 @@
 use super::ring::Ring;
 use crate::media::{Format, Unit, UnitKind};
 use bytes::Bytes;
+use std::cell::Cell;
 use std::task::Waker;
 
 /// Life cycle of a feed.
@@ -84,8 +85,12 @@ pub struct Feed {
     pub ring: Ring,
     /// Life cycle.
     pub state: FeedState,
-    /// Viewers of this feed on this shard.
-    pub viewers: usize,
+    /// Viewers of this feed on this shard, by format (HTTP-FLV, RTMP).
+    pub viewers: [usize; 2],
+    /// Bytes sent to this feed's viewers on this shard.
+    pub bytes_out: Cell<u64>,
+    /// `bytes_out` at the last report (for the outgoing bitrate).
+    pub reported_bytes_out: Cell<u64>,
     /// Audio has been seen (announced in the FLV file header of new viewers).
     pub has_audio: bool,
     /// Video has been seen.
@@ -107,7 +112,9 @@ impl Feed {
             headers: Headers::default(),
             ring,
             state,
-            viewers: 0,
+            viewers: [0; 2],
+            bytes_out: Cell::new(0),
+            reported_bytes_out: Cell::new(0),
             has_audio: false,
             has_video: false,
             next_seq: None,
@@ -206,6 +213,11 @@ impl Feed {
     /// one (none is pending yet).
     pub fn want_flush(&mut self) -> bool {
         !std::mem::replace(&mut self.flush_scheduled, true)
+    }
+
+    /// Viewers of every format.
+    pub fn total_viewers(&self) -> usize {
+        self.viewers.iter().sum()
     }
 
     /// Ends the feed; viewers drain what they have and close.

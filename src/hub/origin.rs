@@ -3,6 +3,7 @@
 use crate::flv;
 use crate::hls::segmenter::Segmenter;
 use crate::media::{inspect_video, is_audio_sequence_header, Rebaser, Unit, UnitKind};
+use rml_rtmp::sessions::StreamMetadata;
 use std::net::SocketAddr;
 
 /// Who is publishing a stream right now.
@@ -41,6 +42,18 @@ pub struct Origin {
     chunk_size: usize,
     /// HLS segmenter, when HLS is enabled.
     pub hls: Option<Segmenter>,
+    /// The publisher's last announced metadata.
+    pub metadata: Option<StreamMetadata>,
+    /// FLV video codec id of the last video unit.
+    pub video_codec: Option<u8>,
+    /// FLV sound format of the last audio unit.
+    pub audio_codec: Option<u8>,
+    /// Timestamp of the last keyframe.
+    last_key_dts: Option<u32>,
+    /// Distance between the last two keyframes, ms.
+    pub gop_ms: Option<u64>,
+    /// Media bytes received since the last report.
+    bytes_in: u64,
 }
 
 impl Origin {
@@ -107,13 +120,31 @@ impl Origin {
             UnitKind::Script => (false, true),
         };
         let dts = self.rebaser.map(raw_ts);
+        self.bytes_in += body.len() as u64;
+        match kind {
+            UnitKind::Video => self.video_codec = body.first().map(|b| b & 0x0f),
+            UnitKind::Audio => self.audio_codec = body.first().map(|b| b >> 4),
+            UnitKind::Script => {}
+        }
+        if key && kind == UnitKind::Video {
+            if let Some(last) = self.last_key_dts.replace(dts) {
+                self.gop_ms = Some(u64::from(dts.wrapping_sub(last)));
+            }
+        }
         Some(self.unit(kind, dts, key, header, body, ingest_ns))
     }
 
-    /// Turns metadata (onMetaData body) into a unit stamped at the stream's current time.
-    pub fn metadata(&mut self, body: &[u8], ingest_ns: u64) -> Unit {
+    /// Turns metadata into an onMetaData unit stamped at the stream's current time.
+    pub fn metadata(&mut self, metadata: &StreamMetadata, ingest_ns: u64) -> Unit {
         let dts = self.rebaser.last_out() as u32;
-        self.unit(UnitKind::Script, dts, false, true, body, ingest_ns)
+        let body = flv::metadata_body(metadata);
+        self.metadata = Some(metadata.clone());
+        self.unit(UnitKind::Script, dts, false, true, &body, ingest_ns)
+    }
+
+    /// Media bytes received since the last call.
+    pub fn take_bytes_in(&mut self) -> u64 {
+        std::mem::take(&mut self.bytes_in)
     }
 
     fn unit(

@@ -5,6 +5,7 @@
 //! [`PUBLISH_INTERVAL`] every shard copies its histograms into its slot of [`Published`]
 //! (one short lock per shard per interval); readers merge the slots. Values are nanoseconds.
 
+pub mod api;
 pub mod log;
 pub mod prometheus;
 

@@ -8,7 +8,6 @@
 
 pub mod chunk;
 
-use crate::flv;
 use crate::hub::feed::Feed;
 use crate::hub::origin::PublisherInfo;
 use crate::hub::{split_query, stream_key, StreamKey};
@@ -235,7 +234,7 @@ impl Conn {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Publishing(key) => self.shard.stop_publishing(&key, self.conn_id),
             State::Playing { key, feed, .. } => {
-                self.shard.detach_viewer(&key, &feed);
+                self.shard.detach_viewer(&key, &feed, Format::Rtmp);
                 stats::dec(&self.shard.stats.rtmp_players);
             }
             State::Idle => {}
@@ -477,8 +476,7 @@ impl Conn {
             }
             ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
                 if let State::Publishing(key) = &self.state {
-                    let body = flv::metadata_body(&metadata);
-                    self.shard.ingest_metadata(key, &body, ingest_ns);
+                    self.shard.ingest_metadata(key, &metadata, ingest_ns);
                 }
                 Ok(Flow::Continue)
             }
@@ -539,7 +537,7 @@ impl Conn {
             None
         };
         let feed = match refusal {
-            None => self.shard.attach_viewer(&key),
+            None => self.shard.attach_viewer(&key, Format::Rtmp),
             Some(_) => None,
         };
         let Some(feed) = feed else {
