@@ -59,6 +59,8 @@ pub enum ConfigError {
 pub struct Config {
     /// Shards and listeners.
     pub server: ServerConfig,
+    /// Admin endpoints (metrics, API).
+    pub admin: AdminConfig,
     /// RTMP protocol limits.
     pub rtmp: RtmpConfig,
     /// HTTP protocol limits.
@@ -109,6 +111,23 @@ pub struct ServerConfig {
     pub listen_backlog: u32,
     /// Capacity in messages of each shard-to-shard queue (overflow: drop, resync at keyframe).
     pub mesh_queue_units: usize,
+}
+
+/// `[admin]`: where the admin endpoints are served, and who may use them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Admin listen address; empty = on the main HTTP listener.
+    pub listen: String,
+    /// Bearer token required on admin requests; empty = none.
+    pub token: String,
+}
+
+impl AdminConfig {
+    /// The admin listen address, if a separate listener is configured.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
 }
 
 /// `[rtmp]`: RTMP protocol settings.
@@ -242,6 +261,15 @@ impl Config {
                 format!(
                     "{} shards but only {cpus} online CPUs (each shard is pinned to its own CPU)",
                     self.server.shards
+                ),
+            ));
+        }
+        if !self.admin.listen.is_empty() && self.admin.address().is_none() {
+            return Err(invalid(
+                "admin.listen",
+                format!(
+                    "`{}` is not an address (host:port), nor empty",
+                    self.admin.listen
                 ),
             ));
         }

@@ -79,6 +79,7 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     observed: Observed,
     histogram_log: Option<LogWriter>,
+    admin_addr: Option<SocketAddr>,
     rtmp_addr: SocketAddr,
     http_addr: SocketAddr,
 }
@@ -108,6 +109,13 @@ impl Server {
         let backlog = config.server.listen_backlog;
         let (rtmp, rtmp_addr) = bind_all(config.server.rtmp_listen, shards, backlog)?;
         let (http, http_addr) = bind_all(config.server.http_listen, shards, backlog)?;
+        let (admin, admin_addr) = match config.admin.address() {
+            Some(addr) => {
+                let (fds, addr) = bind_all(addr, shards, backlog)?;
+                (fds.into_iter().map(Some).collect(), Some(addr))
+            }
+            None => ((0..shards).map(|_| None).collect::<Vec<_>>(), None),
+        };
 
         let config = Arc::new(config);
         let stop = Arc::new(AtomicBool::new(false));
@@ -121,7 +129,12 @@ impl Server {
             reports: Arc::new(crate::metrics::api::Reports::new(shards)),
         };
         let mut threads = Vec::with_capacity(shards);
-        for (id, (rtmp_fd, http_fd)) in rtmp.into_iter().zip(http).enumerate() {
+        let listeners = rtmp
+            .into_iter()
+            .zip(http)
+            .zip(admin)
+            .map(|((rtmp, http), admin)| Listeners { rtmp, http, admin });
+        for (id, listeners) in listeners.enumerate() {
             let (config, stop, mesh, report, observed) = (
                 config.clone(),
                 stop.clone(),
@@ -135,8 +148,7 @@ impl Server {
             let handle = builder
                 .spawn(move || async move {
                     let outcome =
-                        run_shard(id, config, observed, mesh, rtmp_fd, http_fd, stop, &report)
-                            .await;
+                        run_shard(id, config, observed, mesh, listeners, stop, &report).await;
                     if let Err(reason) = outcome {
                         let _ = report.send((id, Report::Failed(reason)));
                     }
@@ -160,6 +172,7 @@ impl Server {
             stop,
             observed: observed.clone(),
             histogram_log: None,
+            admin_addr,
             rtmp_addr,
             http_addr,
         };
@@ -216,6 +229,11 @@ impl Server {
     /// The HTTP address (with the actual port when port 0 was configured).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The admin listener's address, when one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Every shard's counters, by shard index.
@@ -310,14 +328,15 @@ async fn run_shard(
     config: Arc<Config>,
     observed: Observed,
     mesh: MeshBuilder<MeshMsg, glommio::channels::channel_mesh::Full>,
-    rtmp_fd: OwnedFd,
-    http_fd: OwnedFd,
+    listeners: Listeners,
     stop: Arc<AtomicBool>,
     report: &mpsc::Sender<(usize, Report)>,
 ) -> Result<(), String> {
     // SAFETY: the descriptors are listening TCP sockets whose ownership moves here.
-    let rtmp = unsafe { TcpListener::from_raw_fd(rtmp_fd.into_raw_fd()) };
-    let http = unsafe { TcpListener::from_raw_fd(http_fd.into_raw_fd()) };
+    let listener = |fd: OwnedFd| unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
+    let rtmp = listener(listeners.rtmp);
+    let http = listener(listeners.http);
+    let admin = listeners.admin.map(listener);
     // If another shard fails to start, the mesh never fills: give up when told to stop.
     let joined = futures_lite::future::or(async { Some(mesh.join().await) }, async {
         wait_for_stop(&stop).await;
@@ -370,9 +389,11 @@ async fn run_shard(
     }
     let rtmp_loop = glommio::spawn_local(accept_loop(shard.clone(), rtmp, Protocol::Rtmp));
     let http_loop = glommio::spawn_local(accept_loop(shard.clone(), http, Protocol::Http));
+    let admin_loop =
+        admin.map(|admin| glommio::spawn_local(accept_loop(shard.clone(), admin, Protocol::Admin)));
     let _ = report.send((id, Report::Ready));
     wait_for_stop(&stop).await;
-    drop((rtmp_loop, http_loop, publisher));
+    drop((rtmp_loop, http_loop, admin_loop, publisher));
     // The last samples reach the export (and the histogram log's final interval).
     shard.publish_histograms();
     Ok(())
@@ -384,10 +405,18 @@ async fn wait_for_stop(stop: &AtomicBool) {
     }
 }
 
+/// One shard's listening sockets.
+struct Listeners {
+    rtmp: OwnedFd,
+    http: OwnedFd,
+    admin: Option<OwnedFd>,
+}
+
 #[derive(Clone, Copy)]
 enum Protocol {
     Rtmp,
     Http,
+    Admin,
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, protocol: Protocol) {
@@ -402,9 +431,20 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, protocol: Protocol
                     Protocol::Rtmp => {
                         glommio::spawn_local(crate::rtmp::serve(shard, stream, peer)).detach()
                     }
-                    Protocol::Http => {
-                        glommio::spawn_local(crate::http::serve(shard, stream, peer)).detach()
-                    }
+                    Protocol::Http => glommio::spawn_local(crate::http::serve(
+                        shard,
+                        stream,
+                        peer,
+                        crate::http::Listener::Public,
+                    ))
+                    .detach(),
+                    Protocol::Admin => glommio::spawn_local(crate::http::serve(
+                        shard,
+                        stream,
+                        peer,
+                        crate::http::Listener::Admin,
+                    ))
+                    .detach(),
                 };
             }
             Err(err) => {

@@ -289,3 +289,29 @@ fn api_describes_a_live_stream() {
     publishing.join().unwrap();
     server.stop();
 }
+
+#[test]
+fn admin_listener_is_separate_and_token_protected() {
+    let server = start("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret\"\n");
+    let admin = server.admin_addr().expect("admin listener");
+    let status = |addr: SocketAddr, path: &str, auth: &str| -> u16 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n").unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        raw[9..12].parse().unwrap()
+    };
+    let bearer = "Authorization: Bearer s3cret\r\n";
+    assert_eq!(status(admin, "/metrics", bearer), 200);
+    assert_eq!(status(admin, "/api/v1/stats", bearer), 200);
+    assert_eq!(status(admin, "/metrics", ""), 401);
+    assert_eq!(
+        status(admin, "/metrics", "Authorization: Bearer wrong1\r\n"),
+        401
+    );
+    // Not on the public listener, and no media on the admin one.
+    assert_eq!(status(server.http_addr(), "/metrics", bearer), 404);
+    assert_eq!(status(admin, "/live/x.flv", bearer), 404);
+    server.stop();
+}

@@ -53,11 +53,21 @@ enum ConnError {
     Io(#[from] io::Error),
 }
 
+/// Which listener accepted a connection: it decides which routes exist there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `server.http_listen`: media (HTTP-FLV, HLS), and the admin endpoints when no admin
+    /// listener is configured.
+    Public,
+    /// `admin.listen`: the admin endpoints only.
+    Admin,
+}
+
 /// Serves one HTTP connection.
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, listener: Listener) {
     stats::inc(&shard.stats.http_accepted);
     let _ = stream.set_nodelay(true);
-    match run(&shard, &mut stream, peer).await {
+    match run(&shard, &mut stream, peer, listener).await {
         Ok(()) => {}
         Err(ConnError::Http(err)) => {
             stats::inc(&shard.stats.http_bad_input);
@@ -78,14 +88,34 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.close().await;
 }
 
-async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, peer: SocketAddr) -> Result<(), ConnError> {
+async fn run(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    listener: Listener,
+) -> Result<(), ConnError> {
     let mut buf = Vec::with_capacity(1024);
     let stall = Duration::from_millis(shard.config.viewer.disconnect_after_ms);
     loop {
         let Some(req) = read_head(shard, stream, &mut buf).await? else {
             return Ok(());
         };
-        match (req.method, route(&req.path)) {
+        let route = match (listener, route(&req.path)) {
+            // Admin endpoints live on the admin listener when there is one; media never does.
+            (Listener::Admin, r) if !r.is_admin() => Route::NotFound,
+            (Listener::Public, r) if r.is_admin() && shard.config.admin.address().is_some() => {
+                Route::NotFound
+            }
+            (_, r) => r,
+        };
+        if route.is_admin() && !authorized(&shard.config.admin.token, &req) {
+            stream.write_all(UNAUTHORIZED).await?;
+            if !req.keep_alive {
+                return Ok(());
+            }
+            continue;
+        }
+        match (req.method, route) {
             (Method::Options, _) => stream.write_all(CORS_PREFLIGHT).await?,
             (
                 Method::Get | Method::Head,
@@ -224,6 +254,27 @@ async fn read_head(
         None if buf.is_empty() => Ok(None),
         None => Err(ConnError::HeaderTimeout),
     }
+}
+
+const UNAUTHORIZED: &[u8] = b"HTTP/1.1 401 Unauthorized\r\n\
+WWW-Authenticate: Bearer\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\r\n\
+401 Unauthorized";
+
+/// True when no token is configured, or the request carries it as a bearer token. The
+/// comparison takes the same time wherever the first difference is.
+fn authorized(token: &str, req: &Request) -> bool {
+    if token.is_empty() {
+        return true;
+    }
+    let Some(given) = req
+        .authorization
+        .as_deref()
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Status, content type and body of an admin endpoint (metrics, API).

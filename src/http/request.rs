@@ -40,6 +40,8 @@ pub struct Request {
     pub keep_alive: bool,
     /// The `Range` header, if any.
     pub range: Option<String>,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
 }
 
 /// Most headers accepted in one request.
@@ -75,9 +77,12 @@ pub fn parse_head(buf: &[u8], max_len: usize) -> Result<Option<(Request, usize)>
     let version = req.version.unwrap_or(0);
     let mut keep_alive = version >= 1;
     let mut range = None;
+    let mut authorization = None;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("range") {
             range = Some(String::from_utf8_lossy(h.value).into_owned());
+        } else if h.name.eq_ignore_ascii_case("authorization") {
+            authorization = Some(String::from_utf8_lossy(h.value).into_owned());
         }
         if h.name.eq_ignore_ascii_case("connection") {
             let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
@@ -99,6 +104,7 @@ pub fn parse_head(buf: &[u8], max_len: usize) -> Result<Option<(Request, usize)>
             query,
             keep_alive,
             range,
+            authorization,
         },
         len,
     )))
@@ -147,6 +153,16 @@ pub enum Route<'a> {
     ApiStats,
     /// Nothing here.
     NotFound,
+}
+
+impl Route<'_> {
+    /// Metrics and API: served on the admin listener (when there is one), behind the token.
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Route::Metrics | Route::ApiStreams | Route::ApiStream { .. } | Route::ApiStats
+        )
+    }
 }
 
 /// What a `Range` header asks of a body of `len` bytes.
