@@ -59,6 +59,8 @@ pub enum ConfigError {
 pub struct Config {
     /// Shards and listeners.
     pub server: ServerConfig,
+    /// Logging.
+    pub log: LogConfig,
     /// Admin endpoints (metrics, API).
     pub admin: AdminConfig,
     /// RTMP protocol limits.
@@ -111,6 +113,24 @@ pub struct ServerConfig {
     pub listen_backlog: u32,
     /// Capacity in messages of each shard-to-shard queue (overflow: drop, resync at keyframe).
     pub mesh_queue_units: usize,
+}
+
+/// `[log]`: log output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Line format.
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `[admin]`: where the admin endpoints are served, and who may use them.

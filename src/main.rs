@@ -1,4 +1,5 @@
 use clap::{Parser, Subcommand};
+use corecast::config::LogFormat;
 use corecast::{Config, Server};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ struct Cli {
     /// interval log).
     #[arg(long, value_name = "FILE")]
     histogram_log: Option<String>,
+    /// Overrides log.format: "text" or "json".
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
     /// Prints the effective configuration as TOML and exits.
     #[arg(long)]
     print_config: bool,
@@ -64,11 +68,6 @@ fn main() -> ExitCode {
             }
         };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let config = match load(&cli) {
         Ok(config) => config,
         Err(err) => {
@@ -79,6 +78,16 @@ fn main() -> ExitCode {
     if cli.print_config {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log.format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
     }
     match Server::start(config) {
         Ok(server) => {
@@ -105,6 +114,13 @@ fn load(cli: &Cli) -> Result<Config, corecast::config::ConfigError> {
     }
     if let Some(n) = cli.shards {
         config.server.shards = n;
+    }
+    if let Some(format) = &cli.log_format {
+        config.log.format = if format == "json" {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        };
     }
     if let Some(path) = &cli.histogram_log {
         config.metrics.histogram_log = path.clone();

@@ -216,6 +216,7 @@ impl Server {
             shards,
             rtmp = %server.rtmp_addr,
             http = %server.http_addr,
+            admin = ?server.admin_addr,
             "corecast serving"
         );
         Ok(server)

@@ -72,3 +72,35 @@ fn port_in_use_fails_the_start_clearly() {
         "{err}"
     );
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::{BufRead, BufReader};
+    let mut child = corecast()
+        .args(["--log-format", "json", "--shards", "1"])
+        .args([
+            "--rtmp-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut serving = None;
+    for line in BufReader::new(stdout).lines().take(10) {
+        let line = line.unwrap();
+        let value: serde_json::Value = serde_json::from_str(&line).expect("a JSON object per line");
+        if value["message"] == "corecast serving" {
+            serving = Some(value);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let serving = serving.expect("the serving line");
+    assert_eq!(serving["level"], "INFO");
+    assert_eq!(serving["shards"], 1);
+    assert!(serving["http"].as_str().unwrap().starts_with("127.0.0.1:"));
+}
