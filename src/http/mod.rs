@@ -9,6 +9,7 @@ pub mod request;
 use crate::hub::stream_key;
 use crate::media::now_ns;
 use crate::media::Format;
+use crate::metrics::profile::{self, ProfileFormat};
 use crate::metrics::Stage;
 use crate::net;
 use crate::shard::Shard;
@@ -117,6 +118,29 @@ async fn run(
         }
         match (req.method, route) {
             (Method::Options, _) => stream.write_all(CORS_PREFLIGHT).await?,
+            (Method::Get, Route::Profile(format)) => {
+                let seconds = query_param(req.query.as_deref(), "seconds")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(10);
+                info!(shard = shard.id, %peer, seconds, "cpu profile requested");
+                let (status, content_type, body) = match profile::capture(seconds, format).await {
+                    Ok(body) => {
+                        let content_type = match format {
+                            ProfileFormat::Flamegraph => "image/svg+xml",
+                            ProfileFormat::Pprof => "application/octet-stream",
+                        };
+                        ("200 OK", content_type, body)
+                    }
+                    Err(err) => ("409 Conflict", "text/plain", err.to_string().into_bytes()),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n\
+                     Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                send_all(stream, &[head.as_bytes(), &body], stall).await?;
+                return Ok(());
+            }
             (
                 Method::Get | Method::Head,
                 route @ (Route::Metrics
@@ -201,7 +225,7 @@ async fn run(
                 respond_hls(stream, &req, body, HlsKind::Segment, stall).await?;
                 record_hls(shard, parsed);
             }
-            (Method::Get | Method::Head, Route::NotFound) => {
+            (Method::Get | Method::Head, Route::NotFound) | (Method::Head, Route::Profile(_)) => {
                 let head_only = req.method == Method::Head;
                 stream
                     .write_all(&simple("404 Not Found", head_only, req.keep_alive))
@@ -259,6 +283,13 @@ async fn read_head(
 const UNAUTHORIZED: &[u8] = b"HTTP/1.1 401 Unauthorized\r\n\
 WWW-Authenticate: Bearer\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\r\n\
 401 Unauthorized";
+
+/// The value of `name` in a query string (`a=1&b=2`), undecoded.
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
 
 /// True when no token is configured, or the request carries it as a bearer token. The
 /// comparison takes the same time wherever the first difference is.

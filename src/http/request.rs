@@ -151,6 +151,8 @@ pub enum Route<'a> {
     },
     /// `/api/v1/stats`
     ApiStats,
+    /// `/debug/pprof/profile` (pprof protobuf) or `/debug/pprof/flamegraph` (SVG).
+    Profile(crate::metrics::profile::ProfileFormat),
     /// Nothing here.
     NotFound,
 }
@@ -160,7 +162,11 @@ impl Route<'_> {
     pub fn is_admin(&self) -> bool {
         matches!(
             self,
-            Route::Metrics | Route::ApiStreams | Route::ApiStream { .. } | Route::ApiStats
+            Route::Metrics
+                | Route::ApiStreams
+                | Route::ApiStream { .. }
+                | Route::ApiStats
+                | Route::Profile(_)
         )
     }
 }
@@ -208,6 +214,12 @@ pub fn route(path: &str) -> Route<'_> {
         "/metrics" => return Route::Metrics,
         "/api/v1/streams" | "/api/v1/streams/" => return Route::ApiStreams,
         "/api/v1/stats" => return Route::ApiStats,
+        "/debug/pprof/profile" => {
+            return Route::Profile(crate::metrics::profile::ProfileFormat::Pprof)
+        }
+        "/debug/pprof/flamegraph" => {
+            return Route::Profile(crate::metrics::profile::ProfileFormat::Flamegraph)
+        }
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/api/v1/streams/") {
