@@ -426,6 +426,7 @@ impl Shard {
             None => {
                 stream.feed = Some(self.new_feed(FeedState::Live));
                 self.broadcast(|| MeshMsg::StreamLive(key.clone()));
+                stats::inc(&self.stats.streams);
                 let chunk_size = self.config.rtmp.chunk_size as usize;
                 stream
                     .origin
@@ -624,6 +625,7 @@ impl Shard {
         };
         if let Some(mut stream) = ended {
             info!(shard = self.id, stream = %key, "stream ended");
+            stats::dec(&self.stats.streams);
             if let Some(hls) = stream.origin.as_mut().and_then(|o| o.hls.as_mut()) {
                 hls.end();
                 self.publish_hls(key, HlsView::of(hls, hls.instance(), true));

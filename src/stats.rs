@@ -13,6 +13,8 @@ pub struct ShardStats {
     pub rtmp_accepted: AtomicU64,
     /// HTTP connections accepted.
     pub http_accepted: AtomicU64,
+    /// Gauge: streams owned by this shard (live or in their grace period).
+    pub streams: AtomicU64,
     /// Gauge: publishers currently publishing on this shard.
     pub publishers: AtomicU64,
     /// Publish requests refused (stream already published).
@@ -46,6 +48,8 @@ pub struct ShardStats {
     pub hls_publish_ns_total: AtomicU64,
     /// Units the HLS muxer could not use (bad sequence header, truncated frame).
     pub hls_errors: AtomicU64,
+    /// Bytes of HLS responses (playlists and segments, heads included).
+    pub hls_bytes_out: AtomicU64,
     /// HLS requests answered (playlists and segments).
     pub hls_requests: AtomicU64,
     /// Sum of HLS request service times (request parsed -> response handed to the kernel), ns.

@@ -207,7 +207,8 @@ async fn run(
                 let parsed = now_ns();
                 let view = shard.hls_view(&stream_key(app, name));
                 let body = view.as_ref().map(|v| v.playlist.clone());
-                respond_hls(stream, &req, body, HlsKind::Playlist, stall).await?;
+                let sent = respond_hls(stream, &req, body, HlsKind::Playlist, stall).await?;
+                stats::add(&shard.stats.hls_bytes_out, sent as u64);
                 record_hls(shard, parsed);
             }
             (
@@ -222,7 +223,8 @@ async fn run(
                 let parsed = now_ns();
                 let view = shard.hls_view(&stream_key(app, name));
                 let body = view.and_then(|v| v.segment(instance, seq).cloned());
-                respond_hls(stream, &req, body, HlsKind::Segment, stall).await?;
+                let sent = respond_hls(stream, &req, body, HlsKind::Segment, stall).await?;
+                stats::add(&shard.stats.hls_bytes_out, sent as u64);
                 record_hls(shard, parsed);
             }
             (Method::Get | Method::Head, Route::NotFound) | (Method::Head, Route::Profile(_)) => {
@@ -348,12 +350,12 @@ async fn respond_hls(
     body: Option<Bytes>,
     kind: HlsKind,
     stall_limit: Duration,
-) -> io::Result<()> {
+) -> io::Result<usize> {
     let Some(body) = body else {
         let head_only = req.method == Method::Head;
-        return stream
-            .write_all(&simple("404 Not Found", head_only, req.keep_alive))
-            .await;
+        let response = simple("404 Not Found", head_only, req.keep_alive);
+        stream.write_all(&response).await?;
+        return Ok(response.len());
     };
     let (content_type, cache) = match kind {
         HlsKind::Playlist => ("application/vnd.apple.mpegurl", "no-cache"),
@@ -394,7 +396,8 @@ async fn respond_hls(
     } else {
         body
     };
-    send_all(stream, &[head.as_bytes(), &body], stall_limit).await
+    send_all(stream, &[head.as_bytes(), &body], stall_limit).await?;
+    Ok(head.len() + body.len())
 }
 
 /// Sends every byte of `parts` with vectored sends, waiting while the socket is full, but no

@@ -30,6 +30,12 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         |s| &s.http_accepted,
     ),
     (
+        "corecast_streams",
+        "Streams owned (live or in their grace period)",
+        Kind::Gauge,
+        |s| &s.streams,
+    ),
+    (
         "corecast_publishers",
         "Publishers publishing",
         Kind::Gauge,
@@ -94,6 +100,12 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         "Bytes sent to RTMP players",
         Kind::Counter,
         |s| &s.rtmp_bytes_out,
+    ),
+    (
+        "corecast_hls_bytes_out_total",
+        "Bytes of HLS responses",
+        Kind::Counter,
+        |s| &s.hls_bytes_out,
     ),
     (
         "corecast_flv_sends_total",
