@@ -72,7 +72,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, li
         Ok(()) => {}
         Err(ConnError::Http(err)) => {
             stats::inc(&shard.stats.http_bad_input);
-            info!(shard = shard.id, %peer, "http: closing: {err}");
+            info!(protocol = "http", shard = shard.id, %peer, "http: closing: {err}");
             let status = match err {
                 HttpError::TooLarge(_) => "431 Request Header Fields Too Large",
                 HttpError::Body => "413 Content Too Large",
@@ -82,7 +82,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, li
         }
         Err(ConnError::HeaderTimeout) => {
             stats::inc(&shard.stats.timeouts);
-            info!(shard = shard.id, %peer, "http: closing: header timeout");
+            info!(protocol = "http", shard = shard.id, %peer, "http: closing: header timeout");
         }
         Err(ConnError::Io(err)) => debug!(shard = shard.id, %peer, "http: {err}"),
     }
@@ -122,7 +122,7 @@ async fn run(
                 let seconds = query_param(req.query.as_deref(), "seconds")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(10);
-                info!(shard = shard.id, %peer, seconds, "cpu profile requested");
+                info!(protocol = "http", shard = shard.id, %peer, seconds, "cpu profile requested");
                 let (status, content_type, body) = match profile::capture(seconds, format).await {
                     Ok(body) => {
                         let content_type = match format {
@@ -179,7 +179,7 @@ async fn run(
                         .write_all(&simple("404 Not Found", true, req.keep_alive))
                         .await?;
                 } else if let Some(feed) = shard.attach_viewer(&key, Format::Flv) {
-                    debug!(shard = shard.id, %peer, stream = %key, "flv viewer start");
+                    debug!(protocol = "flv", shard = shard.id, %peer, stream = %key, "flv viewer start");
                     stats::inc(&shard.stats.flv_viewers);
                     stats::inc(&shard.stats.flv_viewers_total);
                     let delivery = Delivery {

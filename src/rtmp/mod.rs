@@ -173,7 +173,7 @@ pub async fn resume(shard: Rc<Shard>, handoff: Box<Handoff>) {
 
 fn report(shard: &Shard, peer: SocketAddr, result: Result<(), RtmpError>) {
     match result {
-        Ok(()) => debug!(shard = shard.id, %peer, "rtmp: connection closed"),
+        Ok(()) => debug!(protocol = "rtmp", shard = shard.id, %peer, "rtmp: connection closed"),
         Err(err) => {
             if err.is_bad_input() {
                 stats::inc(&shard.stats.rtmp_bad_input);
@@ -249,7 +249,7 @@ impl Conn {
             } if result.is_ok() => {
                 // Duplicate the descriptor for the owner; ours closes with `stream`.
                 let fd = dup(&stream)?;
-                debug!(shard = self.shard.id, owner, peer = %self.peer, "rtmp: handing publisher to owner");
+                debug!(protocol = "rtmp", shard = self.shard.id, owner, peer = %self.peer, "rtmp: handing publisher to owner");
                 self.shard.hand_off(
                     owner,
                     Handoff {
@@ -325,7 +325,7 @@ impl Conn {
             return Ok(());
         };
         let shard = self.shard.clone();
-        debug!(shard = shard.id, peer = %self.peer, stream = %key, ?query, "rtmp player start");
+        debug!(protocol = "rtmp", shard = shard.id, peer = %self.peer, stream = %key, ?query, "rtmp player start");
         let (key, feed, stream_id) = (key.clone(), feed.clone(), *stream_id);
         // A second descriptor for the same socket: one glommio stream reads, one writes.
         // SAFETY: `dup` returns a new descriptor of an open TCP socket, owned by nobody else.
@@ -362,7 +362,7 @@ impl Conn {
                 Ok(results) => results,
                 Err(err) => {
                     stats::inc(&self.shard.stats.rtmp_bad_input);
-                    info!(shard = self.shard.id, peer = %self.peer, "rtmp player: closing: {err}");
+                    info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, "rtmp player: closing: {err}");
                     return Ending::Io(io::Error::new(io::ErrorKind::InvalidData, err));
                 }
             };
@@ -378,7 +378,7 @@ impl Conn {
                         ..
                     }) => return Ending::Stopped,
                     ServerSessionResult::RaisedEvent(event) => {
-                        debug!(peer = %self.peer, "rtmp player: ignored {event:?}");
+                        debug!(protocol = "rtmp", peer = %self.peer, "rtmp player: ignored {event:?}");
                     }
                     ServerSessionResult::UnhandleableMessageReceived(_) => {}
                 }
@@ -405,7 +405,7 @@ impl Conn {
                     Flow::Continue
                 }
                 ServerSessionResult::UnhandleableMessageReceived(payload) => {
-                    debug!(peer = %self.peer, type_id = payload.type_id, "rtmp: ignored message");
+                    debug!(protocol = "rtmp", peer = %self.peer, type_id = payload.type_id, "rtmp: ignored message");
                     Flow::Continue
                 }
             };
@@ -435,7 +435,9 @@ impl Conn {
                             ServerSessionResult::OutboundResponse(packet) => {
                                 self.out.extend_from_slice(&packet.bytes)
                             }
-                            other => debug!(peer = %self.peer, "rtmp player: ignored {other:?}"),
+                            other => {
+                                debug!(protocol = "rtmp", peer = %self.peer, "rtmp player: ignored {other:?}")
+                            }
                         }
                     }
                     return Ok(Flow::Play);
@@ -456,7 +458,7 @@ impl Conn {
                 request_id,
                 app_name,
             } => {
-                debug!(peer = %self.peer, app = %app_name, "rtmp: connect");
+                debug!(protocol = "rtmp", peer = %self.peer, app = %app_name, "rtmp: connect");
                 self.accept(request_id)
             }
             ServerSessionEvent::ReleaseStreamRequested { request_id, .. } => {
@@ -494,7 +496,7 @@ impl Conn {
                 ..
             } => self.play_requested(request_id, &app_name, &stream_key, stream_id),
             ServerSessionEvent::UnhandleableAmf0Command { command_name, .. } => {
-                debug!(peer = %self.peer, command = %command_name, "rtmp: command ignored");
+                debug!(protocol = "rtmp", peer = %self.peer, command = %command_name, "rtmp: command ignored");
                 Ok(Flow::Continue)
             }
             ServerSessionEvent::ClientChunkSizeChanged { .. }
@@ -544,7 +546,7 @@ impl Conn {
             stats::inc(&self.shard.stats.play_rejected);
             let (code, description) =
                 refusal.unwrap_or(("NetStream.Play.StreamNotFound", "no such stream"));
-            info!(shard = self.shard.id, peer = %self.peer, stream = %key, code, "play refused");
+            info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, stream = %key, code, "play refused");
             return self.refuse(request_id, code, description);
         };
         stats::inc(&self.shard.stats.rtmp_players);
@@ -601,7 +603,7 @@ impl Conn {
             }
             Err(PublishRefusal::AlreadyPublishing) => {
                 stats::inc(&self.shard.stats.publish_rejected);
-                info!(shard = self.shard.id, peer = %self.peer, stream = %key, "publish refused: already publishing");
+                info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, stream = %key, "publish refused: already publishing");
                 self.refuse(
                     request_id,
                     "NetStream.Publish.BadName",
