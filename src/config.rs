@@ -326,10 +326,10 @@ impl Config {
         if !(2..=100).contains(&self.hls.window_segments) {
             return Err(invalid("hls.window_segments", "must be within 2 ..= 100"));
         }
-        if self.metrics.histogram_log_interval_ms < 100 {
+        if self.metrics.histogram_log_interval_ms < 1000 {
             return Err(invalid(
                 "metrics.histogram_log_interval_ms",
-                "must be at least 100",
+                "must be at least 1000 (shards publish their histograms once a second)",
             ));
         }
         if self.viewer.skip_after_ms == 0 {

@@ -1,5 +1,5 @@
-//! corecast: a live-stream relay. Publishers push RTMP; viewers pull HTTP-FLV; every core
-//! serves viewers.
+//! corecast: a live-stream relay. Publishers push RTMP; viewers pull HTTP-FLV, RTMP and HLS;
+//! every core serves viewers, and the latency each stage adds is measured.
 //!
 //! # Module map
 //!
@@ -8,14 +8,16 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`config`] | configuration: embedded documented defaults, overlay, validation |
-//! | [`server`] | binds listeners, starts one pinned glommio executor per shard, readiness |
+//! | [`server`] | binds listeners, starts one pinned glommio executor per shard, readiness, stop |
 //! | [`shard`] | one shard: stream registry, cross-shard mesh, publish/view operations |
 //! | [`hub`] | stream naming and ownership; ring, feed, cursor, origin (pure parts) |
-//! | [`media`] | media units, FLV body inspection, timestamp rebasing (pure) |
+//! | [`media`] | media units, FLV body inspection, timestamp rebasing, aggregates (pure) |
 //! | [`flv`] | FLV tag serialization and demuxing (pure) |
-//! | [`rtmp`] | RTMP connection driver around rml_rtmp (handshake, session, handoff) |
-//! | [`http`] | HTTP/1.1 connection driver and request parsing (parsing is pure) |
+//! | [`rtmp`] | RTMP driver around rml_rtmp (publish, play, handoff); shared chunking (pure) |
+//! | [`hls`] | MPEG-TS muxer and segmenter (pure), snapshots served by every shard |
+//! | [`http`] | HTTP/1.1 driver: HTTP-FLV, HLS, admin endpoints; request parsing (pure) |
 //! | [`viewer`] | delivery of a feed to one viewer: policy, gather, vectored send |
+//! | [`metrics`] | latency histograms, Prometheus text, JSON API, interval logs, profiles |
 //! | [`net`] | sockets: SO_REUSEPORT listeners, sendmsg, socket options, rlimits |
 //! | [`stats`] | per-shard counters |
 //! | [`client`] | blocking RTMP clients (publisher and player), for tests and tools |
@@ -25,10 +27,11 @@
 //!
 //! ```text
 //! publisher -RTMP-> any shard -(handoff if not the owner)-> owner shard
-//! owner:   rtmp::Conn -> shard.ingest -> Origin (rebase, classify, serialize FLV once)
-//!          -> owner Feed (ring = GOP cache + backlog) + one mesh message per subscribed shard
-//! viewer:  http::serve -> shard.attach_viewer -> viewer::deliver (cursor into the local feed,
-//!          one vectored sendmsg per wake-up)
+//! owner:   rtmp::Conn -> shard.ingest -> Origin (rebase, classify, serialize FLV and RTMP
+//!          once) -> owner Feed (ring = GOP cache + backlog) + one mesh message per
+//!          subscribed shard; HLS segmenter -> snapshot to every shard
+//! viewer:  http::serve / rtmp play -> shard.attach_viewer -> viewer::deliver (cursor into
+//!          the local feed, one vectored sendmsg per wake-up)
 //! ```
 
 pub mod client;

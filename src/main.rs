@@ -1,15 +1,19 @@
 use clap::{Parser, Subcommand};
 use corecast::config::LogFormat;
 use corecast::{Config, Server};
+use signal_hook::consts::{SIGINT, SIGTERM};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// corecast: a live-stream relay (RTMP in; HTTP-FLV out), one shard per core.
+/// corecast: a live-stream relay (RTMP in; HTTP-FLV, RTMP and HLS out), one shard per core.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
@@ -89,9 +93,29 @@ fn main() -> ExitCode {
             .with_current_span(false)
             .init(),
     }
+    // SIGINT/SIGTERM stop the server (the histogram log gets its last interval); a second
+    // one exits at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        let registered = signal_hook::flag::register_conditional_shutdown(signal, 1, stop.clone())
+            .and_then(|_| signal_hook::flag::register(signal, stop.clone()));
+        if let Err(err) = registered {
+            eprintln!("corecast: cannot handle signal {signal}: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
     match Server::start(config) {
         Ok(server) => {
-            server.wait();
+            while !stop.load(Ordering::Relaxed) {
+                if server.has_failed() {
+                    eprintln!("corecast: a shard stopped unexpectedly");
+                    server.stop();
+                    return ExitCode::FAILURE;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            tracing::info!("signal received: stopping");
+            server.stop();
             ExitCode::SUCCESS
         }
         Err(err) => {

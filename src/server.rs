@@ -216,7 +216,7 @@ impl Server {
             shards,
             rtmp = %server.rtmp_addr,
             http = %server.http_addr,
-            admin = ?server.admin_addr,
+            admin = %server.admin_addr.map_or("none".to_string(), |a| a.to_string()),
             "corecast serving"
         );
         Ok(server)
@@ -258,6 +258,11 @@ impl Server {
         if let Some(log) = self.histogram_log {
             log.finish();
         }
+    }
+
+    /// True when a shard's thread has ended although the server was not stopped.
+    pub fn has_failed(&self) -> bool {
+        self.threads.iter().any(|t| t.is_finished())
     }
 
     /// Blocks until every shard has stopped.
@@ -359,19 +364,17 @@ async fn run_shard(
     let publisher = {
         let shard = shard.clone();
         glommio::spawn_local(async move {
-            let mut last = (
-                Instant::now(),
-                glommio::executor().executor_stats().executor_runtime(),
-            );
+            // glommio's executor statistics restart at every read: each reading is the
+            // time spent running tasks since the previous one.
+            let _ = glommio::executor().executor_stats();
+            let mut last = Instant::now();
             loop {
                 glommio::timer::sleep(crate::metrics::PUBLISH_INTERVAL).await;
                 shard.publish_histograms();
-                let now = (
-                    Instant::now(),
-                    glommio::executor().executor_stats().executor_runtime(),
-                );
-                let wall = now.0.duration_since(last.0).as_secs_f64();
-                let busy = (now.1.saturating_sub(last.1)).as_secs_f64() / wall.max(1e-3);
+                let ran = glommio::executor().executor_stats().executor_runtime();
+                let now = Instant::now();
+                let wall = now.duration_since(last).as_secs_f64();
+                let busy = ran.as_secs_f64() / wall.max(1e-3);
                 shard.publish_report(wall, busy.min(1.0));
                 last = now;
             }

@@ -167,7 +167,7 @@ fn histogram_log_counts_match_and_corecast_hist_reads_it() {
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("latency.hlog");
     let server = start(&format!(
-        "[metrics]\nhistogram_log = \"{}\"\nhistogram_log_interval_ms = 200\n",
+        "[metrics]\nhistogram_log = \"{}\"\nhistogram_log_interval_ms = 1000\n",
         log.display()
     ));
     let publishing = publish_in_background(&server, "logged", 1, 2.0);

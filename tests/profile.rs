@@ -34,9 +34,11 @@ fn flamegraph_and_pprof_profiles_are_served_while_streaming() {
         "{head}"
     );
     let svg = String::from_utf8(svg).unwrap();
+    let head = head.replace("\r\n", " | ");
     assert!(
         svg.starts_with("<?xml") && svg.contains("<svg"),
-        "not an SVG"
+        "not an SVG: {} (head: {head})",
+        &svg[..svg.len().min(300)]
     );
     let (head, pb) = fetch(server.http_addr(), "/debug/pprof/profile?seconds=1");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");

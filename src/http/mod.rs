@@ -131,7 +131,14 @@ async fn run(
                         };
                         ("200 OK", content_type, body)
                     }
-                    Err(err) => ("409 Conflict", "text/plain", err.to_string().into_bytes()),
+                    Err(err @ profile::ProfileError::Busy(_)) => {
+                        ("409 Conflict", "text/plain", err.to_string().into_bytes())
+                    }
+                    Err(err) => (
+                        "500 Internal Server Error",
+                        "text/plain",
+                        err.to_string().into_bytes(),
+                    ),
                 };
                 let head = format!(
                     "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n\
@@ -152,7 +159,7 @@ async fn run(
                 let head = format!(
                     "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n\
                      Content-Length: {}\r\nCache-Control: no-store\r\n\
-                     Access-Control-Allow-Origin: *\r\nConnection: {}\r\n\r\n",
+                     Connection: {}\r\n\r\n",
                     body.len(),
                     if req.keep_alive {
                         "keep-alive"
@@ -306,8 +313,14 @@ fn authorized(token: &str, req: &Request) -> bool {
     else {
         return false;
     };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    // Constant time: the loop runs over the configured token whatever was given, so neither
+    // the position of a difference nor the given length shows in the timing.
+    let (given, token) = (given.trim().as_bytes(), token.as_bytes());
+    let mut diff = given.len() ^ token.len();
+    for (i, t) in token.iter().enumerate() {
+        diff |= usize::from(given.get(i).copied().unwrap_or(0) ^ t);
+    }
+    diff == 0
 }
 
 /// Status, content type and body of an admin endpoint (metrics, API).

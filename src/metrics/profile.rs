@@ -6,6 +6,11 @@ use std::time::Duration;
 
 /// Sampling frequency, Hz (not a multiple of common timer frequencies).
 const FREQUENCY: i32 = 99;
+/// The flamegraph of a profile without samples.
+const NO_SAMPLES_SVG: &str = "<?xml version=\"1.0\" standalone=\"no\"?>\n\
+<svg version=\"1.1\" width=\"600\" height=\"40\" xmlns=\"http://www.w3.org/2000/svg\">\
+<text x=\"10\" y=\"25\">No CPU samples: the process was idle during the profile.</text></svg>\n";
+
 /// Longest profile accepted, seconds.
 pub const MAX_SECONDS: u64 = 60;
 
@@ -45,9 +50,15 @@ pub async fn capture(seconds: u64, format: ProfileFormat) -> Result<Vec<u8>, Pro
     drop(guard);
     let mut out = Vec::new();
     match format {
-        ProfileFormat::Flamegraph => report
-            .flamegraph(&mut out)
-            .map_err(|e| ProfileError::Report(e.to_string()))?,
+        ProfileFormat::Flamegraph => {
+            report
+                .flamegraph(&mut out)
+                .map_err(|e| ProfileError::Report(e.to_string()))?;
+            if out.is_empty() {
+                // SIGPROF counts CPU time: an idle process yields no samples.
+                out = NO_SAMPLES_SVG.as_bytes().to_vec();
+            }
+        }
         ProfileFormat::Pprof => {
             use pprof::protos::Message;
             let profile = report

@@ -54,6 +54,12 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         |s| &s.handoffs_sent,
     ),
     (
+        "corecast_publisher_handoffs_received_total",
+        "Publishers received from another shard",
+        Kind::Counter,
+        |s| &s.handoffs_received,
+    ),
+    (
         "corecast_flv_viewers",
         "HTTP-FLV viewers connected",
         Kind::Gauge,
