@@ -219,14 +219,16 @@ pub async fn deliver(
                 let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(32);
                 cur.gather(&f.ring, &mut iov, max_bytes, MAX_IOV);
                 let lag_from = cur.oldest_pending_arrival(&f.ring);
-                match net::send_vectored(fd, &iov) {
+                let sent = net::send_vectored(fd, &iov);
+                let now = now_ns();
+                // Sampled at every attempt, full sockets included, so stuck viewers count.
+                if let Some(arrived) = lag_from {
+                    shard.record(Stage::ViewerLag, now.saturating_sub(arrived));
+                }
+                match sent {
                     Ok(n) => {
                         drop(iov);
                         f.bytes_out.set(f.bytes_out.get() + n as u64);
-                        let now = now_ns();
-                        if let Some(arrived) = lag_from {
-                            shard.record(Stage::ViewerLag, now.saturating_sub(arrived));
-                        }
                         cur.advance(&f.ring, n, |ingest| {
                             shard.record(relay, now.saturating_sub(ingest))
                         });

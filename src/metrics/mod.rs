@@ -135,6 +135,16 @@ impl Histograms {
         self.sums[stage as usize]
     }
 
+    /// Makes this set equal to `other` without allocating.
+    pub fn copy_from(&mut self, other: &Histograms) {
+        for (i, hist) in self.hists.iter_mut().enumerate() {
+            hist.reset();
+            // Same bounds on both sides: adding cannot fail.
+            let _ = hist.add(&other.hists[i]);
+        }
+        self.sums.copy_from_slice(&other.sums);
+    }
+
     /// Adds another set (merging shards).
     pub fn merge(&mut self, other: &Histograms) {
         for (i, hist) in self.hists.iter_mut().enumerate() {
@@ -165,7 +175,7 @@ impl Published {
     pub fn publish(&self, id: usize, hists: &Histograms) {
         if let Some(slot) = self.slots.get(id) {
             if let Ok(mut slot) = slot.lock() {
-                slot.clone_from(hists);
+                slot.copy_from(hists);
             }
         }
     }
@@ -178,11 +188,13 @@ impl Published {
             .unwrap_or_default()
     }
 
-    /// All shards merged.
+    /// All shards merged (each slot is added under its lock, without a copy).
     pub fn merged(&self) -> Histograms {
         let mut all = Histograms::default();
-        for id in 0..self.slots.len() {
-            all.merge(&self.shard(id));
+        for slot in &self.slots {
+            if let Ok(slot) = slot.lock() {
+                all.merge(&slot);
+            }
         }
         all
     }
