@@ -14,14 +14,10 @@
 //! Compare ratios between rows of one run; absolute times vary with the machine's load.
 
 use bytes::Bytes;
-use corecast::client::Publisher;
+use corecast::client::{cheap, Publisher};
 use corecast::{Config, Server};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::{LocalExecutorBuilder, Placement};
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::sessions::{
-    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, StreamMetadata,
-};
+use rml_rtmp::sessions::StreamMetadata;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -247,7 +243,7 @@ fn publish(addr: SocketAddr, kbps: u64, stop: &AtomicBool, frames: &AtomicU64) {
     }
 }
 
-/// Opens `n` viewers and drains them until `stop`.
+/// Opens `n` cheap viewers and drains them until `stop`.
 async fn read_all(
     protocol: Protocol,
     addr: SocketAddr,
@@ -256,28 +252,15 @@ async fn read_all(
     received: Arc<AtomicU64>,
 ) {
     let local = Rc::new(Cell::new(0u64));
+    let protocol = match protocol {
+        Protocol::Flv => cheap::Protocol::Flv,
+        Protocol::Rtmp => cheap::Protocol::Rtmp,
+    };
     for _ in 0..n {
         let local = local.clone();
         glommio::spawn_local(async move {
-            let Ok(mut s) = glommio::net::TcpStream::connect(addr).await else {
-                return;
-            };
-            let started = match protocol {
-                Protocol::Flv => s
-                    .write_all(b"GET /live/bench.flv HTTP/1.1\r\nHost: b\r\n\r\n")
-                    .await
-                    .is_ok(),
-                Protocol::Rtmp => start_playing(&mut s).await.is_some(),
-            };
-            if !started {
-                return;
-            }
-            let mut buf = vec![0u8; 65536];
-            while let Ok(k) = s.read(&mut buf).await {
-                if k == 0 {
-                    break;
-                }
-                local.set(local.get() + k as u64);
+            if let Ok(mut s) = cheap::start(addr, protocol, "live", "bench").await {
+                let _ = cheap::drain(&mut s, |k| local.set(local.get() + k as u64)).await;
             }
         })
         .detach();
@@ -286,63 +269,4 @@ async fn read_all(
         glommio::timer::sleep(Duration::from_millis(100)).await;
     }
     received.store(local.get(), Ordering::Relaxed);
-}
-
-/// The RTMP handshake, connect and play of `live/bench`, with rml_rtmp's client session.
-/// Afterwards the player only counts bytes (the server's acknowledgement window is far larger
-/// than what a bench run receives).
-async fn start_playing(s: &mut glommio::net::TcpStream) -> Option<()> {
-    let mut handshake = Handshake::new(PeerType::Client);
-    s.write_all(&handshake.generate_outbound_p0_and_p1().ok()?)
-        .await
-        .ok()?;
-    let mut buf = vec![0u8; 65536];
-    let mut input = loop {
-        let n = s.read(&mut buf).await.ok().filter(|&n| n > 0)?;
-        match handshake.process_bytes(&buf[..n]).ok()? {
-            HandshakeProcessResult::InProgress { response_bytes } => {
-                s.write_all(&response_bytes).await.ok()?
-            }
-            HandshakeProcessResult::Completed {
-                response_bytes,
-                remaining_bytes,
-            } => {
-                s.write_all(&response_bytes).await.ok()?;
-                break remaining_bytes;
-            }
-        }
-    };
-    let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).ok()?;
-    let connect = session.request_connection("live".into()).ok()?;
-    send(s, vec![connect]).await?;
-    let mut playing = false;
-    loop {
-        for result in session.handle_input(&input).ok()? {
-            match result {
-                ClientSessionResult::OutboundResponse(p) => s.write_all(&p.bytes).await.ok()?,
-                ClientSessionResult::RaisedEvent(ClientSessionEvent::ConnectionRequestAccepted) => {
-                    let play = session.request_playback("bench".into()).ok()?;
-                    send(s, vec![play]).await?;
-                }
-                ClientSessionResult::RaisedEvent(ClientSessionEvent::PlaybackRequestAccepted) => {
-                    playing = true;
-                }
-                _ => {}
-            }
-        }
-        if playing {
-            return Some(());
-        }
-        let n = s.read(&mut buf).await.ok().filter(|&n| n > 0)?;
-        input = buf[..n].to_vec();
-    }
-}
-
-async fn send(s: &mut glommio::net::TcpStream, results: Vec<ClientSessionResult>) -> Option<()> {
-    for result in results {
-        if let ClientSessionResult::OutboundResponse(p) = result {
-            s.write_all(&p.bytes).await.ok()?;
-        }
-    }
-    Some(())
 }

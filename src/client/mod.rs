@@ -70,6 +70,7 @@
 //! # }
 //! ```
 
+pub mod cheap;
 mod connection;
 mod player;
 #[cfg(test)]
