@@ -10,6 +10,7 @@
 
 pub mod play;
 pub mod publish;
+pub mod sei;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -69,6 +69,10 @@ enum Command {
         /// CPU to run the viewers on (default: any).
         #[arg(long)]
         cpu: Option<usize>,
+        /// How many viewers are probes (flv only): they parse the stream and measure latency
+        /// from the publishers' SEI stamps, startup time and stalls.
+        #[arg(long, default_value_t = 10)]
+        probes: usize,
     },
 }
 
@@ -120,6 +124,7 @@ fn main() -> anyhow::Result<()> {
             join_rate,
             duration,
             cpu,
+            probes,
         } => {
             check_target(target, cli.allow_remote)?;
             let duration = parse_duration(&duration)?;
@@ -141,6 +146,7 @@ fn main() -> anyhow::Result<()> {
                 viewers,
                 join_rate,
                 duration,
+                probes,
             };
             let placement = match cpu {
                 Some(cpu) => glommio::Placement::Fixed(cpu),
@@ -171,6 +177,11 @@ fn main() -> anyhow::Result<()> {
                     summary.gbit_per_s,
                     summary.seconds,
                     summary.slowest_fraction * 100.0
+                );
+                let (l, s) = (&summary.latency, &summary.startup);
+                println!(
+                    "probes: latency ms p50 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} ({} frames) | startup ms p50 {:.1} p99 {:.1} | stalls {}",
+                    l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms, l.count, s.p50_ms, s.p99_ms, summary.stalls
                 );
             }
             Ok(())

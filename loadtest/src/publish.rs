@@ -1,8 +1,11 @@
 //! RTMP publishers: each replays an FLV file in real time, looped with increasing
-//! timestamps, until the run's deadline.
+//! timestamps, until the run's deadline. Every video frame carries its send time in an SEI
+//! stamp ([`crate::sei`]).
 
-use corecast::client::{ClientError, Pace, Publisher};
-use corecast::flv::reader::FlvTag;
+use crate::sei;
+use bytes::Bytes;
+use corecast::client::{ClientError, Publisher};
+use corecast::flv::reader::{FlvTag, TagKind};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -55,19 +58,32 @@ fn run(
     report: &mut PublishReport,
 ) -> Result<(), ClientError> {
     let mut publisher = Publisher::connect(target, app, stream, Duration::from_secs(10))?;
-    // Play the file through in slices so that the deadline is checked often.
-    let slice = 25;
-    let mut offset = 0;
-    'outer: loop {
+    let started = Instant::now();
+    let mut offset = 0u32;
+    loop {
         let mut last = offset;
-        for chunk in tags.chunks(slice) {
-            if Instant::now() >= deadline {
-                break 'outer;
+        for tag in tags {
+            let ts = tag.timestamp.wrapping_add(offset);
+            // Real time: tag `ts` goes out `ts` ms after the start.
+            let due = started + Duration::from_millis(u64::from(ts));
+            if due >= deadline {
+                return publisher.finish();
             }
-            last = publisher.replay(chunk, Pace::RealTime { speed: 1.0 }, offset)?;
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            match tag.kind {
+                TagKind::Video => {
+                    // Every frame carries its send time, for probes downstream.
+                    let body = sei::stamp_flv_video(&tag.data, sei::now_unix_ns());
+                    publisher.send_video(ts, Bytes::from(body))?;
+                }
+                _ => publisher.send_tag(&FlvTag {
+                    timestamp: ts,
+                    ..tag.clone()
+                })?,
+            }
+            last = ts;
         }
         report.loops += 1;
         offset = last.wrapping_add(40);
     }
-    publisher.finish()
 }

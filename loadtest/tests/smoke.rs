@@ -38,7 +38,7 @@ fn short_run_has_no_errors_and_full_delivery() {
         "smoke",
         2,
         Arc::new(tags),
-        Duration::from_secs(6),
+        Duration::from_secs(7),
     );
     std::thread::sleep(Duration::from_millis(700));
     for (protocol, target) in [
@@ -53,12 +53,23 @@ fn short_run_has_no_errors_and_full_delivery() {
             viewers: 200,
             join_rate: 1000.0,
             duration: Duration::from_secs(2),
+            probes: 20,
         });
         assert_eq!(summary.connected, 200, "{protocol:?}: {summary:?}");
         assert_eq!((summary.failed, summary.ended_early), (0, 0), "{summary:?}");
         // Every viewer got the GOP cache and live data: at 250 kbit/s, 2 s is about 60 KB.
         assert!(summary.slowest_fraction > 0.5, "{protocol:?}: {summary:?}");
         assert!(summary.bytes > 200 * 20_000, "{protocol:?}: {summary:?}");
+        if protocol == Protocol::Flv {
+            // Probes saw stamped frames, with a finite latency, and started at a keyframe.
+            assert!(summary.latency.count > 100, "{summary:?}");
+            assert!(
+                summary.latency.max_ms > 0.0 && summary.latency.max_ms < 5_000.0,
+                "{summary:?}"
+            );
+            assert_eq!(summary.startup.count, 20, "{summary:?}");
+            assert_eq!(summary.stalls, 0, "{summary:?}");
+        }
     }
     for handle in publishers {
         let report = handle.join().unwrap();

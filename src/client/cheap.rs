@@ -44,11 +44,16 @@ pub async fn start(
 
 /// Reads until the connection ends, calling `count` with the size of every read.
 pub async fn drain(s: &mut TcpStream, mut count: impl FnMut(usize)) -> io::Result<()> {
+    drain_bytes(s, |bytes| count(bytes.len())).await
+}
+
+/// Reads until the connection ends, handing every read's bytes to `seen`.
+pub async fn drain_bytes(s: &mut TcpStream, mut seen: impl FnMut(&[u8])) -> io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match s.read(&mut buf).await? {
             0 => return Ok(()),
-            n => count(n),
+            n => seen(&buf[..n]),
         }
     }
 }
