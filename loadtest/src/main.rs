@@ -42,6 +42,15 @@ enum Command {
         /// The file to publish.
         #[arg(long, default_value = "tests/fixtures/clip.flv")]
         file: PathBuf,
+        /// Publish a synthetic stream of this bitrate (kbit/s) instead of the file.
+        #[arg(long, value_name = "KBPS")]
+        synthetic: Option<u64>,
+        /// Synthetic stream: frames per second.
+        #[arg(long, default_value_t = 30)]
+        fps: u32,
+        /// Synthetic stream: seconds between keyframes.
+        #[arg(long, default_value_t = 2.0)]
+        gop_seconds: f64,
         /// Length of the run (e.g. 30s, 2m).
         #[arg(long)]
         duration: String,
@@ -91,12 +100,24 @@ fn main() -> anyhow::Result<()> {
             prefix,
             streams,
             file,
+            synthetic,
+            fps,
+            gop_seconds,
             duration,
         } => {
             check_target(target, cli.allow_remote)?;
             let duration = parse_duration(&duration)?;
-            let (_, tags) = corecast::flv::reader::read_file(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
+            let tags = match synthetic {
+                Some(kbps) => {
+                    let gop = (gop_seconds * f64::from(fps)).round().max(1.0) as u32;
+                    publish::synthetic(kbps, fps, gop, 10)
+                }
+                None => {
+                    corecast::flv::reader::read_file(&file)
+                        .with_context(|| format!("reading {}", file.display()))?
+                        .1
+                }
+            };
             let handles = publish::spawn(target, &app, &prefix, streams, Arc::new(tags), duration);
             let reports: Vec<_> = handles
                 .into_iter()
