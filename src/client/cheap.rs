@@ -47,9 +47,12 @@ pub async fn drain(s: &mut TcpStream, mut count: impl FnMut(usize)) -> io::Resul
     drain_bytes(s, |bytes| count(bytes.len())).await
 }
 
+/// Read buffer of a cheap viewer: small, since a load test holds thousands of them.
+const READ_BUFFER: usize = 16 * 1024;
+
 /// Reads until the connection ends, handing every read's bytes to `seen`.
 pub async fn drain_bytes(s: &mut TcpStream, mut seen: impl FnMut(&[u8])) -> io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; READ_BUFFER];
     loop {
         match s.read(&mut buf).await? {
             0 => return Ok(()),
