@@ -103,16 +103,7 @@ fn units(seconds: u32) -> Vec<Unit> {
 }
 
 fn unit(kind: UnitKind, dts: u32, key: bool, header: bool, body: &[u8]) -> Unit {
-    Unit {
-        kind,
-        seq: 0,
-        dts,
-        key,
-        header,
-        flv: corecast::flv::tag(kind, dts, body),
-        rtmp: Bytes::new(),
-        ingest_ns: 0,
-    }
+    Unit::serialize(kind, dts, key, header, body, 4096)
 }
 
 /// CPU time to remux one second of 2.5 Mbit/s video (single thread, in process).

@@ -62,6 +62,28 @@ pub struct Unit {
 }
 
 impl Unit {
+    /// Serializes one message in every wire format: an FLV tag, and RTMP chunks of
+    /// `chunk_size`. `seq` and `ingest_ns` are 0; the ingest path sets them.
+    pub fn serialize(
+        kind: UnitKind,
+        dts: u32,
+        key: bool,
+        header: bool,
+        body: &[u8],
+        chunk_size: usize,
+    ) -> Unit {
+        Unit {
+            kind,
+            seq: 0,
+            dts,
+            key,
+            header,
+            flv: crate::flv::tag(kind, dts, body),
+            rtmp: crate::rtmp::chunk::media_message(kind, dts, body, chunk_size),
+            ingest_ns: 0,
+        }
+    }
+
     /// Bytes held by the unit's serializations, its cost in ring accounting.
     pub fn len(&self) -> usize {
         self.flv.len() + self.rtmp.len()

@@ -148,11 +148,7 @@ pub async fn deliver(
         mut head,
         outbox,
     } = delivery;
-    let (bytes_out, sends) = counters(shard, format);
-    let relay = match format {
-        Format::Flv => Stage::RelayFlv,
-        Format::Rtmp => Stage::RelayRtmp,
-    };
+    let (bytes_out, sends, relay) = accounting(shard, format);
     let chunk_size = shard.config.rtmp.chunk_size as usize;
     let policy = shard.policy();
     let max_bytes = shard.config.viewer.max_send_bytes;
@@ -287,11 +283,12 @@ enum Step {
     Full(Option<Bytes>),
 }
 
-/// Byte and send counters of a format.
-fn counters(shard: &Shard, format: Format) -> (&AtomicU64, &AtomicU64) {
+/// Byte and send counters and the relay-latency stage of a format.
+fn accounting(shard: &Shard, format: Format) -> (&AtomicU64, &AtomicU64, Stage) {
+    let s = &shard.stats;
     match format {
-        Format::Flv => (&shard.stats.flv_bytes_out, &shard.stats.flv_sends),
-        Format::Rtmp => (&shard.stats.rtmp_bytes_out, &shard.stats.rtmp_sends),
+        Format::Flv => (&s.flv_bytes_out, &s.flv_sends, Stage::RelayFlv),
+        Format::Rtmp => (&s.rtmp_bytes_out, &s.rtmp_sends, Stage::RelayRtmp),
     }
 }
 

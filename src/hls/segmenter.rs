@@ -195,11 +195,6 @@ impl Segmenter {
         self.segments.back()
     }
 
-    /// The stream ended.
-    pub fn ended(&self) -> bool {
-        self.ended
-    }
-
     /// Increases with every change of the playlist (ordering of snapshots).
     pub fn version(&self) -> u64 {
         self.next_seq * 2 + u64::from(self.ended)
@@ -313,16 +308,7 @@ mod segment_tests {
     use crate::media::UnitKind;
 
     fn unit(kind: UnitKind, dts: u32, key: bool, header: bool, body: &[u8]) -> Unit {
-        Unit {
-            kind,
-            seq: 0,
-            dts,
-            key,
-            header,
-            flv: crate::flv::tag(kind, dts, body),
-            rtmp: Bytes::new(),
-            ingest_ns: 0,
-        }
+        Unit::serialize(kind, dts, key, header, body, 4096)
     }
 
     /// AVC sequence header with one 4-byte SPS and one 2-byte PPS, 4-byte NALU lengths.

@@ -88,11 +88,6 @@ impl TsMuxer {
         self.avc.is_some()
     }
 
-    /// True once audio is configured.
-    pub fn has_audio(&self) -> bool {
-        self.aac.is_some()
-    }
-
     /// Takes an FLV AVC sequence header body (AVCDecoderConfigurationRecord after the 5-byte
     /// FLV video header).
     pub fn set_video_config(&mut self, flv_body: &[u8]) -> Result<(), TsError> {

@@ -70,11 +70,6 @@ impl Cursor {
         }
     }
 
-    /// The serialization this viewer reads.
-    pub fn format(&self) -> Format {
-        self.format
-    }
-
     /// A cursor for a new viewer: from the newest keyframe (the GOP cache), or, when the ring
     /// holds none, from the next keyframe to arrive.
     pub fn at_gop_start(format: Format, head: Vec<Bytes>, ring: &Ring) -> Self {

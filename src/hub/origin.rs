@@ -159,14 +159,9 @@ impl Origin {
         let seq = self.next_seq;
         self.next_seq += 1;
         Unit {
-            kind,
             seq,
-            dts,
-            key,
-            header,
-            flv: flv::tag(kind, dts, body),
-            rtmp: crate::rtmp::chunk::media_message(kind, dts, body, self.chunk_size),
             ingest_ns,
+            ..Unit::serialize(kind, dts, key, header, body, self.chunk_size)
         }
     }
 }

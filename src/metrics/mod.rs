@@ -198,11 +198,6 @@ impl Published {
         }
         all
     }
-
-    /// Number of shards.
-    pub fn shards(&self) -> usize {
-        self.slots.len()
-    }
 }
 
 #[cfg(test)]
