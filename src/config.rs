@@ -192,6 +192,8 @@ pub struct StreamConfig {
 pub struct ViewerConfig {
     /// Merge window; 0 = send each unit at once.
     pub merge_window_ms: u64,
+    /// A video frame ends the merge window at once.
+    pub flush_on_video: bool,
     /// Lag after which a viewer jumps to the newest keyframe.
     pub skip_after_ms: u64,
     /// Time behind after which a viewer is disconnected.

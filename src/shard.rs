@@ -353,9 +353,10 @@ impl Shard {
                 if let Some(feed) = self.feed(&key) {
                     let ingest_ns = unit.ingest_ns;
                     let now = now_ns();
+                    let kind = unit.kind;
                     if feed.borrow_mut().offer(unit, now) == Offer::Accepted {
                         self.record(Stage::MeshHop, now.saturating_sub(ingest_ns));
-                        self.notify(&feed);
+                        self.notify(&feed, kind);
                     }
                 }
             }
@@ -391,17 +392,19 @@ impl Shard {
         self.streams.borrow().get(key)?.feed.clone()
     }
 
-    /// Wakes a feed's viewers now, or at the end of the merge window.
-    fn notify(&self, feed: &Rc<RefCell<Feed>>) {
+    /// Wakes a feed's viewers now, or at the end of the merge window. With
+    /// `flush_on_video`, a video frame flushes at once: it carries the audio merged since
+    /// the previous one, so audio waits at most one frame interval (or the window).
+    fn notify(&self, feed: &Rc<RefCell<Feed>>, kind: UnitKind) {
         let window = self.config.viewer.merge_window_ms;
         let mut f = feed.borrow_mut();
-        if window == 0 {
+        if window == 0 || (kind == UnitKind::Video && self.config.viewer.flush_on_video) {
             f.wake_all();
-        } else if f.want_flush() {
+        } else if let Some(token) = f.want_flush() {
             let feed = feed.clone();
             glommio::spawn_local(async move {
                 glommio::timer::sleep(Duration::from_millis(window)).await;
-                feed.borrow_mut().wake_all();
+                feed.borrow_mut().deferred_wake(token);
             })
             .detach();
         }
@@ -579,9 +582,10 @@ impl Shard {
         drop(streams);
         let ingest_ns = unit.ingest_ns;
         let now = now_ns();
+        let kind = unit.kind;
         if feed.borrow_mut().offer(unit, now) == Offer::Accepted {
             self.record(Stage::IngestToRing, now.saturating_sub(ingest_ns));
-            self.notify(&feed);
+            self.notify(&feed, kind);
         }
     }
 

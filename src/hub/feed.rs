@@ -103,6 +103,8 @@ pub struct Feed {
     waiters: Vec<Waker>,
     /// A deferred wake-up (merge window) is already scheduled.
     flush_scheduled: bool,
+    /// Wake-ups so far: a deferred one that finds this moved on has nothing to do.
+    flushes: u64,
 }
 
 impl Feed {
@@ -121,6 +123,7 @@ impl Feed {
             want_key: false,
             waiters: Vec::new(),
             flush_scheduled: false,
+            flushes: 0,
         }
     }
 
@@ -204,15 +207,24 @@ impl Feed {
     /// Wakes every waiting viewer.
     pub fn wake_all(&mut self) {
         self.flush_scheduled = false;
+        self.flushes += 1;
         for waker in self.waiters.drain(..) {
             waker.wake();
         }
     }
 
-    /// Notes that a deferred wake-up is wanted; returns true when the caller must schedule
-    /// one (none is pending yet).
-    pub fn want_flush(&mut self) -> bool {
-        !std::mem::replace(&mut self.flush_scheduled, true)
+    /// Notes that a deferred wake-up is wanted; returns the token to pass to
+    /// [`Feed::deferred_wake`] when the caller must schedule one (none is pending yet).
+    pub fn want_flush(&mut self) -> Option<u64> {
+        (!std::mem::replace(&mut self.flush_scheduled, true)).then_some(self.flushes)
+    }
+
+    /// A deferred wake-up scheduled with `token`: wakes the viewers unless they were woken
+    /// since (by an earlier flush), in which case there is nothing new to wake them for.
+    pub fn deferred_wake(&mut self, token: u64) {
+        if self.flushes == token {
+            self.wake_all();
+        }
     }
 
     /// Viewers of every format.
@@ -234,6 +246,34 @@ mod tests {
 
     fn feed() -> Feed {
         Feed::new(FeedState::Live, Ring::new(1 << 20, u64::MAX))
+    }
+
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_deferred_wake_after_a_flush_does_nothing() {
+        let count = std::sync::Arc::new(Count(Default::default()));
+        let waker = Waker::from(count.clone());
+        let woken = || count.0.load(std::sync::atomic::Ordering::Relaxed);
+        let mut f = feed();
+        f.register(&waker);
+        let token = f.want_flush().expect("first request schedules");
+        assert_eq!(f.want_flush(), None, "one deferred wake at a time");
+        // A video frame flushes first; the viewer registers again and waits.
+        f.wake_all();
+        assert_eq!(woken(), 1);
+        f.register(&waker);
+        f.deferred_wake(token);
+        assert_eq!(woken(), 1, "nothing new since the flush");
+        let token = f.want_flush().expect("a new window");
+        f.deferred_wake(token);
+        assert_eq!(woken(), 2);
     }
 
     #[test]
