@@ -1,15 +1,24 @@
-//! corecast-load: sizes a corecast box before the audience arrives.
+//! corecast-load: sizes a corecast box (or any RTMP/HTTP-FLV/HLS relay) before the audience
+//! arrives.
 //!
-//! - [`publish`]: RTMP publishers replaying an FLV file in real time, looped with increasing
-//!   timestamps.
-//! - [`play`]: cheap viewers (HTTP-FLV or RTMP) that connect at a join rate and count the
-//!   bytes they receive, on a glommio executor.
+//! - [`publish`]: RTMP publishers replaying an FLV file (or a synthetic stream) in real time,
+//!   looped with increasing timestamps; every video frame carries its send time ([`sei`]).
+//! - [`play`]: groups of viewers whose population follows ramp steps, on one glommio
+//!   executor; cheap viewers hand their sockets to [`drain`] (kernel-side discard), probes
+//!   parse the stream ([`probe`] for HTTP-FLV and RTMP, [`hls`] for HLS).
+//! - [`scenario`]: publishers and viewers together, from a TOML file.
+//! - [`report`]: the summary table, the HdrHistogram interval log and the HTML report.
 //!
 //! Everything is bounded: a run has a duration, the viewer count is capped by the open-file
 //! limit, and targets outside loopback are refused unless explicitly allowed.
 
+pub mod drain;
+pub mod hls;
 pub mod play;
+pub mod probe;
 pub mod publish;
+pub mod report;
+pub mod scenario;
 pub mod sei;
 
 use std::net::SocketAddr;

@@ -1,15 +1,19 @@
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand, ValueEnum};
-use corecast::client::cheap::Protocol;
-use corecast_load::play::{self, PlayPlan};
-use corecast_load::{check_target, parse_duration, publish, viewer_capacity};
-use glommio::LocalExecutorBuilder;
+use clap::{Args, Parser, Subcommand};
+use corecast_load::hls::HlsStart;
+use corecast_load::play::{self, Group, PlayPlan, PlaySummary, Protocol, Step};
+use corecast_load::probe::Thresholds;
+use corecast_load::publish;
+use corecast_load::report::{self, Console, HistogramLog};
+use corecast_load::scenario::Scenario;
+use corecast_load::{check_target, parse_duration, viewer_capacity};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// corecast-load: RTMP publishers and cheap viewers, for sizing a corecast box. Every run is
-/// bounded by --duration; targets outside loopback need --allow-remote.
+/// corecast-load: RTMP publishers and HTTP-FLV, RTMP and HLS viewers, for sizing a relay.
+/// Every run is bounded by a duration; targets outside loopback need --allow-remote.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
@@ -18,14 +22,14 @@ struct Cli {
     /// Allow a target outside 127.0.0.0/8 and ::1.
     #[arg(long, global = true)]
     allow_remote: bool,
-    /// Print the summary as JSON.
+    /// Print the summary as JSON on stdout (no progress lines).
     #[arg(long, global = true)]
     json: bool,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Publish an FLV file (looped, real time) to N streams.
+    /// Publish an FLV file (looped, real time) or a synthetic stream to N streams.
     Publish {
         /// RTMP address of the server.
         #[arg(long, default_value = "127.0.0.1:1935")]
@@ -55,14 +59,14 @@ enum Command {
         #[arg(long)]
         duration: String,
     },
-    /// Open N viewers of one stream at a join rate and count what they receive.
+    /// Open N viewers of one stream at a join rate and measure what they receive.
     Play {
-        /// Server address: the HTTP port for flv, the RTMP port for rtmp.
+        /// Server address: the HTTP port for flv and hls, the RTMP port for rtmp.
         #[arg(long)]
         target: SocketAddr,
         /// Protocol of the viewers.
-        #[arg(long, value_enum, default_value_t = Proto::Flv)]
-        protocol: Proto,
+        #[arg(long, value_enum, default_value_t = Protocol::Flv)]
+        protocol: Protocol,
         /// The stream, as app/name.
         #[arg(long, default_value = "live/load0")]
         stream: String,
@@ -72,23 +76,62 @@ enum Command {
         /// Viewers opened per second.
         #[arg(long, default_value_t = 500.0)]
         join_rate: f64,
+        /// How many viewers are probes: they parse the stream and measure latency from the
+        /// publishers' SEI stamps, startup time, stalls and skipped-frame gaps.
+        #[arg(long, default_value_t = 10)]
+        probes: usize,
+        /// HLS: start this many segments back from the live edge (0: at the live edge).
+        #[arg(long, default_value_t = 3)]
+        hls_start: usize,
+        /// Expected bitrate of the stream (kbit/s), the reference of the delivery windows;
+        /// without it, the median viewer is.
+        #[arg(long)]
+        expect_kbps: Option<f64>,
         /// Length of the run (e.g. 30s, 2m).
         #[arg(long)]
         duration: String,
-        /// CPU to run the viewers on (default: any).
+        #[command(flatten)]
+        common: RunOptions,
+    },
+    /// Run a scenario file: publishers and viewer groups with ramp steps.
+    Run {
+        /// The scenario (see loadtest/scenarios/).
+        scenario: PathBuf,
+        /// Override the scenario's RTMP target.
         #[arg(long)]
-        cpu: Option<usize>,
-        /// How many viewers are probes (flv only): they parse the stream and measure latency
-        /// from the publishers' SEI stamps, startup time and stalls.
-        #[arg(long, default_value_t = 10)]
-        probes: usize,
+        rtmp: Option<SocketAddr>,
+        /// Override the scenario's HTTP target.
+        #[arg(long)]
+        http: Option<SocketAddr>,
+        #[command(flatten)]
+        common: RunOptions,
     },
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Proto {
-    Flv,
-    Rtmp,
+/// Options of runs with viewers.
+#[derive(Args, Debug, Clone)]
+struct RunOptions {
+    /// CPU to run the generator on (default: any; a scenario may set it).
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// A probe stalls when no video frame arrives for this long.
+    #[arg(long, default_value = "1s")]
+    stall: String,
+    /// A video timestamp jump above this many ms is a skipped-frame gap.
+    #[arg(long, default_value_t = 250)]
+    gap_ms: u32,
+    /// Delivery window length.
+    #[arg(long, default_value = "10s")]
+    window: String,
+    /// SO_RCVLOWAT of cheap viewers (bytes): fewer, larger reads.
+    #[arg(long, default_value_t = 32 * 1024)]
+    rcvlowat: u32,
+    /// Write the probes' histograms as an HdrHistogram V2 interval log.
+    #[arg(long, value_name = "FILE")]
+    histogram_log: Option<PathBuf>,
+    /// Write an HTML report with SVG charts.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -118,11 +161,8 @@ fn main() -> anyhow::Result<()> {
                         .1
                 }
             };
-            let handles = publish::spawn(target, &app, &prefix, streams, Arc::new(tags), duration);
-            let reports: Vec<_> = handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect();
+            let reports =
+                publish::spawn(target, &app, &prefix, streams, Arc::new(tags), duration).join();
             let failed = reports.iter().filter(|r| r.error.is_some()).count();
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -143,69 +183,130 @@ fn main() -> anyhow::Result<()> {
             stream,
             viewers,
             join_rate,
-            duration,
-            cpu,
             probes,
+            hls_start,
+            expect_kbps,
+            duration,
+            common,
         } => {
             check_target(target, cli.allow_remote)?;
-            let duration = parse_duration(&duration)?;
-            let capacity = viewer_capacity();
-            if viewers as u64 > capacity {
-                bail!("{viewers} viewers need as many descriptors; the open-file limit allows {capacity}");
-            }
             let (app, name) = stream
                 .split_once('/')
                 .context("--stream must be app/name")?;
             let plan = PlayPlan {
-                target,
-                protocol: match protocol {
-                    Proto::Flv => Protocol::Flv,
-                    Proto::Rtmp => Protocol::Rtmp,
-                },
-                app: app.to_string(),
-                stream: name.to_string(),
-                viewers,
-                join_rate,
-                duration,
-                probes,
+                groups: vec![Group {
+                    name: format!("{protocol:?} {stream}").to_lowercase(),
+                    target,
+                    protocol,
+                    app: app.to_string(),
+                    stream: name.to_string(),
+                    steps: vec![Step {
+                        at: Duration::ZERO,
+                        viewers,
+                        rate: join_rate,
+                    }],
+                    probes,
+                    hls_start: match hls_start {
+                        0 => HlsStart::LiveEdge,
+                        n => HlsStart::SegmentsBack(n),
+                    },
+                }],
+                duration: parse_duration(&duration)?,
+                thresholds: thresholds(&common)?,
+                window: parse_duration(&common.window)?,
+                window_share: 0.98,
+                rcvlowat: common.rcvlowat,
+                cpu: common.cpu,
+                expect_kbps,
             };
-            let placement = match cpu {
-                Some(cpu) => glommio::Placement::Fixed(cpu),
-                None => glommio::Placement::Unbound,
-            };
-            let quiet = cli.json;
-            let summary = LocalExecutorBuilder::new(placement)
-                .name("corecast-load")
-                .spawn(move || {
-                    play::run(plan, move |line| {
-                        if !quiet {
-                            eprintln!("{line}");
-                        }
-                    })
-                })
-                .map_err(|e| anyhow::anyhow!("cannot start the viewers' executor: {e}"))?
-                .join()
-                .map_err(|e| anyhow::anyhow!("viewers' executor failed: {e}"))?;
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
-            } else {
-                println!(
-                    "viewers {} connected {} failed {} ended early {} | {:.3} Gbit/s over {:.1} s | slowest viewer got {:.0}% of the median",
-                    summary.viewers,
-                    summary.connected,
-                    summary.failed,
-                    summary.ended_early,
-                    summary.gbit_per_s,
-                    summary.seconds,
-                    summary.slowest_fraction * 100.0
-                );
-                let (l, s) = (&summary.latency, &summary.startup);
-                println!(
-                    "probes: latency ms p50 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} ({} frames) | startup ms p50 {:.1} p99 {:.1} | stalls {}",
-                    l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms, l.count, s.p50_ms, s.p99_ms, summary.stalls
-                );
+            check_capacity(&plan)?;
+            let console = Console::new(cli.json, histogram_log(&common)?);
+            let (summary, console) = play::run_blocking(plan, Vec::new(), console)?;
+            console.finish()?;
+            output(&summary, &common, "corecast-load play", cli.json)
+        }
+        Command::Run {
+            scenario,
+            rtmp,
+            http,
+            common,
+        } => {
+            let mut s = Scenario::load(&scenario)?;
+            if let Some(rtmp) = rtmp {
+                s.target.rtmp = rtmp;
             }
-            Ok(())
+            if let Some(http) = http {
+                s.target.http = http;
+            }
+            if common.cpu.is_some() {
+                s.generator.cpu = common.cpu;
+            }
+            let mut prepared = s.prepare(cli.allow_remote)?;
+            check_capacity(&prepared.plan)?;
+            // Publishers and viewers alike run on the generator's CPU.
+            pin_process(prepared.plan.cpu.take());
+            let console = Console::new(cli.json, histogram_log(&common)?);
+            let (summary, console, reports) = prepared.run(console)?;
+            console.finish()?;
+            let title = format!("corecast-load run {}", scenario.display());
+            for r in &reports {
+                if let Some(e) = &r.error {
+                    eprintln!("publisher {}: {e}", r.stream);
+                }
+            }
+            output(&summary, &common, &title, cli.json)
         }
     }
+}
+
+fn thresholds(common: &RunOptions) -> anyhow::Result<Thresholds> {
+    Ok(Thresholds {
+        stall: parse_duration(&common.stall)?,
+        gap_ms: common.gap_ms,
+    })
+}
+
+/// Pins the whole process (threads started later inherit it) to `cpu`.
+fn pin_process(cpu: Option<usize>) {
+    if let Some(cpu) = cpu {
+        // SAFETY: cpu_set_t is plain data; CPU_SET bounds-checks against its size.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+}
+
+fn check_capacity(plan: &PlayPlan) -> anyhow::Result<()> {
+    let capacity = viewer_capacity();
+    let peak: usize = plan.groups.iter().map(Group::peak).sum();
+    if peak as u64 > capacity {
+        bail!("{peak} viewers at once need as many descriptors; the open-file limit allows {capacity}");
+    }
+    Ok(())
+}
+
+fn histogram_log(common: &RunOptions) -> anyhow::Result<Option<HistogramLog>> {
+    Ok(match &common.histogram_log {
+        Some(path) => Some(HistogramLog::create(path)?),
+        None => None,
+    })
+}
+
+fn output(
+    summary: &PlaySummary,
+    common: &RunOptions,
+    title: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    if let Some(path) = &common.html {
+        report::html(path, title, summary)?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+    } else {
+        println!("{}", report::table(summary));
+    }
+    Ok(())
 }

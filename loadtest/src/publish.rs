@@ -7,6 +7,7 @@ use bytes::Bytes;
 use corecast::client::{ClientError, Publisher};
 use corecast::flv::reader::{FlvTag, TagKind};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,6 +23,54 @@ pub struct PublishReport {
     pub error: Option<String>,
 }
 
+/// Publishers started by [`spawn`].
+pub struct Publishers {
+    /// One per stream, in order.
+    pub streams: Vec<Publishing>,
+}
+
+/// One publisher thread.
+pub struct Publishing {
+    /// `app/name`.
+    pub path: String,
+    /// Media payload bytes sent so far (FLV tag bodies, stamps included): what every viewer
+    /// of the stream should receive, before protocol framing.
+    pub sent: Arc<AtomicU64>,
+    thread: JoinHandle<PublishReport>,
+}
+
+impl Publishers {
+    /// Payload bytes sent so far to `app/name`, if this run publishes it.
+    pub fn sent(&self, path: &str) -> Option<u64> {
+        self.streams
+            .iter()
+            .find(|p| p.path == path)
+            .map(|p| p.sent.load(Ordering::Relaxed))
+    }
+
+    /// Every stream's path and payload-byte counter.
+    pub fn counters(&self) -> Vec<(String, Arc<AtomicU64>)> {
+        self.streams
+            .iter()
+            .map(|p| (p.path.clone(), p.sent.clone()))
+            .collect()
+    }
+
+    /// Waits for every publisher to reach the deadline (or fail).
+    pub fn join(self) -> Vec<PublishReport> {
+        self.streams
+            .into_iter()
+            .map(|p| {
+                p.thread.join().unwrap_or_else(|_| PublishReport {
+                    stream: p.path,
+                    error: Some("publisher thread panicked".into()),
+                    ..PublishReport::default()
+                })
+            })
+            .collect()
+    }
+}
+
 /// Starts `count` publishers of `app/{prefix}{i}` (i from 0), each on a thread of its own.
 pub fn spawn(
     target: SocketAddr,
@@ -30,23 +79,36 @@ pub fn spawn(
     count: usize,
     tags: Arc<Vec<FlvTag>>,
     duration: Duration,
-) -> Vec<JoinHandle<PublishReport>> {
+) -> Publishers {
     let deadline = Instant::now() + duration;
-    (0..count)
+    let streams = (0..count)
         .map(|i| {
             let (app, stream, tags) = (app.to_string(), format!("{prefix}{i}"), tags.clone());
-            std::thread::spawn(move || {
+            let sent = Arc::new(AtomicU64::new(0));
+            let path = format!("{app}/{stream}");
+            let counter = sent.clone();
+            let thread = std::thread::spawn(move || {
                 let mut report = PublishReport {
                     stream: stream.clone(),
                     ..PublishReport::default()
                 };
-                if let Err(err) = run(target, &app, &stream, &tags, deadline, &mut report) {
+                if let Err(err) = run(
+                    target,
+                    &app,
+                    &stream,
+                    &tags,
+                    deadline,
+                    &counter,
+                    &mut report,
+                ) {
                     report.error = Some(err.to_string());
                 }
                 report
-            })
+            });
+            Publishing { path, sent, thread }
         })
-        .collect()
+        .collect();
+    Publishers { streams }
 }
 
 fn run(
@@ -55,6 +117,7 @@ fn run(
     stream: &str,
     tags: &[FlvTag],
     deadline: Instant,
+    sent: &AtomicU64,
     report: &mut PublishReport,
 ) -> Result<(), ClientError> {
     let mut publisher = Publisher::connect(target, app, stream, Duration::from_secs(10))?;
@@ -74,12 +137,17 @@ fn run(
                 TagKind::Video => {
                     // Every frame carries its send time, for probes downstream.
                     let body = sei::stamp_flv_video(&tag.data, sei::now_unix_ns());
+                    let len = body.len() as u64;
                     publisher.send_video(ts, Bytes::from(body))?;
+                    sent.fetch_add(len, Ordering::Relaxed);
                 }
-                _ => publisher.send_tag(&FlvTag {
-                    timestamp: ts,
-                    ..tag.clone()
-                })?,
+                _ => {
+                    publisher.send_tag(&FlvTag {
+                        timestamp: ts,
+                        ..tag.clone()
+                    })?;
+                    sent.fetch_add(tag.data.len() as u64, Ordering::Relaxed);
+                }
             }
             last = ts;
         }

@@ -1,80 +1,109 @@
-//! A short run against an in-process corecast: publishers and a few hundred cheap viewers of
-//! each protocol, with no errors and every viewer receiving the stream.
+//! A 10-second scenario against an in-process corecast: a publisher, a few hundred viewers
+//! over HTTP-FLV, RTMP and HLS (with a ramp step), no errors, full delivery in every window
+//! and finite latencies.
 
-use corecast::client::cheap::Protocol;
-use corecast_load::play::{self, PlayPlan};
-use corecast_load::publish;
-use glommio::{LocalExecutorBuilder, Placement};
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use corecast_load::play::{Interval, Observer};
+use corecast_load::scenario::Scenario;
+use std::time::Instant;
 
 fn server() -> corecast::Server {
     let config = corecast::Config::overlay(
         "[server]\nshards = 2\nrtmp_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
-         [admin]\nlisten = \"\"\n",
+         [admin]\nlisten = \"\"\n[hls]\ntarget_duration_ms = 1000\n",
         "smoke",
     )
     .expect("config");
     corecast::Server::start(config).expect("server")
 }
 
-fn run_viewers(plan: PlayPlan) -> play::PlaySummary {
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .spawn(move || play::run(plan, |_| {}))
-        .expect("executor")
-        .join()
-        .expect("run")
+#[derive(Default)]
+struct Seen {
+    lines: usize,
+    intervals: usize,
 }
 
+impl Observer for Seen {
+    fn progress(&mut self, _: &str) {
+        self.lines += 1;
+    }
+    fn interval(&mut self, _: Instant, _: Instant, intervals: &[Interval<'_>]) {
+        self.intervals += intervals.iter().filter(|i| !i.latency.is_empty()).count();
+    }
+}
+
+const SCENARIO: &str = r#"
+duration = "10s"
+[generator]
+window = "3s"
+# Count every byte as it arrives: the windows are then exact.
+rcvlowat = 1
+[[publish]]
+app = "live"
+prefix = "smoke"
+streams = 1
+file = "../tests/fixtures/clip.flv"
+[[viewers]]
+protocol = "flv"
+stream = "live/smoke0"
+probes = 10
+steps = [ { at = "0s", viewers = 100, rate = 500 }, { at = "4s", viewers = 200, rate = 500 } ]
+[[viewers]]
+protocol = "rtmp"
+stream = "live/smoke0"
+probes = 10
+steps = [ { at = "0s", viewers = 150, rate = 500 } ]
+[[viewers]]
+protocol = "hls"
+stream = "live/smoke0"
+probes = 2
+steps = [ { at = "0s", viewers = 6, rate = 100 } ]
+"#;
+
 #[test]
-fn short_run_has_no_errors_and_full_delivery() {
+fn ten_second_scenario_has_no_errors_and_full_delivery() {
     let server = server();
-    let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/clip.flv");
-    let (_, tags) = corecast::flv::reader::read_file(clip).expect("fixture");
-    let publishers = publish::spawn(
-        server.rtmp_addr(),
-        "live",
-        "smoke",
-        2,
-        Arc::new(tags),
-        Duration::from_secs(7),
+    let mut scenario = Scenario::parse(SCENARIO).expect("scenario");
+    scenario.target.rtmp = server.rtmp_addr();
+    scenario.target.http = server.http_addr();
+    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("cd");
+    let prepared = scenario.prepare(false).expect("prepare");
+    let (summary, seen, publishers) = prepared.run(Seen::default()).expect("run");
+    server.stop();
+
+    assert!(seen.lines >= 9, "a progress line a second: {}", seen.lines);
+    assert!(
+        seen.intervals >= 9,
+        "interval histograms: {}",
+        seen.intervals
     );
-    std::thread::sleep(Duration::from_millis(700));
-    for (protocol, target) in [
-        (Protocol::Flv, server.http_addr()),
-        (Protocol::Rtmp, server.rtmp_addr()),
-    ] {
-        let summary = run_viewers(PlayPlan {
-            target,
-            protocol,
-            app: "live".into(),
-            stream: "smoke0".into(),
-            viewers: 200,
-            join_rate: 1000.0,
-            duration: Duration::from_secs(2),
-            probes: 20,
-        });
-        assert_eq!(summary.connected, 200, "{protocol:?}: {summary:?}");
-        assert_eq!((summary.failed, summary.ended_early), (0, 0), "{summary:?}");
-        // Every viewer got the GOP cache and live data: at 250 kbit/s, 2 s is about 60 KB.
-        assert!(summary.slowest_fraction > 0.5, "{protocol:?}: {summary:?}");
-        assert!(summary.bytes > 200 * 20_000, "{protocol:?}: {summary:?}");
-        if protocol == Protocol::Flv {
-            // Probes saw stamped frames, with a finite latency, and started at a keyframe.
-            assert!(summary.latency.count > 100, "{summary:?}");
-            assert!(
-                summary.latency.max_ms > 0.0 && summary.latency.max_ms < 5_000.0,
-                "{summary:?}"
-            );
-            assert_eq!(summary.startup.count, 20, "{summary:?}");
-            assert_eq!(summary.stalls, 0, "{summary:?}");
+    for p in &publishers {
+        assert!(p.error.is_none(), "{p:?}");
+    }
+    assert!(summary.generator_cpu > 0.0, "{summary:?}");
+    for g in &summary.groups {
+        let peak = if g.protocol == "flv" { 200 } else { g.viewers };
+        assert_eq!(g.connected, peak, "{}: {g:?}", g.name);
+        assert_eq!((g.failed, g.ended_early, g.left), (0, 0, 0), "{g:?}");
+        assert_eq!(g.stalls, 0, "{g:?}");
+        // A finite latency histogram from the probes' SEI stamps.
+        assert!(g.latency.count > 0, "{g:?}");
+        assert!(
+            g.latency.max_ms > 0.0 && g.latency.max_ms < 10_000.0,
+            "{g:?}"
+        );
+        assert!(g.startup.count > 0, "{g:?}");
+        assert_eq!(g.timeline.len(), summary.seconds.round() as usize, "{g:?}");
+        if g.protocol == "hls" {
+            let hls = g.hls.as_ref().expect("hls figures");
+            assert!(hls.segments >= 6, "{hls:?}");
+            assert_eq!((hls.errors, hls.not_found), (0, 0), "{hls:?}");
+        } else {
+            // Full delivery: every viewer got all that was published in every window.
+            assert!(g.windows >= 2, "{g:?}");
+            assert_eq!(g.windows_behind, 0, "{g:?}");
+            assert!(g.worst_window_share >= 0.98, "{g:?}");
+            assert_eq!(g.gaps, 0, "{g:?}");
+            assert!(g.latency.p99_ms < 1_000.0, "{g:?}");
         }
     }
-    for handle in publishers {
-        let report = handle.join().unwrap();
-        assert!(report.error.is_none(), "{report:?}");
-        assert!(report.loops >= 1, "{report:?}");
-    }
-    server.stop();
 }

@@ -66,6 +66,24 @@ fn protocol_error(what: impl std::fmt::Debug) -> io::Error {
 }
 
 async fn start_rtmp(s: &mut TcpStream, app: &str, stream: &str) -> io::Result<()> {
+    start_rtmp_session(s, app, stream).await.map(|_| ())
+}
+
+/// An RTMP player's session once playback is accepted: the session (for a player that keeps
+/// parsing) and the results that arrived with the acceptance (media may already follow it).
+pub struct RtmpPlayback {
+    /// The client session.
+    pub session: ClientSession,
+    /// Results after `PlaybackRequestAccepted` in the same input.
+    pub pending: Vec<ClientSessionResult>,
+}
+
+/// RTMP handshake, connect, createStream and play on a connected socket.
+pub async fn start_rtmp_session(
+    s: &mut TcpStream,
+    app: &str,
+    stream: &str,
+) -> io::Result<RtmpPlayback> {
     let mut handshake = Handshake::new(PeerType::Client);
     let hello = handshake
         .generate_outbound_p0_and_p1()
@@ -97,8 +115,11 @@ async fn start_rtmp(s: &mut TcpStream, app: &str, stream: &str) -> io::Result<()
         .map_err(protocol_error)?;
     send(s, connect).await?;
     loop {
-        let mut playing = false;
-        for result in session.handle_input(&input).map_err(protocol_error)? {
+        let mut results = session
+            .handle_input(&input)
+            .map_err(protocol_error)?
+            .into_iter();
+        while let Some(result) = results.next() {
             match result {
                 ClientSessionResult::OutboundResponse(p) => s.write_all(&p.bytes).await?,
                 ClientSessionResult::RaisedEvent(ClientSessionEvent::ConnectionRequestAccepted) => {
@@ -108,16 +129,16 @@ async fn start_rtmp(s: &mut TcpStream, app: &str, stream: &str) -> io::Result<()
                     send(s, play).await?;
                 }
                 ClientSessionResult::RaisedEvent(ClientSessionEvent::PlaybackRequestAccepted) => {
-                    playing = true
+                    return Ok(RtmpPlayback {
+                        session,
+                        pending: results.collect(),
+                    });
                 }
                 ClientSessionResult::RaisedEvent(
                     ClientSessionEvent::ConnectionRequestRejected { description },
                 ) => return Err(protocol_error(description)),
                 _ => {}
             }
-        }
-        if playing {
-            return Ok(());
         }
         let n = s.read(&mut buf).await?;
         if n == 0 {
