@@ -547,9 +547,7 @@ impl GroupRun {
     async fn probe_rtmp(&self, m: &Member, thresholds: Thresholds) -> std::io::Result<()> {
         let g = &self.group;
         let asked = Instant::now();
-        let mut s = glommio::net::TcpStream::connect(g.target)
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut s = cheap::connect(g.target).await?;
         let playback = cheap::start_rtmp_session(&mut s, &g.app, &g.stream).await?;
         m.state.set(State::Playing);
         let mut session = playback.session;
@@ -593,7 +591,8 @@ impl GroupRun {
         let g = &self.group;
         let options = HlsOptions {
             start: g.hls_start,
-            stall: thresholds.stall.max(Duration::from_secs(1)) * 3,
+            // A player starting three segments back has that much buffer.
+            stall: HlsOptions::default().stall.max(thresholds.stall),
             probe,
         };
         // An HLS viewer plays from its first segment bytes on.

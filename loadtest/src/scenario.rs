@@ -1,5 +1,5 @@
 //! Scenarios: publishers and viewer groups with ramp steps, in a TOML file
-//! (`loadtest/scenarios/*.toml`). See `loadtest/scenarios/README.md` for the keys.
+//! (`loadtest/scenarios/*.toml`); loadtest/README.md explains every key.
 
 use crate::hls::HlsStart;
 use crate::play::{self, Group, Observer, PlayPlan, PlaySummary, Protocol, Step};
@@ -419,6 +419,30 @@ mod tests {
         assert_eq!(p.plan.groups[1].target.port(), 8080);
         assert_eq!(p.publishers.len(), 1);
         assert_eq!(p.plan.cpu, Some(1));
+    }
+
+    #[test]
+    fn bundled_scenarios_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut seen = 0;
+        for entry in std::fs::read_dir(root.join("scenarios")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let mut s = Scenario::load(&path).unwrap();
+            // Files are relative to the repository root, where the generator runs.
+            for p in &mut s.publish {
+                p.file = p.file.take().map(|f| root.join("..").join(f));
+            }
+            let p = s
+                .prepare(false)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!p.plan.groups.is_empty(), "{}", path.display());
+            assert!(!p.publishers.is_empty(), "{}", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 4, "{seen} scenarios");
     }
 
     #[test]

@@ -29,9 +29,7 @@ pub async fn start(
     app: &str,
     stream: &str,
 ) -> io::Result<TcpStream> {
-    let mut s = TcpStream::connect(addr)
-        .await
-        .map_err(|e| io::Error::other(e.to_string()))?;
+    let mut s = connect(addr).await?;
     match protocol {
         Protocol::Flv => {
             let request = format!("GET /{app}/{stream}.flv HTTP/1.1\r\nHost: load\r\n\r\n");
@@ -39,6 +37,17 @@ pub async fn start(
         }
         Protocol::Rtmp => start_rtmp(&mut s, app, stream).await?,
     }
+    Ok(s)
+}
+
+/// Connects with Nagle's algorithm off: the RTMP handshake and commands are small writes
+/// that would otherwise wait for delayed acknowledgements.
+pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let s = TcpStream::connect(addr)
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    s.set_nodelay(true)
+        .map_err(|e| io::Error::other(e.to_string()))?;
     Ok(s)
 }
 
