@@ -278,3 +278,38 @@ fn audio_only_stream_starts_and_announces_only_audio() {
         .all(|t| t.kind == TagKind::Audio && !t.is_sequence_header()));
     server.stop();
 }
+
+/// Largest pause between two video tags reaching an HTTP-FLV viewer, after its start-up
+/// burst, for a stream published in real time.
+fn largest_video_pause(extra_config: &str) -> Duration {
+    let server = start(extra_config);
+    let publishing = publish_in_background(&server, "pace", 1, 1.0);
+    wait_live(&server, "/live/pace.flv");
+    let mut viewer = FlvViewer::open(server.http_addr(), "/live/pace.flv");
+    let opened = Instant::now();
+    let mut last: Option<Instant> = None;
+    let mut largest = Duration::ZERO;
+    while let Some(tag) = viewer.next_tag() {
+        if tag.kind != TagKind::Video || opened.elapsed() < Duration::from_millis(1500) {
+            continue;
+        }
+        let now = Instant::now();
+        if let Some(last) = last.replace(now) {
+            largest = largest.max(now - last);
+        }
+    }
+    publishing.join().unwrap();
+    server.stop();
+    largest
+}
+
+#[test]
+fn flush_on_video_sends_each_frame_without_waiting_for_the_window() {
+    // A one-second merge window: without flush_on_video, video arrives in bursts a window
+    // apart; with it, frame by frame (the clip has 25 frames a second).
+    let window = "[viewer]\nmerge_window_ms = 1000\n";
+    let bursts = largest_video_pause(&format!("{window}flush_on_video = false\n"));
+    let paced = largest_video_pause(&format!("{window}flush_on_video = true\n"));
+    assert!(bursts > Duration::from_millis(600), "{bursts:?}");
+    assert!(paced < Duration::from_millis(400), "{paced:?}");
+}
