@@ -5,7 +5,9 @@
 //! embedded with `include_str!`. An operator's file is merged over it key by key, so a file
 //! that sets one key leaves every other key at its documented default.
 
+use crate::auth::{AppPolicy, Auth, Policy};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -75,6 +77,29 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Per-viewer delivery (merge window, slow-viewer policy).
     pub viewer: ViewerConfig,
+    /// Who may publish and play.
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: publish and play policies (see [`crate::auth`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HMAC-SHA256 key of signed tokens; empty = no token policies allowed.
+    pub secret: String,
+    /// Default publish policy.
+    pub publish: Policy,
+    /// Default play policy.
+    pub play: Policy,
+    /// Default static publish keys by stream name (`*`: any).
+    pub publish_keys: BTreeMap<String, String>,
+    /// Default static play keys by stream name (`*`: any).
+    pub play_keys: BTreeMap<String, String>,
+    /// Per-application policies, replacing the defaults for that application.
+    pub apps: BTreeMap<String, AppPolicy>,
+    /// A new publisher with valid credentials replaces one that sent no media for this
+    /// long; 0 = a live stream's publisher is never replaced.
+    pub takeover_after_ms: u64,
 }
 
 /// `[metrics]`: latency histogram export.
@@ -327,6 +352,13 @@ impl Config {
         }
         if !(2..=100).contains(&self.hls.window_segments) {
             return Err(invalid("hls.window_segments", "must be within 2 ..= 100"));
+        }
+        let auth = Auth::from_config(&self.auth);
+        if auth.uses_tokens() && self.auth.secret.len() < 16 {
+            return Err(invalid(
+                "auth.secret",
+                "token policies need a secret of at least 16 bytes (32 random ones recommended)",
+            ));
         }
         if self.metrics.histogram_log_interval_ms < 1000 {
             return Err(invalid(

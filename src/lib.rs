@@ -34,6 +34,7 @@
 //!          the local feed, one vectored sendmsg per wake-up)
 //! ```
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod flv;

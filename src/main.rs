@@ -56,6 +56,48 @@ enum Command {
         #[arg(long)]
         to: Option<f64>,
     },
+    /// Mints a signed token (auth.secret from --config) allowing one action on one stream,
+    /// and prints it with example URLs.
+    Token {
+        /// publish or play.
+        #[arg(long, value_parser = ["publish", "play"])]
+        action: String,
+        /// The stream, as app/name.
+        #[arg(long)]
+        stream: String,
+        /// How long the token stays valid, in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl: u64,
+    },
+}
+
+/// `corecast token`: prints a token and where it goes.
+fn mint(config: &Config, action: &str, stream: &str, ttl: u64) -> ExitCode {
+    use corecast::auth::{self, Action};
+    let Some((app, name)) = stream.split_once('/') else {
+        eprintln!("corecast token: --stream must be app/name");
+        return ExitCode::from(2);
+    };
+    if config.auth.secret.len() < 16 {
+        eprintln!("corecast token: auth.secret (at least 16 bytes) must be set in --config");
+        return ExitCode::from(2);
+    }
+    let action = if action == "publish" {
+        Action::Publish
+    } else {
+        Action::Play
+    };
+    let expiry = auth::unix_now().saturating_add(ttl);
+    let token = auth::mint(&config.auth.secret, action, app, name, expiry);
+    println!("{token}");
+    let (rtmp, http) = (config.server.rtmp_listen, config.server.http_listen);
+    eprintln!("valid until Unix time {expiry}; for example:");
+    eprintln!("  rtmp://{rtmp}/{app}/{name}?token={token}");
+    if action == Action::Play {
+        eprintln!("  http://{http}/{app}/{name}.flv?token={token}");
+        eprintln!("  http://{http}/{app}/{name}.m3u8?token={token}");
+    }
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -79,6 +121,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Token {
+        action,
+        stream,
+        ttl,
+    }) = &cli.command
+    {
+        return mint(&config, action, stream, *ttl);
+    }
     if cli.print_config {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;

@@ -6,6 +6,7 @@
 //! holds a replica feed that the owner fills over the mesh, one message per unit. Inside a
 //! shard everything is `Rc`/`RefCell`; no borrow is held across an `.await`.
 
+use crate::auth::{Action, Auth, Denied};
 use crate::config::Config;
 use crate::hls::segmenter::Segmenter;
 use crate::hls::HlsView;
@@ -109,6 +110,8 @@ pub struct Shard {
     pub config: Arc<Config>,
     /// This shard's counters.
     pub stats: Arc<ShardStats>,
+    /// Who may publish and play.
+    pub auth: Auth,
     /// Every shard's counters and exported histograms (for the metrics endpoint).
     observed: Observed,
     /// This shard's latency histograms (exported every [`crate::metrics::PUBLISH_INTERVAL`]).
@@ -129,6 +132,7 @@ impl Shard {
         Shard {
             id,
             count: observed.all_stats.len(),
+            auth: Auth::from_config(&config.auth),
             config,
             stats: observed.all_stats[id].clone(),
             observed,
@@ -386,6 +390,30 @@ impl Shard {
             }
         };
         self.send_reliable(from, reply);
+    }
+
+    /// Checks `action` on `app/stream` with the credentials in `query`; a refusal is logged
+    /// (without the credentials) and counted.
+    pub fn authorize(
+        &self,
+        action: Action,
+        app: &str,
+        stream: &str,
+        query: Option<&str>,
+        protocol: &'static str,
+        peer: std::net::SocketAddr,
+    ) -> Result<(), Denied> {
+        let result = self
+            .auth
+            .check(action, app, stream, query, crate::auth::unix_now());
+        if let Err(denied) = result {
+            stats::inc(match action {
+                Action::Publish => &self.stats.auth_rejected_publish,
+                Action::Play => &self.stats.auth_rejected_play,
+            });
+            info!(protocol, shard = self.id, %peer, stream = %format_args!("{app}/{stream}"), %action, reason = denied.label(), "refused: {denied}");
+        }
+        result
     }
 
     fn feed(&self, key: &StreamKey) -> Option<Rc<RefCell<Feed>>> {

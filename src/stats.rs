@@ -68,6 +68,13 @@ pub struct ShardStats {
     pub flv_sends: AtomicU64,
     /// RTMP connections closed for protocol errors or bad input.
     pub rtmp_bad_input: AtomicU64,
+    /// RTMP connections whose input made rml_rtmp panic (contained, and also counted in
+    /// `rtmp_bad_input`).
+    pub rtmp_session_panics: AtomicU64,
+    /// Publish requests refused by access control.
+    pub auth_rejected_publish: AtomicU64,
+    /// Play requests (RTMP, HTTP-FLV, HLS) refused by access control.
+    pub auth_rejected_play: AtomicU64,
     /// HTTP connections closed for bad requests.
     pub http_bad_input: AtomicU64,
     /// Connections closed because they timed out (handshake, header, idle).

@@ -104,3 +104,57 @@ fn json_logs_are_one_object_per_line() {
     assert_eq!(serving["shards"], 1);
     assert!(serving["http"].as_str().unwrap().starts_with("127.0.0.1:"));
 }
+
+#[test]
+fn token_subcommand_mints_tokens_the_server_accepts() {
+    let dir = std::env::temp_dir().join(format!("corecast-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("auth.toml");
+    let config = "[auth]\nsecret = \"0123456789abcdef-secret\"\nplay = \"token\"\n";
+    std::fs::write(&file, config).unwrap();
+    let out = corecast()
+        .arg("--config")
+        .arg(&file)
+        .args([
+            "token", "--action", "play", "--stream", "live/cam", "--ttl", "60",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let guide = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        guide.contains(&format!("/live/cam.m3u8?token={token}")),
+        "{guide}"
+    );
+    let parsed = corecast::Config::overlay(config, "auth").unwrap();
+    let rules = corecast::auth::Auth::from_config(&parsed.auth);
+    let query = format!("token={token}");
+    let now = corecast::auth::unix_now();
+    let check = |stream, now| {
+        rules.check(
+            corecast::auth::Action::Play,
+            "live",
+            stream,
+            Some(&query),
+            now,
+        )
+    };
+    assert_eq!(check("cam", now), Ok(()));
+    assert_eq!(
+        check("cam", now + 120),
+        Err(corecast::auth::Denied::Expired)
+    );
+    assert_eq!(check("other", now), Err(corecast::auth::Denied::BadToken));
+
+    // Token policies without a (long enough) secret are a configuration error.
+    std::fs::write(&file, "[auth]\nsecret = \"short\"\nplay = \"token\"\n").unwrap();
+    let out = corecast().arg("--config").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auth.secret"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -47,6 +47,22 @@ impl HlsView {
         self.instance != current.instance || self.version > current.version
     }
 
+    /// The playlist with `query` appended to every segment URI, so that a player that
+    /// fetched it with credentials fetches the segments with them too.
+    pub fn playlist_with_query(&self, query: &str) -> Bytes {
+        let text = String::from_utf8_lossy(&self.playlist);
+        let mut out = String::with_capacity(self.playlist.len() + 64 * self.segments.len());
+        for line in text.lines() {
+            out += line;
+            if !line.is_empty() && !line.starts_with('#') {
+                out.push('?');
+                out += query;
+            }
+            out.push('\n');
+        }
+        Bytes::from(out)
+    }
+
     /// Segment `seq` of incarnation `instance`, if still in the window.
     pub fn segment(&self, instance: u64, seq: u64) -> Option<&Bytes> {
         if instance != self.instance {
@@ -56,5 +72,28 @@ impl HlsView {
             .iter()
             .find(|(s, _)| *s == seq)
             .map(|(_, bytes)| bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_carried_into_segment_uris() {
+        let view = HlsView {
+            playlist: Bytes::from_static(
+                b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.000,\ncam-1-0.ts\n#EXTINF:2.000,\ncam-1-1.ts\n",
+            ),
+            instance: 1,
+            segments: Vec::new(),
+            ended: false,
+            version: 1,
+        };
+        let text = view.playlist_with_query("token=9.ab");
+        assert_eq!(
+            &text[..],
+            b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.000,\ncam-1-0.ts?token=9.ab\n#EXTINF:2.000,\ncam-1-1.ts?token=9.ab\n"
+        );
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod request;
 
+use crate::auth::{Action, Denied, Policy};
 use crate::hub::stream_key;
 use crate::media::now_ns;
 use crate::media::Format;
@@ -116,10 +117,28 @@ async fn run(
             }
             continue;
         }
+        if let (Some((app, name)), false) = (route.media_stream(), req.method == Method::Options) {
+            let query = req.query.as_deref();
+            if let Err(denied) = shard.authorize(Action::Play, app, name, query, "http", peer) {
+                // 401 without credentials; 403 with wrong or expired ones.
+                let status = match denied {
+                    Denied::Missing => "401 Unauthorized",
+                    _ => "403 Forbidden",
+                };
+                let head_only = req.method == Method::Head;
+                stream
+                    .write_all(&simple(status, head_only, req.keep_alive))
+                    .await?;
+                if !req.keep_alive {
+                    return Ok(());
+                }
+                continue;
+            }
+        }
         match (req.method, route) {
             (Method::Options, _) => stream.write_all(CORS_PREFLIGHT).await?,
             (Method::Get, Route::Profile(format)) => {
-                let seconds = query_param(req.query.as_deref(), "seconds")
+                let seconds = crate::auth::param(req.query.as_deref(), "seconds")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(10);
                 info!(protocol = "http", shard = shard.id, %peer, seconds, "cpu profile requested");
@@ -213,7 +232,14 @@ async fn run(
             (Method::Get | Method::Head, Route::Playlist { app, stream: name }) => {
                 let parsed = now_ns();
                 let view = shard.hls_view(&stream_key(app, name));
-                let body = view.as_ref().map(|v| v.playlist.clone());
+                // Segments are checked like the playlist: they carry its credentials.
+                let credentials = credentials(req.query.as_deref());
+                let body = view.as_ref().map(|v| match &credentials {
+                    Some(query) if shard.auth.policy(app).play != Policy::Open => {
+                        v.playlist_with_query(query)
+                    }
+                    _ => v.playlist.clone(),
+                });
                 let sent = respond_hls(stream, &req, body, HlsKind::Playlist, stall).await?;
                 stats::add(&shard.stats.hls_bytes_out, sent as u64);
                 record_hls(shard, parsed);
@@ -293,11 +319,14 @@ const UNAUTHORIZED: &[u8] = b"HTTP/1.1 401 Unauthorized\r\n\
 WWW-Authenticate: Bearer\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\r\n\
 401 Unauthorized";
 
-/// The value of `name` in a query string (`a=1&b=2`), undecoded.
-fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
-    query?
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+/// The credential parameters of a query string (`token=...`, `key=...`), to carry into
+/// segment URIs.
+fn credentials(query: Option<&str>) -> Option<String> {
+    let parts: Vec<String> = ["token", "key"]
+        .iter()
+        .filter_map(|name| crate::auth::param(query, name).map(|v| format!("{name}={v}")))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("&"))
 }
 
 /// True when no token is configured, or the request carries it as a bearer token. The

@@ -157,7 +157,17 @@ pub enum Route<'a> {
     NotFound,
 }
 
-impl Route<'_> {
+impl<'a> Route<'a> {
+    /// The stream a media route plays (`app`, `stream`), for access control.
+    pub fn media_stream(&self) -> Option<(&'a str, &'a str)> {
+        match *self {
+            Route::Flv { app, stream }
+            | Route::Playlist { app, stream }
+            | Route::Segment { app, stream, .. } => Some((app, stream)),
+            _ => None,
+        }
+    }
+
     /// Metrics and API: served on the admin listener (when there is one), behind the token.
     pub fn is_admin(&self) -> bool {
         matches!(

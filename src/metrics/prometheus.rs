@@ -162,6 +162,24 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         |s| &s.rtmp_bad_input,
     ),
     (
+        "corecast_rtmp_session_panics_total",
+        "RTMP connections closed because their input made the RTMP library panic",
+        Kind::Counter,
+        |s| &s.rtmp_session_panics,
+    ),
+    (
+        "corecast_auth_rejected_publish_total",
+        "Publish requests refused by access control",
+        Kind::Counter,
+        |s| &s.auth_rejected_publish,
+    ),
+    (
+        "corecast_auth_rejected_play_total",
+        "Play requests (RTMP, HTTP-FLV, HLS playlists and segments) refused by access control",
+        Kind::Counter,
+        |s| &s.auth_rejected_play,
+    ),
+    (
         "corecast_http_bad_input_total",
         "HTTP connections closed for bad requests",
         Kind::Counter,

@@ -8,6 +8,7 @@
 
 pub mod chunk;
 
+use crate::auth::Action;
 use crate::hub::feed::Feed;
 use crate::hub::origin::PublisherInfo;
 use crate::hub::{split_query, stream_key, StreamKey};
@@ -27,7 +28,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// RTMP message type of an aggregate message (several FLV-tag-shaped messages in one).
 const AGGREGATE_MESSAGE: u8 = 22;
@@ -197,7 +198,7 @@ async fn handshake(stream: &mut TcpStream) -> Result<Vec<u8>, RtmpError> {
         if n == 0 {
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
         }
-        match handshake.process_bytes(&buf[..n])? {
+        match handshake_input(&mut handshake, &buf[..n])? {
             HandshakeProcessResult::InProgress { response_bytes } => {
                 stream.write_all(&response_bytes).await?;
             }
@@ -210,6 +211,32 @@ async fn handshake(stream: &mut TcpStream) -> Result<Vec<u8>, RtmpError> {
             }
         }
     }
+}
+
+/// Feeds bytes received during the handshake to the server side of it: the pure step of
+/// [`serve`]'s handshake loop, public so that it can be fuzzed as the server runs it.
+pub fn handshake_input(
+    handshake: &mut Handshake,
+    bytes: &[u8],
+) -> Result<HandshakeProcessResult, RtmpError> {
+    Ok(handshake.process_bytes(bytes)?)
+}
+
+/// Feeds bytes received after the handshake to a connection's session: the pure step of
+/// every RTMP connection's input path (publishers and players), public so that it can be
+/// fuzzed as the server runs it.
+///
+/// rml_rtmp can panic on hostile chunk headers. The panic is contained here and becomes
+/// [`RtmpError::SessionPanic`], which closes that one connection (and is counted as bad
+/// input). This relies on panics unwinding, the release profile's default: see the
+/// `[profile.release]` note in Cargo.toml. The session must not be used after an error.
+pub fn session_input(
+    session: &mut ServerSession,
+    bytes: &[u8],
+) -> Result<Vec<ServerSessionResult>, RtmpError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle_input(bytes)))
+        .map_err(|_| RtmpError::SessionPanic)?
+        .map_err(RtmpError::from)
 }
 
 impl Conn {
@@ -304,11 +331,12 @@ impl Conn {
 
     /// Feeds received bytes to the session.
     fn decode(&mut self, bytes: &[u8]) -> Result<Vec<ServerSessionResult>, RtmpError> {
-        let session = &mut self.session;
-        // rml_rtmp can panic on hostile chunk headers; contain it to this connection.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle_input(bytes)))
-            .map_err(|_| RtmpError::SessionPanic)?
-            .map_err(RtmpError::from)
+        let result = session_input(&mut self.session, bytes);
+        if let Err(RtmpError::SessionPanic) = result {
+            stats::inc(&self.shard.stats.rtmp_session_panics);
+            warn!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, "rtmp: input made the session library panic; closing this connection");
+        }
+        result
     }
 
     /// Delivers the stream to this player until it ends, the player stops, or it fails.
@@ -535,6 +563,11 @@ impl Conn {
                 "NetStream.Play.Failed",
                 "play on the first stream created by the connection",
             ))
+        } else if let Err(denied) =
+            self.shard
+                .authorize(Action::Play, app, name, query, "rtmp", self.peer)
+        {
+            Some(("NetStream.Play.Unauthorized", denied.message()))
         } else {
             None
         };
@@ -572,6 +605,16 @@ impl Conn {
     ) -> Result<Flow, RtmpError> {
         let (name, query) = split_query(publish_name);
         let key = stream_key(app, name);
+        if let Err(denied) =
+            self.shard
+                .authorize(Action::Publish, app, name, query, "rtmp", self.peer)
+        {
+            return self.refuse(
+                request_id,
+                "NetStream.Publish.Unauthorized",
+                denied.message(),
+            );
+        }
         let owner = self.shard.owner(&key);
         if owner != self.shard.id {
             return Ok(Flow::HandOff {

@@ -1,0 +1,148 @@
+//! Access control end to end: publish keys, play tokens on every protocol (RTMP, HTTP-FLV,
+//! HLS playlists and their segments), clear refusals, and counters.
+
+mod common;
+
+use common::*;
+use corecast::auth::{self, Action};
+use corecast::client::{ClientError, PlayEvent, Player, Publisher};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+const SECRET: &str = "a-test-secret-of-some-length";
+
+const CONFIG: &str = r#"
+[hls]
+target_duration_ms = 1000
+[auth]
+secret = "a-test-secret-of-some-length"
+[auth.apps.live]
+publish = "key"
+play = "token"
+publish_keys = { "*" = "pk-any", "studio" = "pk-studio" }
+"#;
+
+/// Status line and body of one request on a new connection.
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (
+        head[9..12].parse().unwrap(),
+        String::from_utf8_lossy(&body).to_string(),
+    )
+}
+
+fn rejected_code(result: Result<impl Sized, ClientError>) -> String {
+    match result {
+        Err(ClientError::Rejected { code, .. }) => code,
+        Err(other) => panic!("expected a refusal, got {other}"),
+        Ok(_) => panic!("expected a refusal, got acceptance"),
+    }
+}
+
+#[test]
+fn publish_keys_and_play_tokens_guard_every_protocol() {
+    let server = start(CONFIG);
+    let (rtmp, http) = (server.rtmp_addr(), server.http_addr());
+    let timeout = Duration::from_secs(5);
+
+    // Publishing: no key, a wrong key, another stream's key: refused, clearly.
+    for name in ["cam", "cam?key=nope", "studio?key=pk-any"] {
+        let code = rejected_code(Publisher::connect(rtmp, "live", name, timeout));
+        assert_eq!(code, "NetStream.Publish.Unauthorized", "{name}");
+    }
+    // Apps without a policy of their own keep the default: open.
+    drop(Publisher::connect(rtmp, "open", "cam", timeout).expect("open app"));
+
+    let mut publisher = Publisher::connect(rtmp, "live", "cam?key=pk-any", timeout).unwrap();
+    let publishing = std::thread::spawn(move || {
+        replay(&mut publisher, 1, 1.0);
+        publisher.finish().unwrap();
+    });
+
+    let now = auth::unix_now();
+    let token = auth::mint(SECRET, Action::Play, "live", "cam", now + 600);
+    let expired = auth::mint(SECRET, Action::Play, "live", "cam", now - 1);
+    let other_stream = auth::mint(SECRET, Action::Play, "live", "other", now + 600);
+    let publish_token = auth::mint(SECRET, Action::Publish, "live", "cam", now + 600);
+
+    // HTTP-FLV: 401 without credentials, 403 with wrong ones, 200 with the token.
+    assert!(wait_until(Duration::from_secs(5), || server
+        .stats()
+        .iter()
+        .any(|s| corecast::stats::get(&s.streams) > 0)));
+    assert_eq!(get(http, "/live/cam.flv").0, 401);
+    for bad in [&expired, &other_stream, &publish_token, &"1.00".to_string()] {
+        assert_eq!(
+            get(http, &format!("/live/cam.flv?token={bad}")).0,
+            403,
+            "{bad}"
+        );
+    }
+    let mut viewer = FlvViewer::open(http, &format!("/live/cam.flv?token={token}"));
+    assert_eq!(viewer.status, 200);
+    assert!(viewer.next_tag().is_some(), "the viewer with a token plays");
+    drop(viewer);
+
+    // RTMP play: refused without a token, plays with one.
+    let code = rejected_code(Player::connect(rtmp, "live", "cam", timeout));
+    assert_eq!(code, "NetStream.Play.Unauthorized");
+    let mut player = Player::connect(rtmp, "live", &format!("cam?token={token}"), timeout).unwrap();
+    let got_video =
+        (0..200).any(|_| matches!(player.next_event(), Ok(Some(PlayEvent::Video { .. }))));
+    assert!(got_video, "the RTMP player with a token gets video");
+    drop(player);
+
+    // HLS: the playlist needs the token and hands it to every segment URI; a segment
+    // without it is refused.
+    let mut playlist = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let (status, body) = get(http, &format!("/live/cam.m3u8?token={token}"));
+            playlist = body;
+            status == 200 && playlist.contains(".ts?token=")
+        }),
+        "{playlist}"
+    );
+    assert_eq!(get(http, "/live/cam.m3u8").0, 401);
+    assert_eq!(get(http, &format!("/live/cam.m3u8?token={expired}")).0, 403);
+    let uri = playlist
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.is_empty())
+        .expect("a segment");
+    assert!(uri.ends_with(&format!("?token={token}")), "{uri}");
+    assert_eq!(get(http, &format!("/live/{uri}")).0, 200);
+    let bare = uri.split('?').next().unwrap();
+    assert_eq!(get(http, &format!("/live/{bare}")).0, 401);
+    assert_eq!(
+        get(http, &format!("/live/{bare}?token={other_stream}")).0,
+        403
+    );
+
+    publishing.join().unwrap();
+    let total =
+        |f: fn(&corecast::stats::ShardStats) -> &std::sync::atomic::AtomicU64| total(&server, f);
+    assert_eq!(total(|s| &s.auth_rejected_publish), 3);
+    // FLV: 1 + 4; RTMP: 1; HLS: 2 playlists + 2 segments.
+    assert_eq!(total(|s| &s.auth_rejected_play), 10);
+    server.stop();
+}
