@@ -79,6 +79,27 @@ pub struct Config {
     pub viewer: ViewerConfig,
     /// Who may publish and play.
     pub auth: AuthConfig,
+    /// Connection, stream and viewer limits.
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: what one server, shard, client address and stream may hold (0 = no limit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Connections at once, all shards and public listeners; 0 = the open-file limit less
+    /// a reserve.
+    pub max_connections: usize,
+    /// Connections at once on one shard.
+    pub max_connections_per_shard: usize,
+    /// Connections at once from one client address.
+    pub max_connections_per_ip: usize,
+    /// Loopback clients are not subject to `max_connections_per_ip`.
+    pub exempt_loopback: bool,
+    /// Live streams at once.
+    pub max_streams: usize,
+    /// Viewers of one stream at once, all protocols and shards.
+    pub max_viewers_per_stream: usize,
 }
 
 /// `[auth]`: publish and play policies (see [`crate::auth`]).
@@ -352,6 +373,9 @@ impl Config {
         }
         if !(2..=100).contains(&self.hls.window_segments) {
             return Err(invalid("hls.window_segments", "must be within 2 ..= 100"));
+        }
+        if self.limits.max_streams == 0 {
+            return Err(invalid("limits.max_streams", "must be positive"));
         }
         let auth = Auth::from_config(&self.auth);
         if auth.uses_tokens() && self.auth.secret.len() < 16 {

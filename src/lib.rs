@@ -41,6 +41,7 @@ pub mod flv;
 pub mod hls;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod media;
 pub mod metrics;
 pub mod net;

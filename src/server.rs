@@ -6,11 +6,12 @@
 //! runs half-started.
 
 use crate::config::Config;
+use crate::limits::{Admission, Caps};
 use crate::metrics::log::{LogError, LogWriter};
 use crate::metrics::Published;
 use crate::net;
 use crate::shard::{MeshMsg, Observed, Shard};
-use crate::stats::ShardStats;
+use crate::stats::{self, ShardStats};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{CpuSet, LocalExecutorBuilder, Placement};
@@ -22,7 +23,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Locked memory glommio registers per shard for io_uring buffers. The relay does no file
 /// IO, so the minimum glommio accepts is enough (it checks RLIMIT_MEMLOCK >= 512 KiB).
@@ -127,6 +128,7 @@ impl Server {
                 .collect(),
             histograms: Arc::new(Published::new(shards)),
             reports: Arc::new(crate::metrics::api::Reports::new(shards)),
+            admission: Arc::new(Admission::new(shards, caps(&config))),
         };
         let mut threads = Vec::with_capacity(shards);
         let listeners = rtmp
@@ -317,6 +319,28 @@ fn explain(err: &str) -> String {
     }
 }
 
+/// Descriptors kept out of `limits.max_connections = 0` (listeners, mesh, logs, files).
+const DESCRIPTOR_RESERVE: usize = 256;
+
+/// The connection limits of a configuration.
+fn caps(config: &Config) -> Caps {
+    let l = &config.limits;
+    let total = match l.max_connections {
+        0 => net::raise_soft_limit(libc::RLIMIT_NOFILE)
+            .map_or(1024, |n| n as usize)
+            .saturating_sub(DESCRIPTOR_RESERVE)
+            .max(1),
+        n => n,
+    };
+    Caps {
+        total,
+        per_shard: l.max_connections_per_shard,
+        per_ip: l.max_connections_per_ip,
+        exempt_loopback: l.exempt_loopback,
+        viewers_per_stream: l.max_viewers_per_stream,
+    }
+}
+
 /// Raises the open-file and locked-memory soft limits to their hard limits.
 fn raise_limits() {
     match net::raise_soft_limit(libc::RLIMIT_NOFILE) {
@@ -430,25 +454,37 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, protocol: Protocol
                 let Ok(peer) = stream.peer_addr() else {
                     continue;
                 };
+                let ticket = match protocol {
+                    // The admin listener is for operators: no client limits, so that
+                    // metrics stay reachable when the public side is full.
+                    Protocol::Admin => None,
+                    _ => match shard.admission().admit(shard.id, peer.ip()) {
+                        Ok(ticket) => Some(ticket),
+                        Err(refused) => {
+                            stats::inc(&shard.stats.connections_refused);
+                            debug!(shard = shard.id, %peer, "connection refused: {refused}");
+                            continue;
+                        }
+                    },
+                };
                 let shard = shard.clone();
-                match protocol {
-                    Protocol::Rtmp => {
-                        glommio::spawn_local(crate::rtmp::serve(shard, stream, peer)).detach()
+                match (protocol, ticket) {
+                    (Protocol::Rtmp, Some(ticket)) => {
+                        glommio::spawn_local(crate::rtmp::serve(shard, stream, peer, ticket))
+                            .detach()
                     }
-                    Protocol::Http => glommio::spawn_local(crate::http::serve(
-                        shard,
-                        stream,
-                        peer,
-                        crate::http::Listener::Public,
-                    ))
-                    .detach(),
-                    Protocol::Admin => glommio::spawn_local(crate::http::serve(
-                        shard,
-                        stream,
-                        peer,
-                        crate::http::Listener::Admin,
-                    ))
-                    .detach(),
+                    (Protocol::Http, ticket) | (Protocol::Admin, ticket) => {
+                        let listener = match protocol {
+                            Protocol::Admin => crate::http::Listener::Admin,
+                            _ => crate::http::Listener::Public,
+                        };
+                        glommio::spawn_local(async move {
+                            crate::http::serve(shard, stream, peer, listener).await;
+                            drop(ticket);
+                        })
+                        .detach()
+                    }
+                    (Protocol::Rtmp, None) => continue,
                 };
             }
             Err(err) => {

@@ -48,6 +48,8 @@ pub struct Handoff {
     pub rest: Vec<ServerSessionResult>,
     /// Remote address.
     pub peer: SocketAddr,
+    /// The connection's place under the connection limits.
+    pub ticket: Option<crate::limits::Ticket>,
 }
 
 /// Messages between shards. Each pair of shards has a bounded FIFO queue
@@ -82,11 +84,15 @@ pub struct Observed {
     pub histograms: Arc<Published>,
     /// API report slots, by shard.
     pub reports: Arc<crate::metrics::api::Reports>,
+    /// Connection and viewer limits, shared by every shard.
+    pub admission: Arc<crate::limits::Admission>,
 }
 
 /// Why a publish request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublishRefusal {
+    /// `limits.max_streams` streams are live.
+    TooManyStreams,
     /// Another publisher is live on the stream.
     AlreadyPublishing,
 }
@@ -392,6 +398,11 @@ impl Shard {
         self.send_reliable(from, reply);
     }
 
+    /// The connection and viewer limits shared by every shard.
+    pub fn admission(&self) -> &Arc<crate::limits::Admission> {
+        &self.observed.admission
+    }
+
     /// Checks `action` on `app/stream` with the credentials in `query`; a refusal is logged
     /// (without the credentials) and counted.
     pub fn authorize(
@@ -455,6 +466,16 @@ impl Shard {
         let origin = match &mut stream.origin {
             Some(origin) => origin,
             None => {
+                let live: u64 = self
+                    .observed
+                    .all_stats
+                    .iter()
+                    .map(|s| stats::get(&s.streams))
+                    .sum();
+                if live >= self.config.limits.max_streams as u64 {
+                    streams.remove(key);
+                    return Err(PublishRefusal::TooManyStreams);
+                }
                 stream.feed = Some(self.new_feed(FeedState::Live));
                 self.broadcast(|| MeshMsg::StreamLive(key.clone()));
                 stats::inc(&self.stats.streams);
@@ -687,6 +708,9 @@ impl Shard {
     pub fn attach_viewer(&self, key: &StreamKey, format: Format) -> Option<Rc<RefCell<Feed>>> {
         let mut streams = self.streams.borrow_mut();
         let stream = streams.get_mut(key)?;
+        if !self.observed.admission.add_viewer(key) {
+            return None;
+        }
         let feed = match &stream.feed {
             Some(feed) => feed.clone(),
             None => {
@@ -702,6 +726,7 @@ impl Shard {
 
     /// Detaches a viewer; the last viewer on a non-owner shard unsubscribes it.
     pub fn detach_viewer(&self, key: &StreamKey, feed: &Rc<RefCell<Feed>>, format: Format) {
+        self.observed.admission.remove_viewer(key);
         let left = {
             let mut f = feed.borrow_mut();
             let n = &mut f.viewers[format as usize];

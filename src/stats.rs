@@ -71,6 +71,8 @@ pub struct ShardStats {
     /// RTMP connections whose input made rml_rtmp panic (contained, and also counted in
     /// `rtmp_bad_input`).
     pub rtmp_session_panics: AtomicU64,
+    /// Connections closed at accept: a connection limit was reached.
+    pub connections_refused: AtomicU64,
     /// Publish requests refused by access control.
     pub auth_rejected_publish: AtomicU64,
     /// Play requests (RTMP, HTTP-FLV, HLS) refused by access control.

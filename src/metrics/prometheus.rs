@@ -168,6 +168,12 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         |s| &s.rtmp_session_panics,
     ),
     (
+        "corecast_connections_refused_total",
+        "Connections closed at accept because a connection limit was reached",
+        Kind::Counter,
+        |s| &s.connections_refused,
+    ),
+    (
         "corecast_auth_rejected_publish_total",
         "Publish requests refused by access control",
         Kind::Counter,

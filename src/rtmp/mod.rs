@@ -12,6 +12,7 @@ use crate::auth::Action;
 use crate::hub::feed::Feed;
 use crate::hub::origin::PublisherInfo;
 use crate::hub::{split_query, stream_key, StreamKey};
+use crate::limits::Ticket;
 use crate::media::{now_ns, split_aggregate, AggregateError, Format, UnitKind};
 use crate::shard::{Handoff, PublishRefusal, Shard};
 use crate::stats;
@@ -118,10 +119,12 @@ struct Conn {
     state: State,
     /// Responses waiting to be written, in order.
     out: Vec<u8>,
+    /// The connection's place under the connection limits (goes along on a handoff).
+    ticket: Option<Ticket>,
 }
 
 /// Serves one accepted RTMP connection.
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, ticket: Ticket) {
     stats::inc(&shard.stats.rtmp_accepted);
     let _ = stream.set_nodelay(true);
     let result = async {
@@ -134,7 +137,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
             ..ServerSessionConfig::new()
         };
         let (session, initial) = ServerSession::new(config)?;
-        let mut conn = Conn::new(shard.clone(), session, peer);
+        let mut conn = Conn::new(shard.clone(), session, peer, Some(ticket));
         let flow = conn.handle_results(initial)?;
         let flow = match flow {
             Flow::Continue => conn.feed(&leftover)?,
@@ -156,10 +159,11 @@ pub async fn resume(shard: Rc<Shard>, handoff: Box<Handoff>) {
         publish_name,
         rest,
         peer,
+        ticket,
     } = *handoff;
     // SAFETY: `fd` is an open TCP socket whose ownership the accepting shard gave up.
     let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
-    let mut conn = Conn::new(shard.clone(), *session, peer);
+    let mut conn = Conn::new(shard.clone(), *session, peer, ticket);
     let result = async {
         let flow = conn.publish_requested(request_id, &app, &publish_name)?;
         let flow = match flow {
@@ -240,7 +244,12 @@ pub fn session_input(
 }
 
 impl Conn {
-    fn new(shard: Rc<Shard>, session: ServerSession, peer: SocketAddr) -> Self {
+    fn new(
+        shard: Rc<Shard>,
+        session: ServerSession,
+        peer: SocketAddr,
+        ticket: Option<Ticket>,
+    ) -> Self {
         Conn {
             conn_id: shard.conn_id(),
             shard,
@@ -248,6 +257,7 @@ impl Conn {
             peer,
             state: State::Idle,
             out: Vec::new(),
+            ticket,
         }
     }
 
@@ -287,6 +297,7 @@ impl Conn {
                         publish_name,
                         rest,
                         peer: self.peer,
+                        ticket: self.ticket.take(),
                     },
                 );
                 Ok(())
@@ -643,6 +654,15 @@ impl Conn {
             Ok(()) => {
                 self.state = State::Publishing(key);
                 self.accept(request_id)
+            }
+            Err(PublishRefusal::TooManyStreams) => {
+                stats::inc(&self.shard.stats.publish_rejected);
+                info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, stream = %key, "publish refused: limits.max_streams reached");
+                self.refuse(
+                    request_id,
+                    "NetStream.Publish.Failed",
+                    "the server has its maximum number of streams",
+                )
             }
             Err(PublishRefusal::AlreadyPublishing) => {
                 stats::inc(&self.shard.stats.publish_rejected);
