@@ -159,6 +159,8 @@ pub struct ServerConfig {
     pub listen_backlog: u32,
     /// Capacity in messages of each shard-to-shard queue (overflow: drop, resync at keyframe).
     pub mesh_queue_units: usize,
+    /// On stop, how long connections may take to finish after their streams ended.
+    pub drain_timeout_ms: u64,
 }
 
 /// `[log]`: log output.

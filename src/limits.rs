@@ -104,6 +104,13 @@ impl Admission {
         self.total.load(Ordering::Relaxed)
     }
 
+    /// Connections open now on `shard`.
+    pub fn shard_connections(&self, shard: usize) -> usize {
+        self.per_shard
+            .get(shard)
+            .map_or(0, |n| n.load(Ordering::Relaxed))
+    }
+
     /// Takes a viewer place on `key`; false when the stream has its maximum.
     pub fn add_viewer(&self, key: &StreamKey) -> bool {
         let mut viewers = self.viewers.lock().unwrap_or_else(|e| e.into_inner());

@@ -35,6 +35,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often a shard checks whether it should stop.
 const STOP_POLL: Duration = Duration::from_millis(100);
 
+/// How often a stopping shard checks whether its connections have finished.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
 /// Pause after a failed accept (e.g. EMFILE) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -421,7 +424,32 @@ async fn run_shard(
         admin.map(|admin| glommio::spawn_local(accept_loop(shard.clone(), admin, Protocol::Admin)));
     let _ = report.send((id, Report::Ready));
     wait_for_stop(&stop).await;
-    drop((rtmp_loop, http_loop, admin_loop, publisher));
+    // Graceful stop: no new RTMP connections; streams end; connections get the drain time.
+    // HTTP keeps answering for one playlist reload interval when HLS was served, so that
+    // players fetch the final playlist (EXT-X-ENDLIST) and its last segments.
+    drop(rtmp_loop);
+    let started = Instant::now();
+    let served_hls = shard.begin_stop();
+    let drain = Duration::from_millis(shard.config.server.drain_timeout_ms);
+    let linger = match served_hls {
+        true => Duration::from_millis(shard.config.hls.target_duration_ms * 3 / 2).min(drain),
+        false => Duration::ZERO,
+    };
+    while Instant::now() < started + drain
+        && (shard.admission().shard_connections(id) > 0 || Instant::now() < started + linger)
+    {
+        glommio::timer::sleep(DRAIN_POLL).await;
+    }
+    drop(http_loop);
+    let left = shard.admission().shard_connections(id);
+    if left > 0 {
+        warn!(
+            shard = id,
+            connections = left,
+            "drain deadline reached; closing the rest"
+        );
+    }
+    drop((admin_loop, publisher));
     // The last samples reach the export (and the histogram log's final interval).
     shard.publish_histograms();
     Ok(())

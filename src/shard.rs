@@ -93,6 +93,8 @@ pub struct Observed {
 pub enum PublishRefusal {
     /// `limits.max_streams` streams are live.
     TooManyStreams,
+    /// The server is stopping.
+    Stopping,
     /// Another publisher is live on the stream.
     AlreadyPublishing,
 }
@@ -130,6 +132,10 @@ pub struct Shard {
     next_conn: Cell<u64>,
     /// HLS snapshots of live (and recently ended) streams, served by this shard.
     hls: Rc<RefCell<HashMap<StreamKey, Rc<HlsView>>>>,
+    /// The server is stopping: streams have ended and idle connections close.
+    stopping: Cell<bool>,
+    /// Tasks waiting for the stop.
+    stop_waiters: RefCell<Vec<std::task::Waker>>,
 }
 
 impl Shard {
@@ -147,6 +153,8 @@ impl Shard {
             streams: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
             hls: Rc::new(RefCell::new(HashMap::new())),
+            stopping: Cell::new(false),
+            stop_waiters: RefCell::new(Vec::new()),
         }
     }
 
@@ -458,6 +466,9 @@ impl Shard {
         key: &StreamKey,
         publisher: PublisherInfo,
     ) -> Result<(), PublishRefusal> {
+        if self.stopping.get() {
+            return Err(PublishRefusal::Stopping);
+        }
         let mut streams = self.streams.borrow_mut();
         let stream = streams.entry(key.clone()).or_insert_with(|| LocalStream {
             feed: None,
@@ -664,30 +675,91 @@ impl Shard {
     }
 
     fn end_if_unpublished(&self, key: &StreamKey, generation: u64) {
-        let ended = {
-            let mut streams = self.streams.borrow_mut();
-            let still_idle = streams
-                .get(key)
-                .and_then(|s| s.origin.as_ref())
-                .is_some_and(|o| o.publisher.is_none() && o.generation == generation);
-            if still_idle {
-                streams.remove(key)
-            } else {
-                None
-            }
+        let still_idle = self
+            .streams
+            .borrow()
+            .get(key)
+            .and_then(|s| s.origin.as_ref())
+            .is_some_and(|o| o.publisher.is_none() && o.generation == generation);
+        if still_idle {
+            self.end_stream(key);
+        }
+    }
+
+    /// Ends a stream this shard owns: HLS gets its last segment and EXT-X-ENDLIST, local
+    /// viewers reach the end, other shards are told.
+    fn end_stream(&self, key: &StreamKey) {
+        let Some(mut stream) = self.streams.borrow_mut().remove(key) else {
+            return;
         };
-        if let Some(mut stream) = ended {
-            info!(shard = self.id, stream = %key, "stream ended");
-            stats::dec(&self.stats.streams);
-            if let Some(hls) = stream.origin.as_mut().and_then(|o| o.hls.as_mut()) {
+        info!(shard = self.id, stream = %key, "stream ended");
+        stats::dec(&self.stats.streams);
+        if let Some(origin) = stream.origin.as_mut() {
+            if origin.publisher.is_some() {
+                stats::dec(&self.stats.publishers);
+            }
+            if let Some(hls) = origin.hls.as_mut() {
                 hls.end();
                 self.publish_hls(key, HlsView::of(hls, hls.instance(), true));
             }
-            if let Some(feed) = stream.feed {
-                feed.borrow_mut().end();
-            }
-            self.broadcast(|| MeshMsg::StreamEnded(key.clone()));
         }
+        if let Some(feed) = stream.feed {
+            feed.borrow_mut().end();
+        }
+        self.broadcast(|| MeshMsg::StreamEnded(key.clone()));
+    }
+
+    /// Starts a graceful stop: every stream this shard owns ends now (no republish grace),
+    /// replica feeds end, and connections waiting in [`Shard::stopped`] give up. True when
+    /// this shard serves HLS playlists (whose players should get the final one).
+    pub fn begin_stop(&self) -> bool {
+        if self.stopping.replace(true) {
+            return false;
+        }
+        let (owned, replicas): (Vec<StreamKey>, Vec<Rc<RefCell<Feed>>>) = {
+            let streams = self.streams.borrow();
+            let owned = streams
+                .iter()
+                .filter(|(_, s)| s.origin.is_some())
+                .map(|(k, _)| k.clone())
+                .collect();
+            let replicas = streams
+                .values()
+                .filter(|s| s.origin.is_none())
+                .filter_map(|s| s.feed.clone())
+                .collect();
+            (owned, replicas)
+        };
+        for key in owned {
+            self.end_stream(&key);
+        }
+        for feed in replicas {
+            feed.borrow_mut().end();
+        }
+        for waker in self.stop_waiters.take() {
+            waker.wake();
+        }
+        !self.hls.borrow().is_empty()
+    }
+
+    /// Whether a graceful stop has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// Resolves once a graceful stop begins.
+    pub async fn stopped(&self) {
+        std::future::poll_fn(|cx| {
+            if self.stopping.get() {
+                return std::task::Poll::Ready(());
+            }
+            let mut waiters = self.stop_waiters.borrow_mut();
+            if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                waiters.push(cx.waker().clone());
+            }
+            std::task::Poll::Pending
+        })
+        .await
     }
 
     /// Hands a publisher to the owner shard of its stream.

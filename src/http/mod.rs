@@ -98,10 +98,12 @@ async fn run(
 ) -> Result<(), ConnError> {
     let mut buf = Vec::with_capacity(1024);
     let stall = Duration::from_millis(shard.config.viewer.disconnect_after_ms);
+    let mut first = true;
     loop {
-        let Some(req) = read_head(shard, stream, &mut buf).await? else {
+        let Some(req) = read_head(shard, stream, &mut buf, first).await? else {
             return Ok(());
         };
+        first = false;
         let route = match (listener, route(&req.path)) {
             // Admin endpoints live on the admin listener when there is one; media never does.
             (Listener::Admin, r) if !r.is_admin() => Route::NotFound,
@@ -280,11 +282,15 @@ async fn run(
 }
 
 /// Reads one request head within the header timeout. `None` when the peer closed cleanly
-/// between requests. Bytes after the head stay in `buf` for the next request.
+/// between requests, or when the server stops while a kept-alive connection waits for its
+/// next request (a connection's `first` request is still answered: during the drain, HLS
+/// players fetch their final playlist). Bytes after the head stay in `buf` for the next
+/// request.
 async fn read_head(
     shard: &Shard,
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
+    first: bool,
 ) -> Result<Option<Request>, ConnError> {
     let max = shard.config.http.max_header_bytes;
     let read = async {
@@ -307,7 +313,19 @@ async fn read_head(
             buf.extend_from_slice(&chunk[..n]);
         }
     };
-    match crate::util::timeout(shard.config.header_timeout(), read).await {
+    let read = async { Some(crate::util::timeout(shard.config.header_timeout(), read).await) };
+    let stop = async {
+        if first {
+            std::future::pending::<()>().await;
+        }
+        shard.stopped().await;
+        None
+    };
+    // A stopping server closes connections between requests.
+    let Some(read) = futures_lite::future::or(read, stop).await else {
+        return Ok(None);
+    };
+    match read {
         Some(result) => result,
         // Idle between requests: a normal end of a keep-alive connection.
         None if buf.is_empty() => Ok(None),

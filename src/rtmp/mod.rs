@@ -321,9 +321,17 @@ impl Conn {
             if !matches!(flow, Flow::Continue) {
                 return Ok(());
             }
-            let n = crate::util::timeout(idle, stream.read(&mut buf))
-                .await
-                .ok_or(RtmpError::IdleTimeout)??;
+            let shard = self.shard.clone();
+            let read = async { Some(crate::util::timeout(idle, stream.read(&mut buf)).await) };
+            let stop = async {
+                shard.stopped().await;
+                None
+            };
+            // A stopping server closes connections that are not playing.
+            let Some(read) = futures_lite::future::or(read, stop).await else {
+                return Ok(());
+            };
+            let n = read.ok_or(RtmpError::IdleTimeout)??;
             if n == 0 {
                 return Ok(());
             }
@@ -655,6 +663,11 @@ impl Conn {
                 self.state = State::Publishing(key);
                 self.accept(request_id)
             }
+            Err(PublishRefusal::Stopping) => self.refuse(
+                request_id,
+                "NetStream.Publish.Failed",
+                "the server is stopping",
+            ),
             Err(PublishRefusal::TooManyStreams) => {
                 stats::inc(&self.shard.stats.publish_rejected);
                 info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, stream = %key, "publish refused: limits.max_streams reached");

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// A configuration for tests: two shards, ephemeral ports on 127.0.0.1, short timeouts.
 pub fn test_config(extra: &str) -> Config {
     let base =
-        "[server]\nshards = 2\nrtmp_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+        "[server]\nshards = 2\nrtmp_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\ndrain_timeout_ms = 1000\n\
                 [stream]\nrepublish_grace_ms = 1500\n[admin]\nlisten = \"\"\n";
     let mut table: toml::Table = base.parse().expect("base config");
     let extra: toml::Table = extra.parse().expect("extra config");
