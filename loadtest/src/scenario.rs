@@ -289,6 +289,19 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// Prefixes every stream name (publishers and viewers) with `prefix`, so that a
+    /// scenario can run again against the same server on fresh streams.
+    pub fn prefix_streams(&mut self, prefix: &str) {
+        for p in &mut self.publish {
+            p.prefix = format!("{prefix}{}", p.prefix);
+        }
+        for v in &mut self.viewers {
+            if let Some((app, name)) = v.stream.split_once('/') {
+                v.stream = format!("{app}/{prefix}{name}");
+            }
+        }
+    }
+
     /// Resolves durations, sources and targets. `allow_remote` lifts the loopback rule.
     pub fn prepare(&self, allow_remote: bool) -> Result<Prepared, ScenarioError> {
         let g = &self.generator;
