@@ -496,8 +496,19 @@ impl Shard {
                     .insert(Origin::new(self.count, chunk_size, self.segmenter(key)))
             }
         };
-        if origin.publisher.is_some() {
-            return Err(PublishRefusal::AlreadyPublishing);
+        if let Some(current) = &origin.publisher {
+            // A publisher silent for longer than auth.takeover_after_ms may be replaced.
+            let takeover = self.config.auth.takeover_after_ms;
+            let silent_ms =
+                now_ns().saturating_sub(origin.last_media_ns.max(current.since_ns)) / 1_000_000;
+            if takeover == 0 || silent_ms < takeover {
+                return Err(PublishRefusal::AlreadyPublishing);
+            }
+            info!(shard = self.id, stream = %key, old = %current.peer, new = %publisher.peer, silent_ms, "publisher taken over");
+            stats::inc(&self.stats.publishers_taken_over);
+            stats::dec(&self.stats.publishers);
+            let old = current.conn_id;
+            origin.stop_publishing(old);
         }
         info!(shard = self.id, stream = %key, peer = %publisher.peer, "publish start");
         origin.start_publishing(publisher);
@@ -567,29 +578,55 @@ impl Shard {
     }
 
     /// A media message from the publisher of `key`.
-    pub fn ingest_media(&self, key: &StreamKey, kind: UnitKind, ts: u32, body: &[u8], at: u64) {
+    /// An audio or video message from publisher `conn_id` of `key`. False when `conn_id` is
+    /// no longer the stream's publisher (it was taken over, or the stream ended): the
+    /// connection should close.
+    pub fn ingest_media(
+        &self,
+        key: &StreamKey,
+        conn_id: u64,
+        kind: UnitKind,
+        ts: u32,
+        body: &[u8],
+        at: u64,
+    ) -> bool {
         let unit = {
             let mut streams = self.streams.borrow_mut();
             let Some(origin) = streams.get_mut(key).and_then(|s| s.origin.as_mut()) else {
-                return;
+                return false;
             };
+            if !origin.is_publisher(conn_id) {
+                return false;
+            }
             origin.media(kind, ts, body, at)
         };
         if let Some(unit) = unit {
             self.distribute(key, unit);
         }
+        true
     }
 
-    /// Metadata (onMetaData) from the publisher of `key`.
-    pub fn ingest_metadata(&self, key: &StreamKey, metadata: &StreamMetadata, at: u64) {
+    /// Metadata (onMetaData) from publisher `conn_id` of `key`; false as for
+    /// [`Shard::ingest_media`].
+    pub fn ingest_metadata(
+        &self,
+        key: &StreamKey,
+        conn_id: u64,
+        metadata: &StreamMetadata,
+        at: u64,
+    ) -> bool {
         let unit = {
             let mut streams = self.streams.borrow_mut();
             let Some(origin) = streams.get_mut(key).and_then(|s| s.origin.as_mut()) else {
-                return;
+                return false;
             };
+            if !origin.is_publisher(conn_id) {
+                return false;
+            }
             origin.metadata(metadata, at)
         };
         self.distribute(key, unit);
+        true
     }
 
     /// Puts a unit into the owner's feed, forwards it once to every subscribed shard, and

@@ -71,6 +71,8 @@ pub struct ShardStats {
     /// RTMP connections whose input made rml_rtmp panic (contained, and also counted in
     /// `rtmp_bad_input`).
     pub rtmp_session_panics: AtomicU64,
+    /// Silent publishers replaced by a new one (`auth.takeover_after_ms`).
+    pub publishers_taken_over: AtomicU64,
     /// Connections closed at accept: a connection limit was reached.
     pub connections_refused: AtomicU64,
     /// Publish requests refused by access control.

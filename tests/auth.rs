@@ -146,3 +146,44 @@ fn publish_keys_and_play_tokens_guard_every_protocol() {
     assert_eq!(total(|s| &s.auth_rejected_play), 10);
     server.stop();
 }
+
+#[test]
+fn a_silent_publisher_is_taken_over_by_a_new_one_with_credentials() {
+    let server = start(
+        "[auth]\ntakeover_after_ms = 800\n[auth.apps.live]\npublish = \"key\"\n\
+         publish_keys = { \"*\" = \"pk\" }\n",
+    );
+    let rtmp = server.rtmp_addr();
+    let timeout = Duration::from_secs(5);
+    let tags = fixture_tags();
+    let mut stale = Publisher::connect(rtmp, "live", "cam?key=pk", timeout).unwrap();
+    for tag in tags.iter().take(20) {
+        stale.send_tag(tag).unwrap();
+    }
+    // While the first publisher is fresh, a second one is refused as before.
+    let code = rejected_code(Publisher::connect(rtmp, "live", "cam?key=pk", timeout));
+    assert_eq!(code, "NetStream.Publish.BadName");
+    // Without credentials, no takeover at all.
+    std::thread::sleep(Duration::from_millis(1000));
+    let code = rejected_code(Publisher::connect(rtmp, "live", "cam", timeout));
+    assert_eq!(code, "NetStream.Publish.Unauthorized");
+    // Silent for longer than takeover_after_ms: a publisher with the key replaces it.
+    let mut fresh = Publisher::connect(rtmp, "live", "cam?key=pk", timeout).unwrap();
+    assert_eq!(total(&server, |s| &s.publishers_taken_over), 1);
+    let mut viewer = FlvViewer::open(server.http_addr(), "/live/cam.flv");
+    for tag in tags.iter().take(60) {
+        fresh.send_tag(tag).unwrap();
+    }
+    assert!(
+        viewer.next_tag().is_some(),
+        "viewers get the new publisher's stream"
+    );
+    // The old publisher's next media closes its connection.
+    let closed = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(5));
+        tags.iter().take(5).any(|t| stale.send_tag(t).is_err())
+    });
+    assert!(closed, "the replaced publisher is disconnected");
+    assert_eq!(total(&server, |s| &s.publishers), 1);
+    server.stop();
+}

@@ -48,6 +48,8 @@ pub struct Origin {
     pub video_codec: Option<u8>,
     /// FLV sound format of the last audio unit.
     pub audio_codec: Option<u8>,
+    /// When the last audio or video message arrived (ns, `media::now_ns` clock).
+    pub last_media_ns: u64,
     /// Timestamp of the last keyframe.
     last_key_dts: Option<u32>,
     /// Distance between the last two keyframes, ms.
@@ -81,6 +83,13 @@ impl Origin {
         self.generation += 1;
     }
 
+    /// Whether `conn_id` is the current publisher.
+    pub fn is_publisher(&self, conn_id: u64) -> bool {
+        self.publisher
+            .as_ref()
+            .is_some_and(|p| p.conn_id == conn_id)
+    }
+
     /// Ends the publishing session of `conn_id` (if it is the current publisher).
     pub fn stop_publishing(&mut self, conn_id: u64) -> bool {
         if self
@@ -104,6 +113,7 @@ impl Origin {
         body: &[u8],
         ingest_ns: u64,
     ) -> Option<Unit> {
+        self.last_media_ns = ingest_ns;
         let (key, header) = match kind {
             UnitKind::Video => {
                 let info = inspect_video(body)?;

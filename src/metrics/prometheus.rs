@@ -168,6 +168,12 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         |s| &s.rtmp_session_panics,
     ),
     (
+        "corecast_publishers_taken_over_total",
+        "Silent publishers replaced by a new publisher (auth.takeover_after_ms)",
+        Kind::Counter,
+        |s| &s.publishers_taken_over,
+    ),
+    (
         "corecast_connections_refused_total",
         "Connections closed at accept because a connection limit was reached",
         Kind::Counter,

@@ -40,6 +40,10 @@ pub enum RtmpError {
     /// The handshake bytes were invalid.
     #[error("bad handshake: {0}")]
     Handshake(#[from] HandshakeError),
+    /// A publisher that was replaced by a new one (`auth.takeover_after_ms`), or whose
+    /// stream ended under it, sent more media.
+    #[error("this publisher was replaced, or its stream ended")]
+    Replaced,
     /// The handshake did not complete within `rtmp.handshake_timeout_ms`.
     #[error("handshake timeout")]
     HandshakeTimeout,
@@ -447,7 +451,7 @@ impl Conn {
                     if payload.type_id == AGGREGATE_MESSAGE =>
                 {
                     for sub in split_aggregate(payload.timestamp.value, &payload.data)? {
-                        self.media(sub.kind, sub.timestamp, &sub.body, ingest_ns);
+                        self.media(sub.kind, sub.timestamp, &sub.body, ingest_ns)?;
                     }
                     Flow::Continue
                 }
@@ -525,16 +529,21 @@ impl Conn {
             }
             ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
                 if let State::Publishing(key) = &self.state {
-                    self.shard.ingest_metadata(key, &metadata, ingest_ns);
+                    if !self
+                        .shard
+                        .ingest_metadata(key, self.conn_id, &metadata, ingest_ns)
+                    {
+                        return Err(RtmpError::Replaced);
+                    }
                 }
                 Ok(Flow::Continue)
             }
             ServerSessionEvent::VideoDataReceived {
                 data, timestamp, ..
-            } => Ok(self.media(UnitKind::Video, timestamp.value, &data, ingest_ns)),
+            } => self.media(UnitKind::Video, timestamp.value, &data, ingest_ns),
             ServerSessionEvent::AudioDataReceived {
                 data, timestamp, ..
-            } => Ok(self.media(UnitKind::Audio, timestamp.value, &data, ingest_ns)),
+            } => self.media(UnitKind::Audio, timestamp.value, &data, ingest_ns),
             ServerSessionEvent::PlayStreamRequested {
                 request_id,
                 app_name,
@@ -554,11 +563,23 @@ impl Conn {
     }
 
     /// An audio or video message: ingested when this connection publishes.
-    fn media(&mut self, kind: UnitKind, ts: u32, body: &[u8], ingest_ns: u64) -> Flow {
+    /// A publisher that was taken over (or whose stream ended) is closed.
+    fn media(
+        &mut self,
+        kind: UnitKind,
+        ts: u32,
+        body: &[u8],
+        ingest_ns: u64,
+    ) -> Result<Flow, RtmpError> {
         if let State::Publishing(key) = &self.state {
-            self.shard.ingest_media(key, kind, ts, body, ingest_ns);
+            if !self
+                .shard
+                .ingest_media(key, self.conn_id, kind, ts, body, ingest_ns)
+            {
+                return Err(RtmpError::Replaced);
+            }
         }
-        Flow::Continue
+        Ok(Flow::Continue)
     }
 
     /// A play request: accepted when the stream is known on this shard (any shard serves
