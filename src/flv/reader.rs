@@ -166,9 +166,11 @@ impl FlvTag {
 
 /// Incremental FLV demuxer; see the [module documentation](self).
 ///
-/// Errors are sticky: a failing call consumes nothing, so calling
-/// [`next_tag`](Self::next_tag) again returns the same error. Once an error
-/// has been returned the stream should be considered unusable.
+/// Errors are sticky: the bytes at fault are never consumed, so calling
+/// [`next_tag`](Self::next_tag) again returns the same error. (A call that
+/// parses the file header and then fails on the first tag keeps the header
+/// consumed.) Once an error has been returned the stream should be considered
+/// unusable.
 #[derive(Debug)]
 pub struct FlvReader {
     buffer: BytesMut,

@@ -193,7 +193,8 @@ pub enum ByteRange {
 }
 
 /// Interprets a single-range `Range: bytes=...` header (RFC 9110). Multiple ranges and
-/// other units are ignored (the whole body is sent, which the RFC allows).
+/// other units are ignored (the whole body is sent, which the RFC allows). A
+/// [`ByteRange::Part`] always satisfies `start < end <= len`.
 pub fn byte_range(header: Option<&str>, len: usize) -> ByteRange {
     let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
         return ByteRange::Full;
@@ -206,7 +207,9 @@ pub fn byte_range(header: Option<&str>, len: usize) -> ByteRange {
     };
     let (first, last) = (first.trim(), last.trim());
     let range = match (first.parse::<usize>(), last.parse::<usize>()) {
-        (Ok(a), Ok(b)) if a <= b => (a, (b + 1).min(len)),
+        // `b` may be usize::MAX: `b + 1` would overflow (and wrap to an empty range in
+        // release builds, whose slice then panics).
+        (Ok(a), Ok(b)) if a <= b => (a, b.saturating_add(1).min(len)),
         (Ok(a), Err(_)) if last.is_empty() => (a, len),
         (Err(_), Ok(n)) if first.is_empty() && n > 0 => (len.saturating_sub(n), len),
         _ => return ByteRange::Full,
