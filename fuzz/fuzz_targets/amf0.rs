@@ -1,0 +1,55 @@
+//! AMF0 decoding: rml_amf0 (through rml_rtmp) on raw bytes, and AMF0 in RTMP data and
+//! command messages of a publishing connection, which reaches rml_rtmp's onMetaData parsing
+//! and corecast's rebuilding of it (`corecast::flv::metadata_body`, via `Origin::metadata`).
+//!
+//! Input: a mode byte, then the AMF0 bytes. Mode % 4: 0 = deserialize (and re-serialize)
+//! only; 1 = an AMF0 data message (type 18) on the publishing stream; 2 = the same after
+//! "@setDataFrame", "onMetaData" (the bytes are the metadata properties); 3 = an AMF0
+//! command message (type 20) on the publishing stream.
+#![no_main]
+
+use corecast::flv::metadata_body;
+use corecast_fuzz::{message, tolerate_contained_panics, Ingest, PUBLISH_STREAM_ID};
+use libfuzzer_sys::fuzz_target;
+use rml_rtmp::rml_amf0::{self, Amf0Value};
+
+fuzz_target!(init: tolerate_contained_panics(), |data: &[u8]| {
+    let [mode, amf @ ..] = data else {
+        return;
+    };
+    let body = match mode % 4 {
+        0 => {
+            if let Ok(values) = rml_amf0::deserialize(&mut &amf[..]) {
+                if let Ok(bytes) = rml_amf0::serialize(&values) {
+                    let _ = rml_amf0::deserialize(&mut &bytes[..]);
+                }
+            }
+            return;
+        }
+        2 => {
+            let mut body = rml_amf0::serialize(&vec![
+                Amf0Value::Utf8String("@setDataFrame".into()),
+                Amf0Value::Utf8String("onMetaData".into()),
+            ])
+            .expect("strings serialize");
+            body.extend_from_slice(amf);
+            body
+        }
+        _ => amf.to_vec(),
+    };
+    let type_id = if mode % 4 == 3 { 20 } else { 18 };
+    let mut ingest = Ingest::new();
+    ingest.publish();
+    if ingest
+        .feed(&message(type_id, PUBLISH_STREAM_ID, 40, &body))
+        .is_err()
+    {
+        return;
+    }
+    // Whatever metadata was accepted, corecast's rebuilt onMetaData must be valid AMF0.
+    if let Some(meta) = &ingest.origin.metadata {
+        let rebuilt = metadata_body(meta);
+        let values = rml_amf0::deserialize(&mut &rebuilt[..]).expect("corecast's onMetaData");
+        assert_eq!(values.first(), Some(&Amf0Value::Utf8String("onMetaData".into())));
+    }
+});

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Writes the small seed corpora in fuzz/seeds/ from tests/fixtures/clip.flv.
+
+Run from the repository root: python3 fuzz/seeds/make_seeds.py
+Each seed follows the input layout its target's doc comment describes.
+"""
+import os
+import struct
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SEEDS = os.path.join(ROOT, "fuzz", "seeds")
+
+
+def tags(path):
+    data = open(path, "rb").read()
+    at = struct.unpack(">I", data[5:9])[0] + 4
+    while at + 11 <= len(data):
+        kind = data[at]
+        size = int.from_bytes(data[at + 1:at + 4], "big")
+        ts = int.from_bytes(data[at + 4:at + 7], "big") | data[at + 7] << 24
+        yield kind, ts, data[at + 11:at + 11 + size], data[at:at + 11 + size + 4]
+        at += 11 + size + 4
+
+
+def write(target, name, data):
+    os.makedirs(os.path.join(SEEDS, target), exist_ok=True)
+    with open(os.path.join(SEEDS, target, name), "wb") as f:
+        f.write(data)
+
+
+def chunked(csid, type_id, stream_id, ts, body, chunk_size=4096):
+    """One RTMP message: a type 0 chunk header, then type 3 headers."""
+    out = bytes([csid]) + min(ts, 0xFFFFFF).to_bytes(3, "big") + len(body).to_bytes(3, "big")
+    out += bytes([type_id]) + struct.pack("<I", stream_id)
+    if ts >= 0xFFFFFF:
+        out += struct.pack(">I", ts)
+    for i in range(0, max(len(body), 1), chunk_size):
+        if i:
+            out += bytes([0xC0 | csid])
+        out += body[i:i + chunk_size]
+    return out
+
+
+clip = list(tags(os.path.join(ROOT, "tests", "fixtures", "clip.flv")))
+raw = open(os.path.join(ROOT, "tests", "fixtures", "clip.flv"), "rb").read()
+script = next(t for t in clip if t[0] == 18)
+heads = [t for t in clip if t[0] in (8, 9)][:2]
+first_key = next(t for t in clip if t[0] == 9 and t[2][:2] == b"\x17\x01")
+some = clip[:12]
+
+# flv_tags: mode, split seed, bytes.
+write("flv_tags", "clip-start", bytes([0, 0]) + raw[:13 + sum(len(t[3]) for t in some)])
+write("flv_tags", "clip-start-split", bytes([0, 7]) + raw[:13 + sum(len(t[3]) for t in some)])
+for i, t in enumerate(heads + [script]):
+    write("flv_tags", f"tag-{i}", bytes([1, 0]) + t[3])
+
+# ts_mux: settings, then units (flags, 16-bit step, 16-bit length, payload).
+def ts_seed(settings, units):
+    out = bytes([settings])
+    last = 0
+    for kind, ts, body, _ in units:
+        flags = {9: 0, 8: 1, 18: 2}[kind]
+        if kind == 9 and body[:1] == b"\x17" and body[1:2] == b"\x01":
+            flags |= 0x04
+        if kind in (8, 9) and body[1:2] == b"\x00":
+            flags |= 0x08
+        step = max(0, ts - last)
+        last = ts
+        body = body[:0xFFFF]
+        out += bytes([flags]) + struct.pack(">HH", step, len(body)) + body
+    return out
+
+units = [t for t in clip if t[0] in (8, 9)]
+write("ts_mux", "clip-flags", ts_seed(0x02 | 0x08, units[:40]))
+write("ts_mux", "clip-classified", ts_seed(0x02 | 0x08 | 0x20, units[:40]))
+audio = [t for t in clip if t[0] == 8][:60]
+write("ts_mux", "audio-only", ts_seed(0x02 | 0x20, audio))
+
+# rtmp_session: mode, split seed, bytes. Mode 2 follows a canned publish on stream 1.
+media = b"".join(
+    chunked({8: 4, 9: 6, 18: 5}[k], k, 1, ts, body) for k, ts, body, _ in clip[:10]
+)
+meta = b"\x02\x00\x0d@setDataFrame" + script[2]
+write("rtmp_session", "publish-media", bytes([2, 0]) + chunked(5, 18, 1, 0, meta) + media)
+write("rtmp_session", "publish-media-split", bytes([2, 9]) + media)
+aggregate = b"".join(t[3] for t in clip[1:6])
+write("rtmp_session", "publish-aggregate", bytes([2, 0]) + chunked(6, 22, 1, 0, aggregate))
+handshake = b"\x03" + bytes(1536) + bytes(1536)
+write("rtmp_session", "handshake", bytes([0, 0]) + handshake + chunked(3, 1, 0, 0, struct.pack(">I", 4096)))
+write("rtmp_session", "set-chunk-size", bytes([1, 0]) + chunked(2, 1, 0, 0, struct.pack(">I", 4096)))
+
+# amf0: mode, bytes.
+write("amf0", "onmetadata", bytes([0]) + script[2])
+write("amf0", "data-message", bytes([1]) + meta)
+props = script[2][13:]  # after the "onMetaData" string
+write("amf0", "properties", bytes([2]) + props)
+connect = (b"\x02\x00\x07connect\x00\x3f\xf0\x00\x00\x00\x00\x00\x00\x03"
+           b"\x00\x03app\x02\x00\x04live\x00\x00\x09")
+write("amf0", "command", bytes([3]) + connect)
+
+# http_request: limit, body length, bytes.
+for name, head in {
+    "get-flv": b"GET /live/cam.flv?token=1 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+    "range": b"GET /live/cam-7-3.ts HTTP/1.1\r\nRange: bytes=10-99\r\n\r\n",
+    "suffix-range": b"HEAD /live/cam.m3u8 HTTP/1.0\r\nRange: bytes=-50\r\nAuthorization: Bearer t\r\n\r\n",
+    "api": b"GET /api/v1/streams/live/cam HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+}.items():
+    write("http_request", name, bytes([128, 3]) + head)
