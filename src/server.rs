@@ -14,7 +14,7 @@ use crate::shard::{MeshMsg, Observed, Shard};
 use crate::stats::{self, ShardStats};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
-use glommio::{CpuSet, LocalExecutorBuilder, Placement};
+use glommio::{LocalExecutorBuilder, Placement};
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
@@ -99,11 +99,9 @@ impl Server {
         raise_limits();
         net::probe_io_uring().map_err(StartError::IoUring)?;
         let shards = config.shard_count();
-        let cpus: Vec<usize> = CpuSet::online()
-            .map_err(|e| StartError::Cpus(e.to_string()))?
-            .iter()
-            .map(|loc| loc.cpu)
-            .collect();
+        // Shard i runs on the i-th CPU the process may use: deterministic, and `taskset`
+        // chooses the CPUs.
+        let cpus = net::allowed_cpus().map_err(|e| StartError::Cpus(e.to_string()))?;
         if cpus.len() < shards {
             return Err(StartError::Cpus(format!(
                 "{shards} shards but only {} CPUs",

@@ -34,6 +34,9 @@ use tracing::{debug, info, warn};
 /// RTMP message type of an aggregate message (several FLV-tag-shaped messages in one).
 const AGGREGATE_MESSAGE: u8 = 22;
 
+/// Read buffer of a playing connection.
+const PLAYER_READ_BUFFER: usize = 4096;
+
 /// Why an RTMP connection ended.
 #[derive(Debug, thiserror::Error)]
 pub enum RtmpError {
@@ -402,7 +405,9 @@ impl Conn {
 
     /// Reads a player's input: its session's responses go to the outbox; a stop ends play.
     async fn player_input(&mut self, stream: &mut TcpStream, outbox: &RefCell<Outbox>) -> Ending {
-        let mut buf = vec![0u8; self.shard.config.rtmp.read_buffer_bytes];
+        // A player sends little (acknowledgements, pings, stop): a small buffer, held for as
+        // long as it plays, whatever rtmp.read_buffer_bytes is.
+        let mut buf = vec![0u8; PLAYER_READ_BUFFER];
         loop {
             let n = match stream.read(&mut buf).await {
                 Ok(0) => return Ending::Stopped,
