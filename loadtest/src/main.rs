@@ -114,18 +114,19 @@ struct RunOptions {
     /// CPU to run the generator on (default: any; a scenario may set it).
     #[arg(long)]
     cpu: Option<usize>,
-    /// A probe stalls when no video frame arrives for this long.
-    #[arg(long, default_value = "1s")]
-    stall: String,
-    /// A video timestamp jump above this many ms is a skipped-frame gap.
-    #[arg(long, default_value_t = 250)]
-    gap_ms: u32,
-    /// Delivery window length.
-    #[arg(long, default_value = "10s")]
-    window: String,
-    /// SO_RCVLOWAT of cheap viewers (bytes): fewer, larger reads.
-    #[arg(long, default_value_t = 32 * 1024)]
-    rcvlowat: u32,
+    /// A probe stalls when no video frame arrives for this long [default: 1s; `run`: the
+    /// scenario's, which this overrides].
+    #[arg(long)]
+    stall: Option<String>,
+    /// A video timestamp jump above this many ms is a skipped-frame gap [default: 250].
+    #[arg(long)]
+    gap_ms: Option<u32>,
+    /// Delivery window length [default: 10s].
+    #[arg(long)]
+    window: Option<String>,
+    /// SO_RCVLOWAT of cheap viewers (bytes): fewer, larger reads [default: 32768].
+    #[arg(long)]
+    rcvlowat: Option<u32>,
     /// Write the probes' histograms as an HdrHistogram V2 interval log.
     #[arg(long, value_name = "FILE")]
     histogram_log: Option<PathBuf>,
@@ -212,10 +213,13 @@ fn main() -> anyhow::Result<()> {
                     },
                 }],
                 duration: parse_duration(&duration)?,
-                thresholds: thresholds(&common)?,
-                window: parse_duration(&common.window)?,
+                thresholds: Thresholds {
+                    stall: parse_duration(common.stall.as_deref().unwrap_or("1s"))?,
+                    gap_ms: common.gap_ms.unwrap_or(250),
+                },
+                window: parse_duration(common.window.as_deref().unwrap_or("10s"))?,
                 window_share: 0.98,
-                rcvlowat: common.rcvlowat,
+                rcvlowat: common.rcvlowat.unwrap_or(32 * 1024),
                 cpu: common.cpu,
                 expect_kbps,
             };
@@ -238,9 +242,13 @@ fn main() -> anyhow::Result<()> {
             if let Some(http) = http {
                 s.target.http = http;
             }
-            if common.cpu.is_some() {
-                s.generator.cpu = common.cpu;
-            }
+            // Options given on the command line override the scenario's.
+            let g = &mut s.generator;
+            g.cpu = common.cpu.or(g.cpu);
+            g.stall = common.stall.clone().unwrap_or(g.stall.clone());
+            g.gap_ms = common.gap_ms.unwrap_or(g.gap_ms);
+            g.window = common.window.clone().unwrap_or(g.window.clone());
+            g.rcvlowat = common.rcvlowat.unwrap_or(g.rcvlowat);
             let mut prepared = s.prepare(cli.allow_remote)?;
             check_capacity(&prepared.plan)?;
             // Publishers and viewers alike run on the generator's CPU.
@@ -257,13 +265,6 @@ fn main() -> anyhow::Result<()> {
             output(&summary, &common, &title, cli.json)
         }
     }
-}
-
-fn thresholds(common: &RunOptions) -> anyhow::Result<Thresholds> {
-    Ok(Thresholds {
-        stall: parse_duration(&common.stall)?,
-        gap_ms: common.gap_ms,
-    })
 }
 
 /// Pins the whole process (threads started later inherit it) to `cpu`.

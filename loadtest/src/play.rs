@@ -176,6 +176,14 @@ pub struct GroupSummary {
     pub stalls: u64,
     /// Probes: video timestamp jumps larger than the gap threshold (skipped frames).
     pub gaps: u64,
+    /// Probes: stamped frames that came from the GOP cache (sent before the probe asked),
+    /// left out of `latency`.
+    pub cached_frames: u64,
+    /// Viewers still connecting when the run ended.
+    pub connecting_at_end: usize,
+    /// Payload bytes published to the group's stream during the run, when this run
+    /// publishes it.
+    pub published_bytes: Option<u64>,
     /// HLS viewers' figures.
     pub hls: Option<HlsSummary>,
     /// One sample a second.
@@ -189,6 +197,8 @@ pub struct PlaySummary {
     pub seconds: f64,
     /// Viewers the open-file limit allows.
     pub fd_cap: u64,
+    /// When the viewers' run started, Unix time in ms.
+    pub started_unix_ms: u64,
     /// The generator's own CPU use, mean over the run, in cores.
     pub generator_cpu: f64,
     /// The generator's busiest second, in cores.
@@ -255,6 +265,7 @@ struct GroupRun {
     summary: RefCell<GroupSummary>,
     last_bytes: Cell<u64>,
     window_reference: Cell<u64>,
+    published_at_start: Option<u64>,
 }
 
 /// Runs the plan on the current glommio executor until its duration has passed.
@@ -267,6 +278,7 @@ pub async fn run(
 ) -> std::io::Result<PlaySummary> {
     let drainer = Rc::new(RefCell::new(Drainer::start(plan.cpu, plan.rcvlowat)?));
     let started = Instant::now();
+    let started_unix_ms = crate::sei::now_unix_ns() / 1_000_000;
     let deadline = started + plan.duration;
     let groups: Vec<Rc<GroupRun>> = plan
         .groups
@@ -287,6 +299,7 @@ pub async fn run(
                 }),
                 last_bytes: Cell::new(0),
                 window_reference: Cell::new(0),
+                published_at_start: published(&format!("{}/{}", g.app, g.stream)),
             })
         })
         .collect();
@@ -353,7 +366,8 @@ pub async fn run(
         c.cancel();
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let (summaries, latency_histograms) = groups.iter().map(|g| g.finish(elapsed)).unzip();
+    let (summaries, latency_histograms) =
+        groups.iter().map(|g| g.finish(elapsed, published)).unzip();
     for g in &groups {
         for m in g.members.borrow().iter() {
             let task = m.task.borrow_mut().take();
@@ -366,6 +380,7 @@ pub async fn run(
     Ok(PlaySummary {
         seconds: elapsed,
         fd_cap: crate::viewer_capacity(),
+        started_unix_ms,
         generator_cpu: cpu_total / elapsed.max(1e-3),
         generator_cpu_peak: cpu_peak,
         groups: summaries,
@@ -411,6 +426,10 @@ async fn control(
     deadline: Instant,
 ) {
     let mut opened = 0usize;
+    let mut probes = 0usize;
+    // Probes are spread over the population (every `stride`-th viewer), so that they see
+    // the whole join, not only its first moments.
+    let stride = (g.group.peak() / g.group.probes.max(1)).max(1);
     let mut last = Instant::now();
     let mut credit = 0.0f64;
     loop {
@@ -429,7 +448,9 @@ async fn control(
         if active < step.viewers {
             while credit >= 1.0 && active < step.viewers {
                 credit -= 1.0;
-                g.open(opened < g.group.probes, &drainer, &plan, deadline);
+                let probe = probes < g.group.probes && opened % stride == 0;
+                probes += usize::from(probe);
+                g.open(probe, &drainer, &plan, deadline);
                 opened += 1;
                 active += 1;
             }
@@ -650,6 +671,7 @@ impl GroupRun {
         total.stalls += interval.stalls;
         total.gaps += interval.gaps;
         total.frames += interval.frames;
+        total.cached += interval.cached;
     }
 
     /// Closes a delivery window: every viewer playing through it must have received
@@ -690,7 +712,11 @@ impl GroupRun {
         }
     }
 
-    fn finish(&self, seconds: f64) -> (GroupSummary, Histogram<u64>) {
+    fn finish(
+        &self,
+        seconds: f64,
+        published: &dyn Fn(&str) -> Option<u64>,
+    ) -> (GroupSummary, Histogram<u64>) {
         let members = self.members.borrow();
         let mut s = self.summary.borrow().clone();
         let mut to_end = Vec::new();
@@ -722,6 +748,16 @@ impl GroupRun {
         s.startup = Percentiles::of(&total.startup);
         s.stalls = total.stalls;
         s.gaps = total.gaps;
+        s.cached_frames = total.cached;
+        s.connecting_at_end = members
+            .iter()
+            .filter(|m| m.state.get() == State::Connecting)
+            .count();
+        let path = format!("{}/{}", self.group.app, self.group.stream);
+        s.published_bytes = match (published(&path), self.published_at_start) {
+            (Some(end), Some(start)) => Some(end.saturating_sub(start)),
+            _ => None,
+        };
         let mut latency = total.latency.clone();
         if self.group.protocol == Protocol::Hls {
             let h = self.hls.borrow();

@@ -78,6 +78,8 @@ pub struct Probed {
     pub gaps: u64,
     /// Video frames parsed.
     pub frames: u64,
+    /// Stamped frames sent before the probe asked (the GOP cache), left out of `latency`.
+    pub cached: u64,
 }
 
 impl Default for Probed {
@@ -88,6 +90,7 @@ impl Default for Probed {
             stalls: 0,
             gaps: 0,
             frames: 0,
+            cached: 0,
         }
     }
 }
@@ -96,6 +99,7 @@ impl Default for Probed {
 #[derive(Debug)]
 pub struct FrameClock {
     asked: Instant,
+    asked_unix_ns: u64,
     thresholds: Thresholds,
     started: bool,
     last_arrival: Option<Instant>,
@@ -107,6 +111,7 @@ impl FrameClock {
     pub fn new(asked: Instant, thresholds: Thresholds) -> Self {
         FrameClock {
             asked,
+            asked_unix_ns: sei::now_unix_ns().saturating_sub(asked.elapsed().as_nanos() as u64),
             thresholds,
             started: false,
             last_arrival: None,
@@ -145,10 +150,16 @@ impl FrameClock {
                 probed.gaps += 1;
             }
         }
-        if let Some(stamp) = stamp {
-            probed
-                .latency
-                .saturating_record(now_unix_ns.saturating_sub(stamp).max(1_000));
+        match stamp {
+            // Sent before the probe asked: it came from the GOP cache, whose age says
+            // nothing about the relay's latency.
+            Some(stamp) if stamp < self.asked_unix_ns => probed.cached += 1,
+            Some(stamp) => {
+                probed
+                    .latency
+                    .saturating_record(now_unix_ns.saturating_sub(stamp).max(1_000));
+            }
+            None => {}
         }
     }
 
@@ -232,15 +243,31 @@ mod tests {
     use super::*;
 
     fn frame(clock: &mut FrameClock, at_ms: u64, dts: u32, key: bool, p: &mut Probed) {
-        let base = clock.asked;
+        let (base, unix) = (clock.asked, clock.asked_unix_ns + 100_000_000);
         clock.frame(
             base + Duration::from_millis(at_ms),
-            1_000_000_000 + at_ms * 1_000_000,
+            unix + at_ms * 1_000_000,
             dts,
             key,
-            Some(1_000_000_000 + at_ms * 1_000_000 - 20_000_000),
+            Some(unix + at_ms * 1_000_000 - 20_000_000),
             p,
         );
+    }
+
+    #[test]
+    fn frames_from_the_gop_cache_are_not_latency() {
+        let mut p = Probed::default();
+        let mut c = FrameClock::new(Instant::now(), Thresholds::default());
+        let sent_before = c.asked_unix_ns - 1_500_000_000;
+        c.frame(
+            Instant::now(),
+            sei::now_unix_ns(),
+            0,
+            true,
+            Some(sent_before),
+            &mut p,
+        );
+        assert_eq!((p.cached, p.latency.len(), p.startup.len()), (1, 0, 1));
     }
 
     #[test]
@@ -280,6 +307,7 @@ mod tests {
 
     #[test]
     fn flv_probe_parses_a_response() {
+        let mut probe = FlvProbe::new(Instant::now(), Thresholds::default());
         let mut body = b"HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\n\r\n".to_vec();
         body.extend_from_slice(corecast::flv::file_header(false, true));
         let key = sei::stamp_flv_video(&[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65], sei::now_unix_ns());
@@ -289,7 +317,6 @@ mod tests {
             &key,
         ));
         let mut p = Probed::default();
-        let mut probe = FlvProbe::new(Instant::now(), Thresholds::default());
         // Byte by byte: heads and tags split anywhere.
         for b in &body {
             probe.feed(std::slice::from_ref(b), &mut p).unwrap();
