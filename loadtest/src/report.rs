@@ -6,6 +6,7 @@ use crate::play::{Interval, Observer, PlaySummary};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -224,6 +225,34 @@ fn chart_error(e: impl std::fmt::Display) -> ReportError {
     ReportError::Chart(e.to_string())
 }
 
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws one labelled line in the `i`-th color.
+fn add_line<'a>(
+    chart: &mut Chart<'a, 'a>,
+    points: impl IntoIterator<Item = (f64, f64)>,
+    name: &str,
+    i: usize,
+) -> Result<(), ReportError> {
+    let color = COLORS[i % COLORS.len()];
+    chart
+        .draw_series(LineSeries::new(points, color.stroke_width(2)))
+        .map_err(chart_error)?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+    Ok(())
+}
+
+/// Draws the legend of the lines.
+fn add_legend<'a>(chart: &mut Chart<'a, 'a>) -> Result<(), ReportError> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(chart_error)
+}
+
 /// Draws the latency percentile distribution of every group: x is the percentile on the
 /// usual "nines" scale (50%, 90%, 99%, 99.9%, ...), y the latency in ms.
 fn percentile_chart(groups: &[(String, &Histogram<u64>)]) -> Result<String, ReportError> {
@@ -255,26 +284,14 @@ fn percentile_chart(groups: &[(String, &Histogram<u64>)]) -> Result<String, Repo
             if h.is_empty() {
                 continue;
             }
-            let color = COLORS[i % COLORS.len()];
-            let points: Vec<(f64, f64)> = (0..=100)
-                .map(|step| {
-                    let nines = f64::from(step) * 0.05;
-                    let q = 1.0 - 10f64.powf(-nines);
-                    (nines, h.value_at_quantile(q) as f64 / 1e6)
-                })
-                .collect();
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)))
-                .map_err(chart_error)?
-                .label(name.clone())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+            let points = (0..=100).map(|step| {
+                let nines = f64::from(step) * 0.05;
+                let q = 1.0 - 10f64.powf(-nines);
+                (nines, h.value_at_quantile(q) as f64 / 1e6)
+            });
+            add_line(&mut chart, points, name, i)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(chart_error)?;
+        add_legend(&mut chart)?;
         root.present().map_err(chart_error)?;
     }
     Ok(svg)
@@ -313,22 +330,10 @@ fn timeline_chart(
             .draw()
             .map_err(chart_error)?;
         for (i, g) in summary.groups.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    g.timeline.iter().map(|s| (s.t, value(s))),
-                    color.stroke_width(2),
-                ))
-                .map_err(chart_error)?
-                .label(g.name.clone())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+            let points = g.timeline.iter().map(|s| (s.t, value(s)));
+            add_line(&mut chart, points, &g.name, i)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(chart_error)?;
+        add_legend(&mut chart)?;
         root.present().map_err(chart_error)?;
     }
     Ok(svg)

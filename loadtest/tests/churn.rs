@@ -4,6 +4,9 @@
 //! descriptors, and the second round ends where the first did in memory (no growth per
 //! round: what one round allocates is given back or reused).
 
+mod common;
+
+use common::{server, wait_until};
 use corecast_load::play::{Interval, Observer};
 use corecast_load::scenario::Scenario;
 use std::time::{Duration, Instant};
@@ -76,13 +79,7 @@ steps = [
 
 #[test]
 fn a_minute_of_churn_leaves_steady_viewers_and_resources_alone() {
-    let config = corecast::Config::overlay(
-        "[server]\nshards = 2\nrtmp_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
-         [admin]\nlisten = \"\"\n",
-        "churn",
-    )
-    .expect("config");
-    let server = corecast::Server::start(config).expect("server");
+    let server = server();
     std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("cd");
     let fds_before = open_fds();
     let mut rss = Vec::new();
@@ -142,15 +139,4 @@ fn a_minute_of_churn_leaves_steady_viewers_and_resources_alone() {
         rss[1]
     );
     server.stop();
-}
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
 }

@@ -2,6 +2,9 @@
 //! 1 s segments, and a few viewers, two of them probes, play the live playlist for six
 //! seconds with no errors, finite latency from the SEI stamps, and a recorded startup.
 
+mod common;
+
+use common::server;
 use corecast_load::hls::{self, HlsOptions, HlsStart, HlsStats};
 use corecast_load::publish;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -15,16 +18,6 @@ use std::time::{Duration, Instant};
 
 const VIEWERS: usize = 5;
 const PROBES: usize = 2;
-
-fn server() -> corecast::Server {
-    let config = corecast::Config::overlay(
-        "[server]\nshards = 2\nrtmp_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
-         [admin]\nlisten = \"\"\n[hls]\ntarget_duration_ms = 1000\n",
-        "hls-viewers",
-    )
-    .expect("config");
-    corecast::Server::start(config).expect("server")
-}
 
 /// The playlist's text, fetched with a blocking client (`None` unless 200).
 fn playlist(addr: SocketAddr, path: &str) -> Option<String> {
