@@ -8,8 +8,10 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`config`] | configuration: embedded documented defaults, overlay, validation |
-//! | [`server`] | binds listeners, starts one pinned glommio executor per shard, readiness, stop |
-//! | [`shard`] | one shard: stream registry, cross-shard mesh, publish/view operations |
+//! | [`server`] | binds listeners, starts one pinned glommio executor per shard, readiness, graceful stop |
+//! | [`shard`] | one shard: stream registry, cross-shard mesh, publish/view operations, stop |
+//! | [`auth`] | publish and play policies: static keys, signed tokens (pure) |
+//! | [`limits`] | admission: connections in total, per shard and per address; viewers per stream |
 //! | [`hub`] | stream naming and ownership; ring, feed, cursor, origin (pure parts) |
 //! | [`media`] | media units, FLV body inspection, timestamp rebasing, aggregates (pure) |
 //! | [`flv`] | FLV tag serialization and demuxing (pure) |
