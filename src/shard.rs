@@ -99,6 +99,23 @@ pub enum PublishRefusal {
     AlreadyPublishing,
 }
 
+impl PublishRefusal {
+    /// The RTMP status code and description that tell the publisher.
+    pub fn status(self) -> (&'static str, &'static str) {
+        match self {
+            PublishRefusal::TooManyStreams => (
+                "NetStream.Publish.Failed",
+                "the server has its maximum number of streams",
+            ),
+            PublishRefusal::Stopping => ("NetStream.Publish.Failed", "the server is stopping"),
+            PublishRefusal::AlreadyPublishing => (
+                "NetStream.Publish.BadName",
+                "stream is already being published",
+            ),
+        }
+    }
+}
+
 /// A stream as known to one shard.
 struct LocalStream {
     /// The feed viewers here read from: always present on the owner, present on other shards

@@ -269,7 +269,8 @@ fn set_int(fd: RawFd, option: libc::c_int, value: libc::c_int) -> io::Result<()>
     Ok(())
 }
 
-fn pin(cpu: usize) {
+/// Pins the calling thread (and the threads it starts later) to `cpu`.
+pub fn pin(cpu: usize) {
     // SAFETY: cpu_set_t is plain data; CPU_SET bounds-checks against its size.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();

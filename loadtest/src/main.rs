@@ -252,7 +252,9 @@ fn main() -> anyhow::Result<()> {
             let mut prepared = s.prepare(cli.allow_remote)?;
             check_capacity(&prepared.plan)?;
             // Publishers and viewers alike run on the generator's CPU.
-            pin_process(prepared.plan.cpu.take());
+            if let Some(cpu) = prepared.plan.cpu.take() {
+                corecast_load::drain::pin(cpu);
+            }
             let console = Console::new(cli.json, histogram_log(&common)?);
             let (summary, console, reports) = prepared.run(console)?;
             console.finish()?;
@@ -263,18 +265,6 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             output(&summary, &common, &title, cli.json)
-        }
-    }
-}
-
-/// Pins the whole process (threads started later inherit it) to `cpu`.
-fn pin_process(cpu: Option<usize>) {
-    if let Some(cpu) = cpu {
-        // SAFETY: cpu_set_t is plain data; CPU_SET bounds-checks against its size.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
         }
     }
 }

@@ -40,14 +40,6 @@ pub struct Publishing {
 }
 
 impl Publishers {
-    /// Payload bytes sent so far to `app/name`, if this run publishes it.
-    pub fn sent(&self, path: &str) -> Option<u64> {
-        self.streams
-            .iter()
-            .find(|p| p.path == path)
-            .map(|p| p.sent.load(Ordering::Relaxed))
-    }
-
     /// Every stream's path and payload-byte counter.
     pub fn counters(&self) -> Vec<(String, Arc<AtomicU64>)> {
         self.streams

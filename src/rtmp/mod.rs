@@ -689,28 +689,14 @@ impl Conn {
                 self.state = State::Publishing(key);
                 self.accept(request_id)
             }
-            Err(PublishRefusal::Stopping) => self.refuse(
-                request_id,
-                "NetStream.Publish.Failed",
-                "the server is stopping",
-            ),
-            Err(PublishRefusal::TooManyStreams) => {
-                stats::inc(&self.shard.stats.publish_rejected);
-                info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, stream = %key, "publish refused: limits.max_streams reached");
-                self.refuse(
-                    request_id,
-                    "NetStream.Publish.Failed",
-                    "the server has its maximum number of streams",
-                )
-            }
-            Err(PublishRefusal::AlreadyPublishing) => {
-                stats::inc(&self.shard.stats.publish_rejected);
-                info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, stream = %key, "publish refused: already publishing");
-                self.refuse(
-                    request_id,
-                    "NetStream.Publish.BadName",
-                    "stream is already being published",
-                )
+            Err(refusal) => {
+                let (code, description) = refusal.status();
+                // A refusal while stopping is no client's doing: not counted.
+                if refusal != PublishRefusal::Stopping {
+                    stats::inc(&self.shard.stats.publish_rejected);
+                    info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, stream = %key, "publish refused: {description}");
+                }
+                self.refuse(request_id, code, description)
             }
         }
     }
