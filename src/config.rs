@@ -6,6 +6,7 @@
 //! that sets one key leaves every other key at its documented default.
 
 use crate::auth::{AppPolicy, Auth, Policy};
+use crate::rtmp::guard::CONTROL_MESSAGE_LIMIT;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -204,12 +205,16 @@ impl AdminConfig {
 pub struct RtmpConfig {
     /// Outgoing chunk size.
     pub chunk_size: u32,
-    /// Deadline for completing the handshake.
+    /// Deadline, from accept, for completing the handshake and starting to publish or play.
     pub handshake_timeout_ms: u64,
-    /// A connection silent for this long is closed.
+    /// A publisher that sends no audio or video for this long is closed.
     pub idle_timeout_ms: u64,
     /// Per-connection read buffer size.
     pub read_buffer_bytes: usize,
+    /// Longest message a publisher may send (before publishing: 64 KiB).
+    pub max_message_bytes: u32,
+    /// Largest chunk size a client may announce (Set Chunk Size).
+    pub max_chunk_size: u32,
 }
 
 /// `[http]`: HTTP protocol limits.
@@ -360,6 +365,18 @@ impl Config {
         }
         if self.rtmp.read_buffer_bytes < 4096 {
             return Err(invalid("rtmp.read_buffer_bytes", "must be at least 4096"));
+        }
+        if !(CONTROL_MESSAGE_LIMIT..=0x00ff_ffff).contains(&self.rtmp.max_message_bytes) {
+            return Err(invalid(
+                "rtmp.max_message_bytes",
+                "must be within 65536 ..= 16777215",
+            ));
+        }
+        if !(128..=0x7fff_ffff).contains(&self.rtmp.max_chunk_size) {
+            return Err(invalid(
+                "rtmp.max_chunk_size",
+                "must be within 128 ..= 2147483647",
+            ));
         }
         if self.http.max_header_bytes < 512 {
             return Err(invalid("http.max_header_bytes", "must be at least 512"));

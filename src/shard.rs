@@ -38,6 +38,11 @@ pub struct Handoff {
     pub fd: OwnedFd,
     /// The RTMP session, mid-conversation.
     pub session: Box<ServerSession>,
+    /// The chunk-level checks of the connection's input, in step with the session.
+    pub guard: crate::rtmp::guard::InputGuard,
+    /// Received bytes not yet fed to the session (they followed a message too long for a
+    /// connection that was not yet publishing).
+    pub pending: Vec<u8>,
     /// The publish request the owner must accept or refuse.
     pub request_id: u32,
     /// Application name.

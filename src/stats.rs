@@ -71,6 +71,9 @@ pub struct ShardStats {
     /// RTMP connections whose input made rml_rtmp panic (contained, and also counted in
     /// `rtmp_bad_input`).
     pub rtmp_session_panics: AtomicU64,
+    /// RTMP connections closed for exceeding an input limit (`rtmp.max_message_bytes`, the
+    /// 64 KiB message limit before publishing, `rtmp.max_chunk_size`, chunk streams).
+    pub rtmp_limits_hit: AtomicU64,
     /// Silent publishers replaced by a new one (`auth.takeover_after_ms`).
     pub publishers_taken_over: AtomicU64,
     /// Connections closed at accept: a connection limit was reached.

@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use corecast::flv::reader::{FlvError, FlvReader};
 use corecast::http::request::{byte_range, parse_head, ByteRange};
+use corecast::rtmp::guard::{GuardError, InputGuard, CONTROL_MESSAGE_LIMIT};
 use corecast::rtmp::{session_input, RtmpError};
 use rml_rtmp::rml_amf0::{self, Amf0Value};
 use rml_rtmp::sessions::{
@@ -196,6 +197,11 @@ fn shrinking_message_length_mid_message_is_contained() {
     if cfg!(debug_assertions) {
         assert_contained(result);
     }
+    // The server's input guard refuses it before the session sees it.
+    assert_eq!(
+        InputGuard::new(65536).scan(&input, CONTROL_MESSAGE_LIMIT),
+        Err(GuardError::LengthChanged { from: 200, to: 10 })
+    );
 }
 
 /// amf0 (mode 2): "@setDataFrame", "onMetaData" and nothing after them. rml_rtmp removes

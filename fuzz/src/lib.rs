@@ -8,6 +8,7 @@ use corecast::hub::origin::{Origin, PublisherInfo};
 use corecast::hub::{owner_of, split_query, stream_key};
 use corecast::media::{split_aggregate, UnitKind};
 use corecast::rtmp::chunk::MEDIA_STREAM_ID;
+use corecast::rtmp::guard::{GuardError, InputGuard, Scan, CONTROL_MESSAGE_LIMIT};
 use corecast::rtmp::{session_input, RtmpError};
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::messages::MessagePayload;
@@ -21,6 +22,11 @@ use std::sync::OnceLock;
 
 /// Chunk size the canned client announces (rml_rtmp's client default).
 pub const CLIENT_CHUNK_SIZE: u32 = 4096;
+
+/// `rtmp.max_chunk_size` and `rtmp.max_message_bytes` of the default configuration.
+pub const MAX_CHUNK_SIZE: u32 = 65536;
+/// See [`MAX_CHUNK_SIZE`].
+pub const MAX_MESSAGE_BYTES: u32 = 8 << 20;
 
 /// What a client sends, after the handshake, to connect to `live` and publish `fuzz`: the
 /// server sees a connect, a createStream, and a publish, each in a read of its own (a client
@@ -161,6 +167,8 @@ pub fn pieces(data: &[u8], seed: u8) -> Vec<&[u8]> {
 pub struct Ingest {
     /// The session, as the server configures it.
     pub session: ServerSession,
+    /// The input guard, as the server configures it.
+    pub guard: InputGuard,
     /// The stream's owner-side state.
     pub origin: Origin,
     /// Publishing (a publish request was accepted).
@@ -183,6 +191,7 @@ impl Ingest {
         let segmenter = Segmenter::new("fuzz", 1, 1000, 3);
         let mut ingest = Ingest {
             session,
+            guard: InputGuard::new(MAX_CHUNK_SIZE),
             origin: Origin::new(2, 4096, Some(segmenter)),
             publishing: false,
             playing: None,
@@ -204,10 +213,31 @@ impl Ingest {
         );
     }
 
-    /// Feeds bytes read from the socket; an error closes the connection.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), RtmpError> {
-        let results = session_input(&mut self.session, bytes)?;
-        self.handle(results)
+    /// Feeds bytes read from the socket through the guard, as `Conn::feed` does (one
+    /// message at a time until publishing); an error closes the connection.
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), RtmpError> {
+        loop {
+            let (limit, scan) = if self.publishing {
+                (MAX_MESSAGE_BYTES, self.guard.scan(bytes, MAX_MESSAGE_BYTES)?)
+            } else {
+                let limit = CONTROL_MESSAGE_LIMIT;
+                (limit, self.guard.scan_message(bytes, limit)?)
+            };
+            let consumed = match scan {
+                Scan::Done => bytes.len(),
+                Scan::Message { consumed } | Scan::Blocked { consumed, .. } => consumed,
+            };
+            let results = session_input(&mut self.session, &bytes[..consumed])?;
+            self.handle(results)?;
+            bytes = &bytes[consumed..];
+            match scan {
+                Scan::Blocked { length, .. } if !self.publishing || limit == MAX_MESSAGE_BYTES => {
+                    return Err(GuardError::MessageTooLarge { length, limit }.into())
+                }
+                Scan::Done => return Ok(()),
+                _ => {}
+            }
+        }
     }
 
     /// Handles session results as `Conn::handle_results` does.

@@ -168,6 +168,12 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         |s| &s.rtmp_session_panics,
     ),
     (
+        "corecast_rtmp_limits_hit_total",
+        "RTMP connections closed for exceeding a message size, chunk size or chunk stream limit",
+        Kind::Counter,
+        |s| &s.rtmp_limits_hit,
+    ),
+    (
         "corecast_publishers_taken_over_total",
         "Silent publishers replaced by a new publisher (auth.takeover_after_ms)",
         Kind::Counter,

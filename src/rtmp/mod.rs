@@ -4,9 +4,10 @@
 //! responses in order, and turns its events into stream operations on the shard. A publish
 //! request for a stream owned by another shard hands the connection over (socket, session and
 //! undelivered results together, see [`crate::shard::Handoff`]); the owner continues with
-//! [`resume`].
+//! [`resume`]. Input goes through [`guard::InputGuard`] before the session sees it.
 
 pub mod chunk;
+pub mod guard;
 
 use crate::auth::Action;
 use crate::hub::feed::Feed;
@@ -20,6 +21,7 @@ use crate::viewer::{self, Delivery, Ending, Outbox};
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use guard::{GuardError, InputGuard, Scan, CONTROL_MESSAGE_LIMIT};
 use rml_rtmp::handshake::{Handshake, HandshakeError, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent, ServerSessionResult,
@@ -29,6 +31,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
+use std::time::Duration;
 use tracing::{debug, info, warn};
 
 /// RTMP message type of an aggregate message (several FLV-tag-shaped messages in one).
@@ -50,9 +53,16 @@ pub enum RtmpError {
     /// The handshake did not complete within `rtmp.handshake_timeout_ms`.
     #[error("handshake timeout")]
     HandshakeTimeout,
-    /// Nothing was received for `rtmp.idle_timeout_ms`.
-    #[error("idle timeout")]
+    /// The connection neither published nor played within `rtmp.handshake_timeout_ms`.
+    #[error("neither published nor played in time")]
+    SetupTimeout,
+    /// A publisher sent no audio or video for `rtmp.idle_timeout_ms`.
+    #[error("no media in time (idle publisher)")]
     IdleTimeout,
+    /// Input refused before the session saw it: a limit (message size, chunk size, chunk
+    /// streams) or chunking the session cannot follow.
+    #[error("input refused: {0}")]
+    Input(#[from] GuardError),
     /// The peer sent bytes the session could not decode (bad chunk, bad AMF, ...).
     #[error("protocol error: {0}")]
     Session(#[from] ServerSessionError),
@@ -68,14 +78,21 @@ pub enum RtmpError {
 }
 
 impl RtmpError {
-    fn is_bad_input(&self) -> bool {
-        matches!(
-            self,
+    /// Counts the error in the shard's statistics.
+    fn count(&self, shard: &Shard) {
+        let counter = match self {
+            RtmpError::Input(err) if err.is_limit() => &shard.stats.rtmp_limits_hit,
             RtmpError::Handshake(_)
-                | RtmpError::Session(_)
-                | RtmpError::SessionPanic
-                | RtmpError::Aggregate(_)
-        )
+            | RtmpError::Session(_)
+            | RtmpError::SessionPanic
+            | RtmpError::Aggregate(_)
+            | RtmpError::Input(_) => &shard.stats.rtmp_bad_input,
+            RtmpError::HandshakeTimeout | RtmpError::SetupTimeout | RtmpError::IdleTimeout => {
+                &shard.stats.timeouts
+            }
+            RtmpError::Replaced | RtmpError::Io(_) => return,
+        };
+        stats::inc(counter);
     }
 }
 
@@ -128,10 +145,18 @@ struct Conn {
     out: Vec<u8>,
     /// The connection's place under the connection limits (goes along on a handoff).
     ticket: Option<Ticket>,
+    /// Chunk-level checks of the input, ahead of the session.
+    guard: InputGuard,
+    /// Input not yet fed to the session when the connection is handed to another shard.
+    pending: Vec<u8>,
+    /// When the connection last made progress (`now_ns`): accepted, stopped publishing, or,
+    /// while publishing, received media. The setup and idle timeouts count from it.
+    progress_ns: u64,
 }
 
 /// Serves one accepted RTMP connection.
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, ticket: Ticket) {
+    let accepted_ns = now_ns();
     stats::inc(&shard.stats.rtmp_accepted);
     let _ = stream.set_nodelay(true);
     let result = async {
@@ -144,7 +169,9 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, ti
             ..ServerSessionConfig::new()
         };
         let (session, initial) = ServerSession::new(config)?;
-        let mut conn = Conn::new(shard.clone(), session, peer, Some(ticket));
+        let guard = InputGuard::new(shard.config.rtmp.max_chunk_size);
+        let mut conn = Conn::new(shard.clone(), session, guard, peer, Some(ticket));
+        conn.progress_ns = accepted_ns;
         let flow = conn.handle_results(initial)?;
         let flow = match flow {
             Flow::Continue => conn.feed(&leftover)?,
@@ -161,6 +188,8 @@ pub async fn resume(shard: Rc<Shard>, handoff: Box<Handoff>) {
     let Handoff {
         fd,
         session,
+        guard,
+        pending,
         request_id,
         app,
         publish_name,
@@ -170,11 +199,16 @@ pub async fn resume(shard: Rc<Shard>, handoff: Box<Handoff>) {
     } = *handoff;
     // SAFETY: `fd` is an open TCP socket whose ownership the accepting shard gave up.
     let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
-    let mut conn = Conn::new(shard.clone(), *session, peer, ticket);
+    let mut conn = Conn::new(shard.clone(), *session, guard, peer, ticket);
     let result = async {
         let flow = conn.publish_requested(request_id, &app, &publish_name)?;
         let flow = match flow {
             Flow::Continue => conn.handle_results(rest)?,
+            other => other,
+        };
+        // Input that followed a message too long for a connection not yet publishing.
+        let flow = match flow {
+            Flow::Continue => conn.feed(&pending)?,
             other => other,
         };
         conn.run(stream, flow).await
@@ -187,11 +221,7 @@ fn report(shard: &Shard, peer: SocketAddr, result: Result<(), RtmpError>) {
     match result {
         Ok(()) => debug!(protocol = "rtmp", shard = shard.id, %peer, "rtmp: connection closed"),
         Err(err) => {
-            if err.is_bad_input() {
-                stats::inc(&shard.stats.rtmp_bad_input);
-            } else if matches!(err, RtmpError::HandshakeTimeout | RtmpError::IdleTimeout) {
-                stats::inc(&shard.stats.timeouts);
-            }
+            err.count(shard);
             match err {
                 RtmpError::Io(err) => debug!(shard = shard.id, %peer, "rtmp: {err}"),
                 err => info!(shard = shard.id, %peer, "rtmp: closing: {err}"),
@@ -254,6 +284,7 @@ impl Conn {
     fn new(
         shard: Rc<Shard>,
         session: ServerSession,
+        guard: InputGuard,
         peer: SocketAddr,
         ticket: Option<Ticket>,
     ) -> Self {
@@ -265,6 +296,9 @@ impl Conn {
             state: State::Idle,
             out: Vec::new(),
             ticket,
+            guard,
+            pending: Vec::new(),
+            progress_ns: now_ns(),
         }
     }
 
@@ -299,6 +333,8 @@ impl Conn {
                     Handoff {
                         fd,
                         session: Box::new(self.session),
+                        guard: self.guard,
+                        pending: self.pending,
                         request_id,
                         app,
                         publish_name,
@@ -319,7 +355,6 @@ impl Conn {
         flow: &mut Flow,
     ) -> Result<(), RtmpError> {
         let mut buf = vec![0u8; self.shard.config.rtmp.read_buffer_bytes];
-        let idle = self.shard.config.idle_timeout();
         loop {
             if !self.out.is_empty() {
                 stream.write_all(&self.out).await?;
@@ -329,7 +364,13 @@ impl Conn {
                 return Ok(());
             }
             let shard = self.shard.clone();
-            let read = async { Some(crate::util::timeout(idle, stream.read(&mut buf)).await) };
+            let (limit, expired) = match self.state {
+                State::Publishing(_) => (shard.config.idle_timeout(), RtmpError::IdleTimeout),
+                _ => (shard.config.handshake_timeout(), RtmpError::SetupTimeout),
+            };
+            let deadline = self.progress_ns.saturating_add(limit.as_nanos() as u64);
+            let left = Duration::from_nanos(deadline.saturating_sub(now_ns()));
+            let read = async { Some(crate::util::timeout(left, stream.read(&mut buf)).await) };
             let stop = async {
                 shard.stopped().await;
                 None
@@ -338,7 +379,7 @@ impl Conn {
             let Some(read) = futures_lite::future::or(read, stop).await else {
                 return Ok(());
             };
-            let n = read.ok_or(RtmpError::IdleTimeout)??;
+            let n = read.ok_or(expired)??;
             if n == 0 {
                 return Ok(());
             }
@@ -349,13 +390,79 @@ impl Conn {
         }
     }
 
-    /// Feeds received bytes to the session and handles what comes out.
-    fn feed(&mut self, bytes: &[u8]) -> Result<Flow, RtmpError> {
-        let results = self.decode(bytes)?;
-        self.handle_results(results)
+    /// Feeds received bytes to the session and handles what comes out, after the guard:
+    /// messages may be up to [`CONTROL_MESSAGE_LIMIT`] bytes long until the connection
+    /// publishes, then up to `rtmp.max_message_bytes`.
+    ///
+    /// Until it publishes, a connection's messages go to the session one at a time: the
+    /// session ignores media on a stream whose publish request is not yet accepted, and an
+    /// encoder may send its first frames right behind the request.
+    fn feed(&mut self, mut bytes: &[u8]) -> Result<Flow, RtmpError> {
+        loop {
+            let limit = self.message_limit();
+            let scan = match self.state {
+                State::Publishing(_) => self.guard.scan(bytes, limit)?,
+                _ => self.guard.scan_message(bytes, limit)?,
+            };
+            let consumed = match scan {
+                Scan::Done => bytes.len(),
+                Scan::Message { consumed } | Scan::Blocked { consumed, .. } => consumed,
+            };
+            let results = self.decode(&bytes[..consumed])?;
+            let flow = self.handle_results(results)?;
+            bytes = &bytes[consumed..];
+            if let Scan::Blocked { length, .. } = scan {
+                // Unless what came before made this connection a publisher (or hands it to
+                // the owner, which decides), the message is too long.
+                let allowed = match flow {
+                    Flow::Continue => self.message_limit() > limit,
+                    Flow::HandOff { .. } | Flow::Close => true,
+                    Flow::Play => false,
+                };
+                if !allowed {
+                    return Err(GuardError::MessageTooLarge { length, limit }.into());
+                }
+            } else if bytes.is_empty() {
+                return Ok(flow);
+            }
+            match flow {
+                Flow::Continue => {}
+                // The owner decides on the publish request, then reads the rest.
+                Flow::HandOff { .. } => {
+                    self.pending = bytes.to_vec();
+                    return Ok(flow);
+                }
+                Flow::Play => {
+                    let results = self.decode_player_input(bytes)?;
+                    self.answer_only(results);
+                    return Ok(flow);
+                }
+                Flow::Close => return Ok(flow),
+            }
+        }
     }
 
-    /// Feeds received bytes to the session.
+    /// The longest message this connection may send now.
+    fn message_limit(&self) -> u32 {
+        match self.state {
+            State::Publishing(_) => self.shard.config.rtmp.max_message_bytes,
+            _ => CONTROL_MESSAGE_LIMIT,
+        }
+    }
+
+    /// Feeds a player's input to the session: control messages only.
+    fn decode_player_input(&mut self, bytes: &[u8]) -> Result<Vec<ServerSessionResult>, RtmpError> {
+        match self.guard.scan(bytes, CONTROL_MESSAGE_LIMIT)? {
+            Scan::Done | Scan::Message { .. } => self.decode(bytes),
+            Scan::Blocked { length, .. } => Err(GuardError::MessageTooLarge {
+                length,
+                limit: CONTROL_MESSAGE_LIMIT,
+            }
+            .into()),
+        }
+    }
+
+    /// Feeds received bytes (checked by the guard) to the session.
     fn decode(&mut self, bytes: &[u8]) -> Result<Vec<ServerSessionResult>, RtmpError> {
         let result = session_input(&mut self.session, bytes);
         if let Err(RtmpError::SessionPanic) = result {
@@ -414,10 +521,10 @@ impl Conn {
                 Ok(n) => n,
                 Err(err) => return Ending::Io(err),
             };
-            let results = match self.decode(&buf[..n]) {
+            let results = match self.decode_player_input(&buf[..n]) {
                 Ok(results) => results,
                 Err(err) => {
-                    stats::inc(&self.shard.stats.rtmp_bad_input);
+                    err.count(&self.shard);
                     info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, "rtmp player: closing: {err}");
                     return Ending::Io(io::Error::new(io::ErrorKind::InvalidData, err));
                 }
@@ -484,23 +591,27 @@ impl Conn {
                 }
                 Flow::Close => return Ok(Flow::Close),
                 Flow::Play => {
-                    // Whatever the session answered after the play request still goes out,
-                    // in order; further requests on a playing connection are not served.
-                    for result in results {
-                        match result {
-                            ServerSessionResult::OutboundResponse(packet) => {
-                                self.out.extend_from_slice(&packet.bytes)
-                            }
-                            other => {
-                                debug!(protocol = "rtmp", peer = %self.peer, "rtmp player: ignored {other:?}")
-                            }
-                        }
-                    }
+                    self.answer_only(results.collect());
                     return Ok(Flow::Play);
                 }
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Session results after a play request: whatever the session answers still goes out,
+    /// in order; further requests on a playing connection are not served.
+    fn answer_only(&mut self, results: Vec<ServerSessionResult>) {
+        for result in results {
+            match result {
+                ServerSessionResult::OutboundResponse(packet) => {
+                    self.out.extend_from_slice(&packet.bytes)
+                }
+                other => {
+                    debug!(protocol = "rtmp", peer = %self.peer, "rtmp player: ignored {other:?}")
+                }
+            }
+        }
     }
 
     fn accept(&mut self, request_id: u32) -> Result<Flow, RtmpError> {
@@ -529,6 +640,7 @@ impl Conn {
             ServerSessionEvent::PublishStreamFinished { .. } => {
                 if let State::Publishing(key) = std::mem::replace(&mut self.state, State::Idle) {
                     self.shard.stop_publishing(&key, self.conn_id);
+                    self.progress_ns = now_ns();
                 }
                 Ok(Flow::Continue)
             }
@@ -583,6 +695,7 @@ impl Conn {
             {
                 return Err(RtmpError::Replaced);
             }
+            self.progress_ns = ingest_ns;
         }
         Ok(Flow::Continue)
     }
@@ -687,6 +800,7 @@ impl Conn {
         match self.shard.start_publishing(&key, publisher) {
             Ok(()) => {
                 self.state = State::Publishing(key);
+                self.progress_ns = now_ns();
                 self.accept(request_id)
             }
             Err(refusal) => {

@@ -1,0 +1,715 @@
+//! RTMP input limits (pure): a chunk-header reader that runs ahead of rml_rtmp's chunk
+//! deserializer over the same bytes, and refuses input before the session buffers it.
+//!
+//! rml_rtmp buffers a message until it is complete (reserving room for all of it when its
+//! first chunk arrives), accepts any chunk size a client announces, keeps a header for every
+//! chunk stream id a client ever used (up to 65,599), and has one payload buffer for all
+//! chunk streams, so interleaved messages corrupt each other (or, when a header shortens a
+//! partly received message, make it panic). The guard reads every chunk header exactly as
+//! that deserializer does (basic header, message header against the previous header of the
+//! chunk stream, extended timestamp when the timestamp field is 0xFFFFFF, payload of
+//! `min(remaining, chunk size)` bytes, Set Chunk Size applied once its message is complete)
+//! and skips payloads without copying them. It stops at:
+//!
+//! - a message longer than the caller's limit ([`Scan::Blocked`]: the caller may raise the
+//!   limit, for instance when the connection becomes a publisher, and scan on);
+//! - a Set Chunk Size outside `1 ..= max_chunk_size`, or shorter than its 4 bytes;
+//! - more than [`MAX_CHUNK_STREAMS`] chunk stream ids;
+//! - a chunk of another message, or a changed message length, in the middle of a message;
+//! - a continuation header on a chunk stream that has no previous header.
+//!
+//! Everything it lets through is input the deserializer handles without any of the above.
+
+/// Longest message a connection may send before it publishes (commands and control
+/// messages; `connect` and `publish` are well under 2 KiB).
+pub const CONTROL_MESSAGE_LIMIT: u32 = 64 * 1024;
+
+/// Most chunk stream ids one connection may use (encoders use a handful, 2 to 8).
+pub const MAX_CHUNK_STREAMS: usize = 64;
+
+/// RTMP's chunk size until the peer sets one.
+const INITIAL_CHUNK_SIZE: u32 = 128;
+
+/// A timestamp field with this value means a 4-byte extended timestamp follows.
+const EXTENDED_TIMESTAMP: u32 = 0x00ff_ffff;
+
+/// Message type of Set Chunk Size.
+const SET_CHUNK_SIZE: u8 = 1;
+
+/// Longest chunk header: 3-byte basic header, 11-byte message header, extended timestamp.
+const MAX_HEADER: usize = 3 + 11 + 4;
+
+/// Input the guard refuses. The connection must be closed: the session has not seen the
+/// offending bytes, and cannot continue without them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GuardError {
+    /// A message longer than the connection may send.
+    #[error("message of {length} bytes exceeds the limit of {limit} bytes")]
+    MessageTooLarge {
+        /// The message length in its header.
+        length: u32,
+        /// The limit in force.
+        limit: u32,
+    },
+    /// A Set Chunk Size outside the accepted range.
+    #[error("chunk size {size} refused (accepted: 1 ..= {max})")]
+    ChunkSizeRefused {
+        /// The size the peer asked for.
+        size: u32,
+        /// `rtmp.max_chunk_size`.
+        max: u32,
+    },
+    /// A Set Chunk Size message without its 4-byte size.
+    #[error("set chunk size message of {length} bytes")]
+    ChunkSizeMalformed {
+        /// The message length.
+        length: u32,
+    },
+    /// More distinct chunk stream ids than [`MAX_CHUNK_STREAMS`].
+    #[error("more than {MAX_CHUNK_STREAMS} chunk streams")]
+    TooManyChunkStreams,
+    /// A chunk of another chunk stream in the middle of a message.
+    #[error("chunk stream {csid} interleaved into a message on chunk stream {current}")]
+    Interleaved {
+        /// The chunk stream of the new chunk.
+        csid: u32,
+        /// The chunk stream of the unfinished message.
+        current: u32,
+    },
+    /// A header that changes the length of a partly received message.
+    #[error("message length changed from {from} to {to} in the middle of the message")]
+    LengthChanged {
+        /// The length the message started with.
+        from: u32,
+        /// The length in the new header.
+        to: u32,
+    },
+    /// A compressed header (format 1 to 3) on a chunk stream with no previous header.
+    #[error("chunk stream {csid} continues, but has no previous chunk")]
+    NoPreviousChunk {
+        /// The chunk stream id.
+        csid: u32,
+    },
+}
+
+impl GuardError {
+    /// True for a limit being hit (as opposed to input no peer should send).
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            GuardError::MessageTooLarge { .. }
+                | GuardError::ChunkSizeRefused { .. }
+                | GuardError::TooManyChunkStreams
+        )
+    }
+}
+
+/// How far a scan got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// Every byte was read: all of them may go to the session.
+    Done,
+    /// ([`InputGuard::scan_message`] only) A message ended after `consumed` bytes.
+    Message {
+        /// Bytes read up to the end of the message.
+        consumed: usize,
+    },
+    /// Stopped after `consumed` bytes (which may go to the session), at the complete header
+    /// of a message of `length` bytes, over the limit. Scanning again with a larger limit
+    /// continues from there; otherwise the connection must be closed.
+    Blocked {
+        /// Bytes read before stopping (the header's included).
+        consumed: usize,
+        /// The message length in the header.
+        length: u32,
+    },
+}
+
+/// The last header seen on a chunk stream, as far as later headers depend on it.
+#[derive(Debug, Clone, Copy)]
+struct ChunkStream {
+    csid: u32,
+    timestamp_field: u32,
+    length: u32,
+    type_id: u8,
+}
+
+/// The message being received.
+#[derive(Debug, Clone, Copy)]
+struct Message {
+    csid: u32,
+    length: u32,
+    type_id: u8,
+    /// Payload bytes received so far, this chunk's excluded.
+    received: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Collecting a chunk header in `head`.
+    Header,
+    /// The header is complete; the message length is checked against the limit next.
+    Limit,
+    /// Skipping the rest of the chunk's payload.
+    Payload { left: u32 },
+}
+
+/// The chunk-level state of one connection's input, mirroring rml_rtmp's deserializer.
+#[derive(Debug, Clone)]
+pub struct InputGuard {
+    max_chunk_size: u32,
+    chunk_size: u32,
+    streams: Vec<ChunkStream>,
+    stage: Stage,
+    head: [u8; MAX_HEADER],
+    head_len: usize,
+    /// The message the current chunk belongs to (received counts earlier chunks).
+    message: Option<Message>,
+    /// This chunk's payload length.
+    chunk_len: u32,
+    /// The first payload bytes of a Set Chunk Size message.
+    size_bytes: [u8; 4],
+    messages: u64,
+}
+
+impl InputGuard {
+    /// A guard for a new connection that accepts Set Chunk Size up to `max_chunk_size`.
+    pub fn new(max_chunk_size: u32) -> Self {
+        InputGuard {
+            max_chunk_size,
+            chunk_size: INITIAL_CHUNK_SIZE,
+            streams: Vec::new(),
+            stage: Stage::Header,
+            head: [0; MAX_HEADER],
+            head_len: 0,
+            message: None,
+            chunk_len: 0,
+            size_bytes: [0; 4],
+            messages: 0,
+        }
+    }
+
+    /// The peer's current chunk size.
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+
+    /// Complete messages read so far.
+    pub fn messages(&self) -> u64 {
+        self.messages
+    }
+
+    /// Reads `bytes`, which follow everything scanned before, admitting messages of at most
+    /// `limit` bytes.
+    pub fn scan(&mut self, bytes: &[u8], limit: u32) -> Result<Scan, GuardError> {
+        self.read(bytes, limit, false)
+    }
+
+    /// Like [`InputGuard::scan`], but stops at the end of the first message that completes,
+    /// so that the caller can act on it before reading on.
+    pub fn scan_message(&mut self, bytes: &[u8], limit: u32) -> Result<Scan, GuardError> {
+        self.read(bytes, limit, true)
+    }
+
+    fn read(&mut self, bytes: &[u8], limit: u32, to_message_end: bool) -> Result<Scan, GuardError> {
+        let mut pos = 0;
+        loop {
+            match self.stage {
+                Stage::Header => {
+                    if !self.read_header(bytes, &mut pos)? {
+                        return Ok(Scan::Done);
+                    }
+                    self.begin_chunk()?;
+                    self.stage = Stage::Limit;
+                }
+                Stage::Limit => {
+                    let length = self.message.map_or(0, |m| m.length);
+                    if length > limit {
+                        return Ok(Scan::Blocked {
+                            consumed: pos,
+                            length,
+                        });
+                    }
+                    self.stage = Stage::Payload {
+                        left: self.chunk_len,
+                    };
+                }
+                Stage::Payload { left: 0 } => {
+                    self.stage = Stage::Header;
+                    if self.end_chunk()? && to_message_end {
+                        return Ok(Scan::Message { consumed: pos });
+                    }
+                }
+                Stage::Payload { left } => {
+                    let take = (bytes.len() - pos).min(left as usize);
+                    if take == 0 {
+                        return Ok(Scan::Done);
+                    }
+                    self.capture(&bytes[pos..pos + take], left);
+                    pos += take;
+                    self.stage = Stage::Payload {
+                        left: left - take as u32,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Collects header bytes from `bytes[*pos..]`; true once the header is complete.
+    fn read_header(&mut self, bytes: &[u8], pos: &mut usize) -> Result<bool, GuardError> {
+        loop {
+            let need = self.header_len()?;
+            if self.head_len == need {
+                return Ok(true);
+            }
+            let take = (bytes.len() - *pos).min(need - self.head_len);
+            if take == 0 {
+                return Ok(false);
+            }
+            self.head[self.head_len..self.head_len + take]
+                .copy_from_slice(&bytes[*pos..*pos + take]);
+            self.head_len += take;
+            *pos += take;
+        }
+    }
+
+    /// The header's length as far as the bytes collected so far tell it (it grows as the
+    /// basic header, message header and timestamp field arrive).
+    fn header_len(&self) -> Result<usize, GuardError> {
+        let head = &self.head[..self.head_len];
+        let Some(&first) = head.first() else {
+            return Ok(1);
+        };
+        let basic = basic_len(first);
+        if head.len() < basic {
+            return Ok(basic);
+        }
+        let format = first >> 6;
+        let message_header = [11, 7, 3, 0][usize::from(format)];
+        let previous = self.stream(csid(head));
+        if format != 0 && previous.is_none() {
+            return Err(GuardError::NoPreviousChunk { csid: csid(head) });
+        }
+        let fixed = basic + message_header;
+        if head.len() < fixed {
+            return Ok(fixed);
+        }
+        let timestamp_field = match previous {
+            Some(previous) if format == 3 => previous.timestamp_field,
+            _ => u24(&head[basic..]),
+        };
+        Ok(fixed
+            + if timestamp_field >= EXTENDED_TIMESTAMP {
+                4
+            } else {
+                0
+            })
+    }
+
+    /// A complete header: records it for its chunk stream and works out the chunk.
+    fn begin_chunk(&mut self) -> Result<(), GuardError> {
+        let head = &self.head[..self.head_len];
+        let csid = csid(head);
+        let format = head[0] >> 6;
+        let fields = &head[basic_len(head[0])..];
+        let previous = self.stream(csid);
+        let stream = match (format, previous) {
+            (0, _) | (1, _) => ChunkStream {
+                csid,
+                timestamp_field: u24(fields),
+                length: u24(&fields[3..]),
+                type_id: fields[6],
+            },
+            (2, Some(previous)) => ChunkStream {
+                timestamp_field: u24(fields),
+                ..previous
+            },
+            (_, Some(previous)) => previous,
+            (_, None) => return Err(GuardError::NoPreviousChunk { csid }),
+        };
+        let message = match self.message {
+            Some(message) if message.csid != csid => {
+                return Err(GuardError::Interleaved {
+                    csid,
+                    current: message.csid,
+                })
+            }
+            Some(message) if message.length != stream.length => {
+                return Err(GuardError::LengthChanged {
+                    from: message.length,
+                    to: stream.length,
+                })
+            }
+            Some(message) => message,
+            None => Message {
+                csid,
+                length: stream.length,
+                type_id: stream.type_id,
+                received: 0,
+            },
+        };
+        let full = self.streams.len() >= MAX_CHUNK_STREAMS;
+        match self.streams.iter_mut().find(|s| s.csid == csid) {
+            Some(slot) => *slot = stream,
+            None if full => return Err(GuardError::TooManyChunkStreams),
+            None => self.streams.push(stream),
+        }
+        // As rml_rtmp's deserializer: a message that fits in a chunk is one chunk; a longer
+        // one is cut at the chunk size.
+        self.chunk_len = if message.length > self.chunk_size {
+            (message.length - message.received).min(self.chunk_size)
+        } else {
+            message.length
+        };
+        self.message = Some(message);
+        self.head_len = 0;
+        Ok(())
+    }
+
+    /// Keeps the first payload bytes of a Set Chunk Size message.
+    fn capture(&mut self, bytes: &[u8], left: u32) {
+        let Some(message) = self.message else { return };
+        if message.type_id != SET_CHUNK_SIZE {
+            return;
+        }
+        let offset = (message.received + self.chunk_len - left) as usize;
+        for (i, &byte) in bytes.iter().enumerate() {
+            if let Some(slot) = self.size_bytes.get_mut(offset + i) {
+                *slot = byte;
+            }
+        }
+    }
+
+    /// The chunk's payload is read: completes the message when it was the last chunk (and
+    /// then returns true).
+    fn end_chunk(&mut self) -> Result<bool, GuardError> {
+        let Some(mut message) = self.message else {
+            return Ok(false);
+        };
+        message.received += self.chunk_len;
+        if message.received < message.length {
+            self.message = Some(message);
+            return Ok(false);
+        }
+        self.message = None;
+        self.messages += 1;
+        if message.type_id == SET_CHUNK_SIZE {
+            if message.length < 4 {
+                return Err(GuardError::ChunkSizeMalformed {
+                    length: message.length,
+                });
+            }
+            let size = u32::from_be_bytes(self.size_bytes);
+            if size == 0 || size > self.max_chunk_size {
+                return Err(GuardError::ChunkSizeRefused {
+                    size,
+                    max: self.max_chunk_size,
+                });
+            }
+            self.chunk_size = size;
+        }
+        Ok(true)
+    }
+
+    fn stream(&self, csid: u32) -> Option<ChunkStream> {
+        self.streams.iter().find(|s| s.csid == csid).copied()
+    }
+}
+
+/// Length of the basic header that starts with `first`.
+fn basic_len(first: u8) -> usize {
+    match first & 0x3f {
+        0 => 2,
+        1 => 3,
+        _ => 1,
+    }
+}
+
+/// The chunk stream id of a complete basic header.
+fn csid(head: &[u8]) -> u32 {
+    match head[0] & 0x3f {
+        0 => u32::from(head[1]) + 64,
+        1 => u32::from(head[2]) * 256 + u32::from(head[1]) + 64,
+        id => u32::from(id),
+    }
+}
+
+fn u24(bytes: &[u8]) -> u32 {
+    u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
+    use rml_rtmp::messages::MessagePayload;
+    use rml_rtmp::time::RtmpTimestamp;
+
+    const LIMIT: u32 = 1 << 20;
+
+    fn payload(type_id: u8, timestamp: u32, len: usize) -> MessagePayload {
+        MessagePayload {
+            timestamp: RtmpTimestamp::new(timestamp),
+            type_id,
+            message_stream_id: 1,
+            data: Bytes::from((0..len).map(|i| i as u8).collect::<Vec<_>>()),
+        }
+    }
+
+    /// Messages decoded by rml_rtmp's deserializer from `bytes`, applying Set Chunk Size
+    /// as its server session does.
+    fn reference(bytes: &[u8]) -> Vec<(u8, usize)> {
+        let mut de = ChunkDeserializer::new();
+        let mut out = Vec::new();
+        let mut input = bytes;
+        while let Some(message) = de.get_next_message(input).unwrap() {
+            if message.type_id == SET_CHUNK_SIZE {
+                let size = u32::from_be_bytes(message.data[..4].try_into().unwrap());
+                de.set_max_chunk_size(size as usize).unwrap();
+            }
+            out.push((message.type_id, message.data.len()));
+            input = &[];
+        }
+        out
+    }
+
+    /// A realistic stream: chunk size changes, audio and video of many sizes, timestamps
+    /// crossing into the extended range, type 1 to 3 headers from the serializer.
+    fn stream() -> Vec<u8> {
+        let mut ser = ChunkSerializer::new();
+        let mut out = Vec::new();
+        let mut time = 0x00ff_fff0u32 - 2000;
+        for (i, len) in [5usize, 300, 128, 129, 0, 4096, 10_000, 70_000, 7, 256]
+            .iter()
+            .enumerate()
+        {
+            if i == 3 {
+                let packet = ser
+                    .set_max_chunk_size(4096, RtmpTimestamp::new(time))
+                    .unwrap();
+                out.extend_from_slice(&packet.bytes);
+            }
+            for type_id in [8u8, 9] {
+                time += 400;
+                let packet = ser
+                    .serialize(&payload(type_id, time, *len), i == 0, false)
+                    .unwrap();
+                out.extend_from_slice(&packet.bytes);
+            }
+        }
+        out
+    }
+
+    fn scan_all(guard: &mut InputGuard, bytes: &[u8], piece: usize) -> Result<(), GuardError> {
+        for chunk in bytes.chunks(piece.max(1)) {
+            assert_eq!(guard.scan(chunk, LIMIT)?, Scan::Done);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn reads_what_the_deserializer_reads_in_any_pieces() {
+        let bytes = stream();
+        let expected = reference(&bytes);
+        // 16 audio and video messages, Set Chunk Size (the serializer writes nothing for an
+        // empty message).
+        assert_eq!(expected.len(), 19);
+        for piece in [1, 2, 3, 7, 11, 128, 1000, bytes.len()] {
+            let mut guard = InputGuard::new(65536);
+            scan_all(&mut guard, &bytes, piece).unwrap();
+            assert_eq!(guard.messages(), expected.len() as u64, "pieces of {piece}");
+            assert_eq!(guard.chunk_size(), 4096);
+            assert_eq!(guard.stage, Stage::Header);
+        }
+    }
+
+    #[test]
+    fn stops_at_each_message_end_when_asked() {
+        let bytes = stream();
+        let mut guard = InputGuard::new(65536);
+        let mut ends = Vec::new();
+        let mut pos = 0;
+        loop {
+            match guard.scan_message(&bytes[pos..], LIMIT).unwrap() {
+                Scan::Message { consumed } => {
+                    pos += consumed;
+                    ends.push(pos);
+                }
+                Scan::Done => break,
+                Scan::Blocked { .. } => unreachable!(),
+            }
+        }
+        assert_eq!(pos, bytes.len());
+        assert_eq!(ends.len(), reference(&bytes).len());
+        // Each prefix up to a message end decodes to exactly that many messages.
+        for (i, end) in ends.iter().enumerate() {
+            assert_eq!(reference(&bytes[..*end]).len(), i + 1);
+        }
+    }
+
+    #[test]
+    fn extended_timestamps_on_continuation_chunks() {
+        let mut ser = ChunkSerializer::new();
+        let mut bytes = Vec::new();
+        for time in [0x0100_0000u32, 0x0100_0040, 0xffff_fff0] {
+            let packet = ser
+                .serialize(&payload(9, time, 1000), false, false)
+                .unwrap();
+            bytes.extend_from_slice(&packet.bytes);
+        }
+        let mut guard = InputGuard::new(65536);
+        scan_all(&mut guard, &bytes, 5).unwrap();
+        assert_eq!(guard.messages(), reference(&bytes).len() as u64);
+        assert_eq!(guard.messages(), 3);
+    }
+
+    #[test]
+    fn blocks_at_a_long_message_until_the_limit_rises() {
+        let mut ser = ChunkSerializer::new();
+        let small = ser.serialize(&payload(20, 0, 100), true, false).unwrap();
+        let big = ser
+            .serialize(&payload(9, 40, 200_000), true, false)
+            .unwrap();
+        let bytes = [&small.bytes[..], &big.bytes[..]].concat();
+        let mut guard = InputGuard::new(65536);
+        let header_end = small.bytes.len() + 12;
+        assert_eq!(
+            guard.scan(&bytes, CONTROL_MESSAGE_LIMIT),
+            Ok(Scan::Blocked {
+                consumed: header_end,
+                length: 200_000
+            })
+        );
+        assert_eq!(guard.messages(), 1);
+        // Still blocked with nothing more to read, then admitted under a larger limit.
+        assert_eq!(
+            guard.scan(&[], CONTROL_MESSAGE_LIMIT),
+            Ok(Scan::Blocked {
+                consumed: 0,
+                length: 200_000
+            })
+        );
+        assert_eq!(guard.scan(&bytes[header_end..], 1 << 20), Ok(Scan::Done));
+        assert_eq!(guard.messages(), 2);
+    }
+
+    #[test]
+    fn refuses_chunk_sizes_out_of_range() {
+        for (size, accepted) in [(0u32, false), (1, true), (65536, true), (65537, false)] {
+            let mut ser = ChunkSerializer::new();
+            let packet = ser.set_max_chunk_size(size, RtmpTimestamp::new(0)).unwrap();
+            let mut guard = InputGuard::new(65536);
+            let result = guard.scan(&packet.bytes, LIMIT);
+            if accepted {
+                assert_eq!(result, Ok(Scan::Done));
+                assert_eq!(guard.chunk_size(), size);
+            } else {
+                assert_eq!(
+                    result,
+                    Err(GuardError::ChunkSizeRefused { size, max: 65536 })
+                );
+            }
+        }
+        // A Set Chunk Size without its 4 bytes.
+        let short = [2u8, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 1];
+        assert_eq!(
+            InputGuard::new(65536).scan(&short, LIMIT),
+            Err(GuardError::ChunkSizeMalformed { length: 2 })
+        );
+    }
+
+    /// A type 0 header on `csid` for a message of `len` bytes of type `type_id`.
+    fn full_header(csid: u8, len: u32, type_id: u8) -> Vec<u8> {
+        let len = len.to_be_bytes();
+        vec![csid, 0, 0, 0, len[1], len[2], len[3], type_id, 1, 0, 0, 0]
+    }
+
+    #[test]
+    fn refuses_interleaved_and_changed_messages() {
+        // 300 bytes on chunk stream 4 (128 per chunk at first), then chunk stream 6.
+        let mut bytes = full_header(4, 300, 9);
+        bytes.extend_from_slice(&[0; 128]);
+        bytes.extend_from_slice(&full_header(6, 10, 8));
+        assert_eq!(
+            InputGuard::new(65536).scan(&bytes, LIMIT),
+            Err(GuardError::Interleaved {
+                csid: 6,
+                current: 4
+            })
+        );
+        // The same chunk stream with a shorter length: what made rml_rtmp panic.
+        let mut bytes = full_header(4, 300, 9);
+        bytes.extend_from_slice(&[0; 128]);
+        bytes.extend_from_slice(&full_header(4, 100, 9));
+        assert_eq!(
+            InputGuard::new(65536).scan(&bytes, LIMIT),
+            Err(GuardError::LengthChanged { from: 300, to: 100 })
+        );
+        // A type 3 continuation is fine, and a repeated type 0 header with the same length
+        // is read as the deserializer reads it.
+        let mut bytes = full_header(4, 300, 9);
+        bytes.extend_from_slice(&[0; 128]);
+        bytes.push(0xc4);
+        bytes.extend_from_slice(&[0; 128]);
+        bytes.extend_from_slice(&full_header(4, 300, 9));
+        bytes.extend_from_slice(&[0; 44]);
+        let mut guard = InputGuard::new(65536);
+        assert_eq!(guard.scan(&bytes, LIMIT), Ok(Scan::Done));
+        assert_eq!(guard.messages(), 1);
+        assert_eq!(reference(&bytes).len(), 1);
+    }
+
+    #[test]
+    fn empty_messages_complete_at_once() {
+        let mut bytes = full_header(4, 0, 8);
+        bytes.extend_from_slice(&full_header(4, 1, 8));
+        bytes.push(0xaf);
+        let mut guard = InputGuard::new(65536);
+        assert_eq!(guard.scan(&bytes, LIMIT), Ok(Scan::Done));
+        assert_eq!(guard.messages(), 2);
+        assert_eq!(reference(&bytes), vec![(8, 0), (8, 1)]);
+    }
+
+    #[test]
+    fn refuses_continuations_without_a_previous_header() {
+        for first in [0x44u8, 0x84, 0xc4] {
+            assert_eq!(
+                InputGuard::new(65536).scan(&[first, 0, 0, 0], LIMIT),
+                Err(GuardError::NoPreviousChunk { csid: 4 })
+            );
+        }
+        // Two- and three-byte chunk stream ids.
+        assert_eq!(
+            InputGuard::new(65536).scan(&[0xc0, 10], LIMIT),
+            Err(GuardError::NoPreviousChunk { csid: 74 })
+        );
+        assert_eq!(
+            InputGuard::new(65536).scan(&[0xc1, 1, 2], LIMIT),
+            Err(GuardError::NoPreviousChunk {
+                csid: 2 * 256 + 1 + 64
+            })
+        );
+    }
+
+    #[test]
+    fn bounds_the_chunk_streams_of_a_connection() {
+        let mut guard = InputGuard::new(65536);
+        let mut bytes = Vec::new();
+        for csid in 0..MAX_CHUNK_STREAMS as u8 {
+            // Two-byte basic headers: chunk stream ids 64 and up.
+            let mut header = full_header(0, 1, 8);
+            header.insert(1, csid);
+            bytes.extend_from_slice(&header);
+            bytes.push(0xaf);
+        }
+        assert_eq!(guard.scan(&bytes, LIMIT), Ok(Scan::Done));
+        assert_eq!(guard.messages(), MAX_CHUNK_STREAMS as u64);
+        let mut header = full_header(0, 1, 8);
+        header.insert(1, 200);
+        assert_eq!(
+            guard.scan(&header, LIMIT),
+            Err(GuardError::TooManyChunkStreams)
+        );
+    }
+}
