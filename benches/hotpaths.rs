@@ -1,7 +1,8 @@
 //! Microbenchmarks of the per-unit and per-viewer hot paths (pure code, no IO):
 //! FLV tag serialization and shared RTMP chunking (once per unit per stream), MPEG-TS muxing
 //! (once per unit per stream with HLS), and the cursor's gather + advance (once per viewer
-//! per send: the user-space part of fan-out besides the system call).
+//! per send: the user-space part of fan-out besides the system call), and the RTMP input
+//! guard beside rml_rtmp's chunk deserializer (once per byte a publisher sends).
 //!
 //! Run: `cargo bench --bench hotpaths`. `HOT_ROUNDS` (default 5) rounds, best one counts.
 
@@ -10,6 +11,10 @@ use corecast::hls::ts::TsMuxer;
 use corecast::hub::cursor::Cursor;
 use corecast::hub::ring::Ring;
 use corecast::media::{Format, Unit, UnitKind};
+use corecast::rtmp::guard::InputGuard;
+use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
+use rml_rtmp::messages::MessagePayload;
+use rml_rtmp::time::RtmpTimestamp;
 use std::hint::black_box;
 use std::io::IoSlice;
 use std::time::Instant;
@@ -120,5 +125,55 @@ fn main() {
     println!(
         "{:<52} {:>10.1} ns",
         "cursor gather + advance (per unit per viewer)", gather
+    );
+
+    // A publisher's input: one second of 30 video frames, 4096-byte chunks, read 64 KiB at
+    // a time. The guard reads every chunk header; the deserializer copies every payload.
+    let mut serializer = ChunkSerializer::new();
+    let mut input = serializer
+        .set_max_chunk_size(4096, RtmpTimestamp::new(0))
+        .expect("chunk size")
+        .bytes;
+    for i in 0..30u32 {
+        let payload = MessagePayload {
+            timestamp: RtmpTimestamp::new(i * 33),
+            type_id: 9,
+            message_stream_id: 1,
+            data: Bytes::copy_from_slice(&body),
+        };
+        input.extend(
+            serializer
+                .serialize(&payload, false, false)
+                .expect("chunks")
+                .bytes,
+        );
+    }
+    let per_mb = 1e6 / input.len() as f64;
+    let guard = best_ns(rounds, 2_000, || {
+        let mut guard = InputGuard::new(65536);
+        for read in input.chunks(65536) {
+            black_box(guard.scan(black_box(read), 1 << 23).expect("admitted"));
+        }
+    }) * per_mb;
+    let deserializer = best_ns(rounds, 500, || {
+        let mut de = ChunkDeserializer::new();
+        for read in input.chunks(65536) {
+            let mut bytes = read;
+            while let Some(message) = de.get_next_message(bytes).expect("valid") {
+                if message.type_id == 1 {
+                    de.set_max_chunk_size(4096).expect("chunk size");
+                }
+                black_box(message);
+                bytes = &[];
+            }
+        }
+    }) * per_mb;
+    println!(
+        "{:<52} {:>10.0} ns",
+        "RTMP input guard (per MB from a publisher)", guard
+    );
+    println!(
+        "{:<52} {:>10.0} ns",
+        "rml_rtmp chunk deserializer (per MB, for scale)", deserializer
     );
 }
