@@ -40,8 +40,8 @@ pub struct Handoff {
     pub session: Box<ServerSession>,
     /// The chunk-level checks of the connection's input, in step with the session.
     pub guard: crate::rtmp::guard::InputGuard,
-    /// Received bytes not yet fed to the session (they followed a message too long for a
-    /// connection that was not yet publishing).
+    /// Bytes received after the publish request, not yet fed to the session (a connection
+    /// that is not publishing is fed one message at a time).
     pub pending: Vec<u8>,
     /// The publish request the owner must accept or refuse.
     pub request_id: u32,

@@ -206,7 +206,7 @@ pub async fn resume(shard: Rc<Shard>, handoff: Box<Handoff>) {
             Flow::Continue => conn.handle_results(rest)?,
             other => other,
         };
-        // Input that followed a message too long for a connection not yet publishing.
+        // Input read after the publish request, not yet fed to the session.
         let flow = match flow {
             Flow::Continue => conn.feed(&pending)?,
             other => other,
