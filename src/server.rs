@@ -473,7 +473,48 @@ enum Protocol {
     Admin,
 }
 
+impl Protocol {
+    /// The listener's name in logs.
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Rtmp => "rtmp",
+            Protocol::Http => "http",
+            Protocol::Admin => "admin",
+        }
+    }
+}
+
+/// At most one "accept failed" line per listener of a shard per this interval.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Rate limit of one listener's "accept failed" lines: the first failure is logged at once,
+/// later ones at most once per [`ACCEPT_LOG_INTERVAL`], with how many failed since the last
+/// line. (Every failure is counted in `accept_errors`.)
+#[derive(Default)]
+struct AcceptFailures {
+    /// Failures not reported by a line yet.
+    unlogged: u64,
+    /// When the last line was logged.
+    logged_at: Option<Instant>,
+}
+
+impl AcceptFailures {
+    /// Records a failure; returns the failures to report if a line is due now.
+    fn record(&mut self, now: Instant) -> Option<u64> {
+        self.unlogged += 1;
+        if self
+            .logged_at
+            .is_some_and(|at| now.duration_since(at) < ACCEPT_LOG_INTERVAL)
+        {
+            return None;
+        }
+        self.logged_at = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
+
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, protocol: Protocol) {
+    let mut failures = AcceptFailures::default();
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -514,7 +555,16 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, protocol: Protocol
                 };
             }
             Err(err) => {
-                warn!(shard = shard.id, "accept failed: {err}; retrying");
+                // E.g. EMFILE: nothing to do but wait for connections to close.
+                stats::inc(&shard.stats.accept_errors);
+                if let Some(failed) = failures.record(Instant::now()) {
+                    warn!(
+                        shard = shard.id,
+                        listener = protocol.name(),
+                        failed,
+                        "accept failed: {err}; retrying every {ACCEPT_BACKOFF:?}"
+                    );
+                }
                 glommio::timer::sleep(ACCEPT_BACKOFF).await;
             }
         }

@@ -78,6 +78,9 @@ pub struct ShardStats {
     pub publishers_taken_over: AtomicU64,
     /// Connections closed at accept: a connection limit was reached.
     pub connections_refused: AtomicU64,
+    /// Accepts that failed (e.g. EMFILE: out of file descriptors); the listener backs off
+    /// and retries.
+    pub accept_errors: AtomicU64,
     /// Publish requests refused by access control.
     pub auth_rejected_publish: AtomicU64,
     /// Play requests (RTMP, HTTP-FLV, HLS) refused by access control.

@@ -186,6 +186,12 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         |s| &s.connections_refused,
     ),
     (
+        "corecast_accept_errors_total",
+        "Accepts that failed (e.g. out of file descriptors) and were retried after a pause",
+        Kind::Counter,
+        |s| &s.accept_errors,
+    ),
+    (
         "corecast_auth_rejected_publish_total",
         "Publish requests refused by access control",
         Kind::Counter,
