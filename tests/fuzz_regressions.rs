@@ -204,6 +204,26 @@ fn shrinking_message_length_mid_message_is_contained() {
     );
 }
 
+/// rtmp_chunks: an empty message on chunk stream 64, then a type 1 header on it whose delta
+/// field is 0xFFFFFF (extended timestamp follows) with an extended value of 0. rml_rtmp's
+/// deserializer computes `extended - 0xFFFFFF` (deserializer.rs:358): a panic with overflow
+/// checks, a wrapped timestamp without. The input guard refuses it first.
+#[test]
+fn extended_delta_below_the_marker_is_refused() {
+    let input: [u8; 27] = [
+        0x00, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x40, 0x00,
+        0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    ];
+    assert_eq!(
+        InputGuard::new(65536).scan(&input, CONTROL_MESSAGE_LIMIT),
+        Err(GuardError::ExtendedTimestamp { value: 0 })
+    );
+    let result = session_input(&mut new_session(), &input);
+    if cfg!(debug_assertions) {
+        assert_contained(result);
+    }
+}
+
 /// amf0 (mode 2): "@setDataFrame", "onMetaData" and nothing after them. rml_rtmp removes
 /// the missing third value and panics (sessions/server/mod.rs); corecast contains it.
 #[test]

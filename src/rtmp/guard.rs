@@ -16,7 +16,8 @@
 //! - a Set Chunk Size outside `1 ..= max_chunk_size`, or shorter than its 4 bytes;
 //! - more than [`MAX_CHUNK_STREAMS`] chunk stream ids;
 //! - a chunk of another message, or a changed message length, in the middle of a message;
-//! - a continuation header on a chunk stream that has no previous header.
+//! - a continuation header on a chunk stream that has no previous header;
+//! - an extended timestamp delta below 0xFFFFFF, which the deserializer would underflow on.
 //!
 //! Everything it lets through is input the deserializer handles without any of the above.
 
@@ -83,6 +84,12 @@ pub enum GuardError {
         from: u32,
         /// The length in the new header.
         to: u32,
+    },
+    /// An extended timestamp delta below 0xFFFFFF (the 24-bit field would have held it).
+    #[error("extended timestamp delta {value} is below 0xFFFFFF")]
+    ExtendedTimestamp {
+        /// The extended field's value.
+        value: u32,
     },
     /// A compressed header (format 1 to 3) on a chunk stream with no previous header.
     #[error("chunk stream {csid} continues, but has no previous chunk")]
@@ -327,6 +334,15 @@ impl InputGuard {
             (_, Some(previous)) => previous,
             (_, None) => return Err(GuardError::NoPreviousChunk { csid }),
         };
+        // The deserializer subtracts 0xFFFFFF from the extended field of a delta that starts
+        // a message (overflowing below it); a delta that needs the field is never below.
+        if format != 0 && self.message.is_none() && stream.timestamp_field >= EXTENDED_TIMESTAMP {
+            let extended =
+                u32::from_be_bytes(head[head.len() - 4..].try_into().unwrap_or_default());
+            if extended < EXTENDED_TIMESTAMP {
+                return Err(GuardError::ExtendedTimestamp { value: extended });
+            }
+        }
         let message = match self.message {
             Some(message) if message.csid != csid => {
                 return Err(GuardError::Interleaved {
@@ -658,6 +674,26 @@ mod tests {
         assert_eq!(guard.scan(&bytes, LIMIT), Ok(Scan::Done));
         assert_eq!(guard.messages(), 1);
         assert_eq!(reference(&bytes).len(), 1);
+    }
+
+    /// Found by the `rtmp_chunks` fuzz target: a type 1 header whose timestamp delta field is
+    /// 0xFFFFFF, with an extended delta below that, made the deserializer subtract past zero.
+    #[test]
+    fn extended_deltas_below_the_marker_are_refused() {
+        let mut bytes = full_header(4, 1, 8);
+        bytes.push(0xaf);
+        bytes.extend_from_slice(&[0x44, 0xff, 0xff, 0xff, 0, 0, 1, 8, 0, 0, 0, 5, 0xaf]);
+        assert_eq!(
+            InputGuard::new(65536).scan(&bytes, LIMIT),
+            Err(GuardError::ExtendedTimestamp { value: 5 })
+        );
+        // At or above the marker it is a delta like any other.
+        let last = bytes.len() - 5;
+        bytes[last..last + 4].copy_from_slice(&0x0100_0000u32.to_be_bytes());
+        let mut guard = InputGuard::new(65536);
+        assert_eq!(guard.scan(&bytes, LIMIT), Ok(Scan::Done));
+        assert_eq!(guard.messages(), 2);
+        assert_eq!(reference(&bytes).len(), 2);
     }
 
     #[test]
