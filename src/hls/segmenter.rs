@@ -43,8 +43,8 @@ pub struct Segmenter {
     instance: u64,
     /// The stream's name, first part of segment names.
     name: String,
-    /// The segment being written: bytes, first DTS, wall-clock start, discontinuity flag.
-    open: Option<(Vec<u8>, u64, u64, bool)>,
+    /// The segment being written.
+    open: Option<OpenSegment>,
     /// Finished segments, oldest first.
     segments: VecDeque<Segment>,
     /// Sequence number of the next segment.
@@ -53,6 +53,8 @@ pub struct Segmenter {
     discontinuity_seq: u64,
     /// The next segment starts after a discontinuity.
     pending_discontinuity: bool,
+    /// A video frame was malformed: inter frames are left out until the next keyframe.
+    video_gap: bool,
     /// Last DTS seen (extends across the 32-bit wrap of unit timestamps).
     last_dts: Option<u64>,
     /// The stream ended: the playlist carries EXT-X-ENDLIST.
@@ -60,6 +62,20 @@ pub struct Segmenter {
     /// Longest segment so far: EXT-X-TARGETDURATION never decreases while the stream lives
     /// (RFC 8216 wants it constant; it grows only if the encoder's GOP does).
     longest_ms: u64,
+}
+
+/// The segment being written.
+#[derive(Debug)]
+struct OpenSegment {
+    bytes: Vec<u8>,
+    /// DTS of its first unit.
+    start_dts: u64,
+    /// Wall-clock time of its first unit.
+    started_at_ms: u64,
+    /// It follows a discontinuity.
+    discontinuity: bool,
+    /// The tracks its PMT lists (video, audio): units of other tracks are left out of it.
+    tracks: (bool, bool),
 }
 
 /// A segment that grows past this without a keyframe is closed anyway (bounds memory when an
@@ -80,6 +96,7 @@ impl Segmenter {
             next_seq: 0,
             discontinuity_seq: 0,
             pending_discontinuity: false,
+            video_gap: false,
             last_dts: None,
             ended: false,
             longest_ms: 0,
@@ -115,34 +132,64 @@ impl Segmenter {
             return Ok(false);
         }
         let dts = self.extend(unit.dts);
+        // A video frame is converted first: one the muxer cannot use (malformed, or before
+        // the video configuration) must neither close nor start a segment. After a malformed
+        // frame, the frames that depend on it are left out until the next keyframe.
+        let video = match unit.kind {
+            UnitKind::Video => match self.muxer.video_frame(body, unit.key) {
+                Ok(Some(frame)) if unit.key || !self.video_gap => {
+                    self.video_gap = false;
+                    Some(frame)
+                }
+                Ok(_) => return Ok(false),
+                Err(err) => {
+                    self.video_gap = true;
+                    return Err(err);
+                }
+            },
+            _ => None,
+        };
+        let tracks = (self.muxer.has_video(), self.muxer.has_audio());
         // With video, segments start at video keyframes; audio-only units are all keys.
-        let start_point = unit.key && (unit.kind == UnitKind::Video || !self.muxer.has_video());
+        let start_point = unit.key && (unit.kind == UnitKind::Video || !tracks.0);
         let mut closed = false;
         if start_point {
-            if let Some((_, start, _, _)) = &self.open {
-                if dts.saturating_sub(*start) >= self.target_ms {
+            if let Some(open) = &self.open {
+                // At the target duration, or early when a track was configured since the
+                // segment started (its PMT does not list it).
+                if dts.saturating_sub(open.start_dts) >= self.target_ms || open.tracks != tracks {
                     closed = self.close_at(dts).is_some();
                 }
             }
             if self.open.is_none() {
-                let mut buf = Vec::with_capacity(256 * 1024);
-                self.muxer.write_tables(&mut buf)?;
-                let discontinuity = std::mem::take(&mut self.pending_discontinuity);
-                self.open = Some((buf, dts, now_ms, discontinuity));
+                let mut bytes = Vec::with_capacity(256 * 1024);
+                self.muxer.write_tables(&mut bytes)?;
+                self.open = Some(OpenSegment {
+                    bytes,
+                    start_dts: dts,
+                    started_at_ms: now_ms,
+                    discontinuity: std::mem::take(&mut self.pending_discontinuity),
+                    tracks,
+                });
             }
         }
-        let Some((buf, _, _, _)) = &mut self.open else {
+        let Some(open) = &mut self.open else {
             // Before the first keyframe there is nowhere to start a segment.
             return Ok(closed);
         };
-        if buf.len() > MAX_SEGMENT_BYTES {
+        if open.bytes.len() > MAX_SEGMENT_BYTES {
             // No keyframe for far too long: close here; the next segment waits for one.
             return Ok(self.close_at(dts).is_some() || closed);
         }
-        match unit.kind {
-            UnitKind::Video => self.muxer.write_video(buf, dts, body, unit.key)?,
-            UnitKind::Audio => self.muxer.write_audio(buf, dts, body)?,
-            UnitKind::Script => {}
+        match (unit.kind, video) {
+            // A track the segment's PMT does not list waits for the next segment.
+            (UnitKind::Video, _) if !open.tracks.0 => {}
+            (UnitKind::Audio, _) if !open.tracks.1 => {}
+            (UnitKind::Video, Some(frame)) => {
+                self.muxer.write_video_frame(&mut open.bytes, dts, frame)?
+            }
+            (UnitKind::Audio, _) => self.muxer.write_audio(&mut open.bytes, dts, body)?,
+            _ => {}
         }
         Ok(closed)
     }
@@ -172,10 +219,16 @@ impl Segmenter {
     }
 
     fn close_at(&mut self, end_dts: u64) -> Option<&Segment> {
-        let (mut buf, start, started_at_ms, discontinuity) = self.open.take()?;
+        let OpenSegment {
+            bytes: mut buf,
+            start_dts,
+            started_at_ms,
+            discontinuity,
+            ..
+        } = self.open.take()?;
         // `Bytes::from` keeps the allocation's spare capacity: give it back first.
         buf.shrink_to_fit();
-        let duration_ms = end_dts.saturating_sub(start);
+        let duration_ms = end_dts.saturating_sub(start_dts);
         self.longest_ms = self.longest_ms.max(duration_ms);
         self.segments.push_back(Segment {
             seq: self.next_seq,
@@ -374,6 +427,80 @@ mod segment_tests {
         let playlist = s.playlist();
         assert!(playlist.ends_with("#EXT-X-ENDLIST\n"));
         assert!(playlist.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{}", s.segments()[0].seq)));
+    }
+
+    /// Video PES packets (PID 0x100) in a segment's TS packets.
+    fn video_packets(segment: &Segment) -> usize {
+        segment
+            .bytes
+            .chunks(188)
+            .filter(|p| p[1] & 0x1f == 0x01 && p[2] == 0x00)
+            .count()
+    }
+
+    #[test]
+    fn a_malformed_keyframe_neither_closes_nor_opens_a_segment() {
+        // GOP of 25 frames (1 s), target 1 s: segments of one GOP.
+        let mut s = fed(1000, 10, 50, 25);
+        assert_eq!(s.segments().len(), 1);
+        // The keyframe at 2 s announces a NAL unit longer than itself.
+        let mut bad = frame(true);
+        bad[5..9].copy_from_slice(&0x4000u32.to_be_bytes());
+        let err = s.push(&unit(UnitKind::Video, 2000, true, false, &bad), 0);
+        assert!(matches!(err, Err(TsError::AvcFrame)), "{err:?}");
+        // Its GOP's inter frames are left out; the next keyframe closes the segment at 3 s.
+        for i in 51..76u32 {
+            let key = i % 25 == 0;
+            let closed = s
+                .push(&unit(UnitKind::Video, i * 40, key, false, &frame(key)), 0)
+                .unwrap();
+            assert_eq!(closed, key, "frame {i}");
+        }
+        let durations: Vec<u64> = s.segments().iter().map(|s| s.duration_ms).collect();
+        assert_eq!(durations, vec![1000, 2000]);
+        // The second segment holds its 25 frames and nothing of the broken GOP.
+        let plain = fed(1000, 10, 51, 25);
+        assert_eq!(
+            video_packets(&s.segments()[1]),
+            video_packets(&plain.segments()[1])
+        );
+    }
+
+    #[test]
+    fn a_track_configured_mid_segment_starts_the_next_segment() {
+        let mut s = Segmenter::new("late", 1, 1000, 4);
+        s.push(
+            &unit(UnitKind::Audio, 0, false, true, &[0xaf, 0, 0x12, 0x08]),
+            0,
+        )
+        .unwrap();
+        for i in 0..10u32 {
+            s.push(
+                &unit(UnitKind::Audio, i * 23, true, false, &[0xaf, 1, 1, 2]),
+                0,
+            )
+            .unwrap();
+        }
+        // Video arrives in the middle of the audio-only segment: its inter frames wait, its
+        // first keyframe starts a segment whose PMT lists it.
+        s.push(&unit(UnitKind::Video, 240, false, true, AVC_CONFIG), 0)
+            .unwrap();
+        s.push(&unit(UnitKind::Video, 240, false, false, &frame(false)), 0)
+            .unwrap();
+        s.push(
+            &unit(UnitKind::Audio, 250, true, false, &[0xaf, 1, 1, 2]),
+            0,
+        )
+        .unwrap();
+        assert!(s.segments().is_empty());
+        assert!(s
+            .push(&unit(UnitKind::Video, 280, true, false, &frame(true)), 0)
+            .unwrap());
+        let audio_only = &s.segments()[0];
+        assert_eq!(audio_only.duration_ms, 280);
+        assert_eq!(video_packets(audio_only), 0);
+        s.end();
+        assert!(video_packets(&s.segments()[1]) > 0);
     }
 
     #[test]

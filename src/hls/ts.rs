@@ -65,6 +65,16 @@ struct AacConfig {
     channels: u8,
 }
 
+/// A video frame converted by [`TsMuxer::video_frame`], ready to be written.
+#[derive(Debug)]
+pub struct VideoFrame {
+    /// The Annex B access unit: delimiter, parameter sets before a keyframe, NAL units.
+    es: Vec<u8>,
+    /// Composition time offset, milliseconds.
+    cts: i64,
+    keyframe: bool,
+}
+
 /// A muxer for one stream: one video and one audio elementary stream in one program.
 #[derive(Debug, Default)]
 pub struct TsMuxer {
@@ -86,6 +96,11 @@ impl TsMuxer {
     /// True once video is configured.
     pub fn has_video(&self) -> bool {
         self.avc.is_some()
+    }
+
+    /// True once audio is configured.
+    pub fn has_audio(&self) -> bool {
+        self.aac.is_some()
     }
 
     /// Takes an FLV AVC sequence header body (AVCDecoderConfigurationRecord after the 5-byte
@@ -181,12 +196,26 @@ impl TsMuxer {
         flv_body: &[u8],
         keyframe: bool,
     ) -> Result<(), TsError> {
+        match self.video_frame(flv_body, keyframe)? {
+            Some(frame) => self.write_video_frame(out, dts_ms, frame),
+            None => Ok(()),
+        }
+    }
+
+    /// Converts one video frame (an FLV AVC NALU body) to an Annex B access unit, without
+    /// writing it: `None` when there is nothing to write (video not configured, or an AVC
+    /// packet that carries no NAL units), an error when the frame is malformed.
+    pub fn video_frame(
+        &self,
+        flv_body: &[u8],
+        keyframe: bool,
+    ) -> Result<Option<VideoFrame>, TsError> {
         let Some(avc) = &self.avc else {
-            return Ok(());
+            return Ok(None);
         };
         // Only AVC packet type 1 carries NAL units (0 is the configuration, 2 end of sequence).
         if flv_body.get(1) != Some(&1) {
-            return Ok(());
+            return Ok(None);
         }
         let cts = flv_body
             .get(2..5)
@@ -213,12 +242,31 @@ impl TsMuxer {
             }
             nalus = &nalus[avc.length_size + len..];
         }
+        Ok(Some(VideoFrame { es, cts, keyframe }))
+    }
+
+    /// Writes a converted video frame as a PES on the video PID.
+    pub fn write_video_frame(
+        &mut self,
+        out: &mut Vec<u8>,
+        dts_ms: u64,
+        frame: VideoFrame,
+    ) -> Result<(), TsError> {
         let pcr = dts_ms * 90;
         let dts = pcr + MUX_DELAY;
-        let pts = (dts as i64 + cts * 90).max(0) as u64;
+        let pts = (dts as i64 + frame.cts * 90).max(0) as u64;
         let header = pes_header(0xe0, pts, Some(dts));
         // Video PES packets may leave their length unset (0): they run to the next start.
-        self.write_pes(out, VIDEO_PID, 2, header, 0, &es, Some(pcr), keyframe)
+        self.write_pes(
+            out,
+            VIDEO_PID,
+            2,
+            header,
+            0,
+            &frame.es,
+            Some(pcr),
+            frame.keyframe,
+        )
     }
 
     /// Writes one AAC frame (an FLV AAC raw body) as an ADTS frame in a PES on the audio PID.

@@ -43,6 +43,32 @@ fn nal_types(es: &[u8]) -> Vec<u8> {
     types
 }
 
+/// The elementary PIDs a PMT packet (one section, in one packet) lists.
+fn pmt_pids(packet: &[u8]) -> Vec<u16> {
+    let start = match (packet[3] >> 4) & 0x03 {
+        3 => 5 + usize::from(packet[4]),
+        _ => 4,
+    };
+    let pointer = usize::from(packet[start]);
+    let section = &packet[start + 1 + pointer..];
+    let section_len = usize::from(u16::from_be_bytes([section[1] & 0x0f, section[2]]));
+    let program_info_len = usize::from(u16::from_be_bytes([section[10] & 0x0f, section[11]]));
+    let end = (3 + section_len).saturating_sub(4).min(section.len());
+    let mut at = 12 + program_info_len;
+    let mut pids = Vec::new();
+    while at + 5 <= end {
+        pids.push(u16::from_be_bytes([
+            section[at + 1] & 0x1f,
+            section[at + 2],
+        ]));
+        at += 5 + usize::from(u16::from_be_bytes([
+            section[at + 3] & 0x0f,
+            section[at + 4],
+        ]));
+    }
+    pids
+}
+
 /// Checks one segment; `state` carries continuity across segments. Panics with a reason.
 pub fn check_segment(
     seg: &[u8],
@@ -58,6 +84,7 @@ pub fn check_segment(
     let mut facts = SegmentFacts::default();
     let mut first_video_es: Option<Vec<u8>> = None;
     let mut collecting_first = false;
+    let mut listed: Vec<u16> = Vec::new();
     for (i, p) in seg.chunks(188).enumerate() {
         assert_eq!(p[0], 0x47, "packet {i}: sync byte");
         let pid = u16::from_be_bytes([p[1] & 0x1f, p[2]]);
@@ -69,6 +96,7 @@ pub fn check_segment(
         }
         if i == 1 {
             assert_eq!(pid, 0x1000, "PMT follows the PAT");
+            listed = pmt_pids(p);
         }
         if afc & 0x01 != 0 {
             if let Some(prev) = state.cc.insert(pid, cc) {
@@ -88,6 +116,10 @@ pub fn check_segment(
         if pid != video_pid && pid != audio_pid {
             continue;
         }
+        assert!(
+            listed.contains(&pid),
+            "packet {i}: PID {pid:#x} carries media, but the PMT lists only {listed:x?}"
+        );
         if pusi {
             assert_eq!(&payload[..3], &[0, 0, 1], "packet {i}: PES start code");
             let flags = payload[7];
