@@ -138,6 +138,23 @@ impl RawClient {
         }
     }
 
+    /// Sends a Window Acknowledgement Size every 200 ms (input, but no progress) until the
+    /// server closes the connection, which must happen 0.9 to 4 s after `started`.
+    fn keep_talking_until_closed(&mut self, started: Instant) {
+        while started.elapsed() < Duration::from_secs(5) {
+            let ack = self.message(RtmpMessage::WindowAcknowledgement { size: 2_500_000 }, 0, 0);
+            self.send(&ack);
+            if !self.stays_open(Duration::from_millis(200)) {
+                break;
+            }
+        }
+        let closed_after = started.elapsed();
+        assert!(
+            closed_after >= Duration::from_millis(900) && closed_after < Duration::from_secs(4),
+            "closed after {closed_after:?}"
+        );
+    }
+
     /// True if the server keeps the connection open for `time`.
     fn stays_open(&mut self, time: Duration) -> bool {
         self.stream.set_read_timeout(Some(time)).unwrap();
@@ -297,21 +314,7 @@ fn connections_that_neither_publish_nor_play_are_closed_by_the_setup_deadline() 
     let mut client = RawClient::connect(&server);
     let bytes = client.connect_app();
     client.send(&bytes);
-    // Window Acknowledgement Size every 200 ms: input, but no progress.
-    let mut open_for = Duration::ZERO;
-    while open_for < Duration::from_secs(5) {
-        let ack = client.message(RtmpMessage::WindowAcknowledgement { size: 2_500_000 }, 0, 0);
-        client.send(&ack);
-        if !client.stays_open(Duration::from_millis(200)) {
-            break;
-        }
-        open_for = started.elapsed();
-    }
-    let closed_after = started.elapsed();
-    assert!(
-        closed_after >= Duration::from_millis(900) && closed_after < Duration::from_secs(4),
-        "{closed_after:?}"
-    );
+    client.keep_talking_until_closed(started);
     assert!(wait_until(Duration::from_secs(2), || total(&server, |s| {
         &s.timeouts
     }) == 1));
@@ -329,20 +332,7 @@ fn publishers_without_media_are_closed_by_the_idle_timeout() {
     let mut silent = RawClient::connect(&server);
     let bytes = silent.publish_commands("silent");
     silent.send(&bytes);
-    let mut open_for = Duration::ZERO;
-    while open_for < Duration::from_secs(5) {
-        let ack = silent.message(RtmpMessage::WindowAcknowledgement { size: 2_500_000 }, 0, 0);
-        silent.send(&ack);
-        if !silent.stays_open(Duration::from_millis(200)) {
-            break;
-        }
-        open_for = started.elapsed();
-    }
-    let closed_after = started.elapsed();
-    assert!(
-        closed_after >= Duration::from_millis(900) && closed_after < Duration::from_secs(4),
-        "{closed_after:?}"
-    );
+    silent.keep_talking_until_closed(started);
     assert!(wait_until(Duration::from_secs(2), || total(&server, |s| {
         &s.timeouts
     }) == 1));
