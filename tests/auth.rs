@@ -6,8 +6,6 @@ mod common;
 use common::*;
 use corecast::auth::{self, Action};
 use corecast::client::{ClientError, PlayEvent, Player, Publisher};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 const SECRET: &str = "a-test-secret-of-some-length";
@@ -22,34 +20,6 @@ publish = "key"
 play = "token"
 publish_keys = { "*" = "pk-any", "studio" = "pk-studio" }
 "#;
-
-/// Status line and body of one request on a new connection.
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_string();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .map_or(0, |v| v.trim().parse().unwrap());
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).unwrap();
-    (
-        head[9..12].parse().unwrap(),
-        String::from_utf8_lossy(&body).to_string(),
-    )
-}
 
 fn rejected_code(result: Result<impl Sized, ClientError>) -> String {
     match result {
@@ -90,10 +60,10 @@ fn publish_keys_and_play_tokens_guard_every_protocol() {
         .stats()
         .iter()
         .any(|s| corecast::stats::get(&s.streams) > 0)));
-    assert_eq!(get(http, "/live/cam.flv").0, 401);
+    assert_eq!(http_get(http, "/live/cam.flv").status, 401);
     for bad in [&expired, &other_stream, &publish_token, &"1.00".to_string()] {
         assert_eq!(
-            get(http, &format!("/live/cam.flv?token={bad}")).0,
+            http_get(http, &format!("/live/cam.flv?token={bad}")).status,
             403,
             "{bad}"
         );
@@ -117,24 +87,27 @@ fn publish_keys_and_play_tokens_guard_every_protocol() {
     let mut playlist = String::new();
     assert!(
         wait_until(Duration::from_secs(10), || {
-            let (status, body) = get(http, &format!("/live/cam.m3u8?token={token}"));
-            playlist = body;
-            status == 200 && playlist.contains(".ts?token=")
+            let r = http_get(http, &format!("/live/cam.m3u8?token={token}"));
+            playlist = String::from_utf8_lossy(&r.body).to_string();
+            r.status == 200 && playlist.contains(".ts?token=")
         }),
         "{playlist}"
     );
-    assert_eq!(get(http, "/live/cam.m3u8").0, 401);
-    assert_eq!(get(http, &format!("/live/cam.m3u8?token={expired}")).0, 403);
+    assert_eq!(http_get(http, "/live/cam.m3u8").status, 401);
+    assert_eq!(
+        http_get(http, &format!("/live/cam.m3u8?token={expired}")).status,
+        403
+    );
     let uri = playlist
         .lines()
         .find(|l| !l.starts_with('#') && !l.is_empty())
         .expect("a segment");
     assert!(uri.ends_with(&format!("?token={token}")), "{uri}");
-    assert_eq!(get(http, &format!("/live/{uri}")).0, 200);
+    assert_eq!(http_get(http, &format!("/live/{uri}")).status, 200);
     let bare = uri.split('?').next().unwrap();
-    assert_eq!(get(http, &format!("/live/{bare}")).0, 401);
+    assert_eq!(http_get(http, &format!("/live/{bare}")).status, 401);
     assert_eq!(
-        get(http, &format!("/live/{bare}?token={other_stream}")).0,
+        http_get(http, &format!("/live/{bare}?token={other_stream}")).status,
         403
     );
 

@@ -6,7 +6,7 @@ mod common;
 use common::ts_check::{check_segment, TsState};
 use common::*;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -16,45 +16,6 @@ const VIDEO_PID: u16 = 0x100;
 const AUDIO_PID: u16 = 0x101;
 
 /// A response: status, head text, body.
-struct Response {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-/// Sends one request on a new connection and reads one response (Content-Length framed).
-fn request(addr: SocketAddr, raw: &str) -> Response {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(raw.as_bytes()).unwrap();
-    read_response(&mut s, raw.starts_with("HEAD"))
-}
-
-fn read_response(s: &mut TcpStream, head_only: bool) -> Response {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).expect("response head");
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf).to_string();
-    let status = head[9..12].parse().unwrap();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .map_or(0, |v| v.trim().parse().unwrap());
-    let mut body = vec![0u8; if head_only { 0 } else { len }];
-    s.read_exact(&mut body).expect("response body");
-    Response { status, head, body }
-}
-
-fn get(addr: SocketAddr, path: &str) -> Response {
-    request(
-        addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
-    )
-}
-
 /// Segment names and durations (ms) listed in a playlist.
 fn listed(playlist: &str) -> Vec<(String, u64)> {
     let mut out = Vec::new();
@@ -88,14 +49,14 @@ fn collect_segments(
     let mut segments = BTreeMap::new();
     let mut playlist = String::new();
     while Instant::now() < deadline {
-        let r = get(addr, path);
+        let r = http_get(addr, path);
         if r.status == 200 {
             playlist = String::from_utf8(r.body).unwrap();
             let first = tag_value(&playlist, "#EXT-X-MEDIA-SEQUENCE:").unwrap();
             for (i, (name, duration)) in listed(&playlist).into_iter().enumerate() {
                 let seq = first + i as u64;
                 if let std::collections::btree_map::Entry::Vacant(e) = segments.entry(seq) {
-                    let seg = get(addr, &format!("/live/{name}"));
+                    let seg = http_get(addr, &format!("/live/{name}"));
                     assert_eq!(seg.status, 200, "segment {name} listed but not served");
                     e.insert((seg.body, duration));
                 }
@@ -190,7 +151,7 @@ fn ffmpeg_reads_the_live_playlist_without_errors() {
     let publishing = publish_in_background(&server, "live", 3, 1.0);
     let addr = server.http_addr();
     assert!(wait_until(Duration::from_secs(10), || {
-        let r = get(addr, "/live/live.m3u8");
+        let r = http_get(addr, "/live/live.m3u8");
         r.status == 200 && listed(&String::from_utf8_lossy(&r.body)).len() >= 3
     }));
     let out = Command::new("ffmpeg")
@@ -228,7 +189,7 @@ fn republish_marks_a_discontinuity_and_sequence_keeps_increasing() {
         .unwrap();
     first.finish().unwrap();
     thread::sleep(Duration::from_millis(200));
-    let before = String::from_utf8(get(addr, "/live/again.m3u8").body).unwrap();
+    let before = String::from_utf8(http_get(addr, "/live/again.m3u8").body).unwrap();
     let seq_before =
         tag_value(&before, "#EXT-X-MEDIA-SEQUENCE:").unwrap() + listed(&before).len() as u64;
     let mut second = publisher(&server, "again");
@@ -240,7 +201,7 @@ fn republish_marks_a_discontinuity_and_sequence_keeps_increasing() {
         )
         .unwrap();
     thread::sleep(Duration::from_millis(200));
-    let after = String::from_utf8(get(addr, "/live/again.m3u8").body).unwrap();
+    let after = String::from_utf8(http_get(addr, "/live/again.m3u8").body).unwrap();
     assert!(after.contains("#EXT-X-DISCONTINUITY\n"), "{after}");
     let seq_after =
         tag_value(&after, "#EXT-X-MEDIA-SEQUENCE:").unwrap() + listed(&after).len() as u64;
@@ -253,7 +214,7 @@ fn republish_marks_a_discontinuity_and_sequence_keeps_increasing() {
         .replay(&tags, corecast::client::Pace::AsFastAsPossible, 10_000)
         .unwrap();
     thread::sleep(Duration::from_millis(200));
-    let later = String::from_utf8(get(addr, "/live/again.m3u8").body).unwrap();
+    let later = String::from_utf8(http_get(addr, "/live/again.m3u8").body).unwrap();
     assert_eq!(
         tag_value(&later, "#EXT-X-DISCONTINUITY-SEQUENCE:"),
         Some(1),
@@ -277,7 +238,7 @@ fn window_bounds_memory_and_http_semantics_hold() {
             + 40;
     }
     thread::sleep(Duration::from_millis(200));
-    let playlist = get(addr, "/live/win.m3u8");
+    let playlist = http_get(addr, "/live/win.m3u8");
     assert!(playlist
         .head
         .contains("Content-Type: application/vnd.apple.mpegurl"));
@@ -291,15 +252,15 @@ fn window_bounds_memory_and_http_semantics_hold() {
     let expired = names[0]
         .0
         .replace(&format!("-{first}.ts"), &format!("-{}.ts", first - 1));
-    assert_eq!(get(addr, &format!("/live/{expired}")).status, 404);
+    assert_eq!(http_get(addr, &format!("/live/{expired}")).status, 404);
     let name = &names[1].0;
-    let full = get(addr, &format!("/live/{name}"));
+    let full = http_get(addr, &format!("/live/{name}"));
     assert_eq!(full.status, 200);
     assert!(full.head.contains("Content-Type: video/mp2t"));
     assert!(full.head.contains("immutable"));
     assert!(full.head.contains("Access-Control-Allow-Origin: *"));
     // HEAD: same head, no body.
-    let head = request(
+    let head = http_request(
         addr,
         &format!("HEAD /live/{name} HTTP/1.1\r\nConnection: close\r\n\r\n"),
     );
@@ -308,7 +269,7 @@ fn window_bounds_memory_and_http_semantics_hold() {
         .head
         .contains(&format!("Content-Length: {}", full.body.len())));
     // A single range.
-    let part = request(
+    let part = http_request(
         addr,
         &format!("GET /live/{name} HTTP/1.1\r\nRange: bytes=188-375\r\nConnection: close\r\n\r\n"),
     );
@@ -317,7 +278,7 @@ fn window_bounds_memory_and_http_semantics_hold() {
         .head
         .contains(&format!("Content-Range: bytes 188-375/{}", full.body.len())));
     assert_eq!(part.body, full.body[188..376]);
-    let beyond = request(
+    let beyond = http_request(
         addr,
         &format!(
             "GET /live/{name} HTTP/1.1\r\nRange: bytes={}-\r\nConnection: close\r\n\r\n",
@@ -336,7 +297,7 @@ fn window_bounds_memory_and_http_semantics_hold() {
     assert_eq!(read_response(&mut s, false).status, 200);
     let second = read_response(&mut s, false);
     assert_eq!((second.status, second.body.len()), (200, full.body.len()));
-    assert_eq!(get(addr, "/live/nothing.m3u8").status, 404);
+    assert_eq!(http_get(addr, "/live/nothing.m3u8").status, 404);
     p.finish().unwrap();
     server.stop();
 }

@@ -675,34 +675,6 @@ fn last_position(got: &[&Sent], data: &Bytes) -> usize {
 const VIDEO_PID: u16 = 0x100;
 const AUDIO_PID: u16 = 0x101;
 
-/// GET on a new connection: status and body (Content-Length framed).
-fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).expect("connect to HTTP");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("read timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send request");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        // read_exact retries EINTR itself.
-        s.read_exact(&mut byte).expect("response head");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_string();
-    let status = head[9..12].parse().expect("status code");
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .map_or(0, |v| v.trim().parse().expect("Content-Length"));
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).expect("response body");
-    (status, body)
-}
-
 /// Waits for the ended stream's playlist (`#EXT-X-ENDLIST`), fetches every segment it
 /// lists, and checks them in order with the project's TS checker (structure, continuity
 /// across segments, DTS never going back, each segment starting with an IDR after SPS and
@@ -712,7 +684,7 @@ fn check_final_hls(server: &corecast::Server, name: &str) -> (String, usize) {
     let path = format!("/live/{name}.m3u8");
     let mut playlist = String::new();
     let ended = wait_until(WAIT, || {
-        let (status, body) = http_get(addr, &path);
+        let Response { status, body, .. } = http_get(addr, &path);
         playlist = String::from_utf8_lossy(&body).to_string();
         status == 200 && playlist.contains("#EXT-X-ENDLIST")
     });
@@ -725,7 +697,11 @@ fn check_final_hls(server: &corecast::Server, name: &str) -> (String, usize) {
     let mut state = TsState::default();
     let mut video_frames = 0;
     for segment in segments {
-        let (status, bytes) = http_get(addr, &format!("/live/{segment}"));
+        let Response {
+            status,
+            body: bytes,
+            ..
+        } = http_get(addr, &format!("/live/{segment}"));
         assert_eq!(status, 200, "{segment} listed but not served");
         let facts = check_segment(&bytes, &mut state, VIDEO_PID, AUDIO_PID);
         assert!(facts.video_frames > 0, "{segment}: no video: {facts:?}");

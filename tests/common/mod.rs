@@ -192,6 +192,51 @@ impl FlvViewer {
     }
 }
 
+/// One HTTP response, as the tests' client reads it.
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+/// Sends one raw request on a new connection and reads one response (Content-Length framed;
+/// no body after a HEAD request).
+pub fn http_request(addr: SocketAddr, raw: &str) -> Response {
+    let mut s = TcpStream::connect(addr).expect("connect to HTTP");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    s.write_all(raw.as_bytes()).expect("send request");
+    read_response(&mut s, raw.starts_with("HEAD"))
+}
+
+/// Reads one response from `s` (Content-Length framed).
+pub fn read_response(s: &mut TcpStream, head_only: bool) -> Response {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        // read_exact retries EINTR itself.
+        s.read_exact(&mut byte).expect("response head");
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let status = head[9..12].parse().expect("status code");
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .map_or(0, |v| v.trim().parse().expect("Content-Length"));
+    let mut body = vec![0u8; if head_only { 0 } else { len }];
+    s.read_exact(&mut body).expect("response body");
+    Response { status, head, body }
+}
+
+/// GET `path` on a new connection.
+pub fn http_get(addr: SocketAddr, path: &str) -> Response {
+    http_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+    )
+}
+
 /// Checks what every viewer must see: metadata and sequence headers first, then a keyframe
 /// as the first video frame, and timestamps that never decrease.
 pub fn assert_decodable_start(tags: &[FlvTag]) {
