@@ -4,27 +4,9 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
-
-/// Reads until the server closes the connection; returns what it sent and how long it took.
-fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
-    stream.set_read_timeout(Some(limit)).unwrap();
-    let started = Instant::now();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => panic!("connection not closed within {limit:?}: {e}"),
-        }
-    }
-    (out, started.elapsed())
-}
+use std::time::Duration;
 
 /// A live stream that must keep flowing while bad clients come and go.
 struct Witness {
@@ -59,16 +41,6 @@ impl Witness {
         let got = (0..5).map_while(|_| self.viewer.next_tag()).count();
         assert_eq!(got, 5, "the witness stream stalled");
     }
-}
-
-fn rtmp_handshake(stream: &mut TcpStream) {
-    let mut c0c1 = vec![3u8];
-    c0c1.extend_from_slice(&[0u8; 1536]);
-    stream.write_all(&c0c1).unwrap();
-    let mut s0s1s2 = vec![0u8; 1 + 1536 * 2];
-    stream.read_exact(&mut s0s1s2).unwrap();
-    // C2 echoes S1.
-    stream.write_all(&s0s1s2[1..1537]).unwrap();
 }
 
 /// Sends `bytes` on a new RTMP connection (after a valid handshake when `handshake`), then

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -48,16 +48,7 @@ fn slowloris_connections_are_closed_by_the_timeouts_while_viewers_play() {
 
     // Every idle connection was closed by the server.
     for s in &mut idle {
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut buf = [0u8; 64];
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-                Err(e) => panic!("an idle connection was not closed: {e}"),
-            }
-        }
+        read_until_closed(s, Duration::from_secs(5));
     }
     assert!(total(&server, |s| &s.timeouts) >= 1000);
     drop(idle);

@@ -13,7 +13,7 @@ use rml_rtmp::rml_amf0::{self, Amf0Value};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
 };
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -254,12 +254,7 @@ fn lone_set_data_frame_is_contained() {
 fn contained_panic_closes_the_connection_and_is_counted() {
     let server = start("");
     let mut bad = TcpStream::connect(server.rtmp_addr()).unwrap();
-    let mut c0c1 = vec![3u8];
-    c0c1.extend_from_slice(&[0u8; 1536]);
-    bad.write_all(&c0c1).unwrap();
-    let mut s0s1s2 = vec![0u8; 1 + 1536 * 2];
-    bad.read_exact(&mut s0s1s2).unwrap();
-    bad.write_all(&s0s1s2[1..1537]).unwrap();
+    rtmp_handshake(&mut bad);
     let lone = chunk(
         3,
         20,
@@ -267,16 +262,7 @@ fn contained_panic_closes_the_connection_and_is_counted() {
         &[0x02, 0x00, 0x07, b'c', b'o', b'n', b'n', b'e', b'c', b't'],
     );
     bad.write_all(&lone).unwrap();
-    bad.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        match bad.read(&mut buf) {
-            Ok(0) => break,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("connection not closed: {e}"),
-        }
-    }
+    read_until_closed(&mut bad, Duration::from_secs(5));
     assert!(wait_until(Duration::from_secs(2), || {
         total(&server, |s| &s.rtmp_session_panics) == 1
             && total(&server, |s| &s.rtmp_bad_input) == 1

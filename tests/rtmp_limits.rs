@@ -29,12 +29,7 @@ impl RawClient {
     /// Connects and completes the handshake.
     fn connect(server: &Server) -> RawClient {
         let mut stream = TcpStream::connect(server.rtmp_addr()).unwrap();
-        let mut c0c1 = vec![3u8];
-        c0c1.extend_from_slice(&[0u8; 1536]);
-        stream.write_all(&c0c1).unwrap();
-        let mut s0s1s2 = vec![0u8; 1 + 1536 * 2];
-        stream.read_exact(&mut s0s1s2).unwrap();
-        stream.write_all(&s0s1s2[1..1537]).unwrap();
+        rtmp_handshake(&mut stream);
         RawClient {
             stream,
             chunks: ChunkSerializer::new(),
@@ -120,22 +115,9 @@ impl RawClient {
         let _ = self.stream.write_all(bytes);
     }
 
-    /// Reads (and drops) what the server sends until it closes; how long that took.
-    fn wait_closed(&mut self, limit: Duration) -> Duration {
-        self.stream.set_read_timeout(Some(limit)).unwrap();
-        let started = Instant::now();
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.stream.read(&mut buf) {
-                Ok(0) => return started.elapsed(),
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                    return started.elapsed()
-                }
-                Err(e) => panic!("connection not closed within {limit:?}: {e}"),
-            }
-        }
+    /// Reads (and drops) what the server sends until it closes.
+    fn wait_closed(&mut self, limit: Duration) {
+        read_until_closed(&mut self.stream, limit);
     }
 
     /// Sends a Window Acknowledgement Size every 200 ms (input, but no progress) until the

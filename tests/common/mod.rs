@@ -192,6 +192,35 @@ impl FlvViewer {
     }
 }
 
+/// Reads until the server closes the connection; returns what it sent and how long it took.
+pub fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("connection not closed within {limit:?}: {e}"),
+        }
+    }
+    (out, started.elapsed())
+}
+
+/// Completes the server handshake of a raw RTMP connection (C0 C1, S0 S1 S2, C2 echoing S1).
+pub fn rtmp_handshake(stream: &mut TcpStream) {
+    let mut c0c1 = vec![3u8];
+    c0c1.extend_from_slice(&[0u8; 1536]);
+    stream.write_all(&c0c1).expect("RTMP handshake");
+    let mut s0s1s2 = vec![0u8; 1 + 1536 * 2];
+    stream.read_exact(&mut s0s1s2).expect("RTMP handshake");
+    // C2 echoes S1.
+    stream.write_all(&s0s1s2[1..1537]).expect("RTMP handshake");
+}
+
 /// One HTTP response, as the tests' client reads it.
 pub struct Response {
     pub status: u16,
