@@ -101,6 +101,12 @@ pub struct LimitsConfig {
     pub max_streams: usize,
     /// Viewers of one stream at once, all protocols and shards.
     pub max_viewers_per_stream: usize,
+    /// Streams (live, and left in their grace period) held by one client address.
+    pub max_streams_per_ip: usize,
+    /// Publishes one client address may start per minute.
+    pub max_publishes_per_ip_per_minute: u32,
+    /// Publishes one RTMP connection may start over its life.
+    pub max_publishes_per_connection: u32,
 }
 
 /// `[auth]`: publish and play policies (see [`crate::auth`]).
@@ -162,6 +168,8 @@ pub struct ServerConfig {
     pub mesh_queue_units: usize,
     /// On stop, how long connections may take to finish after their streams ended.
     pub drain_timeout_ms: u64,
+    /// Deadline for writing a whole response that is not a live stream.
+    pub write_timeout_ms: u64,
 }
 
 /// `[log]`: log output.
@@ -225,6 +233,8 @@ pub struct HttpConfig {
     pub max_header_bytes: usize,
     /// Deadline for receiving a complete request head.
     pub header_timeout_ms: u64,
+    /// Slowest rate, in bytes per second, at which an HLS segment response may be taken.
+    pub segment_min_rate_bytes: u64,
 }
 
 /// `[stream]`: per-stream buffering.
@@ -381,6 +391,12 @@ impl Config {
         if self.http.max_header_bytes < 512 {
             return Err(invalid("http.max_header_bytes", "must be at least 512"));
         }
+        if self.server.write_timeout_ms == 0 {
+            return Err(invalid("server.write_timeout_ms", "must be positive"));
+        }
+        if self.http.segment_min_rate_bytes == 0 {
+            return Err(invalid("http.segment_min_rate_bytes", "must be at least 1"));
+        }
         if self.http.header_timeout_ms == 0 {
             return Err(invalid("http.header_timeout_ms", "must be positive"));
         }
@@ -449,6 +465,17 @@ impl Config {
     /// `http.header_timeout_ms` as a Duration.
     pub fn header_timeout(&self) -> Duration {
         Duration::from_millis(self.http.header_timeout_ms)
+    }
+
+    /// `server.write_timeout_ms` as a Duration.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.write_timeout_ms)
+    }
+
+    /// How long `bytes` take at `http.segment_min_rate_bytes` per second.
+    pub fn min_rate_time(&self, bytes: usize) -> Duration {
+        let rate = self.http.segment_min_rate_bytes.max(1);
+        Duration::from_millis((bytes as u64).saturating_mul(1000) / rate)
     }
 }
 

@@ -4,6 +4,10 @@
 //!
 //! A [`Ticket`] stands for one admitted connection and gives its place back when dropped, on
 //! whichever shard the connection ends (publishers handed to another shard carry theirs).
+//!
+//! [`PublishLimits`] bounds what one client address can make the server keep as streams:
+//! the streams it holds (live, or left waiting out their republish grace) and the publishes
+//! it starts per minute. A [`StreamSlot`] stands for one held stream, like a ticket.
 
 use crate::hub::StreamKey;
 use std::collections::HashMap;
@@ -168,6 +172,171 @@ impl Drop for Ticket {
     }
 }
 
+/// Why a publish was refused by [`PublishLimits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PublishRefused {
+    /// `limits.max_streams_per_ip` streams are held by this address.
+    #[error("this address holds its maximum number of streams")]
+    Streams,
+    /// `limits.max_publishes_per_ip_per_minute` publishes were started from this address.
+    #[error("too many publishes from this address; try again later")]
+    Rate,
+}
+
+/// Addresses whose publish rate is tracked at once. Buckets that have refilled are
+/// forgotten first; past this many recently active addresses, publishes from new ones are
+/// refused as over the rate (the map cannot grow without bound).
+const MAX_TRACKED_ADDRESSES: usize = 65_536;
+
+/// Tracked addresses above which full buckets are pruned.
+const PRUNE_ABOVE: usize = 1024;
+
+/// One minute, the period of the publish rate.
+const MINUTE_NS: u64 = 60_000_000_000;
+
+/// Per-address publish limits (0 = none), shared by every shard. Pure: time is passed in.
+#[derive(Debug)]
+pub struct PublishLimits {
+    max_streams: usize,
+    per_minute: u32,
+    exempt_loopback: bool,
+    state: Mutex<PublishState>,
+}
+
+#[derive(Debug, Default)]
+struct PublishState {
+    /// Streams held, by address.
+    streams: HashMap<IpAddr, usize>,
+    /// Publish rate buckets, by address.
+    buckets: HashMap<IpAddr, Bucket>,
+}
+
+/// A token bucket of publishes: `per_minute` at once, refilled evenly over a minute.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    /// Publishes available, in units of 1/`MINUTE_NS` of a publish per minute of capacity
+    /// (integer arithmetic: one publish costs `MINUTE_NS`).
+    credit: u64,
+    /// When `credit` was last brought up to date.
+    at_ns: u64,
+}
+
+impl Bucket {
+    /// The credit at `now_ns`, with `per_minute` publishes a minute.
+    fn credit_at(&self, now_ns: u64, per_minute: u32) -> u64 {
+        let cap = u64::from(per_minute) * MINUTE_NS;
+        let refill = now_ns
+            .saturating_sub(self.at_ns)
+            .saturating_mul(u64::from(per_minute));
+        self.credit.saturating_add(refill).min(cap)
+    }
+}
+
+impl PublishLimits {
+    /// Limits of `max_streams` streams held and `per_minute` publishes per address (0 =
+    /// none); loopback addresses are exempt when `exempt_loopback`.
+    pub fn new(max_streams: usize, per_minute: u32, exempt_loopback: bool) -> Self {
+        PublishLimits {
+            max_streams,
+            per_minute,
+            exempt_loopback,
+            state: Mutex::new(PublishState::default()),
+        }
+    }
+
+    /// Admits a publish from `ip` at `now_ns` onto a stream whose slot is `current` (`None`
+    /// for a new stream, or one whose slot was given back). Takes one publish from the
+    /// address's rate; unless `current` is held by the same address, also takes a stream
+    /// slot, returned for the caller to keep with the stream (replacing `current`).
+    pub fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        now_ns: u64,
+        current: Option<&StreamSlot>,
+    ) -> Result<Option<StreamSlot>, PublishRefused> {
+        let counted = !(self.exempt_loopback && ip.is_loopback());
+        let same_address = current.is_some_and(|slot| slot.ip == counted.then_some(ip));
+        if !counted {
+            return Ok((!same_address).then(|| StreamSlot {
+                limits: self.clone(),
+                ip: None,
+            }));
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let held = state.streams.get(&ip).copied().unwrap_or(0);
+        if !same_address && self.max_streams > 0 && held >= self.max_streams {
+            return Err(PublishRefused::Streams);
+        }
+        if self.per_minute > 0 {
+            let per_minute = self.per_minute;
+            if state.buckets.len() > PRUNE_ABOVE {
+                state.buckets.retain(|_, b| {
+                    b.credit_at(now_ns, per_minute) < u64::from(per_minute) * MINUTE_NS
+                });
+            }
+            let full = Bucket {
+                credit: u64::from(per_minute) * MINUTE_NS,
+                at_ns: now_ns,
+            };
+            let tracked = state.buckets.len();
+            let bucket = match state.buckets.get(&ip) {
+                Some(bucket) => *bucket,
+                None if tracked >= MAX_TRACKED_ADDRESSES => return Err(PublishRefused::Rate),
+                None => full,
+            };
+            let credit = bucket.credit_at(now_ns, per_minute);
+            if credit < MINUTE_NS {
+                return Err(PublishRefused::Rate);
+            }
+            state.buckets.insert(
+                ip,
+                Bucket {
+                    credit: credit - MINUTE_NS,
+                    at_ns: now_ns,
+                },
+            );
+        }
+        if same_address {
+            return Ok(None);
+        }
+        *state.streams.entry(ip).or_insert(0) += 1;
+        Ok(Some(StreamSlot {
+            limits: self.clone(),
+            ip: Some(ip),
+        }))
+    }
+
+    /// Streams held by `ip` now.
+    pub fn streams_of(&self, ip: IpAddr) -> usize {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.streams.get(&ip).copied().unwrap_or(0)
+    }
+}
+
+/// One stream held by a client address (see [`PublishLimits`]); dropping it gives the slot
+/// back. It stays with the stream through the republish grace period.
+#[derive(Debug)]
+pub struct StreamSlot {
+    limits: Arc<PublishLimits>,
+    /// The counted address; `None` when exempt.
+    ip: Option<IpAddr>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let Some(ip) = self.ip else {
+            return;
+        };
+        let mut state = self.limits.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = state.streams.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                state.streams.remove(&ip);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +414,89 @@ mod tests {
         assert!(a.add_viewer(&key));
         a.remove_viewer(&other);
         assert!(!a.viewers.lock().unwrap().contains_key(&other));
+    }
+
+    const SECOND: u64 = 1_000_000_000;
+
+    #[test]
+    fn streams_per_address_count_until_the_slot_is_dropped() {
+        let limits = Arc::new(PublishLimits::new(2, 0, true));
+        let a = limits.admit(ip(1), 0, None).unwrap().unwrap();
+        let b = limits.admit(ip(1), 0, None).unwrap().unwrap();
+        assert_eq!(
+            limits.admit(ip(1), 0, None).unwrap_err(),
+            PublishRefused::Streams
+        );
+        // Another address is not affected.
+        let _c = limits.admit(ip(2), 0, None).unwrap().unwrap();
+        // Republishing a stream the address holds needs no new slot.
+        assert!(limits.admit(ip(1), 0, Some(&a)).unwrap().is_none());
+        // Another address taking over a stream of ip(1) takes its own slot.
+        let d = limits.admit(ip(3), 0, Some(&b)).unwrap().unwrap();
+        drop(b);
+        assert_eq!(limits.streams_of(ip(1)), 1);
+        let _e = limits.admit(ip(1), 0, None).unwrap().unwrap();
+        drop((a, d));
+        assert_eq!(limits.streams_of(ip(3)), 0);
+        assert_eq!(limits.streams_of(ip(1)), 1);
+    }
+
+    #[test]
+    fn publish_rate_is_a_token_bucket_per_address() {
+        let limits = Arc::new(PublishLimits::new(0, 3, true));
+        let mut slots = Vec::new();
+        for _ in 0..3 {
+            slots.push(limits.admit(ip(1), 0, None).unwrap());
+        }
+        assert_eq!(
+            limits.admit(ip(1), 0, None).unwrap_err(),
+            PublishRefused::Rate
+        );
+        assert!(limits.admit(ip(2), 0, None).is_ok());
+        // One publish comes back every 20 s.
+        assert_eq!(
+            limits.admit(ip(1), 19 * SECOND, None).unwrap_err(),
+            PublishRefused::Rate
+        );
+        assert!(limits.admit(ip(1), 20 * SECOND, None).is_ok());
+        assert!(limits.admit(ip(1), 20 * SECOND, None).is_err());
+        // A long pause refills to the burst, not beyond.
+        for _ in 0..3 {
+            assert!(limits.admit(ip(1), 3600 * SECOND, None).is_ok());
+        }
+        assert!(limits.admit(ip(1), 3600 * SECOND, None).is_err());
+    }
+
+    #[test]
+    fn loopback_is_exempt_from_publish_limits_when_asked() {
+        let local = IpAddr::from([127, 0, 0, 1]);
+        let exempt = Arc::new(PublishLimits::new(1, 1, true));
+        let slots: Vec<_> = (0..10)
+            .map(|_| exempt.admit(local, 0, None).unwrap())
+            .collect();
+        assert_eq!(exempt.streams_of(local), 0);
+        drop(slots);
+        let strict = Arc::new(PublishLimits::new(1, 1, false));
+        let _one = strict.admit(local, 0, None).unwrap();
+        assert!(strict.admit(local, 0, None).is_err());
+    }
+
+    #[test]
+    fn tracked_addresses_are_bounded() {
+        let limits = Arc::new(PublishLimits::new(0, 1, false));
+        for n in 0..MAX_TRACKED_ADDRESSES as u32 {
+            let _ = limits
+                .admit(IpAddr::from(n.to_be_bytes()), 0, None)
+                .unwrap();
+        }
+        // Every bucket is empty: nothing can be pruned, a new address is refused.
+        let new = IpAddr::from([203, 0, 113, 1]);
+        assert_eq!(
+            limits.admit(new, 0, None).unwrap_err(),
+            PublishRefused::Rate
+        );
+        // A minute later every bucket is full again and is forgotten.
+        assert!(limits.admit(new, 60 * SECOND, None).is_ok());
+        assert!(limits.state.lock().unwrap().buckets.len() <= PRUNE_ABOVE + 1);
     }
 }

@@ -152,6 +152,22 @@ pub fn inspect_video(body: &[u8]) -> Option<VideoInfo> {
     })
 }
 
+/// True when an FLV audio or video tag body carries media beyond its codec header: what
+/// counts as a publisher's activity (an empty body, or a bare header such as `0xAF 0x01`, is
+/// no sign of a live encoder). Sequence headers count.
+pub fn has_payload(kind: UnitKind, body: &[u8]) -> bool {
+    let header = match (kind, body.first()) {
+        (_, None) => return false,
+        // AAC: format byte and packet type.
+        (UnitKind::Audio, Some(first)) if first >> 4 == 10 => 2,
+        // AVC and HEVC (codec 12): frame/codec byte, packet type, composition time.
+        (UnitKind::Video, Some(first)) if matches!(first & 0x0f, 7 | 12) => 5,
+        (UnitKind::Audio | UnitKind::Video, Some(_)) => 1,
+        (UnitKind::Script, Some(_)) => 0,
+    };
+    body.len() > header
+}
+
 /// True for an AAC sequence header (AudioSpecificConfig) tag body.
 pub fn is_audio_sequence_header(body: &[u8]) -> bool {
     matches!(body, [first, 0, ..] if first >> 4 == 10)

@@ -113,3 +113,15 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
         .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
         .collect())
 }
+
+/// Bytes written to a TCP socket that the kernel has not sent yet (SIOCOUTQNSD).
+pub fn unsent_bytes(fd: RawFd) -> io::Result<usize> {
+    /// SIOCOUTQNSD from linux/sockios.h: unsent bytes in the send queue.
+    const SIOCOUTQNSD: libc::c_ulong = 0x894B;
+    let mut unsent: libc::c_int = 0;
+    // SAFETY: the ioctl writes one int through a valid pointer; `fd` is an open socket.
+    if unsafe { libc::ioctl(fd, SIOCOUTQNSD, &mut unsent) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(unsent).unwrap_or(0))
+}

@@ -6,7 +6,7 @@
 //! runs half-started.
 
 use crate::config::Config;
-use crate::limits::{Admission, Caps};
+use crate::limits::{Admission, Caps, PublishLimits};
 use crate::metrics::log::{LogError, LogWriter};
 use crate::metrics::Published;
 use crate::net;
@@ -130,6 +130,11 @@ impl Server {
             histograms: Arc::new(Published::new(shards)),
             reports: Arc::new(crate::metrics::api::Reports::new(shards)),
             admission: Arc::new(Admission::new(shards, caps(&config))),
+            publish_limits: Arc::new(PublishLimits::new(
+                config.limits.max_streams_per_ip,
+                config.limits.max_publishes_per_ip_per_minute,
+                config.limits.exempt_loopback,
+            )),
         };
         let mut threads = Vec::with_capacity(shards);
         let listeners = rtmp

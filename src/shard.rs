@@ -15,6 +15,7 @@ use crate::hub::feed::{Feed, FeedState, Offer};
 use crate::hub::origin::{Origin, PublisherInfo};
 use crate::hub::ring::Ring;
 use crate::hub::{owner_of, StreamKey};
+use crate::limits::{PublishLimits, PublishRefused, StreamSlot};
 use crate::media::{now_ns, Format, Unit, UnitKind};
 use crate::metrics::api::{OriginReport, ShardReport, StreamReport};
 use crate::metrics::{Histograms, Published, Stage};
@@ -55,6 +56,8 @@ pub struct Handoff {
     pub peer: SocketAddr,
     /// The connection's place under the connection limits.
     pub ticket: Option<crate::limits::Ticket>,
+    /// Publishes the connection started before (`limits.max_publishes_per_connection`).
+    pub publishes: u32,
 }
 
 /// Messages between shards. Each pair of shards has a bounded FIFO queue
@@ -91,6 +94,8 @@ pub struct Observed {
     pub reports: Arc<crate::metrics::api::Reports>,
     /// Connection and viewer limits, shared by every shard.
     pub admission: Arc<crate::limits::Admission>,
+    /// Per-address publish limits, shared by every shard.
+    pub publish_limits: Arc<PublishLimits>,
 }
 
 /// Why a publish request was refused.
@@ -102,6 +107,16 @@ pub enum PublishRefusal {
     Stopping,
     /// Another publisher is live on the stream.
     AlreadyPublishing,
+    /// The publisher's address is over one of its limits.
+    Address(PublishRefused),
+    /// The connection started `limits.max_publishes_per_connection` publishes.
+    ConnectionPublishes,
+}
+
+impl From<PublishRefused> for PublishRefusal {
+    fn from(refused: PublishRefused) -> Self {
+        PublishRefusal::Address(refused)
+    }
 }
 
 impl PublishRefusal {
@@ -117,6 +132,18 @@ impl PublishRefusal {
                 "NetStream.Publish.BadName",
                 "stream is already being published",
             ),
+            PublishRefusal::Address(PublishRefused::Streams) => (
+                "NetStream.Publish.Failed",
+                "this address holds its maximum number of streams",
+            ),
+            PublishRefusal::Address(PublishRefused::Rate) => (
+                "NetStream.Publish.Failed",
+                "too many publishes from this address; try again later",
+            ),
+            PublishRefusal::ConnectionPublishes => (
+                "NetStream.Publish.Failed",
+                "this connection started its maximum number of publishes",
+            ),
         }
     }
 }
@@ -128,6 +155,9 @@ struct LocalStream {
     feed: Option<Rc<RefCell<Feed>>>,
     /// Owner-side state; `Some` only on the owner shard.
     origin: Option<Origin>,
+    /// The place the stream takes under its publisher's address limits (owner shard only);
+    /// kept through the republish grace period, given back when the stream ends.
+    slot: Option<StreamSlot>,
 }
 
 /// One shard's state, shared by its tasks.
@@ -366,6 +396,7 @@ impl Shard {
                 self.streams.borrow_mut().entry(key).or_insert(LocalStream {
                     feed: None,
                     origin: None,
+                    slot: None,
                 });
             }
             MeshMsg::StreamEnded(key) => {
@@ -416,6 +447,7 @@ impl Shard {
                 Some(LocalStream {
                     feed: Some(feed),
                     origin: Some(origin),
+                    ..
                 }) => {
                     origin.subscribed[from] = true;
                     origin.lagging[from] = false;
@@ -482,7 +514,9 @@ impl Shard {
     // ---- publishing (owner shard) -------------------------------------------------------
 
     /// Starts publishing `key` (this shard must own it). A stream in its grace period is
-    /// taken over by the new publisher; a live one is refused.
+    /// taken over by the new publisher; a live one is refused unless its publisher has been
+    /// silent for `auth.takeover_after_ms`. The publisher's address must be within its
+    /// limits ([`PublishLimits`]), and a new stream within `limits.max_streams`.
     pub fn start_publishing(
         &self,
         key: &StreamKey,
@@ -491,24 +525,52 @@ impl Shard {
         if self.stopping.get() {
             return Err(PublishRefusal::Stopping);
         }
+        let now = now_ns();
         let mut streams = self.streams.borrow_mut();
+        let existing = streams.get(key).filter(|s| s.origin.is_some());
+        // The current publisher, if it may be replaced; refused if it may not.
+        let replaced = match existing
+            .and_then(|s| s.origin.as_ref())
+            .and_then(|o| o.publisher.as_ref().map(|p| (o, p)))
+        {
+            Some((origin, current)) => {
+                let takeover = self.config.auth.takeover_after_ms;
+                let silent_ms =
+                    now.saturating_sub(origin.last_media_ns.max(current.since_ns)) / 1_000_000;
+                if takeover == 0 || silent_ms < takeover {
+                    return Err(PublishRefusal::AlreadyPublishing);
+                }
+                Some((current.conn_id, current.peer, silent_ms))
+            }
+            None => None,
+        };
+        if existing.is_none() {
+            let live: u64 = self
+                .observed
+                .all_stats
+                .iter()
+                .map(|s| stats::get(&s.streams))
+                .sum();
+            if live >= self.config.limits.max_streams as u64 {
+                return Err(PublishRefusal::TooManyStreams);
+            }
+        }
+        let slot = self.observed.publish_limits.admit(
+            publisher.peer.ip(),
+            now,
+            existing.and_then(|s| s.slot.as_ref()),
+        )?;
         let stream = streams.entry(key.clone()).or_insert_with(|| LocalStream {
             feed: None,
             origin: None,
+            slot: None,
         });
+        if let Some(slot) = slot {
+            stream.slot = Some(slot);
+        }
         let origin = match &mut stream.origin {
             Some(origin) => origin,
             None => {
-                let live: u64 = self
-                    .observed
-                    .all_stats
-                    .iter()
-                    .map(|s| stats::get(&s.streams))
-                    .sum();
-                if live >= self.config.limits.max_streams as u64 {
-                    streams.remove(key);
-                    return Err(PublishRefusal::TooManyStreams);
-                }
                 stream.feed = Some(self.new_feed(FeedState::Live));
                 self.broadcast(|| MeshMsg::StreamLive(key.clone()));
                 stats::inc(&self.stats.streams);
@@ -518,18 +580,10 @@ impl Shard {
                     .insert(Origin::new(self.count, chunk_size, self.segmenter(key)))
             }
         };
-        if let Some(current) = &origin.publisher {
-            // A publisher silent for longer than auth.takeover_after_ms may be replaced.
-            let takeover = self.config.auth.takeover_after_ms;
-            let silent_ms =
-                now_ns().saturating_sub(origin.last_media_ns.max(current.since_ns)) / 1_000_000;
-            if takeover == 0 || silent_ms < takeover {
-                return Err(PublishRefusal::AlreadyPublishing);
-            }
-            info!(shard = self.id, stream = %key, old = %current.peer, new = %publisher.peer, silent_ms, "publisher taken over");
+        if let Some((old, old_peer, silent_ms)) = replaced {
+            info!(shard = self.id, stream = %key, old = %old_peer, new = %publisher.peer, silent_ms, "publisher taken over");
             stats::inc(&self.stats.publishers_taken_over);
             stats::dec(&self.stats.publishers);
-            let old = current.conn_id;
             origin.stop_publishing(old);
         }
         info!(shard = self.id, stream = %key, peer = %publisher.peer, "publish start");
@@ -658,6 +712,7 @@ impl Shard {
         let Some(LocalStream {
             feed: Some(feed),
             origin: Some(origin),
+            ..
         }) = streams.get_mut(key)
         else {
             return;

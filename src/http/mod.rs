@@ -79,11 +79,20 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, li
                 HttpError::Body => "413 Content Too Large",
                 HttpError::Malformed(_) => "400 Bad Request",
             };
-            let _ = stream.write_all(&simple(status, false, false)).await;
+            let _ = reply(
+                &mut stream,
+                &simple(status, false, false),
+                shard.config.write_timeout(),
+            )
+            .await;
         }
         Err(ConnError::HeaderTimeout) => {
             stats::inc(&shard.stats.timeouts);
             info!(protocol = "http", shard = shard.id, %peer, "http: closing: header timeout");
+        }
+        Err(ConnError::Io(err)) if err.kind() == io::ErrorKind::TimedOut => {
+            stats::inc(&shard.stats.timeouts);
+            info!(protocol = "http", shard = shard.id, %peer, "http: closing: {err}");
         }
         Err(ConnError::Io(err)) => debug!(shard = shard.id, %peer, "http: {err}"),
     }
@@ -97,7 +106,7 @@ async fn run(
     listener: Listener,
 ) -> Result<(), ConnError> {
     let mut buf = Vec::with_capacity(1024);
-    let stall = Duration::from_millis(shard.config.viewer.disconnect_after_ms);
+    let limit = shard.config.write_timeout();
     let mut first = true;
     loop {
         let Some(req) = read_head(shard, stream, &mut buf, first).await? else {
@@ -113,7 +122,7 @@ async fn run(
             (_, r) => r,
         };
         if route.is_admin() && !authorized(&shard.config.admin.token, &req) {
-            stream.write_all(UNAUTHORIZED).await?;
+            reply(stream, UNAUTHORIZED, limit).await?;
             if !req.keep_alive {
                 return Ok(());
             }
@@ -128,9 +137,7 @@ async fn run(
                     _ => "403 Forbidden",
                 };
                 let head_only = req.method == Method::Head;
-                stream
-                    .write_all(&simple(status, head_only, req.keep_alive))
-                    .await?;
+                reply(stream, &simple(status, head_only, req.keep_alive), limit).await?;
                 if !req.keep_alive {
                     return Ok(());
                 }
@@ -138,7 +145,7 @@ async fn run(
             }
         }
         match (req.method, route) {
-            (Method::Options, _) => stream.write_all(CORS_PREFLIGHT).await?,
+            (Method::Options, _) => reply(stream, CORS_PREFLIGHT, limit).await?,
             (Method::Get, Route::Profile(format)) => {
                 let seconds = crate::auth::param(req.query.as_deref(), "seconds")
                     .and_then(|v| v.parse().ok())
@@ -166,7 +173,7 @@ async fn run(
                      Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
-                send_all(stream, &[head.as_bytes(), &body], stall).await?;
+                send_all(stream, &[head.as_bytes(), &body], limit).await?;
                 return Ok(());
             }
             (
@@ -193,19 +200,22 @@ async fn run(
                 } else {
                     &body
                 };
-                send_all(stream, &[head.as_bytes(), body.as_bytes()], stall).await?;
+                send_all(stream, &[head.as_bytes(), body.as_bytes()], limit).await?;
             }
             (Method::Get | Method::Head, Route::Flv { app, stream: name }) => {
                 let key = stream_key(app, name);
                 if req.method == Method::Head {
                     if shard.is_live(&key) {
                         // The head says `Connection: close`, as a GET's would.
-                        stream.write_all(FLV_RESPONSE_HEAD).await?;
+                        reply(stream, FLV_RESPONSE_HEAD, limit).await?;
                         return Ok(());
                     }
-                    stream
-                        .write_all(&simple("404 Not Found", true, req.keep_alive))
-                        .await?;
+                    reply(
+                        stream,
+                        &simple("404 Not Found", true, req.keep_alive),
+                        limit,
+                    )
+                    .await?;
                 } else if let Some(feed) = shard.attach_viewer(&key, Format::Flv) {
                     debug!(protocol = "flv", shard = shard.id, %peer, stream = %key, "flv viewer start");
                     stats::inc(&shard.stats.flv_viewers);
@@ -220,15 +230,16 @@ async fn run(
                     stats::dec(&shard.stats.flv_viewers);
                     ending.record(shard, "flv", peer, &key);
                     if let Ending::Unavailable = ending {
-                        stream
-                            .write_all(&simple("404 Not Found", false, false))
-                            .await?;
+                        reply(stream, &simple("404 Not Found", false, false), limit).await?;
                     }
                     return Ok(());
                 } else {
-                    stream
-                        .write_all(&simple("404 Not Found", false, req.keep_alive))
-                        .await?;
+                    reply(
+                        stream,
+                        &simple("404 Not Found", false, req.keep_alive),
+                        limit,
+                    )
+                    .await?;
                 }
             }
             (Method::Get | Method::Head, Route::Playlist { app, stream: name }) => {
@@ -242,7 +253,7 @@ async fn run(
                     }
                     _ => v.playlist.clone(),
                 });
-                let sent = respond_hls(stream, &req, body, HlsKind::Playlist, stall).await?;
+                let sent = respond_hls(shard, stream, &req, body, HlsKind::Playlist).await?;
                 stats::add(&shard.stats.hls_bytes_out, sent as u64);
                 record_hls(shard, parsed);
             }
@@ -258,27 +269,55 @@ async fn run(
                 let parsed = now_ns();
                 let view = shard.hls_view(&stream_key(app, name));
                 let body = view.and_then(|v| v.segment(instance, seq).cloned());
-                let sent = respond_hls(stream, &req, body, HlsKind::Segment, stall).await?;
+                let sent = respond_hls(shard, stream, &req, body, HlsKind::Segment).await?;
                 stats::add(&shard.stats.hls_bytes_out, sent as u64);
                 record_hls(shard, parsed);
             }
             (Method::Get | Method::Head, Route::NotFound) | (Method::Head, Route::Profile(_)) => {
                 let head_only = req.method == Method::Head;
-                stream
-                    .write_all(&simple("404 Not Found", head_only, req.keep_alive))
-                    .await?;
+                reply(
+                    stream,
+                    &simple("404 Not Found", head_only, req.keep_alive),
+                    limit,
+                )
+                .await?;
             }
             (Method::Other, _) => {
-                stream
-                    .write_all(&simple("405 Method Not Allowed", false, false))
-                    .await?;
+                reply(
+                    stream,
+                    &simple("405 Method Not Allowed", false, false),
+                    limit,
+                )
+                .await?;
                 return Ok(());
             }
         }
         if !req.keep_alive {
             return Ok(());
         }
+        // Pipelined requests wait until this response has left: a client that sends
+        // requests without reading the answers cannot make the server queue them.
+        drained(stream, limit).await?;
     }
+}
+
+/// Unsent response bytes above which the next request of a connection is not read.
+const PIPELINE_QUEUE_BYTES: usize = 16 * 1024;
+
+/// How often a connection with queued responses checks whether they have left.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// Waits, up to `limit`, until at most [`PIPELINE_QUEUE_BYTES`] of what was written to
+/// `stream` remain unsent; `TimedOut` when they do not leave in time.
+async fn drained(stream: &TcpStream, limit: Duration) -> io::Result<()> {
+    let deadline = now_ns().saturating_add(limit.as_nanos() as u64);
+    while net::unsent_bytes(stream.as_raw_fd())? > PIPELINE_QUEUE_BYTES {
+        if now_ns() >= deadline {
+            return Err(write_timeout());
+        }
+        glommio::timer::sleep(DRAIN_POLL).await;
+    }
+    Ok(())
 }
 
 /// Reads one request head within the header timeout. `None` when the peer closed cleanly
@@ -405,16 +444,17 @@ enum HlsKind {
 /// (404). Supports HEAD and a single byte range. Head and body go out in one vectored send;
 /// the body is the shared snapshot, never copied.
 async fn respond_hls(
+    shard: &Shard,
     stream: &mut TcpStream,
     req: &Request,
     body: Option<Bytes>,
     kind: HlsKind,
-    stall_limit: Duration,
 ) -> io::Result<usize> {
+    let limit = shard.config.write_timeout();
     let Some(body) = body else {
         let head_only = req.method == Method::Head;
         let response = simple("404 Not Found", head_only, req.keep_alive);
-        stream.write_all(&response).await?;
+        reply(stream, &response, limit).await?;
         return Ok(response.len());
     };
     let (content_type, cache) = match kind {
@@ -456,17 +496,39 @@ async fn respond_hls(
     } else {
         body
     };
-    send_all(stream, &[head.as_bytes(), &body], stall_limit).await?;
+    // A segment may take longer than a short response, but not longer than its size at
+    // http.segment_min_rate_bytes: a reader slower than that cannot keep it alive.
+    let limit = match kind {
+        HlsKind::Playlist => limit,
+        HlsKind::Segment => limit + shard.config.min_rate_time(body.len()),
+    };
+    send_all(stream, &[head.as_bytes(), &body], limit).await?;
     Ok(head.len() + body.len())
 }
 
-/// Sends every byte of `parts` with vectored sends, waiting while the socket is full, but no
-/// longer than `stall_limit` at a time (a client that stops reading is dropped).
-async fn send_all(
-    stream: &mut TcpStream,
-    parts: &[&[u8]],
-    stall_limit: Duration,
-) -> io::Result<()> {
+/// A response the client did not take within its deadline.
+fn write_timeout() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "response not taken by the client within its deadline",
+    )
+}
+
+/// Sends one short response within `limit` (see [`send_all`]).
+async fn reply(stream: &mut TcpStream, response: &[u8], limit: Duration) -> io::Result<()> {
+    send_all(stream, &[response], limit).await
+}
+
+/// Sends every byte of `parts` within `limit` in total; `TimedOut` (the connection is then
+/// closed) when the client does not take them in time.
+async fn send_all(stream: &mut TcpStream, parts: &[&[u8]], limit: Duration) -> io::Result<()> {
+    crate::util::timeout(limit, send_parts(stream, parts))
+        .await
+        .ok_or_else(write_timeout)?
+}
+
+/// Sends every byte of `parts` with vectored sends, waiting while the socket is full.
+async fn send_parts(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<()> {
     let fd = stream.as_raw_fd();
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut sent = 0;
@@ -486,9 +548,7 @@ async fn send_all(
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 // Park until writable, sending the first pending slice through glommio.
                 let first: &[u8] = &iov[0];
-                sent += crate::util::timeout(stall_limit, stream.write(first))
-                    .await
-                    .ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))??;
+                sent += stream.write(first).await?;
             }
             Err(err) => return Err(err),
         }

@@ -2,7 +2,7 @@
 
 use crate::flv;
 use crate::hls::segmenter::Segmenter;
-use crate::media::{inspect_video, is_audio_sequence_header, Rebaser, Unit, UnitKind};
+use crate::media::{has_payload, inspect_video, is_audio_sequence_header, Rebaser, Unit, UnitKind};
 use rml_rtmp::sessions::StreamMetadata;
 use std::net::SocketAddr;
 
@@ -48,7 +48,8 @@ pub struct Origin {
     pub video_codec: Option<u8>,
     /// FLV sound format of the last audio unit.
     pub audio_codec: Option<u8>,
-    /// When the last audio or video message arrived (ns, `media::now_ns` clock).
+    /// When the last audio or video message with a payload arrived (ns, `media::now_ns`
+    /// clock): what `auth.takeover_after_ms` measures.
     pub last_media_ns: u64,
     /// Timestamp of the last keyframe.
     last_key_dts: Option<u32>,
@@ -113,7 +114,9 @@ impl Origin {
         body: &[u8],
         ingest_ns: u64,
     ) -> Option<Unit> {
-        self.last_media_ns = ingest_ns;
+        if has_payload(kind, body) {
+            self.last_media_ns = ingest_ns;
+        }
         let (key, header) = match kind {
             UnitKind::Video => {
                 let info = inspect_video(body)?;

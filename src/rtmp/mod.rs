@@ -14,7 +14,7 @@ use crate::hub::feed::Feed;
 use crate::hub::origin::PublisherInfo;
 use crate::hub::{split_query, stream_key, StreamKey};
 use crate::limits::Ticket;
-use crate::media::{now_ns, split_aggregate, AggregateError, Format, UnitKind};
+use crate::media::{has_payload, now_ns, split_aggregate, AggregateError, Format, UnitKind};
 use crate::shard::{Handoff, PublishRefusal, Shard};
 use crate::stats;
 use crate::viewer::{self, Delivery, Ending, Outbox};
@@ -59,6 +59,9 @@ pub enum RtmpError {
     /// A publisher sent no audio or video for `rtmp.idle_timeout_ms`.
     #[error("no media in time (idle publisher)")]
     IdleTimeout,
+    /// The client did not take the server's answers within `server.write_timeout_ms`.
+    #[error("answers not taken within the write timeout")]
+    WriteTimeout,
     /// Input refused before the session saw it: a limit (message size, chunk size, chunk
     /// streams) or chunking the session cannot follow.
     #[error("input refused: {0}")]
@@ -66,6 +69,11 @@ pub enum RtmpError {
     /// The peer sent bytes the session could not decode (bad chunk, bad AMF, ...).
     #[error("protocol error: {0}")]
     Session(#[from] ServerSessionError),
+    /// A request the connection may not make in its state (a second connect; connect,
+    /// publish or play while playing): refused by closing the connection, so that the
+    /// session never keeps requests nobody answers.
+    #[error("{0} not allowed {1}")]
+    NotAllowed(&'static str, &'static str),
     /// An aggregate message (type 22) whose sub-messages do not fit in it.
     #[error("bad aggregate message: {0}")]
     Aggregate(#[from] AggregateError),
@@ -86,10 +94,12 @@ impl RtmpError {
             | RtmpError::Session(_)
             | RtmpError::SessionPanic
             | RtmpError::Aggregate(_)
+            | RtmpError::NotAllowed(..)
             | RtmpError::Input(_) => &shard.stats.rtmp_bad_input,
-            RtmpError::HandshakeTimeout | RtmpError::SetupTimeout | RtmpError::IdleTimeout => {
-                &shard.stats.timeouts
-            }
+            RtmpError::HandshakeTimeout
+            | RtmpError::SetupTimeout
+            | RtmpError::IdleTimeout
+            | RtmpError::WriteTimeout => &shard.stats.timeouts,
             RtmpError::Replaced | RtmpError::Io(_) => return,
         };
         stats::inc(counter);
@@ -150,8 +160,13 @@ struct Conn {
     /// Input not yet fed to the session when the connection is handed to another shard.
     pending: Vec<u8>,
     /// When the connection last made progress (`now_ns`): accepted, stopped publishing, or,
-    /// while publishing, received media. The setup and idle timeouts count from it.
+    /// while publishing, received media with a payload. The setup and idle timeouts count
+    /// from it.
     progress_ns: u64,
+    /// The connect request was answered (a second one closes the connection).
+    connected: bool,
+    /// Publishes this connection started (`limits.max_publishes_per_connection`).
+    publishes: u32,
 }
 
 /// Serves one accepted RTMP connection.
@@ -196,10 +211,13 @@ pub async fn resume(shard: Rc<Shard>, handoff: Box<Handoff>) {
         rest,
         peer,
         ticket,
+        publishes,
     } = *handoff;
     // SAFETY: `fd` is an open TCP socket whose ownership the accepting shard gave up.
     let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
     let mut conn = Conn::new(shard.clone(), *session, guard, peer, ticket);
+    conn.connected = true;
+    conn.publishes = publishes;
     let result = async {
         let flow = conn.publish_requested(request_id, &app, &publish_name)?;
         let flow = match flow {
@@ -299,6 +317,8 @@ impl Conn {
             guard,
             pending: Vec::new(),
             progress_ns: now_ns(),
+            connected: false,
+            publishes: 0,
         }
     }
 
@@ -341,6 +361,7 @@ impl Conn {
                         rest,
                         peer: self.peer,
                         ticket: self.ticket.take(),
+                        publishes: self.publishes,
                     },
                 );
                 Ok(())
@@ -357,7 +378,7 @@ impl Conn {
         let mut buf = vec![0u8; self.shard.config.rtmp.read_buffer_bytes];
         loop {
             if !self.out.is_empty() {
-                stream.write_all(&self.out).await?;
+                write_within(&self.shard, stream, &self.out).await?;
                 self.out.clear();
             }
             if !matches!(flow, Flow::Continue) {
@@ -434,7 +455,7 @@ impl Conn {
                 }
                 Flow::Play => {
                     let results = self.decode_player_input(bytes)?;
-                    self.answer_only(results);
+                    self.answer_only(results)?;
                     return Ok(flow);
                 }
                 Flow::Close => return Ok(flow),
@@ -505,7 +526,7 @@ impl Conn {
         ending.record(&shard, "rtmp", self.peer, &key);
         if matches!(ending, Ending::StreamEnded | Ending::Unavailable) {
             let done = self.session.finish_playing(stream_id)?;
-            writer.write_all(&done.bytes).await?;
+            write_within(&shard, &mut writer, &done.bytes).await?;
         }
         Ok(())
     }
@@ -541,6 +562,11 @@ impl Conn {
                         ..
                     }) => return Ending::Stopped,
                     ServerSessionResult::RaisedEvent(event) => {
+                        if let Err(err) = refuse_while_playing(&event) {
+                            err.count(&self.shard);
+                            info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, "rtmp player: closing: {err}");
+                            return Ending::Io(io::Error::new(io::ErrorKind::InvalidData, err));
+                        }
                         debug!(protocol = "rtmp", peer = %self.peer, "rtmp player: ignored {event:?}");
                     }
                     ServerSessionResult::UnhandleableMessageReceived(_) => {}
@@ -591,7 +617,7 @@ impl Conn {
                 }
                 Flow::Close => return Ok(Flow::Close),
                 Flow::Play => {
-                    self.answer_only(results.collect());
+                    self.answer_only(results.collect())?;
                     return Ok(Flow::Play);
                 }
             }
@@ -600,18 +626,23 @@ impl Conn {
     }
 
     /// Session results after a play request: whatever the session answers still goes out,
-    /// in order; further requests on a playing connection are not served.
-    fn answer_only(&mut self, results: Vec<ServerSessionResult>) {
+    /// in order; a further request closes the connection.
+    fn answer_only(&mut self, results: Vec<ServerSessionResult>) -> Result<(), RtmpError> {
         for result in results {
             match result {
                 ServerSessionResult::OutboundResponse(packet) => {
                     self.out.extend_from_slice(&packet.bytes)
+                }
+                ServerSessionResult::RaisedEvent(event) => {
+                    refuse_while_playing(&event)?;
+                    debug!(protocol = "rtmp", peer = %self.peer, "rtmp player: ignored {event:?}")
                 }
                 other => {
                     debug!(protocol = "rtmp", peer = %self.peer, "rtmp player: ignored {other:?}")
                 }
             }
         }
+        Ok(())
     }
 
     fn accept(&mut self, request_id: u32) -> Result<Flow, RtmpError> {
@@ -625,6 +656,9 @@ impl Conn {
                 request_id,
                 app_name,
             } => {
+                if std::mem::replace(&mut self.connected, true) {
+                    return Err(RtmpError::NotAllowed("connect", "twice"));
+                }
                 debug!(protocol = "rtmp", peer = %self.peer, app = %app_name, "rtmp: connect");
                 self.accept(request_id)
             }
@@ -695,7 +729,9 @@ impl Conn {
             {
                 return Err(RtmpError::Replaced);
             }
-            self.progress_ns = ingest_ns;
+            if has_payload(kind, body) {
+                self.progress_ns = ingest_ns;
+            }
         }
         Ok(Flow::Continue)
     }
@@ -763,6 +799,14 @@ impl Conn {
     ) -> Result<Flow, RtmpError> {
         let (name, query) = split_query(publish_name);
         let key = stream_key(app, name);
+        if !matches!(self.state, State::Idle) {
+            // One stream per connection at a time.
+            return self.refuse(
+                request_id,
+                "NetStream.Publish.BadName",
+                "this connection already publishes or plays",
+            );
+        }
         if let Err(denied) =
             self.shard
                 .authorize(Action::Publish, app, name, query, "rtmp", self.peer)
@@ -784,22 +828,22 @@ impl Conn {
                 rest: Vec::new(),
             });
         }
-        if matches!(self.state, State::Publishing(_)) {
-            return self.refuse(
-                request_id,
-                "NetStream.Publish.BadName",
-                "already publishing",
-            );
-        }
-        let publisher = PublisherInfo {
-            conn_id: self.conn_id,
-            peer: self.peer,
-            query: query.map(str::to_string),
-            since_ns: now_ns(),
+        let cap = self.shard.config.limits.max_publishes_per_connection;
+        let result = if cap > 0 && self.publishes >= cap {
+            Err(PublishRefusal::ConnectionPublishes)
+        } else {
+            let publisher = PublisherInfo {
+                conn_id: self.conn_id,
+                peer: self.peer,
+                query: query.map(str::to_string),
+                since_ns: now_ns(),
+            };
+            self.shard.start_publishing(&key, publisher)
         };
-        match self.shard.start_publishing(&key, publisher) {
+        match result {
             Ok(()) => {
                 self.state = State::Publishing(key);
+                self.publishes += 1;
                 self.progress_ns = now_ns();
                 self.accept(request_id)
             }
@@ -825,6 +869,31 @@ impl Conn {
         self.handle_results(results)?;
         Ok(Flow::Close)
     }
+}
+
+/// Writes answers (not live media) within `server.write_timeout_ms`.
+async fn write_within(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    bytes: &[u8],
+) -> Result<(), RtmpError> {
+    crate::util::timeout(shard.config.write_timeout(), stream.write_all(bytes))
+        .await
+        .ok_or(RtmpError::WriteTimeout)??;
+    Ok(())
+}
+
+/// Refuses a request event on a playing connection: the session keeps every request until
+/// it is answered, and a player gets no answers to connect, publish or play.
+fn refuse_while_playing(event: &ServerSessionEvent) -> Result<(), RtmpError> {
+    let request = match event {
+        ServerSessionEvent::ConnectionRequested { .. } => "connect",
+        ServerSessionEvent::PublishStreamRequested { .. } => "publish",
+        ServerSessionEvent::PlayStreamRequested { .. } => "play",
+        ServerSessionEvent::ReleaseStreamRequested { .. } => "releaseStream",
+        _ => return Ok(()),
+    };
+    Err(RtmpError::NotAllowed(request, "while playing"))
 }
 
 /// Duplicates a socket descriptor (close-on-exec) so it can outlive the glommio stream.
