@@ -6,155 +6,13 @@
 mod common;
 
 use bytes::Bytes;
+use common::raw_rtmp::RawClient;
 use common::*;
 use corecast::flv::reader::TagKind;
 use corecast::Server;
-use rml_rtmp::chunk_io::ChunkSerializer;
-use rml_rtmp::messages::{MessagePayload, RtmpMessage};
+use rml_rtmp::messages::RtmpMessage;
 use rml_rtmp::rml_amf0::Amf0Value;
-use rml_rtmp::time::RtmpTimestamp;
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-/// An RTMP client written by hand: it sends what it is told, all at once, without waiting
-/// for answers (as a pipelining client would), serialized by rml_rtmp's chunk serializer.
-struct RawClient {
-    stream: TcpStream,
-    chunks: ChunkSerializer,
-}
-
-impl RawClient {
-    /// Connects and completes the handshake.
-    fn connect(server: &Server) -> RawClient {
-        let mut stream = TcpStream::connect(server.rtmp_addr()).unwrap();
-        rtmp_handshake(&mut stream);
-        RawClient {
-            stream,
-            chunks: ChunkSerializer::new(),
-        }
-    }
-
-    fn message(&mut self, message: RtmpMessage, stream_id: u32, timestamp: u32) -> Vec<u8> {
-        let payload = message
-            .into_message_payload(RtmpTimestamp::new(timestamp), stream_id)
-            .unwrap();
-        self.payload(&payload)
-    }
-
-    fn payload(&mut self, payload: &MessagePayload) -> Vec<u8> {
-        self.chunks.serialize(payload, false, false).unwrap().bytes
-    }
-
-    fn command(
-        &mut self,
-        name: &str,
-        transaction: f64,
-        stream_id: u32,
-        args: Vec<Amf0Value>,
-    ) -> Vec<u8> {
-        let command = RtmpMessage::Amf0Command {
-            command_name: name.to_string(),
-            transaction_id: transaction,
-            command_object: Amf0Value::Null,
-            additional_arguments: args,
-        };
-        self.message(command, stream_id, 0)
-    }
-
-    /// `connect("live")`.
-    fn connect_app(&mut self) -> Vec<u8> {
-        let mut properties = HashMap::new();
-        properties.insert("app".to_string(), Amf0Value::Utf8String("live".into()));
-        let connect = RtmpMessage::Amf0Command {
-            command_name: "connect".to_string(),
-            transaction_id: 1.0,
-            command_object: Amf0Value::Object(properties),
-            additional_arguments: Vec::new(),
-        };
-        self.message(connect, 0, 0)
-    }
-
-    /// `connect`, `createStream`, `publish(name)` on message stream 1.
-    fn publish_commands(&mut self, name: &str) -> Vec<u8> {
-        let mut out = self.connect_app();
-        out.extend(self.command("createStream", 2.0, 0, Vec::new()));
-        out.extend(self.command(
-            "publish",
-            3.0,
-            1,
-            vec![
-                Amf0Value::Utf8String(name.into()),
-                Amf0Value::Utf8String("live".into()),
-            ],
-        ));
-        out
-    }
-
-    /// Set Chunk Size: sent, and used for what this client sends next.
-    fn set_chunk_size(&mut self, size: u32) -> Vec<u8> {
-        self.chunks
-            .set_max_chunk_size(size, RtmpTimestamp::new(0))
-            .unwrap()
-            .bytes
-    }
-
-    /// An AVC sequence header and a keyframe of `len` bytes (FLV video bodies).
-    fn keyframe(&mut self, len: usize) -> Vec<u8> {
-        let header = Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff]);
-        let mut frame = vec![0x17, 1, 0, 0, 0];
-        frame.resize(len, 0x65);
-        let mut out = self.message(RtmpMessage::VideoData { data: header }, 1, 0);
-        out.extend(self.message(RtmpMessage::VideoData { data: frame.into() }, 1, 40));
-        out
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        // The server may close before taking everything: a failed write is fine.
-        let _ = self.stream.write_all(bytes);
-    }
-
-    /// Reads (and drops) what the server sends until it closes.
-    fn wait_closed(&mut self, limit: Duration) {
-        read_until_closed(&mut self.stream, limit);
-    }
-
-    /// Sends a Window Acknowledgement Size every 200 ms (input, but no progress) until the
-    /// server closes the connection, which must happen 0.9 to 4 s after `started`.
-    fn keep_talking_until_closed(&mut self, started: Instant) {
-        while started.elapsed() < Duration::from_secs(5) {
-            let ack = self.message(RtmpMessage::WindowAcknowledgement { size: 2_500_000 }, 0, 0);
-            self.send(&ack);
-            if !self.stays_open(Duration::from_millis(200)) {
-                break;
-            }
-        }
-        let closed_after = started.elapsed();
-        assert!(
-            closed_after >= Duration::from_millis(900) && closed_after < Duration::from_secs(4),
-            "closed after {closed_after:?}"
-        );
-    }
-
-    /// True if the server keeps the connection open for `time`.
-    fn stays_open(&mut self, time: Duration) -> bool {
-        self.stream.set_read_timeout(Some(time)).unwrap();
-        let mut buf = [0u8; 4096];
-        let deadline = Instant::now() + time;
-        while Instant::now() < deadline {
-            match self.stream.read(&mut buf) {
-                Ok(0) => return false,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return true,
-                Err(_) => return false,
-            }
-        }
-        true
-    }
-}
 
 fn limits_hit(server: &Server) -> u64 {
     total(server, |s| &s.rtmp_limits_hit)
@@ -178,7 +36,7 @@ fn long_messages_are_refused_before_publishing() {
     let server = start("");
     let witness = publish_in_background(&server, "witness", 1, 1.0);
     wait_live(&server, "/live/witness.flv");
-    let mut client = RawClient::connect(&server);
+    let mut client = RawClient::connect(server.rtmp_addr());
     // A command of 100 KB (over the 64 KiB allowed before publishing): refused at its header.
     let mut bytes = client.connect_app();
     let mut header = vec![0x03, 0, 0, 0];
@@ -191,7 +49,7 @@ fn long_messages_are_refused_before_publishing() {
     assert!(wait_until(Duration::from_secs(2), || limits_hit(&server) == 1));
     assert_eq!(total(&server, |s| &s.rtmp_bad_input), 0);
     // A player may not send long messages either.
-    let mut player = RawClient::connect(&server);
+    let mut player = RawClient::connect(server.rtmp_addr());
     let mut bytes = player.connect_app();
     bytes.extend(player.command("createStream", 2.0, 0, Vec::new()));
     bytes.extend(player.command(
@@ -256,7 +114,7 @@ fn pipelined_publish_with_a_long_keyframe_is_accepted() {
     while total(&server, |s| &s.handoffs_sent) == 0 || n < 2 {
         assert!(n < 40, "no publisher was handed to another shard");
         let name = format!("pipelined{n}");
-        let mut client = RawClient::connect(&server);
+        let mut client = RawClient::connect(server.rtmp_addr());
         let mut bytes = client.publish_commands(&name);
         bytes.extend(client.keyframe(300_000));
         client.send(&bytes);
@@ -272,14 +130,14 @@ fn pipelined_publish_with_a_long_keyframe_is_accepted() {
 fn chunk_sizes_above_max_chunk_size_are_refused() {
     let server = start("");
     // 65536 (the default maximum): a keyframe in two chunks arrives whole.
-    let mut client = RawClient::connect(&server);
+    let mut client = RawClient::connect(server.rtmp_addr());
     let mut bytes = client.set_chunk_size(65536);
     bytes.extend(client.publish_commands("chunky"));
     bytes.extend(client.keyframe(100_000));
     client.send(&bytes);
     assert_eq!(big_frame_seen(&server, "chunky"), 100_000);
     // 1 MiB: refused.
-    let mut client = RawClient::connect(&server);
+    let mut client = RawClient::connect(server.rtmp_addr());
     let bytes = client.set_chunk_size(1 << 20);
     client.send(&bytes);
     client.wait_closed(Duration::from_secs(5));
@@ -293,7 +151,7 @@ fn chunk_sizes_above_max_chunk_size_are_refused() {
 fn connections_that_neither_publish_nor_play_are_closed_by_the_setup_deadline() {
     let server = start("[rtmp]\nhandshake_timeout_ms = 1000\n");
     let started = Instant::now();
-    let mut client = RawClient::connect(&server);
+    let mut client = RawClient::connect(server.rtmp_addr());
     let bytes = client.connect_app();
     client.send(&bytes);
     client.keep_talking_until_closed(started);
@@ -311,7 +169,7 @@ fn publishers_without_media_are_closed_by_the_idle_timeout() {
     let server = start("[rtmp]\nidle_timeout_ms = 1000\n");
     let live = publish_in_background(&server, "live", 1, 1.0);
     let started = Instant::now();
-    let mut silent = RawClient::connect(&server);
+    let mut silent = RawClient::connect(server.rtmp_addr());
     let bytes = silent.publish_commands("silent");
     silent.send(&bytes);
     silent.keep_talking_until_closed(started);

@@ -2,6 +2,7 @@
 //! reader, the fixture clip, and the external-tool gate.
 #![allow(dead_code)]
 
+pub mod raw_rtmp;
 pub mod ts_check;
 
 use bytes::Bytes;

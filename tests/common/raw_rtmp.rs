@@ -1,0 +1,156 @@
+//! An RTMP client written by hand, for tests that send what a well-behaved client would not.
+
+use super::{read_until_closed, rtmp_handshake};
+use bytes::Bytes;
+use rml_rtmp::chunk_io::ChunkSerializer;
+use rml_rtmp::messages::{MessagePayload, RtmpMessage};
+use rml_rtmp::rml_amf0::Amf0Value;
+use rml_rtmp::time::RtmpTimestamp;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// An RTMP client written by hand: it sends what it is told, all at once, without waiting
+/// for answers (as a pipelining client would), serialized by rml_rtmp's chunk serializer.
+pub struct RawClient {
+    pub stream: TcpStream,
+    pub chunks: ChunkSerializer,
+}
+
+impl RawClient {
+    /// Connects to `addr` and completes the handshake.
+    pub fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).unwrap();
+        RawClient::over(stream)
+    }
+
+    /// Completes the handshake on a connected stream (e.g. one bound to a chosen source
+    /// address).
+    pub fn over(mut stream: TcpStream) -> RawClient {
+        rtmp_handshake(&mut stream);
+        RawClient {
+            stream,
+            chunks: ChunkSerializer::new(),
+        }
+    }
+
+    pub fn message(&mut self, message: RtmpMessage, stream_id: u32, timestamp: u32) -> Vec<u8> {
+        let payload = message
+            .into_message_payload(RtmpTimestamp::new(timestamp), stream_id)
+            .unwrap();
+        self.payload(&payload)
+    }
+
+    pub fn payload(&mut self, payload: &MessagePayload) -> Vec<u8> {
+        self.chunks.serialize(payload, false, false).unwrap().bytes
+    }
+
+    pub fn command(
+        &mut self,
+        name: &str,
+        transaction: f64,
+        stream_id: u32,
+        args: Vec<Amf0Value>,
+    ) -> Vec<u8> {
+        let command = RtmpMessage::Amf0Command {
+            command_name: name.to_string(),
+            transaction_id: transaction,
+            command_object: Amf0Value::Null,
+            additional_arguments: args,
+        };
+        self.message(command, stream_id, 0)
+    }
+
+    /// `connect("live")`.
+    pub fn connect_app(&mut self) -> Vec<u8> {
+        let mut properties = HashMap::new();
+        properties.insert("app".to_string(), Amf0Value::Utf8String("live".into()));
+        let connect = RtmpMessage::Amf0Command {
+            command_name: "connect".to_string(),
+            transaction_id: 1.0,
+            command_object: Amf0Value::Object(properties),
+            additional_arguments: Vec::new(),
+        };
+        self.message(connect, 0, 0)
+    }
+
+    /// `connect`, `createStream`, `publish(name)` on message stream 1.
+    pub fn publish_commands(&mut self, name: &str) -> Vec<u8> {
+        let mut out = self.connect_app();
+        out.extend(self.command("createStream", 2.0, 0, Vec::new()));
+        out.extend(self.command(
+            "publish",
+            3.0,
+            1,
+            vec![
+                Amf0Value::Utf8String(name.into()),
+                Amf0Value::Utf8String("live".into()),
+            ],
+        ));
+        out
+    }
+
+    /// Set Chunk Size: sent, and used for what this client sends next.
+    pub fn set_chunk_size(&mut self, size: u32) -> Vec<u8> {
+        self.chunks
+            .set_max_chunk_size(size, RtmpTimestamp::new(0))
+            .unwrap()
+            .bytes
+    }
+
+    /// An AVC sequence header and a keyframe of `len` bytes (FLV video bodies).
+    pub fn keyframe(&mut self, len: usize) -> Vec<u8> {
+        let header = Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff]);
+        let mut frame = vec![0x17, 1, 0, 0, 0];
+        frame.resize(len, 0x65);
+        let mut out = self.message(RtmpMessage::VideoData { data: header }, 1, 0);
+        out.extend(self.message(RtmpMessage::VideoData { data: frame.into() }, 1, 40));
+        out
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        // The server may close before taking everything: a failed write is fine.
+        let _ = self.stream.write_all(bytes);
+    }
+
+    /// Reads (and drops) what the server sends until it closes.
+    pub fn wait_closed(&mut self, limit: Duration) {
+        read_until_closed(&mut self.stream, limit);
+    }
+
+    /// Sends a Window Acknowledgement Size every 200 ms (input, but no progress) until the
+    /// server closes the connection, which must happen 0.9 to 4 s after `started`.
+    pub fn keep_talking_until_closed(&mut self, started: Instant) {
+        while started.elapsed() < Duration::from_secs(5) {
+            let ack = self.message(RtmpMessage::WindowAcknowledgement { size: 2_500_000 }, 0, 0);
+            self.send(&ack);
+            if !self.stays_open(Duration::from_millis(200)) {
+                break;
+            }
+        }
+        let closed_after = started.elapsed();
+        assert!(
+            closed_after >= Duration::from_millis(900) && closed_after < Duration::from_secs(4),
+            "closed after {closed_after:?}"
+        );
+    }
+
+    /// True if the server keeps the connection open for `time`.
+    pub fn stays_open(&mut self, time: Duration) -> bool {
+        self.stream.set_read_timeout(Some(time)).unwrap();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + time;
+        while Instant::now() < deadline {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return true,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
