@@ -107,6 +107,8 @@ pub struct LimitsConfig {
     pub max_publishes_per_ip_per_minute: u32,
     /// Publishes one RTMP connection may start over its life.
     pub max_publishes_per_connection: u32,
+    /// Media memory (rings and HLS windows, all streams and shards); 0 = half the machine's.
+    pub max_media_memory_bytes: usize,
 }
 
 /// `[auth]`: publish and play policies (see [`crate::auth`]).

@@ -125,3 +125,16 @@ pub fn unsent_bytes(fd: RawFd) -> io::Result<usize> {
     }
     Ok(usize::try_from(unsent).unwrap_or(0))
 }
+
+/// The machine's physical memory, in bytes.
+pub fn physical_memory() -> Option<usize> {
+    // SAFETY: sysconf only reads system parameters.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let pages = usize::try_from(pages).ok()?;
+    pages.checked_mul(usize::try_from(page).ok()?)
+}

@@ -6,6 +6,7 @@
 //! runs half-started.
 
 use crate::config::Config;
+use crate::hub::budget::MediaBudget;
 use crate::limits::{Admission, Caps, PublishLimits};
 use crate::metrics::log::{LogError, LogWriter};
 use crate::metrics::Published;
@@ -135,6 +136,7 @@ impl Server {
                 config.limits.max_publishes_per_ip_per_minute,
                 config.limits.exempt_loopback,
             )),
+            media_budget: MediaBudget::new(media_budget(&config)),
         };
         let mut threads = Vec::with_capacity(shards);
         let listeners = rtmp
@@ -344,6 +346,14 @@ fn caps(config: &Config) -> Caps {
         per_ip: l.max_connections_per_ip,
         exempt_loopback: l.exempt_loopback,
         viewers_per_stream: l.max_viewers_per_stream,
+    }
+}
+
+/// `limits.max_media_memory_bytes`, or half of the machine's memory when it is 0.
+fn media_budget(config: &Config) -> usize {
+    match config.limits.max_media_memory_bytes {
+        0 => net::physical_memory().map_or(1 << 30, |bytes| bytes / 2),
+        n => n,
     }
 }
 

@@ -10,6 +10,7 @@ use crate::auth::{Action, Auth, Denied};
 use crate::config::Config;
 use crate::hls::segmenter::Segmenter;
 use crate::hls::HlsView;
+use crate::hub::budget::{MediaBudget, Share};
 use crate::hub::cursor::Policy;
 use crate::hub::feed::{Feed, FeedState, Offer};
 use crate::hub::origin::{Origin, PublisherInfo};
@@ -96,6 +97,8 @@ pub struct Observed {
     pub admission: Arc<crate::limits::Admission>,
     /// Per-address publish limits, shared by every shard.
     pub publish_limits: Arc<PublishLimits>,
+    /// The media memory every ring and HLS window counts against.
+    pub media_budget: Arc<MediaBudget>,
 }
 
 /// Why a publish request was refused.
@@ -111,6 +114,8 @@ pub enum PublishRefusal {
     Address(PublishRefused),
     /// The connection started `limits.max_publishes_per_connection` publishes.
     ConnectionPublishes,
+    /// The media memory budget (`limits.max_media_memory_bytes`) is spent.
+    MediaBudget,
 }
 
 impl From<PublishRefused> for PublishRefusal {
@@ -144,6 +149,10 @@ impl PublishRefusal {
                 "NetStream.Publish.Failed",
                 "this connection started its maximum number of publishes",
             ),
+            PublishRefusal::MediaBudget => (
+                "NetStream.Publish.Failed",
+                "the server's media memory budget is spent",
+            ),
         }
     }
 }
@@ -158,6 +167,8 @@ struct LocalStream {
     /// The place the stream takes under its publisher's address limits (owner shard only);
     /// kept through the republish grace period, given back when the stream ends.
     slot: Option<StreamSlot>,
+    /// The HLS window's share of the media budget (owner shard only).
+    hls_share: Option<Share>,
 }
 
 /// One shard's state, shared by its tasks.
@@ -333,7 +344,11 @@ impl Shard {
 
     /// The Prometheus exposition of every shard's counters and the merged histograms.
     pub fn prometheus(&self) -> String {
-        crate::metrics::prometheus::render(&self.observed.all_stats, &self.observed.histograms)
+        crate::metrics::prometheus::render(
+            &self.observed.all_stats,
+            &self.observed.media_budget,
+            &self.observed.histograms,
+        )
     }
 
     /// A process-unique connection id.
@@ -360,7 +375,8 @@ impl Shard {
         let ring = Ring::new(
             self.config.stream.ring_max_bytes,
             self.config.stream.ring_max_duration_ms * 1_000_000,
-        );
+        )
+        .with_budget(self.observed.media_budget.clone());
         Rc::new(RefCell::new(Feed::new(state, ring)))
     }
 
@@ -397,6 +413,7 @@ impl Shard {
                     feed: None,
                     origin: None,
                     slot: None,
+                    hls_share: None,
                 });
             }
             MeshMsg::StreamEnded(key) => {
@@ -554,6 +571,9 @@ impl Shard {
             if live >= self.config.limits.max_streams as u64 {
                 return Err(PublishRefusal::TooManyStreams);
             }
+            if self.observed.media_budget.spent() {
+                return Err(PublishRefusal::MediaBudget);
+            }
         }
         let slot = self.observed.publish_limits.admit(
             publisher.peer.ip(),
@@ -564,6 +584,7 @@ impl Shard {
             feed: None,
             origin: None,
             slot: None,
+            hls_share: None,
         });
         if let Some(slot) = slot {
             stream.slot = Some(slot);
@@ -572,6 +593,7 @@ impl Shard {
             Some(origin) => origin,
             None => {
                 stream.feed = Some(self.new_feed(FeedState::Live));
+                stream.hls_share = Some(Share::new(self.observed.media_budget.clone()));
                 self.broadcast(|| MeshMsg::StreamLive(key.clone()));
                 stats::inc(&self.stats.streams);
                 let chunk_size = self.config.rtmp.chunk_size as usize;
@@ -712,6 +734,7 @@ impl Shard {
         let Some(LocalStream {
             feed: Some(feed),
             origin: Some(origin),
+            hls_share,
             ..
         }) = streams.get_mut(key)
         else {
@@ -729,6 +752,9 @@ impl Shard {
                     None
                 }
             });
+        if let (Some(share), Some(hls)) = (hls_share.as_mut(), origin.hls.as_ref()) {
+            share.set(hls.bytes_held());
+        }
         if let Some(view) = hls_view {
             stats::inc(&self.stats.hls_segments);
             self.publish_hls(key, view);

@@ -258,6 +258,12 @@ impl Segmenter {
         self.instance
     }
 
+    /// Bytes held: the segments in the window and the one being written.
+    pub fn bytes_held(&self) -> usize {
+        let open = self.open.as_ref().map_or(0, |o| o.bytes.len());
+        open + self.segments.iter().map(|s| s.bytes.len()).sum::<usize>()
+    }
+
     /// The finished segments, oldest first.
     pub fn segments(&self) -> &VecDeque<Segment> {
         &self.segments

@@ -1,10 +1,13 @@
 //! Streams: naming, ownership, and the per-shard data structures viewers read from.
 //!
 //! - [`ring`]: bounded ring of recent units (pure).
+//! - [`budget`]: the server-wide budget of media memory that rings and HLS windows count
+//!   against.
 //! - [`cursor`]: a viewer's position and the slow-viewer policy (pure).
 //! - [`feed`]: one stream on one shard: ring, headers, waiting viewers.
 //! - [`origin`]: the owner shard's side of a stream: publisher state, unit construction (pure).
 
+pub mod budget;
 pub mod cursor;
 pub mod feed;
 pub mod origin;

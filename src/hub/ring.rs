@@ -6,11 +6,16 @@
 //! - age: units older than `max_age_ns` are dropped, except the current GOP (from the newest
 //!   keyframe on), which is the GOP cache that starts new viewers.
 //!
+//! - the server's media budget ([`super::budget`]): while it is spent, units before the
+//!   newest keyframe are dropped whatever their age.
+//!
 //! A viewer whose position has been dropped resumes at the newest keyframe (see
 //! [`super::cursor`]).
 
+use super::budget::{MediaBudget, Share};
 use crate::media::Unit;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// A unit in the ring, with the time it arrived on this shard.
 #[derive(Debug, Clone)]
@@ -36,6 +41,8 @@ pub struct Ring {
     max_bytes: usize,
     /// Age bound for units before the newest keyframe.
     max_age_ns: u64,
+    /// The server's media budget, which `bytes` counts against.
+    share: Option<Share>,
 }
 
 impl Ring {
@@ -48,7 +55,16 @@ impl Ring {
             newest_key: None,
             max_bytes,
             max_age_ns,
+            share: None,
         }
+    }
+
+    /// The same ring, counting its bytes against `budget`.
+    pub fn with_budget(mut self, budget: Arc<MediaBudget>) -> Self {
+        let mut share = Share::new(budget);
+        share.set(self.bytes);
+        self.share = Some(share);
+        self
     }
 
     /// Appends a unit and enforces the bounds. Returns the unit's position.
@@ -63,16 +79,21 @@ impl Ring {
             arrived_ns: now_ns,
         });
         self.evict(now_ns);
+        self.account();
         pos
     }
 
     /// Drops units past the bounds.
     pub fn evict(&mut self, now_ns: u64) {
+        let spent = self
+            .share
+            .as_ref()
+            .is_some_and(|share| share.budget().spent());
         while let Some(first) = self.entries.front() {
             let over_bytes = self.bytes > self.max_bytes;
             let before_gop = self.newest_key.is_some_and(|k| self.front < k);
             let too_old = now_ns.saturating_sub(first.arrived_ns) > self.max_age_ns;
-            if !(over_bytes || (too_old && before_gop)) {
+            if !(over_bytes || ((too_old || spent) && before_gop)) {
                 break;
             }
             self.bytes -= first.unit.len();
@@ -133,6 +154,14 @@ impl Ring {
         self.entries.clear();
         self.bytes = 0;
         self.newest_key = None;
+        self.account();
+    }
+
+    /// Brings the budget's count of this ring up to date.
+    fn account(&mut self) {
+        if let Some(share) = self.share.as_mut() {
+            share.set(self.bytes);
+        }
     }
 }
 
@@ -179,6 +208,27 @@ pub(crate) mod tests {
         assert_eq!(ring.front(), 2);
         assert_eq!(ring.newest_key(), Some(2));
         assert_eq!(ring.iter_from(0).count(), 2);
+    }
+
+    #[test]
+    fn a_spent_budget_trims_the_backlog_to_the_gop_cache() {
+        let budget = MediaBudget::new(1000);
+        let mut ring = Ring::new(1 << 20, u64::MAX).with_budget(budget.clone());
+        for i in 0..8 {
+            ring.push(unit(i, i % 4 == 0, 100), 0);
+        }
+        assert_eq!((ring.front(), budget.held()), (0, 800));
+        // Another ring spends the budget: this one keeps only its GOP cache (from 4 on).
+        let mut other = Ring::new(1 << 20, u64::MAX).with_budget(budget.clone());
+        other.push(unit(0, true, 500), 0);
+        ring.push(unit(8, false, 100), 0);
+        assert_eq!(ring.front(), 4);
+        assert_eq!(budget.held(), 500 + 500);
+        // Dropping a ring gives its bytes back.
+        drop(other);
+        assert_eq!(budget.held(), 500);
+        ring.clear();
+        assert_eq!(budget.held(), 0);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Prometheus text exposition (version 0.0.4) of the counters and histograms.
 
 use super::{Published, Stage};
+use crate::hub::budget::MediaBudget;
 use crate::stats::{self, ShardStats};
 use std::fmt::Write;
 use std::sync::atomic::AtomicU64;
@@ -238,9 +239,9 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
 /// Quantiles exported for every histogram.
 const QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (0.999, "0.999")];
 
-/// Renders every counter and gauge (one sample per shard) and every histogram (merged over
-/// shards) as Prometheus text.
-pub fn render(stats: &[Arc<ShardStats>], published: &Published) -> String {
+/// Renders every counter and gauge (one sample per shard), the media memory budget (one
+/// sample for the server) and every histogram (merged over shards) as Prometheus text.
+pub fn render(stats: &[Arc<ShardStats>], budget: &MediaBudget, published: &Published) -> String {
     let mut out = String::with_capacity(16 * 1024);
     // Writing to a String cannot fail.
     for (name, help, kind, field) in METRICS {
@@ -253,6 +254,17 @@ pub fn render(stats: &[Arc<ShardStats>], published: &Published) -> String {
             let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", stats::get(field(s)));
         }
     }
+    let _ = writeln!(
+        out,
+        "# HELP corecast_media_memory_bytes Media memory held: rings of every shard and HLS \
+         windows (limits.max_media_memory_bytes).\n# TYPE corecast_media_memory_bytes gauge\n\
+         corecast_media_memory_bytes {}\n\
+         # HELP corecast_media_memory_limit_bytes The media memory budget.\n\
+         # TYPE corecast_media_memory_limit_bytes gauge\n\
+         corecast_media_memory_limit_bytes {}",
+        budget.held(),
+        budget.limit()
+    );
     let merged = published.merged();
     let mut described = Vec::new();
     for stage in Stage::ALL {
