@@ -474,7 +474,7 @@ impl Config {
         // Where the endpoints are reachable: their own listener, or the public HTTP one.
         let (exposed, on) = match admin {
             Some(admin) => (admin, "admin.listen"),
-            None => (http, "server.http_listen (admin.listen is empty)"),
+            None => (http, "server.http_listen, as admin.listen is empty"),
         };
         if self.admin.token.is_empty() && !exposed.ip().to_canonical().is_loopback() {
             return Err(ConfigError::Invalid {
