@@ -297,8 +297,10 @@ impl Server {
 ///    closes the race of step 1: two processes starting together may both pass their
 ///    probe before either listens; whichever checks last sees the other, so they never both
 ///    serve. (Both may fail, and connections that reached the loser's sockets in the
-///    moment between its `listen` and its close are reset.) Should the socket table be
-///    unreadable (no /proc), the probe alone stands, with a warning.
+///    moment between its `listen` and its close are reset.) The table of the address's own
+///    family is read: a racing process on `[::]:P` against one on `0.0.0.0:P` is left to
+///    the probe. Should the table be unreadable (no /proc), the probe alone stands, with a
+///    warning.
 fn bind_all(
     addr: SocketAddr,
     shards: usize,
