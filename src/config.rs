@@ -6,6 +6,7 @@
 //! that sets one key leaves every other key at its documented default.
 
 use crate::auth::{AppPolicy, Auth, Policy};
+use crate::net;
 use crate::rtmp::guard::CONTROL_MESSAGE_LIMIT;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -97,6 +98,8 @@ pub struct LimitsConfig {
     pub max_connections_per_ip: usize,
     /// Loopback clients are not subject to `max_connections_per_ip`.
     pub exempt_loopback: bool,
+    /// IPv6 clients count under `max_connections_per_ip` by this prefix (1..=128).
+    pub ipv6_prefix_len: u8,
     /// Live streams at once.
     pub max_streams: usize,
     /// Viewers of one stream at once, all protocols and shards.
@@ -198,7 +201,8 @@ pub enum LogFormat {
 pub struct AdminConfig {
     /// Admin listen address; empty = on the main HTTP listener.
     pub listen: String,
-    /// Bearer token required on admin requests; empty = none.
+    /// Bearer token required on admin requests; empty = none (only allowed where the
+    /// endpoints are reachable on loopback alone).
     pub token: String,
 }
 
@@ -360,6 +364,7 @@ impl Config {
                 ),
             ));
         }
+        self.validate_listeners()?;
         if self.server.listen_backlog == 0 {
             return Err(invalid("server.listen_backlog", "must be at least 1"));
         }
@@ -411,6 +416,12 @@ impl Config {
         if !(2..=100).contains(&self.hls.window_segments) {
             return Err(invalid("hls.window_segments", "must be within 2 ..= 100"));
         }
+        if !(1..=128).contains(&self.limits.ipv6_prefix_len) {
+            return Err(invalid(
+                "limits.ipv6_prefix_len",
+                "must be within 1 ..= 128",
+            ));
+        }
         if self.limits.max_streams == 0 {
             return Err(invalid("limits.max_streams", "must be positive"));
         }
@@ -450,6 +461,49 @@ impl Config {
         }
         if self.viewer.max_send_bytes < 4096 {
             return Err(invalid("viewer.max_send_bytes", "must be at least 4096"));
+        }
+        Ok(())
+    }
+
+    /// The listeners must not share a port (the kernel would split connections between them),
+    /// and the admin endpoints must not be reachable beyond loopback without a token.
+    fn validate_listeners(&self) -> Result<(), ConfigError> {
+        let (rtmp, http) = (self.server.rtmp_listen, self.server.http_listen);
+        if net::overlaps(rtmp, http) {
+            return Err(ConfigError::Invalid {
+                key: "server.http_listen",
+                message: format!("{http} shares its port with server.rtmp_listen ({rtmp})"),
+            });
+        }
+        let admin = self.admin.address();
+        for (other, key) in [(rtmp, "server.rtmp_listen"), (http, "server.http_listen")] {
+            if let Some(admin) = admin.filter(|&admin| net::overlaps(admin, other)) {
+                return Err(ConfigError::Invalid {
+                    key: "admin.listen",
+                    message: format!(
+                        "{admin} shares its port with {key} ({other}): the kernel would split \
+                         connections between the admin and media listeners; give it a port \
+                         of its own, or \"\" to serve the admin endpoints on \
+                         server.http_listen"
+                    ),
+                });
+            }
+        }
+        // Where the endpoints are reachable: their own listener, or the public HTTP one.
+        let (exposed, on) = match admin {
+            Some(admin) => (admin, "admin.listen"),
+            None => (http, "server.http_listen, as admin.listen is empty"),
+        };
+        if self.admin.token.is_empty() && !exposed.ip().to_canonical().is_loopback() {
+            return Err(ConfigError::Invalid {
+                key: "admin.token",
+                message: format!(
+                    "must be set: the admin endpoints (metrics, API, profiles) would be served \
+                     without a token on {exposed} ({on}), which is not a loopback address; \
+                     set a token, or bind admin.listen to a loopback address such as \
+                     127.0.0.1:8081"
+                ),
+            });
         }
         Ok(())
     }
@@ -561,5 +615,108 @@ mod tests {
         let config = Config::default();
         let again = Config::from_toml_str(&config.to_toml(), "printed").unwrap();
         assert_eq!(config, again);
+    }
+
+    /// The key a configuration is refused for, if it is.
+    fn refused_key(text: &str) -> Option<&'static str> {
+        match Config::overlay(text, "test") {
+            Err(ConfigError::Invalid { key, .. }) => Some(key),
+            Err(other) => panic!("{other}"),
+            Ok(_) => None,
+        }
+    }
+
+    #[test]
+    fn admin_endpoints_beyond_loopback_need_a_token() {
+        // The default: its own loopback listener, no token.
+        assert_eq!(refused_key(""), None);
+        assert_eq!(refused_key("[admin]\nlisten = \"[::1]:8081\"\n"), None);
+        // On the public HTTP port.
+        let err = Config::overlay("[admin]\nlisten = \"\"\n", "test").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    key: "admin.token",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("0.0.0.0:8080"), "{err}");
+        assert_eq!(
+            refused_key("[admin]\nlisten = \"\"\ntoken = \"t0ken\"\n"),
+            None
+        );
+        // ... unless that port is loopback (as in the end-to-end tests).
+        let local = "[server]\nhttp_listen = \"127.0.0.1:8080\"\n[admin]\nlisten = \"\"\n";
+        assert_eq!(refused_key(local), None);
+        let mapped =
+            "[server]\nhttp_listen = \"[::ffff:127.0.0.1]:8080\"\n[admin]\nlisten = \"\"\n";
+        assert_eq!(refused_key(mapped), None);
+        // Its own listener on a non-loopback address.
+        for listen in [
+            "0.0.0.0:8081",
+            "[::]:8081",
+            "192.0.2.1:8081",
+            "[::ffff:10.0.0.1]:8081",
+        ] {
+            let text = format!("[admin]\nlisten = \"{listen}\"\n");
+            assert_eq!(refused_key(&text), Some("admin.token"), "{listen}");
+            let text = format!("[admin]\nlisten = \"{listen}\"\ntoken = \"t0ken\"\n");
+            assert_eq!(refused_key(&text), None, "{listen}");
+        }
+    }
+
+    #[test]
+    fn listeners_sharing_a_port_are_refused() {
+        let token = "token = \"t0ken\"\n";
+        for (admin, media) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("127.0.0.1:8080", "0.0.0.0:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("[::]:8080", "0.0.0.0:8080"),
+            ("127.0.0.1:8080", "[::]:8080"),
+            ("[::1]:8080", "[::]:8080"),
+        ] {
+            let text = format!(
+                "[server]\nhttp_listen = \"{media}\"\n[admin]\nlisten = \"{admin}\"\n{token}"
+            );
+            assert_eq!(refused_key(&text), Some("admin.listen"), "{admin} {media}");
+            let text = format!(
+                "[server]\nrtmp_listen = \"{media}\"\nhttp_listen = \"127.0.0.1:9\"\n\
+                 [admin]\nlisten = \"{admin}\"\n{token}"
+            );
+            assert_eq!(refused_key(&text), Some("admin.listen"), "{admin} {media}");
+        }
+        let text = "[server]\nrtmp_listen = \"0.0.0.0:1935\"\nhttp_listen = \"127.0.0.1:1935\"\n";
+        assert_eq!(refused_key(text), Some("server.http_listen"));
+        // Other ports, other addresses of one family, and port 0 (a free port each) are fine.
+        for (admin, media) in [
+            ("127.0.0.1:8081", "0.0.0.0:8080"),
+            ("127.0.0.1:8080", "127.0.0.2:8080"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+        ] {
+            let text = format!(
+                "[server]\nhttp_listen = \"{media}\"\n[admin]\nlisten = \"{admin}\"\n{token}"
+            );
+            assert_eq!(refused_key(&text), None, "{admin} {media}");
+        }
+    }
+
+    #[test]
+    fn ipv6_prefix_len_is_within_1_to_128() {
+        assert_eq!(Config::default().limits.ipv6_prefix_len, 64);
+        for (len, refused) in [
+            (0, true),
+            (1, false),
+            (48, false),
+            (128, false),
+            (129, true),
+        ] {
+            let text = format!("[limits]\nipv6_prefix_len = {len}\n");
+            let expected = refused.then_some("limits.ipv6_prefix_len");
+            assert_eq!(refused_key(&text), expected, "{len}");
+        }
     }
 }

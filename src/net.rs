@@ -2,8 +2,101 @@
 
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, IoSlice};
-use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+
+/// Fails with `AddrInUse` when a listening socket, of this process or any other, serves
+/// `addr` or an address overlapping it on the same port (a wildcard and a specific address,
+/// a dual-stack `[::]` and IPv4): it binds a socket *without* SO_REUSEPORT, which the kernel
+/// refuses next to any listener there, SO_REUSEPORT or not, and closes it at once.
+/// SO_REUSEADDR lets the previous instance's connections (in TIME_WAIT, or draining) pass.
+///
+/// SO_REUSEPORT alone cannot tell: the kernel lets any socket of the same user with
+/// SO_REUSEPORT join a listening group, so a second corecast would silently share the port.
+pub fn probe_unserved(addr: SocketAddr) -> io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_cloexec(true)?;
+    socket.bind(&addr.into())
+}
+
+/// Whether listeners on `a` and `b` take connections for the same destinations: the same
+/// port (not 0, which picks a free one), and addresses that are equal or of which one is a
+/// wildcard covering the other. `[::]` covers IPv4 too (Linux listens dual-stack unless
+/// `net.ipv6.bindv6only` is set), and an IPv4-mapped address (`::ffff:a.b.c.d`) is its
+/// IPv4 address.
+pub fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    fn covers(wildcard: IpAddr, other: IpAddr) -> bool {
+        match wildcard {
+            IpAddr::V4(w) => w.is_unspecified() && other.is_ipv4(),
+            IpAddr::V6(w) => w.is_unspecified(),
+        }
+    }
+    let (x, y) = (a.ip().to_canonical(), b.ip().to_canonical());
+    a.port() == b.port() && a.port() != 0 && (x == y || covers(x, y) || covers(y, x))
+}
+
+/// The first listening TCP socket of another process (one whose inode is not in `ours`) on
+/// `addr` or an address of its family overlapping it, read from this network namespace's
+/// socket table (`/proc/net/tcp`, `/proc/net/tcp6`).
+pub fn foreign_listener(addr: SocketAddr, ours: &[impl AsFd]) -> io::Result<Option<SocketAddr>> {
+    let table = match addr {
+        SocketAddr::V4(_) => "/proc/net/tcp",
+        SocketAddr::V6(_) => "/proc/net/tcp6",
+    };
+    let listeners = tcp_listeners(&std::fs::read_to_string(table)?);
+    let ours = ours
+        .iter()
+        .map(|fd| inode(fd.as_fd()))
+        .collect::<io::Result<Vec<_>>>()?;
+    Ok(listeners
+        .into_iter()
+        .find(|(other, ino)| overlaps(addr, *other) && !ours.contains(ino))
+        .map(|(other, _)| other))
+}
+
+/// The listening sockets (state `0A`) of a `/proc/net/tcp` or `/proc/net/tcp6` table, with
+/// their inodes. Lines that cannot be read are skipped.
+fn tcp_listeners(table: &str) -> Vec<(SocketAddr, libc::ino_t)> {
+    /// Address words are printed as the native integers of network-order bytes.
+    fn word(hex: &str) -> Option<[u8; 4]> {
+        u32::from_str_radix(hex, 16).ok().map(u32::to_ne_bytes)
+    }
+    let row = |line: &str| {
+        // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+        if *state != "0A" {
+            return None;
+        }
+        let (ip, port) = local.split_once(':')?;
+        let ip = match ip.len() {
+            8 => IpAddr::from(word(ip)?),
+            32 => {
+                let mut bytes = [0u8; 16];
+                for (i, chunk) in bytes.chunks_exact_mut(4).enumerate() {
+                    chunk.copy_from_slice(&word(ip.get(8 * i..8 * i + 8)?)?);
+                }
+                IpAddr::from(bytes)
+            }
+            _ => return None,
+        };
+        let port = u16::from_str_radix(port, 16).ok()?;
+        Some((SocketAddr::new(ip, port), inode.parse().ok()?))
+    };
+    table.lines().skip(1).filter_map(row).collect()
+}
+
+/// The inode of an open descriptor (for a socket, the one `/proc/net/tcp` lists).
+fn inode(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<libc::ino_t> {
+    // SAFETY: an all-zero stat is valid; fstat fills it for the open descriptor `fd`.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `stat` is a struct we own, of the size fstat writes.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stat.st_ino)
+}
 
 /// Binds a listening TCP socket with SO_REUSEPORT, so that every shard can bind its own
 /// socket on the same address and the kernel spreads connections over them.
@@ -137,4 +230,122 @@ pub fn physical_memory() -> Option<usize> {
     };
     let pages = usize::try_from(pages).ok()?;
     pages.checked_mul(usize::try_from(page).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn overlapping_listen_addresses() {
+        let overlap = |a: &str, b: &str| overlaps(addr(a), addr(b)) && overlaps(addr(b), addr(a));
+        assert!(overlap("127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(overlap("0.0.0.0:8080", "127.0.0.1:8080"));
+        assert!(overlap("0.0.0.0:8080", "0.0.0.0:8080"));
+        assert!(overlap("[::]:8080", "0.0.0.0:8080"), "dual-stack");
+        assert!(overlap("[::]:8080", "192.0.2.1:8080"));
+        assert!(overlap("[::]:8080", "[::1]:8080"));
+        assert!(overlap("[::ffff:127.0.0.1]:8080", "127.0.0.1:8080"));
+        assert!(!overlap("127.0.0.1:8080", "127.0.0.1:8081"));
+        assert!(!overlap("127.0.0.1:8080", "127.0.0.2:8080"));
+        assert!(!overlap("0.0.0.0:8080", "[::1]:8080"));
+        assert!(
+            !overlap("127.0.0.1:0", "127.0.0.1:0"),
+            "port 0 picks distinct ports"
+        );
+    }
+
+    /// A table line as the kernel prints it on this machine.
+    fn line(ip: IpAddr, port: u16, state: &str, inode: u64) -> String {
+        let hex: String = match ip {
+            IpAddr::V4(v4) => format!("{:08X}", u32::from_ne_bytes(v4.octets())),
+            IpAddr::V6(v6) => v6
+                .octets()
+                .chunks_exact(4)
+                .map(|w| format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]])))
+                .collect(),
+        };
+        format!(
+            "   0: {hex}:{port:04X} 00000000:0000 {state} 00000000:00000000 00:00000000 \
+             00000000  1000        0 {inode} 1 0000000000000000 100 0 0 10 0"
+        )
+    }
+
+    #[test]
+    fn reads_listeners_of_the_socket_tables() {
+        let header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when \
+                      retrnsmt   uid  timeout inode";
+        let table = [
+            header.to_string(),
+            line("127.0.0.1".parse().unwrap(), 1935, "0A", 11),
+            line("192.0.2.1".parse().unwrap(), 8080, "01", 12),
+            line("2001:db8::1".parse().unwrap(), 8080, "0A", 13),
+            "garbage".to_string(),
+        ]
+        .join("\n");
+        assert_eq!(
+            tcp_listeners(&table),
+            vec![
+                (addr("127.0.0.1:1935"), 11),
+                (addr("[2001:db8::1]:8080"), 13)
+            ]
+        );
+    }
+
+    #[test]
+    fn another_listener_on_the_address_is_found_and_ours_are_not() {
+        let ours = reuseport_listener(addr("127.0.0.1:0"), 8).unwrap();
+        let bound = ours.local_addr().unwrap().as_socket().unwrap();
+        assert_eq!(foreign_listener(bound, &[&ours]).unwrap(), None);
+        // A second process would be another socket in the same SO_REUSEPORT group.
+        let other = reuseport_listener(bound, 8).unwrap();
+        assert_eq!(foreign_listener(bound, &[&ours]).unwrap(), Some(bound));
+        assert_eq!(foreign_listener(bound, &[&ours, &other]).unwrap(), None);
+        let wildcard = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), bound.port());
+        assert_eq!(foreign_listener(wildcard, &[&ours]).unwrap(), Some(bound));
+        // The probe sees both kinds: a listener of any process on the address.
+        assert_eq!(
+            probe_unserved(bound).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse
+        );
+        drop((ours, other));
+        probe_unserved(bound).unwrap();
+    }
+
+    #[test]
+    fn the_probe_sees_listeners_on_overlapping_addresses() {
+        let in_use = |addr: SocketAddr| {
+            probe_unserved(addr).is_err_and(|e| e.kind() == io::ErrorKind::AddrInUse)
+        };
+        let on = |ip: [u8; 4], port| SocketAddr::from((ip, port));
+        let specific = reuseport_listener(addr("127.0.0.1:0"), 8).unwrap();
+        let port = specific.local_addr().unwrap().as_socket().unwrap().port();
+        assert!(
+            in_use(on([0, 0, 0, 0], port)),
+            "a wildcard over a specific address"
+        );
+        let wildcard = reuseport_listener(addr("0.0.0.0:0"), 8).unwrap();
+        let port = wildcard.local_addr().unwrap().as_socket().unwrap().port();
+        assert!(
+            in_use(on([127, 0, 0, 1], port)),
+            "a specific address under a wildcard"
+        );
+        let dual_stack =
+            std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").is_ok_and(|v| v.trim() == "0");
+        match reuseport_listener(addr("[::]:0"), 8) {
+            Ok(any) if dual_stack => {
+                let port = any.local_addr().unwrap().as_socket().unwrap().port();
+                assert!(
+                    in_use(on([127, 0, 0, 1], port)),
+                    "IPv4 under a dual-stack [::]"
+                );
+                assert!(in_use(on([0, 0, 0, 0], port)));
+            }
+            _ => eprintln!("skipped the [::] case: no dual-stack IPv6 on this host"),
+        }
+    }
 }

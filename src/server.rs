@@ -7,7 +7,7 @@
 
 use crate::config::Config;
 use crate::hub::budget::MediaBudget;
-use crate::limits::{Admission, Caps, PublishLimits};
+use crate::limits::{Admission, Caps, Listener, PublishLimits};
 use crate::metrics::log::{LogError, LogWriter};
 use crate::metrics::Published;
 use crate::net;
@@ -51,6 +51,13 @@ pub enum StartError {
          (sysctl kernel.io_uring_disabled = 0)"
     )]
     IoUring(std::io::Error),
+    /// Another listening socket, of another process (or another user), serves the address
+    /// or one overlapping it; see [`bind_all`].
+    #[error("cannot listen on {addr}: address already in use (another process serves it)")]
+    InUse {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -135,6 +142,7 @@ impl Server {
                 config.limits.max_streams_per_ip,
                 config.limits.max_publishes_per_ip_per_minute,
                 config.limits.exempt_loopback,
+                config.limits.ipv6_prefix_len,
             )),
             media_budget: MediaBudget::new(media_budget(&config)),
         };
@@ -283,21 +291,41 @@ impl Server {
     }
 }
 
-/// Binds one SO_REUSEPORT listener per shard. Port 0 picks a free port once; the other
-/// shards bind the same one.
+/// Binds one SO_REUSEPORT listener per shard on `addr`, unless another process already
+/// serves it. Port 0 picks a free port once; the other shards bind the same one.
+///
+/// SO_REUSEPORT would let a second corecast of the same user join the listening group
+/// silently, and the kernel would then split connections between the two processes. So:
+/// 1. [`net::probe_unserved`] binds `addr` without SO_REUSEPORT and closes it: the kernel
+///    refuses that next to any listener on the address, or on one overlapping it (so a
+///    second process fails here, without ever taking a connection). Port 0 needs no probe:
+///    the kernel picks a port no socket uses.
+/// 2. The shards' sockets bind and listen.
+/// 3. [`net::foreign_listener`] checks that no other process listens there now. This
+///    closes the race of step 1: two processes starting together may both pass their
+///    probe before either listens; whichever checks last sees the other, so they never both
+///    serve. (Both may fail, and connections that reached the loser's sockets in the
+///    moment between its `listen` and its close are reset.) The table of the address's own
+///    family is read: a racing process on `[::]:P` against one on `0.0.0.0:P` is left to
+///    the probe. Should the table be unreadable (no /proc), the probe alone stands, with a
+///    warning.
 fn bind_all(
     addr: SocketAddr,
     shards: usize,
     backlog: u32,
 ) -> Result<(Vec<OwnedFd>, SocketAddr), StartError> {
+    let failed = |addr: SocketAddr, source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::AddrInUse => StartError::InUse { addr },
+        _ => StartError::Bind { addr, source },
+    };
+    if addr.port() != 0 {
+        net::probe_unserved(addr).map_err(|source| failed(addr, source))?;
+    }
     let mut bound = addr;
     let mut fds = Vec::with_capacity(shards);
     for _ in 0..shards {
         let socket =
-            net::reuseport_listener(bound, backlog).map_err(|source| StartError::Bind {
-                addr: bound,
-                source,
-            })?;
+            net::reuseport_listener(bound, backlog).map_err(|source| failed(bound, source))?;
         if bound.port() == 0 {
             bound = socket
                 .local_addr()
@@ -309,6 +337,16 @@ fn bind_all(
                 })?;
         }
         fds.push(OwnedFd::from(socket));
+    }
+    match net::foreign_listener(bound, &fds) {
+        Ok(None) => {}
+        Ok(Some(other)) => {
+            warn!(%other, "another process started listening on {bound} while corecast was starting");
+            return Err(StartError::InUse { addr: bound });
+        }
+        Err(err) => warn!(
+            "cannot read the socket table to check that no other process listens on {bound}: {err}"
+        ),
     }
     Ok((fds, bound))
 }
@@ -345,6 +383,7 @@ fn caps(config: &Config) -> Caps {
         per_shard: l.max_connections_per_shard,
         per_ip: l.max_connections_per_ip,
         exempt_loopback: l.exempt_loopback,
+        ipv6_prefix_len: l.ipv6_prefix_len,
         viewers_per_stream: l.max_viewers_per_stream,
     }
 }
@@ -437,23 +476,16 @@ async fn run_shard(
         admin.map(|admin| glommio::spawn_local(accept_loop(shard.clone(), admin, Protocol::Admin)));
     let _ = report.send((id, Report::Ready));
     wait_for_stop(&stop).await;
-    // Graceful stop: no new RTMP connections; streams end; connections get the drain time.
-    // HTTP keeps answering for one playlist reload interval when HLS was served, so that
-    // players fetch the final playlist (EXT-X-ENDLIST) and its last segments.
-    drop(rtmp_loop);
+    // Graceful stop: every listener closes at once, so that no connection reaches a stopping
+    // process and a new instance can bind the ports right away; streams end; connections
+    // get the drain time.
+    drop((rtmp_loop, http_loop, admin_loop));
     let started = Instant::now();
-    let served_hls = shard.begin_stop();
+    shard.begin_stop();
     let drain = Duration::from_millis(shard.config.server.drain_timeout_ms);
-    let linger = match served_hls {
-        true => Duration::from_millis(shard.config.hls.target_duration_ms * 3 / 2).min(drain),
-        false => Duration::ZERO,
-    };
-    while Instant::now() < started + drain
-        && (shard.admission().shard_connections(id) > 0 || Instant::now() < started + linger)
-    {
+    while Instant::now() < started + drain && shard.admission().shard_connections(id) > 0 {
         glommio::timer::sleep(DRAIN_POLL).await;
     }
-    drop(http_loop);
     let left = shard.admission().shard_connections(id);
     if left > 0 {
         warn!(
@@ -462,7 +494,7 @@ async fn run_shard(
             "drain deadline reached; closing the rest"
         );
     }
-    drop((admin_loop, publisher));
+    drop(publisher);
     // The last samples reach the export (and the histogram log's final interval).
     shard.publish_histograms();
     Ok(())
@@ -536,38 +568,38 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, protocol: Protocol
                 let Ok(peer) = stream.peer_addr() else {
                     continue;
                 };
-                let ticket = match protocol {
-                    // The admin listener is for operators: no client limits, so that
-                    // metrics stay reachable when the public side is full.
-                    Protocol::Admin => None,
-                    _ => match shard.admission().admit(shard.id, peer.ip()) {
-                        Ok(ticket) => Some(ticket),
-                        Err(refused) => {
-                            stats::inc(&shard.stats.connections_refused);
-                            debug!(shard = shard.id, %peer, "connection refused: {refused}");
-                            continue;
-                        }
-                    },
+                let side = match protocol {
+                    Protocol::Rtmp | Protocol::Http => Listener::Public,
+                    Protocol::Admin => Listener::Admin,
+                };
+                let ticket = match shard.admission().admit(shard.id, peer.ip(), side) {
+                    Ok(ticket) => ticket,
+                    Err(refused) => {
+                        stats::inc(&shard.stats.connections_refused);
+                        debug!(
+                            shard = shard.id,
+                            listener = protocol.name(),
+                            %peer,
+                            "connection refused: {refused}"
+                        );
+                        continue;
+                    }
                 };
                 let shard = shard.clone();
-                match (protocol, ticket) {
-                    (Protocol::Rtmp, Some(ticket)) => {
+                let http = match protocol {
+                    Protocol::Rtmp => {
                         glommio::spawn_local(crate::rtmp::serve(shard, stream, peer, ticket))
-                            .detach()
+                            .detach();
+                        continue;
                     }
-                    (Protocol::Http, ticket) | (Protocol::Admin, ticket) => {
-                        let listener = match protocol {
-                            Protocol::Admin => crate::http::Listener::Admin,
-                            _ => crate::http::Listener::Public,
-                        };
-                        glommio::spawn_local(async move {
-                            crate::http::serve(shard, stream, peer, listener).await;
-                            drop(ticket);
-                        })
-                        .detach()
-                    }
-                    (Protocol::Rtmp, None) => continue,
+                    Protocol::Http => crate::http::Listener::Public,
+                    Protocol::Admin => crate::http::Listener::Admin,
                 };
+                glommio::spawn_local(async move {
+                    crate::http::serve(shard, stream, peer, http).await;
+                    drop(ticket);
+                })
+                .detach();
             }
             Err(err) => {
                 // E.g. EMFILE: nothing to do but wait for connections to close.

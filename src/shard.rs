@@ -850,11 +850,10 @@ impl Shard {
     }
 
     /// Starts a graceful stop: every stream this shard owns ends now (no republish grace),
-    /// replica feeds end, and connections waiting in [`Shard::stopped`] give up. True when
-    /// this shard serves HLS playlists (whose players should get the final one).
-    pub fn begin_stop(&self) -> bool {
+    /// replica feeds end, and connections waiting in [`Shard::stopped`] give up.
+    pub fn begin_stop(&self) {
         if self.stopping.replace(true) {
-            return false;
+            return;
         }
         let (owned, replicas): (Vec<StreamKey>, Vec<Rc<RefCell<Feed>>>) = {
             let streams = self.streams.borrow();
@@ -879,7 +878,6 @@ impl Shard {
         for waker in self.stop_waiters.take() {
             waker.wake();
         }
-        !self.hls.borrow().is_empty()
     }
 
     /// Whether a graceful stop has begun.

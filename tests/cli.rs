@@ -1,7 +1,9 @@
 //! The binary's command line: configuration handling and start-up failures.
 
-use std::net::TcpListener;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn corecast() -> Command {
     Command::new(env!("CARGO_BIN_EXE_corecast"))
@@ -75,8 +77,11 @@ fn port_in_use_fails_the_start_clearly() {
 
 #[test]
 fn json_logs_are_one_object_per_line() {
-    use std::io::{BufRead, BufReader};
+    // The admin listener on a free port too, not on the default 127.0.0.1:8081.
+    let config = config_file("json", "[admin]\nlisten = \"127.0.0.1:0\"\n");
     let mut child = corecast()
+        .arg("--config")
+        .arg(&config)
         .args(["--log-format", "json", "--shards", "1"])
         .args([
             "--rtmp-listen",
@@ -99,6 +104,7 @@ fn json_logs_are_one_object_per_line() {
     }
     let _ = child.kill();
     let _ = child.wait();
+    std::fs::remove_file(&config).unwrap();
     let serving = serving.expect("the serving line");
     assert_eq!(serving["level"], "INFO");
     assert_eq!(serving["shards"], 1);
@@ -157,4 +163,232 @@ fn token_subcommand_mints_tokens_the_server_accepts() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("auth.secret"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A server process, killed when the test ends (also on failure).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The addresses a server announced in its "corecast serving" line.
+struct Serving {
+    rtmp: SocketAddr,
+    http: SocketAddr,
+    admin: SocketAddr,
+}
+
+/// Writes `config` (with JSON logs) to a file of its own, which the caller removes once the
+/// server has read it.
+fn config_file(name: &str, config: &str) -> std::path::PathBuf {
+    let file =
+        std::env::temp_dir().join(format!("corecast-cli-{}-{name}.toml", std::process::id()));
+    let text = format!("[log]\nformat = \"json\"\n{config}");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// A `[server]` and `[admin]` configuration listening on the given addresses.
+fn listening(rtmp: &str, http: &str, admin: &str, extra: &str) -> String {
+    format!(
+        "[server]\nshards = 1\nrtmp_listen = \"{rtmp}\"\nhttp_listen = \"{http}\"\n\
+         drain_timeout_ms = 10000\n[admin]\nlisten = \"{admin}\"\n{extra}"
+    )
+}
+
+/// Starts the binary and waits for its "corecast serving" line: the process and the
+/// addresses it serves, or what it wrote to standard error if it exits first.
+fn serve(name: &str, config: &str) -> Result<(Running, Serving), String> {
+    let file = config_file(name, config);
+    let mut child = Running(
+        corecast()
+            .arg("--config")
+            .arg(&file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    // Read all along, so that the pipe never fills.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = lines.recv_timeout(left) else {
+            std::fs::remove_file(&file).unwrap();
+            let _ = child.0.kill();
+            let mut err = String::new();
+            let _ = child.0.stderr.take().unwrap().read_to_string(&mut err);
+            return Err(err);
+        };
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if value["message"] == "corecast serving" {
+            std::fs::remove_file(&file).unwrap();
+            let addr = |key: &str| value[key].as_str().unwrap().parse().unwrap();
+            let serving = Serving {
+                rtmp: addr("rtmp"),
+                http: addr("http"),
+                admin: addr("admin"),
+            };
+            return Ok((child, serving));
+        }
+    }
+}
+
+/// Runs the binary, which must exit within 10 s.
+fn run_to_exit(name: &str, config: &str) -> Output {
+    let file = config_file(name, config);
+    let mut child = corecast()
+        .arg("--config")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{name}: still running after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_file(&file).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The status of a GET on a new connection.
+fn status(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_second_instance_on_served_ports_fails_and_the_first_keeps_serving() {
+    let config = listening("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "");
+    let (mut first, at) = serve("first", &config).unwrap();
+    // The same ports, each listener in turn (they bind in this order), and a wildcard on a
+    // served port: every one is refused, naming the address.
+    let attempts = [
+        (
+            at.rtmp.to_string(),
+            at.http.to_string(),
+            at.admin.to_string(),
+            at.rtmp.to_string(),
+        ),
+        (
+            "127.0.0.1:0".into(),
+            at.http.to_string(),
+            "127.0.0.1:0".into(),
+            at.http.to_string(),
+        ),
+        (
+            "127.0.0.1:0".into(),
+            "127.0.0.1:0".into(),
+            at.admin.to_string(),
+            at.admin.to_string(),
+        ),
+        (
+            "127.0.0.1:0".into(),
+            format!("0.0.0.0:{}", at.http.port()),
+            "127.0.0.1:0".into(),
+            format!("0.0.0.0:{}", at.http.port()),
+        ),
+    ];
+    for (i, (rtmp, http, admin, named)) in attempts.iter().enumerate() {
+        let started = Instant::now();
+        let out = run_to_exit(&format!("second-{i}"), &listening(rtmp, http, admin, ""));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let expected =
+            format!("cannot listen on {named}: address already in use (another process serves it)");
+        assert!(err.contains(&expected), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // The first one serves on, every listener of it.
+    assert!(
+        matches!(first.0.try_wait(), Ok(None)),
+        "the first still runs"
+    );
+    assert_eq!(status(at.http, "/live/none.flv"), "HTTP/1.1 404 Not Found");
+    assert_eq!(status(at.admin, "/metrics"), "HTTP/1.1 200 OK");
+    assert!(TcpStream::connect(at.rtmp).is_ok());
+}
+
+#[test]
+fn a_stopping_instance_frees_its_ports_at_once() {
+    // An idle connection keeps the first one draining (for up to 10 s).
+    let extra = "[http]\nheader_timeout_ms = 60000\n";
+    let config = listening("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", extra);
+    let (mut first, at) = serve("stopping", &config).unwrap();
+    let idle = TcpStream::connect(at.http).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: kill(2) with the pid of our own child.
+    assert_eq!(unsafe { libc::kill(first.0.id() as i32, libc::SIGTERM) }, 0);
+    // Its listeners close at once: a new instance takes the same ports while it drains.
+    let same = listening(
+        &at.rtmp.to_string(),
+        &at.http.to_string(),
+        &at.admin.to_string(),
+        "",
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (_second, again) = loop {
+        match serve("restarted", &same) {
+            Ok(running) => break running,
+            Err(err) => {
+                assert!(Instant::now() < deadline, "no restart within 5 s: {err}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    assert_eq!(
+        (again.rtmp, again.http, again.admin),
+        (at.rtmp, at.http, at.admin)
+    );
+    assert!(
+        matches!(first.0.try_wait(), Ok(None)),
+        "the first is still draining"
+    );
+    // New connections reach the new instance only.
+    assert_eq!(
+        status(again.http, "/live/none.flv"),
+        "HTTP/1.1 404 Not Found"
+    );
+    assert_eq!(status(again.admin, "/metrics"), "HTTP/1.1 200 OK");
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let exited = loop {
+        if let Some(status) = first.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first did not finish its drain"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exited.success(), "{exited:?}");
 }

@@ -86,3 +86,90 @@ fn streams_and_viewers_per_stream() {
     publishing.join().unwrap();
     server.stop();
 }
+
+/// Holds `n` connections to `addr` and waits until the server has accepted (and counted)
+/// them.
+fn hold(addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
+    let held = (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    held
+}
+
+#[test]
+fn admin_connections_count_with_a_headroom() {
+    let server = start("[limits]\nmax_connections = 2\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+    let admin = server.admin_addr().unwrap();
+    let public = hold(server.http_addr(), 2);
+    assert!(
+        closed_at_once(server.http_addr()),
+        "the public side is full"
+    );
+    // Operators still get the metrics.
+    assert_eq!(http_get(admin, "/metrics").status, 200);
+    // Admin connections count: one held makes room for one public connection less.
+    drop(public);
+    let operator = hold(admin, 1);
+    let _public = hold(server.http_addr(), 1);
+    assert!(
+        closed_at_once(server.http_addr()),
+        "the admin connection counts"
+    );
+    // Past the headroom (corecast::limits::ADMIN_HEADROOM), admin connections are refused.
+    let operators = hold(admin, corecast::limits::ADMIN_HEADROOM);
+    assert!(closed_at_once(admin), "beyond the headroom");
+    drop((operator, operators));
+    server.stop();
+}
+
+/// Whether this host has IPv6 loopback and dual-stack listeners; if not, says why.
+fn dual_stack() -> bool {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback (::1) on this host");
+        return false;
+    }
+    match std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only") {
+        Ok(v) if v.trim() == "0" => true,
+        _ => {
+            eprintln!("skipped: [::] listeners are not dual-stack here (net.ipv6.bindv6only)");
+            false
+        }
+    }
+}
+
+#[test]
+fn a_dual_stack_listener_sees_ipv4_clients_as_ipv4() {
+    if !dual_stack() {
+        return;
+    }
+    // On "[::]:P", an IPv4 client arrives as ::ffff:a.b.c.d: 127.0.0.1 is still loopback,
+    // and exempt.
+    let config = "[server]\nhttp_listen = \"[::]:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+                  [limits]\nmax_connections_per_ip = 1\nexempt_loopback = true\n";
+    let server = start(config);
+    let port = server.http_addr().port();
+    let v4 = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    let _held = (hold(v4, 3), hold(v6, 3));
+    assert_eq!(http_get(v4, "/live/none.flv").status, 404);
+    assert_eq!(refused(&server), 0, "loopback in both forms is exempt");
+    server.stop();
+
+    // Not exempt: 127.0.0.1 (seen as ::ffff:127.0.0.1) counts as itself, ::1 apart from it.
+    let server = start(&config.replace("exempt_loopback = true", "exempt_loopback = false"));
+    let port = server.http_addr().port();
+    let v4 = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    let _v4 = hold(v4, 1);
+    assert!(
+        closed_at_once(v4),
+        "a second IPv4 connection is over the limit"
+    );
+    let _v6 = hold(v6, 1);
+    assert!(wait_until(Duration::from_secs(2), || refused(&server) == 1));
+    assert!(
+        closed_at_once(v6),
+        "a second ::1 connection is over the limit"
+    );
+    assert!(wait_until(Duration::from_secs(2), || refused(&server) == 2));
+    server.stop();
+}

@@ -1,6 +1,7 @@
-//! Graceful stop: listeners close, every stream ends for its viewers (HTTP-FLV responses
-//! end, RTMP players get NetStream.Play.Stop, HLS playlists get EXT-X-ENDLIST), the drain
-//! ends as soon as connections are done, and a new server binds the same ports at once.
+//! Graceful stop: every listener (RTMP, HTTP, admin) closes at once, every stream ends for its
+//! viewers (HTTP-FLV responses end, RTMP players get NetStream.Play.Stop, HLS playlists get
+//! EXT-X-ENDLIST), the drain ends as soon as connections are done, and a new server binds the
+//! same ports at once.
 
 mod common;
 
@@ -11,7 +12,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 fn playlist(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(addr).ok()?;
+    playlist_on(TcpStream::connect(addr).ok()?, path)
+}
+
+/// The playlist at `path`, asked on a connection the server has already accepted.
+fn playlist_on(mut s: TcpStream, path: &str) -> Option<String> {
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
     write!(
         s,
@@ -25,9 +30,11 @@ fn playlist(addr: SocketAddr, path: &str) -> Option<String> {
 
 #[test]
 fn stop_ends_every_stream_for_its_viewers_and_the_ports_rebind() {
-    let config = "[server]\ndrain_timeout_ms = 5000\n[hls]\ntarget_duration_ms = 1000\n";
+    let config = "[server]\ndrain_timeout_ms = 5000\n[hls]\ntarget_duration_ms = 1000\n\
+                  [admin]\nlisten = \"127.0.0.1:0\"\n";
     let server = start(config);
     let (rtmp, http) = (server.rtmp_addr(), server.http_addr());
+    let admin = server.admin_addr().expect("an admin listener");
     let publishing = publish_in_background(&server, "bye", 20, 1.0);
     wait_live(&server, "/live/bye.flv");
     let mut flv = FlvViewer::open(http, "/live/bye.flv");
@@ -39,20 +46,41 @@ fn stop_ends_every_stream_for_its_viewers_and_the_ports_rebind() {
     // Viewers are playing.
     assert!(flv.next_tag().is_some());
     assert!((0..50).any(|_| matches!(player.next_event(), Ok(Some(PlayEvent::Video { .. })))));
+    // HLS players with a connection open: each is good for one request during the drain.
+    let mut hls_connections: Vec<TcpStream> =
+        (0..40).map(|_| TcpStream::connect(http).unwrap()).collect();
 
     let stopping = Instant::now();
     let stopper = std::thread::spawn(move || {
         server.stop();
         stopping.elapsed()
     });
-    // HLS players polling during the drain get the final playlist.
+    // Every listener closes at once: new connections are refused during the drain, so none
+    // reaches a stopping process (and a new instance may take the ports at once).
+    for (name, addr) in [("rtmp", rtmp), ("http", http), ("admin", admin)] {
+        let refused = wait_until(
+            Duration::from_secs(2),
+            || matches!(TcpStream::connect(addr), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        );
+        assert!(refused, "the {name} listener is closed during the drain");
+    }
+    assert!(
+        !stopper.is_finished(),
+        "the viewers' connections are still draining"
+    );
+    // HLS players whose connection was open get the final playlist.
     let mut final_playlist = None;
     let deadline = Instant::now() + Duration::from_secs(3);
     while final_playlist.is_none() && Instant::now() < deadline {
-        final_playlist = playlist(http, "/live/bye.m3u8").filter(|p| p.contains("#EXT-X-ENDLIST"));
+        let Some(connection) = hls_connections.pop() else {
+            break;
+        };
+        final_playlist =
+            playlist_on(connection, "/live/bye.m3u8").filter(|p| p.contains("#EXT-X-ENDLIST"));
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(final_playlist.is_some(), "EXT-X-ENDLIST during the drain");
+    drop(hls_connections);
     // The FLV response ends cleanly.
     let flv_end = Instant::now();
     while flv.next_tag().is_some() {

@@ -107,12 +107,12 @@ async fn run(
 ) -> Result<(), ConnError> {
     let mut buf = Vec::with_capacity(1024);
     let limit = shard.config.write_timeout();
-    let mut first = true;
     loop {
-        let Some(req) = read_head(shard, stream, &mut buf, first).await? else {
+        let Some(mut req) = read_head(shard, stream, &mut buf).await? else {
             return Ok(());
         };
-        first = false;
+        // During a stop, a connection gets one answer, then closes.
+        req.keep_alive &= !shard.is_stopping();
         let route = match (listener, route(&req.path)) {
             // Admin endpoints live on the admin listener when there is one; media never does.
             (Listener::Admin, r) if !r.is_admin() => Route::NotFound,
@@ -321,15 +321,14 @@ async fn drained(stream: &TcpStream, limit: Duration) -> io::Result<()> {
 }
 
 /// Reads one request head within the header timeout. `None` when the peer closed cleanly
-/// between requests, or when the server stops while a kept-alive connection waits for its
-/// next request (a connection's `first` request is still answered: during the drain, HLS
-/// players fetch their final playlist). Bytes after the head stay in `buf` for the next
-/// request.
+/// between requests, or when the server stopped and no request came within a playlist
+/// reload interval (1.5 HLS target durations: HLS players on open connections fetch their
+/// final playlist, with EXT-X-ENDLIST, during the drain). Bytes after the head stay in `buf`
+/// for the next request.
 async fn read_head(
     shard: &Shard,
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
-    first: bool,
 ) -> Result<Option<Request>, ConnError> {
     let max = shard.config.http.max_header_bytes;
     let read = async {
@@ -354,13 +353,12 @@ async fn read_head(
     };
     let read = async { Some(crate::util::timeout(shard.config.header_timeout(), read).await) };
     let stop = async {
-        if first {
-            std::future::pending::<()>().await;
-        }
         shard.stopped().await;
+        let reload = shard.config.hls.target_duration_ms * 3 / 2;
+        glommio::timer::sleep(Duration::from_millis(reload)).await;
         None
     };
-    // A stopping server closes connections between requests.
+    // A stopping server closes connections that wait for a request.
     let Some(read) = futures_lite::future::or(read, stop).await else {
         return Ok(None);
     };
