@@ -344,7 +344,7 @@ impl Witness {
     /// Stops watching, then publishing, and checks that the viewer got every media tag
     /// ffmpeg sent over the time it watched: the same bytes, in order, none missing, and
     /// video frames one frame interval apart.
-    pub fn finish(mut self) {
+    pub fn finish(mut self, server: &Corecast) {
         self.stop.store(true, Ordering::Relaxed);
         let viewer = self.viewer.take().expect("finished once");
         let (tags, still_open) = viewer.join().expect("witness viewer");
@@ -372,12 +372,23 @@ impl Witness {
             seen.len()
         );
         // The viewer starts at the GOP cache's keyframe, then must see everything after it.
-        assert!(
-            is_contiguous_run(&sent, &seen),
-            "the witness missed or altered media ({} tags seen, {} sent)",
-            seen.len(),
-            sent.len()
-        );
+        if !is_contiguous_run(&sent, &seen) {
+            let start = sent.iter().position(|tag| *tag == seen[0]);
+            let first_difference = start.and_then(|start| {
+                seen.iter()
+                    .zip(&sent[start..])
+                    .position(|(seen, sent)| seen != sent)
+            });
+            panic!(
+                "the witness missed or altered media: {} tags seen, {} sent, the first seen is \
+                 sent tag {start:?}, the first difference is at seen tag {first_difference:?}; \
+                 frames skipped by the server: {}, slow viewers disconnected: {}",
+                seen.len(),
+                sent.len(),
+                server.counter("frames_skipped_total"),
+                server.counter("viewers_disconnected_slow_total"),
+            );
+        }
         let video: Vec<u32> = tags
             .iter()
             .filter(|t| t.kind == TagKind::Video && is_media(t))
@@ -427,7 +438,7 @@ pub fn hostile(extra: &str, attack: impl FnOnce(&Corecast)) {
         "RSS grew by {grown} KiB (bound {RSS_BOUND_KIB} KiB)"
     );
     std::thread::sleep(Duration::from_millis(500));
-    witness.finish();
+    witness.finish(&server);
     server.assert_alive();
     let leaked: Vec<_> = server
         .logs
