@@ -36,7 +36,7 @@ const IO_MEMORY: usize = 512 * 1024;
 /// a bound: rml_rtmp's recursive AMF0 reader needs about 0.7 KB per nesting level (it
 /// overflowed 2 MiB at 3,109 levels and 8 MiB at 12,471, a 50 KB message), and the input
 /// guard refuses messages nested past [`crate::rtmp::amf::MAX_AMF_DEPTH`] (32) first. The
-/// fuzz targets run on a thread of this size.
+/// fuzz targets that read RTMP input run on a thread of this size.
 pub const SHARD_STACK_BYTES: usize = 8 * 1024 * 1024;
 
 /// How long shards may take to report ready.
