@@ -15,7 +15,7 @@
 //! | [`hub`] | stream naming and ownership; ring, feed, cursor, origin (pure parts) |
 //! | [`media`] | media units, FLV body inspection, timestamp rebasing, aggregates (pure) |
 //! | [`flv`] | FLV tag serialization and demuxing (pure) |
-//! | [`rtmp`] | RTMP driver around rml_rtmp (publish, play, handoff); input guard (pure: message and chunk limits ahead of rml_rtmp); shared chunking (pure) |
+//! | [`rtmp`] | RTMP driver around rml_rtmp (publish, play, handoff); input guard (pure: message and chunk limits ahead of rml_rtmp); AMF0 nesting scanner (pure, iterative: the guard's depth bound for rml_rtmp's recursive AMF0 reader); shared chunking (pure) |
 //! | [`hls`] | MPEG-TS muxer and segmenter (pure), snapshots served by every shard |
 //! | [`http`] | HTTP/1.1 driver: HTTP-FLV, HLS, admin endpoints; request parsing (pure) |
 //! | [`viewer`] | delivery of a feed to one viewer: policy, gather, vectored send |

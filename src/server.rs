@@ -30,6 +30,16 @@ use tracing::{debug, info, warn};
 /// IO, so the minimum glommio accepts is enough (it checks RLIMIT_MEMLOCK >= 512 KiB).
 const IO_MEMORY: usize = 512 * 1024;
 
+/// Stack of each shard thread. Set here because the default (2 MiB for a spawned Rust
+/// thread, or `RUST_MIN_STACK`) is not a choice; 8 MiB is Linux's usual main-thread stack.
+/// It is address space: pages are committed only as the stack reaches them. Everything a
+/// connection does runs on its shard's stack, so no input may be allowed to recurse without
+/// a bound: rml_rtmp's recursive AMF0 reader needs about 0.7 KB per nesting level (it
+/// overflowed 2 MiB at 3,109 levels and 8 MiB at 12,471, a 50 KB message), and the input
+/// guard refuses messages nested past [`crate::rtmp::amf::MAX_AMF_DEPTH`] (32) first. The
+/// fuzz targets that read RTMP input run on a thread of this size.
+pub const SHARD_STACK_BYTES: usize = 8 * 1024 * 1024;
+
 /// How long shards may take to report ready.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -160,16 +170,23 @@ impl Server {
                 report_tx.clone(),
                 observed.clone(),
             );
-            let builder = LocalExecutorBuilder::new(Placement::Fixed(cpus[id]))
-                .name(&format!("corecast-{id}"))
-                .io_memory(IO_MEMORY);
-            let handle = builder
-                .spawn(move || async move {
-                    let outcome =
-                        run_shard(id, config, observed, mesh, listeners, stop, &report).await;
-                    if let Err(reason) = outcome {
-                        let _ = report.send((id, Report::Failed(reason)));
-                    }
+            let builder =
+                LocalExecutorBuilder::new(Placement::Fixed(cpus[id])).io_memory(IO_MEMORY);
+            // glommio's `LocalExecutorBuilder::spawn` starts its thread with the default
+            // stack and has no setting for it; `make` builds the same executor on a thread
+            // of ours.
+            let handle = std::thread::Builder::new()
+                .name(format!("corecast-{id}"))
+                .stack_size(SHARD_STACK_BYTES)
+                .spawn(move || {
+                    builder.make()?.run(async move {
+                        let outcome =
+                            run_shard(id, config, observed, mesh, listeners, stop, &report).await;
+                        if let Err(reason) = outcome {
+                            let _ = report.send((id, Report::Failed(reason)));
+                        }
+                    });
+                    Ok::<(), glommio::GlommioError<()>>(())
                 })
                 .map_err(|e| StartError::Shard {
                     shard: id,
@@ -177,10 +194,13 @@ impl Server {
                 })?;
             let report = report_tx.clone();
             threads.push(std::thread::spawn(move || {
-                if let Err(err) = handle.join() {
-                    warn!(shard = id, "shard executor failed: {err}");
-                    let _ = report.send((id, Report::Failed(explain(&err.to_string()))));
-                }
+                let err = match handle.join() {
+                    Ok(Ok(())) => return,
+                    Ok(Err(err)) => err.to_string(),
+                    Err(_) => "the shard thread panicked".to_string(),
+                };
+                warn!(shard = id, "shard executor failed: {err}");
+                let _ = report.send((id, Report::Failed(explain(&err))));
             }));
         }
         drop(report_tx);

@@ -5,15 +5,16 @@
 mod common;
 
 use common::*;
-use corecast::flv::reader::{FlvError, FlvReader};
+use corecast::flv::reader::{FlvError, FlvReader, TagKind};
 use corecast::http::request::{byte_range, parse_head, ByteRange};
-use corecast::rtmp::guard::{GuardError, InputGuard, CONTROL_MESSAGE_LIMIT};
+use corecast::rtmp::amf::MAX_AMF_DEPTH;
+use corecast::rtmp::guard::{GuardError, InputGuard, Scan, CONTROL_MESSAGE_LIMIT};
 use corecast::rtmp::{session_input, RtmpError};
 use rml_rtmp::rml_amf0::{self, Amf0Value};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
 };
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -72,15 +73,19 @@ fn range_ending_at_usize_max_is_clamped() {
     );
 }
 
-/// One RTMP message in a single chunk with a full (type 0) header; `body` fits in the
-/// default chunk size (128).
+/// One RTMP message in chunks of the default chunk size (128): a full (type 0) header, then
+/// type 3 headers.
 fn chunk(csid: u8, type_id: u8, stream_id: u32, body: &[u8]) -> Vec<u8> {
-    assert!(body.len() <= 128);
     let mut out = vec![csid, 0, 0, 0];
     out.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
     out.push(type_id);
     out.extend_from_slice(&stream_id.to_le_bytes());
-    out.extend_from_slice(body);
+    for (i, piece) in body.chunks(128).enumerate() {
+        if i > 0 {
+            out.push(0xc0 | csid);
+        }
+        out.extend_from_slice(piece);
+    }
     out
 }
 
@@ -267,6 +272,227 @@ fn contained_panic_closes_the_connection_and_is_counted() {
         total(&server, |s| &s.rtmp_session_panics) == 1
             && total(&server, |s| &s.rtmp_bad_input) == 1
     }));
+    // The server still serves.
+    let mut witness = publisher(&server, "after");
+    for tag in fixture_tags().iter().take(5) {
+        witness.send_tag(tag).unwrap();
+    }
+    server.stop();
+}
+
+/// AMF0 markers of the containers rml_amf0 reads recursively.
+const OBJECT: u8 = 0x03;
+const ECMA_ARRAY: u8 = 0x08;
+const STRICT_ARRAY: u8 = 0x0a;
+
+/// A command name and transaction id, then containers of the kind `marker` opened one inside
+/// the other (never closed) up to `size` bytes: what overflowed a shard's stack in rml_rtmp's
+/// recursive AMF0 reader at 36 KB, right after the handshake.
+fn deep_amf(marker: u8, size: usize) -> Vec<u8> {
+    let mut body = vec![0x02, 0x00, 0x07];
+    body.extend_from_slice(b"connect");
+    body.push(0x00);
+    body.extend_from_slice(&1f64.to_be_bytes());
+    let level: &[u8] = match marker {
+        OBJECT => &[OBJECT, 0, 1, b'a'],
+        ECMA_ARRAY => &[ECMA_ARRAY, 0, 0, 0, 1, 0, 1, b'a'],
+        _ => &[STRICT_ARRAY, 0, 0, 0, 1],
+    };
+    while body.len() + level.len() <= size {
+        body.extend_from_slice(level);
+    }
+    body
+}
+
+/// amf0 and rtmp_session (seeds `deep-*`): deeply nested objects, ECMA arrays and strict
+/// arrays in every message type rml_rtmp decodes as AMF0 (command 20, data 18, and the
+/// "AMF3" command 17 and data 15 it also reads as AMF0) are refused by the input guard
+/// before the session sees them, from a stranger (64 KiB limit) and from a publisher (a
+/// metadata message of up to `rtmp.max_message_bytes`).
+#[test]
+fn deep_amf_nesting_is_refused_by_the_guard() {
+    for type_id in [15u8, 17, 18, 20] {
+        for marker in [OBJECT, ECMA_ARRAY, STRICT_ARRAY] {
+            for (size, limit) in [(36_000, CONTROL_MESSAGE_LIMIT), (1 << 20, 8 << 20)] {
+                let input = chunk(3, type_id, 1, &deep_amf(marker, size));
+                assert_eq!(
+                    InputGuard::new(65536).scan(&input, limit),
+                    Err(GuardError::AmfTooDeep { type_id }),
+                    "type {type_id}, marker {marker}, {size} bytes"
+                );
+            }
+        }
+    }
+    // The bound is in force at the level past it, and not before.
+    let prefix = deep_amf(OBJECT, 0).len();
+    let mut at_bound = deep_amf(OBJECT, prefix + 4 * MAX_AMF_DEPTH);
+    at_bound.push(0x05);
+    let input = chunk(3, 20, 0, &at_bound);
+    assert_eq!(
+        InputGuard::new(65536).scan(&input, CONTROL_MESSAGE_LIMIT),
+        Ok(Scan::Done)
+    );
+    let one_more = chunk(
+        3,
+        20,
+        0,
+        &deep_amf(OBJECT, prefix + 4 * (MAX_AMF_DEPTH + 1)),
+    );
+    assert_eq!(
+        InputGuard::new(65536).scan(&one_more, CONTROL_MESSAGE_LIMIT),
+        Err(GuardError::AmfTooDeep { type_id: 20 })
+    );
+}
+
+/// Feeds `input` through the guard and the session, as the RTMP driver does.
+fn guarded(
+    guard: &mut InputGuard,
+    session: &mut ServerSession,
+    input: &[u8],
+) -> Vec<ServerSessionResult> {
+    assert_eq!(guard.scan(input, 8 << 20), Ok(Scan::Done));
+    session_input(session, input).unwrap()
+}
+
+/// What encoders send still passes: `connect` with its command object, and the onMetaData
+/// of the fixture (written by ffmpeg), with a nested track list as newer encoders add.
+#[test]
+fn real_commands_and_metadata_pass_the_guard() {
+    let mut guard = InputGuard::new(65536);
+    let mut session = new_session();
+    let connect = command(
+        0,
+        vec![
+            Amf0Value::Utf8String("connect".into()),
+            Amf0Value::Number(1.0),
+            Amf0Value::Object(
+                [
+                    ("app".to_string(), Amf0Value::Utf8String("live".into())),
+                    (
+                        "flashVer".to_string(),
+                        Amf0Value::Utf8String("FMLE/3.0".into()),
+                    ),
+                    (
+                        "tcUrl".to_string(),
+                        Amf0Value::Utf8String("rtmp://h/live".into()),
+                    ),
+                    ("fpad".to_string(), Amf0Value::Boolean(false)),
+                    ("capabilities".to_string(), Amf0Value::Number(15.0)),
+                ]
+                .into(),
+            ),
+        ],
+    );
+    let results = guarded(&mut guard, &mut session, &connect);
+    assert!(results.iter().any(|r| matches!(
+        r,
+        ServerSessionResult::RaisedEvent(ServerSessionEvent::ConnectionRequested { .. })
+    )));
+
+    let mut guard = InputGuard::new(65536);
+    let mut session = publishing_session();
+    let script = fixture_tags()
+        .into_iter()
+        .find(|tag| tag.kind == TagKind::Script)
+        .expect("the fixture's onMetaData");
+    let mut values = vec![Amf0Value::Utf8String("@setDataFrame".into())];
+    values.extend(rml_amf0::deserialize(&mut &script.data[..]).unwrap());
+    if let Some(Amf0Value::Object(properties)) = values.last_mut() {
+        let track =
+            Amf0Value::Object([("codec".to_string(), Amf0Value::Utf8String("avc1".into()))].into());
+        properties.insert("trackinfo".into(), Amf0Value::StrictArray(vec![track]));
+    }
+    let body = rml_amf0::serialize(&values).unwrap();
+    // Set Chunk Size as encoders send it, then the metadata in one chunk.
+    let mut input = chunk(2, 1, 0, &4096u32.to_be_bytes());
+    let mut data = chunk(4, 18, 1, &[]);
+    data[4..7].copy_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    data.extend_from_slice(&body);
+    input.extend_from_slice(&data);
+    let results = guarded(&mut guard, &mut session, &input);
+    assert!(results.iter().any(|r| matches!(
+        r,
+        ServerSessionResult::RaisedEvent(ServerSessionEvent::StreamMetadataChanged { .. })
+    )));
+}
+
+/// Reads from `stream` until `needle` has arrived.
+fn read_until(stream: &mut TcpStream, needle: &[u8]) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(needle.len()).any(|w| w == needle) {
+        let n = stream.read(&mut buf).expect("reading the server's answers");
+        assert!(n > 0, "closed before {:?}", String::from_utf8_lossy(needle));
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// End to end: the 36 KB command right after the handshake, and a 1 MB onMetaData from a
+/// publisher, each close only their connection and are counted as limits hit; the process
+/// (which such a message aborted with a stack overflow) still serves.
+#[test]
+fn deep_amf_closes_only_its_connection() {
+    let server = start("");
+    let mut stranger = TcpStream::connect(server.rtmp_addr()).unwrap();
+    rtmp_handshake(&mut stranger);
+    stranger
+        .write_all(&chunk(3, 20, 0, &deep_amf(OBJECT, 36_000)))
+        .unwrap();
+    read_until_closed(&mut stranger, Duration::from_secs(5));
+    assert!(wait_until(Duration::from_secs(2), || {
+        total(&server, |s| &s.rtmp_limits_hit) == 1
+    }));
+
+    let mut publisher_conn = TcpStream::connect(server.rtmp_addr()).unwrap();
+    rtmp_handshake(&mut publisher_conn);
+    let requests = [
+        command(
+            0,
+            vec![
+                Amf0Value::Utf8String("connect".into()),
+                Amf0Value::Number(1.0),
+                Amf0Value::Object(
+                    [("app".to_string(), Amf0Value::Utf8String("live".into()))].into(),
+                ),
+            ],
+        ),
+        command(
+            0,
+            vec![
+                Amf0Value::Utf8String("createStream".into()),
+                Amf0Value::Number(2.0),
+                Amf0Value::Null,
+            ],
+        ),
+        command(
+            1,
+            vec![
+                Amf0Value::Utf8String("publish".into()),
+                Amf0Value::Number(3.0),
+                Amf0Value::Null,
+                Amf0Value::Utf8String("deep".into()),
+                Amf0Value::Utf8String("live".into()),
+            ],
+        ),
+    ];
+    for request in requests {
+        publisher_conn.write_all(&request).unwrap();
+    }
+    read_until(&mut publisher_conn, b"NetStream.Publish.Start");
+    // Over the 64 KiB a stranger may send: only a publisher gets this far.
+    let metadata = chunk(4, 18, 1, &deep_amf(ECMA_ARRAY, 1 << 20));
+    // The server closes the connection part way through: writing may fail.
+    let _ = publisher_conn.write_all(&metadata);
+    read_until_closed(&mut publisher_conn, Duration::from_secs(5));
+    assert!(wait_until(Duration::from_secs(2), || {
+        total(&server, |s| &s.rtmp_limits_hit) == 2
+    }));
+    assert_eq!(total(&server, |s| &s.rtmp_bad_input), 0);
+    assert_eq!(total(&server, |s| &s.rtmp_session_panics), 0);
+
     // The server still serves.
     let mut witness = publisher(&server, "after");
     for tag in fixture_tags().iter().take(5) {

@@ -1,25 +1,52 @@
-//! AMF0 decoding: rml_amf0 (through rml_rtmp) on raw bytes, and AMF0 in RTMP data and
-//! command messages of a publishing connection, which reaches rml_rtmp's onMetaData parsing
-//! and corecast's rebuilding of it (`corecast::flv::metadata_body`, via `Origin::metadata`).
+//! AMF0 decoding: rml_amf0 (through rml_rtmp) on raw bytes admitted by corecast's nesting
+//! scanner, and AMF0 in RTMP data and command messages of a publishing connection, which
+//! reaches the input guard's nesting bound, rml_rtmp's onMetaData parsing and corecast's
+//! rebuilding of it (`corecast::flv::metadata_body`, via `Origin::metadata`). Runs on a
+//! thread with a shard's stack (`corecast_fuzz::on_shard_stack`).
 //!
-//! Input: a mode byte, then the AMF0 bytes. Mode % 4: 0 = deserialize (and re-serialize)
-//! only; 1 = an AMF0 data message (type 18) on the publishing stream; 2 = the same after
-//! "@setDataFrame", "onMetaData" (the bytes are the metadata properties); 3 = an AMF0
-//! command message (type 20) on the publishing stream.
+//! Input: a mode byte, then the AMF0 bytes. Mode % 4: 0 = the nesting scanner
+//! (`corecast::rtmp::amf::Nesting`, as the guard runs it on a data message), then, if it
+//! admits the bytes, deserialize (and re-serialize): the scanner must have seen exactly the
+//! nesting the reader decoded; 1 = an AMF0 data message (type 18) on the publishing stream;
+//! 2 = the same after "@setDataFrame", "onMetaData" (the bytes are the metadata properties);
+//! 3 = an AMF0 command message (type 20) on the publishing stream.
 #![no_main]
 
 use corecast::flv::metadata_body;
-use corecast_fuzz::{message, tolerate_contained_panics, Ingest, PUBLISH_STREAM_ID};
+use corecast::rtmp::amf::Nesting;
+use corecast_fuzz::{
+    message, on_shard_stack, tolerate_contained_panics, Ingest, PUBLISH_STREAM_ID,
+};
 use libfuzzer_sys::fuzz_target;
 use rml_rtmp::rml_amf0::{self, Amf0Value};
 
-fuzz_target!(init: tolerate_contained_panics(), |data: &[u8]| {
+/// Message type of an AMF0 data message.
+const DATA: u8 = 18;
+
+fuzz_target!(init: tolerate_contained_panics(), |data: &[u8]| on_shard_stack(data, run));
+
+/// Nesting of decoded values (containers inside one another).
+fn depth(value: &Amf0Value) -> usize {
+    match value {
+        Amf0Value::Object(properties) => 1 + properties.values().map(depth).max().unwrap_or(0),
+        Amf0Value::StrictArray(values) => 1 + values.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn run(data: &[u8]) {
     let [mode, amf @ ..] = data else {
         return;
     };
     let body = match mode % 4 {
         0 => {
+            let mut nesting = Nesting::new(DATA);
+            if nesting.read(amf).is_err() {
+                return;
+            }
             if let Ok(values) = rml_amf0::deserialize(&mut &amf[..]) {
+                let decoded = values.iter().map(depth).max().unwrap_or(0);
+                assert_eq!(decoded, nesting.deepest(), "the scanner's nesting");
                 if let Ok(bytes) = rml_amf0::serialize(&values) {
                     let _ = rml_amf0::deserialize(&mut &bytes[..]);
                 }
@@ -37,7 +64,7 @@ fuzz_target!(init: tolerate_contained_panics(), |data: &[u8]| {
         }
         _ => amf.to_vec(),
     };
-    let type_id = if mode % 4 == 3 { 20 } else { 18 };
+    let type_id = if mode % 4 == 3 { 20 } else { DATA };
     let mut ingest = Ingest::new();
     ingest.publish();
     if ingest
@@ -50,6 +77,9 @@ fuzz_target!(init: tolerate_contained_panics(), |data: &[u8]| {
     if let Some(meta) = &ingest.origin.metadata {
         let rebuilt = metadata_body(meta);
         let values = rml_amf0::deserialize(&mut &rebuilt[..]).expect("corecast's onMetaData");
-        assert_eq!(values.first(), Some(&Amf0Value::Utf8String("onMetaData".into())));
+        assert_eq!(
+            values.first(),
+            Some(&Amf0Value::Utf8String("onMetaData".into()))
+        );
     }
-});
+}

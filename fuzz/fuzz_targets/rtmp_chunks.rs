@@ -1,21 +1,24 @@
 //! RTMP chunk input: corecast's input guard (`corecast::rtmp::guard::InputGuard`) against
 //! rml_rtmp's chunk deserializer on the same bytes. Whatever the guard lets through, the
 //! deserializer must read without an error or a panic (overflow checks are on here), to the
-//! same message boundaries and the same chunk size.
+//! same message boundaries and the same chunk size. Runs on a thread with a shard's stack
+//! (`corecast_fuzz::on_shard_stack`).
 //!
 //! Input: a byte that chooses how the rest is cut into reads, then the bytes (as received
 //! after the handshake).
 #![no_main]
 
 use corecast::rtmp::guard::{InputGuard, Scan};
-use corecast_fuzz::{pieces, MAX_CHUNK_SIZE};
+use corecast_fuzz::{on_shard_stack, pieces, MAX_CHUNK_SIZE};
 use libfuzzer_sys::fuzz_target;
 use rml_rtmp::chunk_io::ChunkDeserializer;
 
 /// The message type of Set Chunk Size.
 const SET_CHUNK_SIZE: u8 = 1;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(|data: &[u8]| on_shard_stack(data, run));
+
+fn run(data: &[u8]) {
     let [seed, rest @ ..] = data else {
         return;
     };
@@ -49,6 +52,9 @@ fuzz_target!(|data: &[u8]| {
             input = &[];
         }
         assert_eq!(guard.messages(), messages);
-        assert_eq!(guard.chunk_size() as usize, deserializer.get_max_chunk_size());
+        assert_eq!(
+            guard.chunk_size() as usize,
+            deserializer.get_max_chunk_size()
+        );
     }
-});
+}

@@ -2,7 +2,8 @@
 //! (`corecast::rtmp::handshake_input`), then the session (`corecast::rtmp::session_input`,
 //! which contains rml_rtmp panics), then corecast's handling of the session results
 //! (connect, publish, play, aggregate splitting, metadata, units, HLS), see
-//! `corecast_fuzz::Ingest`.
+//! `corecast_fuzz::Ingest`. Runs on a thread with a shard's stack
+//! (`corecast_fuzz::on_shard_stack`).
 //!
 //! Input: a mode byte, a byte that chooses how the rest is cut into reads, then the bytes.
 //! Mode % 3: 0 = the bytes start with the handshake; 1 = the bytes follow a completed
@@ -10,11 +11,13 @@
 #![no_main]
 
 use corecast::rtmp::handshake_input;
-use corecast_fuzz::{pieces, tolerate_contained_panics, Ingest};
+use corecast_fuzz::{on_shard_stack, pieces, tolerate_contained_panics, Ingest};
 use libfuzzer_sys::fuzz_target;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 
-fuzz_target!(init: tolerate_contained_panics(), |data: &[u8]| {
+fuzz_target!(init: tolerate_contained_panics(), |data: &[u8]| on_shard_stack(data, run));
+
+fn run(data: &[u8]) {
     let [mode, seed, rest @ ..] = data else {
         return;
     };
@@ -50,4 +53,4 @@ fuzz_target!(init: tolerate_contained_panics(), |data: &[u8]| {
         }
     }
     let _ = ingest.finish();
-});
+}

@@ -98,6 +98,35 @@ connect = (b"\x02\x00\x07connect\x00\x3f\xf0\x00\x00\x00\x00\x00\x00\x03"
            b"\x00\x03app\x02\x00\x04live\x00\x00\x09")
 write("amf0", "command", bytes([3]) + connect)
 
+# Deep AMF nesting (rml_rtmp's AMF0 reader is recursive; the input guard bounds the depth at
+# 32): objects, ECMA arrays and strict arrays opened one inside the other, never closed.
+LEVEL = {
+    "object": b"\x03\x00\x01a",
+    "ecma": b"\x08\x00\x00\x00\x01\x00\x01a",
+    "strict": b"\x0a\x00\x00\x00\x01",
+}
+command_start = b"\x02\x00\x07connect\x00" + struct.pack(">d", 1.0)
+
+
+def nested(kind, size):
+    """Containers of `kind` up to `size` bytes."""
+    return LEVEL[kind] * (size // len(LEVEL[kind]))
+
+
+# At the bound: 32 levels of each kind, closed, around a null (admitted).
+closed = b"\x03\x00\x01a" * 16 + b"\x0a\x00\x00\x00\x01" * 16 + b"\x05" + b"\x00\x00\x09" * 16
+write("amf0", "nested-at-bound", bytes([1]) + command_start + closed)
+# Past the bound, the 36 KB command that overflowed a shard's stack, and its data message and
+# raw forms (1,000 levels for the raw reader: deep, but short of an overflow).
+write("amf0", "deep-object-command", bytes([3]) + command_start + nested("object", 36_000))
+write("amf0", "deep-strict-data", bytes([1]) + nested("strict", 36_000))
+write("amf0", "deep-ecma-raw", bytes([0]) + nested("ecma", 8_000))
+# rtmp_session: the 36 KB command straight after the handshake (128-byte chunks), and a deep
+# onMetaData from a publisher.
+write("rtmp_session", "deep-command", bytes([1, 0]) + chunked(3, 20, 0, 0, command_start + nested("object", 36_000), 128))
+meta_start = b"\x02\x00\x0d@setDataFrame\x02\x00\x0aonMetaData"
+write("rtmp_session", "deep-metadata", bytes([2, 0]) + chunked(5, 18, 1, 0, meta_start + nested("ecma", 40_000)))
+
 # http_request: limit, body length, bytes.
 for name, head in {
     "get-flv": b"GET /live/cam.flv?token=1 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",

@@ -1,6 +1,7 @@
 //! Helpers shared by the fuzz targets: a canned RTMP publish conversation, RTMP message
 //! framing, input splitting, and [`Ingest`], which handles session results the way
 //! corecast's RTMP driver (`src/rtmp/mod.rs`) does, minus the sockets and the shard.
+#![feature(thread_local)]
 
 use bytes::Bytes;
 use corecast::hls::segmenter::Segmenter;
@@ -10,6 +11,7 @@ use corecast::media::{split_aggregate, UnitKind};
 use corecast::rtmp::chunk::MEDIA_STREAM_ID;
 use corecast::rtmp::guard::{GuardError, InputGuard, Scan, CONTROL_MESSAGE_LIMIT};
 use corecast::rtmp::{session_input, RtmpError};
+use corecast::server::SHARD_STACK_BYTES;
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::messages::MessagePayload;
 use rml_rtmp::sessions::{
@@ -218,7 +220,10 @@ impl Ingest {
     pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), RtmpError> {
         loop {
             let (limit, scan) = if self.publishing {
-                (MAX_MESSAGE_BYTES, self.guard.scan(bytes, MAX_MESSAGE_BYTES)?)
+                (
+                    MAX_MESSAGE_BYTES,
+                    self.guard.scan(bytes, MAX_MESSAGE_BYTES)?,
+                )
             } else {
                 let limit = CONTROL_MESSAGE_LIMIT;
                 (limit, self.guard.scan_message(bytes, limit)?)
@@ -372,6 +377,53 @@ impl Default for Ingest {
     fn default() -> Self {
         Self::new()
     }
+}
+
+extern "C" {
+    /// The lowest stack address this thread reached, kept by the instrumentation that
+    /// cargo-fuzz enables on Linux (`-sanitizer-coverage-stack-depth`) and defined by
+    /// libFuzzer, which turns the stack depth of a run into coverage features: inputs that
+    /// recurse deeper are kept, and grow towards an overflow. It is thread-local, so
+    /// [`on_shard_stack`] carries a worker's depth over to the fuzzing thread.
+    #[thread_local]
+    static mut __sancov_lowest_stack: usize;
+}
+
+/// An address on the current thread's stack, near its top.
+#[inline(never)]
+fn stack_address() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
+
+/// Runs `target` on `data` on a thread with a shard thread's stack
+/// (`corecast::server::SHARD_STACK_BYTES`), so that a decoder recursing as deeply as its
+/// input says overflows here whenever it would overflow a shard (sooner, if anything: the
+/// sanitizer makes stack frames larger). An overflow aborts the process, which libFuzzer
+/// reports as a crash; a panic that escapes `target` is raised again on the caller's thread.
+/// The stack depth the run reached counts for libFuzzer as if it had run on its thread.
+pub fn on_shard_stack(data: &[u8], target: fn(&[u8])) {
+    let depth = std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("shard".into())
+            .stack_size(SHARD_STACK_BYTES)
+            .spawn_scoped(scope, || {
+                let top = stack_address();
+                // SAFETY: the worker's own thread-local, written by this thread only.
+                unsafe { __sancov_lowest_stack = top };
+                target(data);
+                // SAFETY: as above.
+                top.saturating_sub(unsafe { __sancov_lowest_stack })
+            })
+            .expect("a thread with a shard's stack");
+        match worker.join() {
+            Ok(depth) => depth,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
+    let reached = stack_address().saturating_sub(depth);
+    // SAFETY: the fuzzing thread's own thread-local, written by this thread only.
+    unsafe { __sancov_lowest_stack = __sancov_lowest_stack.min(reached) };
 }
 
 /// Lets panics that corecast contains (rml_rtmp's, caught by `rtmp::session_input`) pass,

@@ -9,7 +9,9 @@
 //! that deserializer does (basic header, message header against the previous header of the
 //! chunk stream, extended timestamp when the timestamp field is 0xFFFFFF, payload of
 //! `min(remaining, chunk size)` bytes, Set Chunk Size applied once its message is complete)
-//! and skips payloads without copying them. It stops at:
+//! and skips payloads without copying them, except that it reads the payload of the messages
+//! rml_rtmp decodes as AMF0 (commands and data, not media) as it passes, with the iterative
+//! [`Nesting`] scanner, because rml_rtmp's AMF0 reader is recursive. It stops at:
 //!
 //! - a message longer than the caller's limit ([`Scan::Blocked`]: the caller may raise the
 //!   limit, for instance when the connection becomes a publisher, and scan on);
@@ -17,7 +19,9 @@
 //! - more than [`MAX_CHUNK_STREAMS`] chunk stream ids;
 //! - a chunk of another message, or a changed message length, in the middle of a message;
 //! - a continuation header on a chunk stream that has no previous header;
-//! - an extended timestamp delta below 0xFFFFFF, which the deserializer would underflow on.
+//! - an extended timestamp delta below 0xFFFFFF, which the deserializer would underflow on;
+//! - AMF values nested deeper than [`MAX_AMF_DEPTH`], which would overflow the thread's stack
+//!   in rml_rtmp's AMF0 reader (at the byte that opens the level past the bound).
 //!
 //! Everything it lets through is input the deserializer handles without any of the above.
 
@@ -27,6 +31,8 @@ pub const CONTROL_MESSAGE_LIMIT: u32 = 64 * 1024;
 
 /// Most chunk stream ids one connection may use (encoders use a handful, 2 to 8).
 pub const MAX_CHUNK_STREAMS: usize = 64;
+
+use super::amf::{decoded_as_amf0, Nesting, TooDeep, MAX_AMF_DEPTH};
 
 /// RTMP's chunk size until the peer sets one.
 const INITIAL_CHUNK_SIZE: u32 = 128;
@@ -97,6 +103,12 @@ pub enum GuardError {
         /// The chunk stream id.
         csid: u32,
     },
+    /// AMF values nested deeper than [`MAX_AMF_DEPTH`] in a message rml_rtmp decodes as AMF0.
+    #[error("AMF values nested deeper than {MAX_AMF_DEPTH} levels in a message of type {type_id}")]
+    AmfTooDeep {
+        /// The message type (15, 17, 18 or 20).
+        type_id: u8,
+    },
 }
 
 impl GuardError {
@@ -107,6 +119,7 @@ impl GuardError {
             GuardError::MessageTooLarge { .. }
                 | GuardError::ChunkSizeRefused { .. }
                 | GuardError::TooManyChunkStreams
+                | GuardError::AmfTooDeep { .. }
         )
     }
 }
@@ -176,6 +189,8 @@ pub struct InputGuard {
     chunk_len: u32,
     /// The first payload bytes of a Set Chunk Size message.
     size_bytes: [u8; 4],
+    /// The nesting of the current message, when rml_rtmp decodes it as AMF0.
+    amf: Option<Nesting>,
     messages: u64,
 }
 
@@ -192,6 +207,7 @@ impl InputGuard {
             message: None,
             chunk_len: 0,
             size_bytes: [0; 4],
+            amf: None,
             messages: 0,
         }
     }
@@ -252,7 +268,7 @@ impl InputGuard {
                     if take == 0 {
                         return Ok(Scan::Done);
                     }
-                    self.capture(&bytes[pos..pos + take], left);
+                    self.capture(&bytes[pos..pos + take], left)?;
                     pos += take;
                     self.stage = Stage::Payload {
                         left: left - take as u32,
@@ -364,6 +380,9 @@ impl InputGuard {
                 received: 0,
             },
         };
+        if self.message.is_none() {
+            self.amf = decoded_as_amf0(message.type_id).then(|| Nesting::new(message.type_id));
+        }
         let full = self.streams.len() >= MAX_CHUNK_STREAMS;
         match self.streams.iter_mut().find(|s| s.csid == csid) {
             Some(slot) => *slot = stream,
@@ -382,18 +401,28 @@ impl InputGuard {
         Ok(())
     }
 
-    /// Keeps the first payload bytes of a Set Chunk Size message.
-    fn capture(&mut self, bytes: &[u8], left: u32) {
-        let Some(message) = self.message else { return };
-        if message.type_id != SET_CHUNK_SIZE {
-            return;
+    /// Reads payload bytes where the guard needs them: the nesting of an AMF0 message, the
+    /// first bytes of a Set Chunk Size message. Other payloads (media) are not touched.
+    fn capture(&mut self, bytes: &[u8], left: u32) -> Result<(), GuardError> {
+        let Some(message) = self.message else {
+            return Ok(());
+        };
+        if let Some(nesting) = &mut self.amf {
+            return nesting
+                .read(bytes)
+                .map_err(|TooDeep| GuardError::AmfTooDeep {
+                    type_id: message.type_id,
+                });
         }
-        let offset = (message.received + self.chunk_len - left) as usize;
-        for (i, &byte) in bytes.iter().enumerate() {
-            if let Some(slot) = self.size_bytes.get_mut(offset + i) {
-                *slot = byte;
+        if message.type_id == SET_CHUNK_SIZE {
+            let offset = (message.received + self.chunk_len - left) as usize;
+            for (i, &byte) in bytes.iter().enumerate() {
+                if let Some(slot) = self.size_bytes.get_mut(offset + i) {
+                    *slot = byte;
+                }
             }
         }
+        Ok(())
     }
 
     /// The chunk's payload is read: completes the message when it was the last chunk (and
@@ -408,6 +437,7 @@ impl InputGuard {
             return Ok(false);
         }
         self.message = None;
+        self.amf = None;
         self.messages += 1;
         if message.type_id == SET_CHUNK_SIZE {
             if message.length < 4 {
@@ -726,6 +756,78 @@ mod tests {
                 csid: 2 * 256 + 1 + 64
             })
         );
+    }
+
+    /// A command name and transaction id, then `levels` nested containers of `kind` (see
+    /// `amf::tests::nested`), cut at 36,000 bytes (a client need not close what it opens), as
+    /// one message of type `type_id`.
+    fn deep_message(type_id: u8, kind: usize, levels: usize) -> Vec<u8> {
+        let mut body = vec![2, 0, 7];
+        body.extend_from_slice(b"connect");
+        body.push(0);
+        body.extend_from_slice(&1f64.to_be_bytes());
+        let mut nested = crate::rtmp::amf::tests::nested(kind, levels);
+        nested.truncate(36_000);
+        body.extend_from_slice(&nested);
+        let mut ser = ChunkSerializer::new();
+        let mut bytes = ser
+            .set_max_chunk_size(4096, RtmpTimestamp::new(0))
+            .unwrap()
+            .bytes;
+        let message = MessagePayload {
+            data: Bytes::from(body),
+            ..payload(type_id, 0, 0)
+        };
+        bytes.extend_from_slice(&ser.serialize(&message, true, false).unwrap().bytes);
+        bytes
+    }
+
+    #[test]
+    fn refuses_amf_nested_past_the_bound_in_every_amf_message_type() {
+        for type_id in [15u8, 17, 18, 20] {
+            // Objects, ECMA arrays, strict arrays: 36 KB of them (9,000 levels of objects)
+            // overflowed a shard's stack.
+            for kind in 0..3 {
+                let deep = deep_message(type_id, kind, 9_000);
+                assert!(deep.len() < CONTROL_MESSAGE_LIMIT as usize);
+                for piece in [1, 1000, deep.len()] {
+                    let mut guard = InputGuard::new(65536);
+                    let refused = deep
+                        .chunks(piece)
+                        .map(|read| guard.scan(read, CONTROL_MESSAGE_LIMIT))
+                        .find(Result::is_err);
+                    assert_eq!(
+                        refused,
+                        Some(Err(GuardError::AmfTooDeep { type_id })),
+                        "type {type_id}, kind {kind}, pieces of {piece}"
+                    );
+                }
+                assert!(GuardError::AmfTooDeep { type_id }.is_limit());
+                // At the bound the message passes, and the session decodes it.
+                let at_bound = deep_message(type_id, kind, MAX_AMF_DEPTH);
+                let mut guard = InputGuard::new(65536);
+                assert_eq!(guard.scan(&at_bound, CONTROL_MESSAGE_LIMIT), Ok(Scan::Done));
+                assert_eq!(guard.messages(), 2);
+                assert_eq!(reference(&at_bound).len(), 2);
+            }
+        }
+    }
+
+    #[test]
+    fn reads_no_other_payload_as_amf() {
+        // The same bytes as media, a shared object (16, 19), or an unknown type pass.
+        for type_id in [8u8, 9, 16, 19, 22, 23] {
+            let deep = deep_message(type_id, 0, 9_000);
+            let mut guard = InputGuard::new(65536);
+            assert_eq!(guard.scan(&deep, CONTROL_MESSAGE_LIMIT), Ok(Scan::Done));
+            assert_eq!(guard.messages(), 2);
+        }
+        // A message's nesting does not carry over to the next message.
+        let mut bytes = deep_message(20, 2, MAX_AMF_DEPTH);
+        bytes.extend_from_slice(&deep_message(18, 0, MAX_AMF_DEPTH)[16..]);
+        let mut guard = InputGuard::new(65536);
+        assert_eq!(guard.scan(&bytes, CONTROL_MESSAGE_LIMIT), Ok(Scan::Done));
+        assert_eq!(guard.messages(), 3);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! undelivered results together, see [`crate::shard::Handoff`]); the owner continues with
 //! [`resume`]. Input goes through [`guard::InputGuard`] before the session sees it.
 
+pub mod amf;
 pub mod chunk;
 pub mod guard;
 
@@ -63,7 +64,7 @@ pub enum RtmpError {
     #[error("answers not taken within the write timeout")]
     WriteTimeout,
     /// Input refused before the session saw it: a limit (message size, chunk size, chunk
-    /// streams) or chunking the session cannot follow.
+    /// streams, AMF nesting) or chunking the session cannot follow.
     #[error("input refused: {0}")]
     Input(#[from] GuardError),
     /// The peer sent bytes the session could not decode (bad chunk, bad AMF, ...).
