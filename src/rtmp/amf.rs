@@ -35,7 +35,7 @@ pub fn decoded_as_amf0(type_id: u8) -> bool {
 }
 
 /// The message type rml_rtmp reads as AMF0 after dropping one leading 0x00 byte, if any.
-const AMF3_COMMAND: u8 = 17;
+pub(crate) const AMF3_COMMAND: u8 = 17;
 
 /// AMF0 markers rml_amf0 reads; any other marker is an error to it.
 const NUMBER: u8 = 0x00;

@@ -32,7 +32,23 @@ pub const CONTROL_MESSAGE_LIMIT: u32 = 64 * 1024;
 /// Most chunk stream ids one connection may use (encoders use a handful, 2 to 8).
 pub const MAX_CHUNK_STREAMS: usize = 64;
 
-use super::amf::{decoded_as_amf0, Nesting, TooDeep, MAX_AMF_DEPTH};
+/// Most `createStream` requests one connection may make over its life. rml_rtmp answers
+/// each by itself and keeps a message stream for it until `deleteStream`; encoders and
+/// players create one per publish or play (and a connection publishes at most
+/// `limits.max_publishes_per_connection` times).
+pub const MAX_CREATE_STREAMS: u32 = 16;
+
+/// Message types of commands (AMF0, and "AMF3" with a leading byte).
+const COMMAND: u8 = 20;
+
+/// The first payload bytes of a `createStream` command: an AMF0 string of 12 bytes.
+const CREATE_STREAM: &[u8] = b"\x02\x00\x0ccreateStream";
+
+/// Payload bytes kept from the start of a Set Chunk Size message or a command: the size, or
+/// a leading byte and the command's name up to `createStream`.
+const HEAD_BYTES: usize = 1 + CREATE_STREAM.len();
+
+use super::amf::{decoded_as_amf0, Nesting, TooDeep, AMF3_COMMAND, MAX_AMF_DEPTH};
 
 /// RTMP's chunk size until the peer sets one.
 const INITIAL_CHUNK_SIZE: u32 = 128;
@@ -75,6 +91,9 @@ pub enum GuardError {
     /// More distinct chunk stream ids than [`MAX_CHUNK_STREAMS`].
     #[error("more than {MAX_CHUNK_STREAMS} chunk streams")]
     TooManyChunkStreams,
+    /// More than [`MAX_CREATE_STREAMS`] `createStream` requests on one connection.
+    #[error("more than {MAX_CREATE_STREAMS} createStream requests on one connection")]
+    TooManyCreateStreams,
     /// A chunk of another chunk stream in the middle of a message.
     #[error("chunk stream {csid} interleaved into a message on chunk stream {current}")]
     Interleaved {
@@ -119,6 +138,7 @@ impl GuardError {
             GuardError::MessageTooLarge { .. }
                 | GuardError::ChunkSizeRefused { .. }
                 | GuardError::TooManyChunkStreams
+                | GuardError::TooManyCreateStreams
                 | GuardError::AmfTooDeep { .. }
         )
     }
@@ -187,8 +207,10 @@ pub struct InputGuard {
     message: Option<Message>,
     /// This chunk's payload length.
     chunk_len: u32,
-    /// The first payload bytes of a Set Chunk Size message.
-    size_bytes: [u8; 4],
+    /// The first payload bytes of a Set Chunk Size message or a command.
+    payload_head: [u8; HEAD_BYTES],
+    /// `createStream` requests so far.
+    create_streams: u32,
     /// The nesting of the current message, when rml_rtmp decodes it as AMF0.
     amf: Option<Nesting>,
     messages: u64,
@@ -206,7 +228,8 @@ impl InputGuard {
             head_len: 0,
             message: None,
             chunk_len: 0,
-            size_bytes: [0; 4],
+            payload_head: [0; HEAD_BYTES],
+            create_streams: 0,
             amf: None,
             messages: 0,
         }
@@ -382,6 +405,7 @@ impl InputGuard {
         };
         if self.message.is_none() {
             self.amf = decoded_as_amf0(message.type_id).then(|| Nesting::new(message.type_id));
+            self.payload_head = [0; HEAD_BYTES];
         }
         let full = self.streams.len() >= MAX_CHUNK_STREAMS;
         match self.streams.iter_mut().find(|s| s.csid == csid) {
@@ -407,6 +431,14 @@ impl InputGuard {
         let Some(message) = self.message else {
             return Ok(());
         };
+        if matches!(message.type_id, SET_CHUNK_SIZE | COMMAND | AMF3_COMMAND) {
+            let offset = (message.received + self.chunk_len - left) as usize;
+            for (i, &byte) in bytes.iter().enumerate() {
+                if let Some(slot) = self.payload_head.get_mut(offset + i) {
+                    *slot = byte;
+                }
+            }
+        }
         if let Some(nesting) = &mut self.amf {
             return nesting
                 .read(bytes)
@@ -414,15 +446,19 @@ impl InputGuard {
                     type_id: message.type_id,
                 });
         }
-        if message.type_id == SET_CHUNK_SIZE {
-            let offset = (message.received + self.chunk_len - left) as usize;
-            for (i, &byte) in bytes.iter().enumerate() {
-                if let Some(slot) = self.size_bytes.get_mut(offset + i) {
-                    *slot = byte;
-                }
-            }
-        }
         Ok(())
+    }
+
+    /// True when the message whose first bytes are in `payload_head` is a `createStream` command
+    /// (rml_rtmp drops one leading 0x00 byte of a type 17 message).
+    fn is_create_stream(&self, type_id: u8) -> bool {
+        let head = &self.payload_head;
+        let name = match (type_id, head[0]) {
+            (AMF3_COMMAND, 0) => &head[1..],
+            (COMMAND | AMF3_COMMAND, _) => &head[..CREATE_STREAM.len()],
+            _ => return false,
+        };
+        name == CREATE_STREAM
     }
 
     /// The chunk's payload is read: completes the message when it was the last chunk (and
@@ -445,7 +481,8 @@ impl InputGuard {
                     length: message.length,
                 });
             }
-            let size = u32::from_be_bytes(self.size_bytes);
+            let [a, b, c, d, ..] = self.payload_head;
+            let size = u32::from_be_bytes([a, b, c, d]);
             if size == 0 || size > self.max_chunk_size {
                 return Err(GuardError::ChunkSizeRefused {
                     size,
@@ -453,6 +490,12 @@ impl InputGuard {
                 });
             }
             self.chunk_size = size;
+        }
+        if self.is_create_stream(message.type_id) {
+            self.create_streams += 1;
+            if self.create_streams > MAX_CREATE_STREAMS {
+                return Err(GuardError::TooManyCreateStreams);
+            }
         }
         Ok(true)
     }
@@ -828,6 +871,45 @@ mod tests {
         let mut guard = InputGuard::new(65536);
         assert_eq!(guard.scan(&bytes, CONTROL_MESSAGE_LIMIT), Ok(Scan::Done));
         assert_eq!(guard.messages(), 3);
+    }
+
+    #[test]
+    fn bounds_the_create_stream_requests_of_a_connection() {
+        let command = |type_id: u8, body: &[u8]| {
+            let mut ser = ChunkSerializer::new();
+            let message = MessagePayload {
+                data: Bytes::copy_from_slice(body),
+                ..payload(type_id, 0, 0)
+            };
+            ser.serialize(&message, true, false).unwrap().bytes
+        };
+        let mut create = CREATE_STREAM.to_vec();
+        create.extend_from_slice(&[0, 0x40, 0, 0, 0, 0, 0, 0, 0, 5]);
+        let amf3 = [&[0u8][..], &create].concat();
+        // Other commands, and names that only start like it, do not count.
+        let mut longer = b"\x02\x00\x0dcreateStreamX".to_vec();
+        longer.extend_from_slice(&create[15..]);
+        let mut guard = InputGuard::new(65536);
+        for _ in 0..100 {
+            assert!(guard.scan(&command(COMMAND, &longer), LIMIT).is_ok());
+            assert!(guard
+                .scan(&command(COMMAND, b"\x02\x00\x04play"), LIMIT)
+                .is_ok());
+            assert!(guard.scan(&command(18, &create), LIMIT).is_ok());
+        }
+        for i in 0..MAX_CREATE_STREAMS {
+            let (type_id, body) = if i % 2 == 0 {
+                (COMMAND, &create)
+            } else {
+                (AMF3_COMMAND, &amf3)
+            };
+            assert_eq!(guard.scan(&command(type_id, body), LIMIT), Ok(Scan::Done));
+        }
+        assert_eq!(
+            guard.scan(&command(COMMAND, &create), LIMIT),
+            Err(GuardError::TooManyCreateStreams)
+        );
+        assert!(GuardError::TooManyCreateStreams.is_limit());
     }
 
     #[test]

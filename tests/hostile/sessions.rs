@@ -166,3 +166,24 @@ fn a_second_connect_closes_the_connection() {
         assert_eq!(server.counter("rtmp_bad_input_total"), before + 1);
     });
 }
+
+/// `createStream` again and again (rml_rtmp answers each by itself and keeps a message
+/// stream for it), without reading the answers: closed at the 17th, as a limit hit.
+#[test]
+fn create_stream_floods_are_refused() {
+    hostile("", |server| {
+        let before = server.counter("rtmp_limits_hit_total");
+        let mut client = RawClient::connect(server.rtmp);
+        let mut flood = client.connect_app();
+        for transaction in 0..10_000 {
+            flood.extend(client.command("createStream", f64::from(transaction + 2), 0, Vec::new()));
+        }
+        // The kernel's buffers may take all of it before the server reads the 17th.
+        send_until_refused(&mut client.stream, &flood, flood.len());
+        closed_within(&mut client.stream, Duration::from_secs(3));
+        assert_eq!(server.counter("rtmp_limits_hit_total"), before + 1);
+        assert!(!server
+            .logged("more than 16 createStream requests")
+            .is_empty());
+    });
+}
