@@ -174,12 +174,17 @@ impl Server {
                 LocalExecutorBuilder::new(Placement::Fixed(cpus[id])).io_memory(IO_MEMORY);
             // glommio's `LocalExecutorBuilder::spawn` starts its thread with the default
             // stack and has no setting for it; `make` builds the same executor on a thread
-            // of ours.
+            // of ours. Executors get their ids as they are made, and mesh peers are ordered
+            // by executor id: each shard's executor is made before the next shard's thread
+            // starts, so that mesh position and shard index agree.
+            let (made_tx, made_rx) = mpsc::channel();
             let handle = std::thread::Builder::new()
                 .name(format!("corecast-{id}"))
                 .stack_size(SHARD_STACK_BYTES)
                 .spawn(move || {
-                    builder.make()?.run(async move {
+                    let executor = builder.make();
+                    let _ = made_tx.send(());
+                    executor?.run(async move {
                         let outcome =
                             run_shard(id, config, observed, mesh, listeners, stop, &report).await;
                         if let Err(reason) = outcome {
@@ -192,6 +197,9 @@ impl Server {
                     shard: id,
                     reason: e.to_string(),
                 })?;
+            // An error here means the thread ended before making its executor; the join
+            // below reports why.
+            let _ = made_rx.recv();
             let report = report_tx.clone();
             threads.push(std::thread::spawn(move || {
                 let err = match handle.join() {
