@@ -9,7 +9,13 @@
 //! - `token=EXPIRY.MAC`: `EXPIRY` is a Unix time in seconds, `MAC` the lowercase hex
 //!   HMAC-SHA256, keyed with `auth.secret`, of `"{action}\n{app}\n{stream}\n{EXPIRY}"` where
 //!   `action` is `publish` or `play`. [`mint`] makes one (`corecast token` on the command
-//!   line).
+//!   line). Only the canonical form is accepted: `EXPIRY` in decimal digits without sign or
+//!   leading zeros (fitting a `u64`), `MAC` exactly 64 lowercase hex digits; so a token has
+//!   one spelling, and a cache or log keyed on it cannot be fooled by another.
+//!
+//! The message is unambiguous because app and stream names pass
+//! [`crate::hub::validate_name`] (no `\n`) before any check: every protocol validates them
+//! first, and [`Auth::check`] refuses a token for an invalid name all the same.
 //!
 //! Comparisons of keys and MACs take the same time whatever the input.
 
@@ -236,9 +242,11 @@ impl Auth {
         if self.secret.is_empty() {
             return Err(Denied::NoSecret);
         }
-        let (expiry, mac) = token.split_once('.').ok_or(Denied::BadToken)?;
-        let expiry: u64 = expiry.parse().map_err(|_| Denied::BadToken)?;
-        let mac = decode_hex(mac).ok_or(Denied::BadToken)?;
+        // Signed messages exist for valid names only (see the module documentation).
+        if crate::hub::validate_names(app, stream).is_err() {
+            return Err(Denied::BadToken);
+        }
+        let (expiry, mac) = parse_token(token).ok_or(Denied::BadToken)?;
         let mut h = hmac(&self.secret);
         h.update(signed_text(action, app, stream, expiry).as_bytes());
         // verify_slice compares in constant time.
@@ -288,14 +296,36 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || text.len() > 128 {
+/// Length of a token's MAC in hex digits (HMAC-SHA256: 32 bytes).
+const MAC_HEX_DIGITS: usize = 64;
+
+/// Splits a token into its expiry and MAC, in the canonical form only: `EXPIRY` is `0` or
+/// decimal digits not starting with `0` (no sign, no spaces) that fit a `u64`; `MAC` is
+/// exactly [`MAC_HEX_DIGITS`] lowercase hex digits.
+fn parse_token(token: &str) -> Option<(u64, [u8; MAC_HEX_DIGITS / 2])> {
+    let (expiry, mac) = token.split_once('.')?;
+    let expiry = crate::util::parse_canonical_u64(expiry)?;
+    Some((expiry, decode_mac(mac)?))
+}
+
+/// Decodes exactly [`MAC_HEX_DIGITS`] lowercase hex digits.
+fn decode_mac(text: &str) -> Option<[u8; MAC_HEX_DIGITS / 2]> {
+    fn digit(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        }
+    }
+    let text = text.as_bytes();
+    if text.len() != MAC_HEX_DIGITS {
         return None;
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    let mut mac = [0u8; MAC_HEX_DIGITS / 2];
+    for (byte, pair) in mac.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(mac)
 }
 
 /// The current Unix time in seconds.
@@ -379,6 +409,85 @@ mod tests {
             check(Action::Play, "cam", &format!("x=1&{q}&y=2"), 5),
             Ok(())
         );
+    }
+
+    #[test]
+    fn only_canonical_tokens_are_accepted() {
+        let a = auth(AppPolicy {
+            play: Policy::Token,
+            ..AppPolicy::default()
+        });
+        let check = |token: &str| {
+            a.check(
+                Action::Play,
+                "live",
+                "cam",
+                Some(&format!("token={token}")),
+                0,
+            )
+        };
+        let t = mint(SECRET, Action::Play, "live", "cam", 1_000);
+        let mac = t.strip_prefix("1000.").expect("expiry, dot, MAC");
+        assert_eq!(mac.len(), MAC_HEX_DIGITS);
+        assert_eq!(check(&t), Ok(()));
+        let refused = [
+            format!("+1000.{mac}"),
+            format!("-1000.{mac}"),
+            format!("01000.{mac}"),
+            format!("0001000.{mac}"),
+            format!(" 1000.{mac}"),
+            format!("1000 .{mac}"),
+            format!("1000. {mac}"),
+            format!("1000.{mac} "),
+            format!("1000.{mac}\n"),
+            format!("1_000.{mac}"),
+            format!("1000.{}", mac.to_ascii_uppercase()),
+            format!("1000.{}", &mac[..MAC_HEX_DIGITS - 2]),
+            format!("1000.{mac}00"),
+            format!("1000.{}", &mac[..MAC_HEX_DIGITS - 1]),
+            format!("1000.{mac}.{mac}"),
+            format!(".{mac}"),
+            "1000.".to_string(),
+            // Larger than u64::MAX.
+            format!("18446744073709551616.{mac}"),
+        ];
+        for token in &refused {
+            assert_eq!(check(token), Err(Denied::BadToken), "{token:?}");
+        }
+        // The canonical forms of the extremes.
+        let zero = mint(SECRET, Action::Play, "live", "cam", 0);
+        assert!(zero.starts_with("0."), "{zero}");
+        assert_eq!(check(&zero), Ok(()));
+        let last = mint(SECRET, Action::Play, "live", "cam", u64::MAX);
+        assert_eq!(check(&last), Ok(()));
+        assert_eq!(parse_token(&format!("00.{mac}")), None);
+    }
+
+    #[test]
+    fn tokens_for_invalid_names_are_refused() {
+        let a = Auth::new(
+            SECRET,
+            AppPolicy {
+                play: Policy::Token,
+                ..AppPolicy::default()
+            },
+            BTreeMap::new(),
+        );
+        // Without the name rule, "a\nb" in the app and "c" as stream would sign the same
+        // message as "a" and "b\nc".
+        for (app, stream) in [
+            ("a\nb", "c"),
+            ("a", "b\nc"),
+            ("premium/a", "b"),
+            ("live", ""),
+        ] {
+            let t = mint(SECRET, Action::Play, app, stream, 10);
+            assert_eq!(
+                a.check(Action::Play, app, stream, Some(&format!("token={t}")), 0),
+                Err(Denied::BadToken),
+                "{app:?} {stream:?}"
+            );
+        }
     }
 
     #[test]

@@ -114,6 +114,9 @@ pub struct LimitsConfig {
     pub max_media_memory_bytes: usize,
 }
 
+/// Shown in place of each credential by [`Config::redacted`].
+pub const REDACTED: &str = "<redacted>";
+
 /// `[auth]`: publish and play policies (see [`crate::auth`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -324,9 +327,36 @@ impl Config {
         })
     }
 
-    /// The effective configuration as TOML (what `--print-config` shows).
+    /// The configuration as TOML. `--print-config` shows [`Config::redacted`]'s.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|err| format!("# cannot render: {err}\n"))
+    }
+
+    /// A copy fit to show (`--print-config`): every credential that is set, `auth.secret`,
+    /// `admin.token` and the values of all `publish_keys` and `play_keys` tables (defaults
+    /// and per application), becomes [`REDACTED`]. Empty ones stay empty, so the copy still
+    /// tells which are set; stream names (the keys of those tables) are kept.
+    pub fn redacted(&self) -> Config {
+        fn hide(value: &mut String) {
+            if !value.is_empty() {
+                *value = REDACTED.to_string();
+            }
+        }
+        let mut config = self.clone();
+        hide(&mut config.auth.secret);
+        hide(&mut config.admin.token);
+        let auth = &mut config.auth;
+        let per_app = auth
+            .apps
+            .values_mut()
+            .flat_map(|p| [&mut p.publish_keys, &mut p.play_keys]);
+        for keys in [&mut auth.publish_keys, &mut auth.play_keys]
+            .into_iter()
+            .chain(per_app)
+        {
+            keys.values_mut().for_each(hide);
+        }
+        config
     }
 
     /// Number of shards to run: `server.shards`, or the online CPU count when it is 0.
@@ -718,5 +748,40 @@ mod tests {
             let expected = refused.then_some("limits.ipv6_prefix_len");
             assert_eq!(refused_key(&text), expected, "{len}");
         }
+    }
+
+    #[test]
+    fn redacted_copies_hide_every_credential() {
+        let text = "[auth]\nsecret = \"s3cret-s3cret-s3cret\"\nplay = \"key_or_token\"\n\
+                    publish_keys = { \"*\" = \"pk-default\" }\nplay_keys = { cam = \"vk-cam\" }\n\
+                    [auth.apps.premium]\npublish = \"key\"\npublish_keys = { show = \"pk-show\" }\n\
+                    play_keys = { \"*\" = \"vk-any\" }\n[admin]\ntoken = \"admin-bearer\"\n";
+        let config = Config::overlay(text, "test").unwrap();
+        let shown = config.redacted();
+        let printed = shown.to_toml();
+        for secret in [
+            "s3cret-s3cret-s3cret",
+            "pk-default",
+            "vk-cam",
+            "pk-show",
+            "vk-any",
+            "admin-bearer",
+        ] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert_eq!(shown.auth.secret, REDACTED);
+        assert_eq!(shown.admin.token, REDACTED);
+        assert_eq!(shown.auth.play_keys["cam"], REDACTED);
+        assert_eq!(shown.auth.apps["premium"].publish_keys["show"], REDACTED);
+        assert_eq!(shown.auth.apps["premium"].play_keys["*"], REDACTED);
+        // Everything else is as configured, and the copy is still a configuration.
+        assert_eq!(shown.auth.play, config.auth.play);
+        assert_eq!(shown.server, config.server);
+        assert_eq!(
+            Config::from_toml_str(&printed, "printed").unwrap().auth,
+            shown.auth
+        );
+        // Unset credentials stay empty.
+        assert_eq!(Config::default().redacted(), Config::default());
     }
 }

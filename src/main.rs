@@ -78,6 +78,12 @@ fn mint(config: &Config, action: &str, stream: &str, ttl: u64) -> ExitCode {
         eprintln!("corecast token: --stream must be app/name");
         return ExitCode::from(2);
     };
+    // Tokens exist for valid names only: the signed message relies on them.
+    if let Err(err) = corecast::hub::validate_names(app, name) {
+        let shown = corecast::util::Escaped(stream);
+        eprintln!("corecast token: invalid name in --stream \"{shown}\": {err}");
+        return ExitCode::from(2);
+    }
     if config.auth.secret.len() < 16 {
         eprintln!("corecast token: auth.secret (at least 16 bytes) must be set in --config");
         return ExitCode::from(2);
@@ -130,7 +136,8 @@ fn main() -> ExitCode {
         return mint(&config, action, stream, *ttl);
     }
     if cli.print_config {
-        print!("{}", config.to_toml());
+        // Credentials are never printed.
+        print!("{}", config.redacted().to_toml());
         return ExitCode::SUCCESS;
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

@@ -87,6 +87,9 @@ pub struct ShardStats {
     pub auth_rejected_play: AtomicU64,
     /// HTTP connections closed for bad requests.
     pub http_bad_input: AtomicU64,
+    /// Requests refused for an invalid application or stream name (RTMP connect, publish
+    /// and play; HTTP media and API paths), see [`crate::hub::validate_name`].
+    pub names_rejected: AtomicU64,
     /// Connections closed because they timed out (handshake, header, idle).
     pub timeouts: AtomicU64,
 }

@@ -311,12 +311,16 @@ pub fn segment_name(stream: &str, instance: u64, seq: u64) -> String {
     format!("{stream}-{instance}-{seq}.ts")
 }
 
-/// Splits a segment file name into stream name, instance and sequence number.
+/// Splits a segment file name into stream name, instance and sequence number. The numbers
+/// must be written as [`segment_name`] writes them (decimal, no sign, no leading zeros), so
+/// each segment has one name. Unambiguous for any stream name: the last two `-` separate
+/// the numbers, which hold no `-`.
 pub fn parse_segment_name(file: &str) -> Option<(&str, u64, u64)> {
+    use crate::util::parse_canonical_u64;
     let stem = file.strip_suffix(".ts")?;
     let mut parts = stem.rsplitn(3, '-');
-    let seq = parts.next()?.parse().ok()?;
-    let instance = parts.next()?.parse().ok()?;
+    let seq = parse_canonical_u64(parts.next()?)?;
+    let instance = parse_canonical_u64(parts.next()?)?;
     Some((parts.next()?, instance, seq))
 }
 
@@ -358,6 +362,9 @@ mod tests {
         let name = segment_name("my-cam", 17, 42);
         assert_eq!(parse_segment_name(&name), Some(("my-cam", 17, 42)));
         assert_eq!(parse_segment_name("x.ts"), None);
+        for other_spelling in ["my-cam-017-42.ts", "my-cam-17-+42.ts", "my-cam-17- 42.ts"] {
+            assert_eq!(parse_segment_name(other_spelling), None, "{other_spelling}");
+        }
     }
 }
 

@@ -15,11 +15,13 @@ use crate::metrics::Stage;
 use crate::net;
 use crate::shard::Shard;
 use crate::stats;
+use crate::util::Escaped;
 use crate::viewer::{self, Delivery, Ending};
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use request::{byte_range, parse_head, route, ByteRange, HttpError, Method, Request, Route};
+use std::borrow::Cow;
 use std::io;
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -121,6 +123,19 @@ async fn run(
             }
             (_, r) => r,
         };
+        if let Route::BadName(err) = route {
+            // Refused before access control, so never logged with the name unescaped.
+            stats::inc(&shard.stats.names_rejected);
+            info!(protocol = "http", shard = shard.id, %peer, path = %Escaped(&req.path), "invalid name refused: {err}");
+            let head_only = req.method == Method::Head;
+            stream
+                .write_all(&simple("400 Bad Request", head_only, req.keep_alive))
+                .await?;
+            if !req.keep_alive {
+                return Ok(());
+            }
+            continue;
+        }
         if route.is_admin() && !authorized(&shard.config.admin.token, &req) {
             reply(stream, UNAUTHORIZED, limit).await?;
             if !req.keep_alive {
@@ -203,7 +218,7 @@ async fn run(
                 send_all(stream, &[head.as_bytes(), body.as_bytes()], limit).await?;
             }
             (Method::Get | Method::Head, Route::Flv { app, stream: name }) => {
-                let key = stream_key(app, name);
+                let key = stream_key(&app, &name);
                 if req.method == Method::Head {
                     if shard.is_live(&key) {
                         // The head says `Connection: close`, as a GET's would.
@@ -244,16 +259,17 @@ async fn run(
             }
             (Method::Get | Method::Head, Route::Playlist { app, stream: name }) => {
                 let parsed = now_ns();
-                let view = shard.hls_view(&stream_key(app, name));
+                let view = shard.hls_view(&stream_key(&app, &name));
                 // Segments are checked like the playlist: they carry its credentials.
                 let credentials = credentials(req.query.as_deref());
+                let protected = shard.auth.policy(&app).play != Policy::Open;
                 let body = view.as_ref().map(|v| match &credentials {
-                    Some(query) if shard.auth.policy(app).play != Policy::Open => {
-                        v.playlist_with_query(query)
-                    }
+                    Some(query) if protected => v.playlist_with_query(query),
                     _ => v.playlist.clone(),
                 });
-                let sent = respond_hls(shard, stream, &req, body, HlsKind::Playlist).await?;
+                let cache = hls_cache_control(HlsKind::Playlist, protected, &shard.config);
+                let sent =
+                    respond_hls(shard, stream, &req, body, HlsKind::Playlist, &cache).await?;
                 stats::add(&shard.stats.hls_bytes_out, sent as u64);
                 record_hls(shard, parsed);
             }
@@ -267,13 +283,16 @@ async fn run(
                 },
             ) => {
                 let parsed = now_ns();
-                let view = shard.hls_view(&stream_key(app, name));
+                let view = shard.hls_view(&stream_key(&app, &name));
                 let body = view.and_then(|v| v.segment(instance, seq).cloned());
-                let sent = respond_hls(shard, stream, &req, body, HlsKind::Segment).await?;
+                let protected = shard.auth.policy(&app).play != Policy::Open;
+                let cache = hls_cache_control(HlsKind::Segment, protected, &shard.config);
+                let sent = respond_hls(shard, stream, &req, body, HlsKind::Segment, &cache).await?;
                 stats::add(&shard.stats.hls_bytes_out, sent as u64);
                 record_hls(shard, parsed);
             }
-            (Method::Get | Method::Head, Route::NotFound) | (Method::Head, Route::Profile(_)) => {
+            (Method::Get | Method::Head, Route::NotFound | Route::BadName(_))
+            | (Method::Head, Route::Profile(_)) => {
                 let head_only = req.method == Method::Head;
                 reply(
                     stream,
@@ -430,12 +449,35 @@ fn admin_body(shard: &Shard, route: &Route<'_>) -> (&'static str, &'static str, 
 }
 
 /// The two kinds of HLS responses, which differ in type and caching.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum HlsKind {
     /// Changes every segment: caches must revalidate.
     Playlist,
     /// Immutable under its name (names are unique per stream incarnation).
     Segment,
+}
+
+/// `Cache-Control` of an HLS response. Open applications: playlists are revalidated, and
+/// segments may be kept by any cache (CDNs included) for a day. Protected applications
+/// (`protected`: a play policy other than `open`): only the viewer's own (private) cache may
+/// keep a response, since a shared cache would serve it to viewers without credentials,
+/// and playlists carry the viewer's credentials in their segment URIs. A private segment is
+/// kept for as long as a playlist can list it, `(hls.window_segments + 1) x
+/// hls.target_duration_ms` rounded up to seconds: enough for the player, no longer.
+fn hls_cache_control(kind: HlsKind, protected: bool, config: &crate::Config) -> Cow<'static, str> {
+    match (kind, protected) {
+        (HlsKind::Playlist, false) => Cow::Borrowed("no-cache"),
+        (HlsKind::Playlist, true) => Cow::Borrowed("private, no-cache"),
+        (HlsKind::Segment, false) => Cow::Borrowed("public, max-age=86400, immutable"),
+        (HlsKind::Segment, true) => {
+            let window_ms = (config.hls.window_segments as u64 + 1)
+                .saturating_mul(config.hls.target_duration_ms);
+            Cow::Owned(format!(
+                "private, max-age={}, immutable",
+                window_ms.div_ceil(1000)
+            ))
+        }
+    }
 }
 
 /// Answers an HLS request: `body` is the playlist or segment, `None` when unknown or expired
@@ -447,6 +489,7 @@ async fn respond_hls(
     req: &Request,
     body: Option<Bytes>,
     kind: HlsKind,
+    cache: &str,
 ) -> io::Result<usize> {
     let limit = shard.config.write_timeout();
     let Some(body) = body else {
@@ -455,9 +498,9 @@ async fn respond_hls(
         reply(stream, &response, limit).await?;
         return Ok(response.len());
     };
-    let (content_type, cache) = match kind {
-        HlsKind::Playlist => ("application/vnd.apple.mpegurl", "no-cache"),
-        HlsKind::Segment => ("video/mp2t", "public, max-age=86400, immutable"),
+    let content_type = match kind {
+        HlsKind::Playlist => "application/vnd.apple.mpegurl",
+        HlsKind::Segment => "video/mp2t",
     };
     let total = body.len();
     let (status, body, range) = match byte_range(req.range.as_deref(), total) {
@@ -573,4 +616,32 @@ Content-Length: {}\r\nConnection: {connection}\r\n\r\n",
     .into_bytes();
     out.extend_from_slice(body.as_bytes());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protected_hls_is_for_private_caches_only() {
+        let config = crate::Config::default();
+        let window_s = (config.hls.window_segments as u64 + 1) * config.hls.target_duration_ms;
+        let window_s = window_s.div_ceil(1000);
+        assert_eq!(
+            hls_cache_control(HlsKind::Segment, false, &config),
+            "public, max-age=86400, immutable"
+        );
+        assert_eq!(
+            hls_cache_control(HlsKind::Segment, true, &config),
+            format!("private, max-age={window_s}, immutable")
+        );
+        assert_eq!(
+            hls_cache_control(HlsKind::Playlist, false, &config),
+            "no-cache"
+        );
+        assert_eq!(
+            hls_cache_control(HlsKind::Playlist, true, &config),
+            "private, no-cache"
+        );
+    }
 }

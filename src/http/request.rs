@@ -1,5 +1,8 @@
 //! HTTP/1.x request heads and routing (pure).
 
+use crate::hub::{validate_name, NameError};
+use std::borrow::Cow;
+
 /// Why a request head was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
@@ -32,7 +35,7 @@ pub enum Method {
 pub struct Request {
     /// The method.
     pub method: Method,
-    /// The path, without the query string.
+    /// The path, without the query string, as sent (percent-encoded): [`route`] decodes it.
     pub path: String,
     /// The query string, if any.
     pub query: Option<String>,
@@ -110,29 +113,30 @@ pub fn parse_head(buf: &[u8], max_len: usize) -> Result<Option<(Request, usize)>
     )))
 }
 
-/// What a request asks for.
+/// What a request asks for. Application and stream names are percent-decoded and have
+/// passed [`validate_name`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route<'a> {
     /// `/{app}/{stream}.flv`
     Flv {
         /// Application name.
-        app: &'a str,
+        app: Cow<'a, str>,
         /// Stream name.
-        stream: &'a str,
+        stream: Cow<'a, str>,
     },
     /// `/{app}/{stream}.m3u8`
     Playlist {
         /// Application name.
-        app: &'a str,
+        app: Cow<'a, str>,
         /// Stream name.
-        stream: &'a str,
+        stream: Cow<'a, str>,
     },
     /// `/{app}/{stream}-{instance}-{seq}.ts`
     Segment {
         /// Application name.
-        app: &'a str,
+        app: Cow<'a, str>,
         /// Stream name.
-        stream: &'a str,
+        stream: Cow<'a, str>,
         /// Stream incarnation.
         instance: u64,
         /// Media sequence number.
@@ -145,22 +149,25 @@ pub enum Route<'a> {
     /// `/api/v1/streams/{app}/{stream}`
     ApiStream {
         /// Application name.
-        app: &'a str,
+        app: Cow<'a, str>,
         /// Stream name.
-        stream: &'a str,
+        stream: Cow<'a, str>,
     },
     /// `/api/v1/stats`
     ApiStats,
     /// `/debug/pprof/profile` (pprof protobuf) or `/debug/pprof/flamegraph` (SVG).
     Profile(crate::metrics::profile::ProfileFormat),
+    /// A media path (`.flv`, `.m3u8`, `.ts`) whose application or stream name, once
+    /// percent-decoded, breaks the name rule: answered `400 Bad Request`.
+    BadName(NameError),
     /// Nothing here.
     NotFound,
 }
 
-impl<'a> Route<'a> {
+impl Route<'_> {
     /// The stream a media route plays (`app`, `stream`), for access control.
-    pub fn media_stream(&self) -> Option<(&'a str, &'a str)> {
-        match *self {
+    pub fn media_stream(&self) -> Option<(&str, &str)> {
+        match self {
             Route::Flv { app, stream }
             | Route::Playlist { app, stream }
             | Route::Segment { app, stream, .. } => Some((app, stream)),
@@ -221,7 +228,19 @@ pub fn byte_range(header: Option<&str>, len: usize) -> ByteRange {
     }
 }
 
-/// Maps a path to a route.
+/// Percent-decodes one path segment (RFC 3986; `+` stays `+`) and checks it as a name. A
+/// decoded `/` or `?` is a character of the name, refused like any other; bytes that are
+/// not UTF-8 become U+FFFD, which is refused too.
+fn decode_name(segment: &str) -> Result<Cow<'_, str>, NameError> {
+    let name = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+    validate_name(&name)?;
+    Ok(name)
+}
+
+/// Maps a path (as sent, percent-encoded) to a route. The path is split at `/` first, then
+/// each name is decoded and checked with [`validate_name`]: `%2F` cannot add a level, and
+/// `show%31` names the stream `show1`, as RTMP does. A media path with an invalid name is
+/// [`Route::BadName`]; an API path with one is [`Route::NotFound`] (no stream has it).
 pub fn route(path: &str) -> Route<'_> {
     match path {
         "/metrics" => return Route::Metrics,
@@ -236,12 +255,11 @@ pub fn route(path: &str) -> Route<'_> {
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/api/v1/streams/") {
-        return match rest.split_once('/') {
-            Some((app, stream))
-                if !app.is_empty() && !stream.is_empty() && !stream.contains('/') =>
-            {
-                Route::ApiStream { app, stream }
-            }
+        let Some((app, stream)) = rest.split_once('/').filter(|(_, s)| !s.contains('/')) else {
+            return Route::NotFound;
+        };
+        return match (decode_name(app), decode_name(stream)) {
+            (Ok(app), Ok(stream)) => Route::ApiStream { app, stream },
             _ => Route::NotFound,
         };
     }
@@ -254,21 +272,61 @@ pub fn route(path: &str) -> Route<'_> {
     if app.is_empty() || file.contains('/') {
         return Route::NotFound;
     }
-    if let Some(stream) = file.strip_suffix(".flv").filter(|s| !s.is_empty()) {
-        return Route::Flv { app, stream };
+    let file = percent_encoding::percent_decode_str(file).decode_utf8_lossy();
+    match media_route(app, file) {
+        Ok(route) => route,
+        Err(err) => Route::BadName(err),
     }
-    if let Some(stream) = file.strip_suffix(".m3u8").filter(|s| !s.is_empty()) {
-        return Route::Playlist { app, stream };
+}
+
+/// The media route of `/{app}/{file}` (`file` decoded), its names checked.
+fn media_route<'a>(app: &'a str, file: Cow<'a, str>) -> Result<Route<'a>, NameError> {
+    // The suffix decides the kind, the stream name is what precedes it: a name may itself
+    // end in `.flv` or `-1-2.ts`, the last suffix still tells the kind.
+    let (kind, stream) = if let Some(stream) = file.strip_suffix(".flv") {
+        (Kind::Flv, stream.len())
+    } else if let Some(stream) = file.strip_suffix(".m3u8") {
+        (Kind::Playlist, stream.len())
+    } else if let Some((stream, instance, seq)) = crate::hls::segmenter::parse_segment_name(&file) {
+        (Kind::Segment { instance, seq }, stream.len())
+    } else {
+        return Ok(Route::NotFound);
+    };
+    if stream == 0 {
+        return Ok(Route::NotFound);
     }
-    match crate::hls::segmenter::parse_segment_name(file) {
-        Some((stream, instance, seq)) if !stream.is_empty() => Route::Segment {
+    let app = decode_name(app)?;
+    let stream = prefix(file, stream);
+    validate_name(&stream)?;
+    Ok(match kind {
+        Kind::Flv => Route::Flv { app, stream },
+        Kind::Playlist => Route::Playlist { app, stream },
+        Kind::Segment { instance, seq } => Route::Segment {
             app,
             stream,
             instance,
             seq,
         },
-        _ => Route::NotFound,
+    })
+}
+
+/// The first `len` bytes of `text`; `len` is the length of a prefix found by stripping a
+/// suffix, so it falls on a character boundary.
+fn prefix(text: Cow<'_, str>, len: usize) -> Cow<'_, str> {
+    match text {
+        Cow::Borrowed(text) => Cow::Borrowed(text.get(..len).unwrap_or_default()),
+        Cow::Owned(mut text) => {
+            text.truncate(len);
+            Cow::Owned(text)
+        }
     }
+}
+
+/// The kinds of media paths, by suffix.
+enum Kind {
+    Flv,
+    Playlist,
+    Segment { instance: u64, seq: u64 },
 }
 
 #[cfg(test)]
@@ -341,25 +399,19 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(
-            route("/live/test.flv"),
-            Route::Flv {
-                app: "live",
-                stream: "test"
-            }
-        );
+        assert_eq!(route("/live/test.flv"), flv("live", "test"));
         assert_eq!(
             route("/live/cam-1.m3u8"),
             Route::Playlist {
-                app: "live",
-                stream: "cam-1"
+                app: "live".into(),
+                stream: "cam-1".into()
             }
         );
         assert_eq!(
             route("/live/cam-1-77-3.ts"),
             Route::Segment {
-                app: "live",
-                stream: "cam-1",
+                app: "live".into(),
+                stream: "cam-1".into(),
                 instance: 77,
                 seq: 3
             }
@@ -371,13 +423,105 @@ mod tests {
         assert_eq!(
             route("/api/v1/streams/live/cam"),
             Route::ApiStream {
-                app: "live",
-                stream: "cam"
+                app: "live".into(),
+                stream: "cam".into()
             }
         );
         assert_eq!(route("/api/v1/streams/live"), Route::NotFound);
         assert_eq!(route("/live/a/b.flv"), Route::NotFound);
         assert_eq!(route("/test.flv"), Route::NotFound);
         assert_eq!(route("/"), Route::NotFound);
+    }
+
+    fn flv<'a>(app: &'a str, stream: &'a str) -> Route<'a> {
+        Route::Flv {
+            app: app.into(),
+            stream: stream.into(),
+        }
+    }
+
+    #[test]
+    fn names_are_decoded_then_checked() {
+        // Decoded names are the names RTMP uses.
+        assert_eq!(route("/live/show%31.flv"), flv("live", "show1"));
+        assert_eq!(route("/l%69ve/cam%2D1.flv"), flv("live", "cam-1"));
+        assert_eq!(route("/live/cam%2Eflv"), flv("live", "cam"));
+        assert_eq!(
+            route("/live/cam%2D1-77-3.ts"),
+            Route::Segment {
+                app: "live".into(),
+                stream: "cam-1".into(),
+                instance: 77,
+                seq: 3
+            }
+        );
+        // A decoded `/` is a character of the name, never a separator.
+        assert_eq!(
+            route("/premium%2Fa/b.flv"),
+            Route::BadName(NameError::Char('/', 7))
+        );
+        assert_eq!(
+            route("/live/a%2Fb.flv"),
+            Route::BadName(NameError::Char('/', 1))
+        );
+        assert_eq!(
+            route("/live/a%2fb.m3u8"),
+            Route::BadName(NameError::Char('/', 1))
+        );
+        for (path, err) in [
+            ("/live/a%0Ab.flv", NameError::Char('\n', 1)),
+            ("/live/a%00b.flv", NameError::Char('\0', 1)),
+            ("/live/%3F.flv", NameError::Char('?', 0)),
+            ("/live/a%23b.flv", NameError::Char('#', 1)),
+            ("/live/a%20b.flv", NameError::Char(' ', 1)),
+            ("/live/a+b.flv", NameError::Char('+', 1)),
+            ("/live/a%25b.flv", NameError::Char('%', 1)),
+            ("/live/a%zzb.flv", NameError::Char('%', 1)),
+            ("/live/%ff.flv", NameError::Char('\u{fffd}', 0)),
+            ("/../cam.flv", NameError::Dots),
+            ("/live/%2E%2E.m3u8", NameError::Dots),
+            ("/live/..-1-2.ts", NameError::Dots),
+        ] {
+            assert_eq!(route(path), Route::BadName(err), "{path}");
+        }
+        let long = "n".repeat(crate::hub::MAX_NAME_BYTES + 1);
+        assert_eq!(
+            route(&format!("/live/{long}.flv")),
+            Route::BadName(NameError::TooLong(crate::hub::MAX_NAME_BYTES + 1))
+        );
+        // API paths: no stream has an invalid name.
+        assert_eq!(route("/api/v1/streams/live/a%2Fb"), Route::NotFound);
+        assert_eq!(
+            route("/api/v1/streams/live/show%31"),
+            Route::ApiStream {
+                app: "live".into(),
+                stream: "show1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn suffixes_decide_the_kind_whatever_the_name() {
+        assert_eq!(route("/live/x.m3u8.flv"), flv("live", "x.m3u8"));
+        assert_eq!(route("/live/x-1-2.ts.flv"), flv("live", "x-1-2.ts"));
+        assert_eq!(
+            route("/live/x.flv.m3u8"),
+            Route::Playlist {
+                app: "live".into(),
+                stream: "x.flv".into()
+            }
+        );
+        assert_eq!(
+            route("/live/x-1-2.ts-5-6.ts"),
+            Route::Segment {
+                app: "live".into(),
+                stream: "x-1-2.ts".into(),
+                instance: 5,
+                seq: 6
+            }
+        );
+        // One spelling per segment.
+        assert_eq!(route("/live/x-01-2.ts"), Route::NotFound);
+        assert_eq!(route("/live/x-1-+2.ts"), Route::NotFound);
     }
 }

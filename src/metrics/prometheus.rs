@@ -211,6 +211,12 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         |s| &s.http_bad_input,
     ),
     (
+        "corecast_names_rejected_total",
+        "Requests refused for an invalid application or stream name (RTMP and HTTP)",
+        Kind::Counter,
+        |s| &s.names_rejected,
+    ),
+    (
         "corecast_timeouts_total",
         "Connections closed by a timeout",
         Kind::Counter,

@@ -13,11 +13,12 @@ pub mod guard;
 use crate::auth::Action;
 use crate::hub::feed::Feed;
 use crate::hub::origin::PublisherInfo;
-use crate::hub::{split_query, stream_key, StreamKey};
+use crate::hub::{split_query, stream_key, validate_name, validate_names, NameError, StreamKey};
 use crate::limits::Ticket;
 use crate::media::{has_payload, now_ns, split_aggregate, AggregateError, Format, UnitKind};
 use crate::shard::{Handoff, PublishRefusal, Shard};
 use crate::stats;
+use crate::util::Escaped;
 use crate::viewer::{self, Delivery, Ending, Outbox};
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -508,7 +509,9 @@ impl Conn {
             return Ok(());
         };
         let shard = self.shard.clone();
-        debug!(protocol = "rtmp", shard = shard.id, peer = %self.peer, stream = %key, ?query, "rtmp player start");
+        // The query may hold credentials: only whether there was one is logged.
+        let with_query = query.is_some();
+        debug!(protocol = "rtmp", shard = shard.id, peer = %self.peer, stream = %key, with_query, "rtmp player start");
         let (key, feed, stream_id) = (key.clone(), feed.clone(), *stream_id);
         // A second descriptor for the same socket: one glommio stream reads, one writes.
         // SAFETY: `dup` returns a new descriptor of an open TCP socket, owned by nobody else.
@@ -568,7 +571,7 @@ impl Conn {
                             info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, "rtmp player: closing: {err}");
                             return Ending::Io(io::Error::new(io::ErrorKind::InvalidData, err));
                         }
-                        debug!(protocol = "rtmp", peer = %self.peer, "rtmp player: ignored {event:?}");
+                        debug!(protocol = "rtmp", peer = %self.peer, event = event_name(&event), "rtmp player: ignored event");
                     }
                     ServerSessionResult::UnhandleableMessageReceived(_) => {}
                 }
@@ -636,10 +639,10 @@ impl Conn {
                 }
                 ServerSessionResult::RaisedEvent(event) => {
                     refuse_while_playing(&event)?;
-                    debug!(protocol = "rtmp", peer = %self.peer, "rtmp player: ignored {event:?}")
+                    debug!(protocol = "rtmp", peer = %self.peer, event = event_name(&event), "rtmp player: ignored event")
                 }
-                other => {
-                    debug!(protocol = "rtmp", peer = %self.peer, "rtmp player: ignored {other:?}")
+                ServerSessionResult::UnhandleableMessageReceived(payload) => {
+                    debug!(protocol = "rtmp", peer = %self.peer, type_id = payload.type_id, "rtmp player: ignored message")
                 }
             }
         }
@@ -659,6 +662,15 @@ impl Conn {
             } => {
                 if std::mem::replace(&mut self.connected, true) {
                     return Err(RtmpError::NotAllowed("connect", "twice"));
+                }
+                if let Err(err) = validate_name(&app_name) {
+                    return self.refuse_name(
+                        request_id,
+                        "NetConnection.Connect.Rejected",
+                        "connect",
+                        &app_name,
+                        err,
+                    );
                 }
                 debug!(protocol = "rtmp", peer = %self.peer, app = %app_name, "rtmp: connect");
                 self.accept(request_id)
@@ -704,7 +716,7 @@ impl Conn {
                 ..
             } => self.play_requested(request_id, &app_name, &stream_key, stream_id),
             ServerSessionEvent::UnhandleableAmf0Command { command_name, .. } => {
-                debug!(protocol = "rtmp", peer = %self.peer, command = %command_name, "rtmp: command ignored");
+                debug!(protocol = "rtmp", peer = %self.peer, command = %Escaped(&command_name), "rtmp: command ignored");
                 Ok(Flow::Continue)
             }
             ServerSessionEvent::ClientChunkSizeChanged { .. }
@@ -747,6 +759,10 @@ impl Conn {
         stream_id: u32,
     ) -> Result<Flow, RtmpError> {
         let (name, query) = split_query(name);
+        if let Err(err) = validate_names(app, name) {
+            let shown = format!("{app}/{name}");
+            return self.refuse_name(request_id, "NetStream.Play.BadName", "play", &shown, err);
+        }
         let key = stream_key(app, name);
         let refusal = if !matches!(self.state, State::Idle) {
             Some((
@@ -799,6 +815,16 @@ impl Conn {
         publish_name: &str,
     ) -> Result<Flow, RtmpError> {
         let (name, query) = split_query(publish_name);
+        if let Err(err) = validate_names(app, name) {
+            let shown = format!("{app}/{name}");
+            return self.refuse_name(
+                request_id,
+                "NetStream.Publish.BadName",
+                "publish",
+                &shown,
+                err,
+            );
+        }
         let key = stream_key(app, name);
         if !matches!(self.state, State::Idle) {
             // One stream per connection at a time.
@@ -860,6 +886,22 @@ impl Conn {
         }
     }
 
+    /// Refuses a request (`connect`, `publish` or `play`) for an invalid application or
+    /// stream name `shown` (without its query string), counts and logs it (escaped), and
+    /// closes the connection.
+    fn refuse_name(
+        &mut self,
+        request_id: u32,
+        code: &str,
+        request: &'static str,
+        shown: &str,
+        err: NameError,
+    ) -> Result<Flow, RtmpError> {
+        stats::inc(&self.shard.stats.names_rejected);
+        info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, request, name = %Escaped(shown), "invalid name refused: {err}");
+        self.refuse(request_id, code, &format!("invalid name: {err}"))
+    }
+
     fn refuse(
         &mut self,
         request_id: u32,
@@ -895,6 +937,26 @@ fn refuse_while_playing(event: &ServerSessionEvent) -> Result<(), RtmpError> {
         _ => return Ok(()),
     };
     Err(RtmpError::NotAllowed(request, "while playing"))
+}
+
+/// The kind of a session event, for logs: events carry client strings (stream names with
+/// their credentials, command names) that must not reach a log line.
+fn event_name(event: &ServerSessionEvent) -> &'static str {
+    match event {
+        ServerSessionEvent::ClientChunkSizeChanged { .. } => "chunk size changed",
+        ServerSessionEvent::ConnectionRequested { .. } => "connect",
+        ServerSessionEvent::ReleaseStreamRequested { .. } => "release stream",
+        ServerSessionEvent::PublishStreamRequested { .. } => "publish",
+        ServerSessionEvent::PublishStreamFinished { .. } => "publish finished",
+        ServerSessionEvent::StreamMetadataChanged { .. } => "metadata",
+        ServerSessionEvent::AudioDataReceived { .. } => "audio",
+        ServerSessionEvent::VideoDataReceived { .. } => "video",
+        ServerSessionEvent::UnhandleableAmf0Command { .. } => "unhandled command",
+        ServerSessionEvent::PlayStreamRequested { .. } => "play",
+        ServerSessionEvent::PlayStreamFinished { .. } => "play finished",
+        ServerSessionEvent::AcknowledgementReceived { .. } => "acknowledgement",
+        ServerSessionEvent::PingResponseReceived { .. } => "ping response",
+    }
 }
 
 /// Duplicates a socket descriptor (close-on-exec) so it can outlive the glommio stream.
