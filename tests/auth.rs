@@ -103,7 +103,26 @@ fn publish_keys_and_play_tokens_guard_every_protocol() {
         .find(|l| !l.starts_with('#') && !l.is_empty())
         .expect("a segment");
     assert!(uri.ends_with(&format!("?token={token}")), "{uri}");
-    assert_eq!(http_get(http, &format!("/live/{uri}")).status, 200);
+    let segment = http_get(http, &format!("/live/{uri}"));
+    assert_eq!(segment.status, 200);
+    // Protected responses are for the viewer's own cache only: a shared cache (a CDN)
+    // would serve them without credentials, and the playlist carries the token. Segments
+    // are kept for as long as a playlist can list them: (6 + 1) x 1 s.
+    assert!(
+        segment
+            .head
+            .contains("\r\nCache-Control: private, max-age=7, immutable\r\n"),
+        "{}",
+        segment.head
+    );
+    let listing = http_get(http, &format!("/live/cam.m3u8?token={token}"));
+    assert!(
+        listing
+            .head
+            .contains("\r\nCache-Control: private, no-cache\r\n"),
+        "{}",
+        listing.head
+    );
     let bare = uri.split('?').next().unwrap();
     assert_eq!(http_get(http, &format!("/live/{bare}")).status, 401);
     assert_eq!(
@@ -158,5 +177,67 @@ fn a_silent_publisher_is_taken_over_by_a_new_one_with_credentials() {
     });
     assert!(closed, "the replaced publisher is disconnected");
     assert_eq!(total(&server, |s| &s.publishers), 1);
+    server.stop();
+}
+
+/// The name rule closes the gap between applications: `premium` + `a/b` and `premium/a` +
+/// `b` would share the key `premium/a/b`, and `premium/a` has no policy of its own (open).
+/// Both halves are refused before access control, and HTTP's percent-encoded spellings
+/// name the same streams as RTMP.
+#[test]
+fn names_cannot_cross_applications() {
+    let server = start(
+        "[auth]\nsecret = \"a-test-secret-of-some-length\"\n[auth.apps.premium]\n\
+         publish = \"key\"\nplay = \"token\"\npublish_keys = { \"*\" = \"pk\" }\n",
+    );
+    let (rtmp, http) = (server.rtmp_addr(), server.http_addr());
+    let timeout = Duration::from_secs(5);
+
+    // Refused at publish, even with the right key.
+    let code = rejected_code(Publisher::connect(rtmp, "premium", "a/b?key=pk", timeout));
+    assert_eq!(code, "NetStream.Publish.BadName");
+    // And the other half: an application name with a `/` is refused at connect.
+    let code = rejected_code(Player::connect(rtmp, "premium/a", "b", timeout));
+    assert_eq!(code, "NetConnection.Connect.Rejected");
+    let code = rejected_code(Publisher::connect(rtmp, "premium/a", "b", timeout));
+    assert_eq!(code, "NetConnection.Connect.Rejected");
+    // HTTP: `%2F` does not add a level, in the application or in the stream name.
+    for path in [
+        "/premium%2Fa/b.flv",
+        "/premium/a%2Fb.flv",
+        "/premium/a%2fb.m3u8",
+    ] {
+        assert_eq!(http_get(http, path).status, 400, "{path}");
+    }
+    assert_eq!(total(&server, |s| &s.names_rejected), 6);
+    // Validation comes before access control: none of these reached it.
+    assert_eq!(total(&server, |s| &s.auth_rejected_publish), 0);
+    assert_eq!(total(&server, |s| &s.auth_rejected_play), 0);
+
+    // `show%31` is `show1`, with the policy and the token of `premium/show1`.
+    let mut publisher = Publisher::connect(rtmp, "premium", "show1?key=pk", timeout).unwrap();
+    let publishing = std::thread::spawn(move || {
+        replay(&mut publisher, 1, 1.0);
+        publisher.finish().unwrap();
+    });
+    assert!(wait_until(Duration::from_secs(5), || total(&server, |s| {
+        &s.streams
+    }) > 0));
+    let token = auth::mint(
+        SECRET,
+        Action::Play,
+        "premium",
+        "show1",
+        auth::unix_now() + 600,
+    );
+    assert_eq!(http_get(http, "/premium/show%31.flv").status, 401);
+    let mut viewer = FlvViewer::open(http, &format!("/prem%69um/show%31.flv?token={token}"));
+    assert_eq!(viewer.status, 200);
+    assert!(
+        viewer.next_tag().is_some(),
+        "the decoded name plays the stream"
+    );
+    drop(viewer);
+    publishing.join().unwrap();
     server.stop();
 }

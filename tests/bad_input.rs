@@ -195,3 +195,70 @@ fn http_routes_answer_properly() {
     assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head}");
     server.stop();
 }
+
+/// The refusal code of an RTMP request, or a panic.
+fn refusal<T>(result: Result<T, corecast::client::ClientError>) -> String {
+    match result {
+        Err(corecast::client::ClientError::Rejected { code, .. }) => code,
+        Err(other) => panic!("expected a refusal, got {other}"),
+        Ok(_) => panic!("expected a refusal, got acceptance"),
+    }
+}
+
+#[test]
+fn invalid_names_are_refused_on_every_protocol() {
+    use corecast::client::{Player, Publisher};
+    let server = start("");
+    let mut witness = Witness::new(&server);
+    let (rtmp, timeout) = (server.rtmp_addr(), Duration::from_secs(5));
+    // Longer than hub::MAX_NAME_BYTES, within the 64 KiB a command may have before
+    // publishing (a 64 KiB name is refused by that limit, at its message header).
+    let long = "n".repeat(60_000);
+    let names = [
+        "a\nINFO forged line",
+        "a\0b",
+        "?",
+        "?key=k",
+        "a/b",
+        "..",
+        "a%2Fb",
+        "a b",
+        long.as_str(),
+    ];
+    for name in names {
+        let code = refusal(Publisher::connect(rtmp, "live", name, timeout));
+        assert_eq!(code, "NetStream.Publish.BadName", "{name:.20?}");
+        let code = refusal(Player::connect(rtmp, "live", name, timeout));
+        assert_eq!(code, "NetStream.Play.BadName", "{name:.20?}");
+    }
+    let apps = ["a\nb", "live/x", "..", ""];
+    for app in apps {
+        let code = refusal(Player::connect(rtmp, app, "cam", timeout));
+        assert_eq!(code, "NetConnection.Connect.Rejected", "{app:?}");
+    }
+    let paths = [
+        "/live/a%0AINFO%20forged.flv",
+        "/live/a%00b.flv",
+        "/live/%3F.m3u8",
+        "/live/a%2Fb.flv",
+        "/live%2Fa/b.flv",
+        "/live/%2E%2E.flv",
+        "/live/..-1-2.ts",
+        "/%2E%2E/cam.m3u8",
+        "/live/caf%C3%A9.flv",
+    ];
+    for path in paths {
+        assert_eq!(http_get(server.http_addr(), path).status, 400, "{path}");
+    }
+    let long_path = format!("/live/{}.flv", &long[..1000]);
+    assert_eq!(http_get(server.http_addr(), &long_path).status, 400);
+    // Each refusal counted once, as a name refusal only.
+    let refused = 2 * names.len() + apps.len() + paths.len() + 1;
+    assert_eq!(total(&server, |s| &s.names_rejected), refused as u64);
+    assert_eq!(total(&server, |s| &s.rtmp_bad_input), 0);
+    assert_eq!(total(&server, |s| &s.http_bad_input), 0);
+    assert_eq!(total(&server, |s| &s.publish_rejected), 0);
+    assert_eq!(total(&server, |s| &s.play_rejected), 0);
+    witness.still_flows();
+    server.stop();
+}

@@ -392,3 +392,82 @@ fn a_stopping_instance_frees_its_ports_at_once() {
     };
     assert!(exited.success(), "{exited:?}");
 }
+
+#[test]
+fn print_config_never_shows_credentials() {
+    let dir = std::env::temp_dir().join(format!("corecast-redact-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secrets.toml");
+    let secrets = [
+        "token-secret-0123456789",
+        "publish-default-key",
+        "play-cam-key",
+        "premium-publish-key",
+        "premium-play-key",
+        "admin-bearer-token",
+    ];
+    std::fs::write(
+        &file,
+        format!(
+            "[auth]\nsecret = \"{}\"\nplay = \"key_or_token\"\npublish_keys = {{ \"*\" = \"{}\" }}\n\
+             play_keys = {{ cam = \"{}\" }}\n[auth.apps.premium]\npublish = \"key\"\n\
+             publish_keys = {{ show = \"{}\" }}\nplay_keys = {{ \"*\" = \"{}\" }}\n\
+             [admin]\ntoken = \"{}\"\n",
+            secrets[0], secrets[1], secrets[2], secrets[3], secrets[4], secrets[5]
+        ),
+    )
+    .unwrap();
+    let out = corecast()
+        .arg("--config")
+        .arg(&file)
+        .arg("--print-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let all = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    for secret in secrets {
+        assert!(!all.contains(secret), "{secret} printed:\n{all}");
+    }
+    // Still TOML, with every credential shown as set but hidden, and the rest intact.
+    let printed: toml::Table = text.parse().expect("valid TOML");
+    let auth = &printed["auth"];
+    assert_eq!(auth["secret"].as_str(), Some(corecast::config::REDACTED));
+    assert_eq!(auth["play"].as_str(), Some("key_or_token"));
+    assert_eq!(auth["publish_keys"]["*"].as_str(), Some("<redacted>"));
+    assert_eq!(auth["play_keys"]["cam"].as_str(), Some("<redacted>"));
+    let premium = &auth["apps"]["premium"];
+    assert_eq!(premium["publish_keys"]["show"].as_str(), Some("<redacted>"));
+    assert_eq!(premium["play_keys"]["*"].as_str(), Some("<redacted>"));
+    assert_eq!(printed["admin"]["token"].as_str(), Some("<redacted>"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn token_subcommand_refuses_invalid_names() {
+    let dir = std::env::temp_dir().join(format!("corecast-token-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("auth.toml");
+    std::fs::write(&file, "[auth]\nsecret = \"0123456789abcdef-secret\"\n").unwrap();
+    for stream in [
+        "live/a/b",
+        "live/a\nb",
+        "live/..",
+        "live/",
+        "/cam",
+        "live/cam?x=1",
+    ] {
+        let out = corecast()
+            .arg("--config")
+            .arg(&file)
+            .args(["token", "--action", "play", "--stream", stream])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{stream:?}");
+        assert!(out.stdout.is_empty(), "no token for {stream:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("invalid name"), "{err}");
+        assert_eq!(err.lines().count(), 1, "one line, name escaped: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
