@@ -332,6 +332,32 @@ impl Config {
         toml::to_string(self).unwrap_or_else(|err| format!("# cannot render: {err}\n"))
     }
 
+    /// Application names of `auth.apps` and stream names of the key tables (`*` aside)
+    /// must pass [`crate::hub::validate_name`]: a policy for a name no client can use
+    /// (`premium/a`) would never apply.
+    fn validate_auth_names(&self) -> Result<(), ConfigError> {
+        use crate::hub::validate_name;
+        let bad = |key: &'static str, kind: &str, name: &str, err| ConfigError::Invalid {
+            key,
+            message: format!("{kind} \"{}\": {err}", crate::util::Escaped(name)),
+        };
+        let streams = |key: &'static str, keys: &BTreeMap<String, String>| {
+            keys.keys()
+                .filter(|name| name.as_str() != "*")
+                .try_for_each(|name| {
+                    validate_name(name).map_err(|err| bad(key, "stream", name, err))
+                })
+        };
+        streams("auth.publish_keys", &self.auth.publish_keys)?;
+        streams("auth.play_keys", &self.auth.play_keys)?;
+        for (app, policy) in &self.auth.apps {
+            validate_name(app).map_err(|err| bad("auth.apps", "application", app, err))?;
+            streams("auth.apps.publish_keys", &policy.publish_keys)?;
+            streams("auth.apps.play_keys", &policy.play_keys)?;
+        }
+        Ok(())
+    }
+
     /// A copy fit to show (`--print-config`): every credential that is set, `auth.secret`,
     /// `admin.token` and the values of all `publish_keys` and `play_keys` tables (defaults
     /// and per application), becomes [`REDACTED`]. Empty ones stay empty, so the copy still
@@ -462,6 +488,7 @@ impl Config {
                 "token policies need a secret of at least 16 bytes (32 random ones recommended)",
             ));
         }
+        self.validate_auth_names()?;
         if self.metrics.histogram_log_interval_ms < 1000 {
             return Err(invalid(
                 "metrics.histogram_log_interval_ms",
@@ -748,6 +775,33 @@ mod tests {
             let expected = refused.then_some("limits.ipv6_prefix_len");
             assert_eq!(refused_key(&text), expected, "{len}");
         }
+    }
+
+    #[test]
+    fn auth_names_follow_the_name_rule() {
+        for (text, key) in [
+            ("[auth.apps.\"premium/a\"]\nplay = \"key\"\n", "auth.apps"),
+            ("[auth.apps.\"..\"]\n", "auth.apps"),
+            (
+                "[auth]\npublish_keys = { \"a/b\" = \"k\" }\n",
+                "auth.publish_keys",
+            ),
+            (
+                "[auth.apps.live]\nplay_keys = { \"a\\nb\" = \"k\" }\n",
+                "auth.apps.play_keys",
+            ),
+        ] {
+            match Config::overlay(text, "test") {
+                Err(ConfigError::Invalid { key: k, message }) => {
+                    assert_eq!(k, key, "{text}");
+                    assert!(!message.contains('\n'), "{message}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let fine = "[auth]\npublish_keys = { \"*\" = \"k\", \"cam-1\" = \"k1\" }\n\
+                    [auth.apps.\"live.v2\"]\nplay = \"open\"\n";
+        assert!(Config::overlay(fine, "test").is_ok());
     }
 
     #[test]

@@ -1,11 +1,21 @@
 //! HTTP request heads (`corecast::http::request::parse_head`), routing (`route`) and
 //! `Range` headers (`byte_range`), as the HTTP driver applies them to what it reads.
 //!
+//! Every media route's names pass the name rule (`corecast::hub::validate_names`).
+//!
 //! Input: two bytes of limits (head size limit, body length for ranges), then the bytes.
 #![no_main]
 
-use corecast::http::request::{byte_range, parse_head, route, ByteRange};
+use corecast::http::request::{byte_range, parse_head, route, ByteRange, Route};
+use corecast::hub::validate_names;
 use libfuzzer_sys::fuzz_target;
+
+/// A route's names, when it has any, follow the name rule.
+fn check_names(route: &Route<'_>) {
+    if let Some((app, stream)) = route.media_stream() {
+        assert_eq!(validate_names(app, stream), Ok(()), "{route:?}");
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let [limit, len, head @ ..] = data else {
@@ -18,7 +28,9 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         assert!(used <= end && used <= max_len);
-        let _ = route(&request.path).is_admin();
+        let routed = route(&request.path);
+        let _ = routed.is_admin();
+        check_names(&routed);
         let body_len = usize::from(*len) * 1000 + usize::from(*limit);
         match byte_range(request.range.as_deref(), body_len) {
             ByteRange::Part(start, stop) => assert!(start < stop && stop <= body_len),
@@ -27,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // Paths and range headers that httparse would not let through.
     let text = String::from_utf8_lossy(head);
-    let _ = route(&text);
+    check_names(&route(&text));
     for body_len in [0, 1, usize::from(*len), usize::MAX] {
         if let ByteRange::Part(start, stop) = byte_range(Some(&text), body_len) {
             assert!(
