@@ -231,6 +231,12 @@ fn invalid_names_are_refused_on_every_protocol() {
         let code = refusal(Player::connect(rtmp, "live", name, timeout));
         assert_eq!(code, "NetStream.Play.BadName", "{name:.20?}");
     }
+    // A 64 KiB name (the longest AMF0 string) makes a command longer than the 64 KiB a
+    // connection may send before publishing: closed at the message header, before any name
+    // check.
+    let longest = "n".repeat(usize::from(u16::MAX));
+    assert!(Publisher::connect(rtmp, "live", &longest, timeout).is_err());
+    assert_eq!(total(&server, |s| &s.rtmp_limits_hit), 1);
     let apps = ["a\nb", "live/x", "..", ""];
     for app in apps {
         let code = refusal(Player::connect(rtmp, app, "cam", timeout));
