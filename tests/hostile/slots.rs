@@ -5,7 +5,6 @@ use super::*;
 use crate::common::raw_rtmp::RawClient;
 use rml_rtmp::messages::RtmpMessage;
 use rml_rtmp::rml_amf0::Amf0Value;
-use std::net::IpAddr;
 
 /// Loopback counts like any address here; each attacker has an address of its own in
 /// 127.0.0.0/8. `max_streams` is small, so that slots are scarce.
@@ -15,13 +14,7 @@ const SLOTS: &str = "[limits]\nexempt_loopback = false\nmax_connections_per_ip =
 
 /// An RTMP connection from `source` (an address of 127.0.0.0/8).
 fn connect_from(server: &Corecast, source: [u8; 4]) -> RawClient {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let local = SocketAddr::new(IpAddr::from(source), 0);
-    socket.bind(&local.into()).unwrap();
-    socket
-        .connect_timeout(&server.rtmp.into(), Duration::from_secs(2))
-        .unwrap();
-    RawClient::over(socket.into())
+    RawClient::over(tcp_from(server.rtmp, source))
 }
 
 /// Reads until the server answers a publish request; its status code.
