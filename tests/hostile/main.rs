@@ -17,6 +17,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod budget;
 mod listeners;
 mod sessions;
 
@@ -35,6 +36,7 @@ fn witness_alone_stays_within_the_bound() {
 mod slots;
 mod writes;
 
+use common::raw_rtmp::RawClient;
 use common::{have_tool, is_contiguous_run, is_media, wait_until, FlvViewer};
 use corecast::flv::reader::{FlvReader, FlvTag, TagKind};
 use serde_json::Value;
@@ -294,6 +296,38 @@ pub fn tcp_from(addr: SocketAddr, source: [u8; 4]) -> TcpStream {
     socket.into()
 }
 
+/// Reads until the server answers a publish request; its status code.
+pub fn publish_status(client: &mut RawClient) -> String {
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut seen: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let prefix: &[u8] = b"NetStream.Publish.";
+    loop {
+        if let Some(at) = seen.windows(prefix.len()).position(|w| w == prefix) {
+            let code: Vec<u8> = seen[at..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'.')
+                .copied()
+                .collect();
+            if code.len() > prefix.len() + 3 {
+                return String::from_utf8(code).unwrap();
+            }
+        }
+        match client.stream.read(&mut buf) {
+            Ok(0) | Err(_) => panic!("no publish status: {:?}", String::from_utf8_lossy(&seen)),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The answer to a publish request that was accepted.
+pub const START: &str = "NetStream.Publish.Start";
+/// The answer to a publish request refused by a limit.
+pub const FAILED: &str = "NetStream.Publish.Failed";
+
 /// GET on the admin listener; the whole response.
 pub fn admin_get(admin: SocketAddr, path: &str) -> String {
     let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(2)).expect("admin");
@@ -457,8 +491,16 @@ impl Drop for Witness {
 pub const RSS_BOUND_KIB: u64 = 8 * 1024;
 
 /// Runs `attack` against a corecast started with `extra` configuration while a witness
-/// plays, and checks what every attack must leave behind (see the module's documentation).
+/// plays, and checks what every attack must leave behind (see the module's documentation),
+/// its memory within [`RSS_BOUND_KIB`].
 pub fn hostile(extra: &str, attack: impl FnOnce(&Corecast)) {
+    hostile_within(extra, RSS_BOUND_KIB, attack);
+}
+
+/// [`hostile`] for an attack that the server lets hold memory by design (media within its
+/// budget), which states how much its resident memory may grow: what it may hold, in
+/// allocator segments, over [`RSS_BOUND_KIB`].
+pub fn hostile_within(extra: &str, rss_bound_kib: u64, attack: impl FnOnce(&Corecast)) {
     let mut server = Corecast::start(extra);
     let witness = Witness::start(&server);
     // The first /metrics render allocates what later ones reuse: not the attack's doing.
@@ -474,8 +516,8 @@ pub fn hostile(extra: &str, attack: impl FnOnce(&Corecast)) {
     );
     let grown = server.rss_kib().saturating_sub(rss);
     assert!(
-        grown <= RSS_BOUND_KIB,
-        "RSS grew by {grown} KiB (bound {RSS_BOUND_KIB} KiB)"
+        grown <= rss_bound_kib,
+        "RSS grew by {grown} KiB (bound {rss_bound_kib} KiB)"
     );
     std::thread::sleep(Duration::from_millis(500));
     witness.finish(&server);

@@ -17,33 +17,6 @@ fn connect_from(server: &Corecast, source: [u8; 4]) -> RawClient {
     RawClient::over(tcp_from(server.rtmp, source))
 }
 
-/// Reads until the server answers a publish request; its status code.
-fn publish_status(client: &mut RawClient) -> String {
-    client
-        .stream
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
-    let mut seen: Vec<u8> = Vec::new();
-    let mut buf = [0u8; 4096];
-    let prefix: &[u8] = b"NetStream.Publish.";
-    loop {
-        if let Some(at) = seen.windows(prefix.len()).position(|w| w == prefix) {
-            let code: Vec<u8> = seen[at..]
-                .iter()
-                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'.')
-                .copied()
-                .collect();
-            if code.len() > prefix.len() + 3 {
-                return String::from_utf8(code).unwrap();
-            }
-        }
-        match client.stream.read(&mut buf) {
-            Ok(0) | Err(_) => panic!("no publish status: {:?}", String::from_utf8_lossy(&seen)),
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
 /// `connect`, `createStream` and `publish(name)` on a new connection from `source`.
 fn publish_from(server: &Corecast, source: [u8; 4], name: &str) -> (RawClient, String) {
     let mut client = connect_from(server, source);
@@ -74,9 +47,6 @@ fn publish_again(client: &mut RawClient, stream_id: u32, name: &str) -> String {
     client.send(&out);
     publish_status(client)
 }
-
-const START: &str = "NetStream.Publish.Start";
-const FAILED: &str = "NetStream.Publish.Failed";
 
 /// One connection publishing, deleting and publishing again; one address holding streams
 /// that wait out their grace; one address churning publishes. Each is stopped by its limit,
