@@ -174,32 +174,23 @@ impl Server {
                 LocalExecutorBuilder::new(Placement::Fixed(cpus[id])).io_memory(IO_MEMORY);
             // glommio's `LocalExecutorBuilder::spawn` starts its thread with the default
             // stack and has no setting for it; `make` builds the same executor on a thread
-            // of ours. Executors get their ids as they are made, and mesh peers are ordered
-            // by executor id: each shard's executor is made before the next shard's thread
-            // starts, so that mesh position and shard index agree.
-            let (made_tx, made_rx) = mpsc::channel();
-            let handle = std::thread::Builder::new()
-                .name(format!("corecast-{id}"))
-                .stack_size(SHARD_STACK_BYTES)
-                .spawn(move || {
-                    let executor = builder.make();
-                    let _ = made_tx.send(());
-                    executor?.run(async move {
-                        let outcome =
-                            run_shard(id, config, observed, mesh, listeners, stop, &report).await;
-                        if let Err(reason) = outcome {
-                            let _ = report.send((id, Report::Failed(reason)));
-                        }
-                    });
-                    Ok::<(), glommio::GlommioError<()>>(())
-                })
-                .map_err(|e| StartError::Shard {
-                    shard: id,
-                    reason: e.to_string(),
-                })?;
-            // An error here means the thread ended before making its executor; the join
-            // below reports why.
-            let _ = made_rx.recv();
+            // of ours.
+            let handle = spawn_shard_thread(id, move |made| {
+                let executor = builder.make();
+                made();
+                executor?.run(async move {
+                    let outcome =
+                        run_shard(id, config, observed, mesh, listeners, stop, &report).await;
+                    if let Err(reason) = outcome {
+                        let _ = report.send((id, Report::Failed(reason)));
+                    }
+                });
+                Ok::<(), glommio::GlommioError<()>>(())
+            })
+            .map_err(|e| StartError::Shard {
+                shard: id,
+                reason: e.to_string(),
+            })?;
             let report = report_tx.clone();
             threads.push(std::thread::spawn(move || {
                 let err = match handle.join() {
@@ -317,6 +308,30 @@ impl Server {
             let _ = thread.join();
         }
     }
+}
+
+/// Starts shard `id`'s thread (named `corecast-{id}`, with [`SHARD_STACK_BYTES`] of stack)
+/// running `body`, and returns once `body` has called the function it is given (once its
+/// executor is made), or has ended without calling it. glommio numbers executors in the
+/// order they are made, and the shard mesh orders its peers by that number: made one at a
+/// time, in shard order, shard `id` is mesh peer `id`. (Made concurrently, as the threads
+/// happen to run, they came out of order on a busy machine, and the start failed.)
+fn spawn_shard_thread<T: Send + 'static>(
+    id: usize,
+    body: impl FnOnce(&dyn Fn()) -> T + Send + 'static,
+) -> std::io::Result<JoinHandle<T>> {
+    let (made_tx, made) = mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name(format!("corecast-{id}"))
+        .stack_size(SHARD_STACK_BYTES)
+        .spawn(move || {
+            body(&|| {
+                let _ = made_tx.send(());
+            })
+        })?;
+    // An error: `body` ended (or panicked) without calling it; the thread's result says why.
+    let _ = made.recv();
+    Ok(handle)
 }
 
 /// Binds one SO_REUSEPORT listener per shard on `addr`, unless another process already
@@ -643,5 +658,36 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, protocol: Protocol
                 glommio::timer::sleep(ACCEPT_BACKOFF).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn shard_threads_make_their_executors_in_shard_order() {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..3)
+            .map(|id| {
+                let order = order.clone();
+                spawn_shard_thread(id, move |made| {
+                    // Later shards are quicker: started together, they would come first.
+                    std::thread::sleep(Duration::from_millis(40 * (3 - id as u64)));
+                    order.lock().unwrap().push(id);
+                    made();
+                    std::thread::current().name().map(str::to_string)
+                })
+                .unwrap()
+            })
+            .collect();
+        let names: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(*order.lock().unwrap(), [0, 1, 2]);
+        assert_eq!(names[2].as_deref(), Some("corecast-2"));
+        // A body that ends without calling `made` (its executor could not be made) does not
+        // hold up the start.
+        let failed = spawn_shard_thread(0, |_| "no executor").unwrap();
+        assert_eq!(failed.join().unwrap(), "no executor");
     }
 }

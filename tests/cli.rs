@@ -1,8 +1,11 @@
 //! The binary's command line: configuration handling and start-up failures.
 
+mod common;
+
+use common::{config_file, listening, run_to_exit};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn corecast() -> Command {
@@ -179,25 +182,8 @@ impl Drop for Running {
 struct Serving {
     rtmp: SocketAddr,
     http: SocketAddr,
+    /// Where the admin endpoints are served: the HTTP address when `admin.listen` is empty.
     admin: SocketAddr,
-}
-
-/// Writes `config` (with JSON logs) to a file of its own, which the caller removes once the
-/// server has read it.
-fn config_file(name: &str, config: &str) -> std::path::PathBuf {
-    let file =
-        std::env::temp_dir().join(format!("corecast-cli-{}-{name}.toml", std::process::id()));
-    let text = format!("[log]\nformat = \"json\"\n{config}");
-    std::fs::write(&file, text).unwrap();
-    file
-}
-
-/// A `[server]` and `[admin]` configuration listening on the given addresses.
-fn listening(rtmp: &str, http: &str, admin: &str, extra: &str) -> String {
-    format!(
-        "[server]\nshards = 1\nrtmp_listen = \"{rtmp}\"\nhttp_listen = \"{http}\"\n\
-         drain_timeout_ms = 10000\n[admin]\nlisten = \"{admin}\"\n{extra}"
-    )
 }
 
 /// Starts the binary and waits for its "corecast serving" line: the process and the
@@ -234,37 +220,16 @@ fn serve(name: &str, config: &str) -> Result<(Running, Serving), String> {
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         if value["message"] == "corecast serving" {
             std::fs::remove_file(&file).unwrap();
-            let addr = |key: &str| value[key].as_str().unwrap().parse().unwrap();
+            let addr = |key: &str| value[key].as_str().unwrap().parse().ok();
+            let http = addr("http").unwrap();
             let serving = Serving {
-                rtmp: addr("rtmp"),
-                http: addr("http"),
-                admin: addr("admin"),
+                rtmp: addr("rtmp").unwrap(),
+                http,
+                admin: addr("admin").unwrap_or(http),
             };
             return Ok((child, serving));
         }
     }
-}
-
-/// Runs the binary, which must exit within 10 s.
-fn run_to_exit(name: &str, config: &str) -> Output {
-    let file = config_file(name, config);
-    let mut child = corecast()
-        .arg("--config")
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{name}: still running after 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::fs::remove_file(&file).unwrap();
-    child.wait_with_output().unwrap()
 }
 
 /// The status of a GET on a new connection.
@@ -470,4 +435,39 @@ fn token_subcommand_refuses_invalid_names() {
         assert_eq!(err.lines().count(), 1, "one line, name escaped: {err}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn admin_endpoints_on_a_public_port_need_a_token_to_start() {
+    // admin.listen = "" serves the admin endpoints on server.http_listen: on a wildcard
+    // address, without a token, the binary refuses to start, naming the key and the address.
+    for http in ["0.0.0.0:0", "[::]:0"] {
+        let config = listening("127.0.0.1:0", http, "", "");
+        let out = run_to_exit("public-admin", &config);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{http}: {err}");
+        assert!(err.contains("key `admin.token`: must be set"), "{err}");
+        assert!(err.contains(&format!("without a token on {http}")), "{err}");
+    }
+    // With a token, it serves them there, to the token's holder only.
+    let extra = "token = \"t0ken-for-the-test\"\n";
+    let config = listening("127.0.0.1:0", "0.0.0.0:0", "", extra);
+    let (_server, at) = serve("public-admin-token", &config).unwrap();
+    let http = SocketAddr::from(([127, 0, 0, 1], at.http.port()));
+    assert_eq!(status(http, "/metrics"), "HTTP/1.1 401 Unauthorized");
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer t0ken-for-the-test\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(
+        text.contains("corecast_connections_refused_total"),
+        "{text}"
+    );
 }

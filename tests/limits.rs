@@ -121,21 +121,6 @@ fn admin_connections_count_with_a_headroom() {
     server.stop();
 }
 
-/// Whether this host has IPv6 loopback and dual-stack listeners; if not, says why.
-fn dual_stack() -> bool {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: no IPv6 loopback (::1) on this host");
-        return false;
-    }
-    match std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only") {
-        Ok(v) if v.trim() == "0" => true,
-        _ => {
-            eprintln!("skipped: [::] listeners are not dual-stack here (net.ipv6.bindv6only)");
-            false
-        }
-    }
-}
-
 #[test]
 fn a_dual_stack_listener_sees_ipv4_clients_as_ipv4() {
     if !dual_stack() {

@@ -340,3 +340,58 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// Writes `config` (with JSON logs) to a file of its own, named after `name` (unique among a
+/// test binary's tests), which the caller removes once the server has read it.
+pub fn config_file(name: &str, config: &str) -> PathBuf {
+    let file =
+        std::env::temp_dir().join(format!("corecast-test-{}-{name}.toml", std::process::id()));
+    let text = format!("[log]\nformat = \"json\"\n{config}");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// A `[server]` and `[admin]` configuration listening on the given addresses.
+pub fn listening(rtmp: &str, http: &str, admin: &str, extra: &str) -> String {
+    format!(
+        "[server]\nshards = 1\nrtmp_listen = \"{rtmp}\"\nhttp_listen = \"{http}\"\n\
+         drain_timeout_ms = 10000\n[admin]\nlisten = \"{admin}\"\n{extra}"
+    )
+}
+
+/// Runs the binary with `config` (see [`config_file`]), which must exit within 10 s.
+pub fn run_to_exit(name: &str, config: &str) -> std::process::Output {
+    let file = config_file(name, config);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_corecast"))
+        .arg("--config")
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{name}: still running after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_file(&file).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Whether this host has IPv6 loopback and dual-stack listeners; if not, says why.
+pub fn dual_stack() -> bool {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback (::1) on this host");
+        return false;
+    }
+    match std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only") {
+        Ok(v) if v.trim() == "0" => true,
+        _ => {
+            eprintln!("skipped: [::] listeners are not dual-stack here (net.ipv6.bindv6only)");
+            false
+        }
+    }
+}

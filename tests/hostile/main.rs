@@ -17,6 +17,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod budget;
+mod listeners;
 mod sessions;
 
 /// The witness alone, with no attack: what the server's memory does by itself over an
@@ -34,6 +36,7 @@ fn witness_alone_stays_within_the_bound() {
 mod slots;
 mod writes;
 
+use common::raw_rtmp::RawClient;
 use common::{have_tool, is_contiguous_run, is_media, wait_until, FlvViewer};
 use corecast::flv::reader::{FlvReader, FlvTag, TagKind};
 use serde_json::Value;
@@ -112,7 +115,15 @@ impl Corecast {
             .recv_timeout(Duration::from_secs(20))
             .expect("corecast did not start");
         let serving: Value = serde_json::from_str(&line).unwrap();
-        let addr = |key: &str| -> SocketAddr { serving[key].as_str().unwrap().parse().unwrap() };
+        // A wildcard listener (an attack's configuration) is reached over IPv4 loopback,
+        // which a dual-stack `[::]` listener takes too.
+        let addr = |key: &str| -> SocketAddr {
+            let addr: SocketAddr = serving[key].as_str().unwrap().parse().unwrap();
+            match addr.ip().is_unspecified() {
+                true => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+                false => addr,
+            }
+        };
         (server.rtmp, server.http, server.admin) = (addr("rtmp"), addr("http"), addr("admin"));
         server
     }
@@ -223,24 +234,43 @@ fn configuration(extra: &str) -> String {
 
 /// True once the server side of `client`'s connection is closed: the kernel's table has no
 /// established socket from the server's address to `client`'s (after a close, the server's
-/// socket is gone, or in FIN-WAIT while the kernel sends what was left).
+/// socket is gone, or in FIN-WAIT while the kernel sends what was left). A dual-stack `[::]`
+/// listener's connections from IPv4 clients are in the IPv6 table, as mapped addresses.
 pub fn server_closed(server: SocketAddr, client: &TcpStream) -> bool {
     let local = client.local_addr().unwrap();
-    let hex = |addr: SocketAddr| match addr {
-        SocketAddr::V4(a) => format!(
-            "{:08X}:{:04X}",
-            u32::from_le_bytes(a.ip().octets()),
-            a.port()
-        ),
-        SocketAddr::V6(_) => unreachable!("the hostile tests use IPv4"),
+    let (SocketAddr::V4(server), SocketAddr::V4(local)) = (server, local) else {
+        unreachable!("the hostile tests connect over IPv4")
     };
-    let (from, to) = (hex(server), hex(local));
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    !table.lines().skip(1).any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // local address, remote address, state (01 = ESTABLISHED, 08 = CLOSE_WAIT).
-        fields.len() > 3 && fields[1] == from && fields[2] == to && matches!(fields[3], "01" | "08")
-    })
+    let v4 = |addr: std::net::SocketAddrV4| {
+        format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(addr.ip().octets()),
+            addr.port()
+        )
+    };
+    // /proc/net/tcp6 writes an address as four 32-bit words, each in host (little-endian)
+    // byte order.
+    let mapped = |addr: std::net::SocketAddrV4| {
+        let octets = addr.ip().to_ipv6_mapped().octets();
+        let words: String = octets
+            .chunks(4)
+            .map(|w| format!("{:08X}", u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+            .collect();
+        format!("{words}:{:04X}", addr.port())
+    };
+    let established = |table: &str, from: String, to: String| {
+        let table = std::fs::read_to_string(table).unwrap_or_default();
+        table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local address, remote address, state (01 = ESTABLISHED, 08 = CLOSE_WAIT).
+            fields.len() > 3
+                && fields[1] == from
+                && fields[2] == to
+                && matches!(fields[3], "01" | "08")
+        })
+    };
+    !established("/proc/net/tcp", v4(server), v4(local))
+        && !established("/proc/net/tcp6", mapped(server), mapped(local))
 }
 
 /// Waits until the server closes `client`'s connection; how long that took, or `None` after
@@ -253,6 +283,50 @@ pub fn wait_server_closed(
     let started = Instant::now();
     wait_until(limit, || server_closed(server, client)).then(|| started.elapsed())
 }
+
+/// A TCP connection to `addr` from `source` (an address of 127.0.0.0/8: each attacker can
+/// have an address of its own).
+pub fn tcp_from(addr: SocketAddr, source: [u8; 4]) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local = SocketAddr::from((source, 0));
+    socket.bind(&local.into()).unwrap();
+    socket
+        .connect_timeout(&addr.into(), Duration::from_secs(2))
+        .unwrap();
+    socket.into()
+}
+
+/// Reads until the server answers a publish request; its status code.
+pub fn publish_status(client: &mut RawClient) -> String {
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut seen: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let prefix: &[u8] = b"NetStream.Publish.";
+    loop {
+        if let Some(at) = seen.windows(prefix.len()).position(|w| w == prefix) {
+            let code: Vec<u8> = seen[at..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'.')
+                .copied()
+                .collect();
+            if code.len() > prefix.len() + 3 {
+                return String::from_utf8(code).unwrap();
+            }
+        }
+        match client.stream.read(&mut buf) {
+            Ok(0) | Err(_) => panic!("no publish status: {:?}", String::from_utf8_lossy(&seen)),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The answer to a publish request that was accepted.
+pub const START: &str = "NetStream.Publish.Start";
+/// The answer to a publish request refused by a limit.
+pub const FAILED: &str = "NetStream.Publish.Failed";
 
 /// GET on the admin listener; the whole response.
 pub fn admin_get(admin: SocketAddr, path: &str) -> String {
@@ -417,8 +491,16 @@ impl Drop for Witness {
 pub const RSS_BOUND_KIB: u64 = 8 * 1024;
 
 /// Runs `attack` against a corecast started with `extra` configuration while a witness
-/// plays, and checks what every attack must leave behind (see the module's documentation).
+/// plays, and checks what every attack must leave behind (see the module's documentation),
+/// its memory within [`RSS_BOUND_KIB`].
 pub fn hostile(extra: &str, attack: impl FnOnce(&Corecast)) {
+    hostile_within(extra, RSS_BOUND_KIB, attack);
+}
+
+/// [`hostile`] for an attack that the server lets hold memory by design (media within its
+/// budget), which states how much its resident memory may grow: what it may hold, in
+/// allocator segments, over [`RSS_BOUND_KIB`].
+pub fn hostile_within(extra: &str, rss_bound_kib: u64, attack: impl FnOnce(&Corecast)) {
     let mut server = Corecast::start(extra);
     let witness = Witness::start(&server);
     // The first /metrics render allocates what later ones reuse: not the attack's doing.
@@ -434,8 +516,8 @@ pub fn hostile(extra: &str, attack: impl FnOnce(&Corecast)) {
     );
     let grown = server.rss_kib().saturating_sub(rss);
     assert!(
-        grown <= RSS_BOUND_KIB,
-        "RSS grew by {grown} KiB (bound {RSS_BOUND_KIB} KiB)"
+        grown <= rss_bound_kib,
+        "RSS grew by {grown} KiB (bound {rss_bound_kib} KiB)"
     );
     std::thread::sleep(Duration::from_millis(500));
     witness.finish(&server);

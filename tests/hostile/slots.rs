@@ -5,7 +5,6 @@ use super::*;
 use crate::common::raw_rtmp::RawClient;
 use rml_rtmp::messages::RtmpMessage;
 use rml_rtmp::rml_amf0::Amf0Value;
-use std::net::IpAddr;
 
 /// Loopback counts like any address here; each attacker has an address of its own in
 /// 127.0.0.0/8. `max_streams` is small, so that slots are scarce.
@@ -15,40 +14,7 @@ const SLOTS: &str = "[limits]\nexempt_loopback = false\nmax_connections_per_ip =
 
 /// An RTMP connection from `source` (an address of 127.0.0.0/8).
 fn connect_from(server: &Corecast, source: [u8; 4]) -> RawClient {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let local = SocketAddr::new(IpAddr::from(source), 0);
-    socket.bind(&local.into()).unwrap();
-    socket
-        .connect_timeout(&server.rtmp.into(), Duration::from_secs(2))
-        .unwrap();
-    RawClient::over(socket.into())
-}
-
-/// Reads until the server answers a publish request; its status code.
-fn publish_status(client: &mut RawClient) -> String {
-    client
-        .stream
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
-    let mut seen: Vec<u8> = Vec::new();
-    let mut buf = [0u8; 4096];
-    let prefix: &[u8] = b"NetStream.Publish.";
-    loop {
-        if let Some(at) = seen.windows(prefix.len()).position(|w| w == prefix) {
-            let code: Vec<u8> = seen[at..]
-                .iter()
-                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'.')
-                .copied()
-                .collect();
-            if code.len() > prefix.len() + 3 {
-                return String::from_utf8(code).unwrap();
-            }
-        }
-        match client.stream.read(&mut buf) {
-            Ok(0) | Err(_) => panic!("no publish status: {:?}", String::from_utf8_lossy(&seen)),
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-        }
-    }
+    RawClient::over(tcp_from(server.rtmp, source))
 }
 
 /// `connect`, `createStream` and `publish(name)` on a new connection from `source`.
@@ -81,9 +47,6 @@ fn publish_again(client: &mut RawClient, stream_id: u32, name: &str) -> String {
     client.send(&out);
     publish_status(client)
 }
-
-const START: &str = "NetStream.Publish.Start";
-const FAILED: &str = "NetStream.Publish.Failed";
 
 /// One connection publishing, deleting and publishing again; one address holding streams
 /// that wait out their grace; one address churning publishes. Each is stopped by its limit,
