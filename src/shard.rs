@@ -740,28 +740,33 @@ impl Shard {
         else {
             return;
         };
-        let hls_view = origin
-            .hls
-            .as_mut()
-            .and_then(|hls| match hls.push(&unit, wall_ms()) {
-                Ok(true) => Some(HlsView::of(hls, hls.instance(), false)),
-                Ok(false) => None,
+        let spent = self.observed.media_budget.spent();
+        let hls_view = origin.hls.as_mut().and_then(|hls| {
+            let closed = match hls.push(&unit, wall_ms()) {
+                Ok(closed) => closed,
                 Err(err) => {
                     stats::inc(&self.stats.hls_errors);
                     debug!(shard = self.id, stream = %key, "hls: {err}");
-                    None
+                    false
                 }
-            });
+            };
+            // A spent media budget keeps only the newest segments a player needs to start.
+            let trimmed = spent && hls.trim_to(MIN_HLS_WINDOW);
+            (closed || trimmed).then(|| (HlsView::of(hls, hls.instance(), false), closed))
+        });
         if let (Some(share), Some(hls)) = (hls_share.as_mut(), origin.hls.as_ref()) {
             share.set(hls.bytes_held());
         }
-        if let Some(view) = hls_view {
-            stats::inc(&self.stats.hls_segments);
+        if let Some((view, closed)) = hls_view {
             self.publish_hls(key, view);
-            // Keyframe that closed the segment -> playlist listing it handed to every shard.
-            let latency = now_ns().saturating_sub(unit.ingest_ns);
-            stats::add(&self.stats.hls_publish_ns_total, latency);
-            self.record(Stage::HlsPublish, latency);
+            if closed {
+                stats::inc(&self.stats.hls_segments);
+                // Keyframe that closed the segment -> playlist listing it handed to every
+                // shard.
+                let latency = now_ns().saturating_sub(unit.ingest_ns);
+                stats::add(&self.stats.hls_publish_ns_total, latency);
+                self.record(Stage::HlsPublish, latency);
+            }
         }
         for to in 0..self.count {
             if !origin.subscribed[to] || (origin.lagging[to] && !unit.key && !unit.header) {
@@ -955,6 +960,10 @@ impl Shard {
         }
     }
 }
+
+/// Segments an HLS window keeps while the media budget is spent: players start three
+/// target durations from the end of a playlist (RFC 8216, section 6.3.3).
+const MIN_HLS_WINDOW: usize = 3;
 
 /// Wall-clock milliseconds since the Unix epoch (for EXT-X-PROGRAM-DATE-TIME).
 fn wall_ms() -> u64 {

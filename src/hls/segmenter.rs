@@ -238,19 +238,31 @@ impl Segmenter {
             bytes: Bytes::from(buf),
         });
         self.next_seq += 1;
-        while self.segments.len() > self.window {
+        self.trim_to(self.window);
+        self.segments.back()
+    }
+
+    /// Drops the oldest segments until at most `keep` (at least one) remain; true when some
+    /// were dropped. The window does this after every segment; the server's media budget,
+    /// when spent, trims it further.
+    pub fn trim_to(&mut self, keep: usize) -> bool {
+        let mut trimmed = false;
+        while self.segments.len() > keep.max(1) {
             if let Some(old) = self.segments.pop_front() {
+                trimmed = true;
                 if old.discontinuity {
                     self.discontinuity_seq += 1;
                 }
             }
         }
-        self.segments.back()
+        trimmed
     }
 
-    /// Increases with every change of the playlist (ordering of snapshots).
+    /// Increases with every change of the playlist (ordering of snapshots): a new segment,
+    /// a trim of the window, the end.
     pub fn version(&self) -> u64 {
-        self.next_seq * 2 + u64::from(self.ended)
+        let first = self.segments.front().map_or(self.next_seq, |s| s.seq);
+        (self.next_seq + first) * 2 + u64::from(self.ended)
     }
 
     /// The stream incarnation (part of segment names).
@@ -568,5 +580,28 @@ mod segment_tests {
             seg.windows(5).any(|w| w == [0, 0, 0, 1, 0x65]),
             "IDR in Annex B"
         );
+    }
+
+    #[test]
+    fn trimming_the_window_drops_the_oldest_segments_and_moves_the_version() {
+        // Seven 1 s segments in a window of six.
+        let mut s = fed(1000, 6, 25 * 7 + 1, 25);
+        assert_eq!(s.segments().len(), 6);
+        let held = s.bytes_held();
+        let (first, version) = (s.segments()[0].seq, s.version());
+        assert!(s.trim_to(3));
+        assert_eq!(s.segments().len(), 3);
+        assert_eq!(s.segments()[0].seq, first + 3);
+        assert!(
+            s.version() > version,
+            "a trimmed playlist replaces the old one"
+        );
+        assert!(s.bytes_held() < held);
+        assert!(s
+            .playlist()
+            .contains(&format!("#EXT-X-MEDIA-SEQUENCE:{}\n", first + 3)));
+        assert!(!s.trim_to(3), "nothing more to drop");
+        assert!(s.trim_to(0));
+        assert_eq!(s.segments().len(), 1, "the newest segment stays");
     }
 }

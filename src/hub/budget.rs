@@ -3,8 +3,9 @@
 //!
 //! Overflow action, while the budget is spent: rings drop their backlog down to the GOP
 //! cache (units before the newest keyframe go, whatever their age; a viewer still reading
-//! them resumes at the keyframe and the frames it skipped are counted), and publishes of new
-//! streams are refused. Live viewers and the GOP caches that start new ones are kept.
+//! them resumes at the keyframe and the frames it skipped are counted), HLS windows keep
+//! only their newest segments (three: where players start), and publishes of new streams are
+//! refused. Live viewers and the GOP caches that start new ones are kept.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
