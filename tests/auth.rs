@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use corecast::auth::{self, Action};
-use corecast::client::{ClientError, PlayEvent, Player, Publisher};
+use corecast::client::{PlayEvent, Player, Publisher};
 use std::time::Duration;
 
 const SECRET: &str = "a-test-secret-of-some-length";
@@ -20,14 +20,6 @@ publish = "key"
 play = "token"
 publish_keys = { "*" = "pk-any", "studio" = "pk-studio" }
 "#;
-
-fn rejected_code(result: Result<impl Sized, ClientError>) -> String {
-    match result {
-        Err(ClientError::Rejected { code, .. }) => code,
-        Err(other) => panic!("expected a refusal, got {other}"),
-        Ok(_) => panic!("expected a refusal, got acceptance"),
-    }
-}
 
 #[test]
 fn publish_keys_and_play_tokens_guard_every_protocol() {

@@ -196,15 +196,6 @@ fn http_routes_answer_properly() {
     server.stop();
 }
 
-/// The refusal code of an RTMP request, or a panic.
-fn refusal<T>(result: Result<T, corecast::client::ClientError>) -> String {
-    match result {
-        Err(corecast::client::ClientError::Rejected { code, .. }) => code,
-        Err(other) => panic!("expected a refusal, got {other}"),
-        Ok(_) => panic!("expected a refusal, got acceptance"),
-    }
-}
-
 #[test]
 fn invalid_names_are_refused_on_every_protocol() {
     use corecast::client::{Player, Publisher};
@@ -226,9 +217,9 @@ fn invalid_names_are_refused_on_every_protocol() {
         long.as_str(),
     ];
     for name in names {
-        let code = refusal(Publisher::connect(rtmp, "live", name, timeout));
+        let code = rejected_code(Publisher::connect(rtmp, "live", name, timeout));
         assert_eq!(code, "NetStream.Publish.BadName", "{name:.20?}");
-        let code = refusal(Player::connect(rtmp, "live", name, timeout));
+        let code = rejected_code(Player::connect(rtmp, "live", name, timeout));
         assert_eq!(code, "NetStream.Play.BadName", "{name:.20?}");
     }
     // A 64 KiB name (the longest AMF0 string) makes a command longer than the 64 KiB a
@@ -242,7 +233,7 @@ fn invalid_names_are_refused_on_every_protocol() {
     }));
     let apps = ["a\nb", "live/x", "..", ""];
     for app in apps {
-        let code = refusal(Player::connect(rtmp, app, "cam", timeout));
+        let code = rejected_code(Player::connect(rtmp, app, "cam", timeout));
         assert_eq!(code, "NetConnection.Connect.Rejected", "{app:?}");
     }
     let paths = [

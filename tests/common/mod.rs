@@ -395,3 +395,12 @@ pub fn dual_stack() -> bool {
         }
     }
 }
+
+/// The status code of a refused publish or play (panics on anything else).
+pub fn rejected_code<T>(result: Result<T, corecast::client::ClientError>) -> String {
+    match result {
+        Err(corecast::client::ClientError::Rejected { code, .. }) => code,
+        Err(other) => panic!("expected a refusal, got {other}"),
+        Ok(_) => panic!("expected a refusal, got acceptance"),
+    }
+}

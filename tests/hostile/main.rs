@@ -19,7 +19,10 @@ mod common;
 
 mod budget;
 mod listeners;
+mod names;
 mod sessions;
+mod slots;
+mod writes;
 
 /// The witness alone, with no attack: what the server's memory does by itself over an
 /// attack's time. Seen here: 0 to 4.1 MiB (mimalloc commits memory in 4 MiB segments), the
@@ -33,8 +36,6 @@ fn witness_alone_stays_within_the_bound() {
         }
     });
 }
-mod slots;
-mod writes;
 
 use common::raw_rtmp::RawClient;
 use common::{have_tool, is_contiguous_run, is_media, wait_until, FlvViewer};
