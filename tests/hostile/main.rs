@@ -502,6 +502,10 @@ pub fn hostile(extra: &str, attack: impl FnOnce(&Corecast)) {
 /// budget), which states how much its resident memory may grow: what it may hold, in
 /// allocator segments, over [`RSS_BOUND_KIB`].
 pub fn hostile_within(extra: &str, rss_bound_kib: u64, attack: impl FnOnce(&Corecast)) {
+    // One attack at a time: each measures deadlines and a live stream's continuity, which a
+    // second server and encoder competing for the same two cores would blur.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut server = Corecast::start(extra);
     let witness = Witness::start(&server);
     // The first /metrics render allocates what later ones reuse: not the attack's doing.
