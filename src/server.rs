@@ -159,12 +159,16 @@ impl Server {
                 LocalExecutorBuilder::new(Placement::Fixed(cpus[id])).io_memory(IO_MEMORY);
             // glommio's `LocalExecutorBuilder::spawn` starts its thread with the default
             // stack and has no setting for it; `make` builds the same executor on a thread
-            // of ours.
+            // of ours. Executors are made one after the other, so that their ids (which
+            // order the mesh) follow the shard ids, as `spawn` made them.
+            let (made_tx, made_rx) = mpsc::channel();
             let handle = std::thread::Builder::new()
                 .name(format!("corecast-{id}"))
                 .stack_size(SHARD_STACK_BYTES)
                 .spawn(move || {
-                    builder.make()?.run(async move {
+                    let made = builder.make();
+                    let _ = made_tx.send(());
+                    made?.run(async move {
                         let outcome =
                             run_shard(id, config, observed, mesh, listeners, stop, &report).await;
                         if let Err(reason) = outcome {
@@ -177,6 +181,8 @@ impl Server {
                     shard: id,
                     reason: e.to_string(),
                 })?;
+            // An error here is a thread that ended before making its executor; it reports.
+            let _ = made_rx.recv();
             let report = report_tx.clone();
             threads.push(std::thread::spawn(move || {
                 let err = match handle.join() {
