@@ -2,7 +2,9 @@
 //! FLV tag serialization and shared RTMP chunking (once per unit per stream), MPEG-TS muxing
 //! (once per unit per stream with HLS), and the cursor's gather + advance (once per viewer
 //! per send: the user-space part of fan-out besides the system call), and the RTMP input
-//! guard beside rml_rtmp's chunk deserializer (once per byte a publisher sends).
+//! guard beside rml_rtmp's chunk deserializer (once per byte a publisher sends), on video
+//! alone, on a realistic mix (video, audio, onMetaData, whose AMF0 nesting the guard reads),
+//! and on AMF0 data alone (the guard's worst case per byte).
 //!
 //! Run: `cargo bench --bench hotpaths`. `HOT_ROUNDS` (default 5) rounds, best one counts.
 
@@ -11,9 +13,12 @@ use corecast::hls::ts::TsMuxer;
 use corecast::hub::cursor::Cursor;
 use corecast::hub::ring::Ring;
 use corecast::media::{Format, Unit, UnitKind};
+use corecast::rtmp::amf::Nesting;
 use corecast::rtmp::guard::InputGuard;
 use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
 use rml_rtmp::messages::MessagePayload;
+use rml_rtmp::rml_amf0::{self, Amf0Value};
+use rml_rtmp::sessions::StreamMetadata;
 use rml_rtmp::time::RtmpTimestamp;
 use std::hint::black_box;
 use std::io::IoSlice;
@@ -129,32 +134,72 @@ fn main() {
 
     // A publisher's input: one second of 30 video frames, 4096-byte chunks, read 64 KiB at
     // a time. The guard reads every chunk header; the deserializer copies every payload.
-    let mut serializer = ChunkSerializer::new();
-    let mut input = serializer
-        .set_max_chunk_size(4096, RtmpTimestamp::new(0))
-        .expect("chunk size")
-        .bytes;
-    for i in 0..30u32 {
-        let payload = MessagePayload {
-            timestamp: RtmpTimestamp::new(i * 33),
-            type_id: 9,
-            message_stream_id: 1,
-            data: Bytes::copy_from_slice(&body),
-        };
-        input.extend(
-            serializer
-                .serialize(&payload, false, false)
-                .expect("chunks")
-                .bytes,
-        );
-    }
+    let video: Vec<(u8, u32, Vec<u8>)> = (0..30u32).map(|i| (9, i * 33, body.clone())).collect();
+    let input = publisher_input(&video);
     let per_mb = 1e6 / input.len() as f64;
-    let guard = best_ns(rounds, 2_000, || {
-        let mut guard = InputGuard::new(65536);
-        for read in input.chunks(65536) {
-            black_box(guard.scan(black_box(read), 1 << 23).expect("admitted"));
+    let guard = guard_ns(rounds, 2_000, &input) * per_mb;
+    // The same second with its audio (43 AAC frames of 372 bytes: 128 kbit/s) and an
+    // onMetaData in front, as an encoder starts a stream: the guard reads the AMF0 nesting of
+    // the metadata and skips the media.
+    let mut meta = StreamMetadata::new();
+    meta.video_width = Some(1280);
+    meta.video_height = Some(720);
+    meta.video_codec_id = Some(7);
+    meta.video_frame_rate = Some(30.0);
+    meta.video_bitrate_kbps = Some(2500);
+    meta.audio_codec_id = Some(10);
+    meta.audio_bitrate_kbps = Some(128);
+    meta.audio_sample_rate = Some(44100);
+    meta.audio_channels = Some(2);
+    meta.audio_is_stereo = Some(true);
+    meta.encoder = Some("obs-output module (libobs version 30.1.2)".into());
+    let mut set_data_frame =
+        rml_amf0::serialize(&vec![Amf0Value::Utf8String("@setDataFrame".into())])
+            .expect("a string");
+    set_data_frame.extend_from_slice(&corecast::flv::metadata_body(&meta));
+    let mut media = Vec::new();
+    for (i, frame) in video.iter().enumerate() {
+        media.push(frame.clone());
+        for a in i * 43 / 30..(i + 1) * 43 / 30 {
+            media.push((8, a as u32 * 23, vec![0xaf; 372]));
         }
-    }) * per_mb;
+    }
+    let av = publisher_input(&media);
+    let guard_av = guard_ns(rounds, 2_000, &av) * 1e6 / av.len() as f64;
+    let mut mix = vec![(18u8, 0u32, set_data_frame)];
+    mix.extend(media);
+    let mixed = publisher_input(&mix);
+    let guard_mixed = guard_ns(rounds, 2_000, &mixed) * 1e6 / mixed.len() as f64;
+    // AMF0 data alone: a 64 KiB onMetaData of 2,000 properties (numbers, strings, flags),
+    // what a publisher would send to make the guard read as much AMF0 as it can.
+    let properties = (0..2_000)
+        .map(|i| {
+            let value = match i % 3 {
+                0 => Amf0Value::Number(f64::from(i)),
+                1 => Amf0Value::Utf8String(format!("value {i}")),
+                _ => Amf0Value::Boolean(true),
+            };
+            (format!("property{i}"), value)
+        })
+        .collect();
+    let amf = rml_amf0::serialize(&vec![
+        Amf0Value::Utf8String("@setDataFrame".into()),
+        Amf0Value::Utf8String("onMetaData".into()),
+        Amf0Value::Object(properties),
+    ])
+    .expect("flat values");
+    let data = publisher_input(&[(18, 0, amf.clone())]);
+    let guard_amf = guard_ns(rounds, 500, &data) * 1e6 / data.len() as f64;
+    let scan_amf = best_ns(rounds, 500, || {
+        let mut nesting = Nesting::new(18);
+        nesting.read(black_box(&amf)).expect("flat");
+        black_box(nesting.deepest());
+    }) * 1e6
+        / amf.len() as f64;
+    let decode_amf = best_ns(rounds, 100, || {
+        black_box(rml_amf0::deserialize(&mut black_box(&amf[..])).expect("valid"));
+    }) * 1e6
+        / amf.len() as f64;
     let deserializer = best_ns(rounds, 500, || {
         let mut de = ChunkDeserializer::new();
         for read in input.chunks(65536) {
@@ -174,6 +219,60 @@ fn main() {
     );
     println!(
         "{:<52} {:>10.0} ns",
+        "RTMP input guard, video+audio (per MB)", guard_av
+    );
+    println!(
+        "{:<52} {:>10.0} ns",
+        "RTMP input guard, video+audio+onMetaData (per MB)", guard_mixed
+    );
+    println!(
+        "{:<52} {:>10.0} ns",
+        "RTMP input guard, AMF0 data only (per MB)", guard_amf
+    );
+    println!(
+        "{:<52} {:>10.0} ns",
+        "AMF0 nesting scan alone (per MB of AMF0)", scan_amf
+    );
+    println!(
+        "{:<52} {:>10.0} ns",
+        "rml_amf0 decoding the same (per MB, for scale)", decode_amf
+    );
+    println!(
+        "{:<52} {:>10.0} ns",
         "rml_rtmp chunk deserializer (per MB, for scale)", deserializer
     );
+}
+
+/// What a publisher sends: Set Chunk Size 4096, then `(type, timestamp, body)` messages.
+fn publisher_input(messages: &[(u8, u32, Vec<u8>)]) -> Vec<u8> {
+    let mut serializer = ChunkSerializer::new();
+    let mut input = serializer
+        .set_max_chunk_size(4096, RtmpTimestamp::new(0))
+        .expect("chunk size")
+        .bytes;
+    for (type_id, timestamp, body) in messages {
+        let payload = MessagePayload {
+            timestamp: RtmpTimestamp::new(*timestamp),
+            type_id: *type_id,
+            message_stream_id: 1,
+            data: Bytes::copy_from_slice(body),
+        };
+        input.extend(
+            serializer
+                .serialize(&payload, false, false)
+                .expect("chunks")
+                .bytes,
+        );
+    }
+    input
+}
+
+/// The guard over `input` read 64 KiB at a time, as a publisher's (8 MiB messages).
+fn guard_ns(rounds: u32, iters: u64, input: &[u8]) -> f64 {
+    best_ns(rounds, iters, || {
+        let mut guard = InputGuard::new(65536);
+        for read in input.chunks(65536) {
+            black_box(guard.scan(black_box(read), 1 << 23).expect("admitted"));
+        }
+    })
 }

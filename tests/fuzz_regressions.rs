@@ -491,6 +491,19 @@ fn deep_amf_closes_only_its_connection() {
         total(&server, |s| &s.rtmp_limits_hit) == 2
     }));
     assert_eq!(total(&server, |s| &s.rtmp_bad_input), 0);
+
+    // The command behind a video header, its type changed by a full header mid-message
+    // (see `type_change_mid_message_is_refused`): bad input.
+    let mut hidden = TcpStream::connect(server.rtmp_addr()).unwrap();
+    rtmp_handshake(&mut hidden);
+    let mut input = chunk(3, 9, 0, &deep_amf(OBJECT, 36_000));
+    input[12 + 128..12 + 128 + 12]
+        .copy_from_slice(&chunk(3, 20, 0, &deep_amf(OBJECT, 36_000))[..12]);
+    let _ = hidden.write_all(&input);
+    read_until_closed(&mut hidden, Duration::from_secs(5));
+    assert!(wait_until(Duration::from_secs(2), || {
+        total(&server, |s| &s.rtmp_bad_input) == 1
+    }));
     assert_eq!(total(&server, |s| &s.rtmp_session_panics), 0);
 
     // The server still serves.
@@ -499,4 +512,34 @@ fn deep_amf_closes_only_its_connection() {
         witness.send_tag(tag).unwrap();
     }
     server.stop();
+}
+
+/// rtmp_chunks: a full header in the middle of a message, with the message's length but
+/// another type (here Set Chunk Size, which the deserializer then applied and the guard did
+/// not). rml_rtmp's deserializer takes the type from the last chunk's header, so a message
+/// the guard read as video (skipped) could reach the AMF0 reader as a command (unchecked).
+#[test]
+fn type_change_mid_message_is_refused() {
+    let input: [u8; 105] = [
+        1, 0, 0, 0, 0, 0, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 5, 252, 0, 122, 0, 1, 0, 0, 0, 0, 0, 0, 0,
+        0, 9, 1, 0, 0, 0, 9, 0, 0, 251, 252, 0, 122, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 1, 1, 0,
+        0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 1, 0, 0, 0, 9, 0, 0, 251, 252, 0, 122, 0, 1, 0,
+        1, 0, 0, 0, 0, 0, 0, 0, 9, 1, 1, 0, 0, 0, 0, 0, 0, 5, 0, 1,
+    ];
+    let mut guard = InputGuard::new(65536);
+    let refused = [&input[..26], &input[26..65], &input[65..]]
+        .iter()
+        .map(|read| guard.scan(read, u32::MAX))
+        .find(Result::is_err);
+    assert!(
+        matches!(refused, Some(Err(GuardError::TypeChanged { to: 1, .. }))),
+        "{refused:?}"
+    );
+    // The deep command hidden behind a video header.
+    let mut hidden = chunk(3, 9, 0, &deep_amf(OBJECT, 36_000));
+    hidden[140..152].copy_from_slice(&chunk(3, 20, 0, &deep_amf(OBJECT, 36_000))[..12]);
+    assert_eq!(
+        InputGuard::new(65536).scan(&hidden, CONTROL_MESSAGE_LIMIT),
+        Err(GuardError::TypeChanged { from: 9, to: 20 })
+    );
 }

@@ -6,7 +6,7 @@
 //!
 //! Input: a mode byte, then the AMF0 bytes. Mode % 4: 0 = the nesting scanner
 //! (`corecast::rtmp::amf::Nesting`, as the guard runs it on a data message), then, if it
-//! admits the bytes, deserialize (and re-serialize): the scanner must have seen exactly the
+//! admits the bytes, deserialize (and re-serialize): the scanner must have seen at least the
 //! nesting the reader decoded; 1 = an AMF0 data message (type 18) on the publishing stream;
 //! 2 = the same after "@setDataFrame", "onMetaData" (the bytes are the metadata properties);
 //! 3 = an AMF0 command message (type 20) on the publishing stream.
@@ -45,8 +45,10 @@ fn run(data: &[u8]) {
                 return;
             }
             if let Ok(values) = rml_amf0::deserialize(&mut &amf[..]) {
+                // At most, not exactly: the reader reads every value, but keeps only the
+                // last of the properties with the same key.
                 let decoded = values.iter().map(depth).max().unwrap_or(0);
-                assert_eq!(decoded, nesting.deepest(), "the scanner's nesting");
+                assert!(decoded <= nesting.deepest(), "the scanner saw less nesting");
                 if let Ok(bytes) = rml_amf0::serialize(&values) {
                     let _ = rml_amf0::deserialize(&mut &bytes[..]);
                 }

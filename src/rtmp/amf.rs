@@ -5,9 +5,10 @@
 //! (15) messages with rml_amf0's reader, which is recursive: one nested object, ECMA array
 //! or strict array costs it three stack frames (two for a strict array), about 0.7 KB of
 //! stack in a release build. Measured on a 2 MiB thread stack (the default of a spawned Rust
-//! thread), it overflows at 3,109 nested objects or ECMA arrays (4 bytes each: a 12 KB
-//! message) and 8,161 strict arrays; on 8 MiB at 12,471 objects (a 50 KB message, under the
-//! 64 KiB a connection may send before publishing); a debug build overflows 2 MiB at 752.
+//! thread), it overflows at 3,109 nested objects (4 bytes each: a 12 KB message) or ECMA
+//! arrays, and at 8,161 strict arrays; on 8 MiB at 12,471 objects (a 50 KB message, under
+//! the 64 KiB a connection may send before publishing); a debug build overflows 2 MiB at
+//! 752 ECMA arrays.
 //! A stack overflow aborts the process, and `catch_unwind` cannot contain it.
 //!
 //! [`Nesting`] reads the payload as it arrives, chunk by chunk, with an explicit stack of at
@@ -436,6 +437,19 @@ pub(crate) mod tests {
             assert_eq!(scan(20, &bytes, 1), Ok(1));
             assert!(rml_amf0::deserialize(&mut &bytes[..]).is_err());
         }
+    }
+
+    /// Found by the `amf0` fuzz target (its check was too strict): the reader reads every
+    /// property, but keeps only the last of those with the same key, so the values it
+    /// returns may nest less deeply than it recursed, and than the scanner counts.
+    #[test]
+    fn counts_the_nesting_the_reader_reads_not_the_one_it_keeps() {
+        let mut bytes = vec![OBJECT, 0, 1, b'a'];
+        bytes.extend_from_slice(&nested(2, 17));
+        bytes.extend_from_slice(&[0, 1, b'a', NULL, 0, 0, OBJECT_END]);
+        assert_eq!(scan(18, &bytes, 1), Ok(18));
+        let decoded = rml_amf0::deserialize(&mut &bytes[..]).unwrap();
+        assert_eq!(decoded.iter().map(depth).max(), Some(1));
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //!   limit, for instance when the connection becomes a publisher, and scan on);
 //! - a Set Chunk Size outside `1 ..= max_chunk_size`, or shorter than its 4 bytes;
 //! - more than [`MAX_CHUNK_STREAMS`] chunk stream ids;
-//! - a chunk of another message, or a changed message length, in the middle of a message;
+//! - a chunk of another message, or a changed message length or type, in the middle of a
+//!   message (the deserializer takes the type of a message from its last chunk's header);
 //! - a continuation header on a chunk stream that has no previous header;
 //! - an extended timestamp delta below 0xFFFFFF, which the deserializer would underflow on;
 //! - AMF values nested deeper than [`MAX_AMF_DEPTH`], which would overflow the thread's stack
@@ -109,6 +110,16 @@ pub enum GuardError {
         from: u32,
         /// The length in the new header.
         to: u32,
+    },
+    /// A header that changes the type of a partly received message. The deserializer would
+    /// deliver the message with the last type, the guard would have read it as the first
+    /// (media it skips instead of AMF0 it checks, or a Set Chunk Size it does not apply).
+    #[error("message type changed from {from} to {to} in the middle of the message")]
+    TypeChanged {
+        /// The type the message started with.
+        from: u8,
+        /// The type in the new header.
+        to: u8,
     },
     /// An extended timestamp delta below 0xFFFFFF (the 24-bit field would have held it).
     #[error("extended timestamp delta {value} is below 0xFFFFFF")]
@@ -393,6 +404,12 @@ impl InputGuard {
                 return Err(GuardError::LengthChanged {
                     from: message.length,
                     to: stream.length,
+                })
+            }
+            Some(message) if message.type_id != stream.type_id => {
+                return Err(GuardError::TypeChanged {
+                    from: message.type_id,
+                    to: stream.type_id,
                 })
             }
             Some(message) => message,
@@ -747,6 +764,37 @@ mod tests {
         assert_eq!(guard.scan(&bytes, LIMIT), Ok(Scan::Done));
         assert_eq!(guard.messages(), 1);
         assert_eq!(reference(&bytes).len(), 1);
+    }
+
+    /// Found by the `rtmp_chunks` fuzz target: a full header in the middle of a message that
+    /// keeps its length but changes its type. The deserializer delivers the message with the
+    /// last header's type: a message the guard skipped as video reached the AMF0 reader as a
+    /// command, unchecked.
+    #[test]
+    fn refuses_a_type_change_mid_message() {
+        let deep = crate::rtmp::amf::tests::nested(0, 1000);
+        let len = deep.len() as u32;
+        let mut bytes = full_header(4, len, 9);
+        bytes.extend_from_slice(&deep[..128]);
+        bytes.extend_from_slice(&full_header(4, len, 20));
+        bytes.extend_from_slice(&deep[128..256]);
+        assert_eq!(
+            InputGuard::new(65536).scan(&bytes, LIMIT),
+            Err(GuardError::TypeChanged { from: 9, to: 20 })
+        );
+        // What the deserializer would have made of it, once complete.
+        for piece in deep[256..].chunks(128) {
+            bytes.push(0xc4);
+            bytes.extend_from_slice(piece);
+        }
+        assert_eq!(reference(&bytes), vec![(20, deep.len())]);
+        // The same type again is a header the deserializer reads as the guard does.
+        let mut bytes = full_header(4, 300, 9);
+        bytes.extend_from_slice(&[0; 128]);
+        bytes.extend_from_slice(&full_header(4, 300, 9));
+        bytes.extend_from_slice(&[0; 128]);
+        let mut guard = InputGuard::new(65536);
+        assert_eq!(guard.scan(&bytes, LIMIT), Ok(Scan::Done));
     }
 
     /// Found by the `rtmp_chunks` fuzz target: a type 1 header whose timestamp delta field is
