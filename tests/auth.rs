@@ -35,11 +35,8 @@ fn publish_keys_and_play_tokens_guard_every_protocol() {
     // Apps without a policy of their own keep the default: open.
     drop(Publisher::connect(rtmp, "open", "cam", timeout).expect("open app"));
 
-    let mut publisher = Publisher::connect(rtmp, "live", "cam?key=pk-any", timeout).unwrap();
-    let publishing = std::thread::spawn(move || {
-        replay(&mut publisher, 1, 1.0);
-        publisher.finish().unwrap();
-    });
+    let publisher = Publisher::connect(rtmp, "live", "cam?key=pk-any", timeout).unwrap();
+    let publishing = replay_in_background(publisher, 1, 1.0);
 
     let now = auth::unix_now();
     let token = auth::mint(SECRET, Action::Play, "live", "cam", now + 600);
@@ -207,11 +204,8 @@ fn names_cannot_cross_applications() {
     assert_eq!(total(&server, |s| &s.auth_rejected_play), 0);
 
     // `show%31` is `show1`, with the policy and the token of `premium/show1`.
-    let mut publisher = Publisher::connect(rtmp, "premium", "show1?key=pk", timeout).unwrap();
-    let publishing = std::thread::spawn(move || {
-        replay(&mut publisher, 1, 1.0);
-        publisher.finish().unwrap();
-    });
+    let publisher = Publisher::connect(rtmp, "premium", "show1?key=pk", timeout).unwrap();
+    let publishing = replay_in_background(publisher, 1, 1.0);
     assert!(wait_until(Duration::from_secs(5), || total(&server, |s| {
         &s.streams
     }) > 0));

@@ -2,10 +2,10 @@
 
 mod common;
 
-use common::{config_file, listening, run_to_exit};
+use common::{config_file, listening, run_to_exit, Killed};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn corecast() -> Command {
@@ -168,16 +168,6 @@ fn token_subcommand_mints_tokens_the_server_accepts() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A server process, killed when the test ends (also on failure).
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The addresses a server announced in its "corecast serving" line.
 struct Serving {
     rtmp: SocketAddr,
@@ -188,9 +178,9 @@ struct Serving {
 
 /// Starts the binary and waits for its "corecast serving" line: the process and the
 /// addresses it serves, or what it wrote to standard error if it exits first.
-fn serve(name: &str, config: &str) -> Result<(Running, Serving), String> {
+fn serve(name: &str, config: &str) -> Result<(Killed, Serving), String> {
     let file = config_file(name, config);
-    let mut child = Running(
+    let mut child = Killed(
         corecast()
             .arg("--config")
             .arg(&file)

@@ -2,11 +2,14 @@
 //! its accepts fail with EMFILE, counts them (`corecast_accept_errors_total`), logs them at
 //! most once a second, and serves again as soon as connections close.
 
+mod common;
+
+use common::Killed;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -20,22 +23,6 @@ const CONNECTIONS: usize = 2 * NOFILE as usize;
 
 /// How long the server is kept out of descriptors.
 const HELD: Duration = Duration::from_millis(2500);
-
-/// Kills the server when the test ends, also on failure.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Killed {
-    fn is_running(&mut self) -> bool {
-        matches!(self.0.try_wait(), Ok(None))
-    }
-}
 
 /// The next JSON log line, if one comes before `deadline`.
 fn next_line(lines: &Receiver<String>, deadline: Instant) -> Option<Value> {

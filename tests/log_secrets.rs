@@ -56,12 +56,9 @@ fn credentials_never_reach_the_logs() {
     let token = auth::mint(SECRET, Action::Play, "live", "cam", auth::unix_now() + 600);
     let mac = token.split_once('.').expect("EXPIRY.MAC").1.to_string();
 
-    let mut publisher =
+    let publisher =
         Publisher::connect(rtmp, "live", &format!("cam?key={PUBLISH_KEY}"), timeout).unwrap();
-    let publishing = std::thread::spawn(move || {
-        replay(&mut publisher, 1, 1.0);
-        publisher.finish().unwrap();
-    });
+    let publishing = replay_in_background(publisher, 1, 1.0);
     assert!(wait_until(Duration::from_secs(5), || total(&server, |s| {
         &s.streams
     }) > 0));

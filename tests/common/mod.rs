@@ -81,18 +81,28 @@ pub fn replay(publisher: &mut Publisher, loops: usize, speed: f64) -> Vec<Bytes>
         .collect()
 }
 
-/// Publishes the fixture from a thread (see [`replay`]), then finishes the publish.
+/// Publishes the fixture to `live/name` from a thread (see [`replay`]), then finishes the
+/// publish.
 pub fn publish_in_background(
     server: &Server,
     name: &str,
     loops: usize,
     speed: f64,
 ) -> std::thread::JoinHandle<Vec<Bytes>> {
-    let (addr, name) = (server.rtmp_addr(), name.to_string());
+    let p = Publisher::connect(server.rtmp_addr(), "live", name, Duration::from_secs(5)).unwrap();
+    replay_in_background(p, loops, speed)
+}
+
+/// Replays the fixture on a connected publisher from a thread (see [`replay`]), then
+/// finishes the publish.
+pub fn replay_in_background(
+    mut publisher: Publisher,
+    loops: usize,
+    speed: f64,
+) -> std::thread::JoinHandle<Vec<Bytes>> {
     std::thread::spawn(move || {
-        let mut p = Publisher::connect(addr, "live", &name, Duration::from_secs(5)).unwrap();
-        let sent = replay(&mut p, loops, speed);
-        p.finish().unwrap();
+        let sent = replay(&mut publisher, loops, speed);
+        publisher.finish().unwrap();
         sent
     })
 }
@@ -402,5 +412,22 @@ pub fn rejected_code<T>(result: Result<T, corecast::client::ClientError>) -> Str
         Err(corecast::client::ClientError::Rejected { code, .. }) => code,
         Err(other) => panic!("expected a refusal, got {other}"),
         Ok(_) => panic!("expected a refusal, got acceptance"),
+    }
+}
+
+/// A child process (a server binary), killed when the test ends, also on failure.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Killed {
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
     }
 }
