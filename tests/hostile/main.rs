@@ -357,7 +357,6 @@ impl Witness {
     /// publishes to `server` and records exactly what it sends to a file, and a viewer that
     /// plays the stream from its start.
     pub fn start(server: &Corecast) -> Witness {
-        assert!(have_tool("ffmpeg"), "the hostile tests need ffmpeg");
         let record = server.dir.join("witness.flv");
         let url = format!("rtmp://{}/{WITNESS}", server.rtmp);
         let ffmpeg = Command::new("ffmpeg")
@@ -506,6 +505,10 @@ pub fn hostile_within(extra: &str, rss_bound_kib: u64, attack: impl FnOnce(&Core
     // second server and encoder competing for the same two cores would blur.
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // The witness's encoder: without it, skipped with a notice (a failure in CI).
+    if !have_tool("ffmpeg") {
+        return;
+    }
     let mut server = Corecast::start(extra);
     let witness = Witness::start(&server);
     // The first /metrics render allocates what later ones reuse: not the attack's doing.
