@@ -179,11 +179,16 @@ impl Admission {
     /// Gives a viewer place back.
     pub fn remove_viewer(&self, key: &StreamKey) {
         let mut viewers = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = viewers.get_mut(key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                viewers.remove(key);
-            }
+        release(&mut viewers, key);
+    }
+}
+
+/// Gives one place of `key` back in `counts`, forgetting the key at zero.
+fn release<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = counts.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(key);
         }
     }
 }
@@ -230,12 +235,7 @@ impl Drop for Ticket {
         a.per_shard[self.shard].fetch_sub(1, Ordering::Relaxed);
         if let Some(key) = self.key {
             let mut per_ip = a.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = per_ip.get_mut(&key) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    per_ip.remove(&key);
-                }
-            }
+            release(&mut per_ip, &key);
         }
     }
 }
@@ -406,12 +406,7 @@ impl Drop for StreamSlot {
             return;
         };
         let mut state = self.limits.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = state.streams.get_mut(&ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                state.streams.remove(&ip);
-            }
-        }
+        release(&mut state.streams, &ip);
     }
 }
 

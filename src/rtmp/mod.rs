@@ -929,14 +929,15 @@ async fn write_within(
 /// Refuses a request event on a playing connection: the session keeps every request until
 /// it is answered, and a player gets no answers to connect, publish or play.
 fn refuse_while_playing(event: &ServerSessionEvent) -> Result<(), RtmpError> {
-    let request = match event {
-        ServerSessionEvent::ConnectionRequested { .. } => "connect",
-        ServerSessionEvent::PublishStreamRequested { .. } => "publish",
-        ServerSessionEvent::PlayStreamRequested { .. } => "play",
-        ServerSessionEvent::ReleaseStreamRequested { .. } => "releaseStream",
-        _ => return Ok(()),
-    };
-    Err(RtmpError::NotAllowed(request, "while playing"))
+    match event {
+        ServerSessionEvent::ConnectionRequested { .. }
+        | ServerSessionEvent::PublishStreamRequested { .. }
+        | ServerSessionEvent::PlayStreamRequested { .. }
+        | ServerSessionEvent::ReleaseStreamRequested { .. } => {
+            Err(RtmpError::NotAllowed(event_name(event), "while playing"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The kind of a session event, for logs: events carry client strings (stream names with
