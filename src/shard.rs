@@ -20,46 +20,16 @@ use crate::limits::{PublishLimits, PublishRefused, StreamSlot};
 use crate::media::{now_ns, Format, Unit, UnitKind};
 use crate::metrics::api::{OriginReport, ShardReport, StreamReport};
 use crate::metrics::{Histograms, Published, Stage};
+use crate::rtmp::Handoff;
 use crate::stats::{self, ShardStats};
 use glommio::channels::channel_mesh::Senders;
 use rml_rtmp::sessions::StreamMetadata;
-use rml_rtmp::sessions::{ServerSession, ServerSessionResult};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info};
-
-/// A publisher connection on its way from the shard that accepted it to the stream's owner.
-/// The socket, the session state and whatever the session already decoded travel together.
-pub struct Handoff {
-    /// The connection (a duplicate of the accepting shard's descriptor, which it closed).
-    pub fd: OwnedFd,
-    /// The RTMP session, mid-conversation.
-    pub session: Box<ServerSession>,
-    /// The chunk-level checks of the connection's input, in step with the session.
-    pub guard: crate::rtmp::guard::InputGuard,
-    /// Bytes received after the publish request, not yet fed to the session (a connection
-    /// that is not publishing is fed one message at a time).
-    pub pending: Vec<u8>,
-    /// The publish request the owner must accept or refuse.
-    pub request_id: u32,
-    /// Application name.
-    pub app: String,
-    /// Publish name as sent, including any query string.
-    pub publish_name: String,
-    /// Session results decoded after the publish request, to be handled in order.
-    pub rest: Vec<ServerSessionResult>,
-    /// Remote address.
-    pub peer: SocketAddr,
-    /// The connection's place under the connection limits.
-    pub ticket: Option<crate::limits::Ticket>,
-    /// Publishes the connection started before (`limits.max_publishes_per_connection`).
-    pub publishes: u32,
-}
 
 /// Messages between shards. Each pair of shards has a bounded FIFO queue
 /// (`server.mesh_queue_units`). Media units are offered with `try_send` (overflow: dropped,

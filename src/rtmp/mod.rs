@@ -3,7 +3,7 @@
 //! The session is sans-IO; this driver reads the socket, feeds the session, writes its
 //! responses in order, and turns its events into stream operations on the shard. A publish
 //! request for a stream owned by another shard hands the connection over (socket, session and
-//! undelivered results together, see [`crate::shard::Handoff`]); the owner continues with
+//! undelivered results together, see [`Handoff`]); the owner continues with
 //! [`resume`]. Input goes through [`guard::InputGuard`] before the session sees it.
 
 pub mod amf;
@@ -16,7 +16,7 @@ use crate::hub::origin::PublisherInfo;
 use crate::hub::{split_query, stream_key, validate_name, validate_names, NameError, StreamKey};
 use crate::limits::Ticket;
 use crate::media::{has_payload, now_ns, split_aggregate, AggregateError, Format, UnitKind};
-use crate::shard::{Handoff, PublishRefusal, Shard};
+use crate::shard::{PublishRefusal, Shard};
 use crate::stats;
 use crate::util::Escaped;
 use crate::viewer::{self, Delivery, Ending, Outbox};
@@ -31,7 +31,7 @@ use rml_rtmp::sessions::{
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
@@ -41,6 +41,34 @@ const AGGREGATE_MESSAGE: u8 = 22;
 
 /// Read buffer of a playing connection.
 const PLAYER_READ_BUFFER: usize = 4096;
+
+/// A publisher connection on its way from the shard that accepted it to the stream's owner.
+/// The socket, the session state and whatever the session already decoded travel together.
+pub struct Handoff {
+    /// The connection (a duplicate of the accepting shard's descriptor, which it closed).
+    pub fd: OwnedFd,
+    /// The RTMP session, mid-conversation.
+    pub session: Box<ServerSession>,
+    /// The chunk-level checks of the connection's input, in step with the session.
+    pub guard: InputGuard,
+    /// Bytes received after the publish request, not yet fed to the session (a connection
+    /// that is not publishing is fed one message at a time).
+    pub pending: Vec<u8>,
+    /// The publish request the owner must accept or refuse.
+    pub request_id: u32,
+    /// Application name.
+    pub app: String,
+    /// Publish name as sent, including any query string.
+    pub publish_name: String,
+    /// Session results decoded after the publish request, to be handled in order.
+    pub rest: Vec<ServerSessionResult>,
+    /// Remote address.
+    pub peer: SocketAddr,
+    /// The connection's place under the connection limits.
+    pub ticket: Option<Ticket>,
+    /// Publishes the connection started before (`limits.max_publishes_per_connection`).
+    pub publishes: u32,
+}
 
 /// Why an RTMP connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -348,7 +376,7 @@ impl Conn {
                 rest,
             } if result.is_ok() => {
                 // Duplicate the descriptor for the owner; ours closes with `stream`.
-                let fd = dup(&stream)?;
+                let fd = crate::net::dup(&stream)?;
                 debug!(protocol = "rtmp", shard = self.shard.id, owner, peer = %self.peer, "rtmp: handing publisher to owner");
                 self.shard.hand_off(
                     owner,
@@ -515,7 +543,7 @@ impl Conn {
         let (key, feed, stream_id) = (key.clone(), feed.clone(), *stream_id);
         // A second descriptor for the same socket: one glommio stream reads, one writes.
         // SAFETY: `dup` returns a new descriptor of an open TCP socket, owned by nobody else.
-        let mut writer = unsafe { TcpStream::from_raw_fd(dup(stream)?.into_raw_fd()) };
+        let mut writer = unsafe { TcpStream::from_raw_fd(crate::net::dup(stream)?.into_raw_fd()) };
         let outbox = RefCell::new(Outbox::default());
         let delivery = Delivery {
             format: Format::Rtmp,
@@ -958,15 +986,4 @@ fn event_name(event: &ServerSessionEvent) -> &'static str {
         ServerSessionEvent::AcknowledgementReceived { .. } => "acknowledgement",
         ServerSessionEvent::PingResponseReceived { .. } => "ping response",
     }
-}
-
-/// Duplicates a socket descriptor (close-on-exec) so it can outlive the glommio stream.
-fn dup(stream: &TcpStream) -> io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC on an open descriptor returns a new descriptor we own.
-    let fd = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just created and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
