@@ -232,6 +232,19 @@ pub fn physical_memory() -> Option<usize> {
     pages.checked_mul(usize::try_from(page).ok()?)
 }
 
+/// Duplicates a socket descriptor (close-on-exec), so that the socket can outlive the
+/// glommio stream that owns `fd`: for a second stream on the same socket, or to hand the
+/// connection to another shard.
+pub fn dup(fd: &impl AsRawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on an open descriptor returns a new descriptor we own.
+    let fd = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,17 +361,4 @@ mod tests {
             _ => eprintln!("skipped the [::] case: no dual-stack IPv6 on this host"),
         }
     }
-}
-
-/// Duplicates a socket descriptor (close-on-exec), so that the socket can outlive the
-/// glommio stream that owns `fd`: for a second stream on the same socket, or to hand the
-/// connection to another shard.
-pub fn dup(fd: &impl AsRawFd) -> io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC on an open descriptor returns a new descriptor we own.
-    let fd = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just created and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
