@@ -1,73 +1,54 @@
-//! RTMP ingest: the per-connection driver around rml_rtmp's handshake and `ServerSession`.
+//! RTMP: the connection driver, around the pure [`connection::Connection`].
 //!
-//! The session is sans-IO; this driver reads the socket, feeds the session, writes its
-//! responses in order, and turns its events into stream operations on the shard. A publish
-//! request for a stream owned by another shard hands the connection over (socket, session and
-//! undelivered results together, see [`Handoff`]); the owner continues with
-//! [`resume`]. Input goes through [`guard::InputGuard`] before the session sees it.
+//! [`Connection`] decides what the protocol decides (handshake, session, guard, which
+//! request is valid in which state, timeouts); this driver owns the socket, the timers and
+//! the calls into the shard: it reads, feeds the connection, acts on its [`Action`]s
+//! (authorize and register publishers and players, ingest media), and writes its output in
+//! order. A publish request for a stream owned by another shard hands the connection over
+//! (socket and connection together, see [`Handoff`]); the owner continues with [`resume`].
 
 pub mod amf;
 pub mod chunk;
+pub mod connection;
 pub mod guard;
 
-use crate::auth::Action;
 use crate::hub::feed::Feed;
 use crate::hub::origin::PublisherInfo;
-use crate::hub::{split_query, stream_key, validate_name, validate_names, NameError, StreamKey};
+use crate::hub::StreamKey;
 use crate::limits::Ticket;
-use crate::media::{has_payload, now_ns, split_aggregate, AggregateError, Format, UnitKind};
+use crate::media::{now_ns, AggregateError, Format};
 use crate::shard::{PublishRefusal, Shard};
 use crate::stats;
 use crate::util::Escaped;
 use crate::viewer::{self, Delivery, Ending, Outbox};
 use bytes::Bytes;
+use connection::{Action, Connection, Refusal, Request, Settings};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use guard::{GuardError, InputGuard, Scan, CONTROL_MESSAGE_LIMIT};
-use rml_rtmp::handshake::{Handshake, HandshakeError, HandshakeProcessResult, PeerType};
-use rml_rtmp::sessions::{
-    ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent, ServerSessionResult,
-};
+use guard::GuardError;
+use rml_rtmp::handshake::HandshakeError;
+use rml_rtmp::sessions::{ServerSession, ServerSessionError, ServerSessionResult};
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
-use tracing::{debug, info, warn};
-
-/// RTMP message type of an aggregate message (several FLV-tag-shaped messages in one).
-const AGGREGATE_MESSAGE: u8 = 22;
+use tracing::{debug, info};
 
 /// Read buffer of a playing connection.
 const PLAYER_READ_BUFFER: usize = 4096;
 
-/// A publisher connection on its way from the shard that accepted it to the stream's owner.
-/// The socket, the session state and whatever the session already decoded travel together.
+/// A publisher connection on its way from the shard that accepted it to the stream's owner:
+/// the socket and the connection (mid-conversation, its publish request waiting for the
+/// owner's decision, with the input and session results behind it) travel together.
 pub struct Handoff {
     /// The connection (a duplicate of the accepting shard's descriptor, which it closed).
     pub fd: OwnedFd,
-    /// The RTMP session, mid-conversation.
-    pub session: Box<ServerSession>,
-    /// The chunk-level checks of the connection's input, in step with the session.
-    pub guard: InputGuard,
-    /// Bytes received after the publish request, not yet fed to the session (a connection
-    /// that is not publishing is fed one message at a time).
-    pub pending: Vec<u8>,
-    /// The publish request the owner must accept or refuse.
-    pub request_id: u32,
-    /// Application name.
-    pub app: String,
-    /// Publish name as sent, including any query string.
-    pub publish_name: String,
-    /// Session results decoded after the publish request, to be handled in order.
-    pub rest: Vec<ServerSessionResult>,
-    /// Remote address.
-    pub peer: SocketAddr,
+    /// The protocol state.
+    pub conn: Box<Connection>,
     /// The connection's place under the connection limits.
     pub ticket: Option<Ticket>,
-    /// Publishes the connection started before (`limits.max_publishes_per_connection`).
-    pub publishes: u32,
 }
 
 /// Why an RTMP connection ended.
@@ -120,9 +101,12 @@ impl RtmpError {
     fn count(&self, shard: &Shard) {
         let counter = match self {
             RtmpError::Input(err) if err.is_limit() => &shard.stats.rtmp_limits_hit,
+            RtmpError::SessionPanic => {
+                stats::inc(&shard.stats.rtmp_session_panics);
+                &shard.stats.rtmp_bad_input
+            }
             RtmpError::Handshake(_)
             | RtmpError::Session(_)
-            | RtmpError::SessionPanic
             | RtmpError::Aggregate(_)
             | RtmpError::NotAllowed(..)
             | RtmpError::Input(_) => &shard.stats.rtmp_bad_input,
@@ -136,95 +120,48 @@ impl RtmpError {
     }
 }
 
-/// What the connection is doing.
-enum State {
-    /// Connected, neither publishing nor playing.
-    Idle,
-    /// Publishing `key` on this (the owner) shard.
-    Publishing(StreamKey),
-    /// Playing `key` from this shard's feed, on message stream `stream_id`.
-    Playing {
-        key: StreamKey,
-        feed: Rc<RefCell<Feed>>,
-        stream_id: u32,
-        /// The play name's query string (`stream?token=...`), kept for access control.
-        query: Option<String>,
-    },
-}
-
-/// What to do after handling a batch of session results.
-enum Flow {
-    Continue,
-    /// Playback was accepted: switch to delivering the stream.
+/// What the driver does after acting on the connection's actions.
+enum Next {
+    /// Send the output, then read.
+    Read,
+    /// Play was accepted: send the output, then deliver the stream.
     Play,
-    /// Hand the connection to `owner`, which decides on the publish request.
-    HandOff {
-        owner: usize,
-        request_id: u32,
-        app: String,
-        publish_name: String,
-        rest: Vec<ServerSessionResult>,
-    },
-    /// Send what is queued, then close.
+    /// Send the output, then hand the connection to shard `owner`, which decides on its
+    /// publish request.
+    HandOff(usize),
+    /// Send the output, then close.
     Close,
 }
 
-/// One RTMP connection.
-struct Conn {
+/// The driver's side of one connection: what it registered with the shard.
+struct Driver {
     /// The shard serving it.
     shard: Rc<Shard>,
-    /// The protocol state (rml_rtmp, sans-IO).
-    session: ServerSession,
-    /// Remote address, for logs and the publisher record.
-    peer: SocketAddr,
     /// Process-unique id, to tell this publisher apart from a later one on the same stream.
     conn_id: u64,
-    /// Publishing, playing, or neither.
-    state: State,
-    /// Responses waiting to be written, in order.
-    out: Vec<u8>,
+    /// Remote address, for logs and the publisher record.
+    peer: SocketAddr,
     /// The connection's place under the connection limits (goes along on a handoff).
     ticket: Option<Ticket>,
-    /// Chunk-level checks of the input, ahead of the session.
-    guard: InputGuard,
-    /// Input not yet fed to the session when the connection is handed to another shard.
-    pending: Vec<u8>,
-    /// When the connection last made progress (`now_ns`): accepted, stopped publishing, or,
-    /// while publishing, received media with a payload. The setup and idle timeouts count
-    /// from it.
-    progress_ns: u64,
-    /// The connect request was answered (a second one closes the connection).
-    connected: bool,
-    /// Publishes this connection started (`limits.max_publishes_per_connection`).
-    publishes: u32,
+    /// The stream this connection publishes, registered with the shard.
+    publishing: Option<StreamKey>,
+    /// The stream this connection plays and the feed it is attached to.
+    playing: Option<(StreamKey, Rc<RefCell<Feed>>)>,
 }
 
 /// Serves one accepted RTMP connection.
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, ticket: Ticket) {
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, ticket: Ticket) {
     let accepted_ns = now_ns();
     stats::inc(&shard.stats.rtmp_accepted);
     let _ = stream.set_nodelay(true);
-    let result = async {
-        let leftover =
-            crate::util::timeout(shard.config.handshake_timeout(), handshake(&mut stream))
+    let result = match Connection::new(Settings::from_config(&shard.config), peer, accepted_ns) {
+        Ok(conn) => {
+            Driver::new(&shard, peer, Some(ticket))
+                .run(stream, Box::new(conn))
                 .await
-                .ok_or(RtmpError::HandshakeTimeout)??;
-        let config = ServerSessionConfig {
-            chunk_size: shard.config.rtmp.chunk_size,
-            ..ServerSessionConfig::new()
-        };
-        let (session, initial) = ServerSession::new(config)?;
-        let guard = InputGuard::new(shard.config.rtmp.max_chunk_size);
-        let mut conn = Conn::new(shard.clone(), session, guard, peer, Some(ticket));
-        conn.progress_ns = accepted_ns;
-        let flow = conn.handle_results(initial)?;
-        let flow = match flow {
-            Flow::Continue => conn.feed(&leftover)?,
-            other => other,
-        };
-        conn.run(stream, flow).await
-    }
-    .await;
+        }
+        Err(err) => Err(err),
+    };
     report(&shard, peer, result);
 }
 
@@ -232,36 +169,14 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, ti
 pub async fn resume(shard: Rc<Shard>, handoff: Box<Handoff>) {
     let Handoff {
         fd,
-        session,
-        guard,
-        pending,
-        request_id,
-        app,
-        publish_name,
-        rest,
-        peer,
+        mut conn,
         ticket,
-        publishes,
     } = *handoff;
     // SAFETY: `fd` is an open TCP socket whose ownership the accepting shard gave up.
     let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
-    let mut conn = Conn::new(shard.clone(), *session, guard, peer, ticket);
-    conn.connected = true;
-    conn.publishes = publishes;
-    let result = async {
-        let flow = conn.publish_requested(request_id, &app, &publish_name)?;
-        let flow = match flow {
-            Flow::Continue => conn.handle_results(rest)?,
-            other => other,
-        };
-        // Input read after the publish request, not yet fed to the session.
-        let flow = match flow {
-            Flow::Continue => conn.feed(&pending)?,
-            other => other,
-        };
-        conn.run(stream, flow).await
-    }
-    .await;
+    let peer = conn.peer();
+    conn.repeat_request();
+    let result = Driver::new(&shard, peer, ticket).run(stream, conn).await;
     report(&shard, peer, result);
 }
 
@@ -278,42 +193,9 @@ fn report(shard: &Shard, peer: SocketAddr, result: Result<(), RtmpError>) {
     }
 }
 
-/// Runs the server side of the handshake; returns the bytes that followed it.
-async fn handshake(stream: &mut TcpStream) -> Result<Vec<u8>, RtmpError> {
-    let mut handshake = Handshake::new(PeerType::Server);
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
-        }
-        match handshake_input(&mut handshake, &buf[..n])? {
-            HandshakeProcessResult::InProgress { response_bytes } => {
-                stream.write_all(&response_bytes).await?;
-            }
-            HandshakeProcessResult::Completed {
-                response_bytes,
-                remaining_bytes,
-            } => {
-                stream.write_all(&response_bytes).await?;
-                return Ok(remaining_bytes);
-            }
-        }
-    }
-}
-
-/// Feeds bytes received during the handshake to the server side of it: the pure step of
-/// [`serve`]'s handshake loop, public so that it can be fuzzed as the server runs it.
-pub fn handshake_input(
-    handshake: &mut Handshake,
-    bytes: &[u8],
-) -> Result<HandshakeProcessResult, RtmpError> {
-    Ok(handshake.process_bytes(bytes)?)
-}
-
-/// Feeds bytes received after the handshake to a connection's session: the pure step of
-/// every RTMP connection's input path (publishers and players), public so that it can be
-/// fuzzed as the server runs it.
+/// Feeds bytes received after the handshake to a connection's session: the one place the
+/// server calls the session's input path, public so that tests can feed it as the server
+/// does.
 ///
 /// rml_rtmp can panic on hostile chunk headers. The panic is contained here and becomes
 /// [`RtmpError::SessionPanic`], which closes that one connection (and is counted as bad
@@ -328,219 +210,276 @@ pub fn session_input(
         .map_err(RtmpError::from)
 }
 
-impl Conn {
-    fn new(
-        shard: Rc<Shard>,
-        session: ServerSession,
-        guard: InputGuard,
-        peer: SocketAddr,
-        ticket: Option<Ticket>,
-    ) -> Self {
-        Conn {
+impl Driver {
+    fn new(shard: &Rc<Shard>, peer: SocketAddr, ticket: Option<Ticket>) -> Self {
+        Driver {
+            shard: shard.clone(),
             conn_id: shard.conn_id(),
-            shard,
-            session,
             peer,
-            state: State::Idle,
-            out: Vec::new(),
             ticket,
-            guard,
-            pending: Vec::new(),
-            progress_ns: now_ns(),
-            connected: false,
-            publishes: 0,
+            publishing: None,
+            playing: None,
         }
     }
 
-    /// Reads and handles input until the peer leaves, an error occurs, or the connection is
-    /// handed to another shard.
-    async fn run(mut self, mut stream: TcpStream, mut flow: Flow) -> Result<(), RtmpError> {
-        let mut result = self.run_inner(&mut stream, &mut flow).await;
-        if result.is_ok() && matches!(flow, Flow::Play) {
-            result = self.play(&mut stream).await;
+    /// Runs the connection until the peer leaves, an error occurs, or it is handed to
+    /// another shard; then gives back what it registered with the shard.
+    async fn run(
+        mut self,
+        mut stream: TcpStream,
+        mut conn: Box<Connection>,
+    ) -> Result<(), RtmpError> {
+        let result = self.converse(&mut stream, &mut conn).await;
+        let result = match result {
+            Ok(Next::Play) => self.play(&mut stream, &mut conn).await,
+            Ok(Next::HandOff(owner)) => self.hand_off(&stream, conn, owner),
+            Ok(Next::Read | Next::Close) => Ok(()),
+            Err(err) => Err(err),
+        };
+        if let Some(key) = self.publishing.take() {
+            self.shard.stop_publishing(&key, self.conn_id);
         }
-        match std::mem::replace(&mut self.state, State::Idle) {
-            State::Publishing(key) => self.shard.stop_publishing(&key, self.conn_id),
-            State::Playing { key, feed, .. } => {
-                self.shard.detach_viewer(&key, &feed, Format::Rtmp);
-                stats::dec(&self.shard.stats.rtmp_players);
-            }
-            State::Idle => {}
+        if let Some((key, feed)) = self.playing.take() {
+            self.shard.detach_viewer(&key, &feed, Format::Rtmp);
+            stats::dec(&self.shard.stats.rtmp_players);
         }
-        match flow {
-            Flow::HandOff {
-                owner,
-                request_id,
-                app,
-                publish_name,
-                rest,
-            } if result.is_ok() => {
-                // Duplicate the descriptor for the owner; ours closes with `stream`.
-                let fd = crate::net::dup(&stream)?;
-                debug!(protocol = "rtmp", shard = self.shard.id, owner, peer = %self.peer, "rtmp: handing publisher to owner");
-                self.shard.hand_off(
-                    owner,
-                    Handoff {
-                        fd,
-                        session: Box::new(self.session),
-                        guard: self.guard,
-                        pending: self.pending,
-                        request_id,
-                        app,
-                        publish_name,
-                        rest,
-                        peer: self.peer,
-                        ticket: self.ticket.take(),
-                        publishes: self.publishes,
-                    },
-                );
-                Ok(())
-            }
-            _ => result,
-        }
+        result
     }
 
-    async fn run_inner(
+    /// Reads, feeds the connection and acts on it until it plays, closes or is handed over.
+    async fn converse(
         &mut self,
         stream: &mut TcpStream,
-        flow: &mut Flow,
-    ) -> Result<(), RtmpError> {
+        conn: &mut Connection,
+    ) -> Result<Next, RtmpError> {
         let mut buf = vec![0u8; self.shard.config.rtmp.read_buffer_bytes];
         loop {
-            if !self.out.is_empty() {
-                write_within(&self.shard, stream, &self.out).await?;
-                self.out.clear();
+            let next = self.act(conn)?;
+            let out = conn.take_output();
+            if !out.is_empty() {
+                write_within(&self.shard, stream, &out).await?;
             }
-            if !matches!(flow, Flow::Continue) {
-                return Ok(());
+            if !matches!(next, Next::Read) {
+                return Ok(next);
             }
-            let shard = self.shard.clone();
-            let (limit, expired) = match self.state {
-                State::Publishing(_) => (shard.config.idle_timeout(), RtmpError::IdleTimeout),
-                _ => (shard.config.handshake_timeout(), RtmpError::SetupTimeout),
+            let Some((deadline, expired)) = conn.deadline() else {
+                return Ok(Next::Close);
             };
-            let deadline = self.progress_ns.saturating_add(limit.as_nanos() as u64);
             let left = Duration::from_nanos(deadline.saturating_sub(now_ns()));
             let read = async { Some(crate::util::timeout(left, stream.read(&mut buf)).await) };
             let stop = async {
-                shard.stopped().await;
+                self.shard.stopped().await;
                 None
             };
             // A stopping server closes connections that are not playing.
             let Some(read) = futures_lite::future::or(read, stop).await else {
-                return Ok(());
+                return Ok(Next::Close);
             };
             let n = read.ok_or(expired)??;
             if n == 0 {
-                return Ok(());
+                return Ok(Next::Close);
             }
-            if matches!(self.state, State::Publishing(_)) {
+            if self.publishing.is_some() {
                 stats::add(&self.shard.stats.bytes_in, n as u64);
             }
-            *flow = self.feed(&buf[..n])?;
+            conn.handle_input(&buf[..n], now_ns());
         }
     }
 
-    /// Feeds received bytes to the session and handles what comes out, after the guard:
-    /// messages may be up to [`CONTROL_MESSAGE_LIMIT`] bytes long until the connection
-    /// publishes, then up to `rtmp.max_message_bytes`.
-    ///
-    /// Until it publishes, a connection's messages go to the session one at a time: the
-    /// session ignores media on a stream whose publish request is not yet accepted, and an
-    /// encoder may send its first frames right behind the request.
-    fn feed(&mut self, mut bytes: &[u8]) -> Result<Flow, RtmpError> {
-        loop {
-            let limit = self.message_limit();
-            let scan = match self.state {
-                State::Publishing(_) => self.guard.scan(bytes, limit)?,
-                _ => self.guard.scan_message(bytes, limit)?,
+    /// Acts on the connection's actions, in order.
+    fn act(&mut self, conn: &mut Connection) -> Result<Next, RtmpError> {
+        let mut next = Next::Read;
+        while let Some(action) = conn.poll_action() {
+            match action {
+                Action::Publish(request) => {
+                    if let Some(owner) = self.decide_publish(conn, request) {
+                        return Ok(Next::HandOff(owner));
+                    }
+                }
+                Action::Play(request) => {
+                    if self.decide_play(conn, request) {
+                        next = Next::Play;
+                    }
+                }
+                Action::Media {
+                    kind,
+                    timestamp,
+                    body,
+                    at,
+                } => {
+                    let ingested = self.publishing.as_ref().is_some_and(|key| {
+                        self.shard
+                            .ingest_media(key, self.conn_id, kind, timestamp, &body, at)
+                    });
+                    if !ingested {
+                        return Err(RtmpError::Replaced);
+                    }
+                }
+                Action::Metadata { metadata, at } => {
+                    let ingested = self.publishing.as_ref().is_some_and(|key| {
+                        self.shard.ingest_metadata(key, self.conn_id, &metadata, at)
+                    });
+                    if !ingested {
+                        return Err(RtmpError::Replaced);
+                    }
+                }
+                Action::Unpublished => {
+                    if let Some(key) = self.publishing.take() {
+                        self.shard.stop_publishing(&key, self.conn_id);
+                    }
+                }
+                Action::Refused(refusal) => self.refused(refusal),
+                Action::Close(Some(err)) => return Err(err),
+                Action::Close(None) => next = Next::Close,
+            }
+        }
+        Ok(next)
+    }
+
+    /// A publish request: decided here when this shard owns the stream; otherwise the shard
+    /// that does (returned) decides.
+    fn decide_publish(&mut self, conn: &mut Connection, request: Request) -> Option<usize> {
+        let shard = self.shard.clone();
+        let query = request.query.as_deref();
+        let auth = shard.authorize(
+            crate::auth::Action::Publish,
+            &request.app,
+            &request.name,
+            query,
+            "rtmp",
+            self.peer,
+        );
+        if let Err(denied) = auth {
+            conn.refuse("NetStream.Publish.Unauthorized", denied.message());
+            return None;
+        }
+        let owner = shard.owner(&request.key);
+        if owner != shard.id {
+            return Some(owner);
+        }
+        let now = now_ns();
+        let cap = shard.config.limits.max_publishes_per_connection;
+        let result = if cap > 0 && conn.publishes() >= cap {
+            Err(PublishRefusal::ConnectionPublishes)
+        } else {
+            let publisher = PublisherInfo {
+                conn_id: self.conn_id,
+                peer: self.peer,
+                query: request.query.clone(),
+                since_ns: now,
             };
-            let consumed = match scan {
-                Scan::Done => bytes.len(),
-                Scan::Message { consumed } | Scan::Blocked { consumed, .. } => consumed,
-            };
-            let results = self.decode(&bytes[..consumed])?;
-            let flow = self.handle_results(results)?;
-            bytes = &bytes[consumed..];
-            if let Scan::Blocked { length, .. } = scan {
-                // Unless what came before made this connection a publisher (or hands it to
-                // the owner, which decides), the message is too long.
-                let allowed = match flow {
-                    Flow::Continue => self.message_limit() > limit,
-                    Flow::HandOff { .. } | Flow::Close => true,
-                    Flow::Play => false,
-                };
-                if !allowed {
-                    return Err(GuardError::MessageTooLarge { length, limit }.into());
-                }
-            } else if bytes.is_empty() {
-                return Ok(flow);
+            shard.start_publishing(&request.key, publisher)
+        };
+        match result {
+            Ok(()) => {
+                self.publishing = Some(request.key);
+                conn.accept(now);
             }
-            match flow {
-                Flow::Continue => {}
-                // The owner decides on the publish request, then reads the rest.
-                Flow::HandOff { .. } => {
-                    self.pending = bytes.to_vec();
-                    return Ok(flow);
+            Err(refusal) => {
+                let (code, description) = refusal.status();
+                // A refusal while stopping is no client's doing: not counted.
+                if refusal != PublishRefusal::Stopping {
+                    stats::inc(&shard.stats.publish_rejected);
+                    info!(protocol = "rtmp", shard = shard.id, peer = %self.peer, stream = %request.key, "publish refused: {description}");
                 }
-                Flow::Play => {
-                    let results = self.decode_player_input(bytes)?;
-                    self.answer_only(results)?;
-                    return Ok(flow);
+                conn.refuse(code, description);
+            }
+        }
+        None
+    }
+
+    /// A play request: accepted when the stream is known on this shard (any shard serves
+    /// players; a replica feed is created when needed). True when accepted.
+    fn decide_play(&mut self, conn: &mut Connection, request: Request) -> bool {
+        let shard = self.shard.clone();
+        let auth = shard.authorize(
+            crate::auth::Action::Play,
+            &request.app,
+            &request.name,
+            request.query.as_deref(),
+            "rtmp",
+            self.peer,
+        );
+        let refusal = match auth {
+            Err(denied) => Some(("NetStream.Play.Unauthorized", denied.message())),
+            Ok(()) => match shard.attach_viewer(&request.key, Format::Rtmp) {
+                Some(feed) => {
+                    stats::inc(&shard.stats.rtmp_players);
+                    stats::inc(&shard.stats.rtmp_players_total);
+                    // From here on, `run` detaches the viewer and undoes the gauge.
+                    self.playing = Some((request.key.clone(), feed));
+                    None
                 }
-                Flow::Close => return Ok(flow),
+                None => Some(("NetStream.Play.StreamNotFound", "no such stream")),
+            },
+        };
+        match refusal {
+            None => {
+                conn.accept(now_ns());
+                true
+            }
+            Some((code, description)) => {
+                self.refused(Refusal::Play {
+                    key: request.key,
+                    code,
+                });
+                conn.refuse(code, description);
+                false
             }
         }
     }
 
-    /// The longest message this connection may send now.
-    fn message_limit(&self) -> u32 {
-        match self.state {
-            State::Publishing(_) => self.shard.config.rtmp.max_message_bytes,
-            _ => CONTROL_MESSAGE_LIMIT,
-        }
-    }
-
-    /// Feeds a player's input to the session: control messages only.
-    fn decode_player_input(&mut self, bytes: &[u8]) -> Result<Vec<ServerSessionResult>, RtmpError> {
-        match self.guard.scan(bytes, CONTROL_MESSAGE_LIMIT)? {
-            Scan::Done | Scan::Message { .. } => self.decode(bytes),
-            Scan::Blocked { length, .. } => Err(GuardError::MessageTooLarge {
-                length,
-                limit: CONTROL_MESSAGE_LIMIT,
+    /// Counts and logs a refused request.
+    fn refused(&self, refusal: Refusal) {
+        let shard = &self.shard;
+        match refusal {
+            Refusal::Name {
+                request,
+                shown,
+                error,
+            } => {
+                stats::inc(&shard.stats.names_rejected);
+                info!(protocol = "rtmp", shard = shard.id, peer = %self.peer, request, name = %Escaped(&shown), "invalid name refused: {error}");
             }
-            .into()),
+            Refusal::Play { key, code } => {
+                stats::inc(&shard.stats.play_rejected);
+                info!(protocol = "rtmp", shard = shard.id, peer = %self.peer, stream = %key, code, "play refused");
+            }
         }
     }
 
-    /// Feeds received bytes (checked by the guard) to the session.
-    fn decode(&mut self, bytes: &[u8]) -> Result<Vec<ServerSessionResult>, RtmpError> {
-        let result = session_input(&mut self.session, bytes);
-        if let Err(RtmpError::SessionPanic) = result {
-            stats::inc(&self.shard.stats.rtmp_session_panics);
-            warn!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, "rtmp: input made the session library panic; closing this connection");
-        }
-        result
+    /// Hands the connection to the owner shard of the stream it asks to publish.
+    fn hand_off(
+        &mut self,
+        stream: &TcpStream,
+        conn: Box<Connection>,
+        owner: usize,
+    ) -> Result<(), RtmpError> {
+        // Duplicate the descriptor for the owner; ours closes with `stream`.
+        let fd = crate::net::dup(stream)?;
+        debug!(protocol = "rtmp", shard = self.shard.id, owner, peer = %self.peer, "rtmp: handing publisher to owner");
+        let handoff = Handoff {
+            fd,
+            conn,
+            ticket: self.ticket.take(),
+        };
+        self.shard.hand_off(owner, handoff);
+        Ok(())
     }
 
     /// Delivers the stream to this player until it ends, the player stops, or it fails.
     /// The player's input is read at the same time: its session's responses go out between
     /// shared media messages.
-    async fn play(&mut self, stream: &mut TcpStream) -> Result<(), RtmpError> {
-        let State::Playing {
-            key,
-            feed,
-            stream_id,
-            query,
-        } = &self.state
-        else {
+    async fn play(
+        &mut self,
+        stream: &mut TcpStream,
+        conn: &mut Connection,
+    ) -> Result<(), RtmpError> {
+        let Some((key, feed)) = self.playing.clone() else {
             return Ok(());
         };
         let shard = self.shard.clone();
-        // The query may hold credentials: only whether there was one is logged.
-        let with_query = query.is_some();
-        debug!(protocol = "rtmp", shard = shard.id, peer = %self.peer, stream = %key, with_query, "rtmp player start");
-        let (key, feed, stream_id) = (key.clone(), feed.clone(), *stream_id);
+        debug!(protocol = "rtmp", shard = shard.id, peer = %self.peer, stream = %key, "rtmp player start");
         // A second descriptor for the same socket: one glommio stream reads, one writes.
         // SAFETY: `dup` returns a new descriptor of an open TCP socket, owned by nobody else.
         let mut writer = unsafe { TcpStream::from_raw_fd(crate::net::dup(stream)?.into_raw_fd()) };
@@ -552,19 +491,24 @@ impl Conn {
         };
         let ending = futures_lite::future::or(
             viewer::deliver(&shard, &feed, &mut writer, delivery),
-            self.player_input(stream, &outbox),
+            self.player_input(stream, conn, &outbox),
         )
         .await;
         ending.record(&shard, "rtmp", self.peer, &key);
         if matches!(ending, Ending::StreamEnded | Ending::Unavailable) {
-            let done = self.session.finish_playing(stream_id)?;
-            write_within(&shard, &mut writer, &done.bytes).await?;
+            let done = conn.finish_playing()?;
+            write_within(&shard, &mut writer, &done).await?;
         }
         Ok(())
     }
 
-    /// Reads a player's input: its session's responses go to the outbox; a stop ends play.
-    async fn player_input(&mut self, stream: &mut TcpStream, outbox: &RefCell<Outbox>) -> Ending {
+    /// Reads a player's input: the connection's answers go to the outbox; a stop ends play.
+    async fn player_input(
+        &self,
+        stream: &mut TcpStream,
+        conn: &mut Connection,
+        outbox: &RefCell<Outbox>,
+    ) -> Ending {
         // A player sends little (acknowledgements, pings, stop): a small buffer, held for as
         // long as it plays, whatever rtmp.read_buffer_bytes is.
         let mut buf = vec![0u8; PLAYER_READ_BUFFER];
@@ -574,371 +518,25 @@ impl Conn {
                 Ok(n) => n,
                 Err(err) => return Ending::Io(err),
             };
-            let results = match self.decode_player_input(&buf[..n]) {
-                Ok(results) => results,
-                Err(err) => {
-                    err.count(&self.shard);
-                    info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, "rtmp player: closing: {err}");
-                    return Ending::Io(io::Error::new(io::ErrorKind::InvalidData, err));
-                }
-            };
-            for result in results {
-                match result {
-                    ServerSessionResult::OutboundResponse(packet) => {
-                        if !outbox.borrow_mut().push(Bytes::from(packet.bytes)) {
-                            info!(shard = self.shard.id, peer = %self.peer, "rtmp player: not reading its answers; closing");
-                            return Ending::Stopped;
-                        }
+            conn.handle_input(&buf[..n], now_ns());
+            let out = conn.take_output();
+            if !out.is_empty() && !outbox.borrow_mut().push(Bytes::from(out)) {
+                info!(shard = self.shard.id, peer = %self.peer, "rtmp player: not reading its answers; closing");
+                return Ending::Stopped;
+            }
+            while let Some(action) = conn.poll_action() {
+                match action {
+                    Action::Close(None) => return Ending::Stopped,
+                    Action::Close(Some(err)) => {
+                        err.count(&self.shard);
+                        info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, "rtmp player: closing: {err}");
+                        return Ending::Io(io::Error::new(io::ErrorKind::InvalidData, err));
                     }
-                    ServerSessionResult::RaisedEvent(ServerSessionEvent::PlayStreamFinished {
-                        ..
-                    }) => return Ending::Stopped,
-                    ServerSessionResult::RaisedEvent(event) => {
-                        if let Err(err) = refuse_while_playing(&event) {
-                            err.count(&self.shard);
-                            info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, "rtmp player: closing: {err}");
-                            return Ending::Io(io::Error::new(io::ErrorKind::InvalidData, err));
-                        }
-                        debug!(protocol = "rtmp", peer = %self.peer, event = event_name(&event), "rtmp player: ignored event");
-                    }
-                    ServerSessionResult::UnhandleableMessageReceived(_) => {}
+                    // A playing connection asks for nothing else.
+                    _ => {}
                 }
             }
         }
-    }
-
-    fn handle_results(&mut self, results: Vec<ServerSessionResult>) -> Result<Flow, RtmpError> {
-        let ingest_ns = now_ns();
-        let mut results = results.into_iter();
-        while let Some(result) = results.next() {
-            let flow = match result {
-                ServerSessionResult::OutboundResponse(packet) => {
-                    self.out.extend_from_slice(&packet.bytes);
-                    Flow::Continue
-                }
-                ServerSessionResult::RaisedEvent(event) => self.on_event(event, ingest_ns)?,
-                ServerSessionResult::UnhandleableMessageReceived(payload)
-                    if payload.type_id == AGGREGATE_MESSAGE =>
-                {
-                    for sub in split_aggregate(payload.timestamp.value, &payload.data)? {
-                        self.media(sub.kind, sub.timestamp, &sub.body, ingest_ns)?;
-                    }
-                    Flow::Continue
-                }
-                ServerSessionResult::UnhandleableMessageReceived(payload) => {
-                    debug!(protocol = "rtmp", peer = %self.peer, type_id = payload.type_id, "rtmp: ignored message");
-                    Flow::Continue
-                }
-            };
-            match flow {
-                Flow::Continue => {}
-                Flow::HandOff {
-                    owner,
-                    request_id,
-                    app,
-                    publish_name,
-                    ..
-                } => {
-                    return Ok(Flow::HandOff {
-                        owner,
-                        request_id,
-                        app,
-                        publish_name,
-                        rest: results.collect(),
-                    })
-                }
-                Flow::Close => return Ok(Flow::Close),
-                Flow::Play => {
-                    self.answer_only(results.collect())?;
-                    return Ok(Flow::Play);
-                }
-            }
-        }
-        Ok(Flow::Continue)
-    }
-
-    /// Session results after a play request: whatever the session answers still goes out,
-    /// in order; a further request closes the connection.
-    fn answer_only(&mut self, results: Vec<ServerSessionResult>) -> Result<(), RtmpError> {
-        for result in results {
-            match result {
-                ServerSessionResult::OutboundResponse(packet) => {
-                    self.out.extend_from_slice(&packet.bytes)
-                }
-                ServerSessionResult::RaisedEvent(event) => {
-                    refuse_while_playing(&event)?;
-                    debug!(protocol = "rtmp", peer = %self.peer, event = event_name(&event), "rtmp player: ignored event")
-                }
-                ServerSessionResult::UnhandleableMessageReceived(payload) => {
-                    debug!(protocol = "rtmp", peer = %self.peer, type_id = payload.type_id, "rtmp player: ignored message")
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn accept(&mut self, request_id: u32) -> Result<Flow, RtmpError> {
-        let results = self.session.accept_request(request_id)?;
-        self.handle_results(results)
-    }
-
-    fn on_event(&mut self, event: ServerSessionEvent, ingest_ns: u64) -> Result<Flow, RtmpError> {
-        match event {
-            ServerSessionEvent::ConnectionRequested {
-                request_id,
-                app_name,
-            } => {
-                if std::mem::replace(&mut self.connected, true) {
-                    return Err(RtmpError::NotAllowed("connect", "twice"));
-                }
-                if let Err(err) = validate_name(&app_name) {
-                    return self.refuse_name(
-                        request_id,
-                        "NetConnection.Connect.Rejected",
-                        "connect",
-                        &app_name,
-                        err,
-                    );
-                }
-                debug!(protocol = "rtmp", peer = %self.peer, app = %app_name, "rtmp: connect");
-                self.accept(request_id)
-            }
-            ServerSessionEvent::ReleaseStreamRequested { request_id, .. } => {
-                self.accept(request_id)
-            }
-            ServerSessionEvent::PublishStreamRequested {
-                request_id,
-                app_name,
-                stream_key,
-                ..
-            } => self.publish_requested(request_id, &app_name, &stream_key),
-            ServerSessionEvent::PublishStreamFinished { .. } => {
-                if let State::Publishing(key) = std::mem::replace(&mut self.state, State::Idle) {
-                    self.shard.stop_publishing(&key, self.conn_id);
-                    self.progress_ns = now_ns();
-                }
-                Ok(Flow::Continue)
-            }
-            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
-                if let State::Publishing(key) = &self.state {
-                    if !self
-                        .shard
-                        .ingest_metadata(key, self.conn_id, &metadata, ingest_ns)
-                    {
-                        return Err(RtmpError::Replaced);
-                    }
-                }
-                Ok(Flow::Continue)
-            }
-            ServerSessionEvent::VideoDataReceived {
-                data, timestamp, ..
-            } => self.media(UnitKind::Video, timestamp.value, &data, ingest_ns),
-            ServerSessionEvent::AudioDataReceived {
-                data, timestamp, ..
-            } => self.media(UnitKind::Audio, timestamp.value, &data, ingest_ns),
-            ServerSessionEvent::PlayStreamRequested {
-                request_id,
-                app_name,
-                stream_key,
-                stream_id,
-                ..
-            } => self.play_requested(request_id, &app_name, &stream_key, stream_id),
-            ServerSessionEvent::UnhandleableAmf0Command { command_name, .. } => {
-                debug!(protocol = "rtmp", peer = %self.peer, command = %Escaped(&command_name), "rtmp: command ignored");
-                Ok(Flow::Continue)
-            }
-            ServerSessionEvent::ClientChunkSizeChanged { .. }
-            | ServerSessionEvent::PlayStreamFinished { .. }
-            | ServerSessionEvent::AcknowledgementReceived { .. }
-            | ServerSessionEvent::PingResponseReceived { .. } => Ok(Flow::Continue),
-        }
-    }
-
-    /// An audio or video message: ingested when this connection publishes.
-    /// A publisher that was taken over (or whose stream ended) is closed.
-    fn media(
-        &mut self,
-        kind: UnitKind,
-        ts: u32,
-        body: &[u8],
-        ingest_ns: u64,
-    ) -> Result<Flow, RtmpError> {
-        if let State::Publishing(key) = &self.state {
-            if !self
-                .shard
-                .ingest_media(key, self.conn_id, kind, ts, body, ingest_ns)
-            {
-                return Err(RtmpError::Replaced);
-            }
-            if has_payload(kind, body) {
-                self.progress_ns = ingest_ns;
-            }
-        }
-        Ok(Flow::Continue)
-    }
-
-    /// A play request: accepted when the stream is known on this shard (any shard serves
-    /// players; a replica feed is created when needed).
-    fn play_requested(
-        &mut self,
-        request_id: u32,
-        app: &str,
-        name: &str,
-        stream_id: u32,
-    ) -> Result<Flow, RtmpError> {
-        let (name, query) = split_query(name);
-        if let Err(err) = validate_names(app, name) {
-            let shown = format!("{app}/{name}");
-            return self.refuse_name(request_id, "NetStream.Play.BadName", "play", &shown, err);
-        }
-        let key = stream_key(app, name);
-        let refusal = if !matches!(self.state, State::Idle) {
-            Some((
-                "NetStream.Play.Failed",
-                "this connection already publishes or plays",
-            ))
-        } else if stream_id != chunk::MEDIA_STREAM_ID {
-            Some((
-                "NetStream.Play.Failed",
-                "play on the first stream created by the connection",
-            ))
-        } else if let Err(denied) =
-            self.shard
-                .authorize(Action::Play, app, name, query, "rtmp", self.peer)
-        {
-            Some(("NetStream.Play.Unauthorized", denied.message()))
-        } else {
-            None
-        };
-        let feed = match refusal {
-            None => self.shard.attach_viewer(&key, Format::Rtmp),
-            Some(_) => None,
-        };
-        let Some(feed) = feed else {
-            stats::inc(&self.shard.stats.play_rejected);
-            let (code, description) =
-                refusal.unwrap_or(("NetStream.Play.StreamNotFound", "no such stream"));
-            info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, stream = %key, code, "play refused");
-            return self.refuse(request_id, code, description);
-        };
-        stats::inc(&self.shard.stats.rtmp_players);
-        stats::inc(&self.shard.stats.rtmp_players_total);
-        // From here on, leaving the state (in `run`) undoes the gauge and detaches the viewer.
-        self.state = State::Playing {
-            key,
-            feed,
-            stream_id,
-            query: query.map(str::to_string),
-        };
-        self.accept(request_id)?;
-        Ok(Flow::Play)
-    }
-
-    /// A publish request: decided here when this shard owns the stream, otherwise handed to
-    /// the owner.
-    fn publish_requested(
-        &mut self,
-        request_id: u32,
-        app: &str,
-        publish_name: &str,
-    ) -> Result<Flow, RtmpError> {
-        let (name, query) = split_query(publish_name);
-        if let Err(err) = validate_names(app, name) {
-            let shown = format!("{app}/{name}");
-            return self.refuse_name(
-                request_id,
-                "NetStream.Publish.BadName",
-                "publish",
-                &shown,
-                err,
-            );
-        }
-        let key = stream_key(app, name);
-        if !matches!(self.state, State::Idle) {
-            // One stream per connection at a time.
-            return self.refuse(
-                request_id,
-                "NetStream.Publish.BadName",
-                "this connection already publishes or plays",
-            );
-        }
-        if let Err(denied) =
-            self.shard
-                .authorize(Action::Publish, app, name, query, "rtmp", self.peer)
-        {
-            return self.refuse(
-                request_id,
-                "NetStream.Publish.Unauthorized",
-                denied.message(),
-            );
-        }
-        let owner = self.shard.owner(&key);
-        if owner != self.shard.id {
-            return Ok(Flow::HandOff {
-                owner,
-                request_id,
-                app: app.to_string(),
-                publish_name: publish_name.to_string(),
-                // Filled in by `handle_results` with what follows the request.
-                rest: Vec::new(),
-            });
-        }
-        let cap = self.shard.config.limits.max_publishes_per_connection;
-        let result = if cap > 0 && self.publishes >= cap {
-            Err(PublishRefusal::ConnectionPublishes)
-        } else {
-            let publisher = PublisherInfo {
-                conn_id: self.conn_id,
-                peer: self.peer,
-                query: query.map(str::to_string),
-                since_ns: now_ns(),
-            };
-            self.shard.start_publishing(&key, publisher)
-        };
-        match result {
-            Ok(()) => {
-                self.state = State::Publishing(key);
-                self.publishes += 1;
-                self.progress_ns = now_ns();
-                self.accept(request_id)
-            }
-            Err(refusal) => {
-                let (code, description) = refusal.status();
-                // A refusal while stopping is no client's doing: not counted.
-                if refusal != PublishRefusal::Stopping {
-                    stats::inc(&self.shard.stats.publish_rejected);
-                    info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, stream = %key, "publish refused: {description}");
-                }
-                self.refuse(request_id, code, description)
-            }
-        }
-    }
-
-    /// Refuses a request (`connect`, `publish` or `play`) for an invalid application or
-    /// stream name `shown` (without its query string), counts and logs it (escaped), and
-    /// closes the connection.
-    fn refuse_name(
-        &mut self,
-        request_id: u32,
-        code: &str,
-        request: &'static str,
-        shown: &str,
-        err: NameError,
-    ) -> Result<Flow, RtmpError> {
-        stats::inc(&self.shard.stats.names_rejected);
-        info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, request, name = %Escaped(shown), "invalid name refused: {err}");
-        self.refuse(request_id, code, &format!("invalid name: {err}"))
-    }
-
-    fn refuse(
-        &mut self,
-        request_id: u32,
-        code: &str,
-        description: &str,
-    ) -> Result<Flow, RtmpError> {
-        let results = self.session.reject_request(request_id, code, description)?;
-        self.handle_results(results)?;
-        Ok(Flow::Close)
     }
 }
 
@@ -952,38 +550,4 @@ async fn write_within(
         .await
         .ok_or(RtmpError::WriteTimeout)??;
     Ok(())
-}
-
-/// Refuses a request event on a playing connection: the session keeps every request until
-/// it is answered, and a player gets no answers to connect, publish or play.
-fn refuse_while_playing(event: &ServerSessionEvent) -> Result<(), RtmpError> {
-    match event {
-        ServerSessionEvent::ConnectionRequested { .. }
-        | ServerSessionEvent::PublishStreamRequested { .. }
-        | ServerSessionEvent::PlayStreamRequested { .. }
-        | ServerSessionEvent::ReleaseStreamRequested { .. } => {
-            Err(RtmpError::NotAllowed(event_name(event), "while playing"))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The kind of a session event, for logs: events carry client strings (stream names with
-/// their credentials, command names) that must not reach a log line.
-fn event_name(event: &ServerSessionEvent) -> &'static str {
-    match event {
-        ServerSessionEvent::ClientChunkSizeChanged { .. } => "chunk size changed",
-        ServerSessionEvent::ConnectionRequested { .. } => "connect",
-        ServerSessionEvent::ReleaseStreamRequested { .. } => "release stream",
-        ServerSessionEvent::PublishStreamRequested { .. } => "publish",
-        ServerSessionEvent::PublishStreamFinished { .. } => "publish finished",
-        ServerSessionEvent::StreamMetadataChanged { .. } => "metadata",
-        ServerSessionEvent::AudioDataReceived { .. } => "audio",
-        ServerSessionEvent::VideoDataReceived { .. } => "video",
-        ServerSessionEvent::UnhandleableAmf0Command { .. } => "unhandled command",
-        ServerSessionEvent::PlayStreamRequested { .. } => "play",
-        ServerSessionEvent::PlayStreamFinished { .. } => "play finished",
-        ServerSessionEvent::AcknowledgementReceived { .. } => "acknowledgement",
-        ServerSessionEvent::PingResponseReceived { .. } => "ping response",
-    }
 }
