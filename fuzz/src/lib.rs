@@ -1,16 +1,16 @@
 //! Helpers shared by the fuzz targets: a canned RTMP publish conversation, RTMP message
-//! framing, input splitting, and [`Ingest`], which handles session results the way
-//! corecast's RTMP driver (`src/rtmp/mod.rs`) does, minus the sockets and the shard.
+//! framing, input splitting, and [`Ingest`], which drives the server's own RTMP
+//! [`Connection`] with a stand-in for the shard.
 #![feature(thread_local)]
 
 use bytes::Bytes;
+use corecast::config::Config;
 use corecast::hls::segmenter::Segmenter;
 use corecast::hub::origin::{Origin, PublisherInfo};
-use corecast::hub::{owner_of, split_query, stream_key};
-use corecast::media::{split_aggregate, UnitKind};
+use corecast::hub::owner_of;
 use corecast::rtmp::chunk::MEDIA_STREAM_ID;
-use corecast::rtmp::guard::{GuardError, InputGuard, Scan, CONTROL_MESSAGE_LIMIT};
-use corecast::rtmp::{session_input, RtmpError};
+use corecast::rtmp::connection::{Action, Connection, Settings};
+use corecast::rtmp::RtmpError;
 use corecast::server::SHARD_STACK_BYTES;
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::messages::MessagePayload;
@@ -25,10 +25,8 @@ use std::sync::OnceLock;
 /// Chunk size the canned client announces (rml_rtmp's client default).
 pub const CLIENT_CHUNK_SIZE: u32 = 4096;
 
-/// `rtmp.max_chunk_size` and `rtmp.max_message_bytes` of the default configuration.
+/// `rtmp.max_chunk_size` of the default configuration.
 pub const MAX_CHUNK_SIZE: u32 = 65536;
-/// See [`MAX_CHUNK_SIZE`].
-pub const MAX_MESSAGE_BYTES: u32 = 8 << 20;
 
 /// What a client sends, after the handshake, to connect to `live` and publish `fuzz`: the
 /// server sees a connect, a createStream, and a publish, each in a read of its own (a client
@@ -163,44 +161,46 @@ pub fn pieces(data: &[u8], seed: u8) -> Vec<&[u8]> {
     out
 }
 
-/// What corecast's RTMP connection does with session results, without sockets or shards:
-/// accepts connect and publish, refuses or accepts play, splits aggregates, and turns media
-/// and metadata into units through an [`Origin`] with an HLS [`Segmenter`].
+/// The server's own RTMP connection ([`Connection`]) with a stand-in for the shard around
+/// it: requests that the connection passes on are accepted (a stream whose owner would be
+/// another shard goes through the handoff path first: [`Connection::repeat_request`]); media
+/// and metadata become units through an [`Origin`] with an HLS [`Segmenter`]. The protocol
+/// decisions are all the connection's: nothing of the driver is copied here.
 pub struct Ingest {
-    /// The session, as the server configures it.
-    pub session: ServerSession,
-    /// The input guard, as the server configures it.
-    pub guard: InputGuard,
+    /// The connection, as the server configures it (default configuration).
+    pub conn: Box<Connection>,
     /// The stream's owner-side state.
     pub origin: Origin,
-    /// Publishing (a publish request was accepted).
-    pub publishing: bool,
-    /// Playing on this message stream.
-    pub playing: Option<u32>,
     /// Units made.
     pub units: usize,
+    /// The clock passed to the connection and the segmenter (ms).
     now_ms: u64,
+    /// The request being decided was handed over once already.
+    handed_over: bool,
 }
 
 impl Ingest {
-    /// A fresh connection with the server's default session configuration.
-    pub fn new() -> Self {
-        let config = ServerSessionConfig {
-            chunk_size: 4096,
-            ..ServerSessionConfig::new()
-        };
-        let (session, initial) = ServerSession::new(config).expect("session");
+    /// A fresh connection, before the handshake.
+    pub fn before_handshake() -> Self {
+        let settings = Settings::from_config(&Config::default());
+        let peer = "127.0.0.1:1".parse().expect("address");
+        let conn = Connection::new(settings, peer, 0).expect("session");
         let segmenter = Segmenter::new("fuzz", 1, 1000, 3);
-        let mut ingest = Ingest {
-            session,
-            guard: InputGuard::new(MAX_CHUNK_SIZE),
+        Ingest {
+            conn: Box::new(conn),
             origin: Origin::new(2, 4096, Some(segmenter)),
-            publishing: false,
-            playing: None,
             units: 0,
             now_ms: 0,
-        };
-        ingest.handle(initial).expect("initial results");
+            handed_over: false,
+        }
+    }
+
+    /// A fresh connection past the handshake (C0 C1 and C2 of the plain, digest-less kind).
+    pub fn new() -> Self {
+        let mut ingest = Ingest::before_handshake();
+        let mut handshake = vec![3u8];
+        handshake.resize(1 + 2 * 1536, 0);
+        ingest.feed(&handshake).expect("the canned handshake");
         ingest
     }
 
@@ -210,154 +210,61 @@ impl Ingest {
             self.feed(read).expect("the canned publish conversation");
         }
         assert!(
-            self.publishing,
+            self.conn.publishing().is_some(),
             "the canned publish conversation was not accepted"
         );
     }
 
-    /// Feeds bytes read from the socket through the guard, as `Conn::feed` does (one
-    /// message at a time until publishing); an error closes the connection.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), RtmpError> {
-        loop {
-            let (limit, scan) = if self.publishing {
-                (
-                    MAX_MESSAGE_BYTES,
-                    self.guard.scan(bytes, MAX_MESSAGE_BYTES)?,
-                )
-            } else {
-                let limit = CONTROL_MESSAGE_LIMIT;
-                (limit, self.guard.scan_message(bytes, limit)?)
-            };
-            let consumed = match scan {
-                Scan::Done => bytes.len(),
-                Scan::Message { consumed } | Scan::Blocked { consumed, .. } => consumed,
-            };
-            let results = session_input(&mut self.session, &bytes[..consumed])?;
-            self.handle(results)?;
-            bytes = &bytes[consumed..];
-            match scan {
-                Scan::Blocked { length, .. } if !self.publishing || limit == MAX_MESSAGE_BYTES => {
-                    return Err(GuardError::MessageTooLarge { length, limit }.into())
+    /// Feeds bytes read from the socket to the connection and acts on what it asks; an
+    /// error closes the connection.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), RtmpError> {
+        self.now_ms += 10;
+        self.conn.handle_input(bytes, self.now_ms * 1_000_000);
+        while let Some(action) = self.conn.poll_action() {
+            match action {
+                Action::Publish(request) => {
+                    if owner_of(&request.key, 2) == 1 && !std::mem::take(&mut self.handed_over) {
+                        // Handed to the owner shard (the connection moves whole), which
+                        // asks again.
+                        self.handed_over = true;
+                        self.conn.repeat_request();
+                        continue;
+                    }
+                    self.origin.start_publishing(PublisherInfo {
+                        conn_id: 1,
+                        peer: self.conn.peer(),
+                        query: request.query,
+                        since_ns: 0,
+                    });
+                    self.conn.accept(self.now_ms * 1_000_000);
                 }
-                Scan::Done => return Ok(()),
-                _ => {}
-            }
-        }
-    }
-
-    /// Handles session results as `Conn::handle_results` does.
-    pub fn handle(&mut self, results: Vec<ServerSessionResult>) -> Result<(), RtmpError> {
-        for result in results {
-            match result {
-                ServerSessionResult::OutboundResponse(_) => {}
-                ServerSessionResult::RaisedEvent(event) => self.event(event)?,
-                ServerSessionResult::UnhandleableMessageReceived(payload)
-                    if payload.type_id == 22 =>
-                {
-                    for sub in split_aggregate(payload.timestamp.value, &payload.data)? {
-                        self.media(sub.kind, sub.timestamp, &sub.body);
+                Action::Play(_) => self.conn.accept(self.now_ms * 1_000_000),
+                Action::Media {
+                    kind,
+                    timestamp,
+                    body,
+                    ..
+                } => {
+                    if let Some(unit) = self.origin.media(kind, timestamp, &body, 0) {
+                        self.unit(unit);
                     }
                 }
-                ServerSessionResult::UnhandleableMessageReceived(_) => {}
+                Action::Metadata { metadata, .. } => {
+                    let unit = self.origin.metadata(&metadata, 0);
+                    self.unit(unit);
+                }
+                Action::Unpublished => {
+                    self.origin.stop_publishing(1);
+                }
+                Action::Refused(_) | Action::Close(None) => {}
+                Action::Close(Some(err)) => return Err(err),
             }
         }
         Ok(())
     }
 
-    fn event(&mut self, event: ServerSessionEvent) -> Result<(), RtmpError> {
-        match event {
-            ServerSessionEvent::ConnectionRequested { request_id, .. }
-            | ServerSessionEvent::ReleaseStreamRequested { request_id, .. } => {
-                let results = self.session.accept_request(request_id)?;
-                self.handle(results)
-            }
-            ServerSessionEvent::PublishStreamRequested {
-                request_id,
-                app_name,
-                stream_key: name,
-                ..
-            } => {
-                let (name, query) = split_query(&name);
-                let key = stream_key(&app_name, name);
-                let _ = owner_of(&key, 4);
-                if self.publishing || self.playing.is_some() {
-                    let results = self.session.reject_request(
-                        request_id,
-                        "NetStream.Publish.BadName",
-                        "already publishing",
-                    )?;
-                    return self.handle(results);
-                }
-                self.origin.start_publishing(PublisherInfo {
-                    conn_id: 1,
-                    peer: "127.0.0.1:1".parse().expect("address"),
-                    query: query.map(str::to_string),
-                    since_ns: 0,
-                });
-                self.publishing = true;
-                let results = self.session.accept_request(request_id)?;
-                self.handle(results)
-            }
-            ServerSessionEvent::PublishStreamFinished { .. } => {
-                if std::mem::take(&mut self.publishing) {
-                    self.origin.stop_publishing(1);
-                }
-                Ok(())
-            }
-            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
-                if self.publishing {
-                    let unit = self.origin.metadata(&metadata, 0);
-                    self.unit(unit);
-                }
-                Ok(())
-            }
-            ServerSessionEvent::VideoDataReceived {
-                data, timestamp, ..
-            } => {
-                self.media(UnitKind::Video, timestamp.value, &data);
-                Ok(())
-            }
-            ServerSessionEvent::AudioDataReceived {
-                data, timestamp, ..
-            } => {
-                self.media(UnitKind::Audio, timestamp.value, &data);
-                Ok(())
-            }
-            ServerSessionEvent::PlayStreamRequested {
-                request_id,
-                stream_id,
-                stream_key: name,
-                ..
-            } => {
-                let _ = split_query(&name);
-                if self.publishing || self.playing.is_some() || stream_id != MEDIA_STREAM_ID {
-                    let results = self.session.reject_request(
-                        request_id,
-                        "NetStream.Play.Failed",
-                        "refused",
-                    )?;
-                    return self.handle(results);
-                }
-                self.playing = Some(stream_id);
-                let results = self.session.accept_request(request_id)?;
-                self.handle(results)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn media(&mut self, kind: UnitKind, ts: u32, body: &[u8]) {
-        if !self.publishing {
-            return;
-        }
-        if let Some(unit) = self.origin.media(kind, ts, body, 0) {
-            self.unit(unit);
-        }
-    }
-
     fn unit(&mut self, unit: corecast::media::Unit) {
         self.units += 1;
-        self.now_ms += 10;
         if let Some(hls) = self.origin.hls.as_mut() {
             // Errors are counted by the shard and the unit is left out of HLS.
             let _ = hls.push(&unit, self.now_ms);
@@ -366,10 +273,7 @@ impl Ingest {
 
     /// What the driver does when a player's stream ends.
     pub fn finish(&mut self) -> Result<(), RtmpError> {
-        if let Some(stream_id) = self.playing.take() {
-            self.session.finish_playing(stream_id)?;
-        }
-        Ok(())
+        self.conn.finish_playing().map(drop)
     }
 }
 
