@@ -4,7 +4,8 @@
 //! per send: the user-space part of fan-out besides the system call), and the RTMP input
 //! guard beside rml_rtmp's chunk deserializer (once per byte a publisher sends), on video
 //! alone, on a realistic mix (video, audio, onMetaData, whose AMF0 nesting the guard reads),
-//! and on AMF0 data alone (the guard's worst case per byte).
+//! and on AMF0 data alone (the guard's worst case per byte); and a publisher's whole RTMP
+//! connection (guard, session, state, actions) beside the guard and session alone.
 //!
 //! Run: `cargo bench --bench hotpaths`. `HOT_ROUNDS` (default 5) rounds, best one counts.
 
@@ -14,11 +15,14 @@ use corecast::hub::cursor::Cursor;
 use corecast::hub::ring::Ring;
 use corecast::media::{Format, Unit, UnitKind};
 use corecast::rtmp::amf::Nesting;
+use corecast::rtmp::connection::{Action, Connection, Settings};
 use corecast::rtmp::guard::InputGuard;
 use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
-use rml_rtmp::messages::MessagePayload;
+use rml_rtmp::messages::{MessagePayload, RtmpMessage};
 use rml_rtmp::rml_amf0::{self, Amf0Value};
-use rml_rtmp::sessions::StreamMetadata;
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult, StreamMetadata,
+};
 use rml_rtmp::time::RtmpTimestamp;
 use std::hint::black_box;
 use std::io::IoSlice;
@@ -166,6 +170,26 @@ fn main() {
     }
     let av = publisher_input(&media);
     let guard_av = guard_ns(rounds, 2_000, &av) * 1e6 / av.len() as f64;
+    // The same second through the whole RTMP connection of a publisher (guard, session,
+    // state, actions), beside the guard and the session alone: the connection's own cost.
+    let mut conn = publishing_connection();
+    let connection_av = best_ns(rounds, 500, || {
+        for read in av.chunks(65536) {
+            conn.handle_input(black_box(read), 0);
+            while let Some(action) = conn.poll_action() {
+                black_box(action);
+            }
+        }
+    }) * 1e6
+        / av.len() as f64;
+    let (mut input_guard, mut session) = (InputGuard::new(65536), publishing_session());
+    let session_av = best_ns(rounds, 500, || {
+        for read in av.chunks(65536) {
+            black_box(input_guard.scan(black_box(read), 1 << 23).expect("admitted"));
+            black_box(corecast::rtmp::session_input(&mut session, read).expect("valid"));
+        }
+    }) * 1e6
+        / av.len() as f64;
     let mut mix = vec![(18u8, 0u32, set_data_frame)];
     mix.extend(media);
     let mixed = publisher_input(&mix);
@@ -227,6 +251,14 @@ fn main() {
     );
     println!(
         "{:<52} {:>10.0} ns",
+        "RTMP connection, video+audio (per MB)", connection_av
+    );
+    println!(
+        "{:<52} {:>10.0} ns",
+        "guard + rml_rtmp session alone, video+audio (per MB)", session_av
+    );
+    println!(
+        "{:<52} {:>10.0} ns",
         "RTMP input guard, AMF0 data only (per MB)", guard_amf
     );
     println!(
@@ -241,6 +273,87 @@ fn main() {
         "{:<52} {:>10.0} ns",
         "rml_rtmp chunk deserializer (per MB, for scale)", deserializer
     );
+}
+
+/// A server connection of a publisher of `live/bench`, past the handshake and the publish
+/// request (accepted).
+fn publishing_connection() -> Connection {
+    let settings = Settings {
+        chunk_size: 4096,
+        max_chunk_size: 65536,
+        max_message_bytes: 1 << 23,
+        setup_timeout_ns: u64::MAX / 4,
+        idle_timeout_ns: u64::MAX / 4,
+    };
+    let peer = "127.0.0.1:1".parse().expect("address");
+    let mut conn = Connection::new(settings, peer, 0).expect("session");
+    let mut handshake = vec![3u8];
+    handshake.resize(1 + 2 * 1536, 0);
+    conn.handle_input(&handshake, 0);
+    conn.handle_input(&publish_commands(), 0);
+    while let Some(action) = conn.poll_action() {
+        if let Action::Publish(_) = action {
+            conn.accept(0);
+        }
+    }
+    assert!(conn.publishing().is_some(), "the publish was accepted");
+    conn
+}
+
+/// An rml_rtmp server session of a publisher of `live/bench` (its publish accepted).
+fn publishing_session() -> ServerSession {
+    let (mut session, _) = ServerSession::new(ServerSessionConfig::new()).expect("session");
+    let mut pending = session.handle_input(&publish_commands()).expect("valid");
+    while let Some(result) = pending.pop() {
+        if let ServerSessionResult::RaisedEvent(
+            ServerSessionEvent::ConnectionRequested { request_id, .. }
+            | ServerSessionEvent::PublishStreamRequested { request_id, .. },
+        ) = result
+        {
+            pending.extend(session.accept_request(request_id).expect("accepted"));
+        }
+    }
+    session
+}
+
+/// `connect("live")`, `createStream`, `publish("bench")`, as a client sends them.
+fn publish_commands() -> Vec<u8> {
+    let mut serializer = ChunkSerializer::new();
+    let mut app = std::collections::HashMap::new();
+    app.insert("app".to_string(), Amf0Value::Utf8String("live".into()));
+    let commands = [
+        ("connect", 1.0, 0, Amf0Value::Object(app), Vec::new()),
+        ("createStream", 2.0, 0, Amf0Value::Null, Vec::new()),
+        (
+            "publish",
+            3.0,
+            1,
+            Amf0Value::Null,
+            vec![
+                Amf0Value::Utf8String("bench".into()),
+                Amf0Value::Utf8String("live".into()),
+            ],
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, transaction, stream_id, object, args) in commands {
+        let command = RtmpMessage::Amf0Command {
+            command_name: name.to_string(),
+            transaction_id: transaction,
+            command_object: object,
+            additional_arguments: args,
+        };
+        let payload = command
+            .into_message_payload(RtmpTimestamp::new(0), stream_id)
+            .expect("a command");
+        out.extend(
+            serializer
+                .serialize(&payload, true, false)
+                .expect("chunks")
+                .bytes,
+        );
+    }
+    out
 }
 
 /// What a publisher sends: Set Chunk Size 4096, then `(type, timestamp, body)` messages.
