@@ -182,7 +182,9 @@ pub struct Ingest {
 impl Ingest {
     /// A fresh connection, before the handshake.
     pub fn before_handshake() -> Self {
-        let settings = Settings::from_config(&Config::default());
+        // The default configuration is parsed from its TOML: once, not per input.
+        static SETTINGS: OnceLock<Settings> = OnceLock::new();
+        let settings = *SETTINGS.get_or_init(|| Settings::from_config(&Config::default()));
         let peer = "127.0.0.1:1".parse().expect("address");
         let conn = Connection::new(settings, peer, 0).expect("session");
         let segmenter = Segmenter::new("fuzz", 1, 1000, 3);
