@@ -185,7 +185,11 @@ fn main() {
     let (mut input_guard, mut session) = (InputGuard::new(65536), publishing_session());
     let session_av = best_ns(rounds, 500, || {
         for read in av.chunks(65536) {
-            black_box(input_guard.scan(black_box(read), 1 << 23).expect("admitted"));
+            black_box(
+                input_guard
+                    .scan(black_box(read), 1 << 23)
+                    .expect("admitted"),
+            );
             black_box(corecast::rtmp::session_input(&mut session, read).expect("valid"));
         }
     }) * 1e6

@@ -1,4 +1,5 @@
-//! Media units and timestamps (pure: no IO, no clock reads).
+//! Media units and timestamps (pure: no IO; the one clock read is [`now_ns`], which drivers
+//! call to stamp what they pass in).
 //!
 //! A [`Unit`] is one publisher message (audio frame, video frame, sequence header or
 //! metadata) after ingest: classified, given a monotonic timestamp, and serialized once as a

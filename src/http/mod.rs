@@ -1,8 +1,11 @@
 //! The HTTP/1.1 server: request heads are parsed with httparse ([`request`]), HTTP-FLV
 //! responses are streamed by [`crate::viewer`].
 //!
-//! Routes: `GET`/`HEAD /{app}/{stream}.flv` (HTTP-FLV), `OPTIONS` (CORS preflight). Short
-//! responses keep the connection alive; an FLV response owns it until the stream ends.
+//! Routes ([`request::route`] has them all): `GET`/`HEAD /{app}/{stream}.flv` (HTTP-FLV),
+//! `/{app}/{stream}.m3u8` and `/{app}/{stream}-{instance}-{seq}.ts` (HLS), and the admin
+//! endpoints `/metrics`, `/api/v1/...` and `/debug/pprof/...` (on `admin.listen` when it is
+//! set), `OPTIONS` (CORS preflight). Short responses keep the connection alive; an FLV
+//! response owns it until the stream ends.
 
 pub mod request;
 
