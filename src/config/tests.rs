@@ -1,0 +1,216 @@
+//! Unit tests of [`super`] (config).
+
+use super::*;
+
+#[test]
+fn embedded_defaults_parse_and_validate() {
+    let config = Config::from_toml_str(DEFAULT_TOML, "defaults").unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.server.rtmp_listen.port(), 1935);
+    assert_eq!(config.server.http_listen.port(), 8080);
+}
+
+#[test]
+fn overlay_keeps_other_defaults() {
+    let config = Config::overlay("[viewer]\nmerge_window_ms = 0\n", "test").unwrap();
+    assert_eq!(config.viewer.merge_window_ms, 0);
+    assert_eq!(
+        config.viewer.skip_after_ms,
+        Config::default().viewer.skip_after_ms
+    );
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let err = Config::overlay("[server]\nshardz = 2\n", "test").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("shardz"), "{text}");
+}
+
+#[test]
+fn wrong_type_names_the_key_path() {
+    let err = Config::overlay("[viewer]\nskip_after_ms = \"soon\"\n", "test").unwrap_err();
+    assert!(err.to_string().contains("viewer.skip_after_ms"), "{err}");
+}
+
+#[test]
+fn inconsistent_policy_is_named() {
+    let err = Config::overlay(
+        "[viewer]\nskip_after_ms = 5000\ndisconnect_after_ms = 4000\n",
+        "test",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("viewer.disconnect_after_ms"),
+        "{err}"
+    );
+}
+
+#[test]
+fn printed_config_round_trips() {
+    let config = Config::default();
+    let again = Config::from_toml_str(&config.to_toml(), "printed").unwrap();
+    assert_eq!(config, again);
+}
+
+/// The key a configuration is refused for, if it is.
+fn refused_key(text: &str) -> Option<&'static str> {
+    match Config::overlay(text, "test") {
+        Err(ConfigError::Invalid { key, .. }) => Some(key),
+        Err(other) => panic!("{other}"),
+        Ok(_) => None,
+    }
+}
+
+#[test]
+fn admin_endpoints_beyond_loopback_need_a_token() {
+    // The default: its own loopback listener, no token.
+    assert_eq!(refused_key(""), None);
+    assert_eq!(refused_key("[admin]\nlisten = \"[::1]:8081\"\n"), None);
+    // On the public HTTP port.
+    let err = Config::overlay("[admin]\nlisten = \"\"\n", "test").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Invalid {
+                key: "admin.token",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("0.0.0.0:8080"), "{err}");
+    assert_eq!(
+        refused_key("[admin]\nlisten = \"\"\ntoken = \"t0ken\"\n"),
+        None
+    );
+    // ... unless that port is loopback (as in the end-to-end tests).
+    let local = "[server]\nhttp_listen = \"127.0.0.1:8080\"\n[admin]\nlisten = \"\"\n";
+    assert_eq!(refused_key(local), None);
+    let mapped = "[server]\nhttp_listen = \"[::ffff:127.0.0.1]:8080\"\n[admin]\nlisten = \"\"\n";
+    assert_eq!(refused_key(mapped), None);
+    // Its own listener on a non-loopback address.
+    for listen in [
+        "0.0.0.0:8081",
+        "[::]:8081",
+        "192.0.2.1:8081",
+        "[::ffff:10.0.0.1]:8081",
+    ] {
+        let text = format!("[admin]\nlisten = \"{listen}\"\n");
+        assert_eq!(refused_key(&text), Some("admin.token"), "{listen}");
+        let text = format!("[admin]\nlisten = \"{listen}\"\ntoken = \"t0ken\"\n");
+        assert_eq!(refused_key(&text), None, "{listen}");
+    }
+}
+
+#[test]
+fn listeners_sharing_a_port_are_refused() {
+    let token = "token = \"t0ken\"\n";
+    for (admin, media) in [
+        ("127.0.0.1:8080", "127.0.0.1:8080"),
+        ("127.0.0.1:8080", "0.0.0.0:8080"),
+        ("0.0.0.0:8080", "127.0.0.1:8080"),
+        ("[::]:8080", "0.0.0.0:8080"),
+        ("127.0.0.1:8080", "[::]:8080"),
+        ("[::1]:8080", "[::]:8080"),
+    ] {
+        let text =
+            format!("[server]\nhttp_listen = \"{media}\"\n[admin]\nlisten = \"{admin}\"\n{token}");
+        assert_eq!(refused_key(&text), Some("admin.listen"), "{admin} {media}");
+        let text = format!(
+            "[server]\nrtmp_listen = \"{media}\"\nhttp_listen = \"127.0.0.1:9\"\n\
+             [admin]\nlisten = \"{admin}\"\n{token}"
+        );
+        assert_eq!(refused_key(&text), Some("admin.listen"), "{admin} {media}");
+    }
+    let text = "[server]\nrtmp_listen = \"0.0.0.0:1935\"\nhttp_listen = \"127.0.0.1:1935\"\n";
+    assert_eq!(refused_key(text), Some("server.http_listen"));
+    // Other ports, other addresses of one family, and port 0 (a free port each) are fine.
+    for (admin, media) in [
+        ("127.0.0.1:8081", "0.0.0.0:8080"),
+        ("127.0.0.1:8080", "127.0.0.2:8080"),
+        ("127.0.0.1:0", "127.0.0.1:0"),
+    ] {
+        let text =
+            format!("[server]\nhttp_listen = \"{media}\"\n[admin]\nlisten = \"{admin}\"\n{token}");
+        assert_eq!(refused_key(&text), None, "{admin} {media}");
+    }
+}
+
+#[test]
+fn ipv6_prefix_len_is_within_1_to_128() {
+    assert_eq!(Config::default().limits.ipv6_prefix_len, 64);
+    for (len, refused) in [
+        (0, true),
+        (1, false),
+        (48, false),
+        (128, false),
+        (129, true),
+    ] {
+        let text = format!("[limits]\nipv6_prefix_len = {len}\n");
+        let expected = refused.then_some("limits.ipv6_prefix_len");
+        assert_eq!(refused_key(&text), expected, "{len}");
+    }
+}
+
+#[test]
+fn auth_names_follow_the_name_rule() {
+    for (text, key) in [
+        ("[auth.apps.\"premium/a\"]\nplay = \"key\"\n", "auth.apps"),
+        ("[auth.apps.\"..\"]\n", "auth.apps"),
+        (
+            "[auth]\npublish_keys = { \"a/b\" = \"k\" }\n",
+            "auth.publish_keys",
+        ),
+        (
+            "[auth.apps.live]\nplay_keys = { \"a\\nb\" = \"k\" }\n",
+            "auth.apps.play_keys",
+        ),
+    ] {
+        match Config::overlay(text, "test") {
+            Err(ConfigError::Invalid { key: k, message }) => {
+                assert_eq!(k, key, "{text}");
+                assert!(!message.contains('\n'), "{message}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    let fine = "[auth]\npublish_keys = { \"*\" = \"k\", \"cam-1\" = \"k1\" }\n\
+                [auth.apps.\"live.v2\"]\nplay = \"open\"\n";
+    assert!(Config::overlay(fine, "test").is_ok());
+}
+
+#[test]
+fn redacted_copies_hide_every_credential() {
+    let text = "[auth]\nsecret = \"s3cret-s3cret-s3cret\"\nplay = \"key_or_token\"\n\
+                publish_keys = { \"*\" = \"pk-default\" }\nplay_keys = { cam = \"vk-cam\" }\n\
+                [auth.apps.premium]\npublish = \"key\"\npublish_keys = { show = \"pk-show\" }\n\
+                play_keys = { \"*\" = \"vk-any\" }\n[admin]\ntoken = \"admin-bearer\"\n";
+    let config = Config::overlay(text, "test").unwrap();
+    let shown = config.redacted();
+    let printed = shown.to_toml();
+    for secret in [
+        "s3cret-s3cret-s3cret",
+        "pk-default",
+        "vk-cam",
+        "pk-show",
+        "vk-any",
+        "admin-bearer",
+    ] {
+        assert!(!printed.contains(secret), "{secret} in {printed}");
+    }
+    assert_eq!(shown.auth.secret, REDACTED);
+    assert_eq!(shown.admin.token, REDACTED);
+    assert_eq!(shown.auth.play_keys["cam"], REDACTED);
+    assert_eq!(shown.auth.apps["premium"].publish_keys["show"], REDACTED);
+    assert_eq!(shown.auth.apps["premium"].play_keys["*"], REDACTED);
+    // Everything else is as configured, and the copy is still a configuration.
+    assert_eq!(shown.auth.play, config.auth.play);
+    assert_eq!(shown.server, config.server);
+    assert_eq!(
+        Config::from_toml_str(&printed, "printed").unwrap().auth,
+        shown.auth
+    );
+    // Unset credentials stay empty.
+    assert_eq!(Config::default().redacted(), Config::default());
+}
