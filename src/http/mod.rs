@@ -7,14 +7,18 @@
 //! set), `OPTIONS` (CORS preflight). Short responses keep the connection alive; an FLV
 //! response owns it until the stream ends.
 
+mod admin;
+mod hls;
 pub mod request;
+
+use admin::{admin_body, authorized, UNAUTHORIZED};
+use hls::{credentials, hls_cache_control, record_hls, respond_hls, HlsKind};
 
 use crate::auth::{Action, Denied, Policy};
 use crate::hub::stream_key;
 use crate::media::now_ns;
 use crate::media::Format;
 use crate::metrics::profile::{self, ProfileFormat};
-use crate::metrics::Stage;
 use crate::net;
 use crate::shard::Shard;
 use crate::stats;
@@ -23,8 +27,7 @@ use crate::viewer::{self, Delivery, Ending};
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use request::{byte_range, parse_head, route, ByteRange, HttpError, Method, Request, Route};
-use std::borrow::Cow;
+use request::{parse_head, route, HttpError, Method, Request, Route};
 use std::io;
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -392,165 +395,6 @@ async fn read_head(
     }
 }
 
-const UNAUTHORIZED: &[u8] = b"HTTP/1.1 401 Unauthorized\r\n\
-WWW-Authenticate: Bearer\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\r\n\
-401 Unauthorized";
-
-/// The credential parameters of a query string (`token=...`, `key=...`), to carry into
-/// segment URIs.
-fn credentials(query: Option<&str>) -> Option<String> {
-    let parts: Vec<String> = ["token", "key"]
-        .iter()
-        .filter_map(|name| crate::auth::param(query, name).map(|v| format!("{name}={v}")))
-        .collect();
-    (!parts.is_empty()).then(|| parts.join("&"))
-}
-
-/// True when no token is configured, or the request carries it as a bearer token. The
-/// comparison takes the same time wherever the first difference is.
-fn authorized(token: &str, req: &Request) -> bool {
-    if token.is_empty() {
-        return true;
-    }
-    let Some(given) = req
-        .authorization
-        .as_deref()
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    // Constant time: the loop runs over the configured token whatever was given, so neither
-    // the position of a difference nor the given length shows in the timing.
-    let (given, token) = (given.trim().as_bytes(), token.as_bytes());
-    let mut diff = given.len() ^ token.len();
-    for (i, t) in token.iter().enumerate() {
-        diff |= usize::from(given.get(i).copied().unwrap_or(0) ^ t);
-    }
-    diff == 0
-}
-
-/// Status, content type and body of an admin endpoint (metrics, API).
-fn admin_body(shard: &Shard, route: &Route<'_>) -> (&'static str, &'static str, String) {
-    const JSON: &str = "application/json";
-    let json = |value: serde_json::Value| ("200 OK", JSON, value.to_string());
-    match route {
-        Route::Metrics => ("200 OK", "text/plain; version=0.0.4", shard.prometheus()),
-        Route::ApiStreams => json(serde_json::json!({ "streams": shard.api_streams() })),
-        Route::ApiStream { app, stream } => {
-            let name = format!("{app}/{stream}");
-            match shard.api_streams().into_iter().find(|s| s.name == name) {
-                Some(view) => json(serde_json::json!(view)),
-                None => (
-                    "404 Not Found",
-                    JSON,
-                    serde_json::json!({ "error": "no such stream" }).to_string(),
-                ),
-            }
-        }
-        _ => json(shard.api_stats()),
-    }
-}
-
-/// The two kinds of HLS responses, which differ in type and caching.
-#[derive(Debug, Clone, Copy)]
-enum HlsKind {
-    /// Changes every segment: caches must revalidate.
-    Playlist,
-    /// Immutable under its name (names are unique per stream incarnation).
-    Segment,
-}
-
-/// `Cache-Control` of an HLS response. Open applications: playlists are revalidated, and
-/// segments may be kept by any cache (CDNs included) for a day. Protected applications
-/// (`protected`: a play policy other than `open`): only the viewer's own (private) cache may
-/// keep a response, since a shared cache would serve it to viewers without credentials,
-/// and playlists carry the viewer's credentials in their segment URIs. A private segment is
-/// kept for as long as a playlist can list it, `(hls.window_segments + 1) x
-/// hls.target_duration_ms` rounded up to seconds: enough for the player, no longer.
-fn hls_cache_control(kind: HlsKind, protected: bool, config: &crate::Config) -> Cow<'static, str> {
-    match (kind, protected) {
-        (HlsKind::Playlist, false) => Cow::Borrowed("no-cache"),
-        (HlsKind::Playlist, true) => Cow::Borrowed("private, no-cache"),
-        (HlsKind::Segment, false) => Cow::Borrowed("public, max-age=86400, immutable"),
-        (HlsKind::Segment, true) => {
-            let window_ms = (config.hls.window_segments as u64 + 1)
-                .saturating_mul(config.hls.target_duration_ms);
-            Cow::Owned(format!(
-                "private, max-age={}, immutable",
-                window_ms.div_ceil(1000)
-            ))
-        }
-    }
-}
-
-/// Answers an HLS request: `body` is the playlist or segment, `None` when unknown or expired
-/// (404). Supports HEAD and a single byte range. Head and body go out in one vectored send;
-/// the body is the shared snapshot, never copied.
-async fn respond_hls(
-    shard: &Shard,
-    stream: &mut TcpStream,
-    req: &Request,
-    body: Option<Bytes>,
-    kind: HlsKind,
-    cache: &str,
-) -> io::Result<usize> {
-    let limit = shard.config.write_timeout();
-    let Some(body) = body else {
-        let head_only = req.method == Method::Head;
-        let response = simple("404 Not Found", head_only, req.keep_alive);
-        reply(stream, &response, limit).await?;
-        return Ok(response.len());
-    };
-    let content_type = match kind {
-        HlsKind::Playlist => "application/vnd.apple.mpegurl",
-        HlsKind::Segment => "video/mp2t",
-    };
-    let total = body.len();
-    let (status, body, range) = match byte_range(req.range.as_deref(), total) {
-        ByteRange::Full => ("200 OK", body, String::new()),
-        ByteRange::Part(start, end) => (
-            "206 Partial Content",
-            body.slice(start..end),
-            format!("Content-Range: bytes {start}-{}/{total}\r\n", end - 1),
-        ),
-        ByteRange::Unsatisfiable => (
-            "416 Range Not Satisfiable",
-            Bytes::new(),
-            format!("Content-Range: bytes */{total}\r\n"),
-        ),
-    };
-    let connection = if req.keep_alive {
-        "keep-alive"
-    } else {
-        "close"
-    };
-    let cache = if status.starts_with("416") {
-        "no-store"
-    } else {
-        cache
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: {cache}\r\nAccess-Control-Allow-Origin: *\r\nAccept-Ranges: bytes\r\n\
-         {range}Connection: {connection}\r\n\r\n",
-        body.len()
-    );
-    let body = if req.method == Method::Head {
-        Bytes::new()
-    } else {
-        body
-    };
-    // A segment may take longer than a short response, but not longer than its size at
-    // http.segment_min_rate_bytes: a reader slower than that cannot keep it alive.
-    let limit = match kind {
-        HlsKind::Playlist => limit,
-        HlsKind::Segment => limit + shard.config.min_rate_time(body.len()),
-    };
-    send_all(stream, &[head.as_bytes(), &body], limit).await?;
-    Ok(head.len() + body.len())
-}
-
-/// A response the client did not take within its deadline.
 fn write_timeout() -> io::Error {
     io::Error::new(
         io::ErrorKind::TimedOut,
@@ -600,13 +444,6 @@ async fn send_parts(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<()> {
     Ok(())
 }
 
-fn record_hls(shard: &Shard, parsed_ns: u64) {
-    let took = now_ns().saturating_sub(parsed_ns);
-    stats::inc(&shard.stats.hls_requests);
-    stats::add(&shard.stats.hls_service_ns_total, took);
-    shard.record(Stage::HttpService, took);
-}
-
 /// A response with no body.
 fn simple(status: &str, head_only: bool, keep_alive: bool) -> Vec<u8> {
     let connection = if keep_alive { "keep-alive" } else { "close" };
@@ -619,32 +456,4 @@ Content-Length: {}\r\nConnection: {connection}\r\n\r\n",
     .into_bytes();
     out.extend_from_slice(body.as_bytes());
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn protected_hls_is_for_private_caches_only() {
-        let config = crate::Config::default();
-        let window_s = (config.hls.window_segments as u64 + 1) * config.hls.target_duration_ms;
-        let window_s = window_s.div_ceil(1000);
-        assert_eq!(
-            hls_cache_control(HlsKind::Segment, false, &config),
-            "public, max-age=86400, immutable"
-        );
-        assert_eq!(
-            hls_cache_control(HlsKind::Segment, true, &config),
-            format!("private, max-age={window_s}, immutable")
-        );
-        assert_eq!(
-            hls_cache_control(HlsKind::Playlist, false, &config),
-            "no-cache"
-        );
-        assert_eq!(
-            hls_cache_control(HlsKind::Playlist, true, &config),
-            "private, no-cache"
-        );
-    }
 }
