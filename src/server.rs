@@ -5,14 +5,17 @@
 //! reported ready. If any shard fails, the whole start fails with its reason: corecast never
 //! runs half-started.
 
+mod accept;
+
 use crate::config::Config;
 use crate::hub::budget::MediaBudget;
-use crate::limits::{Admission, Caps, Listener, PublishLimits};
+use crate::limits::{Admission, Caps, PublishLimits};
 use crate::metrics::log::{LogError, LogWriter};
 use crate::metrics::Published;
 use crate::net;
 use crate::shard::{MeshMsg, Observed, Shard};
-use crate::stats::{self, ShardStats};
+use crate::stats::ShardStats;
+use accept::{accept_loop, Protocol};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -24,7 +27,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 /// Locked memory glommio registers per shard for io_uring buffers. The relay does no file
 /// IO, so the minimum glommio accepts is enough (it checks RLIMIT_MEMLOCK >= 512 KiB).
@@ -48,9 +51,6 @@ const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// How often a stopping shard checks whether its connections have finished.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
-
-/// Pause after a failed accept (e.g. EMFILE) before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -554,111 +554,6 @@ struct Listeners {
     rtmp: OwnedFd,
     http: OwnedFd,
     admin: Option<OwnedFd>,
-}
-
-#[derive(Clone, Copy)]
-enum Protocol {
-    Rtmp,
-    Http,
-    Admin,
-}
-
-impl Protocol {
-    /// The listener's name in logs.
-    fn name(self) -> &'static str {
-        match self {
-            Protocol::Rtmp => "rtmp",
-            Protocol::Http => "http",
-            Protocol::Admin => "admin",
-        }
-    }
-}
-
-/// At most one "accept failed" line per listener of a shard per this interval.
-const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Rate limit of one listener's "accept failed" lines: the first failure is logged at once,
-/// later ones at most once per [`ACCEPT_LOG_INTERVAL`], with how many failed since the last
-/// line. (Every failure is counted in `accept_errors`.)
-#[derive(Default)]
-struct AcceptFailures {
-    /// Failures not reported by a line yet.
-    unlogged: u64,
-    /// When the last line was logged.
-    logged_at: Option<Instant>,
-}
-
-impl AcceptFailures {
-    /// Records a failure; returns the failures to report if a line is due now.
-    fn record(&mut self, now: Instant) -> Option<u64> {
-        self.unlogged += 1;
-        if self
-            .logged_at
-            .is_some_and(|at| now.duration_since(at) < ACCEPT_LOG_INTERVAL)
-        {
-            return None;
-        }
-        self.logged_at = Some(now);
-        Some(std::mem::take(&mut self.unlogged))
-    }
-}
-
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, protocol: Protocol) {
-    let mut failures = AcceptFailures::default();
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                let Ok(peer) = stream.peer_addr() else {
-                    continue;
-                };
-                let side = match protocol {
-                    Protocol::Rtmp | Protocol::Http => Listener::Public,
-                    Protocol::Admin => Listener::Admin,
-                };
-                let ticket = match shard.admission().admit(shard.id, peer.ip(), side) {
-                    Ok(ticket) => ticket,
-                    Err(refused) => {
-                        stats::inc(&shard.stats.connections_refused);
-                        debug!(
-                            shard = shard.id,
-                            listener = protocol.name(),
-                            %peer,
-                            "connection refused: {refused}"
-                        );
-                        continue;
-                    }
-                };
-                let shard = shard.clone();
-                let http = match protocol {
-                    Protocol::Rtmp => {
-                        glommio::spawn_local(crate::rtmp::serve(shard, stream, peer, ticket))
-                            .detach();
-                        continue;
-                    }
-                    Protocol::Http => crate::http::Listener::Public,
-                    Protocol::Admin => crate::http::Listener::Admin,
-                };
-                glommio::spawn_local(async move {
-                    crate::http::serve(shard, stream, peer, http).await;
-                    drop(ticket);
-                })
-                .detach();
-            }
-            Err(err) => {
-                // E.g. EMFILE: nothing to do but wait for connections to close.
-                stats::inc(&shard.stats.accept_errors);
-                if let Some(failed) = failures.record(Instant::now()) {
-                    warn!(
-                        shard = shard.id,
-                        listener = protocol.name(),
-                        failed,
-                        "accept failed: {err}; retrying every {ACCEPT_BACKOFF:?}"
-                    );
-                }
-                glommio::timer::sleep(ACCEPT_BACKOFF).await;
-            }
-        }
-    }
 }
 
 #[cfg(test)]
