@@ -17,10 +17,13 @@
 //! ([`REQUEST_TIMEOUT`]) and the viewer's run (its deadline).
 
 use crate::sei;
+use corecast_testkit::ts::{self, TsPayload, TsReader};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use hdrhistogram::Histogram;
 use m3u8_rs::{MediaPlaylist, Playlist};
+use mpeg2ts::es::StreamType;
+use mpeg2ts::ts::TransportScramblingControl;
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
@@ -344,25 +347,22 @@ impl StallClock {
 
 // ---- MPEG-TS to stamps (pure) -------------------------------------------------------------
 
-/// TS packet size.
-const PACKET: usize = 188;
-/// TS sync byte.
-const SYNC: u8 = 0x47;
-/// PMT stream_type of H.264 video.
-const STREAM_TYPE_H264: u8 = 0x1b;
-
-/// Reads SEI send-time stamps out of MPEG-TS segments: PAT, then PMT, then the first H.264
-/// stream (stream_type 0x1b), its PES packets reassembled, split into Annex B NAL units, and
-/// every SEI NAL unit read with [`sei::parse_nal`].
+/// Reads SEI send-time stamps out of MPEG-TS segments with the test kit's TS reader
+/// ([`corecast_testkit::ts`]): PAT, then PMT, then the first H.264 stream (stream_type
+/// 0x1b), its PES packets reassembled, split into Annex B NAL units, and every SEI NAL unit
+/// read with [`sei::parse_nal`].
 ///
 /// The program tables carry over from one segment to the next (a segment without PAT and
 /// PMT is read with the previous segment's); PES packets do not. Never panics: bad or
 /// truncated input yields fewer stamps, or none. Packets that lost sync are skipped up to the
-/// next sync byte. Program tables must fit in one packet, as they do for a program with a few
+/// next sync byte; packets the reader refuses, and packets marked in error or scrambled, are
+/// skipped. Program tables must fit in one packet, as they do for a program with a few
 /// streams.
 #[derive(Debug, Default)]
 pub struct StampReader {
-    pmt_pid: Option<u16>,
+    /// The TS reader: it keeps the PIDs the PAT and PMT listed.
+    ts: TsReader,
+    /// PID of the first H.264 stream of the last PMT read.
     video_pid: Option<u16>,
     /// Elementary stream bytes of the open video PES packet.
     pes: Vec<u8>,
@@ -378,46 +378,46 @@ impl StampReader {
 
     /// Appends the stamps in segment `ts` to `out`, in stream order.
     pub fn read_segment(&mut self, ts: &[u8], out: &mut Vec<u64>) {
-        for packet in Packets(ts) {
+        for packet in ts::packets(ts) {
             self.packet(packet, out);
         }
         self.end_pes(out);
     }
 
-    fn packet(&mut self, p: &[u8; PACKET], out: &mut Vec<u64>) {
-        let error = p[1] & 0x80 != 0;
-        let unit_start = p[1] & 0x40 != 0;
-        let pid = u16::from_be_bytes([p[1] & 0x1f, p[2]]);
-        let scrambled = p[3] & 0xc0 != 0;
-        let payload: &[u8] = match (p[3] >> 4) & 0x03 {
-            0b01 => &p[4..],
-            0b11 => p.get(5 + usize::from(p[4])..).unwrap_or_default(),
-            _ => &[],
+    fn packet(&mut self, p: &[u8; ts::PACKET_SIZE], out: &mut Vec<u64>) {
+        let Ok(packet) = self.ts.read(p) else {
+            return;
         };
-        if error || scrambled || payload.is_empty() {
+        let header = &packet.header;
+        if header.transport_error_indicator
+            || header.transport_scrambling_control != TransportScramblingControl::NotScrambled
+        {
             return;
         }
-        if pid == 0 {
-            if let Some(pmt) = section(payload, unit_start, 0x00).and_then(pmt_pid) {
-                self.pmt_pid = Some(pmt);
-            }
-        } else if Some(pid) == self.pmt_pid {
-            if let Some(video) = section(payload, unit_start, 0x02).and_then(h264_pid) {
-                if self.video_pid != Some(video) {
-                    self.end_pes(out);
-                    self.video_pid = Some(video);
+        let pid = header.pid.as_u16();
+        match packet.payload {
+            Some(TsPayload::Pmt(pmt)) => {
+                let h264 = pmt
+                    .es_info
+                    .iter()
+                    .find(|es| es.stream_type == StreamType::H264)
+                    .map(|es| es.elementary_pid.as_u16());
+                if let Some(video) = h264 {
+                    if self.video_pid != Some(video) {
+                        self.end_pes(out);
+                        self.video_pid = Some(video);
+                    }
                 }
             }
-        } else if Some(pid) == self.video_pid {
-            if unit_start {
+            Some(TsPayload::Pes(pes)) if Some(pid) == self.video_pid => {
                 self.end_pes(out);
-                if let Some(es) = pes_payload(payload) {
-                    self.pes.extend_from_slice(es);
-                    self.in_pes = true;
-                }
-            } else if self.in_pes {
-                self.pes.extend_from_slice(payload);
+                self.pes.extend_from_slice(&pes.data);
+                self.in_pes = true;
             }
+            Some(TsPayload::Raw(bytes)) if Some(pid) == self.video_pid && self.in_pes => {
+                self.pes.extend_from_slice(&bytes);
+            }
+            _ => {}
         }
     }
 
@@ -425,8 +425,8 @@ impl StampReader {
     fn end_pes(&mut self, out: &mut Vec<u64>) {
         if std::mem::take(&mut self.in_pes) {
             out.extend(
-                nal_units(&self.pes)
-                    .filter(|nal| nal.first().is_some_and(|b| b & 0x1f == 6))
+                ts::nal_units(&self.pes)
+                    .filter(|nal| ts::nal_type(nal) == 6)
                     .filter_map(sei::parse_nal),
             );
         }
@@ -439,103 +439,6 @@ pub fn segment_stamps(ts: &[u8]) -> Vec<u64> {
     let mut out = Vec::new();
     StampReader::new().read_segment(ts, &mut out);
     out
-}
-
-/// TS packets of a buffer, resynchronising on the sync byte; a trailing partial packet is
-/// dropped.
-struct Packets<'a>(&'a [u8]);
-
-impl<'a> Iterator for Packets<'a> {
-    type Item = &'a [u8; PACKET];
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            let (packet, rest) = self.0.split_first_chunk::<PACKET>()?;
-            if packet[0] == SYNC {
-                self.0 = rest;
-                return Some(packet);
-            }
-            let skip = self.0[1..].iter().position(|&b| b == SYNC)?;
-            self.0 = &self.0[1 + skip..];
-        }
-    }
-}
-
-/// The PSI section with `table_id` starting in this packet's payload (CRC not checked).
-fn section(payload: &[u8], unit_start: bool, table_id: u8) -> Option<&[u8]> {
-    if !unit_start {
-        return None;
-    }
-    let pointer = usize::from(*payload.first()?);
-    let section = payload.get(1 + pointer..)?;
-    if *section.first()? != table_id {
-        return None;
-    }
-    let len = usize::from(u16::from_be_bytes([*section.get(1)?, *section.get(2)?]) & 0x0fff);
-    section.get(..3 + len)
-}
-
-/// The loop of a long-form PSI section: after the 8-byte header (and `skip` more bytes),
-/// before the CRC.
-fn section_loop(section: &[u8], skip: usize) -> Option<&[u8]> {
-    section.get(8 + skip..section.len().checked_sub(4)?)
-}
-
-/// The PMT PID of the first program in a PAT section.
-fn pmt_pid(pat: &[u8]) -> Option<u16> {
-    section_loop(pat, 0)?
-        .chunks_exact(4)
-        .find(|entry| entry[..2] != [0, 0]) // program 0 is the network PID
-        .map(|entry| u16::from_be_bytes([entry[2] & 0x1f, entry[3]]))
-}
-
-/// The PID of the first H.264 stream in a PMT section.
-fn h264_pid(pmt: &[u8]) -> Option<u16> {
-    let program_info = usize::from(u16::from_be_bytes([*pmt.get(10)?, *pmt.get(11)?]) & 0x0fff);
-    let mut streams = section_loop(pmt, 4 + program_info)?;
-    while let [stream_type, pid_hi, pid_lo, info_hi, info_lo, rest @ ..] = streams {
-        if *stream_type == STREAM_TYPE_H264 {
-            return Some(u16::from_be_bytes([pid_hi & 0x1f, *pid_lo]));
-        }
-        let info = usize::from(u16::from_be_bytes([info_hi & 0x0f, *info_lo]));
-        streams = rest.get(info..)?;
-    }
-    None
-}
-
-/// The elementary stream bytes in the first packet of a PES packet.
-fn pes_payload(payload: &[u8]) -> Option<&[u8]> {
-    if payload.get(..3)? != [0, 0, 1] {
-        return None;
-    }
-    let header_len = usize::from(*payload.get(8)?);
-    payload.get(9 + header_len..)
-}
-
-/// The NAL units of an Annex B byte stream (start codes and trailing zero bytes removed).
-fn nal_units(es: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = find_start_code(es).map_or(&[][..], |i| &es[i + 3..]);
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut nal = match find_start_code(rest) {
-            Some(i) => {
-                let nal = &rest[..i];
-                rest = &rest[i + 3..];
-                nal
-            }
-            None => std::mem::take(&mut rest),
-        };
-        while let [head @ .., 0] = nal {
-            nal = head;
-        }
-        Some(nal)
-    })
-}
-
-fn find_start_code(data: &[u8]) -> Option<usize> {
-    data.windows(3).position(|w| w == [0, 0, 1])
 }
 
 // ---- HTTP ---------------------------------------------------------------------------------
@@ -1113,7 +1016,7 @@ mod tests {
     fn stamps_round_trip_through_corecast_ts() {
         let mut m = muxer();
         let (ts, stamps) = muxed_segment(&mut m, true, 0, 60);
-        assert_eq!(ts.len() % PACKET, 0);
+        assert_eq!(ts.len() % ts::PACKET_SIZE, 0);
         assert_eq!(stamps.len(), 48);
         assert_eq!(segment_stamps(&ts), stamps);
     }
@@ -1171,23 +1074,12 @@ mod tests {
             let noise: Vec<u8> = (0..len).map(|_| random()).collect();
             assert!(segment_stamps(&noise).is_empty());
             let mut synced = noise.clone();
-            for p in synced.chunks_mut(PACKET) {
-                p[0] = SYNC;
+            for p in synced.chunks_mut(ts::PACKET_SIZE) {
+                p[0] = ts::SYNC_BYTE;
             }
             assert!(segment_stamps(&synced).is_empty());
         }
-        assert!(segment_stamps(&[SYNC; 188 * 4]).is_empty());
-    }
-
-    #[test]
-    fn annex_b_units() {
-        let es = [
-            0, 0, 0, 1, 9, 0xf0, 0, 0, 1, 6, 5, 0, 0, 0, 0, 1, 0x41, 0, 0, 3, 1,
-        ];
-        let units: Vec<&[u8]> = nal_units(&es).collect();
-        assert_eq!(units, vec![&[9, 0xf0][..], &[6, 5], &[0x41, 0, 0, 3, 1]]);
-        assert_eq!(nal_units(&[1, 2, 3]).count(), 0);
-        assert_eq!(nal_units(&[0, 0, 1]).count(), 0);
+        assert!(segment_stamps(&[ts::SYNC_BYTE; 188 * 4]).is_empty());
     }
 
     // ---- playlists ----------------------------------------------------------------------
