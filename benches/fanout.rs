@@ -14,8 +14,8 @@
 //! Compare ratios between rows of one run; absolute times vary with the machine's load.
 
 use bytes::Bytes;
-use corecast::client::{cheap, Publisher};
 use corecast::{Config, Server};
+use corecast_testkit::client::{cheap, Publisher};
 use glommio::{LocalExecutorBuilder, Placement};
 use rml_rtmp::sessions::StreamMetadata;
 use std::cell::Cell;

@@ -136,7 +136,7 @@ fn corecast_with_segment() -> (Server, String, Vec<u8>) {
     )
     .expect("config");
     let server = Server::start(config).expect("server");
-    let mut p = corecast::client::Publisher::connect(
+    let mut p = corecast_testkit::client::Publisher::connect(
         server.rtmp_addr(),
         "live",
         "bench",

@@ -22,8 +22,11 @@
 //! | [`metrics`] | latency histograms, Prometheus text, JSON API, interval logs, profiles |
 //! | [`net`] | sockets: SO_REUSEPORT listeners, sendmsg, socket options, rlimits |
 //! | [`stats`] | per-shard counters |
-//! | [`client`] | blocking RTMP clients (publisher and player), for tests and tools |
 //! | [`util`] | small async helpers |
+//!
+//! The clients that tests, benchmarks and the load generator drive the server with (a
+//! blocking RTMP publisher and player, cheap viewers, an MPEG-TS reader) are not part of this
+//! library: they are the workspace crate `corecast-testkit` (`testkit/`).
 //!
 //! # Data path
 //!
@@ -37,7 +40,6 @@
 //! ```
 
 pub mod auth;
-pub mod client;
 pub mod config;
 pub mod flv;
 pub mod hls;

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use corecast::auth::{self, Action};
-use corecast::client::{PlayEvent, Player, Publisher};
+use corecast_testkit::client::{PlayEvent, Player, Publisher};
 use std::time::Duration;
 
 const SECRET: &str = "a-test-secret-of-some-length";

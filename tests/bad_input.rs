@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// A live stream that must keep flowing while bad clients come and go.
 struct Witness {
-    publisher: corecast::client::Publisher,
+    publisher: corecast_testkit::client::Publisher,
     viewer: FlvViewer,
     tags: Vec<corecast::flv::reader::FlvTag>,
     next: usize,
@@ -198,7 +198,7 @@ fn http_routes_answer_properly() {
 
 #[test]
 fn invalid_names_are_refused_on_every_protocol() {
-    use corecast::client::{Player, Publisher};
+    use corecast_testkit::client::{Player, Publisher};
     let server = start("");
     let mut witness = Witness::new(&server);
     let (rtmp, timeout) = (server.rtmp_addr(), Duration::from_secs(5));

@@ -185,7 +185,7 @@ fn republish_marks_a_discontinuity_and_sequence_keeps_increasing() {
     let tags = fixture_tags();
     let mut first = publisher(&server, "again");
     first
-        .replay(&tags, corecast::client::Pace::AsFastAsPossible, 0)
+        .replay(&tags, corecast_testkit::client::Pace::AsFastAsPossible, 0)
         .unwrap();
     first.finish().unwrap();
     thread::sleep(Duration::from_millis(200));
@@ -196,7 +196,7 @@ fn republish_marks_a_discontinuity_and_sequence_keeps_increasing() {
     second
         .replay(
             &tags[..tags.len() / 2],
-            corecast::client::Pace::AsFastAsPossible,
+            corecast_testkit::client::Pace::AsFastAsPossible,
             0,
         )
         .unwrap();
@@ -211,7 +211,11 @@ fn republish_marks_a_discontinuity_and_sequence_keeps_increasing() {
     );
     // Publish on until the discontinuity slides out of the 3-segment window.
     second
-        .replay(&tags, corecast::client::Pace::AsFastAsPossible, 10_000)
+        .replay(
+            &tags,
+            corecast_testkit::client::Pace::AsFastAsPossible,
+            10_000,
+        )
         .unwrap();
     thread::sleep(Duration::from_millis(200));
     let later = String::from_utf8(http_get(addr, "/live/again.m3u8").body).unwrap();
@@ -233,7 +237,11 @@ fn window_bounds_memory_and_http_semantics_hold() {
     let mut offset = 0;
     for _ in 0..6 {
         offset = p
-            .replay(&tags, corecast::client::Pace::AsFastAsPossible, offset)
+            .replay(
+                &tags,
+                corecast_testkit::client::Pace::AsFastAsPossible,
+                offset,
+            )
             .unwrap()
             + 40;
     }

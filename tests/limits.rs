@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use corecast::client::{ClientError, Publisher};
+use corecast_testkit::client::{ClientError, Publisher};
 use std::io::Read;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use corecast::auth::{self, Action};
-use corecast::client::{ClientError, PlayEvent, Player, Publisher};
+use corecast_testkit::client::{ClientError, PlayEvent, Player, Publisher};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,7 +41,7 @@ fn credentials_never_reach_the_logs() {
     // are not the server, and log what the server sends them).
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "trace,corecast::client=off",
+            "trace,corecast_testkit::client=off",
         ))
         .with_ansi(false)
         .with_writer(move || writer.clone())

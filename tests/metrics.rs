@@ -217,7 +217,7 @@ fn api_describes_a_live_stream() {
     let mut viewers: Vec<_> = (0..3)
         .map(|_| FlvViewer::open(http, "/live/described.flv"))
         .collect();
-    let player = corecast::client::Player::connect(
+    let player = corecast_testkit::client::Player::connect(
         server.rtmp_addr(),
         "live",
         "described",

@@ -16,8 +16,8 @@ mod common;
 use bytes::Bytes;
 use common::ts_check::{check_segment, TsState};
 use common::*;
-use corecast::client::{ClientError, Pace, PlayEvent, Player};
 use corecast::flv::reader::{FlvTag, TagKind};
+use corecast_testkit::client::{ClientError, Pace, PlayEvent, Player};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,

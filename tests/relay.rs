@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use corecast::client::ClientError;
 use corecast::flv::reader::TagKind;
+use corecast_testkit::client::ClientError;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -123,7 +123,7 @@ fn second_publisher_is_refused_and_first_keeps_publishing() {
     for tag in tags.iter().take(20) {
         first.send_tag(tag).unwrap();
     }
-    let second = corecast::client::Publisher::connect(
+    let second = corecast_testkit::client::Publisher::connect(
         server.rtmp_addr(),
         "live",
         "dup",

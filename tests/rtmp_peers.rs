@@ -10,9 +10,9 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use corecast::client::{Pace, Publisher};
 use corecast::flv::reader::{FlvReader, FlvTag, TagKind};
 use corecast::Server;
+use corecast_testkit::client::{Pace, Publisher};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

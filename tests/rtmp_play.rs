@@ -4,9 +4,9 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use corecast::client::{ClientError, Pace, PlayEvent, Player, Publisher};
 use corecast::flv::reader::TagKind;
 use corecast::media::inspect_video;
+use corecast_testkit::client::{ClientError, Pace, PlayEvent, Player, Publisher};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::thread;

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use corecast::client::{PlayEvent, Player};
+use corecast_testkit::client::{PlayEvent, Player};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

@@ -9,6 +9,9 @@
 //! - [`scenario`]: publishers and viewers together, from a TOML file.
 //! - [`report`]: the summary table, the HdrHistogram interval log and the HTML report.
 //!
+//! The RTMP clients (the publisher, the cheap viewers' connection set-up) and the TS reader of
+//! the HLS probes are the test kit's (`corecast_testkit::client`, `corecast_testkit::ts`).
+//!
 //! Everything is bounded: a run has a duration, the viewer count is capped by the open-file
 //! limit, and targets outside loopback are refused unless explicitly allowed.
 

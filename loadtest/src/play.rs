@@ -13,7 +13,7 @@
 use crate::drain::{Counters, DrainId, Drainer};
 use crate::hls::{self, HlsOptions, HlsStart, HlsStats};
 use crate::probe::{self, FlvProbe, FrameClock, Percentiles, Probed, Thresholds};
-use corecast::client::cheap;
+use corecast_testkit::client::cheap;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use hdrhistogram::Histogram;
 use rml_rtmp::sessions::{ClientSessionEvent, ClientSessionResult};

@@ -4,8 +4,8 @@
 
 use crate::sei;
 use bytes::Bytes;
-use corecast::client::{ClientError, Publisher};
 use corecast::flv::reader::{FlvTag, TagKind};
+use corecast_testkit::client::{ClientError, Publisher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -6,9 +6,9 @@ pub mod raw_rtmp;
 pub mod ts_check;
 
 use bytes::Bytes;
-use corecast::client::{Pace, Publisher};
 use corecast::flv::reader::{FlvReader, FlvTag, TagKind};
 use corecast::{Config, Server};
+use corecast_testkit::client::{Pace, Publisher};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -407,9 +407,9 @@ pub fn dual_stack() -> bool {
 }
 
 /// The status code of a refused publish or play (panics on anything else).
-pub fn rejected_code<T>(result: Result<T, corecast::client::ClientError>) -> String {
+pub fn rejected_code<T>(result: Result<T, corecast_testkit::client::ClientError>) -> String {
     match result {
-        Err(corecast::client::ClientError::Rejected { code, .. }) => code,
+        Err(corecast_testkit::client::ClientError::Rejected { code, .. }) => code,
         Err(other) => panic!("expected a refusal, got {other}"),
         Ok(_) => panic!("expected a refusal, got acceptance"),
     }

@@ -1,5 +1,8 @@
 //! A small MPEG-TS checker for the HLS tests: structure, continuity, timestamps, IDR starts.
+//! The packets are read by the test kit's reader ([`corecast_testkit::ts`], on `mpeg2ts`);
+//! every fault is an assertion.
 
+use corecast_testkit::ts::{nal_type, nal_units, TsPayload, TsReader, PACKET_SIZE, SYNC_BYTE};
 use std::collections::HashMap;
 
 /// What the checker carries from one segment to the next of the same stream.
@@ -14,62 +17,16 @@ pub struct TsState {
 /// Facts about one checked segment.
 #[derive(Debug, Default)]
 pub struct SegmentFacts {
+    /// Video PES packets (access units) in the segment.
     pub video_frames: usize,
+    /// Audio PES packets in the segment.
     pub audio_frames: usize,
     /// First and last video DTS (90 kHz).
     pub video_span: Option<(u64, u64)>,
 }
 
-fn pes_timestamp(b: &[u8]) -> u64 {
-    (u64::from(b[0] >> 1 & 0x07) << 30)
-        | (u64::from(b[1]) << 22)
-        | (u64::from(b[2] >> 1) << 15)
-        | (u64::from(b[3]) << 7)
-        | u64::from(b[4] >> 1)
-}
-
-/// NAL unit types in an Annex B buffer.
-fn nal_types(es: &[u8]) -> Vec<u8> {
-    let mut types = Vec::new();
-    let mut i = 0;
-    while i + 3 < es.len() {
-        if es[i] == 0 && es[i + 1] == 0 && es[i + 2] == 1 {
-            types.push(es[i + 3] & 0x1f);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    types
-}
-
-/// The elementary PIDs a PMT packet (one section, in one packet) lists.
-fn pmt_pids(packet: &[u8]) -> Vec<u16> {
-    let start = match (packet[3] >> 4) & 0x03 {
-        3 => 5 + usize::from(packet[4]),
-        _ => 4,
-    };
-    let pointer = usize::from(packet[start]);
-    let section = &packet[start + 1 + pointer..];
-    let section_len = usize::from(u16::from_be_bytes([section[1] & 0x0f, section[2]]));
-    let program_info_len = usize::from(u16::from_be_bytes([section[10] & 0x0f, section[11]]));
-    let end = (3 + section_len).saturating_sub(4).min(section.len());
-    let mut at = 12 + program_info_len;
-    let mut pids = Vec::new();
-    while at + 5 <= end {
-        pids.push(u16::from_be_bytes([
-            section[at + 1] & 0x1f,
-            section[at + 2],
-        ]));
-        at += 5 + usize::from(u16::from_be_bytes([
-            section[at + 3] & 0x0f,
-            section[at + 4],
-        ]));
-    }
-    pids
-}
-
 /// Checks one segment; `state` carries continuity across segments. Panics with a reason.
+/// Every segment must be readable on its own: it starts with the PAT and the PMT.
 pub fn check_segment(
     seg: &[u8],
     state: &mut TsState,
@@ -77,42 +34,47 @@ pub fn check_segment(
     audio_pid: u16,
 ) -> SegmentFacts {
     assert!(
-        !seg.is_empty() && seg.len() % 188 == 0,
-        "length {} not a multiple of 188",
+        !seg.is_empty() && seg.len() % PACKET_SIZE == 0,
+        "length {} not a multiple of {PACKET_SIZE}",
         seg.len()
     );
+    let mut reader = TsReader::new();
     let mut facts = SegmentFacts::default();
     let mut first_video_es: Option<Vec<u8>> = None;
     let mut collecting_first = false;
     let mut listed: Vec<u16> = Vec::new();
-    for (i, p) in seg.chunks(188).enumerate() {
-        assert_eq!(p[0], 0x47, "packet {i}: sync byte");
-        let pid = u16::from_be_bytes([p[1] & 0x1f, p[2]]);
-        let pusi = p[1] & 0x40 != 0;
-        let afc = (p[3] >> 4) & 0x03;
-        let cc = p[3] & 0x0f;
+    for (i, p) in seg.chunks_exact(PACKET_SIZE).enumerate() {
+        assert_eq!(p[0], SYNC_BYTE, "packet {i}: sync byte");
+        let p: &[u8; PACKET_SIZE] = p.try_into().expect("chunks of PACKET_SIZE");
+        let packet = reader
+            .read(p)
+            .unwrap_or_else(|e| panic!("packet {i}: not a valid TS packet: {e}"));
+        let pid = packet.header.pid.as_u16();
+        let cc = packet.header.continuity_counter.as_u8();
         if i == 0 {
             assert_eq!(pid, 0, "segment starts with the PAT");
         }
         if i == 1 {
             assert_eq!(pid, 0x1000, "PMT follows the PAT");
-            listed = pmt_pids(p);
+            listed = match &packet.payload {
+                Some(TsPayload::Pmt(pmt)) => pmt
+                    .es_info
+                    .iter()
+                    .map(|es| es.elementary_pid.as_u16())
+                    .collect(),
+                other => panic!("packet 1: PMT expected, found {other:?}"),
+            };
         }
-        if afc & 0x01 != 0 {
-            if let Some(prev) = state.cc.insert(pid, cc) {
-                assert_eq!(
-                    cc,
-                    (prev + 1) & 0x0f,
-                    "packet {i}: continuity gap on PID {pid:#x}"
-                );
-            }
-        }
-        let payload_start = match afc {
-            1 => 4,
-            3 => 5 + usize::from(p[4]),
-            _ => continue,
+        let Some(payload) = &packet.payload else {
+            continue;
         };
-        let payload = &p[payload_start.min(188)..];
+        if let Some(prev) = state.cc.insert(pid, cc) {
+            assert_eq!(
+                cc,
+                (prev + 1) & 0x0f,
+                "packet {i}: continuity gap on PID {pid:#x}"
+            );
+        }
         if pid != video_pid && pid != audio_pid {
             continue;
         }
@@ -120,45 +82,50 @@ pub fn check_segment(
             listed.contains(&pid),
             "packet {i}: PID {pid:#x} carries media, but the PMT lists only {listed:x?}"
         );
-        if pusi {
-            assert_eq!(&payload[..3], &[0, 0, 1], "packet {i}: PES start code");
-            let flags = payload[7];
-            let header_len = usize::from(payload[8]);
-            let pts = pes_timestamp(&payload[9..14]);
-            let dts = if flags & 0x40 != 0 {
-                pes_timestamp(&payload[14..19])
-            } else {
-                pts
-            };
-            assert!(pts >= dts, "PTS before DTS");
-            if let Some(prev) = state.last_dts.insert(pid, dts) {
-                assert!(dts >= prev, "PID {pid:#x}: DTS went back {prev} -> {dts}");
-            }
-            let es = &payload[9 + header_len..];
-            if pid == video_pid {
-                facts.video_frames += 1;
-                facts.video_span = Some(match facts.video_span {
-                    None => (dts, dts),
-                    Some((a, _)) => (a, dts),
-                });
-                if first_video_es.is_none() {
-                    first_video_es = Some(es.to_vec());
-                    collecting_first = true;
-                } else {
-                    collecting_first = false;
+        match payload {
+            // The first packet of a PES packet (payload_unit_start_indicator): `mpeg2ts`
+            // has checked its start code and read its header.
+            TsPayload::Pes(pes) => {
+                let pts = pes
+                    .header
+                    .pts
+                    .unwrap_or_else(|| panic!("packet {i}: PES without PTS"))
+                    .as_u64();
+                let dts = pes.header.dts.map_or(pts, |dts| dts.as_u64());
+                assert!(pts >= dts, "PTS before DTS");
+                if let Some(prev) = state.last_dts.insert(pid, dts) {
+                    assert!(dts >= prev, "PID {pid:#x}: DTS went back {prev} -> {dts}");
                 }
-            } else {
-                facts.audio_frames += 1;
-                assert_eq!(&es[..2], &[0xff, 0xf1], "ADTS sync");
+                let es = &pes.data[..];
+                if pid == video_pid {
+                    facts.video_frames += 1;
+                    facts.video_span = Some(match facts.video_span {
+                        None => (dts, dts),
+                        Some((a, _)) => (a, dts),
+                    });
+                    if first_video_es.is_none() {
+                        first_video_es = Some(es.to_vec());
+                        collecting_first = true;
+                    } else {
+                        collecting_first = false;
+                    }
+                } else {
+                    facts.audio_frames += 1;
+                    assert_eq!(&es[..2], &[0xff, 0xf1], "ADTS sync");
+                }
             }
-        } else if pid == video_pid && collecting_first {
-            if let Some(es) = first_video_es.as_mut() {
-                es.extend_from_slice(payload);
+            TsPayload::Raw(bytes) => {
+                if pid == video_pid && collecting_first {
+                    if let Some(es) = first_video_es.as_mut() {
+                        es.extend_from_slice(bytes);
+                    }
+                }
             }
+            other => panic!("packet {i}: PID {pid:#x} carries media, found {other:?}"),
         }
     }
     if let Some(es) = first_video_es {
-        let types = nal_types(&es);
+        let types: Vec<u8> = nal_units(&es).map(nal_type).collect();
         assert_eq!(
             types.first(),
             Some(&9),

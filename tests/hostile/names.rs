@@ -5,7 +5,7 @@
 use super::*;
 use common::rejected_code;
 use corecast::auth::{mint, Action};
-use corecast::client::{Player, Publisher};
+use corecast_testkit::client::{Player, Publisher};
 
 const SECRET: &str = "a-secret-for-the-hostile-tests-0123";
 

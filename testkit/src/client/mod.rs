@@ -40,7 +40,7 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use corecast::client::{ClientError, Pace, PlayEvent, Player, Publisher};
+//! use corecast_testkit::client::{ClientError, Pace, PlayEvent, Player, Publisher};
 //! use std::time::Duration;
 //!
 //! let (_, tags) = corecast::flv::reader::read_file("tests/fixtures/clip.flv")?;
@@ -89,8 +89,8 @@ use rml_rtmp::rml_amf0::{self, Amf0Value};
 use rml_rtmp::sessions::{ClientSessionError, ClientSessionResult, StreamMetadata};
 use rml_rtmp::time::RtmpTimestamp;
 
-use crate::flv::reader::{FlvTag, TagKind};
 use connection::{Connection, StreamRequest};
+use corecast::flv::reader::{FlvTag, TagKind};
 
 /// Slowest accepted [`Pace::RealTime`] speed; smaller values are raised to it.
 const MIN_SPEED: f64 = 1e-3;
@@ -329,7 +329,7 @@ mod tests {
         accept_with_handshake, status_object, write_server_results, RawServer, TIMEOUT,
     };
     use super::*;
-    use crate::flv::reader::read_file;
+    use corecast::flv::reader::read_file;
     use rml_rtmp::sessions::{ServerSession, ServerSessionConfig, ServerSessionEvent};
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
@@ -338,7 +338,7 @@ mod tests {
     fn clip() -> Vec<FlvTag> {
         read_file(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/clip.flv"
+            "/../tests/fixtures/clip.flv"
         ))
         .unwrap()
         .1

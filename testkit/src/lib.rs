@@ -1,0 +1,13 @@
+//! corecast's test kit: the clients that tests, benchmarks and the load generator
+//! (`loadtest/`) use to drive a corecast server. None of it is part of the server.
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`client`] | blocking RTMP clients (publisher and player); cheap glommio viewers that only count bytes |
+//! | [`ts`] | the MPEG-TS reader of the HLS checks and of the load generator's probes (on `mpeg2ts`) |
+//!
+//! The crate depends on `corecast` for what the server and its clients share (the FLV
+//! reader of [`corecast::flv::reader`]); the server does not depend on it.
+
+pub mod client;
+pub mod ts;
