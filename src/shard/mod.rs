@@ -12,6 +12,8 @@
 //!   ingest and distribution on the owner.
 //! - [`hls_store`]: the HLS snapshots every shard serves.
 //! - [`report`]: histograms, the JSON API's reports and figures, Prometheus.
+//!
+//! `tests.rs` runs shards on real executors joined by a real mesh.
 
 pub mod hls_store;
 pub mod mesh;
