@@ -9,10 +9,10 @@
 //! |---|---|
 //! | [`config`] | configuration: embedded documented defaults, overlay, validation |
 //! | [`server`] | binds listeners, starts one pinned glommio executor per shard, readiness, graceful stop |
-//! | [`shard`] | one shard: stream registry, cross-shard mesh, publish/view operations, stop |
+//! | [`shard`] | one shard: stream registry and view operations (`mod`), publish policies (takeover, republish grace: pure) and ingest (`publish`), cross-shard messages with ordered, bounded per-peer outboxes (`mesh`: outbox pure), HLS snapshot store (`hls_store`), reports (`report`) |
 //! | [`auth`] | publish and play policies: static keys, signed tokens (pure) |
 //! | [`limits`] | admission: connections in total, per shard and per address; viewers per stream |
-//! | [`hub`] | stream naming and ownership; ring, feed, cursor, origin (pure parts) |
+//! | [`hub`] | stream naming and ownership; ring, feed, cursor, origin, subscriber fan-out (pure parts) |
 //! | [`media`] | media units, FLV body inspection, timestamp rebasing, aggregates (pure) |
 //! | [`flv`] | FLV tag serialization and demuxing (pure) |
 //! | [`rtmp`] | RTMP connection (pure state machine: handshake, session, requests per state, timeouts; fuzzed and unit-tested as the server runs it) and its driver (socket, timers, shard calls, handoff); input guard (pure: message and chunk limits ahead of rml_rtmp); AMF0 nesting scanner (pure, iterative: the guard's depth bound for rml_rtmp's recursive AMF0 reader); shared chunking (pure) |

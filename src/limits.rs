@@ -66,6 +66,8 @@ pub struct Admission {
     /// Open connections by [`address_key`]; an entry goes when its count reaches 0, so the
     /// map holds at most one entry per open connection.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Viewers by stream, counted only when `max_viewers_per_stream` is set; an entry goes
+    /// when its count reaches 0.
     viewers: Mutex<HashMap<StreamKey, usize>>,
 }
 
@@ -165,8 +167,12 @@ impl Admission {
             .map_or(0, |n| n.load(Ordering::Relaxed))
     }
 
-    /// Takes a viewer place on `key`; false when the stream has its maximum.
+    /// Takes a viewer place on `key`; false when the stream has its maximum. Without a
+    /// maximum nothing is counted (the counts serve only the maximum), so no lock is taken.
     pub fn add_viewer(&self, key: &StreamKey) -> bool {
+        if self.max_viewers_per_stream == 0 {
+            return true;
+        }
         let mut viewers = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
         let n = viewers.entry(key.clone()).or_insert(0);
         if self.max_viewers_per_stream > 0 && *n >= self.max_viewers_per_stream {
@@ -176,8 +182,12 @@ impl Admission {
         true
     }
 
-    /// Gives a viewer place back.
+    /// Gives a viewer place back (nothing to give without a maximum, see
+    /// [`Admission::add_viewer`]).
     pub fn remove_viewer(&self, key: &StreamKey) {
+        if self.max_viewers_per_stream == 0 {
+            return;
+        }
         let mut viewers = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
         release(&mut viewers, key);
     }
@@ -502,6 +512,25 @@ mod tests {
         assert!(a.add_viewer(&key));
         a.remove_viewer(&other);
         assert!(!a.viewers.lock().unwrap().contains_key(&other));
+    }
+
+    #[test]
+    fn unlimited_viewers_take_no_lock_and_count_nothing() {
+        let a = Arc::new(Admission::new(1, Caps::default()));
+        // Held here: an attach or detach that took the lock would wait until the end.
+        let held = a.viewers.lock().unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let attaching = a.clone();
+        std::thread::spawn(move || {
+            let key = crate::hub::stream_key("live", "a");
+            let added = (0..1000).all(|_| attaching.add_viewer(&key));
+            attaching.remove_viewer(&key);
+            attaching.remove_viewer(&crate::hub::stream_key("live", "b"));
+            let _ = done.send(added);
+        });
+        let added = finished.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(added, Ok(true), "attach and detach without the lock");
+        assert!(held.is_empty(), "nothing counted");
     }
 
     const SECOND: u64 = 1_000_000_000;

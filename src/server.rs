@@ -31,7 +31,7 @@ use tracing::{info, warn};
 
 /// Locked memory glommio registers per shard for io_uring buffers. The relay does no file
 /// IO, so the minimum glommio accepts is enough (it checks RLIMIT_MEMLOCK >= 512 KiB).
-const IO_MEMORY: usize = 512 * 1024;
+pub(crate) const IO_MEMORY: usize = 512 * 1024;
 
 /// Stack of each shard thread. Set here because the default (2 MiB for a spawned Rust
 /// thread, or `RUST_MIN_STACK`) is not a choice; 8 MiB is Linux's usual main-thread stack.

@@ -58,8 +58,13 @@ pub struct ShardStats {
     pub frames_skipped: AtomicU64,
     /// Viewers (any protocol) disconnected for being too slow.
     pub viewers_disconnected_slow: AtomicU64,
-    /// Units not forwarded to a shard because its queue was full.
+    /// Units not forwarded to a shard because its queue was full, or because control
+    /// messages were waiting for room before them (`shard::mesh::Outbox`).
     pub mesh_units_dropped: AtomicU64,
+    /// Requests to another shard refused because its outbox was full
+    /// (`shard::mesh::OUTBOX_REQUESTS`): publishers not handed off (their connection closed)
+    /// and viewers whose shard could not subscribe (answered as for a missing stream).
+    pub mesh_control_refused: AtomicU64,
     /// Media bytes received from publishers.
     pub bytes_in: AtomicU64,
     /// Bytes sent to HTTP-FLV viewers.

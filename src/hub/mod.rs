@@ -10,9 +10,11 @@
 //! - [`cursor`]: a viewer's position and the slow-viewer policy (pure).
 //! - [`feed`]: one stream on one shard: ring, headers, waiting viewers.
 //! - [`origin`]: the owner shard's side of a stream: publisher state, unit construction (pure).
+//! - [`fanout`]: which shards get a stream's units, and where a lagging one resumes (pure).
 
 pub mod budget;
 pub mod cursor;
+pub mod fanout;
 pub mod feed;
 pub mod origin;
 pub mod ring;

@@ -1,5 +1,6 @@
 //! The owner shard's side of a stream: turns publisher messages into units (pure).
 
+use super::fanout::Subscribers;
 use crate::flv;
 use crate::hls::segmenter::Segmenter;
 use crate::media::{has_payload, inspect_video, is_audio_sequence_header, Rebaser, Unit, UnitKind};
@@ -31,11 +32,8 @@ pub struct Origin {
     /// Bumped whenever a publisher leaves or arrives, so a stale grace timer can tell that
     /// the stream was published again meanwhile.
     pub generation: u64,
-    /// Per shard: it has viewers of this stream and receives its units.
-    pub subscribed: Vec<bool>,
-    /// Per shard: a unit was dropped on the way (queue full); nothing more is sent to it
-    /// until the next keyframe, where it resumes.
-    pub lagging: Vec<bool>,
+    /// The shards that receive this stream's units, and the ones that lost one.
+    pub subscribers: Subscribers,
     /// Video has been seen: from then on only video keyframes are start points.
     has_video: bool,
     /// Chunk size of the shared RTMP serialization (`rtmp.chunk_size`).
@@ -64,8 +62,7 @@ impl Origin {
     /// optional HLS segmenter.
     pub fn new(shards: usize, chunk_size: usize, hls: Option<Segmenter>) -> Self {
         Origin {
-            subscribed: vec![false; shards],
-            lagging: vec![false; shards],
+            subscribers: Subscribers::new(shards),
             chunk_size,
             hls,
             ..Origin::default()

@@ -157,6 +157,12 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         |s| &s.mesh_units_dropped,
     ),
     (
+        "corecast_mesh_control_refused_total",
+        "Requests to another shard refused because its outbox was full",
+        Kind::Counter,
+        |s| &s.mesh_control_refused,
+    ),
+    (
         "corecast_rtmp_bad_input_total",
         "RTMP connections closed for bad input",
         Kind::Counter,

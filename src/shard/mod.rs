@@ -1,0 +1,400 @@
+//! One shard: its registry of streams and the operations the protocol drivers call on it.
+//!
+//! Ownership: every stream belongs to the shard [`owner_of`] names. The owner holds the
+//! [`Origin`] and the authoritative [`Feed`]; every other shard with viewers of the stream
+//! holds a replica feed that the owner fills over the mesh, one message per unit. Inside a
+//! shard everything is `Rc`/`RefCell`; no borrow is held across an `.await`.
+//!
+//! The registry and the viewer side are here; the other jobs have a file each:
+//! - [`mesh`]: the messages between shards and their transport (per-peer ordered, bounded
+//!   outboxes for control messages; units best effort).
+//! - [`publish`]: who may publish (takeover and republish grace, pure), and publishing,
+//!   ingest and distribution on the owner.
+//! - [`hls_store`]: the HLS snapshots every shard serves.
+//! - [`report`]: histograms, the JSON API's reports and figures, Prometheus.
+//!
+//! `tests.rs` runs shards on real executors joined by a real mesh.
+
+pub mod hls_store;
+pub mod mesh;
+pub mod publish;
+pub mod report;
+
+pub use mesh::MeshMsg;
+pub use publish::PublishRefusal;
+pub use report::Observed;
+
+use crate::auth::{Action, Auth, Denied};
+use crate::config::Config;
+use crate::hub::budget::Share;
+use crate::hub::cursor::Policy;
+use crate::hub::feed::{Feed, FeedState, Offer};
+use crate::hub::origin::Origin;
+use crate::hub::ring::Ring;
+use crate::hub::{owner_of, StreamKey};
+use crate::limits::StreamSlot;
+use crate::media::{now_ns, Format, UnitKind};
+use crate::metrics::{Histograms, Stage};
+use crate::rtmp::Handoff;
+use crate::stats::{self, ShardStats};
+use glommio::channels::channel_mesh::Senders;
+use mesh::Mesh;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, info};
+
+/// A stream as known to one shard.
+#[derive(Default)]
+struct LocalStream {
+    /// The feed viewers here read from: always present on the owner, present on other shards
+    /// while they have viewers.
+    feed: Option<Rc<RefCell<Feed>>>,
+    /// Owner-side state; `Some` only on the owner shard.
+    origin: Option<Origin>,
+    /// The place the stream takes under its publisher's address limits (owner shard only);
+    /// kept through the republish grace period, given back when the stream ends.
+    slot: Option<StreamSlot>,
+    /// The HLS window's share of the media budget (owner shard only).
+    hls_share: Option<Share>,
+}
+
+/// One shard's state, shared by its tasks.
+pub struct Shard {
+    /// Index of this shard.
+    pub id: usize,
+    /// Number of shards.
+    pub count: usize,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// This shard's counters.
+    pub stats: Arc<ShardStats>,
+    /// Who may publish and play.
+    pub auth: Auth,
+    /// Every shard's counters and exported histograms (for the metrics endpoint).
+    observed: Observed,
+    /// This shard's latency histograms (exported every [`crate::metrics::PUBLISH_INTERVAL`]).
+    hist: RefCell<Histograms>,
+    /// Senders to every other shard, with their outboxes.
+    mesh: Rc<Mesh>,
+    /// Streams known to this shard.
+    streams: RefCell<HashMap<StreamKey, LocalStream>>,
+    /// Next connection id (shard id in the low bits keeps ids unique per process).
+    next_conn: Cell<u64>,
+    /// HLS snapshots of live (and recently ended) streams, served by this shard.
+    hls: hls_store::SharedStore,
+    /// The server is stopping: streams have ended and idle connections close.
+    stopping: Cell<bool>,
+    /// Tasks waiting for the stop.
+    stop_waiters: RefCell<Vec<std::task::Waker>>,
+}
+
+impl Shard {
+    /// A shard's state around its mesh senders.
+    pub fn new(id: usize, config: Arc<Config>, observed: Observed, mesh: Senders<MeshMsg>) -> Self {
+        Shard {
+            id,
+            count: observed.all_stats.len(),
+            auth: Auth::from_config(&config.auth),
+            config,
+            stats: observed.all_stats[id].clone(),
+            observed,
+            hist: RefCell::new(Histograms::default()),
+            mesh: Mesh::new(id, mesh),
+            streams: RefCell::new(HashMap::new()),
+            next_conn: Cell::new(0),
+            hls: Rc::default(),
+            stopping: Cell::new(false),
+            stop_waiters: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// A process-unique connection id.
+    pub fn conn_id(&self) -> u64 {
+        let n = self.next_conn.get() + 1;
+        self.next_conn.set(n);
+        (n << 8) | self.id as u64
+    }
+
+    /// The owner shard of a stream.
+    pub fn owner(&self, key: &str) -> usize {
+        owner_of(key, self.count)
+    }
+
+    /// The slow-viewer policy from the configuration.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            skip_after_ns: self.config.viewer.skip_after_ms * 1_000_000,
+            disconnect_after_ns: self.config.viewer.disconnect_after_ms * 1_000_000,
+        }
+    }
+
+    fn new_feed(&self, state: FeedState) -> Rc<RefCell<Feed>> {
+        let ring = Ring::new(
+            self.config.stream.ring_max_bytes,
+            self.config.stream.ring_max_duration_ms * 1_000_000,
+        )
+        .with_budget(self.observed.media_budget.clone());
+        Rc::new(RefCell::new(Feed::new(state, ring)))
+    }
+
+    /// Sends a control message to every other shard.
+    fn broadcast(&self, make: impl Fn() -> MeshMsg) {
+        for to in (0..self.count).filter(|&s| s != self.id) {
+            self.mesh.send(to, make());
+        }
+    }
+
+    /// Handles a message from another shard.
+    pub fn on_mesh(self: &Rc<Self>, msg: MeshMsg) {
+        match msg {
+            MeshMsg::StreamLive(key) => {
+                self.streams.borrow_mut().entry(key).or_default();
+            }
+            MeshMsg::StreamEnded(key) => {
+                if let Some(stream) = self.streams.borrow_mut().remove(&key) {
+                    if let Some(feed) = stream.feed {
+                        feed.borrow_mut().end();
+                    }
+                }
+            }
+            MeshMsg::Subscribe(key, from) => self.on_subscribe(key, from),
+            MeshMsg::Unsubscribe(key, from) => {
+                let mut streams = self.streams.borrow_mut();
+                if let Some(origin) = streams.get_mut(&key).and_then(|s| s.origin.as_mut()) {
+                    origin.subscribers.unsubscribe(from);
+                }
+            }
+            MeshMsg::Sync(key, headers, gop) => {
+                if let Some(feed) = self.feed(&key) {
+                    let mut feed = feed.borrow_mut();
+                    feed.load_snapshot(headers, gop, now_ns());
+                    feed.wake_all();
+                }
+            }
+            MeshMsg::Unit(key, unit) => {
+                if let Some(feed) = self.feed(&key) {
+                    let ingest_ns = unit.ingest_ns;
+                    let now = now_ns();
+                    let kind = unit.kind;
+                    if feed.borrow_mut().offer(unit, now) == Offer::Accepted {
+                        self.record(Stage::MeshHop, now.saturating_sub(ingest_ns));
+                        self.notify(&feed, kind);
+                    }
+                }
+            }
+            MeshMsg::Hls(key, view) => self.store_hls(key, view),
+            MeshMsg::Handoff(handoff) => {
+                stats::inc(&self.stats.handoffs_received);
+                let shard = self.clone();
+                glommio::spawn_local(crate::rtmp::resume(shard, handoff)).detach();
+            }
+        }
+    }
+
+    /// Shard `from` subscribes to `key`: it gets the stream's snapshot, then its units.
+    fn on_subscribe(&self, key: StreamKey, from: usize) {
+        let reply = answer_subscribe(self.streams.borrow_mut().get_mut(&key), key, from);
+        self.mesh.send(from, reply);
+    }
+
+    /// The connection and viewer limits shared by every shard.
+    pub fn admission(&self) -> &Arc<crate::limits::Admission> {
+        &self.observed.admission
+    }
+
+    /// Checks `action` on `app/stream` with the credentials in `query`; a refusal is logged
+    /// (without the credentials) and counted.
+    pub fn authorize(
+        &self,
+        action: Action,
+        app: &str,
+        stream: &str,
+        query: Option<&str>,
+        protocol: &'static str,
+        peer: std::net::SocketAddr,
+    ) -> Result<(), Denied> {
+        let result = self
+            .auth
+            .check(action, app, stream, query, crate::auth::unix_now());
+        if let Err(denied) = result {
+            stats::inc(match action {
+                Action::Publish => &self.stats.auth_rejected_publish,
+                Action::Play => &self.stats.auth_rejected_play,
+            });
+            info!(protocol, shard = self.id, %peer, stream = %format_args!("{app}/{stream}"), %action, reason = denied.label(), "refused: {denied}");
+        }
+        result
+    }
+
+    fn feed(&self, key: &StreamKey) -> Option<Rc<RefCell<Feed>>> {
+        self.streams.borrow().get(key)?.feed.clone()
+    }
+
+    /// Wakes a feed's viewers now, or at the end of the merge window. With
+    /// `flush_on_video`, a video frame flushes at once: it carries the audio merged since
+    /// the previous one, so audio waits at most one frame interval (or the window).
+    fn notify(&self, feed: &Rc<RefCell<Feed>>, kind: UnitKind) {
+        let window = self.config.viewer.merge_window_ms;
+        let mut f = feed.borrow_mut();
+        if window == 0 || (kind == UnitKind::Video && self.config.viewer.flush_on_video) {
+            f.wake_all();
+        } else if let Some(token) = f.want_flush() {
+            let feed = feed.clone();
+            glommio::spawn_local(async move {
+                glommio::timer::sleep(Duration::from_millis(window)).await;
+                feed.borrow_mut().deferred_wake(token);
+            })
+            .detach();
+        }
+    }
+
+    /// Starts a graceful stop: every stream this shard owns ends now (no republish grace),
+    /// replica feeds end, and connections waiting in [`Shard::stopped`] give up.
+    pub fn begin_stop(&self) {
+        if self.stopping.replace(true) {
+            return;
+        }
+        let (owned, replicas): (Vec<StreamKey>, Vec<Rc<RefCell<Feed>>>) = {
+            let streams = self.streams.borrow();
+            let owned = streams
+                .iter()
+                .filter(|(_, s)| s.origin.is_some())
+                .map(|(k, _)| k.clone())
+                .collect();
+            let replicas = streams
+                .values()
+                .filter(|s| s.origin.is_none())
+                .filter_map(|s| s.feed.clone())
+                .collect();
+            (owned, replicas)
+        };
+        for key in owned {
+            self.end_stream(&key);
+        }
+        for feed in replicas {
+            feed.borrow_mut().end();
+        }
+        for waker in self.stop_waiters.take() {
+            waker.wake();
+        }
+    }
+
+    /// Whether a graceful stop has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// Resolves once a graceful stop begins.
+    pub async fn stopped(&self) {
+        std::future::poll_fn(|cx| {
+            if self.stopping.get() {
+                return std::task::Poll::Ready(());
+            }
+            let mut waiters = self.stop_waiters.borrow_mut();
+            if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                waiters.push(cx.waker().clone());
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    /// Hands a publisher to the owner shard of its stream. When the owner's outbox is full
+    /// the handoff is refused: the descriptor and the connection's ticket are dropped, so
+    /// the connection closes (counted in `mesh_control_refused`).
+    pub fn hand_off(&self, owner: usize, handoff: Handoff) {
+        let peer = handoff.conn.peer();
+        match self
+            .mesh
+            .request(owner, MeshMsg::Handoff(Box::new(handoff)))
+        {
+            Ok(()) => stats::inc(&self.stats.handoffs_sent),
+            Err(full) => {
+                stats::inc(&self.stats.mesh_control_refused);
+                info!(shard = self.id, owner, %peer, "publisher not handed off, closing: {full}");
+            }
+        }
+    }
+
+    // ---- viewers ------------------------------------------------------------------------
+
+    /// True when the stream is known (published, or within its grace period).
+    pub fn is_live(&self, key: &StreamKey) -> bool {
+        self.streams.borrow().contains_key(key)
+    }
+
+    /// Attaches a viewer to `key`. On a shard other than the owner, the first viewer
+    /// subscribes this shard to the stream. `None` when the stream is unknown, has its
+    /// maximum of viewers, or the subscription cannot be sent (the owner's outbox is full,
+    /// counted in `mesh_control_refused`).
+    pub fn attach_viewer(&self, key: &StreamKey, format: Format) -> Option<Rc<RefCell<Feed>>> {
+        let mut streams = self.streams.borrow_mut();
+        let stream = streams.get_mut(key)?;
+        if !self.observed.admission.add_viewer(key) {
+            return None;
+        }
+        let feed = match &stream.feed {
+            Some(feed) => feed.clone(),
+            None => {
+                let subscribe = MeshMsg::Subscribe(key.clone(), self.id);
+                if let Err(full) = self.mesh.request(self.owner(key), subscribe) {
+                    self.observed.admission.remove_viewer(key);
+                    stats::inc(&self.stats.mesh_control_refused);
+                    debug!(shard = self.id, stream = %key, "viewer refused: {full}");
+                    return None;
+                }
+                let feed = self.new_feed(FeedState::Syncing);
+                stream.feed = Some(feed.clone());
+                feed
+            }
+        };
+        feed.borrow_mut().viewers[format as usize] += 1;
+        Some(feed)
+    }
+
+    /// Detaches a viewer; the last viewer on a non-owner shard unsubscribes it.
+    pub fn detach_viewer(&self, key: &StreamKey, feed: &Rc<RefCell<Feed>>, format: Format) {
+        self.observed.admission.remove_viewer(key);
+        let left = {
+            let mut f = feed.borrow_mut();
+            let n = &mut f.viewers[format as usize];
+            *n = n.saturating_sub(1);
+            f.total_viewers()
+        };
+        if left > 0 || self.owner(key) == self.id {
+            return;
+        }
+        let mut streams = self.streams.borrow_mut();
+        if let Some(stream) = streams.get_mut(key) {
+            if stream.feed.as_ref().is_some_and(|f| Rc::ptr_eq(f, feed)) {
+                stream.feed = None;
+                self.mesh
+                    .send(self.owner(key), MeshMsg::Unsubscribe(key.clone(), self.id));
+            }
+        }
+    }
+}
+
+/// The owner's answer to shard `from` subscribing to `key` (its registry entry is `stream`):
+/// the feed's headers and GOP cache, after which `from` gets every unit; or `StreamEnded`
+/// when this shard does not own the stream (any more).
+fn answer_subscribe(stream: Option<&mut LocalStream>, key: StreamKey, from: usize) -> MeshMsg {
+    match stream {
+        Some(LocalStream {
+            feed: Some(feed),
+            origin: Some(origin),
+            ..
+        }) => {
+            origin.subscribers.subscribe(from);
+            let (headers, gop) = feed.borrow().snapshot();
+            MeshMsg::Sync(key, headers, gop)
+        }
+        _ => MeshMsg::StreamEnded(key),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+//! What a shard reports: its latency histograms, its per-stream report for the JSON API,
+//! the server-wide figures of `/api/v1/stats`, and the Prometheus exposition, all read from
+//! the slots and counters every shard shares ([`Observed`]).
+
+use super::Shard;
+use crate::hub::budget::MediaBudget;
+use crate::limits::PublishLimits;
+use crate::media::now_ns;
+use crate::metrics::api::{OriginReport, ShardReport, StreamReport};
+use crate::metrics::{Published, Stage};
+use crate::stats::{self, ShardStats};
+use std::sync::Arc;
+
+/// What every shard can read of every other: counters and exported histograms.
+#[derive(Clone)]
+pub struct Observed {
+    /// Counters, by shard.
+    pub all_stats: Arc<[Arc<ShardStats>]>,
+    /// Histogram slots, by shard.
+    pub histograms: Arc<Published>,
+    /// API report slots, by shard.
+    pub reports: Arc<crate::metrics::api::Reports>,
+    /// Connection and viewer limits, shared by every shard.
+    pub admission: Arc<crate::limits::Admission>,
+    /// Per-address publish limits, shared by every shard.
+    pub publish_limits: Arc<PublishLimits>,
+    /// The media memory every ring and HLS window counts against.
+    pub media_budget: Arc<MediaBudget>,
+}
+
+impl Shard {
+    /// Records a latency sample (ns) in this shard's histograms.
+    #[inline]
+    pub fn record(&self, stage: Stage, ns: u64) {
+        self.hist.borrow_mut().record(stage, ns);
+    }
+
+    /// Copies this shard's histograms to its export slot (see [`crate::metrics`]).
+    pub fn publish_histograms(&self) {
+        self.observed
+            .histograms
+            .publish(self.id, &self.hist.borrow());
+    }
+
+    /// This shard's report for the API: every stream it knows, with bitrates over the last
+    /// `interval_s` seconds.
+    pub fn report(&self, interval_s: f64, busy: f64) -> ShardReport {
+        let kbps = |bytes: u64| bytes as f64 * 8.0 / 1000.0 / interval_s.max(1e-3);
+        let now = now_ns();
+        let mut streams = self.streams.borrow_mut();
+        let reports = streams
+            .iter_mut()
+            .map(|(key, stream)| {
+                let (flv_viewers, rtmp_players, bitrate_out_kbps) = match &stream.feed {
+                    Some(feed) => {
+                        let f = feed.borrow();
+                        let out = f.bytes_out.get();
+                        let delta = out - f.reported_bytes_out.replace(out);
+                        (f.viewers[0] as u64, f.viewers[1] as u64, kbps(delta))
+                    }
+                    None => (0, 0, 0.0),
+                };
+                let origin = stream.origin.as_mut().map(|o| {
+                    let bytes_in = o.take_bytes_in();
+                    let meta = o.metadata.as_ref();
+                    OriginReport {
+                        publisher: o.publisher.as_ref().map(|p| p.peer.to_string()),
+                        publishing_seconds: o
+                            .publisher
+                            .as_ref()
+                            .map(|p| now.saturating_sub(p.since_ns) as f64 / 1e9),
+                        video_codec: o.video_codec.map(crate::metrics::api::video_codec_name),
+                        audio_codec: o.audio_codec.map(crate::metrics::api::audio_codec_name),
+                        width: meta.and_then(|m| m.video_width),
+                        height: meta.and_then(|m| m.video_height),
+                        frame_rate: meta.and_then(|m| m.video_frame_rate),
+                        gop_ms: o.gop_ms,
+                        bitrate_in_kbps: kbps(bytes_in),
+                    }
+                });
+                StreamReport {
+                    name: key.to_string(),
+                    owner_shard: self.owner(key),
+                    flv_viewers,
+                    rtmp_players,
+                    bitrate_out_kbps,
+                    origin,
+                }
+            })
+            .collect();
+        ShardReport {
+            shard: self.id,
+            busy,
+            streams: reports,
+        }
+    }
+
+    /// Publishes this shard's report (see [`crate::metrics::api`]).
+    pub fn publish_report(&self, interval_s: f64, busy: f64) {
+        let report = self.report(interval_s, busy);
+        self.observed.reports.publish(report);
+    }
+
+    /// The API's view of every stream, or of one.
+    pub fn api_streams(&self) -> Vec<crate::metrics::api::StreamView> {
+        self.observed.reports.streams()
+    }
+
+    /// Server-wide figures and per-shard load, for `/api/v1/stats`.
+    pub fn api_stats(&self) -> serde_json::Value {
+        let all = &self.observed.all_stats;
+        let total = |f: fn(&ShardStats) -> &std::sync::atomic::AtomicU64| -> u64 {
+            all.iter().map(|s| stats::get(f(s))).sum()
+        };
+        let per_shard: Vec<serde_json::Value> = self
+            .observed
+            .reports
+            .all()
+            .iter()
+            .map(|r| {
+                let s = &all[r.shard];
+                serde_json::json!({
+                    "shard": r.shard,
+                    "busy": r.busy,
+                    "streams": r.streams.len(),
+                    "publishers": stats::get(&s.publishers),
+                    "flv_viewers": stats::get(&s.flv_viewers),
+                    "rtmp_players": stats::get(&s.rtmp_players),
+                    "bytes_out": stats::get(&s.flv_bytes_out) + stats::get(&s.rtmp_bytes_out),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "shards": all.len(),
+            "streams": self.observed.reports.streams().len(),
+            "publishers": total(|s| &s.publishers),
+            "viewers": {
+                "flv": total(|s| &s.flv_viewers),
+                "rtmp": total(|s| &s.rtmp_players),
+            },
+            "bytes_in": total(|s| &s.bytes_in),
+            "bytes_out": {
+                "flv": total(|s| &s.flv_bytes_out),
+                "rtmp": total(|s| &s.rtmp_bytes_out),
+            },
+            "hls_requests": total(|s| &s.hls_requests),
+            "frames_skipped": total(|s| &s.frames_skipped),
+            "viewers_disconnected_slow": total(|s| &s.viewers_disconnected_slow),
+            "per_shard": per_shard,
+        })
+    }
+
+    /// The Prometheus exposition of every shard's counters and the merged histograms.
+    pub fn prometheus(&self) -> String {
+        crate::metrics::prometheus::render(
+            &self.observed.all_stats,
+            &self.observed.media_budget,
+            &self.observed.histograms,
+        )
+    }
+}
