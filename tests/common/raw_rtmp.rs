@@ -1,8 +1,10 @@
-//! An RTMP client written by hand, for tests that send what a well-behaved client would not.
+//! RTMP by hand: the client's handshake, and a client that sends what a well-behaved client
+//! would not.
 
-use super::{read_until_closed, rtmp_handshake};
+use super::{read_until_closed, WAIT};
 use bytes::Bytes;
 use rml_rtmp::chunk_io::ChunkSerializer;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::messages::{MessagePayload, RtmpMessage};
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
@@ -10,6 +12,54 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+
+/// Completes the client's side of the RTMP handshake on a connected stream (rml_rtmp's
+/// client handshake), or panics after [`WAIT`].
+pub fn rtmp_handshake(stream: &mut TcpStream) {
+    client_handshake(stream, Instant::now() + WAIT);
+}
+
+/// The client's side of the RTMP handshake, done by `deadline` (panics otherwise); returns
+/// what the server sent after it, if anything. Leaves the stream without a read timeout.
+pub fn client_handshake(stream: &mut TcpStream, deadline: Instant) -> Vec<u8> {
+    let mut handshake = Handshake::new(PeerType::Client);
+    let c0c1 = handshake.generate_outbound_p0_and_p1().expect("C0+C1");
+    stream.write_all(&c0c1).expect("RTMP handshake");
+    let mut buf = vec![0u8; 16 * 1024];
+    let rest = loop {
+        let n = read_some(stream, &mut buf, deadline);
+        match handshake.process_bytes(&buf[..n]).expect("RTMP handshake") {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                stream.write_all(&response_bytes).expect("RTMP handshake")
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                stream.write_all(&response_bytes).expect("RTMP handshake");
+                break remaining_bytes;
+            }
+        }
+    };
+    stream.set_read_timeout(None).expect("read timeout");
+    rest
+}
+
+/// Blocking read of at least one byte before `deadline` (EINTR retried), during a
+/// connection's set-up: panics when the server closes the connection or the time is up.
+pub fn read_some(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> usize {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "RTMP set-up timed out");
+        stream.set_read_timeout(Some(left)).expect("read timeout");
+        match stream.read(buf) {
+            Ok(0) => panic!("the server closed the connection during set-up"),
+            Ok(n) => return n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read during set-up: {e}"),
+        }
+    }
+}
 
 /// An RTMP client written by hand: it sends what it is told, all at once, without waiting
 /// for answers (as a pipelining client would), serialized by rml_rtmp's chunk serializer.

@@ -38,7 +38,7 @@ fn witness_alone_stays_within_the_bound() {
 }
 
 use common::raw_rtmp::RawClient;
-use common::{have_tool, is_contiguous_run, is_media, wait_until, FlvViewer};
+use common::{have_tool, is_contiguous_run, is_media, read_until_closed, wait_until, FlvViewer};
 use corecast::flv::reader::{FlvReader, FlvTag, TagKind};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -555,30 +555,4 @@ pub fn send_until_refused(stream: &mut TcpStream, bytes: &[u8], max_total: usize
         }
     }
     sent
-}
-
-/// Reads until the server closes; panics if it has not within `limit`. Returns how long it
-/// took.
-pub fn closed_within(stream: &mut TcpStream, limit: Duration) -> Duration {
-    let started = Instant::now();
-    stream.set_read_timeout(Some(limit)).unwrap();
-    let mut buf = [0u8; 16384];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-                ) =>
-            {
-                break
-            }
-            Err(e) => panic!("not closed within {limit:?}: {e}"),
-        }
-        assert!(started.elapsed() < limit, "not closed within {limit:?}");
-    }
-    started.elapsed()
 }

@@ -60,14 +60,14 @@ fn one_client_cannot_take_every_stream_slot() {
         assert_eq!(status, START);
         assert_eq!(publish_again(&mut churn, 1, "a2"), START);
         assert_eq!(publish_again(&mut churn, 2, "a3"), FAILED);
-        closed_within(&mut churn.stream, Duration::from_secs(2));
+        read_until_closed(&mut churn.stream, Duration::from_secs(2));
         // a1 and a2 wait out their grace, counted for 127.0.0.2: one more stream, then no
         // more from that address.
         let (_a4, status) = publish_from(server, [127, 0, 0, 2], "a4");
         assert_eq!(status, START);
         let (mut a5, status) = publish_from(server, [127, 0, 0, 2], "a5");
         assert_eq!(status, FAILED);
-        closed_within(&mut a5.stream, Duration::from_secs(2));
+        read_until_closed(&mut a5.stream, Duration::from_secs(2));
         // Publish and leave, again and again, on one name from another address: the
         // republished stream keeps its one slot, and the rate stops the churn.
         let mut churned = 0;
@@ -135,7 +135,7 @@ fn empty_media_does_not_keep_a_publisher_alive() {
             timestamp,
         );
         silent.send(&audio);
-        closed_within(&mut silent.stream, Duration::from_secs(3));
+        read_until_closed(&mut silent.stream, Duration::from_secs(3));
         // Alone, the same publisher is closed by the idle timeout.
         let (mut idle, status) = publish_from(server, [127, 0, 0, 7], "idle");
         assert_eq!(status, START);
