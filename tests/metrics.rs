@@ -118,13 +118,23 @@ fn metrics_are_valid_and_move_while_a_stream_plays() {
     wait_live(&server, "/live/metered.flv");
     let mut viewer = FlvViewer::open(http, "/live/metered.flv");
     let reader = thread::spawn(move || viewer.read_all(Duration::from_secs(20)).len());
-    thread::sleep(Duration::from_millis(2500));
-    let during = scrape(http);
-    for name in [
+    let moving = [
         "corecast_bytes_in_total",
         "corecast_flv_bytes_out_total",
         "corecast_flv_viewers_started_total",
-    ] {
+    ];
+    let mut during = Vec::new();
+    assert!(
+        wait_until(WAIT, || {
+            during = scrape(http);
+            moving
+                .iter()
+                .all(|name| sum(&during, name) > sum(&before, name))
+                && sum(&during, "corecast_flv_viewers") == 1.0
+        }),
+        "the metrics moved while the stream played"
+    );
+    for name in moving {
         assert!(
             sum(&during, name) > sum(&before, name),
             "{name} did not increase"
@@ -133,9 +143,21 @@ fn metrics_are_valid_and_move_while_a_stream_plays() {
     assert_eq!(sum(&during, "corecast_flv_viewers"), 1.0);
     publishing.join().unwrap();
     assert!(reader.join().unwrap() > 100);
-    // Histograms are published once a second.
-    thread::sleep(corecast::metrics::PUBLISH_INTERVAL + Duration::from_millis(300));
-    let after = scrape(http);
+    // Histograms are published once a second: wait for one with the stream's deliveries.
+    let flv_count = |samples: &[Sample]| {
+        samples
+            .iter()
+            .find(|s| s.0 == "corecast_relay_latency_seconds_count" && s.1 == "protocol=\"flv\"")
+            .map_or(0.0, |s| s.2)
+    };
+    let mut after = Vec::new();
+    assert!(
+        wait_until(WAIT, || {
+            after = scrape(http);
+            flv_count(&after) > 100.0
+        }),
+        "the relay latency histogram was published"
+    );
     let relay = quantiles(&after, "corecast_relay_latency_seconds", "protocol=\"flv\"");
     let max = sum(&after, "corecast_relay_latency_max_seconds");
     assert!(
@@ -227,8 +249,6 @@ fn api_describes_a_live_stream() {
     for v in &mut viewers {
         assert!(v.next_tag().is_some());
     }
-    // Reports are published once a second.
-    thread::sleep(corecast::metrics::PUBLISH_INTERVAL * 2 + Duration::from_millis(300));
     let get = |path: &str| -> (String, serde_json::Value) {
         let mut s = TcpStream::connect(http).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -241,7 +261,27 @@ fn api_describes_a_live_stream() {
             serde_json::from_str(body).expect("JSON body"),
         )
     };
-    let (head, stream) = get("/api/v1/streams/live/described");
+    // Reports are published once a second: wait for one that counts every viewer, a
+    // whole second of input and a whole GOP.
+    let (mut head, mut stream) = (String::new(), serde_json::Value::Null);
+    let reported = wait_until(WAIT, || {
+        (head, stream) = get("/api/v1/streams/live/described");
+        let per_shard: Option<u64> = stream["viewers_per_shard"].as_array().map(|shards| {
+            shards
+                .iter()
+                .map(|s| s["flv"].as_u64().unwrap_or(0) + s["rtmp"].as_u64().unwrap_or(0))
+                .sum()
+        });
+        stream["viewers"]["flv"] == 3
+            && stream["viewers"]["rtmp"] == 1
+            && stream["gop_ms"].is_u64()
+            && per_shard == Some(4)
+            && stream["bitrate_in_kbps"]
+                .as_f64()
+                .is_some_and(|kbps| (100.0..1000.0).contains(&kbps))
+            && get("/api/v1/stats").1["viewers"]["flv"] == 3
+    });
+    assert!(reported, "the report: {stream}");
     assert!(
         head.starts_with("HTTP/1.1 200") && head.contains("application/json"),
         "{head}"

@@ -2,6 +2,7 @@
 //! reader, the fixture clip, and the external-tool gate.
 #![allow(dead_code)]
 
+pub mod conn;
 pub mod fixture;
 pub mod raw_publisher;
 pub mod raw_rtmp;
@@ -348,6 +349,7 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         if cond() {
             return true;
         }
+        // The poll interval: this is the one wait that every other is built on.
         std::thread::sleep(Duration::from_millis(20));
     }
     cond()
