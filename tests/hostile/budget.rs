@@ -92,6 +92,7 @@ impl Attacker {
             self.client.send(&bytes);
             self.timestamp += 40;
             if i % 8 == 7 {
+                // The publisher's pace is the test (see above).
                 std::thread::sleep(Duration::from_millis(20));
             }
         }

@@ -72,13 +72,16 @@ fn one_client_cannot_take_every_stream_slot() {
         // republished stream keeps its one slot, and the rate stops the churn.
         let mut churned = 0;
         loop {
-            let (client, status) = publish_from(server, [127, 0, 0, 3], "b");
-            drop(client);
-            if status == "NetStream.Publish.BadName" {
-                // The previous connection's close has not reached the server yet.
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
+            // Refused as a duplicate (BadName) while the previous connection's close has not
+            // reached the server yet: tried again until it has.
+            let mut status = String::new();
+            let previous_gone = wait_until(Duration::from_secs(5), || {
+                let (client, answer) = publish_from(server, [127, 0, 0, 3], "b");
+                drop(client);
+                status = answer;
+                status != "NetStream.Publish.BadName"
+            });
+            assert!(previous_gone, "the previous publisher of b never left");
             if status != START {
                 assert_eq!(status, FAILED);
                 break;
@@ -117,6 +120,7 @@ fn empty_media_does_not_keep_a_publisher_alive() {
                 silent.send(&bytes);
                 timestamp += 20;
             }
+            // The publisher's pace (empty media every 100 ms) is the test.
             std::thread::sleep(Duration::from_millis(100));
         }
         let (new, status) = publish_from(server, [127, 0, 0, 6], "silent");
