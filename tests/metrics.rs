@@ -5,8 +5,7 @@ mod common;
 use common::*;
 use corecast::metrics::Stage;
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::thread;
 use std::time::Duration;
 
@@ -73,18 +72,12 @@ fn parse(text: &str) -> Vec<Sample> {
 }
 
 fn scrape(addr: SocketAddr) -> Vec<Sample> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let Response { status, head, body } = http_get(addr, "/metrics");
     assert!(
-        head.starts_with("HTTP/1.1 200") && head.contains("text/plain; version=0.0.4"),
+        status == 200 && head.contains("text/plain; version=0.0.4"),
         "{head}"
     );
-    parse(body)
+    parse(&String::from_utf8(body).expect("UTF-8 metrics"))
 }
 
 fn sum(samples: &[Sample], name: &str) -> f64 {
@@ -250,16 +243,8 @@ fn api_describes_a_live_stream() {
         assert!(v.next_tag().is_some());
     }
     let get = |path: &str| -> (String, serde_json::Value) {
-        let mut s = TcpStream::connect(http).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        (
-            head.to_string(),
-            serde_json::from_str(body).expect("JSON body"),
-        )
+        let Response { head, body, .. } = http_get(http, path);
+        (head, serde_json::from_slice(&body).expect("JSON body"))
     };
     // Reports are published once a second: wait for one that counts every viewer, a
     // whole second of input and a whole GOP.
@@ -335,12 +320,11 @@ fn admin_listener_is_separate_and_token_protected() {
     let server = start("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret\"\n");
     let admin = server.admin_addr().expect("admin listener");
     let status = |addr: SocketAddr, path: &str, auth: &str| -> u16 {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n").unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        raw[9..12].parse().unwrap()
+        http_request(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n"),
+        )
+        .status
     };
     let bearer = "Authorization: Bearer s3cret\r\n";
     assert_eq!(status(admin, "/metrics", bearer), 200);

@@ -61,6 +61,31 @@ pub fn read_some(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> u
     }
 }
 
+/// Reads from `stream` until `found` holds for everything read so far, which it returns;
+/// panics when the server closes the connection first, or after `limit`.
+pub fn read_until(
+    stream: &mut TcpStream,
+    limit: Duration,
+    found: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !found(&seen) {
+        let left = limit.saturating_sub(started.elapsed());
+        let lossy = String::from_utf8_lossy(&seen).to_string();
+        assert!(!left.is_zero(), "not there within {limit:?}: {lossy:?}");
+        stream.set_read_timeout(Some(left)).expect("read timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("closed before it came: {lossy:?}"),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("reading the server's answers: {e}: {lossy:?}"),
+        }
+    }
+    seen
+}
+
 /// An RTMP client written by hand: it sends what it is told, all at once, without waiting
 /// for answers (as a pipelining client would), serialized by rml_rtmp's chunk serializer.
 pub struct RawClient {
@@ -162,6 +187,24 @@ impl RawClient {
     pub fn send(&mut self, bytes: &[u8]) {
         // The server may close before taking everything: a failed write is fine.
         let _ = self.stream.write_all(bytes);
+    }
+
+    /// Reads until the server answers a publish request (within 3 s); its status code.
+    pub fn publish_status(&mut self) -> String {
+        let code = |seen: &[u8]| -> Option<String> {
+            let prefix: &[u8] = b"NetStream.Publish.";
+            let at = seen.windows(prefix.len()).position(|w| w == prefix)?;
+            let code: Vec<u8> = seen[at..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'.')
+                .copied()
+                .collect();
+            (code.len() > prefix.len() + 3).then(|| String::from_utf8(code).unwrap())
+        };
+        let seen = read_until(&mut self.stream, Duration::from_secs(3), |seen| {
+            code(seen).is_some()
+        });
+        code(&seen).expect("a publish status")
     }
 
     /// Reads (and drops) what the server sends until it closes.
