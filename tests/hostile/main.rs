@@ -235,51 +235,17 @@ fn configuration(extra: &str) -> String {
     toml::to_string(&config).unwrap()
 }
 
-/// Reads until the server answers a publish request; its status code.
-pub fn publish_status(client: &mut RawClient) -> String {
-    client
-        .stream
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
-    let mut seen: Vec<u8> = Vec::new();
-    let mut buf = [0u8; 4096];
-    let prefix: &[u8] = b"NetStream.Publish.";
-    loop {
-        if let Some(at) = seen.windows(prefix.len()).position(|w| w == prefix) {
-            let code: Vec<u8> = seen[at..]
-                .iter()
-                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'.')
-                .copied()
-                .collect();
-            if code.len() > prefix.len() + 3 {
-                return String::from_utf8(code).unwrap();
-            }
-        }
-        match client.stream.read(&mut buf) {
-            Ok(0) | Err(_) => panic!("no publish status: {:?}", String::from_utf8_lossy(&seen)),
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
 /// The answer to a publish request that was accepted.
 pub const START: &str = "NetStream.Publish.Start";
 /// The answer to a publish request refused by a limit.
 pub const FAILED: &str = "NetStream.Publish.Failed";
 
-/// GET on the admin listener; the whole response.
+/// GET on the admin listener, which must answer 200; the body.
 pub fn admin_get(admin: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(2)).expect("admin");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("admin response");
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    text
+    let response = common::http_get(admin, path);
+    let body = String::from_utf8_lossy(&response.body).to_string();
+    assert_eq!(response.status, 200, "{}{body}", response.head);
+    body
 }
 
 /// A live stream published by ffmpeg and watched over HTTP-FLV for the whole attack.

@@ -22,7 +22,7 @@ fn publish_from(server: &Corecast, source: [u8; 4], name: &str) -> (RawClient, S
     let mut client = connect_from(server, source);
     let commands = client.publish_commands(name);
     client.send(&commands);
-    let status = publish_status(&mut client);
+    let status = client.publish_status();
     (client, status)
 }
 
@@ -45,7 +45,7 @@ fn publish_again(client: &mut RawClient, stream_id: u32, name: &str) -> String {
         ],
     ));
     client.send(&out);
-    publish_status(client)
+    client.publish_status()
 }
 
 /// One connection publishing, deleting and publishing again; one address holding streams
