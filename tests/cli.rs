@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{config_file, listening, run_to_exit, Killed};
+use common::{config_file, listening, run_to_exit, wait_exit, wait_until, Killed};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -299,7 +299,10 @@ fn a_stopping_instance_frees_its_ports_at_once() {
     let config = listening("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", extra);
     let (mut first, at) = serve("stopping", &config).unwrap();
     let idle = TcpStream::connect(at.http).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        common::conn::wait_all_accepted(&[at.http], Duration::from_secs(5)),
+        "the idle connection was accepted"
+    );
     // SAFETY: kill(2) with the pid of our own child.
     assert_eq!(unsafe { libc::kill(first.0.id() as i32, libc::SIGTERM) }, 0);
     // Its listeners close at once: a new instance takes the same ports while it drains.
@@ -309,16 +312,19 @@ fn a_stopping_instance_frees_its_ports_at_once() {
         &at.admin.to_string(),
         "",
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (_second, again) = loop {
-        match serve("restarted", &same) {
-            Ok(running) => break running,
-            Err(err) => {
-                assert!(Instant::now() < deadline, "no restart within 5 s: {err}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+    let (mut restarted, mut failure) = (None, String::new());
+    let took_over = wait_until(Duration::from_secs(5), || match serve("restarted", &same) {
+        Ok(running) => {
+            restarted = Some(running);
+            true
         }
-    };
+        Err(err) => {
+            failure = err;
+            false
+        }
+    });
+    assert!(took_over, "no restart within 5 s: {failure}");
+    let (_second, again) = restarted.expect("restarted");
     assert_eq!(
         (again.rtmp, again.http, again.admin),
         (at.rtmp, at.http, at.admin)
@@ -334,17 +340,8 @@ fn a_stopping_instance_frees_its_ports_at_once() {
     );
     assert_eq!(status(again.admin, "/metrics"), "HTTP/1.1 200 OK");
     drop(idle);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let exited = loop {
-        if let Some(status) = first.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the first did not finish its drain"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exited = wait_exit(&mut first.0, Duration::from_secs(5))
+        .expect("the first did not finish its drain");
     assert!(exited.success(), "{exited:?}");
 }
 

@@ -8,6 +8,21 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+/// Bytes that arrived on `socket` and were not read (FIONREAD).
+fn unread(socket: &socket2::Socket) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int, at a valid address, for a descriptor we own.
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(socket),
+            libc::FIONREAD,
+            &mut n,
+        )
+    };
+    assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    n as usize
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
@@ -77,7 +92,10 @@ fn viewers_resetting_mid_write_are_cleaned_up_and_others_flow() {
         assert_eq!(v.status, 200, "round {round}");
         let socket = socket2::Socket::from(v.stream);
         socket.set_linger(Some(Duration::ZERO)).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            wait_until(Duration::from_secs(5), || unread(&socket) > 0),
+            "the server writes to the viewer (round {round})"
+        );
         drop(socket);
         assert!(
             witness.next_tag().is_some(),

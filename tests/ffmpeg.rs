@@ -6,16 +6,12 @@ mod common;
 
 use common::*;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Waits for a child with a deadline; kills it when the deadline passes.
 fn wait_output(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if wait_exit(&mut child, limit).is_some() {
+        return child.wait_with_output().expect("output");
     }
     let _ = child.kill();
     panic!("child did not finish within {limit:?}");

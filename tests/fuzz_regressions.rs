@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::raw_rtmp::read_until;
 use common::*;
 use corecast::flv::reader::{FlvError, FlvReader, TagKind};
 use corecast::http::request::{byte_range, parse_head, ByteRange};
@@ -14,7 +15,7 @@ use rml_rtmp::rml_amf0::{self, Amf0Value};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
 };
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -416,20 +417,6 @@ fn real_commands_and_metadata_pass_the_guard() {
     )));
 }
 
-/// Reads from `stream` until `needle` has arrived.
-fn read_until(stream: &mut TcpStream, needle: &[u8]) {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !seen.windows(needle.len()).any(|w| w == needle) {
-        let n = stream.read(&mut buf).expect("reading the server's answers");
-        assert!(n > 0, "closed before {:?}", String::from_utf8_lossy(needle));
-        seen.extend_from_slice(&buf[..n]);
-    }
-}
-
 /// End to end: the 36 KB command right after the handshake, and a 1 MB onMetaData from a
 /// publisher, each close only their connection and are counted as limits hit; the process
 /// (which such a message aborted with a stack overflow) still serves.
@@ -481,7 +468,10 @@ fn deep_amf_closes_only_its_connection() {
     for request in requests {
         publisher_conn.write_all(&request).unwrap();
     }
-    read_until(&mut publisher_conn, b"NetStream.Publish.Start");
+    let started: &[u8] = b"NetStream.Publish.Start";
+    read_until(&mut publisher_conn, Duration::from_secs(5), |seen| {
+        seen.windows(started.len()).any(|w| w == started)
+    });
     // Over the 64 KiB a stranger may send: only a publisher gets this far.
     let metadata = chunk(4, 18, 1, &deep_amf(ECMA_ARRAY, 1 << 20));
     // The server closes the connection part way through: writing may fail.

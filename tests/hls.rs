@@ -5,12 +5,12 @@ mod common;
 
 use common::ts_check::{check_segment, TsState};
 use common::*;
+use corecast::flv::reader::TagKind;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const VIDEO_PID: u16 = 0x100;
 const AUDIO_PID: u16 = 0x101;
@@ -38,17 +38,17 @@ fn tag_value(playlist: &str, tag: &str) -> Option<u64> {
         .map(|v| v.trim().parse().unwrap())
 }
 
-/// Collects every segment the playlist lists while `until` is false (polling).
+/// Collects every segment the playlist lists until `until` holds for the playlist (polling);
+/// panics if it does not within `limit`.
 fn collect_segments(
     addr: SocketAddr,
     path: &str,
     limit: Duration,
     mut until: impl FnMut(&str) -> bool,
 ) -> (BTreeMap<u64, (Vec<u8>, u64)>, String) {
-    let deadline = Instant::now() + limit;
     let mut segments = BTreeMap::new();
     let mut playlist = String::new();
-    while Instant::now() < deadline {
+    let done = wait_until(limit, || {
         let r = http_get(addr, path);
         if r.status == 200 {
             playlist = String::from_utf8(r.body).unwrap();
@@ -61,12 +61,11 @@ fn collect_segments(
                     e.insert((seg.body, duration));
                 }
             }
-            if until(&playlist) {
-                break;
-            }
+            return until(&playlist);
         }
-        thread::sleep(Duration::from_millis(50));
-    }
+        false
+    });
+    assert!(done, "{path}: not as awaited within {limit:?}:\n{playlist}");
     (segments, playlist)
 }
 
@@ -188,7 +187,8 @@ fn republish_marks_a_discontinuity_and_sequence_keeps_increasing() {
         .replay(&tags, corecast_testkit::client::Pace::AsFastAsPossible, 0)
         .unwrap();
     first.finish().unwrap();
-    thread::sleep(Duration::from_millis(200));
+    // The server has taken everything the first publisher sent once it saw it leave.
+    assert!(wait_until(WAIT, || total(&server, |s| &s.publishers) == 0));
     let before = String::from_utf8(http_get(addr, "/live/again.m3u8").body).unwrap();
     let seq_before =
         tag_value(&before, "#EXT-X-MEDIA-SEQUENCE:").unwrap() + listed(&before).len() as u64;
@@ -200,11 +200,17 @@ fn republish_marks_a_discontinuity_and_sequence_keeps_increasing() {
             0,
         )
         .unwrap();
-    thread::sleep(Duration::from_millis(200));
-    let after = String::from_utf8(http_get(addr, "/live/again.m3u8").body).unwrap();
+    let playlist = || String::from_utf8(http_get(addr, "/live/again.m3u8").body).unwrap();
+    let made = |p: &str| tag_value(p, "#EXT-X-MEDIA-SEQUENCE:").unwrap() + listed(p).len() as u64;
+    // The second publisher's segments appear.
+    let mut after = String::new();
+    let appeared = wait_until(WAIT, || {
+        after = playlist();
+        after.contains("#EXT-X-DISCONTINUITY\n") && made(&after) > seq_before
+    });
+    assert!(appeared, "{after}");
     assert!(after.contains("#EXT-X-DISCONTINUITY\n"), "{after}");
-    let seq_after =
-        tag_value(&after, "#EXT-X-MEDIA-SEQUENCE:").unwrap() + listed(&after).len() as u64;
+    let seq_after = made(&after);
     assert!(
         seq_after > seq_before,
         "media sequence keeps increasing: {seq_before} -> {seq_after}"
@@ -217,8 +223,12 @@ fn republish_marks_a_discontinuity_and_sequence_keeps_increasing() {
             10_000,
         )
         .unwrap();
-    thread::sleep(Duration::from_millis(200));
-    let later = String::from_utf8(http_get(addr, "/live/again.m3u8").body).unwrap();
+    let mut later = String::new();
+    let slid = wait_until(WAIT, || {
+        later = playlist();
+        !later.contains("#EXT-X-DISCONTINUITY\n")
+    });
+    assert!(slid, "{later}");
     assert_eq!(
         tag_value(&later, "#EXT-X-DISCONTINUITY-SEQUENCE:"),
         Some(1),
@@ -234,8 +244,9 @@ fn window_bounds_memory_and_http_semantics_hold() {
     let addr = server.http_addr();
     let tags = fixture_tags();
     let mut p = publisher(&server, "win");
-    let mut offset = 0;
+    let (mut offset, mut last_offset) = (0, 0);
     for _ in 0..6 {
+        last_offset = offset;
         offset = p
             .replay(
                 &tags,
@@ -245,7 +256,20 @@ fn window_bounds_memory_and_http_semantics_hold() {
             .unwrap()
             + 40;
     }
-    thread::sleep(Duration::from_millis(200));
+    // The server has taken all of it once a viewer gets the last audio frame sent.
+    let last = tags
+        .iter()
+        .rev()
+        .find(|t| t.kind == TagKind::Audio && is_media(t))
+        .expect("fixture: audio");
+    let mut viewer = FlvViewer::open(addr, "/live/win.flv");
+    assert_eq!(viewer.status, 200);
+    assert!(
+        std::iter::from_fn(|| viewer.next_tag())
+            .any(|t| t.data == last.data && t.timestamp == last.timestamp + last_offset),
+        "the stream's last audio frame arrived"
+    );
+    drop(viewer);
     let playlist = http_get(addr, "/live/win.m3u8");
     assert!(playlist
         .head

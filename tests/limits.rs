@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::conn::wait_server_closed;
 use common::*;
 use corecast_testkit::client::{ClientError, Publisher};
 use std::io::Read;
@@ -23,17 +24,33 @@ fn refused(server: &corecast::Server) -> u64 {
     total(server, |s| &s.connections_refused)
 }
 
+/// Connections admitted (and counted) on every listener so far.
+fn admitted(server: &corecast::Server) -> u64 {
+    total(server, |s| &s.http_accepted) + total(server, |s| &s.rtmp_accepted)
+}
+
+/// Closes `held` and waits until the server has closed its side of each, giving their
+/// places back.
+fn give_back(server: std::net::SocketAddr, held: Vec<TcpStream>) {
+    for s in &held {
+        s.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    for s in &held {
+        assert!(
+            wait_server_closed(server, s, WAIT).is_some(),
+            "the server did not close its side"
+        );
+    }
+}
+
 #[test]
 fn connections_per_address_and_in_total() {
     let server = start("[limits]\nmax_connections_per_ip = 3\nexempt_loopback = false\n");
     let http = server.http_addr();
-    let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(http).unwrap()).collect();
-    // Each shard admits on its own accept: wait until all three are counted.
-    std::thread::sleep(Duration::from_millis(200));
+    let held = hold(&server, http, 3);
     assert!(closed_at_once(http), "a fourth connection is refused");
     assert!(wait_until(Duration::from_secs(2), || refused(&server) == 1));
-    drop(held);
-    std::thread::sleep(Duration::from_millis(200));
+    give_back(http, held);
     let ok = FlvViewer::open(http, "/live/none.flv");
     assert_eq!(
         ok.status, 404,
@@ -43,8 +60,7 @@ fn connections_per_address_and_in_total() {
 
     let server = start("[limits]\nmax_connections = 2\n");
     let rtmp = server.rtmp_addr();
-    let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(rtmp).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    let held = hold(&server, rtmp, 2);
     let started = Instant::now();
     assert!(
         closed_at_once(server.http_addr()),
@@ -68,7 +84,10 @@ fn streams_and_viewers_per_stream() {
     }
     let http = server.http_addr();
     // wait_live's own request is a viewer until the server's next send finds it gone.
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        wait_until(WAIT, || total(&server, |s| &s.flv_viewers) == 0),
+        "wait_live's viewer is gone"
+    );
     let mut first = FlvViewer::open(http, "/live/only.flv");
     let mut second = FlvViewer::open(http, "/live/only.flv");
     assert_eq!((first.status, second.status), (200, 200));
@@ -87,11 +106,15 @@ fn streams_and_viewers_per_stream() {
     server.stop();
 }
 
-/// Holds `n` connections to `addr` and waits until the server has accepted (and counted)
-/// them.
-fn hold(addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
+/// Holds `n` connections to `addr` and waits until the server has admitted (and counted)
+/// them: each shard admits on its own accept.
+fn hold(server: &corecast::Server, addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
+    let before = admitted(server);
     let held = (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        wait_until(WAIT, || admitted(server) == before + n as u64),
+        "{n} connections to {addr} admitted"
+    );
     held
 }
 
@@ -99,7 +122,7 @@ fn hold(addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
 fn admin_connections_count_with_a_headroom() {
     let server = start("[limits]\nmax_connections = 2\n[admin]\nlisten = \"127.0.0.1:0\"\n");
     let admin = server.admin_addr().unwrap();
-    let public = hold(server.http_addr(), 2);
+    let public = hold(&server, server.http_addr(), 2);
     assert!(
         closed_at_once(server.http_addr()),
         "the public side is full"
@@ -107,15 +130,15 @@ fn admin_connections_count_with_a_headroom() {
     // Operators still get the metrics.
     assert_eq!(http_get(admin, "/metrics").status, 200);
     // Admin connections count: one held makes room for one public connection less.
-    drop(public);
-    let operator = hold(admin, 1);
-    let _public = hold(server.http_addr(), 1);
+    give_back(server.http_addr(), public);
+    let operator = hold(&server, admin, 1);
+    let _public = hold(&server, server.http_addr(), 1);
     assert!(
         closed_at_once(server.http_addr()),
         "the admin connection counts"
     );
     // Past the headroom (corecast::limits::ADMIN_HEADROOM), admin connections are refused.
-    let operators = hold(admin, corecast::limits::ADMIN_HEADROOM);
+    let operators = hold(&server, admin, corecast::limits::ADMIN_HEADROOM);
     assert!(closed_at_once(admin), "beyond the headroom");
     drop((operator, operators));
     server.stop();
@@ -134,7 +157,7 @@ fn a_dual_stack_listener_sees_ipv4_clients_as_ipv4() {
     let port = server.http_addr().port();
     let v4 = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
-    let _held = (hold(v4, 3), hold(v6, 3));
+    let _held = (hold(&server, v4, 3), hold(&server, v6, 3));
     assert_eq!(http_get(v4, "/live/none.flv").status, 404);
     assert_eq!(refused(&server), 0, "loopback in both forms is exempt");
     server.stop();
@@ -144,12 +167,12 @@ fn a_dual_stack_listener_sees_ipv4_clients_as_ipv4() {
     let port = server.http_addr().port();
     let v4 = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
-    let _v4 = hold(v4, 1);
+    let _v4 = hold(&server, v4, 1);
     assert!(
         closed_at_once(v4),
         "a second IPv4 connection is over the limit"
     );
-    let _v6 = hold(v6, 1);
+    let _v6 = hold(&server, v6, 1);
     assert!(wait_until(Duration::from_secs(2), || refused(&server) == 1));
     assert!(
         closed_at_once(v6),

@@ -5,8 +5,7 @@ mod common;
 use common::*;
 use corecast::metrics::Stage;
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::thread;
 use std::time::Duration;
 
@@ -73,18 +72,12 @@ fn parse(text: &str) -> Vec<Sample> {
 }
 
 fn scrape(addr: SocketAddr) -> Vec<Sample> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let Response { status, head, body } = http_get(addr, "/metrics");
     assert!(
-        head.starts_with("HTTP/1.1 200") && head.contains("text/plain; version=0.0.4"),
+        status == 200 && head.contains("text/plain; version=0.0.4"),
         "{head}"
     );
-    parse(body)
+    parse(&String::from_utf8(body).expect("UTF-8 metrics"))
 }
 
 fn sum(samples: &[Sample], name: &str) -> f64 {
@@ -118,13 +111,23 @@ fn metrics_are_valid_and_move_while_a_stream_plays() {
     wait_live(&server, "/live/metered.flv");
     let mut viewer = FlvViewer::open(http, "/live/metered.flv");
     let reader = thread::spawn(move || viewer.read_all(Duration::from_secs(20)).len());
-    thread::sleep(Duration::from_millis(2500));
-    let during = scrape(http);
-    for name in [
+    let moving = [
         "corecast_bytes_in_total",
         "corecast_flv_bytes_out_total",
         "corecast_flv_viewers_started_total",
-    ] {
+    ];
+    let mut during = Vec::new();
+    assert!(
+        wait_until(WAIT, || {
+            during = scrape(http);
+            moving
+                .iter()
+                .all(|name| sum(&during, name) > sum(&before, name))
+                && sum(&during, "corecast_flv_viewers") == 1.0
+        }),
+        "the metrics moved while the stream played"
+    );
+    for name in moving {
         assert!(
             sum(&during, name) > sum(&before, name),
             "{name} did not increase"
@@ -133,9 +136,21 @@ fn metrics_are_valid_and_move_while_a_stream_plays() {
     assert_eq!(sum(&during, "corecast_flv_viewers"), 1.0);
     publishing.join().unwrap();
     assert!(reader.join().unwrap() > 100);
-    // Histograms are published once a second.
-    thread::sleep(corecast::metrics::PUBLISH_INTERVAL + Duration::from_millis(300));
-    let after = scrape(http);
+    // Histograms are published once a second: wait for one with the stream's deliveries.
+    let flv_count = |samples: &[Sample]| {
+        samples
+            .iter()
+            .find(|s| s.0 == "corecast_relay_latency_seconds_count" && s.1 == "protocol=\"flv\"")
+            .map_or(0.0, |s| s.2)
+    };
+    let mut after = Vec::new();
+    assert!(
+        wait_until(WAIT, || {
+            after = scrape(http);
+            flv_count(&after) > 100.0
+        }),
+        "the relay latency histogram was published"
+    );
     let relay = quantiles(&after, "corecast_relay_latency_seconds", "protocol=\"flv\"");
     let max = sum(&after, "corecast_relay_latency_max_seconds");
     assert!(
@@ -227,21 +242,31 @@ fn api_describes_a_live_stream() {
     for v in &mut viewers {
         assert!(v.next_tag().is_some());
     }
-    // Reports are published once a second.
-    thread::sleep(corecast::metrics::PUBLISH_INTERVAL * 2 + Duration::from_millis(300));
     let get = |path: &str| -> (String, serde_json::Value) {
-        let mut s = TcpStream::connect(http).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        (
-            head.to_string(),
-            serde_json::from_str(body).expect("JSON body"),
-        )
+        let Response { head, body, .. } = http_get(http, path);
+        (head, serde_json::from_slice(&body).expect("JSON body"))
     };
-    let (head, stream) = get("/api/v1/streams/live/described");
+    // Reports are published once a second: wait for one that counts every viewer, a
+    // whole second of input and a whole GOP.
+    let (mut head, mut stream) = (String::new(), serde_json::Value::Null);
+    let reported = wait_until(WAIT, || {
+        (head, stream) = get("/api/v1/streams/live/described");
+        let per_shard: Option<u64> = stream["viewers_per_shard"].as_array().map(|shards| {
+            shards
+                .iter()
+                .map(|s| s["flv"].as_u64().unwrap_or(0) + s["rtmp"].as_u64().unwrap_or(0))
+                .sum()
+        });
+        stream["viewers"]["flv"] == 3
+            && stream["viewers"]["rtmp"] == 1
+            && stream["gop_ms"].is_u64()
+            && per_shard == Some(4)
+            && stream["bitrate_in_kbps"]
+                .as_f64()
+                .is_some_and(|kbps| (100.0..1000.0).contains(&kbps))
+            && get("/api/v1/stats").1["viewers"]["flv"] == 3
+    });
+    assert!(reported, "the report: {stream}");
     assert!(
         head.starts_with("HTTP/1.1 200") && head.contains("application/json"),
         "{head}"
@@ -295,12 +320,11 @@ fn admin_listener_is_separate_and_token_protected() {
     let server = start("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret\"\n");
     let admin = server.admin_addr().expect("admin listener");
     let status = |addr: SocketAddr, path: &str, auth: &str| -> u16 {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n").unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        raw[9..12].parse().unwrap()
+        http_request(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n"),
+        )
+        .status
     };
     let bearer = "Authorization: Bearer s3cret\r\n";
     assert_eq!(status(admin, "/metrics", bearer), 200);

@@ -14,20 +14,15 @@
 mod common;
 
 use bytes::Bytes;
+use common::fixture::{first_at, keyframe_at, keyframes, sequence_header};
+use common::raw_publisher::{
+    aggregate_part, is_av, raw_message, RawPublisher, TYPE_AGGREGATE, TYPE_AUDIO, TYPE_VIDEO,
+};
 use common::ts_check::{check_segment, TsState};
+use common::watch::{assert_never_back, assert_tail, last_position, media_of, Sent, Watch};
 use common::*;
 use corecast::flv::reader::{FlvTag, TagKind};
-use corecast_testkit::client::{ClientError, Pace, PlayEvent, Player};
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::sessions::{
-    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
-    PublishRequestType, StreamMetadata,
-};
-use rml_rtmp::time::RtmpTimestamp;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc;
-use std::thread;
+use corecast_testkit::client::{Pace, Player};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------
@@ -48,328 +43,23 @@ fn config(grace_ms: u64, extra: &str) -> String {
 /// HLS settings that keep every segment of a short test stream (the fixture's GOP is 1 s).
 const HLS_KEEP_ALL: &str = "[hls]\ntarget_duration_ms = 1000\nwindow_segments = 60\n";
 
-/// Generous bound for functional waits (the machine may be busy).
-const WAIT: Duration = Duration::from_secs(15);
+/// How much of the clip each test publishes before its viewers connect: its first 0.42 s
+/// (metadata, sequence headers, the first keyframe and what follows it).
+const HEAD_MS: u32 = 420;
 
-// ---------------------------------------------------------------------------------------
-// A raw RTMP publisher: rml_rtmp's client session for the conversation, plus hand-made
-// chunks for what the session cannot send (empty and aggregate messages), and a socket of
-// our own (to reset the connection).
-// ---------------------------------------------------------------------------------------
-
-/// Chunk size this publisher announces (and uses for its hand-made chunks).
-const RAW_CHUNK_SIZE: u32 = 4096;
-/// The message stream the publisher publishes on: corecast answers the first
-/// `createStream` of a connection with 1 (docs/ARCHITECTURE.md, "RTMP play").
-const RAW_STREAM_ID: u32 = 1;
-/// A chunk stream id the client session never uses (its serializer uses 2 to 6).
-const RAW_CSID: u8 = 10;
-const TYPE_AUDIO: u8 = 8;
-const TYPE_VIDEO: u8 = 9;
-const TYPE_AGGREGATE: u8 = 22;
-
-struct RawPublisher {
-    stream: TcpStream,
-    session: ClientSession,
-    buf: Vec<u8>,
-}
-
-impl RawPublisher {
-    /// Connects, handshakes, connects to `live` and publishes `name`; returns once the
-    /// server accepted the publish request. Panics (with the reason) otherwise.
-    fn connect(addr: SocketAddr, name: &str) -> RawPublisher {
-        let deadline = Instant::now() + WAIT;
-        let stream =
-            TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to RTMP");
-        stream.set_nodelay(true).expect("TCP_NODELAY");
-        stream
-            .set_write_timeout(Some(Duration::from_secs(10)))
-            .expect("write timeout");
-        let mut config = ClientSessionConfig::new();
-        config.chunk_size = RAW_CHUNK_SIZE;
-        config.tc_url = Some(format!("rtmp://{addr}/live"));
-        let (session, initial) = ClientSession::new(config).expect("client session");
-        let mut p = RawPublisher {
-            stream,
-            session,
-            buf: vec![0; 64 * 1024],
-        };
-
-        let mut handshake = Handshake::new(PeerType::Client);
-        p.write(&handshake.generate_outbound_p0_and_p1().expect("C0+C1"));
-        let mut input = loop {
-            let n = p.read_some(deadline);
-            match handshake
-                .process_bytes(&p.buf[..n])
-                .expect("RTMP handshake")
-            {
-                HandshakeProcessResult::InProgress { response_bytes } => p.write(&response_bytes),
-                HandshakeProcessResult::Completed {
-                    response_bytes,
-                    remaining_bytes,
-                } => {
-                    p.write(&response_bytes);
-                    break remaining_bytes;
-                }
-            }
-        };
-        p.write_results(initial);
-        let connect = p
-            .session
-            .request_connection("live".to_string())
-            .expect("connect request");
-        p.write_results([connect]);
-        let mut requested = false;
-        loop {
-            // Every response to this input is written before the next request, so that
-            // outbound packets stay in the session serializer's order.
-            for event in p.handle(&input) {
-                match event {
-                    ClientSessionEvent::ConnectionRequestAccepted if !requested => {
-                        let publish = p
-                            .session
-                            .request_publishing(name.to_string(), PublishRequestType::Live)
-                            .expect("publish request");
-                        p.write_results([publish]);
-                        requested = true;
-                    }
-                    ClientSessionEvent::PublishRequestAccepted => return p,
-                    ClientSessionEvent::ConnectionRequestRejected { description } => {
-                        panic!("connect rejected: {description}")
-                    }
-                    _ => {}
-                }
-            }
-            let n = p.read_some(deadline);
-            input = p.buf[..n].to_vec();
-        }
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write to the server");
-    }
-
-    fn write_results(&mut self, results: impl IntoIterator<Item = ClientSessionResult>) {
-        for result in results {
-            if let ClientSessionResult::OutboundResponse(packet) = result {
-                self.write(&packet.bytes);
-            }
-        }
-    }
-
-    /// Feeds server bytes to the session, writes its answers, returns its events.
-    fn handle(&mut self, input: &[u8]) -> Vec<ClientSessionEvent> {
-        let results = self
-            .session
-            .handle_input(input)
-            .expect("server input decodes");
-        let mut events = Vec::new();
-        for result in results {
-            match result {
-                ClientSessionResult::OutboundResponse(packet) => self.write(&packet.bytes),
-                ClientSessionResult::RaisedEvent(event) => events.push(event),
-                ClientSessionResult::UnhandleableMessageReceived(_) => {}
-            }
-        }
-        events
-    }
-
-    /// Blocking read of at least one byte before `deadline` (EINTR retried).
-    fn read_some(&mut self, deadline: Instant) -> usize {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "RTMP set-up timed out");
-            self.stream
-                .set_read_timeout(Some(left))
-                .expect("read timeout");
-            match self.stream.read(&mut self.buf) {
-                Ok(0) => panic!("the server closed the connection during set-up"),
-                Ok(n) => return n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => panic!("read during set-up: {e}"),
-            }
-        }
-    }
-
-    /// Services whatever the server sent (acknowledgements, pings) without blocking, so
-    /// that the receive queue stays empty.
-    fn drain(&mut self) {
-        self.stream.set_nonblocking(true).expect("nonblocking");
-        let mut received = Vec::new();
-        loop {
-            match self.stream.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => received.extend_from_slice(&self.buf[..n]),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) => panic!("publisher read: {e}"),
-            }
-        }
-        self.stream.set_nonblocking(false).expect("blocking");
-        if !received.is_empty() {
-            self.handle(&received);
-        }
-    }
-
-    fn metadata(&mut self) {
-        let mut metadata = StreamMetadata::new();
-        metadata.video_codec_id = Some(7);
-        metadata.audio_codec_id = Some(10);
-        metadata.encoder = Some("publisher_faults".to_string());
-        let packet = self
-            .session
-            .publish_metadata(&metadata)
-            .expect("metadata packet");
-        self.write_results([packet]);
-        self.drain();
-    }
-
-    /// One audio or video message through the client session (non-empty bodies only: the
-    /// session's serializer writes nothing for an empty one).
-    fn media(&mut self, kind: TagKind, ts: u32, data: Bytes) {
-        assert!(!data.is_empty(), "use raw() for empty messages");
-        let packet = match kind {
-            TagKind::Audio => self
-                .session
-                .publish_audio_data(data, RtmpTimestamp::new(ts), false),
-            TagKind::Video => self
-                .session
-                .publish_video_data(data, RtmpTimestamp::new(ts), false),
-            other => panic!("not media: {other:?}"),
-        }
-        .expect("media packet");
-        self.write_results([packet]);
-        self.drain();
-    }
-
-    /// Sends fixture tags at their own timestamp plus `offset` (wrapping); script tags are
-    /// skipped. Returns the media sent, with their raw timestamps.
-    fn tags(&mut self, tags: &[FlvTag], offset: u32) -> Vec<Sent> {
-        let mut sent = Vec::new();
-        for tag in tags.iter().filter(|t| is_av(t)) {
-            let ts = tag.timestamp.wrapping_add(offset);
-            self.media(tag.kind, ts, tag.data.clone());
-            sent.push(Sent::new(tag.kind, ts, tag.data.clone()));
-        }
-        sent
-    }
-
-    /// Writes one complete message in hand-made chunks (type 0 header on [`RAW_CSID`], type
-    /// 3 continuations), on the published message stream.
-    fn raw(&mut self, type_id: u8, ts: u32, body: &[u8]) {
-        let bytes = raw_message(type_id, ts, body);
-        self.write(&bytes);
-        self.drain();
-    }
-
-    /// Resets the connection: SO_LINGER 0, then close, so the kernel sends an RST (and
-    /// discards anything unsent) instead of a FIN.
-    fn kill(self) {
-        let socket = socket2::SockRef::from(&self.stream);
-        socket
-            .set_linger(Some(Duration::ZERO))
-            .expect("SO_LINGER 0");
-        assert_eq!(
-            socket.linger().expect("read SO_LINGER"),
-            Some(Duration::ZERO),
-            "closing will reset the connection"
-        );
-        drop(self);
-    }
-
-    /// Waits until the server closes the connection (EOF or reset); panics after `limit`.
-    fn wait_closed(mut self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "the server kept the publisher open");
-            self.stream
-                .set_read_timeout(Some(left))
-                .expect("read timeout");
-            match self.stream.read(&mut self.buf) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => return,
-                Err(e)
-                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
-                        && Instant::now() < deadline => {}
-                Err(e) => panic!("the server kept the publisher open: {e}"),
-            }
-        }
-    }
-
-    /// Stops publishing cleanly (`deleteStream`, FIN) and waits briefly for the server's
-    /// close.
-    fn finish(mut self) {
-        let results = self.session.stop_publishing().expect("deleteStream");
-        self.write_results(results);
-        self.stream
-            .shutdown(std::net::Shutdown::Write)
-            .expect("shutdown");
-        self.wait_closed(Duration::from_secs(5));
-    }
-}
-
-/// One RTMP message in chunks of [`RAW_CHUNK_SIZE`] on [`RAW_CSID`].
-fn raw_message(type_id: u8, ts: u32, body: &[u8]) -> Vec<u8> {
-    let extended = ts >= 0x00ff_ffff;
-    let field = if extended { 0x00ff_ffff } else { ts };
-    let mut out = vec![RAW_CSID];
-    out.extend_from_slice(&field.to_be_bytes()[1..]);
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    out.push(type_id);
-    out.extend_from_slice(&RAW_STREAM_ID.to_le_bytes());
-    if extended {
-        out.extend_from_slice(&ts.to_be_bytes());
-    }
-    for (i, chunk) in body.chunks(RAW_CHUNK_SIZE as usize).enumerate() {
-        if i > 0 {
-            out.push(0xc0 | RAW_CSID);
-            if extended {
-                out.extend_from_slice(&ts.to_be_bytes());
-            }
-        }
-        out.extend_from_slice(chunk);
-    }
-    out
-}
-
-/// An FLV-tag-shaped sub-message of an aggregate message: header, body, back pointer.
-/// `declared` is the body size written in the header (the real size unless testing a lie).
-fn aggregate_part(type_id: u8, ts: u32, body: &[u8], declared: usize) -> Vec<u8> {
-    let mut out = vec![type_id];
-    out.extend_from_slice(&(declared as u32).to_be_bytes()[1..]);
-    out.extend_from_slice(&ts.to_be_bytes()[1..]);
-    out.push((ts >> 24) as u8);
-    out.extend_from_slice(&[0, 0, 0]);
-    out.extend_from_slice(body);
-    out.extend_from_slice(&(11 + body.len() as u32).to_be_bytes());
-    out
-}
-
-fn is_av(tag: &FlvTag) -> bool {
-    matches!(tag.kind, TagKind::Audio | TagKind::Video)
+/// The index where the head of the clip ([`HEAD_MS`]) ends: within its first GOP.
+fn head(tags: &[FlvTag]) -> usize {
+    let head = first_at(tags, HEAD_MS);
+    assert!(
+        head < keyframes(tags)[1],
+        "fixture: the head ends in the first GOP"
+    );
+    head
 }
 
 // ---------------------------------------------------------------------------------------
 // What was sent, and what the documented rules make of it
 // ---------------------------------------------------------------------------------------
-
-/// One audio or video message as a publisher sent it (raw timestamp) or as a viewer must
-/// see it (outgoing timestamp).
-#[derive(Debug, Clone, PartialEq)]
-struct Sent {
-    kind: TagKind,
-    ts: u32,
-    data: Bytes,
-}
-
-impl Sent {
-    fn new(kind: TagKind, ts: u32, data: Bytes) -> Sent {
-        Sent { kind, ts, data }
-    }
-}
 
 /// Audio and video of fixture tags at their own timestamps plus `offset` (wrapping), as
 /// [`Publisher::replay`] sends them.
@@ -441,231 +131,6 @@ impl Timeline {
             .map(|s| Sent::new(s.kind, self.map(s.ts), s.data.clone()))
             .collect()
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Viewers read on their own threads
-// ---------------------------------------------------------------------------------------
-
-/// How a viewer's connection ended.
-#[derive(Debug, Default)]
-struct Ending {
-    /// RTMP: the player reported the end of the stream (`NetStream.Play.Stop`/`Complete`,
-    /// `UnpublishNotify` or `StreamEOF`).
-    stream_ended: bool,
-    /// The server closed the connection cleanly (FLV: at a tag boundary).
-    closed: bool,
-    /// The read error that ended it, if any.
-    error: Option<String>,
-}
-
-/// A viewer read on its own thread; what it receives arrives over a channel.
-struct Watch {
-    who: String,
-    rx: mpsc::Receiver<Sent>,
-    got: Vec<Sent>,
-    handle: Option<thread::JoinHandle<Ending>>,
-}
-
-impl Watch {
-    /// An HTTP-FLV viewer of `/live/{name}.flv`. Its thread panics on invalid FLV or on a
-    /// response that ends mid-tag (see [`FlvViewer::next_tag`]).
-    fn flv(server: &corecast::Server, name: &str) -> Watch {
-        let mut viewer = FlvViewer::open(server.http_addr(), &format!("/live/{name}.flv"));
-        assert_eq!(viewer.status, 200, "GET /live/{name}.flv");
-        let (tx, rx) = mpsc::channel();
-        let handle = thread::spawn(move || {
-            while let Some(tag) = viewer.next_tag() {
-                if tx
-                    .send(Sent::new(tag.kind, tag.timestamp, tag.data))
-                    .is_err()
-                {
-                    return Ending::default();
-                }
-            }
-            Ending {
-                closed: true,
-                ..Ending::default()
-            }
-        });
-        Watch {
-            who: format!("FLV viewer of {name}"),
-            rx,
-            got: Vec::new(),
-            handle: Some(handle),
-        }
-    }
-
-    /// An RTMP player of `name` (corecast's client). Metadata events are not forwarded.
-    fn rtmp(server: &corecast::Server, name: &str) -> Watch {
-        let mut player = Player::connect(server.rtmp_addr(), "live", name, WAIT).expect("play");
-        let (tx, rx) = mpsc::channel();
-        let handle = thread::spawn(move || {
-            let mut ending = Ending::default();
-            loop {
-                let sent = match player.next_event() {
-                    Ok(Some(PlayEvent::Video { timestamp, data })) => {
-                        Sent::new(TagKind::Video, timestamp, data)
-                    }
-                    Ok(Some(PlayEvent::Audio { timestamp, data })) => {
-                        Sent::new(TagKind::Audio, timestamp, data)
-                    }
-                    Ok(Some(PlayEvent::Metadata(_))) => continue,
-                    Ok(Some(PlayEvent::StreamEnded)) => {
-                        ending.stream_ended = true;
-                        continue;
-                    }
-                    Ok(None) => {
-                        ending.closed = true;
-                        return ending;
-                    }
-                    Err(e) => {
-                        ending.error = Some(e.to_string());
-                        return ending;
-                    }
-                };
-                if tx.send(sent).is_err() {
-                    return ending;
-                }
-            }
-        });
-        Watch {
-            who: format!("RTMP player of {name}"),
-            rx,
-            got: Vec::new(),
-            handle: Some(handle),
-        }
-    }
-
-    /// Waits up to `limit` for `cond` on everything received so far; panics with `what`
-    /// (and the reader thread's own panic, if it died) when it does not hold in time.
-    fn expect(&mut self, limit: Duration, what: &str, cond: impl Fn(&[Sent]) -> bool) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if cond(&self.got) {
-                return;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(sent) => self.got.push(sent),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    assert!(cond(&self.got), "{}: {what} (timed out)", self.who);
-                    return;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    if cond(&self.got) {
-                        return;
-                    }
-                    let ending = self.join();
-                    panic!("{}: {what}, but the viewer ended: {ending:?}", self.who);
-                }
-            }
-        }
-    }
-
-    /// Waits until the viewer has received `data` (a payload sent earlier).
-    fn expect_payload(&mut self, data: &Bytes) {
-        let data = data.clone();
-        self.expect(WAIT, "a payload that was sent never arrived", move |got| {
-            got.iter().any(|s| s.data == data)
-        });
-    }
-
-    /// Waits for the viewer's connection to end; returns everything it received.
-    fn finish(mut self, limit: Duration) -> (Vec<Sent>, Ending) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(sent) => self.got.push(sent),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("{}: the connection did not end within {limit:?}", self.who)
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        let ending = self.join();
-        (std::mem::take(&mut self.got), ending)
-    }
-
-    fn join(&mut self) -> Ending {
-        match self.handle.take().map(|h| h.join()) {
-            Some(Ok(ending)) => ending,
-            Some(Err(panic)) => {
-                let reason = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                panic!("{}: the reader thread panicked: {reason}", self.who)
-            }
-            None => Ending::default(),
-        }
-    }
-}
-
-/// Audio and video only (FLV viewers also get script tags).
-fn media_of(got: &[Sent]) -> Vec<&Sent> {
-    got.iter()
-        .filter(|s| matches!(s.kind, TagKind::Audio | TagKind::Video))
-        .collect()
-}
-
-/// Timestamps never decrease over everything the viewer received (metadata included).
-fn assert_never_back(who: &str, got: &[Sent]) {
-    for (i, pair) in got.windows(2).enumerate() {
-        assert!(
-            pair[1].ts >= pair[0].ts,
-            "{who}: timestamp went back at message {}: {} -> {} ({:?} then {:?})",
-            i + 1,
-            pair[0].ts,
-            pair[1].ts,
-            pair[0].kind,
-            pair[1].kind
-        );
-    }
-}
-
-/// The viewer's media end with exactly `expected`: same messages, same order, same
-/// timestamps. `expected` is everything published after the viewer had caught up, so a
-/// viewer that lost, duplicated, reordered or restamped anything fails here.
-fn assert_tail(who: &str, got: &[Sent], expected: &[Sent]) {
-    let media = media_of(got);
-    assert!(
-        media.len() >= expected.len(),
-        "{who}: received {} media messages, expected at least {}",
-        media.len(),
-        expected.len()
-    );
-    let tail = &media[media.len() - expected.len()..];
-    for (i, (g, e)) in tail.iter().zip(expected).enumerate() {
-        assert!(
-            g.kind == e.kind && g.data == e.data,
-            "{who}: message {i} of {}: got {:?} at {} ms ({} bytes), expected {:?} at {} ms ({} bytes)",
-            expected.len(),
-            g.kind,
-            g.ts,
-            g.data.len(),
-            e.kind,
-            e.ts,
-            e.data.len()
-        );
-        assert_eq!(
-            g.ts,
-            e.ts,
-            "{who}: message {i} of {} ({:?}, {} bytes): timestamp",
-            expected.len(),
-            e.kind,
-            e.data.len()
-        );
-    }
-}
-
-/// Position in `got` (media only) of the last message whose payload is `data`.
-fn last_position(got: &[&Sent], data: &Bytes) -> usize {
-    got.iter()
-        .rposition(|s| s.data == *data)
-        .expect("payload received")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -777,8 +242,13 @@ fn faults() -> Vec<Fault> {
 fn malformed_media_mid_stream_is_contained_and_viewers_recover() {
     let server = start(&config(500, HLS_KEEP_ALL));
     let tags = fixture_tags();
-    // Key frames of the fixture are at tags 3, 69, 137, ... (one a second).
-    let (header_v, header_a) = (&tags[1], &tags[2]);
+    // The fixture's picture keyframes, one a second.
+    let keys = keyframes(&tags);
+    let head = head(&tags);
+    let (header_v, header_a) = (
+        &tags[sequence_header(&tags, TagKind::Video)],
+        &tags[sequence_header(&tags, TagKind::Audio)],
+    );
     assert!(header_v.is_sequence_header() && header_a.is_sequence_header());
     let mut timeline = Timeline::default();
     timeline.new_publisher();
@@ -786,25 +256,26 @@ fn malformed_media_mid_stream_is_contained_and_viewers_recover() {
 
     // Another stream, published normally, must not notice anything.
     let mut steady = publisher(&server, "steady");
-    for tag in &tags[..30] {
+    for tag in &tags[..head] {
         steady.send_tag(tag).expect("steady publishes");
     }
     let mut steady_viewer = Watch::flv(&server, "steady");
-    steady_viewer.expect_payload(&tags[29].data);
+    steady_viewer.expect_payload(&tags[head - 1].data);
 
     let mut faulty = RawPublisher::connect(server.rtmp_addr(), "faulty");
     faulty.metadata();
-    let head = faulty.tags(&tags[..30], 0);
-    timeline.expect(&head);
-    all_sent.extend(head);
+    let start = faulty.tags(&tags[..head], 0);
+    timeline.expect(&start);
+    all_sent.extend(start);
     let mut flv = Watch::flv(&server, "faulty");
     let mut rtmp = Watch::rtmp(&server, "faulty");
-    flv.expect_payload(&tags[29].data);
-    rtmp.expect_payload(&tags[29].data);
+    flv.expect_payload(&tags[head - 1].data);
+    rtmp.expect_payload(&tags[head - 1].data);
 
-    // From here on, viewers must receive exactly what the rules say.
-    let mut sent = faulty.tags(&tags[30..69], 0);
-    let at = tags[68].timestamp;
+    // From here on, viewers must receive exactly what the rules say. The faults come at
+    // the end of the first GOP, stamped with its last tag's time.
+    let mut sent = faulty.tags(&tags[head..keys[1]], 0);
+    let at = tags[keys[1] - 1].timestamp;
     let faults = faults();
     for (i, fault) in faults.iter().enumerate() {
         if fault.body.is_empty() {
@@ -821,7 +292,7 @@ fn malformed_media_mid_stream_is_contained_and_viewers_recover() {
         if i == 1 {
             // A video message of frame type 1 (key) without its AVC packet type is not a
             // start point (docs: "frame type 1 and, for AVC, packet type 1"): a viewer
-            // joining now starts at the last real keyframe, tag 3.
+            // joining now starts at the last real keyframe, the clip's first.
             let mut mid = Watch::flv(&server, "faulty");
             mid.expect_payload(&Bytes::from_static(&[0x17]));
             let first_frame = mid.got.iter().find(|s| {
@@ -829,8 +300,8 @@ fn malformed_media_mid_stream_is_contained_and_viewers_recover() {
             });
             assert_eq!(
                 first_frame.map(|s| &s.data),
-                Some(&tags[3].data),
-                "a viewer joining after the 1-byte 'keyframe' starts at tag 3"
+                Some(&tags[keys[0]].data),
+                "a viewer joining after the 1-byte 'keyframe' starts at the first keyframe"
             );
         }
     }
@@ -840,12 +311,15 @@ fn malformed_media_mid_stream_is_contained_and_viewers_recover() {
         faulty.media(header.kind, at, header.data.clone());
         sent.push(Sent::new(header.kind, at, header.data.clone()));
     }
-    sent.extend(faulty.tags(&tags[69..140], 0));
+    // On to three tags into the third GOP.
+    let third_gop = keys[2] + 3;
+    sent.extend(faulty.tags(&tags[keys[1]..third_gop], 0));
     // The stream goes on: a new viewer starts cleanly with the good headers.
-    flv.expect_payload(&tags[139].data);
+    flv.expect_payload(&tags[third_gop - 1].data);
     let mut late = Watch::flv(&server, "faulty");
-    // It starts at the newest keyframe (tag 137): metadata, headers, tags 137 to 139.
-    late.expect_payload(&tags[139].data);
+    // It starts at the newest keyframe (the third): metadata, headers, that keyframe and
+    // the two tags after it.
+    late.expect_payload(&tags[third_gop - 1].data);
     let start: Vec<FlvTag> = late
         .got
         .iter()
@@ -861,13 +335,13 @@ fn malformed_media_mid_stream_is_contained_and_viewers_recover() {
         late_headers.contains(&&header_v.data) && late_headers.contains(&&header_a.data),
         "a viewer joining after the broken headers gets the good ones sent since"
     );
-    sent.extend(faulty.tags(&tags[140..], 0));
+    sent.extend(faulty.tags(&tags[third_gop..], 0));
 
     // Other streams are unaffected.
-    for tag in &tags[30..100] {
+    for tag in &tags[head..keys[2]] {
         steady.send_tag(tag).expect("steady publishes");
     }
-    steady_viewer.expect_payload(&tags[99].data);
+    steady_viewer.expect_payload(&tags[keys[2] - 1].data);
     assert_eq!(total(&server, |s| &s.publishers), 2, "both still publish");
     assert_no_panics_or_bad_input(&server);
 
@@ -880,8 +354,12 @@ fn malformed_media_mid_stream_is_contained_and_viewers_recover() {
         "the two empty messages are dropped, every other one is relayed"
     );
     // The viewers that were there before the faults get everything, faults included; the
-    // late one (joined at tag 137) gets the rest of the stream.
-    let late_part = &expected[expected.len() - 200..];
+    // late one (joined at the third keyframe) gets the rest of the stream.
+    let late_from = expected
+        .iter()
+        .rposition(|e| e.data == tags[keys[2]].data)
+        .expect("the third keyframe was sent");
+    let late_part = &expected[late_from..];
     for (watch, must_see) in [
         (flv, &expected[..]),
         (rtmp, &expected[..]),
@@ -944,16 +422,18 @@ fn truncated_aggregate_closes_the_publisher_and_a_republish_continues() {
     let mut timeline = Timeline::default();
     timeline.new_publisher();
 
+    let head = head(&tags);
     let mut first = RawPublisher::connect(server.rtmp_addr(), "agg");
     first.metadata();
-    timeline.expect(&first.tags(&tags[..30], 0));
+    timeline.expect(&first.tags(&tags[..head], 0));
     let mut flv = Watch::flv(&server, "agg");
     let mut rtmp = Watch::rtmp(&server, "agg");
-    flv.expect_payload(&tags[29].data);
-    rtmp.expect_payload(&tags[29].data);
+    flv.expect_payload(&tags[head - 1].data);
+    rtmp.expect_payload(&tags[head - 1].data);
 
-    // A well-formed aggregate of tags 30..40 is split into its messages.
-    let parts: Vec<&FlvTag> = tags[30..40].iter().filter(|t| is_av(t)).collect();
+    // A well-formed aggregate of the next ten tags is split into its messages.
+    let ten = head..head + 10;
+    let parts: Vec<&FlvTag> = tags[ten.clone()].iter().filter(|t| is_av(t)).collect();
     let aggregate: Vec<u8> = parts
         .iter()
         .flat_map(|t| {
@@ -966,12 +446,12 @@ fn truncated_aggregate_closes_the_publisher_and_a_republish_continues() {
         })
         .collect();
     first.raw(TYPE_AGGREGATE, parts[0].timestamp, &aggregate);
-    let mut expected = timeline.expect(&as_sent(&tags[30..40], 0));
+    let mut expected = timeline.expect(&as_sent(&tags[ten.clone()], 0));
     flv.expect_payload(&parts[parts.len() - 1].data);
     rtmp.expect_payload(&parts[parts.len() - 1].data);
 
     // One that announces 1000 body bytes and carries 20.
-    let t = &tags[40];
+    let t = &tags[ten.end];
     let mut truncated = aggregate_part(TYPE_VIDEO, t.timestamp, &t.data[..20], 1000);
     truncated.truncate(11 + 20);
     first.raw(TYPE_AGGREGATE, t.timestamp, &truncated);
@@ -1021,19 +501,22 @@ fn timestamp_jumps_and_wraps_never_go_back_for_flv_rtmp_or_hls() {
     let mut timeline = Timeline::default();
     timeline.new_publisher();
 
-    // Sections of the clip, each starting at a keyframe, with the raw clock moved as an
-    // encoder might move it (the first section only gets the viewers started).
-    let back = 0u32.wrapping_sub(tags[137].timestamp); // restarts at 0: ~1.5 s back
+    // Sections of the clip, each from one of its keyframes (one a second) to the next, with
+    // the raw clock moved as an encoder might move it (the first section, the head of the
+    // first GOP, only gets the viewers started).
+    let keys = keyframes(&tags);
+    let head = head(&tags);
+    let back = 0u32.wrapping_sub(tags[keys[2]].timestamp); // restarts at 0: ~1.5 s back
     let forward = 3_600_000; // +1 hour
-    let wrap = 0xffff_ff00u32.wrapping_sub(tags[273].timestamp); // wraps 256 ms in
+    let wrap = 0xffff_ff00u32.wrapping_sub(tags[keys[4]].timestamp); // wraps 256 ms in
     let small_back = 0u32.wrapping_sub(500); // 0.5 s back: jitter, clamped
-    let wrap_range = 273..tags.len();
+    let wrap_range = keys[4]..tags.len();
     let sections: [(&str, std::ops::Range<usize>, u32); 6] = [
-        ("start", 0..30, 0),
-        ("before the jumps", 30..69, 0),
-        ("clock back 0.5 s", 69..137, small_back),
-        ("clock back ~1.5 s", 137..205, back),
-        ("clock forward 1 h", 205..273, forward),
+        ("start", 0..head, 0),
+        ("before the jumps", head..keys[1], 0),
+        ("clock back 0.5 s", keys[1]..keys[2], small_back),
+        ("clock back ~1.5 s", keys[2]..keys[3], back),
+        ("clock forward 1 h", keys[3]..keys[4], forward),
         (
             "from 0xFFFF_FF00 across the 32-bit wrap",
             wrap_range.clone(),
@@ -1046,8 +529,8 @@ fn timestamp_jumps_and_wraps_never_go_back_for_flv_rtmp_or_hls() {
     timeline.expect(&as_sent(&tags[sections[0].1.clone()], 0));
     let mut flv = Watch::flv(&server, "jumpy");
     let mut rtmp = Watch::rtmp(&server, "jumpy");
-    flv.expect_payload(&tags[29].data);
-    rtmp.expect_payload(&tags[29].data);
+    flv.expect_payload(&tags[head - 1].data);
+    rtmp.expect_payload(&tags[head - 1].data);
 
     let mut expected = Vec::new();
     let mut firsts = Vec::new();
@@ -1172,20 +655,23 @@ fn killed_and_republished_within_grace(kill: Kill, name: &str) {
     let mut timeline = Timeline::default();
     timeline.new_publisher();
 
+    let head = head(&tags);
     let mut first = RawPublisher::connect(server.rtmp_addr(), name);
     first.metadata();
-    timeline.expect(&first.tags(&tags[..30], 0));
+    timeline.expect(&first.tags(&tags[..head], 0));
     let mut flv = Watch::flv(&server, name);
     let mut rtmp = Watch::rtmp(&server, name);
-    flv.expect_payload(&tags[29].data);
-    rtmp.expect_payload(&tags[29].data);
+    flv.expect_payload(&tags[head - 1].data);
+    rtmp.expect_payload(&tags[head - 1].data);
 
-    let mut expected = timeline.expect(&first.tags(&tags[30..120], 0));
-    flv.expect_payload(&tags[119].data);
-    rtmp.expect_payload(&tags[119].data);
+    // The clip up to 1.75 s.
+    let dies = first_at(&tags, 1_750);
+    let mut expected = timeline.expect(&first.tags(&tags[head..dies], 0));
+    flv.expect_payload(&tags[dies - 1].data);
+    rtmp.expect_payload(&tags[dies - 1].data);
     // Half of the next video frame, then the publisher dies: that frame must never reach
     // anyone.
-    let cut = &tags[120..]
+    let cut = &tags[dies..]
         .iter()
         .find(|t| t.kind == TagKind::Video && t.data.len() > 200)
         .expect("a video frame");
@@ -1223,7 +709,7 @@ fn killed_and_republished_within_grace(kill: Kill, name: &str) {
     second.finish().expect("finish");
     timeline.new_publisher();
     let republished = timeline.expect(&as_sent(&tags, 0));
-    let resume_at = republished[0].ts;
+    let (resume_at, resumed) = (republished[0].ts, republished[0].data.clone());
     expected.extend(republished);
 
     for watch in [flv, rtmp] {
@@ -1239,7 +725,7 @@ fn killed_and_republished_within_grace(kill: Kill, name: &str) {
         // 0) continuing 40 ms after the first's.
         assert_tail(&who, &got, &expected);
         let media = media_of(&got);
-        let at = last_position(&media, &tags[1].data);
+        let at = last_position(&media, &resumed);
         assert_eq!(
             (media[at].ts, media[at - 1].ts + 40),
             (resume_at, resume_at),
@@ -1259,16 +745,19 @@ fn publisher_gone_for_good_ends_the_stream_after_the_grace_period() {
     let mut timeline = Timeline::default();
     timeline.new_publisher();
 
+    let head = head(&tags);
     let mut p = RawPublisher::connect(server.rtmp_addr(), "gone");
     p.metadata();
-    timeline.expect(&p.tags(&tags[..30], 0));
+    timeline.expect(&p.tags(&tags[..head], 0));
     let mut flv = Watch::flv(&server, "gone");
     let mut rtmp = Watch::rtmp(&server, "gone");
-    flv.expect_payload(&tags[29].data);
-    rtmp.expect_payload(&tags[29].data);
-    let expected = timeline.expect(&p.tags(&tags[30..100], 0));
-    flv.expect_payload(&tags[99].data);
-    rtmp.expect_payload(&tags[99].data);
+    flv.expect_payload(&tags[head - 1].data);
+    rtmp.expect_payload(&tags[head - 1].data);
+    // The clip up to 1.45 s.
+    let dies = first_at(&tags, 1_450);
+    let expected = timeline.expect(&p.tags(&tags[head..dies], 0));
+    flv.expect_payload(&tags[dies - 1].data);
+    rtmp.expect_payload(&tags[dies - 1].data);
     p.kill();
     let killed = Instant::now();
 
@@ -1297,24 +786,19 @@ fn publisher_gone_for_good_ends_the_stream_after_the_grace_period() {
     assert!(wait_until(WAIT, || total(&server, |s| &s.streams) == 0));
 
     // The stream is gone: players are refused, HTTP-FLV gets 404.
-    match Player::connect(server.rtmp_addr(), "live", "gone", WAIT) {
-        Err(ClientError::Rejected { code, .. }) => {
-            assert_eq!(code, "NetStream.Play.StreamNotFound")
-        }
-        Err(other) => panic!("unexpected error: {other}"),
-        Ok(_) => panic!("played an ended stream"),
-    }
+    let code = rejected_code(Player::connect(server.rtmp_addr(), "live", "gone", WAIT));
+    assert_eq!(code, "NetStream.Play.StreamNotFound");
     assert_eq!(
         FlvViewer::open(server.http_addr(), "/live/gone.flv").status,
         404
     );
     // A publish after the grace period is a new stream, from timestamp 0 again.
     let mut again = publisher(&server, "gone");
-    for tag in &tags[..30] {
+    for tag in &tags[..head] {
         again.send_tag(tag).expect("publish again");
     }
     let mut fresh = Watch::flv(&server, "gone");
-    fresh.expect_payload(&tags[29].data);
+    fresh.expect_payload(&tags[head - 1].data);
     let key = fresh
         .got
         .iter()
@@ -1339,25 +823,27 @@ fn truncated_keyframe_neither_closes_nor_opens_an_hls_segment() {
     let tags = fixture_tags();
     let mut timeline = Timeline::default();
     timeline.new_publisher();
+    let head = head(&tags);
     let mut p = RawPublisher::connect(server.rtmp_addr(), "cutkey");
     p.metadata();
-    timeline.expect(&p.tags(&tags[..30], 0));
+    timeline.expect(&p.tags(&tags[..head], 0));
     let mut flv = Watch::flv(&server, "cutkey");
     let mut rtmp = Watch::rtmp(&server, "cutkey");
-    flv.expect_payload(&tags[29].data);
-    rtmp.expect_payload(&tags[29].data);
+    flv.expect_payload(&tags[head - 1].data);
+    rtmp.expect_payload(&tags[head - 1].data);
 
-    let mut sent = p.tags(&tags[30..137], 0);
-    // Tag 137 is the keyframe at 2000 ms, when the segment started at 1000 ms is due to
-    // close: its first NAL unit announces 16 KiB and the message ends 4 bytes later.
-    let key = &tags[137];
+    // The keyframe at 2000 ms, when the segment started at 1000 ms is due to close: its
+    // first NAL unit announces 16 KiB and the message ends 4 bytes later.
+    let k = keyframe_at(&tags, 2000);
+    let mut sent = p.tags(&tags[head..k], 0);
+    let key = &tags[k];
     assert!(key.is_video_keyframe() && !key.is_sequence_header());
     let mut cut = key.data[..13].to_vec();
     cut[5..9].copy_from_slice(&0x4000u32.to_be_bytes());
     let cut = Bytes::from(cut);
     p.media(TagKind::Video, key.timestamp, cut.clone());
     sent.push(Sent::new(TagKind::Video, key.timestamp, cut));
-    sent.extend(p.tags(&tags[138..], 0));
+    sent.extend(p.tags(&tags[k + 1..], 0));
     p.finish();
 
     // HTTP-FLV and RTMP relay it untouched and go on.
@@ -1372,13 +858,13 @@ fn truncated_keyframe_neither_closes_nor_opens_an_hls_segment() {
     assert_eq!(total(&server, |s| &s.hls_errors), 1, "the frame is refused");
     // Every segment passes the checker, and the refused keyframe's GOP is left out of HLS.
     let (_, video_frames) = check_final_hls(&server, "cutkey");
-    let gop_end = tags[138..]
+    let gop_end = tags[k + 1..]
         .iter()
         .position(|t| t.is_video_keyframe() && !t.is_sequence_header())
-        .map_or(tags.len(), |i| 138 + i);
+        .map_or(tags.len(), |i| k + 1 + i);
     assert_eq!(
         video_frames,
-        avc_frames(&as_sent(&tags[..137], 0)) + avc_frames(&as_sent(&tags[gop_end..], 0))
+        avc_frames(&as_sent(&tags[..k], 0)) + avc_frames(&as_sent(&tags[gop_end..], 0))
     );
     assert_no_panics_or_bad_input(&server);
     server.stop();
@@ -1395,20 +881,32 @@ fn video_configured_late_starts_hls_at_its_first_keyframe() {
     let tags = fixture_tags();
     let mut timeline = Timeline::default();
     timeline.new_publisher();
+    let head = head(&tags);
+    let good = tags[sequence_header(&tags, TagKind::Video)].data.clone();
     let mut p = RawPublisher::connect(server.rtmp_addr(), "lateconfig");
     p.metadata();
     let broken = Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 0x01, 0x64]);
     p.media(TagKind::Video, 0, broken.clone());
-    let mut head = vec![Sent::new(TagKind::Video, 0, broken)];
-    head.extend(p.tags(&tags[2..30], 0));
-    timeline.expect(&head);
+    let mut start = vec![Sent::new(TagKind::Video, 0, broken)];
+    // The head of the clip, its own (good) video header left out.
+    let without_header: Vec<FlvTag> = tags[..head]
+        .iter()
+        .filter(|t| !(t.kind == TagKind::Video && t.is_sequence_header()))
+        .cloned()
+        .collect();
+    start.extend(p.tags(&without_header, 0));
+    timeline.expect(&start);
     let mut flv = Watch::flv(&server, "lateconfig");
-    flv.expect_payload(&tags[29].data);
-    let mut sent = p.tags(&tags[30..50], 0);
-    let at = tags[50].timestamp;
-    p.media(TagKind::Video, at, tags[1].data.clone());
-    sent.push(Sent::new(TagKind::Video, at, tags[1].data.clone()));
-    sent.extend(p.tags(&tags[50..], 0));
+    flv.expect_payload(&tags[head - 1].data);
+    // The good header comes before the first inter frame from 0.7 s on.
+    let inter = (first_at(&tags, 700)..tags.len())
+        .find(|&i| tags[i].kind == TagKind::Video && !tags[i].is_video_keyframe())
+        .expect("an inter frame");
+    let mut sent = p.tags(&tags[head..inter], 0);
+    let at = tags[inter].timestamp;
+    p.media(TagKind::Video, at, good.clone());
+    sent.push(Sent::new(TagKind::Video, at, good));
+    sent.extend(p.tags(&tags[inter..], 0));
     p.finish();
     let expected = timeline.expect(&sent);
 
@@ -1422,9 +920,13 @@ fn video_configured_late_starts_hls_at_its_first_keyframe() {
         "the short header is refused"
     );
     let (_, video_frames) = check_final_hls(&server, "lateconfig");
+    let next_key = keyframes(&tags)
+        .into_iter()
+        .find(|&k| k > inter)
+        .expect("a keyframe after the good header");
     assert_eq!(
         video_frames,
-        avc_frames(&as_sent(&tags[69..], 0)),
+        avc_frames(&as_sent(&tags[next_key..], 0)),
         "from the first keyframe after the good header on, every frame is muxed"
     );
     assert_no_panics_or_bad_input(&server);

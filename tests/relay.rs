@@ -3,10 +3,10 @@
 
 mod common;
 
+use common::slow::SlowReader;
+use common::watch::Watch;
 use common::*;
 use corecast::flv::reader::TagKind;
-use corecast_testkit::client::ClientError;
-use std::thread;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -16,7 +16,18 @@ fn flv_viewer_gets_headers_gop_and_identical_payloads() {
     let publishing = publish_in_background(&server, "identity?token=kept", 2, 4.0);
     wait_live(&server, "/live/identity.flv");
     let http = server.http_addr();
-    thread::sleep(Duration::from_millis(700));
+    // The viewer joins mid-stream: once the GOP cache starts at a later keyframe than the
+    // stream's first (at 0 ms).
+    assert!(
+        wait_until(WAIT, || {
+            let mut probe = FlvViewer::open(http, "/live/identity.flv");
+            probe.status == 200
+                && std::iter::from_fn(|| probe.next_tag())
+                    .find(|t| t.is_video_keyframe() && !t.is_sequence_header())
+                    .is_some_and(|key| key.timestamp > 0)
+        }),
+        "the stream went past its first GOP"
+    );
     let mut viewer = FlvViewer::open(http, "/live/identity.flv");
     assert_eq!(viewer.status, 200);
     let tags = viewer.read_all(Duration::from_secs(20));
@@ -129,11 +140,7 @@ fn second_publisher_is_refused_and_first_keeps_publishing() {
         "dup",
         Duration::from_secs(5),
     );
-    match second {
-        Err(ClientError::Rejected { code, .. }) => assert_eq!(code, "NetStream.Publish.BadName"),
-        Err(other) => panic!("unexpected error: {other}"),
-        Ok(_) => panic!("second publisher accepted"),
-    }
+    assert_eq!(rejected_code(second), "NetStream.Publish.BadName");
     assert_eq!(total(&server, |s| &s.publish_rejected), 1);
     let mut viewer = FlvViewer::open(server.http_addr(), "/live/dup.flv");
     let start: Vec<_> = (0..3).map_while(|_| viewer.next_tag()).collect();
@@ -157,7 +164,10 @@ fn republish_within_grace_keeps_viewers_and_time_moving_forward() {
     let mut viewer = FlvViewer::open(server.http_addr(), "/live/again.flv");
     let mut seen: Vec<_> = (0..10).map_while(|_| viewer.next_tag()).collect();
     p1.finish().unwrap();
-    thread::sleep(Duration::from_millis(300));
+    assert!(
+        wait_until(WAIT, || total(&server, |s| &s.publishers) == 0),
+        "the server saw the first publisher leave"
+    );
     // The same clip again from timestamp 0: viewers must not see time jump back.
     let mut p2 = publisher(&server, "again");
     for tag in tags.iter().take(60) {
@@ -194,41 +204,23 @@ fn slow_viewer_is_skipped_then_disconnected_while_fast_viewer_flows() {
     let publishing = publish_in_background(&server, "slow", 3, 2.0);
     wait_live(&server, "/live/slow.flv");
     let http = server.http_addr();
-    let mut slow = FlvViewer::open_with(http, "/live/slow.flv", Some(4096));
-    let fast = thread::spawn(move || {
-        let mut fast = FlvViewer::open(http, "/live/slow.flv");
-        let mut gaps = Duration::ZERO;
-        let mut last = Instant::now();
-        let mut tags = Vec::new();
-        while let Some(tag) = fast.next_tag() {
-            gaps = gaps.max(last.elapsed());
-            last = Instant::now();
-            tags.push(tag);
-        }
-        (tags, gaps)
-    });
+    let slow = FlvViewer::open_with(http, "/live/slow.flv", Some(4096));
+    let fast = Watch::flv(&server, "slow");
     // The slow viewer reads 1 KB every 100 ms (about a third of the stream's rate).
-    let mut buf = [0u8; 1024];
-    let slow_started = Instant::now();
-    let mut slow_closed = false;
-    while slow_started.elapsed() < Duration::from_secs(15) {
-        thread::sleep(Duration::from_millis(100));
-        match std::io::Read::read(&mut slow.stream, &mut buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Ok(0) | Err(_) => {
-                slow_closed = true;
-                break;
-            }
-            Ok(_) => {}
-        }
+    let slow_closed = SlowReader {
+        chunk: 1024,
+        every: Duration::from_millis(100),
     }
-    assert!(slow_closed, "the slow viewer was disconnected");
+    .until_closed(&slow.stream, Duration::from_secs(15));
+    assert!(slow_closed.is_some(), "the slow viewer was disconnected");
     assert!(
         total(&server, |s| &s.frames_skipped) > 0,
         "frames were skipped first"
     );
     assert_eq!(total(&server, |s| &s.viewers_disconnected_slow), 1);
-    let (tags, max_gap) = fast.join().unwrap();
+    let (got, ending, max_gap) = fast.finish_timed(WAIT);
+    assert!(ending.closed, "{ending:?}");
+    let tags: Vec<_> = got.iter().map(|s| s.to_tag()).collect();
     publishing.join().unwrap();
     assert_decodable_start(&tags);
     assert!(

@@ -19,7 +19,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where Debian's libnginx-mod-rtmp (and other distributions) install the RTMP module.
 const NGINX_RTMP_MODULES: [&str; 3] = [
@@ -115,16 +115,7 @@ impl Proc {
 
     /// Polls for the exit until `limit` passes.
     fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.exited() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        wait_exit(self.child(), limit)
     }
 
     fn output(&self) -> (String, String) {

@@ -3,11 +3,14 @@
 mod common;
 
 use bytes::Bytes;
+use common::raw_rtmp::RawClient;
+use common::slow::SlowReader;
+use common::watch::{Sent, Watch};
 use common::*;
 use corecast::flv::reader::TagKind;
 use corecast::media::inspect_video;
-use corecast_testkit::client::{ClientError, Pace, PlayEvent, Player, Publisher};
-use std::io::{Read, Write};
+use corecast_testkit::client::{Pace, PlayEvent, Player, Publisher};
+use std::io::Read;
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,21 +19,12 @@ fn player(server: &corecast::Server, name: &str) -> Player {
     Player::connect(server.rtmp_addr(), "live", name, Duration::from_secs(10)).expect("play")
 }
 
-/// What a player received: media messages (kind, timestamp, body) until the stream ended.
-fn play_to_end(mut player: Player) -> Vec<(TagKind, u32, Bytes)> {
-    let mut got = Vec::new();
-    loop {
-        match player.next_event().expect("play event") {
-            Some(PlayEvent::Video { timestamp, data }) => {
-                got.push((TagKind::Video, timestamp, data))
-            }
-            Some(PlayEvent::Audio { timestamp, data }) => {
-                got.push((TagKind::Audio, timestamp, data))
-            }
-            Some(PlayEvent::Metadata(_)) => {}
-            Some(PlayEvent::StreamEnded) | None => return got,
-        }
-    }
+/// What a player received: media messages until the server ended its connection, which it
+/// must do cleanly, after reporting the end of the stream.
+fn play_to_end(watch: Watch) -> Vec<Sent> {
+    let (got, ending) = watch.finish(Duration::from_secs(60));
+    assert!(ending.closed && ending.stream_ended, "{ending:?}");
+    got
 }
 
 fn is_sequence_header(kind: TagKind, body: &[u8]) -> bool {
@@ -41,36 +35,36 @@ fn is_sequence_header(kind: TagKind, body: &[u8]) -> bool {
 }
 
 /// Sequence headers first, then a keyframe as the first video frame; time never goes back.
-fn assert_decodable(got: &[(TagKind, u32, Bytes)]) {
+fn assert_decodable(got: &[Sent]) {
     assert!(got.len() > 2, "received {} messages", got.len());
     let headers: Vec<_> = got[..2]
         .iter()
-        .map(|(k, _, b)| (*k, is_sequence_header(*k, b)))
+        .map(|s| (s.kind, is_sequence_header(s.kind, &s.data)))
         .collect();
     assert!(headers.contains(&(TagKind::Video, true)), "{headers:?}");
     assert!(headers.contains(&(TagKind::Audio, true)), "{headers:?}");
-    let (_, _, first_video) = got[2..]
+    let first_video = got[2..]
         .iter()
-        .find(|(k, _, _)| *k == TagKind::Video)
+        .find(|s| s.kind == TagKind::Video)
         .expect("video");
     assert!(
-        inspect_video(first_video).is_some_and(|v| v.keyframe),
+        inspect_video(&first_video.data).is_some_and(|v| v.keyframe),
         "starts at a keyframe"
     );
     for pair in got.windows(2) {
         assert!(
-            pair[1].1 >= pair[0].1,
+            pair[1].ts >= pair[0].ts,
             "time went back: {} -> {}",
-            pair[0].1,
-            pair[1].1
+            pair[0].ts,
+            pair[1].ts
         );
     }
 }
 
-fn payloads(got: &[(TagKind, u32, Bytes)]) -> Vec<Bytes> {
+fn payloads(got: &[Sent]) -> Vec<Bytes> {
     got.iter()
-        .filter(|(k, _, b)| !is_sequence_header(*k, b))
-        .map(|(_, _, b)| b.clone())
+        .filter(|s| !is_sequence_header(s.kind, &s.data))
+        .map(|s| s.data.clone())
         .collect()
 }
 
@@ -80,9 +74,10 @@ fn players_joining_at_different_times_get_identical_payloads_from_a_keyframe() {
     let publishing = publish_in_background(&server, "rtmp?token=t", 2, 4.0);
     wait_live(&server, "/live/rtmp.flv");
     let mut players = Vec::new();
-    for _ in 0..6 {
+    for i in 0..6 {
         let p = player(&server, "rtmp?token=viewer");
-        players.push(thread::spawn(move || play_to_end(p)));
+        players.push(Watch::player(format!("player {i}"), p));
+        // Joining at different times is the test: one player every 250 ms of real time.
         thread::sleep(Duration::from_millis(250));
     }
     let sent = publishing.join().unwrap();
@@ -91,8 +86,8 @@ fn players_joining_at_different_times_get_identical_payloads_from_a_keyframe() {
         .iter()
         .map(|s| corecast::stats::get(&s.rtmp_players_total))
         .collect();
-    for handle in players {
-        let got = handle.join().unwrap();
+    for watch in players {
+        let got = play_to_end(watch);
         assert_decodable(&got);
         let received = payloads(&got);
         assert!(
@@ -132,50 +127,25 @@ fn slow_rtmp_player_is_skipped_then_disconnected_while_fast_player_flows() {
         Some(4096),
     )
     .unwrap();
-    let fast = player(&server, "slowrtmp");
-    let fast = thread::spawn(move || {
-        let mut fast = fast;
-        let (mut gap, mut last, mut got) = (Duration::ZERO, Instant::now(), Vec::new());
-        while let Some(event) = fast.next_event().expect("fast player") {
-            if matches!(event, PlayEvent::Video { .. } | PlayEvent::Audio { .. }) {
-                gap = gap.max(last.elapsed());
-                last = Instant::now();
-            }
-            match event {
-                PlayEvent::Video { timestamp, data } => got.push((TagKind::Video, timestamp, data)),
-                PlayEvent::Audio { timestamp, data } => got.push((TagKind::Audio, timestamp, data)),
-                PlayEvent::Metadata(_) => {}
-                PlayEvent::StreamEnded => break,
-            }
-        }
-        (got, gap)
-    });
+    let fast = Watch::rtmp(&server, "slowrtmp");
     // Read the slow player's socket directly, 1 KB every 100 ms.
-    let mut socket = slow.socket().try_clone().unwrap();
+    let socket = slow.socket().try_clone().unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let mut buf = [0u8; 1024];
-    let started = Instant::now();
-    let mut closed = false;
-    while started.elapsed() < Duration::from_secs(15) {
-        thread::sleep(Duration::from_millis(100));
-        match socket.read(&mut buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Ok(0) | Err(_) => {
-                closed = true;
-                break;
-            }
-            Ok(_) => {}
-        }
+    let closed = SlowReader {
+        chunk: 1024,
+        every: Duration::from_millis(100),
     }
-    assert!(closed, "the slow player was disconnected");
+    .until_closed(&socket, Duration::from_secs(15));
+    assert!(closed.is_some(), "the slow player was disconnected");
     assert!(
         total(&server, |s| &s.frames_skipped) > 0,
         "frames were skipped first"
     );
     assert_eq!(total(&server, |s| &s.viewers_disconnected_slow), 1);
-    let (got, gap) = fast.join().unwrap();
+    let (got, ending, gap) = fast.finish_timed(WAIT);
+    assert!(ending.error.is_none(), "fast player: {ending:?}");
     publishing.join().unwrap();
     assert_decodable(&got);
     assert!(
@@ -188,75 +158,15 @@ fn slow_rtmp_player_is_skipped_then_disconnected_while_fast_player_flows() {
 #[test]
 fn unknown_stream_is_refused_with_stream_not_found() {
     let server = start("");
-    match Player::connect(
+    let code = rejected_code(Player::connect(
         server.rtmp_addr(),
         "live",
         "nothing",
         Duration::from_secs(5),
-    ) {
-        Err(ClientError::Rejected { code, .. }) => {
-            assert_eq!(code, "NetStream.Play.StreamNotFound")
-        }
-        Err(other) => panic!("unexpected error: {other}"),
-        Ok(_) => panic!("played an unknown stream"),
-    }
+    ));
+    assert_eq!(code, "NetStream.Play.StreamNotFound");
     assert_eq!(total(&server, |s| &s.play_rejected), 1);
     server.stop();
-}
-
-/// Raw RTMP: handshake, then the given messages serialized by rml_rtmp's chunk serializer.
-fn raw_rtmp(
-    server: &corecast::Server,
-    messages: &[(rml_rtmp::messages::RtmpMessage, u32)],
-) -> TcpStream {
-    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-    let mut s = TcpStream::connect(server.rtmp_addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut hs = Handshake::new(PeerType::Client);
-    s.write_all(&hs.generate_outbound_p0_and_p1().unwrap())
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = s.read(&mut buf).unwrap();
-        match hs.process_bytes(&buf[..n]).unwrap() {
-            HandshakeProcessResult::InProgress { response_bytes } => {
-                s.write_all(&response_bytes).unwrap()
-            }
-            HandshakeProcessResult::Completed { response_bytes, .. } => {
-                s.write_all(&response_bytes).unwrap();
-                break;
-            }
-        }
-    }
-    let mut serializer = rml_rtmp::chunk_io::ChunkSerializer::new();
-    for (message, stream_id) in messages {
-        let payload = message
-            .clone()
-            .into_message_payload(rml_rtmp::time::RtmpTimestamp::new(0), *stream_id)
-            .unwrap();
-        let packet = serializer.serialize(&payload, false, false).unwrap();
-        s.write_all(&packet.bytes).unwrap();
-    }
-    s
-}
-
-fn command(
-    name: &str,
-    transaction: f64,
-    args: Vec<rml_rtmp::rml_amf0::Amf0Value>,
-) -> rml_rtmp::messages::RtmpMessage {
-    use rml_rtmp::rml_amf0::Amf0Value;
-    let object = if name == "connect" {
-        Amf0Value::Object([("app".to_string(), Amf0Value::Utf8String("live".into()))].into())
-    } else {
-        Amf0Value::Null
-    };
-    rml_rtmp::messages::RtmpMessage::Amf0Command {
-        command_name: name.into(),
-        transaction_id: transaction,
-        command_object: object,
-        additional_arguments: args,
-    }
 }
 
 /// True when the server closed the connection or answered with an error status (an
@@ -299,26 +209,23 @@ fn malformed_play_requests_close_only_their_connection() {
     }
     let mut witness = player(&server, "steady");
     // Play on a stream that was never created.
-    let no_stream = raw_rtmp(
-        &server,
-        &[
-            (command("connect", 1.0, vec![]), 0),
-            (
-                command("play", 0.0, vec![Amf0Value::Utf8String("steady".into())]),
-                7,
-            ),
-        ],
+    let mut no_stream = RawClient::connect(server.rtmp_addr());
+    let mut bytes = no_stream.connect_app();
+    bytes.extend(no_stream.command("play", 0.0, 7, vec![Amf0Value::Utf8String("steady".into())]));
+    no_stream.send(&bytes);
+    assert!(
+        refused(no_stream.stream),
+        "play without createStream is refused"
     );
-    assert!(refused(no_stream), "play without createStream is refused");
     // A command whose AMF0 body is garbage.
-    let mut garbage = raw_rtmp(&server, &[(command("connect", 1.0, vec![]), 0)]);
-    garbage
-        .write_all(&[
-            0x03, 0, 0, 0, 0, 0, 12, 0x14, 0, 0, 0, 0, 0x02, 0, 4, b'p', b'l', b'a', b'y', 0x00,
-            0xff, 0xff, 0xff, 0xff,
-        ])
-        .unwrap();
-    assert!(refused(garbage), "bad AMF is refused");
+    let mut garbage = RawClient::connect(server.rtmp_addr());
+    let mut bytes = garbage.connect_app();
+    bytes.extend_from_slice(&[
+        0x03, 0, 0, 0, 0, 0, 12, 0x14, 0, 0, 0, 0, 0x02, 0, 4, b'p', b'l', b'a', b'y', 0x00, 0xff,
+        0xff, 0xff, 0xff,
+    ]);
+    garbage.send(&bytes);
+    assert!(refused(garbage.stream), "bad AMF is refused");
     // The stream and its player are unaffected.
     for tag in tags.iter().skip(20).take(30) {
         publisher.send_tag(tag).unwrap();
@@ -373,21 +280,21 @@ fn video_only_stream_with_wrapping_timestamps_plays_forward() {
     let half = video.len() / 2;
     p.replay(&video[..half], Pace::AsFastAsPossible, offset)
         .unwrap();
-    let viewer = player(&server, "wrap");
+    let viewer = Watch::player("player of wrap".into(), player(&server, "wrap"));
     let last = p
         .replay(&video[half..], Pace::AsFastAsPossible, offset)
         .unwrap();
     assert!(last < offset, "the publisher's clock wrapped");
     p.finish().unwrap();
     let got = play_to_end(viewer);
-    assert!(got.iter().all(|(k, _, _)| *k == TagKind::Video));
+    assert!(got.iter().all(|s| s.kind == TagKind::Video));
     assert!(got.len() > 10);
     for pair in got.windows(2) {
         assert!(
-            pair[1].1 >= pair[0].1,
+            pair[1].ts >= pair[0].ts,
             "time went back: {} -> {}",
-            pair[0].1,
-            pair[1].1
+            pair[0].ts,
+            pair[1].ts
         );
     }
     server.stop();

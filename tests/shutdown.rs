@@ -69,17 +69,13 @@ fn stop_ends_every_stream_for_its_viewers_and_the_ports_rebind() {
         "the viewers' connections are still draining"
     );
     // HLS players whose connection was open get the final playlist.
-    let mut final_playlist = None;
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while final_playlist.is_none() && Instant::now() < deadline {
-        let Some(connection) = hls_connections.pop() else {
-            break;
-        };
-        final_playlist =
-            playlist_on(connection, "/live/bye.m3u8").filter(|p| p.contains("#EXT-X-ENDLIST"));
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(final_playlist.is_some(), "EXT-X-ENDLIST during the drain");
+    // One open connection after the other, until one gets it.
+    let final_playlist = wait_until(Duration::from_secs(3), || {
+        hls_connections.pop().is_some_and(|connection| {
+            playlist_on(connection, "/live/bye.m3u8").is_some_and(|p| p.contains("#EXT-X-ENDLIST"))
+        })
+    });
+    assert!(final_playlist, "EXT-X-ENDLIST during the drain");
     drop(hls_connections);
     // The FLV response ends cleanly.
     let flv_end = Instant::now();

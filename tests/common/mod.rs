@@ -2,8 +2,19 @@
 //! reader, the fixture clip, and the external-tool gate.
 #![allow(dead_code)]
 
+pub mod conn;
+pub mod fixture;
+pub mod raw_publisher;
 pub mod raw_rtmp;
+pub mod slow;
 pub mod ts_check;
+pub mod watch;
+
+// Not every test file uses these.
+#[allow(unused_imports)]
+pub use fixture::{fixture_path, fixture_tags};
+#[allow(unused_imports)]
+pub use raw_rtmp::rtmp_handshake;
 
 use bytes::Bytes;
 use corecast::flv::reader::{FlvReader, FlvTag, TagKind};
@@ -14,6 +25,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
+
+/// Generous bound for functional waits (the machine may be busy).
+pub const WAIT: Duration = Duration::from_secs(15);
 
 /// A configuration for tests: two shards, ephemeral ports on 127.0.0.1, short timeouts.
 pub fn test_config(extra: &str) -> Config {
@@ -45,16 +59,6 @@ pub fn total(server: &Server, field: impl Fn(&corecast::stats::ShardStats) -> &A
         .iter()
         .map(|s| corecast::stats::get(field(s)))
         .sum()
-}
-
-/// The committed fixture clip (H.264 with B-frames + AAC).
-pub fn fixture_tags() -> Vec<FlvTag> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip.flv");
-    corecast::flv::reader::read_file(path).expect("fixture").1
-}
-
-pub fn fixture_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip.flv")
 }
 
 /// Connects a publisher.
@@ -203,33 +207,32 @@ impl FlvViewer {
     }
 }
 
-/// Reads until the server closes the connection; returns what it sent and how long it took.
+/// Reads until the server closes the connection (EOF or reset); returns what it sent and how
+/// long it took. Panics if it is still open after `limit`.
 pub fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
-    stream.set_read_timeout(Some(limit)).unwrap();
     let started = Instant::now();
     let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
+    let mut buf = [0u8; 16384];
     loop {
+        let left = limit.saturating_sub(started.elapsed());
+        assert!(!left.is_zero(), "connection not closed within {limit:?}");
+        stream.set_read_timeout(Some(left)).unwrap();
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                ) =>
+            {
+                break
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => panic!("connection not closed within {limit:?}: {e}"),
         }
     }
     (out, started.elapsed())
-}
-
-/// Completes the server handshake of a raw RTMP connection (C0 C1, S0 S1 S2, C2 echoing S1).
-pub fn rtmp_handshake(stream: &mut TcpStream) {
-    let mut c0c1 = vec![3u8];
-    c0c1.extend_from_slice(&[0u8; 1536]);
-    stream.write_all(&c0c1).expect("RTMP handshake");
-    let mut s0s1s2 = vec![0u8; 1 + 1536 * 2];
-    stream.read_exact(&mut s0s1s2).expect("RTMP handshake");
-    // C2 echoes S1.
-    stream.write_all(&s0s1s2[1..1537]).expect("RTMP handshake");
 }
 
 /// One HTTP response, as the tests' client reads it.
@@ -346,9 +349,23 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         if cond() {
             return true;
         }
+        // The poll interval: this is the one wait that every other is built on.
         std::thread::sleep(Duration::from_millis(20));
     }
     cond()
+}
+
+/// Waits up to `limit` for `child` to exit; its status, `None` if it still runs.
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let mut status = None;
+    wait_until(limit, || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    status
 }
 
 /// Writes `config` (with JSON logs) to a file of its own, named after `name` (unique among a
@@ -379,13 +396,9 @@ pub fn run_to_exit(name: &str, config: &str) -> std::process::Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{name}: still running after 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if wait_exit(&mut child, Duration::from_secs(10)).is_none() {
+        let _ = child.kill();
+        panic!("{name}: still running after 10 s");
     }
     std::fs::remove_file(&file).unwrap();
     child.wait_with_output().unwrap()

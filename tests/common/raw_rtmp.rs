@@ -1,8 +1,10 @@
-//! An RTMP client written by hand, for tests that send what a well-behaved client would not.
+//! RTMP by hand: the client's handshake, and a client that sends what a well-behaved client
+//! would not.
 
-use super::{read_until_closed, rtmp_handshake};
+use super::{read_until_closed, WAIT};
 use bytes::Bytes;
 use rml_rtmp::chunk_io::ChunkSerializer;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::messages::{MessagePayload, RtmpMessage};
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
@@ -10,6 +12,79 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+
+/// Completes the client's side of the RTMP handshake on a connected stream (rml_rtmp's
+/// client handshake), or panics after [`WAIT`].
+pub fn rtmp_handshake(stream: &mut TcpStream) {
+    client_handshake(stream, Instant::now() + WAIT);
+}
+
+/// The client's side of the RTMP handshake, done by `deadline` (panics otherwise); returns
+/// what the server sent after it, if anything. Leaves the stream without a read timeout.
+pub fn client_handshake(stream: &mut TcpStream, deadline: Instant) -> Vec<u8> {
+    let mut handshake = Handshake::new(PeerType::Client);
+    let c0c1 = handshake.generate_outbound_p0_and_p1().expect("C0+C1");
+    stream.write_all(&c0c1).expect("RTMP handshake");
+    let mut buf = vec![0u8; 16 * 1024];
+    let rest = loop {
+        let n = read_some(stream, &mut buf, deadline);
+        match handshake.process_bytes(&buf[..n]).expect("RTMP handshake") {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                stream.write_all(&response_bytes).expect("RTMP handshake")
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                stream.write_all(&response_bytes).expect("RTMP handshake");
+                break remaining_bytes;
+            }
+        }
+    };
+    stream.set_read_timeout(None).expect("read timeout");
+    rest
+}
+
+/// Blocking read of at least one byte before `deadline` (EINTR retried), during a
+/// connection's set-up: panics when the server closes the connection or the time is up.
+pub fn read_some(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> usize {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "RTMP set-up timed out");
+        stream.set_read_timeout(Some(left)).expect("read timeout");
+        match stream.read(buf) {
+            Ok(0) => panic!("the server closed the connection during set-up"),
+            Ok(n) => return n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read during set-up: {e}"),
+        }
+    }
+}
+
+/// Reads from `stream` until `found` holds for everything read so far, which it returns;
+/// panics when the server closes the connection first, or after `limit`.
+pub fn read_until(
+    stream: &mut TcpStream,
+    limit: Duration,
+    found: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !found(&seen) {
+        let left = limit.saturating_sub(started.elapsed());
+        let lossy = String::from_utf8_lossy(&seen).to_string();
+        assert!(!left.is_zero(), "not there within {limit:?}: {lossy:?}");
+        stream.set_read_timeout(Some(left)).expect("read timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("closed before it came: {lossy:?}"),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("reading the server's answers: {e}: {lossy:?}"),
+        }
+    }
+    seen
+}
 
 /// An RTMP client written by hand: it sends what it is told, all at once, without waiting
 /// for answers (as a pipelining client would), serialized by rml_rtmp's chunk serializer.
@@ -112,6 +187,24 @@ impl RawClient {
     pub fn send(&mut self, bytes: &[u8]) {
         // The server may close before taking everything: a failed write is fine.
         let _ = self.stream.write_all(bytes);
+    }
+
+    /// Reads until the server answers a publish request (within 3 s); its status code.
+    pub fn publish_status(&mut self) -> String {
+        let code = |seen: &[u8]| -> Option<String> {
+            let prefix: &[u8] = b"NetStream.Publish.";
+            let at = seen.windows(prefix.len()).position(|w| w == prefix)?;
+            let code: Vec<u8> = seen[at..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'.')
+                .copied()
+                .collect();
+            (code.len() > prefix.len() + 3).then(|| String::from_utf8(code).unwrap())
+        };
+        let seen = read_until(&mut self.stream, Duration::from_secs(3), |seen| {
+            code(seen).is_some()
+        });
+        code(&seen).expect("a publish status")
     }
 
     /// Reads (and drops) what the server sends until it closes.

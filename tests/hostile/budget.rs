@@ -73,7 +73,7 @@ impl Attacker {
         let mut commands = client.publish_commands(name);
         commands.extend(client.set_chunk_size(65536));
         client.send(&commands);
-        match publish_status(&mut client) {
+        match client.publish_status() {
             status if status == START => Ok(Attacker {
                 client,
                 timestamp: 0,
@@ -92,6 +92,7 @@ impl Attacker {
             self.client.send(&bytes);
             self.timestamp += 40;
             if i % 8 == 7 {
+                // The publisher's pace is the test (see above).
                 std::thread::sleep(Duration::from_millis(20));
             }
         }

@@ -10,10 +10,13 @@ fn refused(server: &Corecast) -> u64 {
     server.counter("connections_refused_total")
 }
 
-/// Waits for the server to have accepted every connection just opened (each shard accepts
-/// on its own, in its own time).
-fn settle() {
-    std::thread::sleep(Duration::from_millis(500));
+/// Waits for the server to have taken every connection just opened to these listeners
+/// (each shard accepts on its own, in its own time).
+fn settle(addrs: &[SocketAddr]) {
+    assert!(
+        common::conn::wait_all_accepted(addrs, Duration::from_secs(5)),
+        "connections still wait to be accepted on {addrs:?}"
+    );
 }
 
 /// Opens a connection to `addr` from `source` and checks that the server closes it at once
@@ -137,7 +140,7 @@ fn admin_connections_are_bounded_like_any_other() {
         let before = refused(server);
         let attacker = [127, 0, 0, 20];
         let held = hold(server.admin, attacker, 4);
-        settle();
+        settle(&[server.admin]);
         assert_refused(server.admin, attacker, "a fifth admin connection");
         assert_refused(server.http, attacker, "HTTP after four admin connections");
         assert_refused(server.rtmp, attacker, "RTMP after four admin connections");
@@ -147,24 +150,25 @@ fn admin_connections_are_bounded_like_any_other() {
         );
         // Another address is not affected.
         let other = tcp_from(server.http, [127, 0, 0, 21]);
-        settle();
+        settle(&[server.http]);
         assert!(!server_closed(server.http, &other));
         assert_eq!(refused(server), before + 3);
         let fds = server.fds();
         drop((held, other));
+        // Closed, so their places are given back.
         assert!(server.fds_back_to(fds - 5, Duration::from_secs(3)));
-        settle();
 
         // The witness holds two connections (its publisher and its viewer): ten admin
         // connections fill the total of twelve for the public side...
         let before = refused(server);
+        let fds = server.fds();
         let sources: Vec<[u8; 4]> = (1..=5).map(|n| [127, 0, 1, n]).collect();
         let mut held = Vec::new();
         for source in &sources[..2] {
             held.extend(hold(server.admin, *source, 4));
         }
         held.extend(hold(server.admin, sources[2], 2));
-        settle();
+        settle(&[server.admin]);
         assert_refused(server.http, [127, 0, 2, 1], "HTTP over the total");
         assert_refused(server.rtmp, [127, 0, 2, 1], "RTMP over the total");
         // ... and the admin listener gets its headroom, then no more.
@@ -172,7 +176,7 @@ fn admin_connections_are_bounded_like_any_other() {
         held.extend(hold(server.admin, sources[2], 2));
         held.extend(hold(server.admin, sources[3], 4));
         held.extend(hold(server.admin, sources[4], headroom - 6));
-        settle();
+        settle(&[server.admin]);
         assert_refused(server.admin, [127, 0, 2, 2], "admin over the headroom");
         assert!(
             held.iter().all(|s| !server_closed(server.admin, s)),
@@ -183,7 +187,7 @@ fn admin_connections_are_bounded_like_any_other() {
         drop(held);
         // The harness's scrape is an admin connection: it waits for the places to be given
         // back.
-        settle();
+        assert!(server.fds_back_to(fds, Duration::from_secs(3)));
         assert_eq!(refused(server), before + 3);
     });
 }
@@ -205,7 +209,7 @@ fn ipv4_clients_of_a_dual_stack_listener_count_as_ipv4() {
         let attacker = [127, 0, 0, 30];
         let mut held = hold(server.http, attacker, 3);
         held.extend(hold(server.rtmp, attacker, 1));
-        settle();
+        settle(&[server.http, server.rtmp]);
         assert_refused(
             server.http,
             attacker,
@@ -217,7 +221,7 @@ fn ipv4_clients_of_a_dual_stack_listener_count_as_ipv4() {
         // ::1 is another address: it has its own four.
         let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, server.http.port()));
         let ipv6: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(v6).unwrap()).collect();
-        settle();
+        settle(&[v6]);
         assert_eq!(refused(server), before + 2);
         drop((held, ipv6));
     });
@@ -226,7 +230,7 @@ fn ipv4_clients_of_a_dual_stack_listener_count_as_ipv4() {
     hostile(&exempt, |server| {
         let before = refused(server);
         let held = hold(server.http, [127, 0, 0, 30], 20);
-        settle();
+        settle(&[server.http]);
         assert!(held.iter().all(|s| !server_closed(server.http, s)));
         assert_eq!(refused(server), before);
     });

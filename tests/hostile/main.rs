@@ -32,19 +32,21 @@ fn witness_alone_stays_within_the_bound() {
     hostile("", |server| {
         for _ in 0..10 {
             server.counter("timeouts_total");
+            // An attack's time passing, with a scrape now and then, is the test.
             std::thread::sleep(Duration::from_millis(300));
         }
     });
 }
 
+pub use common::conn::{server_closed, tcp_from, wait_server_closed};
 use common::raw_rtmp::RawClient;
-use common::{have_tool, is_contiguous_run, is_media, wait_until, FlvViewer};
+use common::{have_tool, is_contiguous_run, is_media, read_until_closed, wait_until, FlvViewer};
 use corecast::flv::reader::{FlvReader, FlvTag, TagKind};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -233,121 +235,25 @@ fn configuration(extra: &str) -> String {
     toml::to_string(&config).unwrap()
 }
 
-/// True once the server side of `client`'s connection is closed: the kernel's table has no
-/// established socket from the server's address to `client`'s (after a close, the server's
-/// socket is gone, or in FIN-WAIT while the kernel sends what was left). A dual-stack `[::]`
-/// listener's connections from IPv4 clients are in the IPv6 table, as mapped addresses.
-pub fn server_closed(server: SocketAddr, client: &TcpStream) -> bool {
-    let local = client.local_addr().unwrap();
-    let (SocketAddr::V4(server), SocketAddr::V4(local)) = (server, local) else {
-        unreachable!("the hostile tests connect over IPv4")
-    };
-    let v4 = |addr: std::net::SocketAddrV4| {
-        format!(
-            "{:08X}:{:04X}",
-            u32::from_le_bytes(addr.ip().octets()),
-            addr.port()
-        )
-    };
-    // /proc/net/tcp6 writes an address as four 32-bit words, each in host (little-endian)
-    // byte order.
-    let mapped = |addr: std::net::SocketAddrV4| {
-        let octets = addr.ip().to_ipv6_mapped().octets();
-        let words: String = octets
-            .chunks(4)
-            .map(|w| format!("{:08X}", u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
-            .collect();
-        format!("{words}:{:04X}", addr.port())
-    };
-    let established = |table: &str, from: String, to: String| {
-        let table = std::fs::read_to_string(table).unwrap_or_default();
-        table.lines().skip(1).any(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            // local address, remote address, state (01 = ESTABLISHED, 08 = CLOSE_WAIT).
-            fields.len() > 3
-                && fields[1] == from
-                && fields[2] == to
-                && matches!(fields[3], "01" | "08")
-        })
-    };
-    !established("/proc/net/tcp", v4(server), v4(local))
-        && !established("/proc/net/tcp6", mapped(server), mapped(local))
-}
-
-/// Waits until the server closes `client`'s connection; how long that took, or `None` after
-/// `limit`.
-pub fn wait_server_closed(
-    server: SocketAddr,
-    client: &TcpStream,
-    limit: Duration,
-) -> Option<Duration> {
-    let started = Instant::now();
-    wait_until(limit, || server_closed(server, client)).then(|| started.elapsed())
-}
-
-/// A TCP connection to `addr` from `source` (an address of 127.0.0.0/8: each attacker can
-/// have an address of its own).
-pub fn tcp_from(addr: SocketAddr, source: [u8; 4]) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let local = SocketAddr::from((source, 0));
-    socket.bind(&local.into()).unwrap();
-    socket
-        .connect_timeout(&addr.into(), Duration::from_secs(2))
-        .unwrap();
-    socket.into()
-}
-
-/// Reads until the server answers a publish request; its status code.
-pub fn publish_status(client: &mut RawClient) -> String {
-    client
-        .stream
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
-    let mut seen: Vec<u8> = Vec::new();
-    let mut buf = [0u8; 4096];
-    let prefix: &[u8] = b"NetStream.Publish.";
-    loop {
-        if let Some(at) = seen.windows(prefix.len()).position(|w| w == prefix) {
-            let code: Vec<u8> = seen[at..]
-                .iter()
-                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'.')
-                .copied()
-                .collect();
-            if code.len() > prefix.len() + 3 {
-                return String::from_utf8(code).unwrap();
-            }
-        }
-        match client.stream.read(&mut buf) {
-            Ok(0) | Err(_) => panic!("no publish status: {:?}", String::from_utf8_lossy(&seen)),
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
 /// The answer to a publish request that was accepted.
 pub const START: &str = "NetStream.Publish.Start";
 /// The answer to a publish request refused by a limit.
 pub const FAILED: &str = "NetStream.Publish.Failed";
 
-/// GET on the admin listener; the whole response.
+/// GET on the admin listener, which must answer 200; the body.
 pub fn admin_get(admin: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(2)).expect("admin");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("admin response");
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    text
+    let response = common::http_get(admin, path);
+    let body = String::from_utf8_lossy(&response.body).to_string();
+    assert_eq!(response.status, 200, "{}{body}", response.head);
+    body
 }
 
 /// A live stream published by ffmpeg and watched over HTTP-FLV for the whole attack.
 pub struct Witness {
     ffmpeg: Child,
     stop: Arc<AtomicBool>,
+    /// Tags the viewer has received so far.
+    received: Arc<AtomicUsize>,
     viewer: Option<JoinHandle<(Vec<FlvTag>, bool)>>,
     record: std::path::PathBuf,
 }
@@ -390,8 +296,9 @@ impl Witness {
         let mut viewer = FlvViewer::open(server.http, &path);
         assert_eq!(viewer.status, 200);
         let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicUsize::new(0));
         let viewer = {
-            let stop = stop.clone();
+            let (stop, received) = (stop.clone(), received.clone());
             std::thread::spawn(move || {
                 let mut tags = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
@@ -399,6 +306,7 @@ impl Witness {
                         Some(tag) => tags.push(tag),
                         None => return (tags, false),
                     }
+                    received.store(tags.len(), Ordering::Relaxed);
                 }
                 (tags, true)
             })
@@ -406,13 +314,32 @@ impl Witness {
         let witness = Witness {
             ffmpeg,
             stop,
+            received,
             viewer: Some(viewer),
             record,
         };
-        // Playing, and its rings and HLS window full (see `configuration`), before the attack
-        // starts.
-        std::thread::sleep(Duration::from_millis(4000));
+        // Playing, and its rings (3 s) and HLS window (three 1 s segments, see
+        // `configuration`) full before the attack starts: the window has slid, so four
+        // segments, more than 3 s, were made.
+        let playlist = format!("/{WITNESS}.m3u8");
+        let mut text = String::new();
+        let full = wait_until(Duration::from_secs(20), || {
+            text =
+                String::from_utf8_lossy(&common::http_get(server.http, &playlist).body).to_string();
+            text.lines()
+                .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+                .is_some_and(|n| n.trim().parse::<u64>().is_ok_and(|n| n >= 1))
+        });
+        assert!(full, "the witness's HLS window did not fill:\n{text}");
         witness
+    }
+
+    /// Waits until the viewer has received `count` more tags; false after `limit`.
+    pub fn plays_on(&self, count: usize, limit: Duration) -> bool {
+        let from = self.received.load(Ordering::Relaxed);
+        wait_until(limit, || {
+            self.received.load(Ordering::Relaxed) >= from + count
+        })
     }
 
     /// Stops watching, then publishing, and checks that the viewer got every media tag
@@ -527,7 +454,12 @@ pub fn hostile_within(extra: &str, rss_bound_kib: u64, attack: impl FnOnce(&Core
         grown <= rss_bound_kib,
         "RSS grew by {grown} KiB (bound {rss_bound_kib} KiB)"
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // A third of a second of the witness (25 video and 43 audio frames a second), after the
+    // attack.
+    assert!(
+        witness.plays_on(25, Duration::from_secs(5)),
+        "the witness plays on after the attack"
+    );
     witness.finish(&server);
     server.assert_alive();
     let leaked: Vec<_> = server
@@ -555,30 +487,4 @@ pub fn send_until_refused(stream: &mut TcpStream, bytes: &[u8], max_total: usize
         }
     }
     sent
-}
-
-/// Reads until the server closes; panics if it has not within `limit`. Returns how long it
-/// took.
-pub fn closed_within(stream: &mut TcpStream, limit: Duration) -> Duration {
-    let started = Instant::now();
-    stream.set_read_timeout(Some(limit)).unwrap();
-    let mut buf = [0u8; 16384];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-                ) =>
-            {
-                break
-            }
-            Err(e) => panic!("not closed within {limit:?}: {e}"),
-        }
-        assert!(started.elapsed() < limit, "not closed within {limit:?}");
-    }
-    started.elapsed()
 }

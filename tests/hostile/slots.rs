@@ -22,7 +22,7 @@ fn publish_from(server: &Corecast, source: [u8; 4], name: &str) -> (RawClient, S
     let mut client = connect_from(server, source);
     let commands = client.publish_commands(name);
     client.send(&commands);
-    let status = publish_status(&mut client);
+    let status = client.publish_status();
     (client, status)
 }
 
@@ -45,7 +45,7 @@ fn publish_again(client: &mut RawClient, stream_id: u32, name: &str) -> String {
         ],
     ));
     client.send(&out);
-    publish_status(client)
+    client.publish_status()
 }
 
 /// One connection publishing, deleting and publishing again; one address holding streams
@@ -60,25 +60,28 @@ fn one_client_cannot_take_every_stream_slot() {
         assert_eq!(status, START);
         assert_eq!(publish_again(&mut churn, 1, "a2"), START);
         assert_eq!(publish_again(&mut churn, 2, "a3"), FAILED);
-        closed_within(&mut churn.stream, Duration::from_secs(2));
+        read_until_closed(&mut churn.stream, Duration::from_secs(2));
         // a1 and a2 wait out their grace, counted for 127.0.0.2: one more stream, then no
         // more from that address.
         let (_a4, status) = publish_from(server, [127, 0, 0, 2], "a4");
         assert_eq!(status, START);
         let (mut a5, status) = publish_from(server, [127, 0, 0, 2], "a5");
         assert_eq!(status, FAILED);
-        closed_within(&mut a5.stream, Duration::from_secs(2));
+        read_until_closed(&mut a5.stream, Duration::from_secs(2));
         // Publish and leave, again and again, on one name from another address: the
         // republished stream keeps its one slot, and the rate stops the churn.
         let mut churned = 0;
         loop {
-            let (client, status) = publish_from(server, [127, 0, 0, 3], "b");
-            drop(client);
-            if status == "NetStream.Publish.BadName" {
-                // The previous connection's close has not reached the server yet.
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
+            // Refused as a duplicate (BadName) while the previous connection's close has not
+            // reached the server yet: tried again until it has.
+            let mut status = String::new();
+            let previous_gone = wait_until(Duration::from_secs(5), || {
+                let (client, answer) = publish_from(server, [127, 0, 0, 3], "b");
+                drop(client);
+                status = answer;
+                status != "NetStream.Publish.BadName"
+            });
+            assert!(previous_gone, "the previous publisher of b never left");
             if status != START {
                 assert_eq!(status, FAILED);
                 break;
@@ -117,6 +120,7 @@ fn empty_media_does_not_keep_a_publisher_alive() {
                 silent.send(&bytes);
                 timestamp += 20;
             }
+            // The publisher's pace (empty media every 100 ms) is the test.
             std::thread::sleep(Duration::from_millis(100));
         }
         let (new, status) = publish_from(server, [127, 0, 0, 6], "silent");
@@ -135,7 +139,7 @@ fn empty_media_does_not_keep_a_publisher_alive() {
             timestamp,
         );
         silent.send(&audio);
-        closed_within(&mut silent.stream, Duration::from_secs(3));
+        read_until_closed(&mut silent.stream, Duration::from_secs(3));
         // Alone, the same publisher is closed by the idle timeout.
         let (mut idle, status) = publish_from(server, [127, 0, 0, 7], "idle");
         assert_eq!(status, START);

@@ -1,6 +1,7 @@
 //! Writes with deadlines: clients that ask and do not read the answers.
 
 use super::*;
+use crate::common::slow::SlowReader;
 
 /// The write deadline these attacks run with.
 const WRITE_TIMEOUT: &str = "[server]\nwrite_timeout_ms = 2000\n";
@@ -75,18 +76,17 @@ fn a_slow_segment_reader_is_closed_by_its_deadline() {
         let mut client = small_window(server.http);
         write!(client, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
         client.set_nonblocking(true).unwrap();
-        let started = Instant::now();
-        let mut buf = [0u8; 26];
-        while !server_closed(server.http, &client) {
-            assert!(
-                started.elapsed() < deadline + Duration::from_secs(3),
-                "a {size}-byte segment reader still served after {deadline:?} + 3 s"
-            );
-            // 26 bytes every 100 ms.
-            std::thread::sleep(Duration::from_millis(100));
-            let _ = client.read(&mut buf);
+        // 26 bytes every 100 ms, until the server's side of the connection is closed.
+        let closed = SlowReader {
+            chunk: 26,
+            every: Duration::from_millis(100),
         }
-        let closed = started.elapsed();
+        .until(&client, deadline + Duration::from_secs(3), |_| {
+            server_closed(server.http, &client)
+        })
+        .unwrap_or_else(|| {
+            panic!("a {size}-byte segment reader still served after {deadline:?} + 3 s")
+        });
         // Not before the write deadline (the kernel's buffers may have taken part of the
         // segment, so the whole allowance is an upper bound).
         assert!(
