@@ -33,8 +33,8 @@
 //! ```text
 //! publisher -RTMP-> any shard -(handoff if not the owner)-> owner shard
 //! owner:   rtmp::Connection -> rtmp driver -> shard.ingest -> Origin (rebase, classify,
-//!          serialize FLV and RTMP once) -> owner Feed (ring = GOP cache + backlog) + one mesh message per
-//!          subscribed shard; HLS segmenter -> snapshot to every shard
+//!          serialize FLV and RTMP once) -> owner Feed (ring = GOP cache + backlog) + one
+//!          mesh message per subscribed shard; HLS segmenter -> snapshot to every shard
 //! viewer:  http::serve / rtmp play -> shard.attach_viewer -> viewer::deliver (cursor into
 //!          the local feed, one vectored sendmsg per wake-up)
 //! ```

@@ -1,3 +1,6 @@
+//! The `corecast` binary: command-line arguments, logging, the configuration, then
+//! [`corecast::Server`] until a signal stops it; and the `hist` tool for histogram logs.
+
 use clap::{Parser, Subcommand};
 use corecast::config::LogFormat;
 use corecast::{Config, Server};
