@@ -266,8 +266,14 @@ pub enum PublishRefused {
 /// refused as over the rate (the map cannot grow without bound).
 const MAX_TRACKED_ADDRESSES: usize = 65_536;
 
-/// Tracked addresses above which full buckets are pruned.
+/// Tracked addresses above which full buckets are pruned. A prune reads every bucket, so
+/// the next one waits until the map has doubled (each prune is paid for by as many new
+/// addresses as it read), or, with the map full, for [`PRUNE_INTERVAL_NS`]: publishes from
+/// many addresses cost O(1) each, amortized, under the lock every shard shares.
 const PRUNE_ABOVE: usize = 1024;
+
+/// With [`MAX_TRACKED_ADDRESSES`] tracked, a new address tries a prune at most this often.
+const PRUNE_INTERVAL_NS: u64 = 1_000_000_000;
 
 /// One minute, the period of the publish rate.
 const MINUTE_NS: u64 = 60_000_000_000;
@@ -282,12 +288,27 @@ pub struct PublishLimits {
     state: Mutex<PublishState>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PublishState {
     /// Streams held, by address.
     streams: HashMap<IpAddr, usize>,
     /// Publish rate buckets, by address.
     buckets: HashMap<IpAddr, Bucket>,
+    /// Tracked addresses above which the next prune runs (see [`PRUNE_ABOVE`]).
+    prune_above: usize,
+    /// When the last prune ran.
+    pruned_at_ns: u64,
+}
+
+impl Default for PublishState {
+    fn default() -> Self {
+        PublishState {
+            streams: HashMap::new(),
+            buckets: HashMap::new(),
+            prune_above: PRUNE_ABOVE,
+            pruned_at_ns: 0,
+        }
+    }
 }
 
 /// A token bucket of publishes: `per_minute` at once, refilled evenly over a minute.
@@ -356,10 +377,16 @@ impl PublishLimits {
         }
         if self.per_minute > 0 {
             let per_minute = self.per_minute;
-            if state.buckets.len() > PRUNE_ABOVE {
+            let tracked = state.buckets.len();
+            let full_and_new = tracked >= MAX_TRACKED_ADDRESSES
+                && !state.buckets.contains_key(&ip)
+                && now_ns >= state.pruned_at_ns.saturating_add(PRUNE_INTERVAL_NS);
+            if tracked > state.prune_above || full_and_new {
                 state.buckets.retain(|_, b| {
                     b.credit_at(now_ns, per_minute) < u64::from(per_minute) * MINUTE_NS
                 });
+                state.prune_above = PRUNE_ABOVE.max(2 * state.buckets.len());
+                state.pruned_at_ns = now_ns;
             }
             let full = Bucket {
                 credit: u64::from(per_minute) * MINUTE_NS,
