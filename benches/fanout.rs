@@ -165,7 +165,8 @@ fn sends_of(shard: &corecast::stats::ShardStats) -> u64 {
     corecast::stats::get(&shard.flv_sends) + corecast::stats::get(&shard.rtmp_sends)
 }
 
-/// User and system CPU seconds of the shard thread (glommio names it `corecast-0-{executor}`).
+/// User and system CPU seconds of the shard thread (named `corecast-0` by
+/// `server::spawn_shard_thread`).
 fn shard_cpu() -> (f64, f64) {
     let ticks = 100.0; // USER_HZ on Linux
     for entry in std::fs::read_dir("/proc/self/task")
@@ -173,7 +174,7 @@ fn shard_cpu() -> (f64, f64) {
         .flatten()
     {
         let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if comm.trim().starts_with("corecast-0-") {
+        if comm.trim() == "corecast-0" {
             let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
             let fields: Vec<&str> = stat
                 .rsplit(')')
