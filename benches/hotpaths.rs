@@ -183,6 +183,33 @@ fn main() {
     }) * 1e6
         / av.len() as f64;
     let (mut input_guard, mut session) = (InputGuard::new(65536), publishing_session());
+    // Both do the same work: every media message of the second raised as an event.
+    let raised = |results: Vec<ServerSessionResult>| {
+        results
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r,
+                    ServerSessionResult::RaisedEvent(
+                        ServerSessionEvent::VideoDataReceived { .. }
+                            | ServerSessionEvent::AudioDataReceived { .. }
+                    )
+                )
+            })
+            .count()
+    };
+    let events: usize = av
+        .chunks(65536)
+        .map(|read| raised(corecast::rtmp::session_input(&mut session, read).expect("valid")))
+        .sum();
+    let mut actions = 0;
+    for read in av.chunks(65536) {
+        conn.handle_input(read, 0);
+        while let Some(action) = conn.poll_action() {
+            actions += usize::from(matches!(action, Action::Media { .. }));
+        }
+    }
+    assert_eq!((events, actions), (media.len(), media.len()));
     let session_av = best_ns(rounds, 500, || {
         for read in av.chunks(65536) {
             black_box(
@@ -294,7 +321,7 @@ fn publishing_connection() -> Connection {
     let mut handshake = vec![3u8];
     handshake.resize(1 + 2 * 1536, 0);
     conn.handle_input(&handshake, 0);
-    conn.handle_input(&publish_commands(), 0);
+    conn.handle_input(&publish_commands().concat(), 0);
     while let Some(action) = conn.poll_action() {
         if let Action::Publish(_) = action {
             conn.accept(0);
@@ -307,21 +334,26 @@ fn publishing_connection() -> Connection {
 /// An rml_rtmp server session of a publisher of `live/bench` (its publish accepted).
 fn publishing_session() -> ServerSession {
     let (mut session, _) = ServerSession::new(ServerSessionConfig::new()).expect("session");
-    let mut pending = session.handle_input(&publish_commands()).expect("valid");
-    while let Some(result) = pending.pop() {
-        if let ServerSessionResult::RaisedEvent(
-            ServerSessionEvent::ConnectionRequested { request_id, .. }
-            | ServerSessionEvent::PublishStreamRequested { request_id, .. },
-        ) = result
-        {
-            pending.extend(session.accept_request(request_id).expect("accepted"));
+    // One command at a time, each answered before the next is read, as the server does.
+    for command in publish_commands() {
+        let mut pending: std::collections::VecDeque<_> =
+            session.handle_input(&command).expect("valid").into();
+        while let Some(result) = pending.pop_front() {
+            if let ServerSessionResult::RaisedEvent(
+                ServerSessionEvent::ConnectionRequested { request_id, .. }
+                | ServerSessionEvent::PublishStreamRequested { request_id, .. },
+            ) = result
+            {
+                pending.extend(session.accept_request(request_id).expect("accepted"));
+            }
         }
     }
     session
 }
 
-/// `connect("live")`, `createStream`, `publish("bench")`, as a client sends them.
-fn publish_commands() -> Vec<u8> {
+/// `connect("live")`, `createStream`, `publish("bench")`, as a client sends them (one
+/// message each).
+fn publish_commands() -> Vec<Vec<u8>> {
     let mut serializer = ChunkSerializer::new();
     let mut app = std::collections::HashMap::new();
     app.insert("app".to_string(), Amf0Value::Utf8String("live".into()));
@@ -339,25 +371,24 @@ fn publish_commands() -> Vec<u8> {
             ],
         ),
     ];
-    let mut out = Vec::new();
-    for (name, transaction, stream_id, object, args) in commands {
-        let command = RtmpMessage::Amf0Command {
-            command_name: name.to_string(),
-            transaction_id: transaction,
-            command_object: object,
-            additional_arguments: args,
-        };
-        let payload = command
-            .into_message_payload(RtmpTimestamp::new(0), stream_id)
-            .expect("a command");
-        out.extend(
+    commands
+        .into_iter()
+        .map(|(name, transaction, stream_id, object, args)| {
+            let command = RtmpMessage::Amf0Command {
+                command_name: name.to_string(),
+                transaction_id: transaction,
+                command_object: object,
+                additional_arguments: args,
+            };
+            let payload = command
+                .into_message_payload(RtmpTimestamp::new(0), stream_id)
+                .expect("a command");
             serializer
                 .serialize(&payload, true, false)
                 .expect("chunks")
-                .bytes,
-        );
-    }
-    out
+                .bytes
+        })
+        .collect()
 }
 
 /// What a publisher sends: Set Chunk Size 4096, then `(type, timestamp, body)` messages.

@@ -330,10 +330,9 @@ impl Connection {
                 Scan::Message { consumed } | Scan::Blocked { consumed, .. } => consumed,
             };
             match super::session_input(&mut self.session, &bytes[..consumed]) {
-                Ok(results) => self.held.extend(results),
+                Ok(results) => self.handle_results(results, now),
                 Err(err) => return self.fail(err),
             }
-            self.drain_held(now);
             bytes = &bytes[consumed..];
             if let Scan::Blocked { length, .. } = scan {
                 // Too long, unless what came before made this connection a publisher (or
@@ -346,35 +345,57 @@ impl Connection {
         }
     }
 
+    /// Handles session results in order, until one needs a decision: the rest wait in
+    /// `held`. (They are taken from the session's vector directly while nothing waits in
+    /// `held`: a publisher's media never goes through the queue.)
+    fn handle_results(&mut self, results: Vec<ServerSessionResult>, now: u64) {
+        let mut results = results.into_iter();
+        while !self.stalled() && self.held.is_empty() {
+            let Some(result) = results.next() else {
+                return;
+            };
+            self.handle_result(result, now);
+        }
+        if !self.is_closing() {
+            self.held.extend(results);
+            self.drain_held(now);
+        }
+    }
+
     /// Handles the session results in `held`, in order, until one needs a decision.
     fn drain_held(&mut self, now: u64) {
         while !self.stalled() {
             let Some(result) = self.held.pop_front() else {
                 return;
             };
-            match result {
-                ServerSessionResult::OutboundResponse(packet) => {
-                    self.out.extend_from_slice(&packet.bytes)
-                }
-                ServerSessionResult::RaisedEvent(event) => match self.state {
-                    State::Playing { .. } => self.player_event(event),
-                    _ => self.event(event, now),
-                },
-                ServerSessionResult::UnhandleableMessageReceived(payload)
-                    if payload.type_id == AGGREGATE_MESSAGE && self.playing().is_none() =>
-                {
-                    match split_aggregate(payload.timestamp.value, &payload.data) {
-                        Ok(subs) => {
-                            for sub in subs {
-                                self.media(sub.kind, sub.timestamp, sub.body, now);
-                            }
+            self.handle_result(result, now);
+        }
+    }
+
+    /// Handles one session result.
+    fn handle_result(&mut self, result: ServerSessionResult, now: u64) {
+        match result {
+            ServerSessionResult::OutboundResponse(packet) => {
+                self.out.extend_from_slice(&packet.bytes)
+            }
+            ServerSessionResult::RaisedEvent(event) => match self.state {
+                State::Playing { .. } => self.player_event(event),
+                _ => self.event(event, now),
+            },
+            ServerSessionResult::UnhandleableMessageReceived(payload)
+                if payload.type_id == AGGREGATE_MESSAGE && self.playing().is_none() =>
+            {
+                match split_aggregate(payload.timestamp.value, &payload.data) {
+                    Ok(subs) => {
+                        for sub in subs {
+                            self.media(sub.kind, sub.timestamp, sub.body, now);
                         }
-                        Err(err) => self.fail(err.into()),
                     }
+                    Err(err) => self.fail(err.into()),
                 }
-                ServerSessionResult::UnhandleableMessageReceived(payload) => {
-                    debug!(protocol = "rtmp", peer = %self.peer, type_id = payload.type_id, "rtmp: ignored message");
-                }
+            }
+            ServerSessionResult::UnhandleableMessageReceived(payload) => {
+                debug!(protocol = "rtmp", peer = %self.peer, type_id = payload.type_id, "rtmp: ignored message");
             }
         }
     }
