@@ -65,6 +65,11 @@ pub struct Unit {
 impl Unit {
     /// Serializes one message in every wire format: an FLV tag, and RTMP chunks of
     /// `chunk_size`. `seq` and `ingest_ns` are 0; the ingest path sets them.
+    ///
+    /// Script data (onMetaData) goes out with timestamp 0 whenever it comes, as in FLV files
+    /// and from nginx-rtmp: libavformat's FLV reader (ffmpeg, and the players built on it)
+    /// skips a known script tag only at timestamp 0, and turns one at any other time into a
+    /// text subtitle stream. `dts` still places the unit in the stream.
     pub fn serialize(
         kind: UnitKind,
         dts: u32,
@@ -73,14 +78,15 @@ impl Unit {
         body: &[u8],
         chunk_size: usize,
     ) -> Unit {
+        let wire_ts = if kind == UnitKind::Script { 0 } else { dts };
         Unit {
             kind,
             seq: 0,
             dts,
             key,
             header,
-            flv: crate::flv::tag(kind, dts, body),
-            rtmp: crate::rtmp::chunk::media_message(kind, dts, body, chunk_size),
+            flv: crate::flv::tag(kind, wire_ts, body),
+            rtmp: crate::rtmp::chunk::media_message(kind, wire_ts, body, chunk_size),
             ingest_ns: 0,
         }
     }
@@ -307,6 +313,19 @@ pub fn split_aggregate(timestamp: u32, data: &Bytes) -> Result<Vec<SubMessage>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn script_data_goes_out_at_timestamp_zero_and_media_at_its_own() {
+        let meta = Unit::serialize(UnitKind::Script, 61_234, false, true, b"\x02", 4096);
+        assert_eq!(meta.dts, 61_234);
+        // FLV tag header: type, size (3), timestamp (3), extension, stream id (3).
+        assert_eq!(&meta.flv[4..8], &[0, 0, 0, 0]);
+        // RTMP: one-byte basic header, then the type 0 message header's timestamp.
+        assert_eq!(&meta.rtmp[1..4], &[0, 0, 0]);
+        let video = Unit::serialize(UnitKind::Video, 61_234, true, false, &[0x17, 1], 4096);
+        assert_eq!(&video.flv[4..8], &[0x00, 0xef, 0x32, 0x00]);
+        assert_eq!(&video.rtmp[1..4], &[0x00, 0xef, 0x32]);
+    }
 
     #[test]
     fn video_classification() {

@@ -23,8 +23,12 @@
 //! publish anew; a player plays until it stops or the stream ends.
 
 mod actions;
+mod output;
 
 pub use actions::{Action, Refusal, Request, RequestKind, Settings};
+pub use output::OutputError;
+
+use output::SessionOutput;
 
 use super::chunk::MEDIA_STREAM_ID;
 use super::guard::{GuardError, InputGuard, Scan, CONTROL_MESSAGE_LIMIT};
@@ -82,6 +86,8 @@ pub struct Connection {
     session: ServerSession,
     /// The session's first messages (window, bandwidth, chunk size), sent after the handshake.
     greeting: Vec<u8>,
+    /// The session's output, rewritten for the peer (see [`output`]).
+    output: SessionOutput,
     /// Chunk-level checks of the input, ahead of the session.
     guard: InputGuard,
     /// Bytes to send, in order.
@@ -111,9 +117,10 @@ impl Connection {
         };
         let (session, initial) = ServerSession::new(config)?;
         let mut greeting = Vec::new();
+        let mut output = SessionOutput::default();
         for result in initial {
             if let ServerSessionResult::OutboundResponse(packet) = result {
-                greeting.extend_from_slice(&packet.bytes);
+                output.push(&packet.bytes, &mut greeting)?;
             }
         }
         Ok(Connection {
@@ -122,6 +129,7 @@ impl Connection {
             state: State::Handshaking(Box::new(Handshake::new(PeerType::Server))),
             session,
             greeting,
+            output,
             guard: InputGuard::new(settings.max_chunk_size),
             out: Vec::new(),
             actions: VecDeque::new(),
@@ -210,7 +218,12 @@ impl Connection {
     /// The stream of a playing connection ended: the bytes that tell the player.
     pub fn finish_playing(&mut self) -> Result<Vec<u8>, RtmpError> {
         match self.state {
-            State::Playing { stream_id, .. } => Ok(self.session.finish_playing(stream_id)?.bytes),
+            State::Playing { stream_id, .. } => {
+                let packet = self.session.finish_playing(stream_id)?;
+                let mut bytes = Vec::new();
+                self.output.push(&packet.bytes, &mut bytes)?;
+                Ok(bytes)
+            }
             _ => Ok(Vec::new()),
         }
     }
@@ -269,6 +282,13 @@ impl Connection {
         self.held.clear();
         self.unread.clear();
         self.actions.push_back(Action::Close(Some(error)));
+    }
+
+    /// Queues a packet of the session's output, rewritten for the peer.
+    fn send(&mut self, packet: &[u8]) {
+        if let Err(err) = self.output.push(packet, &mut self.out) {
+            self.fail(err.into());
+        }
     }
 
     /// Closes the connection once the output is sent.
@@ -375,9 +395,7 @@ impl Connection {
     /// Handles one session result.
     fn handle_result(&mut self, result: ServerSessionResult, now: u64) {
         match result {
-            ServerSessionResult::OutboundResponse(packet) => {
-                self.out.extend_from_slice(&packet.bytes)
-            }
+            ServerSessionResult::OutboundResponse(packet) => self.send(&packet.bytes),
             ServerSessionResult::RaisedEvent(event) => match self.state {
                 State::Playing { .. } => self.player_event(event),
                 _ => self.event(event, now),
@@ -578,7 +596,7 @@ impl Connection {
             Ok(results) => {
                 for result in results {
                     if let ServerSessionResult::OutboundResponse(packet) = result {
-                        self.out.extend_from_slice(&packet.bytes);
+                        self.send(&packet.bytes);
                     }
                 }
                 self.close();

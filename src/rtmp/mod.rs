@@ -91,6 +91,10 @@ pub enum RtmpError {
     /// The session library failed on the input (contained to this connection).
     #[error("session failed on malformed input")]
     SessionPanic,
+    /// The session's own output could not be rewritten for the peer (a bug, not the
+    /// peer's doing: logged, not counted as bad input).
+    #[error(transparent)]
+    Output(#[from] connection::OutputError),
     /// Socket error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -114,7 +118,7 @@ impl RtmpError {
             | RtmpError::SetupTimeout
             | RtmpError::IdleTimeout
             | RtmpError::WriteTimeout => &shard.stats.timeouts,
-            RtmpError::Replaced | RtmpError::Io(_) => return,
+            RtmpError::Replaced | RtmpError::Output(_) | RtmpError::Io(_) => return,
         };
         stats::inc(counter);
     }

@@ -308,9 +308,17 @@ pub fn assert_decodable_start(tags: &[FlvTag]) {
     assert_monotonic(tags);
 }
 
-/// Timestamps never decrease.
+/// Audio and video timestamps never decrease; script data (onMetaData) is stamped 0
+/// wherever it comes, as players expect it.
 pub fn assert_monotonic(tags: &[FlvTag]) {
-    for pair in tags.windows(2) {
+    for tag in tags.iter().filter(|t| t.kind == TagKind::Script) {
+        assert_eq!(tag.timestamp, 0, "script data stamped {}", tag.timestamp);
+    }
+    let media: Vec<&FlvTag> = tags
+        .iter()
+        .filter(|t| matches!(t.kind, TagKind::Audio | TagKind::Video))
+        .collect();
+    for pair in media.windows(2) {
         assert!(
             pair[1].timestamp >= pair[0].timestamp,
             "timestamp went back: {} -> {}",

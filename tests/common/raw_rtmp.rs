@@ -3,7 +3,7 @@
 
 use super::{read_until_closed, WAIT};
 use bytes::Bytes;
-use rml_rtmp::chunk_io::ChunkSerializer;
+use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::messages::{MessagePayload, RtmpMessage};
 use rml_rtmp::rml_amf0::Amf0Value;
@@ -205,6 +205,53 @@ impl RawClient {
             code(seen).is_some()
         });
         code(&seen).expect("a publish status")
+    }
+
+    /// `connect("live")`, `createStream`, `play(name)` on message stream 1.
+    pub fn play_commands(&mut self, name: &str) -> Vec<u8> {
+        let mut out = self.connect_app();
+        out.extend(self.command("createStream", 2.0, 0, Vec::new()));
+        out.extend(self.command("play", 3.0, 1, vec![Amf0Value::Utf8String(name.into())]));
+        out
+    }
+
+    /// Reads the server's messages, exactly as sent (type, timestamp, body, after chunk
+    /// reassembly), until `done` holds for them, the server closes, or `limit` passes.
+    pub fn read_messages(
+        &mut self,
+        limit: Duration,
+        done: impl Fn(&[MessagePayload]) -> bool,
+    ) -> Vec<MessagePayload> {
+        const SET_CHUNK_SIZE: u8 = 1;
+        let deadline = Instant::now() + limit;
+        let mut chunks = ChunkDeserializer::new();
+        let mut messages = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while !done(&messages) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.stream
+                .set_read_timeout(Some(left))
+                .expect("read timeout");
+            let n = match self.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let mut input = &buf[..n];
+            while let Some(message) = chunks.get_next_message(input).expect("valid chunks") {
+                input = &[];
+                if message.type_id == SET_CHUNK_SIZE {
+                    let size = u32::from_be_bytes(message.data[..4].try_into().unwrap());
+                    chunks.set_max_chunk_size(size as usize).unwrap();
+                }
+                messages.push(message);
+            }
+        }
+        messages
     }
 
     /// Reads (and drops) what the server sends until it closes.

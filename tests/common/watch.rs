@@ -230,12 +230,23 @@ pub fn media_of(got: &[Sent]) -> Vec<&Sent> {
         .collect()
 }
 
-/// Timestamps never decrease over everything the viewer received (metadata included).
+/// Over everything the viewer received: audio and video timestamps never decrease, and
+/// script data (onMetaData) is stamped 0 wherever it comes, as players expect it.
 pub fn assert_never_back(who: &str, got: &[Sent]) {
-    for (i, pair) in got.windows(2).enumerate() {
+    for (i, sent) in got.iter().enumerate() {
+        if sent.kind == TagKind::Script {
+            assert_eq!(
+                sent.ts, 0,
+                "{who}: script data at {} (message {i})",
+                sent.ts
+            );
+        }
+    }
+    let media = media_of(got);
+    for (i, pair) in media.windows(2).enumerate() {
         assert!(
             pair[1].ts >= pair[0].ts,
-            "{who}: timestamp went back at message {}: {} -> {} ({:?} then {:?})",
+            "{who}: timestamp went back at media message {}: {} -> {} ({:?} then {:?})",
             i + 1,
             pair[0].ts,
             pair[1].ts,

@@ -553,3 +553,56 @@ fn input_split_anywhere_gives_the_same_actions() {
         assert_eq!(media, 2, "pieces of {step}");
     }
 }
+
+#[test]
+fn players_get_no_phantom_streams_every_control_message_is_stamped_zero() {
+    let peer = Peer::playing();
+    let messages = super::output::messages(&peer.sent);
+    assert!(messages.iter().all(|(_, timestamp, _)| *timestamp == 0));
+    let data: Vec<&[u8]> = messages
+        .iter()
+        .filter(|(type_id, ..)| *type_id == 18)
+        .map(|(_, _, body)| &body[..])
+        .collect();
+    // |RtmpSampleAccess only: no `onStatus` data message (NetStream.Data.Start).
+    assert_eq!(data.len(), 1, "{data:?}");
+    assert!(data[0].starts_with(b"\x02\x00\x11|RtmpSampleAccess"));
+    // The answers themselves are all there, in order.
+    let statuses: Vec<&str> = ["NetStream.Play.Reset", "NetStream.Play.Start"]
+        .into_iter()
+        .filter(|code| peer.sent_status(code))
+        .collect();
+    assert_eq!(statuses, ["NetStream.Play.Reset", "NetStream.Play.Start"]);
+    // The end of the stream, told in the same rewritten form.
+    let mut peer = Peer::playing();
+    let end = peer.conn.finish_playing().unwrap();
+    let end = super::output::messages_after(&peer.sent, &end);
+    assert!(!end.is_empty() && end.iter().all(|(_, timestamp, _)| *timestamp == 0));
+}
+
+#[test]
+fn rewritten_output_follows_the_chunk_size_and_long_messages() {
+    let mut session_side = ChunkSerializer::new();
+    let mut output = super::output::SessionOutput::default();
+    let mut out = Vec::new();
+    let set = session_side
+        .set_max_chunk_size(256, RtmpTimestamp::new(7))
+        .unwrap();
+    output.push(&set.bytes, &mut out).unwrap();
+    let long = rml_rtmp::messages::MessagePayload {
+        timestamp: RtmpTimestamp::new(1234),
+        type_id: 20,
+        message_stream_id: 1,
+        data: Bytes::from(vec![7u8; 1000]),
+    };
+    for _ in 0..2 {
+        let packet = session_side.serialize(&long, false, false).unwrap();
+        output.push(&packet.bytes, &mut out).unwrap();
+    }
+    let messages = super::output::messages(&out);
+    assert_eq!(messages.len(), 3);
+    assert_eq!(messages[0].0, 1);
+    for (type_id, timestamp, body) in &messages[1..] {
+        assert_eq!((*type_id, *timestamp, body.len()), (20, 0, 1000));
+    }
+}

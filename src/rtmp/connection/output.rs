@@ -1,0 +1,128 @@
+//! What the session sends, as the peer gets it (pure): rml_rtmp's packets are read back and
+//! written again, each message with a full (type 0) chunk header and timestamp 0, without
+//! the messages players must not see.
+//!
+//! Why: rml_rtmp stamps its messages with the time since the session began and compresses
+//! their chunk headers against what it sent before, so a message can be neither left out
+//! nor restamped in its bytes. Read back, each message stands alone. Two of them made ffmpeg
+//! (and every player built on libavformat) list phantom streams on RTMP playback:
+//! `|RtmpSampleAccess`, a data message that libavformat ignores only at timestamp 0 (at any
+//! other time it becomes a text subtitle stream), and `onStatus` `NetStream.Data.Start` sent
+//! as a data message, whose unknown name becomes a data stream of codec 0. The first is
+//! stamped 0 like every other message (as nginx-rtmp sends it), the second is left out (as
+//! nginx-rtmp does). The cost is a chunk-header read and write per control message; media
+//! for players never goes through here (see [`crate::rtmp::chunk`]).
+
+use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
+use rml_rtmp::messages::MessagePayload;
+use rml_rtmp::time::RtmpTimestamp;
+
+/// RTMP message type of Set Chunk Size.
+const SET_CHUNK_SIZE: u8 = 1;
+
+/// RTMP message type of an AMF0 data message.
+const AMF0_DATA: u8 = 18;
+
+/// Why the session's own output could not be read back (a bug in the session or here,
+/// never the peer's doing).
+#[derive(Debug, thiserror::Error)]
+#[error("the session's output could not be rewritten: {0}")]
+pub struct OutputError(String);
+
+/// The session's output, rewritten. See the module documentation.
+pub struct SessionOutput {
+    /// Reads the session's packets back, in step with the session's serializer.
+    read: ChunkDeserializer,
+    /// Writes the messages again, with full headers.
+    write: ChunkSerializer,
+}
+
+impl Default for SessionOutput {
+    fn default() -> Self {
+        SessionOutput {
+            read: ChunkDeserializer::new(),
+            write: ChunkSerializer::new(),
+        }
+    }
+}
+
+impl SessionOutput {
+    /// Rewrites one packet of the session's output (whole messages) onto `out`.
+    pub fn push(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), OutputError> {
+        let mut input = packet;
+        while let Some(message) = self.read.get_next_message(input).map_err(fail)? {
+            input = &[];
+            if message.type_id == SET_CHUNK_SIZE {
+                let size = message
+                    .data
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u32::from_be_bytes)
+                    .ok_or_else(|| OutputError("short Set Chunk Size".into()))?;
+                self.read.set_max_chunk_size(size as usize).map_err(fail)?;
+                let packet = self
+                    .write
+                    .set_max_chunk_size(size, RtmpTimestamp::new(0))
+                    .map_err(fail)?;
+                out.extend_from_slice(&packet.bytes);
+                continue;
+            }
+            if is_data_status(&message) {
+                continue;
+            }
+            let message = MessagePayload {
+                timestamp: RtmpTimestamp::new(0),
+                ..message
+            };
+            let packet = self.write.serialize(&message, true, false).map_err(fail)?;
+            out.extend_from_slice(&packet.bytes);
+        }
+        Ok(())
+    }
+}
+
+/// An `onStatus` sent as a data message (rml_rtmp's `NetStream.Data.Start`): its name is
+/// AMF0 string `onStatus` at the start of the body.
+fn is_data_status(message: &MessagePayload) -> bool {
+    const NAME: &[u8] = b"\x02\x00\x08onStatus";
+    message.type_id == AMF0_DATA && message.data.starts_with(NAME)
+}
+
+fn fail(err: impl std::fmt::Display) -> OutputError {
+    OutputError(err.to_string())
+}
+
+/// The messages in `bytes` (type, timestamp, body), as a peer reads them: for tests.
+#[cfg(test)]
+pub(super) fn messages(bytes: &[u8]) -> Vec<(u8, u32, bytes::Bytes)> {
+    messages_after(&[], bytes)
+}
+
+/// The messages in `bytes`, read by a peer that read `before` first: for tests.
+#[cfg(test)]
+pub(super) fn messages_after(before: &[u8], bytes: &[u8]) -> Vec<(u8, u32, bytes::Bytes)> {
+    let all = [before, bytes].concat();
+    let skip = messages_in(before).len();
+    messages_in(&all).into_iter().skip(skip).collect()
+}
+
+#[cfg(test)]
+fn messages_in(bytes: &[u8]) -> Vec<(u8, u32, bytes::Bytes)> {
+    let mut read = ChunkDeserializer::new();
+    let mut out = Vec::new();
+    let mut input = bytes;
+    while let Ok(Some(message)) = read.get_next_message(input) {
+        input = &[];
+        if message.type_id == SET_CHUNK_SIZE {
+            let size = u32::from_be_bytes([
+                message.data[0],
+                message.data[1],
+                message.data[2],
+                message.data[3],
+            ]);
+            let _ = read.set_max_chunk_size(size as usize);
+        }
+        out.push((message.type_id, message.timestamp.value, message.data));
+    }
+    out
+}
