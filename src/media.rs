@@ -138,46 +138,38 @@ pub fn now_ns() -> u64 {
 /// Facts about an FLV video tag body that the relay needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VideoInfo {
-    /// Frame type 1 (keyframe).
+    /// Coded frames of frame type 1 (a keyframe).
     pub keyframe: bool,
-    /// AVC/HEVC sequence header (decoder configuration), not a frame.
+    /// Decoder configuration or metadata (an AVC/HEVC sequence header, an Enhanced RTMP
+    /// sequence start or metadata), not a frame.
     pub sequence_header: bool,
 }
 
-/// Classifies an FLV video tag body; `None` for an empty body.
+/// Classifies an FLV video tag body, legacy or Enhanced RTMP (see [`crate::flv::codec`]);
+/// `None` for an empty body or a header cut short.
 pub fn inspect_video(body: &[u8]) -> Option<VideoInfo> {
-    let first = *body.first()?;
-    let frame_type = first >> 4;
-    let codec = first & 0x0f;
-    // AVC (7) and the widely deployed HEVC extension (12) carry a packet type byte: 0 is the
-    // sequence header, 1 a frame, 2 the end of sequence (which is no place to start from,
-    // although encoders mark it with frame type 1).
-    let packet_type = matches!(codec, 7 | 12).then(|| body.get(1).copied().unwrap_or(0xff));
+    let tag = crate::flv::codec::video(body)?;
     Some(VideoInfo {
-        keyframe: frame_type == 1 && packet_type.is_none_or(|t| t == 1),
-        sequence_header: packet_type == Some(0),
+        keyframe: tag.keyframe,
+        sequence_header: tag.header,
     })
 }
 
-/// True when an FLV audio or video tag body carries media beyond its codec header: what
+/// True when an FLV audio or video tag body carries media beyond its codec headers: what
 /// counts as a publisher's activity (an empty body, or a bare header such as `0xAF 0x01`, is
 /// no sign of a live encoder). Sequence headers count.
 pub fn has_payload(kind: UnitKind, body: &[u8]) -> bool {
-    let header = match (kind, body.first()) {
-        (_, None) => return false,
-        // AAC: format byte and packet type.
-        (UnitKind::Audio, Some(first)) if first >> 4 == 10 => 2,
-        // AVC and HEVC (codec 12): frame/codec byte, packet type, composition time.
-        (UnitKind::Video, Some(first)) if matches!(first & 0x0f, 7 | 12) => 5,
-        (UnitKind::Audio | UnitKind::Video, Some(_)) => 1,
-        (UnitKind::Script, Some(_)) => 0,
-    };
-    body.len() > header
+    match kind {
+        UnitKind::Video => crate::flv::codec::video(body).is_some_and(|t| t.payload),
+        UnitKind::Audio => crate::flv::codec::audio(body).is_some_and(|t| t.payload),
+        UnitKind::Script => !body.is_empty(),
+    }
 }
 
-/// True for an AAC sequence header (AudioSpecificConfig) tag body.
+/// True for an audio sequence header (AAC's AudioSpecificConfig, or an Enhanced RTMP
+/// sequence start or multichannel configuration).
 pub fn is_audio_sequence_header(body: &[u8]) -> bool {
-    matches!(body, [first, 0, ..] if first >> 4 == 10)
+    crate::flv::codec::audio(body).is_some_and(|t| t.header)
 }
 
 /// Turns a publisher's 32-bit RTMP timestamps into the stream's outgoing timestamps.

@@ -3,6 +3,7 @@
 //! Every unit is serialized here exactly once per stream: [`tag`] builds the complete tag
 //! (header, body, previous-tag-size) as one `Bytes` that all viewers share.
 
+pub mod codec;
 pub mod reader;
 
 use crate::media::UnitKind;

@@ -10,6 +10,7 @@
 //! changing the windowing and playlist logic here.
 
 use super::ts::{TsError, TsMuxer};
+use crate::flv::codec;
 use crate::media::{Unit, UnitKind};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -112,14 +113,18 @@ impl Segmenter {
     }
 
     /// Adds a unit. Returns true when a segment closed (the playlist changed). Only H.264
-    /// video and AAC audio are muxed; other codecs are left out of the segments.
+    /// video and AAC audio in their legacy FLV headers are muxed; other codecs, and Enhanced
+    /// RTMP tags, are left out of the segments.
     pub fn push(&mut self, unit: &Unit, now_ms: u64) -> Result<bool, TsError> {
         let body = unit.body();
-        let supported = match unit.kind {
-            UnitKind::Video => body.first().is_some_and(|b| b & 0x0f == 7),
-            UnitKind::Audio => body.first().is_some_and(|b| b >> 4 == 10),
-            UnitKind::Script => true,
-        };
+        let supported =
+            match unit.kind {
+                UnitKind::Video => codec::video(body)
+                    .is_some_and(|v| v.codec == codec::VideoCodec::Avc && !v.enhanced),
+                UnitKind::Audio => codec::audio(body)
+                    .is_some_and(|a| a.codec == codec::AudioCodec::Aac && !a.enhanced),
+                UnitKind::Script => true,
+            };
         if !supported {
             return Ok(false);
         }

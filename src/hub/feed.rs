@@ -5,6 +5,7 @@
 //! care where units come from.
 
 use super::ring::Ring;
+use crate::flv::codec;
 use crate::media::{Format, Unit, UnitKind};
 use bytes::Bytes;
 use std::cell::Cell;
@@ -26,10 +27,15 @@ pub enum FeedState {
 pub struct Headers {
     /// Last onMetaData.
     pub metadata: Option<Unit>,
-    /// Last video sequence header.
+    /// Last video sequence header (or Enhanced RTMP sequence start).
     pub video: Option<Unit>,
-    /// Last audio sequence header.
+    /// Last Enhanced RTMP video metadata packet (colour information), which follows the
+    /// sequence start and does not replace it.
+    pub video_metadata: Option<Unit>,
+    /// Last audio sequence header (or Enhanced RTMP sequence start).
     pub audio: Option<Unit>,
+    /// Last Enhanced RTMP multichannel configuration, beside the audio sequence start.
+    pub audio_channels: Option<Unit>,
 }
 
 impl Headers {
@@ -37,17 +43,30 @@ impl Headers {
     pub fn set(&mut self, unit: &Unit) {
         let slot = match unit.kind {
             UnitKind::Script => &mut self.metadata,
+            UnitKind::Video if codec::video(unit.body()).is_some_and(|t| t.metadata) => {
+                &mut self.video_metadata
+            }
             UnitKind::Video => &mut self.video,
+            UnitKind::Audio if codec::audio(unit.body()).is_some_and(|t| t.multichannel) => {
+                &mut self.audio_channels
+            }
             UnitKind::Audio => &mut self.audio,
         };
         *slot = Some(unit.clone());
     }
 
-    /// The header units, metadata first.
+    /// The header units, metadata first, each track's sequence header before what completes
+    /// it.
     pub fn units(&self) -> impl Iterator<Item = &Unit> {
-        [&self.metadata, &self.video, &self.audio]
-            .into_iter()
-            .flatten()
+        [
+            &self.metadata,
+            &self.video,
+            &self.video_metadata,
+            &self.audio,
+            &self.audio_channels,
+        ]
+        .into_iter()
+        .flatten()
     }
 
     /// The headers in `format`, stamped no later than `dts`, so that a viewer starting at a

@@ -2,6 +2,7 @@
 
 use super::fanout::Subscribers;
 use crate::flv;
+use crate::flv::codec::{self, AudioCodec, VideoCodec};
 use crate::hls::segmenter::Segmenter;
 use crate::media::{has_payload, inspect_video, is_audio_sequence_header, Rebaser, Unit, UnitKind};
 use rml_rtmp::sessions::StreamMetadata;
@@ -42,10 +43,10 @@ pub struct Origin {
     pub hls: Option<Segmenter>,
     /// The publisher's last announced metadata.
     pub metadata: Option<StreamMetadata>,
-    /// FLV video codec id of the last video unit.
-    pub video_codec: Option<u8>,
-    /// FLV sound format of the last audio unit.
-    pub audio_codec: Option<u8>,
+    /// Codec of the last video unit.
+    pub video_codec: Option<VideoCodec>,
+    /// Codec of the last audio unit.
+    pub audio_codec: Option<AudioCodec>,
     /// When the last audio or video message with a payload arrived (ns, `media::now_ns`
     /// clock): what `auth.takeover_after_ms` measures.
     pub last_media_ns: u64,
@@ -132,8 +133,8 @@ impl Origin {
         let dts = self.rebaser.map(raw_ts);
         self.bytes_in += body.len() as u64;
         match kind {
-            UnitKind::Video => self.video_codec = body.first().map(|b| b & 0x0f),
-            UnitKind::Audio => self.audio_codec = body.first().map(|b| b >> 4),
+            UnitKind::Video => self.video_codec = codec::video(body).map(|t| t.codec),
+            UnitKind::Audio => self.audio_codec = codec::audio(body).map(|t| t.codec),
             UnitKind::Script => {}
         }
         if key && kind == UnitKind::Video {

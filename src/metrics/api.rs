@@ -183,29 +183,6 @@ impl Reports {
     }
 }
 
-/// Name of an FLV video codec id.
-pub fn video_codec_name(id: u8) -> String {
-    match id {
-        7 => "h264".into(),
-        12 => "hevc".into(),
-        2 => "h263".into(),
-        4 | 5 => "vp6".into(),
-        other => format!("flv-video-{other}"),
-    }
-}
-
-/// Name of an FLV sound format.
-pub fn audio_codec_name(id: u8) -> String {
-    match id {
-        10 => "aac".into(),
-        2 | 14 => "mp3".into(),
-        7 => "pcma".into(),
-        8 => "pcmu".into(),
-        11 => "speex".into(),
-        other => format!("flv-audio-{other}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

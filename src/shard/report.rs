@@ -3,6 +3,7 @@
 //! the slots and counters every shard shares ([`Observed`]).
 
 use super::Shard;
+use crate::flv::codec::{AudioCodec, VideoCodec};
 use crate::hub::budget::MediaBudget;
 use crate::limits::PublishLimits;
 use crate::media::now_ns;
@@ -69,8 +70,8 @@ impl Shard {
                             .publisher
                             .as_ref()
                             .map(|p| now.saturating_sub(p.since_ns) as f64 / 1e9),
-                        video_codec: o.video_codec.map(crate::metrics::api::video_codec_name),
-                        audio_codec: o.audio_codec.map(crate::metrics::api::audio_codec_name),
+                        video_codec: o.video_codec.map(VideoCodec::name),
+                        audio_codec: o.audio_codec.map(AudioCodec::name),
                         width: meta.and_then(|m| m.video_width),
                         height: meta.and_then(|m| m.video_height),
                         frame_rate: meta.and_then(|m| m.video_frame_rate),
