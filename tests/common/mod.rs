@@ -350,6 +350,31 @@ pub fn have_tool(name: &str) -> bool {
     found
 }
 
+/// A recent ffmpeg (Enhanced RTMP: HEVC, AV1, VP9 and Opus over RTMP and FLV): the static
+/// build of the PyPI wheel `imageio-ffmpeg`, which `.ci/run` installs (Debian's ffmpeg 5.1
+/// predates Enhanced RTMP). `None`, with a notice, when it is not installed; a panic under
+/// CORECAST_REQUIRE_TOOLS=1.
+pub fn modern_ffmpeg() -> Option<PathBuf> {
+    let found = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if found.is_none() {
+        if std::env::var("CORECAST_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!(
+                "the imageio-ffmpeg wheel is required (CORECAST_REQUIRE_TOOLS=1) but not installed"
+            );
+        }
+        eprintln!("NOTICE: imageio-ffmpeg (pip) not installed; skipping this test (set CORECAST_REQUIRE_TOOLS=1 to fail instead)");
+    }
+    found
+}
+
 /// Polls `cond` every 20 ms for up to `limit`.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
