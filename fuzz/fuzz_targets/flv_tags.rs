@@ -1,7 +1,9 @@
 //! FLV demuxing (`corecast::flv::reader::FlvReader`) with the input pushed in arbitrary
-//! pieces, the tag helpers, corecast's classification of tag bodies (`media::inspect_video`,
-//! `media::is_audio_sequence_header`), and the sequence-header parsers of the TS muxer
-//! (AVCDecoderConfigurationRecord, AudioSpecificConfig).
+//! pieces, the tag helpers, corecast's classification of tag bodies, legacy and Enhanced
+//! RTMP (`flv::codec::video` and `audio`, through `media::inspect_video`,
+//! `media::is_audio_sequence_header` and `media::has_payload`), and the sequence-header parsers
+//! of the TS muxer (AVCDecoderConfigurationRecord, AudioSpecificConfig). Seeds include FLV
+//! files of HEVC, AV1, VP9 and Opus with enhanced headers.
 //!
 //! Input: a mode byte (bit 0: prepend a valid FLV file header; bits 1-2: maximum tag size),
 //! a byte that chooses how the rest is cut into pushes, then the bytes.
@@ -9,7 +11,8 @@
 
 use corecast::flv::reader::{FlvReader, TagKind};
 use corecast::hls::ts::TsMuxer;
-use corecast::media::{inspect_video, is_audio_sequence_header};
+use corecast::flv::codec;
+use corecast::media::{has_payload, inspect_video, is_audio_sequence_header, UnitKind};
 use corecast_fuzz::pieces;
 use libfuzzer_sys::fuzz_target;
 
@@ -43,13 +46,26 @@ fuzz_target!(|data: &[u8]| {
                     match tag.kind {
                         TagKind::Video => {
                             let info = inspect_video(&tag.data);
-                            assert_eq!(info.is_some(), !tag.data.is_empty());
+                            assert!(info.is_none() || !tag.data.is_empty());
+                            assert_eq!(info.is_some_and(|i| i.sequence_header), sequence_header);
+                            if let Some(video) = codec::video(&tag.data) {
+                                // A keyframe is coded frames: never a header too.
+                                assert!(!(video.keyframe && video.header));
+                                assert!(!video.metadata || video.header);
+                                let _ = video.codec.name();
+                            }
+                            let _ = has_payload(UnitKind::Video, &tag.data);
                             if sequence_header {
                                 let _ = muxer.set_video_config(&tag.data);
                             }
                         }
                         TagKind::Audio => {
                             assert_eq!(is_audio_sequence_header(&tag.data), sequence_header);
+                            if let Some(audio) = codec::audio(&tag.data) {
+                                assert!(!audio.multichannel || audio.header);
+                                let _ = audio.codec.name();
+                            }
+                            let _ = has_payload(UnitKind::Audio, &tag.data);
                             if sequence_header {
                                 let _ = muxer.set_audio_config(&tag.data);
                             }

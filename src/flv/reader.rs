@@ -18,6 +18,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
+use super::codec;
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Default upper bound for a single tag's data size (16 MiB).
@@ -30,8 +31,6 @@ const TAG_HEADER_LEN: usize = 11;
 /// Size of a PreviousTagSize field.
 const PREVIOUS_TAG_SIZE_LEN: usize = 4;
 
-/// FLV sound format id for AAC.
-const SOUND_FORMAT_AAC: u8 = 10;
 /// FLV video codec id for AVC (H.264).
 const VIDEO_CODEC_AVC: u8 = 7;
 /// FLV video frame type for a keyframe.
@@ -125,25 +124,33 @@ pub struct FlvTag {
 }
 
 impl FlvTag {
-    /// Whether this is a video tag whose frame type is "keyframe".
+    /// Whether this is a video tag whose frame type is "keyframe" (legacy or Enhanced RTMP).
     ///
-    /// AVC sequence headers and end-of-sequence tags also carry this frame
+    /// Sequence headers and end-of-sequence tags also carry this frame
     /// type; combine with [`is_sequence_header`](Self::is_sequence_header) to
     /// tell them apart.
     pub fn is_video_keyframe(&self) -> bool {
-        self.kind == TagKind::Video && self.data.first().is_some_and(|b| b >> 4 == FRAME_TYPE_KEY)
+        let frame_type = |b: u8| {
+            if b & 0x80 == 0 {
+                b >> 4
+            } else {
+                (b >> 4) & 0x07
+            }
+        };
+        self.kind == TagKind::Video
+            && self
+                .data
+                .first()
+                .is_some_and(|&b| frame_type(b) == FRAME_TYPE_KEY)
     }
 
-    /// Whether this is a codec sequence header: an AVC sequence header
-    /// (AVCPacketType 0) for H.264 video, or an AudioSpecificConfig
-    /// (AACPacketType 0) for AAC audio.
+    /// Whether this is a codec sequence header: an AVC (or codec id 12 HEVC) sequence header,
+    /// an AAC AudioSpecificConfig, or an Enhanced RTMP sequence start, metadata or
+    /// multichannel configuration (see [`crate::flv::codec`]).
     pub fn is_sequence_header(&self) -> bool {
-        let (Some(&first), Some(&packet_type)) = (self.data.first(), self.data.get(1)) else {
-            return false;
-        };
         match self.kind {
-            TagKind::Video => first & 0x0f == VIDEO_CODEC_AVC && packet_type == 0,
-            TagKind::Audio => first >> 4 == SOUND_FORMAT_AAC && packet_type == 0,
+            TagKind::Video => codec::video(&self.data).is_some_and(|t| t.header),
+            TagKind::Audio => codec::audio(&self.data).is_some_and(|t| t.header),
             _ => false,
         }
     }
