@@ -232,6 +232,19 @@ fn hevc_av1_and_vp9_relay_to_flv_and_rtmp_players() {
         assert_eq!(view["video_codec"], video, "{}", case.name);
         assert_eq!(view["audio_codec"], audio, "{}", case.name);
     }
+    // HLS cannot carry these tracks here: the playlist says so (501), naming the track.
+    for case in &CASES {
+        let playlist = http_get(server.http_addr(), &format!("/live/{}.m3u8", case.name));
+        let body = String::from_utf8_lossy(&playlist.body);
+        assert_eq!(playlist.status, 501, "{}: {body}", case.name);
+        let video = case.streams[0].split(": ").nth(1).unwrap_or_default();
+        assert!(
+            body.contains(&format!("{video} video")),
+            "{}: {body}",
+            case.name
+        );
+        assert!(body.contains("HTTP-FLV or RTMP"), "{}: {body}", case.name);
+    }
     drop(publishers);
     server.stop();
 }

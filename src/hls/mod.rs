@@ -24,6 +24,9 @@ pub struct HlsView {
     pub ended: bool,
     /// Orders snapshots of one incarnation: a shard keeps the newest it received.
     pub version: u64,
+    /// The track that keeps the stream out of HLS (`"av1 video"`): its playlist answers
+    /// that HLS is not available instead (see [`segmenter::Segmenter::push`]).
+    pub unsupported: Option<std::sync::Arc<str>>,
 }
 
 impl HlsView {
@@ -39,6 +42,7 @@ impl HlsView {
                 .collect(),
             ended,
             version: segmenter.version(),
+            unsupported: segmenter.unsupported().map(std::sync::Arc::from),
         }
     }
 
@@ -89,6 +93,7 @@ mod tests {
             segments: Vec::new(),
             ended: false,
             version: 1,
+            unsupported: None,
         };
         let text = view.playlist_with_query("token=9.ab");
         assert_eq!(

@@ -63,6 +63,9 @@ pub struct Segmenter {
     /// Longest segment so far: EXT-X-TARGETDURATION never decreases while the stream lives
     /// (RFC 8216 wants it constant; it grows only if the encoder's GOP does).
     longest_ms: u64,
+    /// The first track found that MPEG-TS here cannot carry (`"av1 video"`): from then on
+    /// nothing more is muxed, and the stream's playlist answers that HLS is not available.
+    unsupported: Option<String>,
 }
 
 /// The segment being written.
@@ -101,7 +104,13 @@ impl Segmenter {
             last_dts: None,
             ended: false,
             longest_ms: 0,
+            unsupported: None,
         }
+    }
+
+    /// The track that keeps this stream out of HLS, if any (see [`Segmenter::push`]).
+    pub fn unsupported(&self) -> Option<&str> {
+        self.unsupported.as_deref()
     }
 
     /// Marks a discontinuity (the publisher reconnected): the current segment closes and the
@@ -112,20 +121,38 @@ impl Segmenter {
         }
     }
 
-    /// Adds a unit. Returns true when a segment closed (the playlist changed). Only H.264
-    /// video and AAC audio in their legacy FLV headers are muxed; other codecs, and Enhanced
-    /// RTMP tags, are left out of the segments.
+    /// Adds a unit. Returns true when a segment closed (the playlist changed).
+    ///
+    /// Only H.264 video and AAC audio in their legacy FLV headers are muxed. The first unit
+    /// of another codec (HEVC, AV1, VP9, Opus, MP3, ..., or any Enhanced RTMP tag) marks the
+    /// stream [`unsupported`](Segmenter::unsupported): its open segment is dropped and
+    /// nothing more is muxed, rather than serving segments that lack one of its tracks.
+    /// (Empty or cut-short bodies are only left out.)
     pub fn push(&mut self, unit: &Unit, now_ms: u64) -> Result<bool, TsError> {
         let body = unit.body();
-        let supported =
-            match unit.kind {
-                UnitKind::Video => codec::video(body)
-                    .is_some_and(|v| v.codec == codec::VideoCodec::Avc && !v.enhanced),
-                UnitKind::Audio => codec::audio(body)
-                    .is_some_and(|a| a.codec == codec::AudioCodec::Aac && !a.enhanced),
-                UnitKind::Script => true,
-            };
-        if !supported {
+        let (known, unsupported) = match unit.kind {
+            UnitKind::Video => match codec::video(body) {
+                Some(v) if v.codec != codec::VideoCodec::Avc || v.enhanced => {
+                    (true, Some(track_name(v.codec.name(), "video", v.enhanced)))
+                }
+                other => (other.is_some(), None),
+            },
+            UnitKind::Audio => match codec::audio(body) {
+                Some(a) if a.codec != codec::AudioCodec::Aac || a.enhanced => {
+                    (true, Some(track_name(a.codec.name(), "audio", a.enhanced)))
+                }
+                other => (other.is_some(), None),
+            },
+            UnitKind::Script => (true, None),
+        };
+        if let Some(track) = unsupported {
+            if self.unsupported.is_none() {
+                self.unsupported = Some(track);
+                self.open = None;
+            }
+            return Ok(false);
+        }
+        if !known || self.unsupported.is_some() {
             return Ok(false);
         }
         if unit.header {
@@ -363,6 +390,12 @@ pub fn iso8601(ms: u64) -> String {
     )
 }
 
+/// How a track MPEG-TS cannot carry is named in logs and answers: `"av1 video"`.
+fn track_name(codec: String, kind: &str, enhanced: bool) -> String {
+    let header = if enhanced { " (Enhanced RTMP)" } else { "" };
+    format!("{codec} {kind}{header}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,6 +425,50 @@ mod segment_tests {
 
     fn unit(kind: UnitKind, dts: u32, key: bool, header: bool, body: &[u8]) -> Unit {
         Unit::serialize(kind, dts, key, header, body, 4096)
+    }
+
+    #[test]
+    fn a_track_mpeg_ts_cannot_carry_keeps_the_stream_out_of_hls() {
+        let mut seg = Segmenter::new("s", 1, 1000, 3);
+        // Empty or cut-short bodies are only left out.
+        assert!(!seg
+            .push(&unit(UnitKind::Video, 0, false, false, &[]), 0)
+            .unwrap());
+        assert!(!seg
+            .push(&unit(UnitKind::Video, 0, true, true, &[0x90, b'a']), 0)
+            .unwrap());
+        assert_eq!(seg.unsupported(), None);
+        // AAC audio first, then an AV1 sequence start (Enhanced RTMP).
+        let asc = [0xaf, 0, 0x12, 0x10];
+        assert!(!seg
+            .push(&unit(UnitKind::Audio, 0, false, true, &asc), 0)
+            .unwrap());
+        let av1 = [0x90, b'a', b'v', b'0', b'1', 0x81];
+        assert!(!seg
+            .push(&unit(UnitKind::Video, 0, false, true, &av1), 0)
+            .unwrap());
+        assert_eq!(seg.unsupported(), Some("av1 video (Enhanced RTMP)"));
+        // Nothing more is muxed, whatever comes.
+        let aac = [0xaf, 1, 0x21, 0x10];
+        for ts in (0..3000).step_by(23) {
+            assert!(!seg
+                .push(&unit(UnitKind::Audio, ts, false, false, &aac), 0)
+                .unwrap());
+        }
+        assert!(seg.segments().is_empty());
+        let view = crate::hls::HlsView::of(&seg, 1, false);
+        assert_eq!(
+            view.unsupported.as_deref(),
+            Some("av1 video (Enhanced RTMP)")
+        );
+        // Legacy codecs other than H.264 and AAC too.
+        let mut seg = Segmenter::new("s", 1, 1000, 3);
+        seg.push(
+            &unit(UnitKind::Audio, 0, false, false, &[0x2f, 0xff, 0xfb]),
+            0,
+        )
+        .unwrap();
+        assert_eq!(seg.unsupported(), Some("mp3 audio"));
     }
 
     /// AVC sequence header with one 4-byte SPS and one 2-byte PPS, 4-byte NALU lengths.

@@ -2,7 +2,7 @@
 //! shard's snapshots, their caching rules, and the credentials carried into segment URIs.
 
 use super::request::{byte_range, ByteRange, Method, Request};
-use super::{reply, send_all, simple};
+use super::{explained, reply, send_all, simple};
 use crate::media::now_ns;
 use crate::metrics::Stage;
 use crate::shard::Shard;
@@ -56,6 +56,25 @@ pub(super) fn hls_cache_control(
             ))
         }
     }
+}
+
+/// Answers a playlist request for a stream that HLS cannot carry (`track`, see
+/// [`crate::hls::segmenter::Segmenter::push`]): `501 Not Implemented`, saying why and what
+/// to play instead.
+pub(super) async fn respond_unavailable(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    req: &Request,
+    track: &str,
+) -> io::Result<usize> {
+    let text = format!(
+        "HLS is not available for this stream: its {track} has no MPEG-TS mapping here; \
+         play it over HTTP-FLV or RTMP\n"
+    );
+    let head_only = req.method == Method::Head;
+    let response = explained("501 Not Implemented", &text, head_only, req.keep_alive);
+    reply(stream, &response, shard.config.write_timeout()).await?;
+    Ok(response.len())
 }
 
 /// Answers an HLS request: `body` is the playlist or segment, `None` when unknown or expired

@@ -12,7 +12,7 @@ mod hls;
 pub mod request;
 
 use admin::{admin_body, authorized, UNAUTHORIZED};
-use hls::{credentials, hls_cache_control, record_hls, respond_hls, HlsKind};
+use hls::{credentials, hls_cache_control, record_hls, respond_hls, respond_unavailable, HlsKind};
 
 use crate::auth::{Action, Denied, Policy};
 use crate::hub::stream_key;
@@ -274,8 +274,12 @@ async fn run(
                     _ => v.playlist.clone(),
                 });
                 let cache = hls_cache_control(HlsKind::Playlist, protected, &shard.config);
-                let sent =
-                    respond_hls(shard, stream, &req, body, HlsKind::Playlist, &cache).await?;
+                let sent = match view.as_ref().and_then(|v| v.unsupported.clone()) {
+                    Some(track) => respond_unavailable(shard, stream, &req, &track).await?,
+                    None => {
+                        respond_hls(shard, stream, &req, body, HlsKind::Playlist, &cache).await?
+                    }
+                };
                 stats::add(&shard.stats.hls_bytes_out, sent as u64);
                 record_hls(shard, parsed);
             }
@@ -446,12 +450,17 @@ async fn send_parts(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<()> {
 
 /// A response with no body.
 fn simple(status: &str, head_only: bool, keep_alive: bool) -> Vec<u8> {
+    explained(status, status, head_only, keep_alive)
+}
+
+/// A response whose plain-text body is `text`.
+fn explained(status: &str, text: &str, head_only: bool, keep_alive: bool) -> Vec<u8> {
     let connection = if keep_alive { "keep-alive" } else { "close" };
-    let body: &str = if head_only { "" } else { status };
+    let body: &str = if head_only { "" } else { text };
     let mut out = format!(
         "HTTP/1.1 {status}\r\nAccess-Control-Allow-Origin: *\r\nContent-Type: text/plain\r\n\
 Content-Length: {}\r\nConnection: {connection}\r\n\r\n",
-        status.len()
+        text.len()
     )
     .into_bytes();
     out.extend_from_slice(body.as_bytes());

@@ -104,6 +104,7 @@ mod tests {
             segments: Vec::new(),
             ended,
             version,
+            unsupported: None,
         }
     }
 

@@ -356,6 +356,7 @@ mod tests {
             segments: Vec::new(),
             ended: false,
             version,
+            unsupported: None,
         }
     }
 

@@ -19,7 +19,7 @@ use rml_rtmp::sessions::StreamMetadata;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// Why a publish request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,6 +276,7 @@ impl Shard {
         };
         let spent = self.observed.media_budget.spent();
         let hls_view = origin.hls.as_mut().and_then(|hls| {
+            let was_supported = hls.unsupported().is_none();
             let closed = match hls.push(&unit, super::hls_store::wall_ms()) {
                 Ok(closed) => closed,
                 Err(err) => {
@@ -286,7 +287,15 @@ impl Shard {
             };
             // A spent media budget keeps only the newest segments a player needs to start.
             let trimmed = spent && hls.trim_to(MIN_HLS_WINDOW);
-            (closed || trimmed).then(|| (HlsView::of(hls, hls.instance(), false), closed))
+            let refused = match hls.unsupported() {
+                Some(track) if was_supported => {
+                    warn!(shard = self.id, stream = %key, track, "hls: this track has no MPEG-TS mapping here; the stream's HLS playlist answers 501 (play it over HTTP-FLV or RTMP)");
+                    true
+                }
+                _ => false,
+            };
+            (closed || trimmed || refused)
+                .then(|| (HlsView::of(hls, hls.instance(), false), closed))
         });
         if let (Some(share), Some(hls)) = (hls_share.as_mut(), origin.hls.as_ref()) {
             share.set(hls.bytes_held());
