@@ -2,10 +2,12 @@
 //! notice when it is missing, fails under CORECAST_REQUIRE_TOOLS=1): HEVC+AAC (with
 //! B-frames), AV1+Opus and VP9+Opus published over RTMP, played back over HTTP-FLV and RTMP by
 //! the same ffmpeg from the start and joining mid-stream: the exact stream list, every frame
-//! decoded without an error, timestamps that never go back.
+//! decoded without an error, timestamps that never go back. HEVC also over HLS (MPEG-TS,
+//! checked segment by segment and played live); AV1 and VP9 get a 501 playlist that says why.
 
 mod common;
 
+use common::ts_check::{check_segment, TsState};
 use common::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -168,6 +170,38 @@ fn check(case: &Case, how: &str, played: &Played) {
     }
 }
 
+/// HEVC over HLS: every segment of the playlist passes the TS checker (HEVC rules: AUD,
+/// then VPS, SPS and PPS before the IRAP picture that starts it), and the same ffmpeg plays
+/// the live playlist with the exact streams and no decoder error.
+fn check_hevc_hls(server: &corecast::Server, ffmpeg: &Path, case: &Case, path: &str) {
+    let http = server.http_addr();
+    let mut segments = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let playlist = http_get(http, path);
+            segments = String::from_utf8_lossy(&playlist.body)
+                .lines()
+                .filter(|l| l.ends_with(".ts"))
+                .map(str::to_string)
+                .collect();
+            playlist.status == 200 && segments.len() >= 2
+        }),
+        "HEVC playlist with two segments: {segments:?}"
+    );
+    let mut state = TsState::default();
+    for name in &segments {
+        let segment = http_get(http, &format!("/live/{name}"));
+        assert_eq!(segment.status, 200, "{name}");
+        let facts = check_segment(&segment.body, &mut state, 0x100, 0x101);
+        assert!(
+            facts.video_frames > 0 && facts.audio_frames > 0,
+            "{name}: {facts:?}"
+        );
+    }
+    let played = play(ffmpeg, &format!("http://{http}{path}"), 3);
+    check(case, "HLS", &played);
+}
+
 #[test]
 fn hevc_av1_and_vp9_relay_to_flv_and_rtmp_players() {
     let Some(ffmpeg) = modern_ffmpeg() else {
@@ -232,9 +266,15 @@ fn hevc_av1_and_vp9_relay_to_flv_and_rtmp_players() {
         assert_eq!(view["video_codec"], video, "{}", case.name);
         assert_eq!(view["audio_codec"], audio, "{}", case.name);
     }
-    // HLS cannot carry these tracks here: the playlist says so (501), naming the track.
+    // HLS: HEVC and AAC are muxed into MPEG-TS; AV1, VP9 and Opus have no TS mapping here,
+    // and the playlist says so (501), naming the track.
     for case in &CASES {
-        let playlist = http_get(server.http_addr(), &format!("/live/{}.m3u8", case.name));
+        let path = format!("/live/{}.m3u8", case.name);
+        if case.name == "hevc" {
+            check_hevc_hls(&server, &ffmpeg, case, &path);
+            continue;
+        }
+        let playlist = http_get(server.http_addr(), &path);
         let body = String::from_utf8_lossy(&playlist.body);
         assert_eq!(playlist.status, 501, "{}: {body}", case.name);
         let video = case.streams[0].split(": ").nth(1).unwrap_or_default();

@@ -143,6 +143,14 @@ pub struct VideoTag {
     pub payload: bool,
     /// Enhanced RTMP (`IsExHeader`).
     pub enhanced: bool,
+    /// A multitrack tag (its tracks follow, each with its own header).
+    pub multitrack: bool,
+    /// Where the codec's own bytes start (a sequence start's configuration record, coded
+    /// frames' data): after the FLV headers and any composition time. Meaningless for a
+    /// multitrack tag.
+    pub data_at: usize,
+    /// Composition time offset (PTS - DTS, ms) of AVC and HEVC coded frames; 0 otherwise.
+    pub composition_time: i32,
 }
 
 /// What an audio tag body is.
@@ -215,6 +223,12 @@ fn skip_mod_ex(body: &[u8], mut at: usize, mod_ex: u8) -> Option<(u8, usize)> {
     }
 }
 
+/// Reads a signed 24-bit composition time at `at` (0 when cut short).
+fn composition_time(body: &[u8], at: usize) -> i32 {
+    body.get(at..at + 3)
+        .map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], 0]) >> 8)
+}
+
 /// Reads a FourCC at `at`.
 fn fourcc(body: &[u8], at: usize) -> Option<[u8; 4]> {
     body.get(at..at + 4)?.try_into().ok()
@@ -232,6 +246,7 @@ pub fn video(body: &[u8]) -> Option<VideoTag> {
     if packet_type == video_packet::MOD_EX {
         (packet_type, at) = skip_mod_ex(body, at, video_packet::MOD_EX)?;
     }
+    let multitrack = packet_type == video_packet::MULTITRACK;
     let (codec, packet_type, at) =
         if packet_type != video_packet::METADATA && frame_type == COMMAND_FRAME {
             // A command (seek start or end): one byte, no codec, no picture.
@@ -242,6 +257,9 @@ pub fn video(body: &[u8]) -> Option<VideoTag> {
                 metadata: false,
                 payload: false,
                 enhanced: true,
+                multitrack: false,
+                data_at: body.len(),
+                composition_time: 0,
             });
         } else if packet_type == video_packet::MULTITRACK {
             let byte = *body.get(at)?;
@@ -264,12 +282,12 @@ pub fn video(body: &[u8]) -> Option<VideoTag> {
         video_packet::CODED_FRAMES | video_packet::CODED_FRAMES_X
     );
     // Coded frames of AVC and HEVC carry a 24-bit composition time first.
-    let header_len = if packet_type == video_packet::CODED_FRAMES
+    let (header_len, composition_time) = if packet_type == video_packet::CODED_FRAMES
         && matches!(codec, VideoCodec::Avc | VideoCodec::Hevc)
     {
-        at + 3
+        (at + 3, composition_time(body, at))
     } else {
-        at
+        (at, 0)
     };
     Some(VideoTag {
         codec,
@@ -283,6 +301,9 @@ pub fn video(body: &[u8]) -> Option<VideoTag> {
         metadata: packet_type == video_packet::METADATA,
         payload: packet_type != video_packet::SEQUENCE_END && body.len() > header_len,
         enhanced: true,
+        multitrack,
+        data_at: header_len,
+        composition_time,
     })
 }
 
@@ -300,6 +321,10 @@ fn legacy_video(first: u8, body: &[u8]) -> VideoTag {
     // type 1); then a 24-bit composition time.
     let packet_type = matches!(codec_id, 7 | 12).then(|| body.get(1).copied().unwrap_or(0xff));
     let header_len = if packet_type.is_some() { 5 } else { 1 };
+    let composition_time = match packet_type {
+        Some(1) => composition_time(body, 2),
+        _ => 0,
+    };
     VideoTag {
         codec,
         keyframe: frame_type == KEY_FRAME && packet_type.is_none_or(|t| t == 1),
@@ -307,6 +332,9 @@ fn legacy_video(first: u8, body: &[u8]) -> VideoTag {
         metadata: false,
         payload: body.len() > header_len,
         enhanced: false,
+        multitrack: false,
+        data_at: header_len,
+        composition_time,
     }
 }
 

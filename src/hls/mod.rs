@@ -1,6 +1,6 @@
 //! HLS: MPEG-TS segments made in memory on the owner shard, served from every shard.
 //!
-//! - [`ts`]: FLV AVC/AAC to MPEG-TS packets (pure).
+//! - [`ts`]: FLV H.264/HEVC and AAC to MPEG-TS packets (pure).
 //! - [`segmenter`]: segment boundaries, window, playlist (pure).
 //! - [`HlsView`]: the immutable snapshot the owner hands to every shard after each change, so
 //!   any shard answers playlist and segment requests locally, without a cross-shard trip.

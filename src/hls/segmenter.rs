@@ -123,16 +123,20 @@ impl Segmenter {
 
     /// Adds a unit. Returns true when a segment closed (the playlist changed).
     ///
-    /// Only H.264 video and AAC audio in their legacy FLV headers are muxed. The first unit
-    /// of another codec (HEVC, AV1, VP9, Opus, MP3, ..., or any Enhanced RTMP tag) marks the
-    /// stream [`unsupported`](Segmenter::unsupported): its open segment is dropped and
-    /// nothing more is muxed, rather than serving segments that lack one of its tracks.
-    /// (Empty or cut-short bodies are only left out.)
+    /// H.264 and HEVC video (legacy or Enhanced RTMP headers, one track) and AAC audio
+    /// (legacy header) are muxed. The first unit of another codec (AV1, VP9, Opus, MP3, ...,
+    /// multitrack video, enhanced audio) marks the stream
+    /// [`unsupported`](Segmenter::unsupported): its open segment is dropped and nothing more
+    /// is muxed, rather than serving segments that lack one of its tracks. (Empty or
+    /// cut-short bodies are only left out.)
     pub fn push(&mut self, unit: &Unit, now_ms: u64) -> Result<bool, TsError> {
         let body = unit.body();
         let (known, unsupported) = match unit.kind {
             UnitKind::Video => match codec::video(body) {
-                Some(v) if v.codec != codec::VideoCodec::Avc || v.enhanced => {
+                Some(v)
+                    if v.multitrack
+                        || !matches!(v.codec, codec::VideoCodec::Avc | codec::VideoCodec::Hevc) =>
+                {
                     (true, Some(track_name(v.codec.name(), "video", v.enhanced)))
                 }
                 other => (other.is_some(), None),
@@ -554,7 +558,7 @@ mod segment_tests {
         let mut bad = frame(true);
         bad[5..9].copy_from_slice(&0x4000u32.to_be_bytes());
         let err = s.push(&unit(UnitKind::Video, 2000, true, false, &bad), 0);
-        assert!(matches!(err, Err(TsError::AvcFrame)), "{err:?}");
+        assert!(matches!(err, Err(TsError::TruncatedFrame)), "{err:?}");
         // Its GOP's inter frames are left out; the next keyframe closes the segment at 3 s.
         for i in 51..76u32 {
             let key = i % 25 == 0;

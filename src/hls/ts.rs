@@ -1,9 +1,12 @@
-//! FLV AVC/AAC to MPEG-TS (pure). The TS packet layer (headers, adaptation fields, PSI
-//! tables, stuffing) is the `mpeg2ts` crate's; this module does what is specific to the
-//! relay: AVCC to Annex B with an access unit delimiter and SPS/PPS before every IDR, raw AAC
-//! to ADTS, PES timestamps from FLV timing, PCR on the video PID, and continuity counters
-//! that run on across segments.
+//! FLV H.264/HEVC and AAC to MPEG-TS (pure). The TS packet layer (headers, adaptation
+//! fields, PSI tables, stuffing) is the `mpeg2ts` crate's; this module does what is specific
+//! to the relay: length-prefixed NAL units to Annex B with an access unit delimiter and the
+//! parameter sets (SPS/PPS; VPS/SPS/PPS for HEVC) before every keyframe, raw AAC to ADTS,
+//! PES timestamps from FLV timing, PCR on the video PID, and continuity counters that run on
+//! across segments. Video comes in legacy FLV headers (AVC, HEVC under codec id 12) or
+//! Enhanced RTMP ones (`avc1`, `hvc1`), read by [`crate::flv::codec`].
 
+use crate::flv::codec::{self, VideoCodec};
 use mpeg2ts::es::{StreamId, StreamType};
 use mpeg2ts::pes::PesHeader;
 use mpeg2ts::time::{ClockReference, Timestamp};
@@ -31,27 +34,50 @@ const MUX_DELAY: u64 = 9_000;
 /// Why a message could not be muxed.
 #[derive(Debug, thiserror::Error)]
 pub enum TsError {
-    /// The AVC decoder configuration record is malformed.
-    #[error("bad AVC sequence header")]
-    AvcConfig,
+    /// The AVC or HEVC decoder configuration record is malformed.
+    #[error("bad video sequence header")]
+    VideoConfig,
     /// The AAC AudioSpecificConfig is malformed.
     #[error("bad AAC sequence header")]
     AacConfig,
     /// A NAL unit length runs past the frame.
-    #[error("truncated AVC frame")]
-    AvcFrame,
+    #[error("truncated video frame")]
+    TruncatedFrame,
     /// The TS layer refused a packet.
     #[error("TS packet: {0}")]
     Packet(String),
 }
 
-/// H.264 decoder configuration, from the FLV sequence header.
+/// Video decoder configuration, from the FLV sequence header.
 #[derive(Debug, Clone)]
-struct AvcConfig {
+struct VideoConfig {
+    /// H.264 or HEVC.
+    hevc: bool,
     /// Bytes of each NAL unit length prefix in frames (1, 2 or 4).
     length_size: usize,
-    /// SPS and PPS in Annex B form, sent before every IDR.
+    /// The parameter sets in Annex B form (SPS and PPS; VPS, SPS and PPS for HEVC), sent
+    /// before every keyframe.
     parameter_sets: Vec<u8>,
+}
+
+impl VideoConfig {
+    /// The access unit delimiter that starts every access unit.
+    fn delimiter(&self) -> &'static [u8] {
+        if self.hevc {
+            &HEVC_AUD
+        } else {
+            &AUD
+        }
+    }
+
+    /// Whether `nal` is an access unit delimiter (the encoder's: ours replace them).
+    fn is_delimiter(&self, nal: &[u8]) -> bool {
+        match nal.first() {
+            Some(b) if self.hevc => (b >> 1) & 0x3f == 35,
+            Some(b) => b & 0x1f == 9,
+            None => false,
+        }
+    }
 }
 
 /// AAC configuration, from the FLV sequence header (fields of every ADTS header).
@@ -78,7 +104,7 @@ pub struct VideoFrame {
 /// A muxer for one stream: one video and one audio elementary stream in one program.
 #[derive(Debug, Default)]
 pub struct TsMuxer {
-    avc: Option<AvcConfig>,
+    video: Option<VideoConfig>,
     aac: Option<AacConfig>,
     /// Continuity counters by PID: PAT, PMT, video, audio.
     cc: [u8; 4],
@@ -86,6 +112,8 @@ pub struct TsMuxer {
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
 const AUD: [u8; 6] = [0, 0, 0, 1, 0x09, 0xf0];
+/// HEVC access unit delimiter: NAL type 35, pic_type 2 (any slice type).
+const HEVC_AUD: [u8; 7] = [0, 0, 0, 1, 0x46, 0x01, 0x50];
 
 impl TsMuxer {
     /// A muxer with no tracks configured.
@@ -95,7 +123,7 @@ impl TsMuxer {
 
     /// True once video is configured.
     pub fn has_video(&self) -> bool {
-        self.avc.is_some()
+        self.video.is_some()
     }
 
     /// True once audio is configured.
@@ -103,28 +131,22 @@ impl TsMuxer {
         self.aac.is_some()
     }
 
-    /// Takes an FLV AVC sequence header body (AVCDecoderConfigurationRecord after the 5-byte
-    /// FLV video header).
+    /// Takes an FLV video sequence header body: an AVCDecoderConfigurationRecord or an
+    /// HEVCDecoderConfigurationRecord, after the legacy or Enhanced RTMP header. Other
+    /// headers (Enhanced RTMP colour metadata) change nothing.
     pub fn set_video_config(&mut self, flv_body: &[u8]) -> Result<(), TsError> {
-        let record = flv_body.get(5..).ok_or(TsError::AvcConfig)?;
-        let length_size = usize::from(record.get(4).ok_or(TsError::AvcConfig)? & 0x03) + 1;
-        let mut at = 5;
-        let mut parameter_sets = Vec::new();
-        for mask in [0x1f, 0xff] {
-            let count = record.get(at).ok_or(TsError::AvcConfig)? & mask;
-            at += 1;
-            for _ in 0..count {
-                let len = record.get(at..at + 2).ok_or(TsError::AvcConfig)?;
-                let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-                let nal = record.get(at + 2..at + 2 + len).ok_or(TsError::AvcConfig)?;
-                parameter_sets.extend_from_slice(&START_CODE);
-                parameter_sets.extend_from_slice(nal);
-                at += 2 + len;
-            }
+        let tag = codec::video(flv_body).ok_or(TsError::VideoConfig)?;
+        if tag.metadata {
+            return Ok(());
         }
-        self.avc = Some(AvcConfig {
-            length_size,
-            parameter_sets,
+        if !tag.header || tag.multitrack {
+            return Err(TsError::VideoConfig);
+        }
+        let record = flv_body.get(tag.data_at..).ok_or(TsError::VideoConfig)?;
+        self.video = Some(match tag.codec {
+            VideoCodec::Avc => avc_config(record)?,
+            VideoCodec::Hevc => hevc_config(record)?,
+            _ => return Err(TsError::VideoConfig),
         });
         Ok(())
     }
@@ -159,9 +181,13 @@ impl TsMuxer {
         let cc = self.next_cc(0);
         write(out, packet(0, cc, None, TsPayload::Pat(pat)))?;
         let mut es_info = Vec::new();
-        if self.avc.is_some() {
+        if let Some(video) = &self.video {
             es_info.push(EsInfo {
-                stream_type: StreamType::H264,
+                stream_type: if video.hevc {
+                    StreamType::H265
+                } else {
+                    StreamType::H264
+                },
                 elementary_pid: pid(VIDEO_PID),
                 descriptors: Vec::new(),
             });
@@ -175,7 +201,7 @@ impl TsMuxer {
         }
         let pmt = Pmt {
             program_num: 1,
-            pcr_pid: Some(pid(if self.avc.is_some() {
+            pcr_pid: Some(pid(if self.video.is_some() {
                 VIDEO_PID
             } else {
                 AUDIO_PID
@@ -188,7 +214,7 @@ impl TsMuxer {
         write(out, packet(PMT_PID, cc, None, TsPayload::Pmt(pmt)))
     }
 
-    /// Writes one video frame (an FLV AVC NALU body) as a PES on the video PID.
+    /// Writes one video frame (an FLV video body of coded frames) as a PES on the video PID.
     pub fn write_video(
         &mut self,
         out: &mut Vec<u8>,
@@ -202,46 +228,49 @@ impl TsMuxer {
         }
     }
 
-    /// Converts one video frame (an FLV AVC NALU body) to an Annex B access unit, without
-    /// writing it: `None` when there is nothing to write (video not configured, or an AVC
-    /// packet that carries no NAL units), an error when the frame is malformed.
+    /// Converts one video frame (an FLV video body of coded frames) to an Annex B access
+    /// unit, without writing it: `None` when there is nothing to write (video not
+    /// configured, or a tag that carries no coded frames), an error when the frame is
+    /// malformed.
     pub fn video_frame(
         &self,
         flv_body: &[u8],
         keyframe: bool,
     ) -> Result<Option<VideoFrame>, TsError> {
-        let Some(avc) = &self.avc else {
+        let Some(video) = &self.video else {
             return Ok(None);
         };
-        // Only AVC packet type 1 carries NAL units (0 is the configuration, 2 end of sequence).
-        if flv_body.get(1) != Some(&1) {
+        // Only coded frames carry NAL units (not configurations, metadata or sequence ends).
+        let Some(tag) = codec::video(flv_body).filter(|t| !t.header && t.payload) else {
+            return Ok(None);
+        };
+        if tag.multitrack {
             return Ok(None);
         }
-        let cts = flv_body
-            .get(2..5)
-            .map(|b| (i32::from_be_bytes([b[0], b[1], b[2], 0]) >> 8) as i64)
-            .ok_or(TsError::AvcFrame)?;
         let mut es = Vec::with_capacity(flv_body.len() + 64);
-        es.extend_from_slice(&AUD);
+        es.extend_from_slice(video.delimiter());
         if keyframe {
-            es.extend_from_slice(&avc.parameter_sets);
+            es.extend_from_slice(&video.parameter_sets);
         }
-        let mut nalus = &flv_body[5..];
+        let mut nalus = flv_body.get(tag.data_at..).unwrap_or_default();
         while !nalus.is_empty() {
-            let len_bytes = nalus.get(..avc.length_size).ok_or(TsError::AvcFrame)?;
+            let len_bytes = nalus
+                .get(..video.length_size)
+                .ok_or(TsError::TruncatedFrame)?;
             let len = len_bytes
                 .iter()
                 .fold(0usize, |n, &b| (n << 8) | usize::from(b));
             let nal = nalus
-                .get(avc.length_size..avc.length_size + len)
-                .ok_or(TsError::AvcFrame)?;
+                .get(video.length_size..video.length_size + len)
+                .ok_or(TsError::TruncatedFrame)?;
             // Access unit delimiters are ours; drop the encoder's.
-            if nal.first().is_some_and(|b| b & 0x1f != 9) {
+            if !nal.is_empty() && !video.is_delimiter(nal) {
                 es.extend_from_slice(&START_CODE);
                 es.extend_from_slice(nal);
             }
-            nalus = &nalus[avc.length_size + len..];
+            nalus = &nalus[video.length_size + len..];
         }
+        let cts = i64::from(tag.composition_time);
         Ok(Some(VideoFrame { es, cts, keyframe }))
     }
 
@@ -296,7 +325,7 @@ impl TsMuxer {
         let header = pes_header(0xc0, pts, None);
         let pes_len = u16::try_from(8 + es.len()).unwrap_or(0);
         // Without video, the audio PID carries the PCR.
-        let pcr = self.avc.is_none().then_some(dts_ms * 90);
+        let pcr = self.video.is_none().then_some(dts_ms * 90);
         self.write_pes(
             out,
             AUDIO_PID,
@@ -305,7 +334,7 @@ impl TsMuxer {
             pes_len,
             &es,
             pcr,
-            self.avc.is_none(),
+            self.video.is_none(),
         )
     }
 
@@ -363,6 +392,72 @@ impl TsMuxer {
     }
 }
 
+/// Reads an AVCDecoderConfigurationRecord (ISO/IEC 14496-15, 5.3.3.1).
+fn avc_config(record: &[u8]) -> Result<VideoConfig, TsError> {
+    let length_size = usize::from(record.get(4).ok_or(TsError::VideoConfig)? & 0x03) + 1;
+    let mut at = 5;
+    let mut parameter_sets = Vec::new();
+    for mask in [0x1f, 0xff] {
+        let count = record.get(at).ok_or(TsError::VideoConfig)? & mask;
+        at += 1;
+        for _ in 0..count {
+            let nal = length_prefixed(record, &mut at)?;
+            parameter_sets.extend_from_slice(&START_CODE);
+            parameter_sets.extend_from_slice(nal);
+        }
+    }
+    Ok(VideoConfig {
+        hevc: false,
+        length_size,
+        parameter_sets,
+    })
+}
+
+/// Reads an HEVCDecoderConfigurationRecord (ISO/IEC 14496-15, 8.3.3.1): its arrays of VPS
+/// (NAL type 32), SPS (33) and PPS (34), in that order whatever order the record uses, as
+/// decoders expect them before a keyframe.
+fn hevc_config(record: &[u8]) -> Result<VideoConfig, TsError> {
+    let length_size = usize::from(record.get(21).ok_or(TsError::VideoConfig)? & 0x03) + 1;
+    let arrays = *record.get(22).ok_or(TsError::VideoConfig)?;
+    let mut at = 23;
+    let mut by_type: [Vec<u8>; 3] = Default::default();
+    for _ in 0..arrays {
+        let nal_type = record.get(at).ok_or(TsError::VideoConfig)? & 0x3f;
+        let count = record.get(at + 1..at + 3).ok_or(TsError::VideoConfig)?;
+        let count = u16::from_be_bytes([count[0], count[1]]);
+        at += 3;
+        for _ in 0..count {
+            let nal = length_prefixed(record, &mut at)?;
+            if let Some(sets) = nal_type
+                .checked_sub(32)
+                .and_then(|i| by_type.get_mut(usize::from(i)))
+            {
+                sets.extend_from_slice(&START_CODE);
+                sets.extend_from_slice(nal);
+            }
+        }
+    }
+    if by_type.iter().any(Vec::is_empty) {
+        return Err(TsError::VideoConfig);
+    }
+    Ok(VideoConfig {
+        hevc: true,
+        length_size,
+        parameter_sets: by_type.concat(),
+    })
+}
+
+/// A NAL unit with a 16-bit length prefix at `at`, which moves past it.
+fn length_prefixed<'a>(record: &'a [u8], at: &mut usize) -> Result<&'a [u8], TsError> {
+    let len = record.get(*at..*at + 2).ok_or(TsError::VideoConfig)?;
+    let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+    let nal = record
+        .get(*at + 2..*at + 2 + len)
+        .ok_or(TsError::VideoConfig)?;
+    *at += 2 + len;
+    Ok(nal)
+}
+
 fn pid(value: u16) -> Pid {
     Pid::new(value).expect("PIDs here are below 0x1fff")
 }
@@ -413,6 +508,82 @@ fn write(out: &mut Vec<u8>, packet: TsPacket) -> Result<(), TsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An HEVCDecoderConfigurationRecord with 4-byte NAL lengths and one SPS, VPS and PPS,
+    /// in that (unusual) order.
+    fn hvcc() -> Vec<u8> {
+        let mut record = vec![1];
+        record.resize(21, 0);
+        record.push(0xfc | 3);
+        record.push(3);
+        for (nal_type, nal) in [
+            (33u8, [0x42, 1, 0xbb]),
+            (32, [0x40, 1, 0xaa]),
+            (34, [0x44, 1, 0xcc]),
+        ] {
+            record.extend([0x80 | nal_type, 0, 1, 0, 3]);
+            record.extend(nal);
+        }
+        record
+    }
+
+    #[test]
+    fn hevc_access_units_get_their_delimiter_and_parameter_sets() {
+        let mut m = TsMuxer::new();
+        // Enhanced RTMP sequence start: header byte, FourCC, record.
+        let start = [&[0x90][..], b"hvc1", &hvcc()].concat();
+        m.set_video_config(&start).unwrap();
+        // Colour metadata changes nothing.
+        m.set_video_config(&[&[0xd4][..], b"hvc1", &[2, 0, 9]].concat())
+            .unwrap();
+        // A keyframe with the encoder's own delimiter, which is replaced.
+        let key = [
+            &[0x91][..],
+            b"hvc1",
+            &[0, 0, 40],
+            &[0, 0, 0, 3, 0x46, 1, 0x50],
+            &[0, 0, 0, 3, 0x26, 1, 0xdd],
+        ]
+        .concat();
+        let frame = m.video_frame(&key, true).unwrap().unwrap();
+        let expected = [
+            &HEVC_AUD[..],
+            &[0, 0, 0, 1, 0x40, 1, 0xaa],
+            &[0, 0, 0, 1, 0x42, 1, 0xbb],
+            &[0, 0, 0, 1, 0x44, 1, 0xcc],
+            &[0, 0, 0, 1, 0x26, 1, 0xdd],
+        ]
+        .concat();
+        assert_eq!(frame.es, expected);
+        assert_eq!(frame.cts, 40);
+        // CodedFramesX: no composition time; an inter frame gets no parameter sets.
+        let inter = [&[0xa3][..], b"hvc1", &[0, 0, 0, 3, 0x02, 1, 0xee]].concat();
+        let frame = m.video_frame(&inter, false).unwrap().unwrap();
+        assert_eq!(
+            frame.es,
+            [&HEVC_AUD[..], &[0, 0, 0, 1, 0x02, 1, 0xee]].concat()
+        );
+        assert_eq!(frame.cts, 0);
+        // The PMT announces HEVC (stream type 0x24).
+        let mut out = Vec::new();
+        m.write_tables(&mut out).unwrap();
+        assert!(out[188..].windows(3).any(|w| w == [0x24, 0xe1, 0x00]));
+        // Legacy codec id 12 reads the same record after its 5-byte header.
+        let mut legacy = TsMuxer::new();
+        legacy
+            .set_video_config(&[&[0x1c, 0, 0, 0, 0][..], &hvcc()].concat())
+            .unwrap();
+        assert!(legacy.has_video());
+        // A record without a PPS is refused.
+        let mut short = hvcc();
+        short[22] = 2;
+        short.truncate(short.len() - 8);
+        let start = [&[0x90][..], b"hvc1", &short].concat();
+        assert!(matches!(
+            TsMuxer::new().set_video_config(&start),
+            Err(TsError::VideoConfig)
+        ));
+    }
 
     #[test]
     fn adts_header_and_pes_length() {

@@ -1,4 +1,6 @@
-//! A small MPEG-TS checker for the HLS tests: structure, continuity, timestamps, IDR starts.
+//! A small MPEG-TS checker for the HLS tests: structure, continuity, timestamps, keyframe
+//! starts (H.264: AUD, SPS and PPS before the IDR; HEVC: AUD, VPS, SPS and PPS before the
+//! IRAP picture).
 //! The packets are read by the test kit's reader ([`corecast_testkit::ts`], on `mpeg2ts`);
 //! every fault is an assertion.
 
@@ -43,6 +45,7 @@ pub fn check_segment(
     let mut first_video_es: Option<Vec<u8>> = None;
     let mut collecting_first = false;
     let mut listed: Vec<u16> = Vec::new();
+    let mut hevc = false;
     for (i, p) in seg.chunks_exact(PACKET_SIZE).enumerate() {
         assert_eq!(p[0], SYNC_BYTE, "packet {i}: sync byte");
         let p: &[u8; PACKET_SIZE] = p.try_into().expect("chunks of PACKET_SIZE");
@@ -57,11 +60,15 @@ pub fn check_segment(
         if i == 1 {
             assert_eq!(pid, 0x1000, "PMT follows the PAT");
             listed = match &packet.payload {
-                Some(TsPayload::Pmt(pmt)) => pmt
-                    .es_info
-                    .iter()
-                    .map(|es| es.elementary_pid.as_u16())
-                    .collect(),
+                Some(TsPayload::Pmt(pmt)) => {
+                    hevc = pmt.es_info.iter().any(|es| {
+                        es.elementary_pid.as_u16() == video_pid && es.stream_type as u8 == 0x24
+                    });
+                    pmt.es_info
+                        .iter()
+                        .map(|es| es.elementary_pid.as_u16())
+                        .collect()
+                }
                 other => panic!("packet 1: PMT expected, found {other:?}"),
             };
         }
@@ -124,7 +131,26 @@ pub fn check_segment(
             other => panic!("packet {i}: PID {pid:#x} carries media, found {other:?}"),
         }
     }
-    if let Some(es) = first_video_es {
+    if let (true, Some(es)) = (hevc, &first_video_es) {
+        let types: Vec<u8> = nal_units(es)
+            .map(|nal| nal.first().map_or(0xff, |b| (b >> 1) & 0x3f))
+            .collect();
+        assert_eq!(
+            types.first(),
+            Some(&35),
+            "HEVC access unit delimiter first: {types:?}"
+        );
+        let irap = types
+            .iter()
+            .position(|t| (16..=21).contains(t))
+            .expect("first video access unit is an IRAP picture");
+        for (set, name) in [(32, "VPS"), (33, "SPS"), (34, "PPS")] {
+            assert!(
+                types[..irap].contains(&set),
+                "{name} before the IRAP: {types:?}"
+            );
+        }
+    } else if let Some(es) = first_video_es {
         let types: Vec<u8> = nal_units(&es).map(nal_type).collect();
         assert_eq!(
             types.first(),

@@ -159,3 +159,21 @@ fn unknown_fourccs_are_named_escaped() {
     let tag = video(&body(&[&[ex(1, 1)], b"x\n\"1", &[0]])).unwrap();
     assert_eq!(tag.codec.name(), "x\\n\\\"1");
 }
+
+#[test]
+fn where_the_codec_bytes_start_and_the_composition_time() {
+    let legacy = video(&[0x17, 1, 0xff, 0xff, 0xd8, 0x65]).unwrap();
+    assert_eq!((legacy.data_at, legacy.composition_time), (5, -40));
+    let seq = video(&[0x17, 0, 0, 0, 0, 1]).unwrap();
+    assert_eq!((seq.data_at, seq.composition_time), (5, 0));
+    let coded = video(&body(&[&[ex(1, 1)], b"hvc1", &[0, 0, 80], &[9]])).unwrap();
+    assert_eq!((coded.data_at, coded.composition_time), (8, 80));
+    let x = video(&body(&[&[ex(2, 3)], b"hvc1", &[9]])).unwrap();
+    assert_eq!((x.data_at, x.composition_time), (5, 0));
+    let av1 = video(&body(&[&[ex(1, 1)], b"av01", &[9]])).unwrap();
+    assert_eq!(av1.data_at, 5);
+    let start = video(&body(&[&[ex(1, 0)], b"avc1", &[1]])).unwrap();
+    assert_eq!((start.codec, start.data_at), (VideoCodec::Avc, 5));
+    let tracks = video(&body(&[&[ex(1, 6), 0x03], b"av01", &[0, 0x12]])).unwrap();
+    assert!(tracks.multitrack);
+}
