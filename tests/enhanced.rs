@@ -217,6 +217,8 @@ fn hevc_av1_and_vp9_relay_to_flv_and_rtmp_players() {
                     .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
                     .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
                     .args(case.encode)
+                    // Announces Enhanced RTMP in `connect`: corecast answers with its support.
+                    .args(["-rtmp_enhanced_codecs", "hvc1,av01,vp09,Opus"])
                     .args(["-t", "25", "-f", "flv"])
                     .arg(format!("rtmp://{}/live/{}", server.rtmp_addr(), case.name))
                     .stdout(Stdio::null())

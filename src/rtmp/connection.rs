@@ -23,6 +23,7 @@
 //! publish anew; a player plays until it stops or the stream ends.
 
 mod actions;
+pub mod caps;
 mod output;
 
 pub use actions::{Action, Refusal, Request, RequestKind, Settings};
@@ -37,6 +38,7 @@ use crate::hub::{split_query, stream_key, validate_name, validate_names, NameErr
 use crate::media::{has_payload, split_aggregate, UnitKind};
 use crate::util::Escaped;
 use bytes::Bytes;
+use rml_rtmp::chunk_io::ChunkDeserializer;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
@@ -88,6 +90,11 @@ pub struct Connection {
     greeting: Vec<u8>,
     /// The session's output, rewritten for the peer (see [`output`]).
     output: SessionOutput,
+    /// Reads the client's messages until its `connect`, for what it announces of Enhanced
+    /// RTMP (rml_rtmp does not pass the command object on); dropped at the `connect`.
+    setup: Option<Box<ChunkDeserializer>>,
+    /// What the client announced of Enhanced RTMP in its `connect`.
+    announced: Option<caps::Announced>,
     /// Chunk-level checks of the input, ahead of the session.
     guard: InputGuard,
     /// Bytes to send, in order.
@@ -130,6 +137,8 @@ impl Connection {
             session,
             greeting,
             output,
+            setup: Some(Box::new(ChunkDeserializer::new())),
+            announced: None,
             guard: InputGuard::new(settings.max_chunk_size),
             out: Vec::new(),
             actions: VecDeque::new(),
@@ -349,6 +358,7 @@ impl Connection {
                 Scan::Done => bytes.len(),
                 Scan::Message { consumed } | Scan::Blocked { consumed, .. } => consumed,
             };
+            self.read_setup(&bytes[..consumed]);
             match super::session_input(&mut self.session, &bytes[..consumed]) {
                 Ok(results) => self.handle_results(results, now),
                 Err(err) => return self.fail(err),
@@ -380,6 +390,59 @@ impl Connection {
             self.held.extend(results);
             self.drain_held(now);
         }
+    }
+
+    /// Reads the client's messages before its `connect` answer for what it announces of
+    /// Enhanced RTMP. A reader that fails (or input that makes it panic) is dropped: the
+    /// announcement is optional, and the session decides on the input anyway.
+    fn read_setup(&mut self, bytes: &[u8]) {
+        const SET_CHUNK_SIZE: u8 = 1;
+        const AMF0_COMMAND: u8 = 20;
+        let Some(reader) = self.setup.as_mut() else {
+            return;
+        };
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut input = bytes;
+            let mut connect = None;
+            while let Some(message) = reader.get_next_message(input).ok()? {
+                input = &[];
+                match message.type_id {
+                    SET_CHUNK_SIZE => {
+                        let size = message.data.get(..4)?.try_into().ok()?;
+                        reader
+                            .set_max_chunk_size(u32::from_be_bytes(size) as usize)
+                            .ok()?;
+                    }
+                    AMF0_COMMAND => {
+                        if let Ok(rml_rtmp::messages::RtmpMessage::Amf0Command {
+                            command_name,
+                            command_object,
+                            ..
+                        }) = message.to_rtmp_message()
+                        {
+                            if command_name == "connect" {
+                                connect = Some(caps::announced(&command_object));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some(connect)
+        }));
+        match read {
+            Ok(Some(None)) => {}
+            Ok(Some(Some(announced))) => {
+                self.announced = announced;
+                self.setup = None;
+            }
+            Ok(None) | Err(_) => self.setup = None,
+        }
+    }
+
+    /// What the client announced of Enhanced RTMP in its `connect`, if anything.
+    pub fn announced(&self) -> Option<&caps::Announced> {
+        self.announced.as_ref()
     }
 
     /// Handles the session results in `held`, in order, until one needs a decision.
@@ -437,7 +500,10 @@ impl Connection {
                         error,
                     );
                 }
-                debug!(protocol = "rtmp", peer = %self.peer, app = %Escaped(&app_name), "rtmp: connect");
+                let enhanced = self.announced.is_some();
+                debug!(protocol = "rtmp", peer = %self.peer, app = %Escaped(&app_name), enhanced, "rtmp: connect");
+                // A client that announced Enhanced RTMP is told what corecast supports.
+                self.output.amend_connect_answer(enhanced);
                 self.answer(|session| session.accept_request(request_id));
             }
             ServerSessionEvent::ReleaseStreamRequested { request_id, .. } => {

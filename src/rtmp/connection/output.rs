@@ -14,7 +14,8 @@
 //! for players never goes through here (see [`crate::rtmp::chunk`]).
 
 use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
-use rml_rtmp::messages::MessagePayload;
+use rml_rtmp::messages::{MessagePayload, RtmpMessage};
+use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
 
 /// RTMP message type of Set Chunk Size.
@@ -35,6 +36,9 @@ pub struct SessionOutput {
     read: ChunkDeserializer,
     /// Writes the messages again, with full headers.
     write: ChunkSerializer,
+    /// The next `_result` answers a `connect` of a client that announced Enhanced RTMP:
+    /// corecast's support is added to its properties (see [`super::caps`]).
+    amend_connect: bool,
 }
 
 impl Default for SessionOutput {
@@ -42,11 +46,18 @@ impl Default for SessionOutput {
         SessionOutput {
             read: ChunkDeserializer::new(),
             write: ChunkSerializer::new(),
+            amend_connect: false,
         }
     }
 }
 
 impl SessionOutput {
+    /// Whether the next `_result` (the `connect` answer) gets corecast's Enhanced RTMP
+    /// support added.
+    pub fn amend_connect_answer(&mut self, amend: bool) {
+        self.amend_connect = amend;
+    }
+
     /// Rewrites one packet of the session's output (whole messages) onto `out`.
     pub fn push(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), OutputError> {
         let mut input = packet;
@@ -72,12 +83,46 @@ impl SessionOutput {
             }
             let message = MessagePayload {
                 timestamp: RtmpTimestamp::new(0),
-                ..message
+                ..self.amended(message)?
             };
             let packet = self.write.serialize(&message, true, false).map_err(fail)?;
             out.extend_from_slice(&packet.bytes);
         }
         Ok(())
+    }
+}
+
+impl SessionOutput {
+    /// The `connect` `_result`, with corecast's Enhanced RTMP support in its properties
+    /// when asked for; any other message as it is.
+    fn amended(&mut self, message: MessagePayload) -> Result<MessagePayload, OutputError> {
+        const AMF0_COMMAND: u8 = 20;
+        if !self.amend_connect || message.type_id != AMF0_COMMAND {
+            return Ok(message);
+        }
+        let Ok(RtmpMessage::Amf0Command {
+            command_name,
+            transaction_id,
+            command_object: Amf0Value::Object(mut properties),
+            additional_arguments,
+        }) = message.to_rtmp_message()
+        else {
+            return Ok(message);
+        };
+        if command_name != "_result" {
+            return Ok(message);
+        }
+        self.amend_connect = false;
+        super::caps::answer(&mut properties);
+        let amended = RtmpMessage::Amf0Command {
+            command_name,
+            transaction_id,
+            command_object: Amf0Value::Object(properties),
+            additional_arguments,
+        };
+        amended
+            .into_message_payload(message.timestamp, message.message_stream_id)
+            .map_err(fail)
     }
 }
 

@@ -606,3 +606,82 @@ fn rewritten_output_follows_the_chunk_size_and_long_messages() {
         assert_eq!((*type_id, *timestamp, body.len()), (20, 0, 1000));
     }
 }
+
+#[test]
+fn enhanced_rtmp_is_answered_to_clients_that_announce_it() {
+    // A legacy client gets the legacy answer.
+    let peer = Peer::connected();
+    assert!(peer.conn.announced().is_none());
+    assert!(!peer.sent_status("capsEx"));
+    // An enhanced client (v1 list and v2 maps).
+    let mut peer = Peer::new();
+    let mut properties = HashMap::new();
+    properties.insert("app".to_string(), Amf0Value::Utf8String("live".into()));
+    properties.insert(
+        "fourCcList".to_string(),
+        Amf0Value::StrictArray(vec![
+            Amf0Value::Utf8String("hvc1".into()),
+            Amf0Value::Utf8String("av01".into()),
+        ]),
+    );
+    properties.insert(
+        "videoFourCcInfoMap".to_string(),
+        Amf0Value::Object(HashMap::from([(
+            "vp09".to_string(),
+            Amf0Value::Number(3.0),
+        )])),
+    );
+    properties.insert("capsEx".to_string(), Amf0Value::Number(6.0));
+    let connect = RtmpMessage::Amf0Command {
+        command_name: "connect".to_string(),
+        transaction_id: 1.0,
+        command_object: Amf0Value::Object(properties),
+        additional_arguments: Vec::new(),
+    };
+    let bytes = peer.message(connect, 0, 0);
+    // Split anywhere: the announcement is read across reads.
+    for piece in bytes.chunks(7) {
+        peer.send(piece);
+    }
+    assert!(peer.sent_status("NetConnection.Connect.Success"));
+    let announced = peer.conn.announced().expect("announced");
+    assert_eq!(announced.fourccs, ["hvc1", "av01", "vp09"]);
+    assert_eq!(announced.caps_ex, Some(6));
+    let result = super::output::messages(&peer.sent)
+        .into_iter()
+        .filter(|(type_id, ..)| *type_id == 20)
+        .find_map(|(_, _, body)| {
+            let payload = rml_rtmp::messages::MessagePayload {
+                timestamp: RtmpTimestamp::new(0),
+                type_id: 20,
+                message_stream_id: 0,
+                data: body,
+            };
+            match payload.to_rtmp_message().ok()? {
+                RtmpMessage::Amf0Command {
+                    command_name,
+                    command_object: Amf0Value::Object(properties),
+                    ..
+                } if command_name == "_result" => Some(properties),
+                _ => None,
+            }
+        })
+        .expect("the connect _result");
+    let forward = Amf0Value::Object(HashMap::from([("*".to_string(), Amf0Value::Number(4.0))]));
+    assert_eq!(result.get("videoFourCcInfoMap"), Some(&forward));
+    assert_eq!(result.get("audioFourCcInfoMap"), Some(&forward));
+    assert_eq!(result.get("capsEx"), Some(&Amf0Value::Number(6.0)));
+    assert_eq!(
+        result.get("fourCcList"),
+        Some(&Amf0Value::StrictArray(vec![Amf0Value::Utf8String(
+            "*".into()
+        )]))
+    );
+    // The legacy properties stay.
+    assert!(result.contains_key("fmsVer") && result.contains_key("capabilities"));
+    // And the conversation goes on: a publish request comes through.
+    let mut bytes = peer.create_stream();
+    bytes.extend(peer.publish("cam"));
+    peer.send(&bytes);
+    assert!(matches!(peer.next(), Some(Action::Publish(_))));
+}

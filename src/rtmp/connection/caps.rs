@@ -1,0 +1,88 @@
+//! Enhanced RTMP capability negotiation in `connect` (pure): what a client announces in the
+//! command object of its `connect` (`fourCcList`, `videoFourCcInfoMap`,
+//! `audioFourCcInfoMap`, `capsEx`, enhanced-rtmp v1 and v2), and what corecast answers in
+//! the properties of its `_result`.
+//!
+//! corecast is a forwarder: it relays every codec unchanged, parses ModEx and relays
+//! multitrack tags. It says so to clients that announced Enhanced RTMP (the specification's
+//! "the server SHOULD state its support via videoFourCcInfoMap, capsEx, and similar
+//! properties"): `fourCcList: ["*"]` for v1 clients, `videoFourCcInfoMap` and
+//! `audioFourCcInfoMap` of `{"*": CanForward}`, and `capsEx: Multitrack | ModEx`. A client
+//! that announced nothing gets the legacy answer, unchanged.
+
+use rml_rtmp::rml_amf0::Amf0Value;
+use std::collections::HashMap;
+
+/// `FourCcInfoMask.CanForward`.
+const CAN_FORWARD: f64 = 4.0;
+
+/// `CapsExMask.Multitrack | CapsExMask.ModEx`: multitrack tags are relayed, ModEx parsed.
+const CAPS_EX: f64 = (0x02 | 0x04) as f64;
+
+/// FourCCs kept from a client's announcement (more are ignored: a `connect` is at most
+/// 64 KiB, and the list is only informational).
+const MAX_FOURCCS: usize = 32;
+
+/// What a client announced of Enhanced RTMP in its `connect`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Announced {
+    /// FourCCs from `fourCcList` and the keys of the two info maps (`"*"` for any).
+    pub fourccs: Vec<String>,
+    /// `capsEx`, when present.
+    pub caps_ex: Option<u32>,
+}
+
+/// Reads a `connect` command object; `None` when it announces nothing of Enhanced RTMP.
+pub fn announced(command_object: &Amf0Value) -> Option<Announced> {
+    let Amf0Value::Object(properties) = command_object else {
+        return None;
+    };
+    let mut found = false;
+    let mut out = Announced::default();
+    let add = |fourcc: &str, out: &mut Announced| {
+        if out.fourccs.len() < MAX_FOURCCS && !out.fourccs.iter().any(|f| f == fourcc) {
+            out.fourccs.push(fourcc.chars().take(4).collect());
+        }
+    };
+    if let Some(Amf0Value::StrictArray(list)) = properties.get("fourCcList") {
+        found = true;
+        for value in list {
+            if let Amf0Value::Utf8String(fourcc) = value {
+                add(fourcc, &mut out);
+            }
+        }
+    }
+    for map in ["videoFourCcInfoMap", "audioFourCcInfoMap"] {
+        if let Some(Amf0Value::Object(entries)) = properties.get(map) {
+            found = true;
+            let mut keys: Vec<&String> = entries.keys().collect();
+            keys.sort();
+            for key in keys {
+                add(key, &mut out);
+            }
+        }
+    }
+    if let Some(Amf0Value::Number(caps)) = properties.get("capsEx") {
+        found = true;
+        out.caps_ex =
+            (caps.is_finite() && *caps >= 0.0).then(|| caps.min(f64::from(u32::MAX)) as u32);
+    }
+    found.then_some(out)
+}
+
+/// Adds corecast's support to the properties of its `connect` `_result`.
+pub fn answer(properties: &mut HashMap<String, Amf0Value>) {
+    let forward_any = || {
+        Amf0Value::Object(HashMap::from([(
+            "*".to_string(),
+            Amf0Value::Number(CAN_FORWARD),
+        )]))
+    };
+    properties.insert(
+        "fourCcList".to_string(),
+        Amf0Value::StrictArray(vec![Amf0Value::Utf8String("*".to_string())]),
+    );
+    properties.insert("videoFourCcInfoMap".to_string(), forward_any());
+    properties.insert("audioFourCcInfoMap".to_string(), forward_any());
+    properties.insert("capsEx".to_string(), Amf0Value::Number(CAPS_EX));
+}
