@@ -21,6 +21,10 @@
 //! States: `Handshaking` -> `Connected` -> (`Deciding` ->) `Publishing` | `Playing`, and
 //! `Closing` from anywhere. A publisher that stops publishing is `Connected` again and may
 //! publish anew; a player plays until it stops or the stream ends.
+//!
+//! This file is over 600 lines on purpose: it is one state machine, whose transitions read
+//! best side by side. What it takes and gives (`actions`), the Enhanced RTMP negotiation
+//! (`caps`) and the rewriting of the session's output (`output`) are in files of their own.
 
 mod actions;
 pub mod caps;
@@ -38,7 +42,6 @@ use crate::hub::{split_query, stream_key, validate_name, validate_names, NameErr
 use crate::media::{has_payload, split_aggregate, UnitKind};
 use crate::util::Escaped;
 use bytes::Bytes;
-use rml_rtmp::chunk_io::ChunkDeserializer;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
@@ -92,7 +95,7 @@ pub struct Connection {
     output: SessionOutput,
     /// Reads the client's messages until its `connect`, for what it announces of Enhanced
     /// RTMP (rml_rtmp does not pass the command object on); dropped at the `connect`.
-    setup: Option<Box<ChunkDeserializer>>,
+    setup: Option<Box<caps::SetupReader>>,
     /// What the client announced of Enhanced RTMP in its `connect`.
     announced: Option<caps::Announced>,
     /// Chunk-level checks of the input, ahead of the session.
@@ -137,7 +140,7 @@ impl Connection {
             session,
             greeting,
             output,
-            setup: Some(Box::new(ChunkDeserializer::new())),
+            setup: Some(Box::default()),
             announced: None,
             guard: InputGuard::new(settings.max_chunk_size),
             out: Vec::new(),
@@ -393,50 +396,18 @@ impl Connection {
     }
 
     /// Reads the client's messages before its `connect` answer for what it announces of
-    /// Enhanced RTMP. A reader that fails (or input that makes it panic) is dropped: the
-    /// announcement is optional, and the session decides on the input anyway.
+    /// Enhanced RTMP (see [`caps::SetupReader`]).
     fn read_setup(&mut self, bytes: &[u8]) {
-        const SET_CHUNK_SIZE: u8 = 1;
-        const AMF0_COMMAND: u8 = 20;
         let Some(reader) = self.setup.as_mut() else {
             return;
         };
-        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut input = bytes;
-            let mut connect = None;
-            while let Some(message) = reader.get_next_message(input).ok()? {
-                input = &[];
-                match message.type_id {
-                    SET_CHUNK_SIZE => {
-                        let size = message.data.get(..4)?.try_into().ok()?;
-                        reader
-                            .set_max_chunk_size(u32::from_be_bytes(size) as usize)
-                            .ok()?;
-                    }
-                    AMF0_COMMAND => {
-                        if let Ok(rml_rtmp::messages::RtmpMessage::Amf0Command {
-                            command_name,
-                            command_object,
-                            ..
-                        }) = message.to_rtmp_message()
-                        {
-                            if command_name == "connect" {
-                                connect = Some(caps::announced(&command_object));
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Some(connect)
-        }));
-        match read {
-            Ok(Some(None)) => {}
-            Ok(Some(Some(announced))) => {
+        match reader.read(bytes) {
+            caps::Setup::Waiting => {}
+            caps::Setup::Connect(announced) => {
                 self.announced = announced;
                 self.setup = None;
             }
-            Ok(None) | Err(_) => self.setup = None,
+            caps::Setup::GaveUp => self.setup = None,
         }
     }
 

@@ -1,4 +1,6 @@
-//! Unit tests of [`super`] (connection).
+//! Unit tests of [`super`] (connection): every state transition, the hostile ones included.
+//! Over 600 lines because they share one hand-written client (`Peer`); split by state, each
+//! file would need its own copy.
 
 use super::*;
 use crate::rtmp::guard::GuardError;
