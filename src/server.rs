@@ -504,15 +504,7 @@ async fn run_shard(
     };
 
     let mut receivers = receivers;
-    for (_, receiver) in receivers.streams() {
-        let shard = shard.clone();
-        glommio::spawn_local(async move {
-            while let Some(msg) = receiver.recv().await {
-                shard.on_mesh(msg);
-            }
-        })
-        .detach();
-    }
+    shard.receive_mesh(&mut receivers);
     let rtmp_loop = glommio::spawn_local(accept_loop(shard.clone(), rtmp, Protocol::Rtmp));
     let http_loop = glommio::spawn_local(accept_loop(shard.clone(), http, Protocol::Http));
     let admin_loop =

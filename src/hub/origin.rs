@@ -4,7 +4,7 @@ use super::fanout::Subscribers;
 use crate::flv;
 use crate::flv::codec::{self, AudioCodec, VideoCodec};
 use crate::hls::segmenter::Segmenter;
-use crate::media::{has_payload, inspect_video, is_audio_sequence_header, Rebaser, Unit, UnitKind};
+use crate::media::{Rebaser, Unit, UnitKind};
 use rml_rtmp::sessions::StreamMetadata;
 use std::net::SocketAddr;
 
@@ -112,31 +112,34 @@ impl Origin {
         body: &[u8],
         ingest_ns: u64,
     ) -> Option<Unit> {
-        if has_payload(kind, body) {
-            self.last_media_ns = ingest_ns;
-        }
-        let (key, header) = match kind {
+        // One read of the codec header per message: keyframe, header, payload and codec.
+        let (key, header, payload) = match kind {
             UnitKind::Video => {
-                let info = inspect_video(body)?;
+                let tag = codec::video(body)?;
                 self.has_video = true;
-                (info.keyframe, info.sequence_header)
+                self.video_codec = Some(tag.codec);
+                (tag.keyframe, tag.header, tag.payload)
             }
             UnitKind::Audio => {
                 if body.is_empty() {
                     return None;
                 }
-                let header = is_audio_sequence_header(body);
-                (!self.has_video && !header, header)
+                let tag = codec::audio(body);
+                self.audio_codec = tag.map(|t| t.codec);
+                let header = tag.is_some_and(|t| t.header);
+                (
+                    !self.has_video && !header,
+                    header,
+                    tag.is_some_and(|t| t.payload),
+                )
             }
-            UnitKind::Script => (false, true),
+            UnitKind::Script => (false, true, !body.is_empty()),
         };
+        if payload {
+            self.last_media_ns = ingest_ns;
+        }
         let dts = self.rebaser.map(raw_ts);
         self.bytes_in += body.len() as u64;
-        match kind {
-            UnitKind::Video => self.video_codec = codec::video(body).map(|t| t.codec),
-            UnitKind::Audio => self.audio_codec = codec::audio(body).map(|t| t.codec),
-            UnitKind::Script => {}
-        }
         if key && kind == UnitKind::Video {
             if let Some(last) = self.last_key_dts.replace(dts) {
                 self.gop_ms = Some(u64::from(dts.wrapping_sub(last)));

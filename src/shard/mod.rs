@@ -37,7 +37,7 @@ use crate::media::{now_ns, Format, UnitKind};
 use crate::metrics::{Histograms, Stage};
 use crate::rtmp::Handoff;
 use crate::stats::{self, ShardStats};
-use glommio::channels::channel_mesh::Senders;
+use glommio::channels::channel_mesh::{Receivers, Senders};
 use mesh::Mesh;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -144,6 +144,20 @@ impl Shard {
     fn broadcast(&self, make: impl Fn() -> MeshMsg) {
         for to in (0..self.count).filter(|&s| s != self.id) {
             self.mesh.send(to, make());
+        }
+    }
+
+    /// Starts one task per peer shard that hands its messages to [`Shard::on_mesh`], until
+    /// the peer's channel closes.
+    pub fn receive_mesh(self: &Rc<Self>, receivers: &mut Receivers<MeshMsg>) {
+        for (_, receiver) in receivers.streams() {
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                while let Some(msg) = receiver.recv().await {
+                    shard.on_mesh(msg);
+                }
+            })
+            .detach();
         }
     }
 

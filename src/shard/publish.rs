@@ -222,20 +222,7 @@ impl Shard {
         body: &[u8],
         at: u64,
     ) -> bool {
-        let unit = {
-            let mut streams = self.streams.borrow_mut();
-            let Some(origin) = streams.get_mut(key).and_then(|s| s.origin.as_mut()) else {
-                return false;
-            };
-            if !origin.is_publisher(conn_id) {
-                return false;
-            }
-            origin.media(kind, ts, body, at)
-        };
-        if let Some(unit) = unit {
-            self.distribute(key, unit);
-        }
-        true
+        self.ingest(key, conn_id, |origin| origin.media(kind, ts, body, at))
     }
 
     /// Metadata (onMetaData) from publisher `conn_id` of `key`; false as for
@@ -247,17 +234,31 @@ impl Shard {
         metadata: &StreamMetadata,
         at: u64,
     ) -> bool {
+        self.ingest(key, conn_id, |origin| Some(origin.metadata(metadata, at)))
+    }
+
+    /// Makes a unit with the origin of `key` if `conn_id` still publishes it, and
+    /// distributes it; false when it does not.
+    fn ingest(
+        &self,
+        key: &StreamKey,
+        conn_id: u64,
+        make: impl FnOnce(&mut Origin) -> Option<Unit>,
+    ) -> bool {
         let unit = {
             let mut streams = self.streams.borrow_mut();
-            let Some(origin) = streams.get_mut(key).and_then(|s| s.origin.as_mut()) else {
+            let Some(origin) = streams
+                .get_mut(key)
+                .and_then(|s| s.origin.as_mut())
+                .filter(|o| o.is_publisher(conn_id))
+            else {
                 return false;
             };
-            if !origin.is_publisher(conn_id) {
-                return false;
-            }
-            origin.metadata(metadata, at)
+            make(origin)
         };
-        self.distribute(key, unit);
+        if let Some(unit) = unit {
+            self.distribute(key, unit);
+        }
         true
     }
 

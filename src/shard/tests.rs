@@ -82,15 +82,7 @@ where
                     let (senders, mut receivers) = mesh.join().await.expect("joined");
                     let id = senders.peer_id();
                     let shard = Rc::new(Shard::new(id, config, observed, senders));
-                    for (_, receiver) in receivers.streams() {
-                        let shard = shard.clone();
-                        glommio::spawn_local(async move {
-                            while let Some(msg) = receiver.recv().await {
-                                shard.on_mesh(msg);
-                            }
-                        })
-                        .detach();
-                    }
+                    shard.receive_mesh(&mut receivers);
                     body(shard).await;
                 })
                 .expect("an executor")

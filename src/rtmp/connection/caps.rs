@@ -42,8 +42,9 @@ pub fn announced(command_object: &Amf0Value) -> Option<Announced> {
     let mut found = false;
     let mut out = Announced::default();
     let add = |fourcc: &str, out: &mut Announced| {
-        if out.fourccs.len() < MAX_FOURCCS && !out.fourccs.iter().any(|f| f == fourcc) {
-            out.fourccs.push(fourcc.chars().take(4).collect());
+        let fourcc: String = fourcc.chars().take(4).collect();
+        if out.fourccs.len() < MAX_FOURCCS && !out.fourccs.contains(&fourcc) {
+            out.fourccs.push(fourcc);
         }
     };
     if let Some(Amf0Value::StrictArray(list)) = properties.get("fourCcList") {
