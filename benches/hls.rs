@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 use corecast::hls::segmenter::Segmenter;
-use corecast::media::{Unit, UnitKind};
+use corecast::media::{Tracks, Unit, UnitKind};
 use corecast::{Config, Server};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -144,7 +144,7 @@ fn corecast_with_segment() -> (Server, String, Vec<u8>) {
     )
     .expect("publish");
     for u in units(10) {
-        let body = Bytes::copy_from_slice(u.body());
+        let body = Bytes::copy_from_slice(u.body(Tracks::All));
         p.send_video(u.dts, body).expect("send");
     }
     std::thread::sleep(Duration::from_millis(300));

@@ -113,6 +113,7 @@ fn main() {
                 header: false,
                 flv: wire.clone(),
                 rtmp: wire.clone(),
+                default_track: None,
                 ingest_ns: 0,
             },
             0,

@@ -6,7 +6,7 @@
 //! complete FLV tag. The `Bytes` inside are shared by every viewer on every shard.
 
 use bytes::Bytes;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// What a unit carries.
@@ -40,6 +40,32 @@ pub enum Format {
     Rtmp,
 }
 
+/// Which tracks of an Enhanced RTMP multitrack stream a viewer receives.
+///
+/// The rule: multitrack tags go unchanged to viewers that said they read them (RTMP players
+/// whose `connect` announced `capsEx` Multitrack, HTTP-FLV requests with `?tracks=all`);
+/// every other viewer, and HLS, gets the default track (trackId 0) alone, as single-track
+/// tags, and nothing of the tags that do not carry it. Tags that are not multitrack (the
+/// default track, as encoders send it) go to everyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tracks {
+    /// Every track: multitrack tags unchanged.
+    All,
+    /// The default track only.
+    #[default]
+    Default,
+}
+
+/// A multitrack unit reduced to its default track (see [`Tracks`]), serialized like the
+/// unit; both empty when the tag carries no default track.
+#[derive(Debug)]
+pub struct DefaultTrack {
+    /// The FLV tag.
+    pub flv: Bytes,
+    /// The RTMP message in chunks.
+    pub rtmp: Bytes,
+}
+
 /// One media unit, serialized once per stream and shared by every viewer.
 #[derive(Debug, Clone)]
 pub struct Unit {
@@ -58,6 +84,9 @@ pub struct Unit {
     pub flv: Bytes,
     /// The RTMP message, chunked for every player (see [`crate::rtmp::chunk`]).
     pub rtmp: Bytes,
+    /// For a multitrack tag, the unit as viewers of [`Tracks::Default`] receive it; `None`
+    /// for every other unit, which all viewers receive as it is.
+    pub default_track: Option<Arc<DefaultTrack>>,
     /// Monotonic time (ns, see [`now_ns`]) at which the publisher's bytes were read.
     pub ingest_ns: u64,
 }
@@ -78,22 +107,40 @@ impl Unit {
         body: &[u8],
         chunk_size: usize,
     ) -> Unit {
-        let wire_ts = if kind == UnitKind::Script { 0 } else { dts };
+        let (flv, rtmp) = wires(kind, dts, body, chunk_size);
         Unit {
             kind,
             seq: 0,
             dts,
             key,
             header,
-            flv: crate::flv::tag(kind, wire_ts, body),
-            rtmp: crate::rtmp::chunk::media_message(kind, wire_ts, body, chunk_size),
+            flv,
+            rtmp,
+            default_track: None,
             ingest_ns: 0,
         }
     }
 
+    /// The same unit, with `body` as its default track (see [`Tracks`]): a multitrack tag's
+    /// [`crate::flv::codec::Multitrack::default_body`], serialized in every wire format
+    /// (nothing when it is empty).
+    pub fn with_default_track(mut self, body: &[u8], chunk_size: usize) -> Unit {
+        let (flv, rtmp) = if body.is_empty() {
+            (Bytes::new(), Bytes::new())
+        } else {
+            wires(self.kind, self.dts, body, chunk_size)
+        };
+        self.default_track = Some(Arc::new(DefaultTrack { flv, rtmp }));
+        self
+    }
+
     /// Bytes held by the unit's serializations, its cost in ring accounting.
     pub fn len(&self) -> usize {
-        self.flv.len() + self.rtmp.len()
+        let reduced = self
+            .default_track
+            .as_ref()
+            .map_or(0, |d| d.flv.len() + d.rtmp.len());
+        self.flv.len() + self.rtmp.len() + reduced
     }
 
     /// True when nothing is serialized (never for units built by the ingest path).
@@ -101,30 +148,49 @@ impl Unit {
         self.len() == 0
     }
 
-    /// The unit in the given wire format.
-    pub fn wire(&self, format: Format) -> &Bytes {
+    /// The unit in the given wire format, for a viewer of `tracks`; empty when it has
+    /// nothing for that viewer.
+    pub fn wire(&self, format: Format, tracks: Tracks) -> &Bytes {
+        let (flv, rtmp) = match (&self.default_track, tracks) {
+            (Some(reduced), Tracks::Default) => (&reduced.flv, &reduced.rtmp),
+            _ => (&self.flv, &self.rtmp),
+        };
         match format {
-            Format::Flv => &self.flv,
-            Format::Rtmp => &self.rtmp,
+            Format::Flv => flv,
+            Format::Rtmp => rtmp,
         }
     }
 
-    /// The message body (the FLV tag without its header and trailer).
-    pub fn body(&self) -> &[u8] {
-        self.flv
-            .get(crate::flv::TAG_HEADER_LEN..self.flv.len().saturating_sub(4))
+    /// The message body (the FLV tag without its header and trailer) for a viewer of
+    /// `tracks`; empty when the unit has nothing for that viewer.
+    pub fn body(&self, tracks: Tracks) -> &[u8] {
+        let flv = self.wire(Format::Flv, tracks);
+        flv.get(crate::flv::TAG_HEADER_LEN..flv.len().saturating_sub(4))
             .unwrap_or_default()
     }
 
-    /// The unit's message serialized in `format` with another timestamp.
-    pub fn restamped(&self, format: Format, dts: u32, chunk_size: usize) -> Bytes {
+    /// The unit's message serialized in `format` with another timestamp, for a viewer of
+    /// `tracks` (empty when the unit has nothing for that viewer).
+    pub fn restamped(&self, format: Format, tracks: Tracks, dts: u32, chunk_size: usize) -> Bytes {
+        let body = self.body(tracks);
+        if body.is_empty() {
+            return Bytes::new();
+        }
         match format {
-            Format::Flv => crate::flv::tag(self.kind, dts, self.body()),
-            Format::Rtmp => {
-                crate::rtmp::chunk::media_message(self.kind, dts, self.body(), chunk_size)
-            }
+            Format::Flv => crate::flv::tag(self.kind, dts, body),
+            Format::Rtmp => crate::rtmp::chunk::media_message(self.kind, dts, body, chunk_size),
         }
     }
+}
+
+/// A message as an FLV tag and as RTMP chunks of `chunk_size`, stamped as
+/// [`Unit::serialize`] says.
+fn wires(kind: UnitKind, dts: u32, body: &[u8], chunk_size: usize) -> (Bytes, Bytes) {
+    let wire_ts = if kind == UnitKind::Script { 0 } else { dts };
+    (
+        crate::flv::tag(kind, wire_ts, body),
+        crate::rtmp::chunk::media_message(kind, wire_ts, body, chunk_size),
+    )
 }
 
 /// Monotonic nanoseconds since the first call in this process. Every shard uses the same

@@ -9,7 +9,7 @@
 use crate::flv;
 use crate::hub::cursor::{Cursor, Verdict};
 use crate::hub::feed::{Feed, FeedState};
-use crate::media::{now_ns, Format};
+use crate::media::{now_ns, Format, Tracks};
 use crate::metrics::Stage;
 use crate::net;
 use crate::shard::Shard;
@@ -126,6 +126,8 @@ impl Outbox {
 pub struct Delivery<'a> {
     /// Serialization of the units.
     pub format: Format,
+    /// Which tracks of a multitrack stream the viewer reads.
+    pub tracks: Tracks,
     /// Sent first (the HTTP response head; empty for RTMP, whose session answered already).
     pub head: Vec<Bytes>,
     /// The viewer's own control bytes, if its protocol has any.
@@ -145,6 +147,7 @@ pub async fn deliver(
     }
     let Delivery {
         format,
+        tracks,
         mut head,
         outbox,
     } = delivery;
@@ -185,8 +188,11 @@ pub async fn deliver(
                     f.has_video,
                 )));
             }
-            let mut c = Cursor::at_gop_start(format, start, &f.ring);
-            for header in f.headers.at(f.dts_at(c.position()), format, chunk_size) {
+            let mut c = Cursor::at_gop_start(format, start, &f.ring).with_tracks(tracks);
+            for header in f
+                .headers
+                .at(f.dts_at(c.position()), format, tracks, chunk_size)
+            {
                 c.push_pending(header);
             }
             cursor = Some(c);
@@ -202,7 +208,8 @@ pub async fn deliver(
             }
             if cur.skipped() != skipped {
                 // Whatever headers were jumped over, the decoder gets the current ones.
-                for header in f.headers.at(f.dts_at(cur.position()), format, chunk_size) {
+                let dts = f.dts_at(cur.position());
+                for header in f.headers.at(dts, format, tracks, chunk_size) {
                     cur.push_pending(header);
                 }
             }

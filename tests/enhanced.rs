@@ -4,12 +4,18 @@
 //! the same ffmpeg from the start and joining mid-stream: the exact stream list, every frame
 //! decoded without an error, timestamps that never go back. HEVC also over HLS (MPEG-TS,
 //! checked segment by segment and played live); AV1 and VP9 get a 501 playlist that says why.
+//! Multitrack (two renditions): every track to players that read it, the default track to
+//! the others, Debian's ffmpeg 5.1 among them.
 
 mod common;
 
+use common::raw_rtmp::RawClient;
 use common::ts_check::{check_segment, TsState};
 use common::*;
-use std::path::Path;
+use corecast::flv::codec;
+use rml_rtmp::rml_amf0::Amf0Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -135,21 +141,20 @@ fn play(ffmpeg: &Path, url: &str, seconds: u32) -> Played {
     }
 }
 
-/// Checks one playback: the exact streams, no decoder error, frames of both streams,
+/// Checks one playback: the exact streams, no decoder error, frames of every stream,
 /// timestamps that never go back.
-fn check(case: &Case, how: &str, played: &Played) {
+fn check(name: &str, how: &str, expected: &[&str], played: &Played) {
     let mut streams = played.streams.clone();
     streams.sort();
-    let mut expected: Vec<String> = case.streams.iter().map(|s| s.to_string()).collect();
+    let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
     expected.sort();
-    assert_eq!(streams, expected, "{} {how}: stream list", case.name);
+    assert_eq!(streams, expected, "{name} {how}: stream list");
     assert!(
         played.errors.is_empty(),
-        "{} {how}: decoder errors: {:?}",
-        case.name,
+        "{name} {how}: decoder errors: {:?}",
         played.errors
     );
-    for stream in 0..2 {
+    for stream in 0..expected.len() {
         let dts: Vec<i64> = played
             .frames
             .iter()
@@ -158,22 +163,20 @@ fn check(case: &Case, how: &str, played: &Played) {
             .collect();
         assert!(
             dts.len() >= 20,
-            "{} {how}: {} frames of stream {stream}",
-            case.name,
+            "{name} {how}: {} frames of stream {stream}",
             dts.len()
         );
         assert!(
             dts.windows(2).all(|w| w[1] >= w[0]),
-            "{} {how}: stream {stream} went back: {dts:?}",
-            case.name
+            "{name} {how}: stream {stream} went back: {dts:?}"
         );
     }
 }
 
-/// HEVC over HLS: every segment of the playlist passes the TS checker (HEVC rules: AUD,
-/// then VPS, SPS and PPS before the IRAP picture that starts it), and the same ffmpeg plays
-/// the live playlist with the exact streams and no decoder error.
-fn check_hevc_hls(server: &corecast::Server, ffmpeg: &Path, case: &Case, path: &str) {
+/// HLS: every segment of the playlist passes the TS checker (for HEVC: AUD, then VPS, SPS
+/// and PPS before the IRAP picture that starts it), and `ffmpeg` plays the live playlist
+/// with the `expected` streams and no decoder error.
+fn check_hls(server: &corecast::Server, ffmpeg: &Path, name: &str, expected: &[&str], path: &str) {
     let http = server.http_addr();
     let mut segments = Vec::new();
     assert!(
@@ -186,20 +189,20 @@ fn check_hevc_hls(server: &corecast::Server, ffmpeg: &Path, case: &Case, path: &
                 .collect();
             playlist.status == 200 && segments.len() >= 2
         }),
-        "HEVC playlist with two segments: {segments:?}"
+        "{name}: playlist with two segments: {segments:?}"
     );
     let mut state = TsState::default();
-    for name in &segments {
-        let segment = http_get(http, &format!("/live/{name}"));
-        assert_eq!(segment.status, 200, "{name}");
+    for segment_name in &segments {
+        let segment = http_get(http, &format!("/live/{segment_name}"));
+        assert_eq!(segment.status, 200, "{segment_name}");
         let facts = check_segment(&segment.body, &mut state, 0x100, 0x101);
         assert!(
             facts.video_frames > 0 && facts.audio_frames > 0,
-            "{name}: {facts:?}"
+            "{segment_name}: {facts:?}"
         );
     }
     let played = play(ffmpeg, &format!("http://{http}{path}"), 3);
-    check(case, "HLS", &played);
+    check(name, "HLS", expected, &played);
 }
 
 #[test]
@@ -251,7 +254,12 @@ fn hevc_av1_and_vp9_relay_to_flv_and_rtmp_players() {
             })
             .collect();
         for (case, how, played) in plays {
-            check(case, &how, &played.join().expect("player"));
+            check(
+                case.name,
+                &how,
+                &case.streams,
+                &played.join().expect("player"),
+            );
         }
     }
     let streams = http_get(server.http_addr(), "/api/v1/streams").body;
@@ -273,7 +281,7 @@ fn hevc_av1_and_vp9_relay_to_flv_and_rtmp_players() {
     for case in &CASES {
         let path = format!("/live/{}.m3u8", case.name);
         if case.name == "hevc" {
-            check_hevc_hls(&server, &ffmpeg, case, &path);
+            check_hls(&server, &ffmpeg, case.name, &case.streams, &path);
             continue;
         }
         let playlist = http_get(server.http_addr(), &path);
@@ -288,5 +296,160 @@ fn hevc_av1_and_vp9_relay_to_flv_and_rtmp_players() {
         assert!(body.contains("HTTP-FLV or RTMP"), "{}: {body}", case.name);
     }
     drop(publishers);
+    server.stop();
+}
+
+/// The first bytes of the audio and video messages an RTMP player receives for about two
+/// seconds of `name`, after a `connect` with `properties`.
+fn rtmp_media(
+    server: &corecast::Server,
+    name: &str,
+    properties: HashMap<String, Amf0Value>,
+) -> Vec<(u8, Vec<u8>)> {
+    let mut client = RawClient::connect(server.rtmp_addr());
+    let commands = client.play_commands_with(name, properties);
+    client.send(&commands);
+    let messages = client.read_messages(Duration::from_secs(5), |m| {
+        m.iter().filter(|m| m.type_id == 9).count() >= 100
+    });
+    messages
+        .into_iter()
+        .filter(|m| m.type_id == 8 || m.type_id == 9)
+        .map(|m| (m.type_id, m.data.to_vec()))
+        .collect()
+}
+
+/// The multitrack header of a relayed tag (`None` for a plain tag or one that does not
+/// parse).
+fn multitrack_of(type_id: u8, body: &[u8]) -> Option<codec::Multitrack> {
+    if type_id == 9 {
+        codec::video(body)?.multitrack
+    } else {
+        codec::audio(body)?.multitrack
+    }
+}
+
+/// The track a relayed tag belongs to: 0 for plain tags, else its multitrack header's.
+fn track_of(type_id: u8, body: &[u8]) -> u8 {
+    multitrack_of(type_id, body).map_or(0, |m| m.track())
+}
+
+/// Two renditions in one stream, as a recent ffmpeg publishes a second video and audio
+/// stream: the default track (trackId 0) in plain tags, track 1 in Enhanced RTMP multitrack
+/// tags. Players that did not say they read multitrack get the default track alone: Debian's
+/// ffmpeg 5.1 (which knows no Enhanced RTMP and would otherwise show phantom streams), and the
+/// recent ffmpeg over RTMP (it announces no `capsEx` Multitrack) and over plain HTTP-FLV.
+/// `?tracks=all` gets every track over HTTP-FLV; over RTMP, a client announcing `capsEx`
+/// Multitrack gets the multitrack tags as published. From the start and joining mid-stream.
+#[test]
+fn multitrack_goes_whole_to_players_that_read_it_and_as_its_default_track_to_others() {
+    let Some(ffmpeg) = modern_ffmpeg() else {
+        return;
+    };
+    if !have_tool("ffmpeg") {
+        return;
+    }
+    let debian = PathBuf::from("ffmpeg");
+    let server = start("");
+    let _publisher = Killed(
+        Command::new(&ffmpeg)
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args(["-filter_complex", "[0:v]split[a][b];[b]scale=160:120[c]"])
+            .args(["-map", "[a]", "-map", "[c]", "-map", "1:a", "-map", "1:a"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "25",
+                "-c:a",
+                "aac",
+            ])
+            .args(["-t", "25", "-f", "flv"])
+            .arg(format!("rtmp://{}/live/renditions", server.rtmp_addr()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ffmpeg publisher"),
+    );
+    wait_live(&server, "/live/renditions.flv");
+    let flv = format!("http://{}/live/renditions.flv", server.http_addr());
+    let rtmp = format!("rtmp://{}/live/renditions", server.rtmp_addr());
+    let default: &[&str] = &["video: h264", "audio: aac"];
+    let all: &[&str] = &["video: h264", "video: h264", "audio: aac", "audio: aac"];
+    for (when, pause) in [("from the start", 0), ("joining mid-stream", 4)] {
+        std::thread::sleep(Duration::from_secs(pause));
+        let plays = [
+            ("Debian ffmpeg, RTMP", &debian, rtmp.clone(), default),
+            ("Debian ffmpeg, HTTP-FLV", &debian, flv.clone(), default),
+            ("recent ffmpeg, RTMP", &ffmpeg, rtmp.clone(), default),
+            ("recent ffmpeg, HTTP-FLV", &ffmpeg, flv.clone(), default),
+            (
+                "recent ffmpeg, HTTP-FLV ?tracks=all",
+                &ffmpeg,
+                format!("{flv}?tracks=all"),
+                all,
+            ),
+        ]
+        .map(|(how, player, url, expected)| {
+            let player = player.clone();
+            let played = std::thread::spawn(move || play(&player, &url, 3));
+            (format!("{how}, {when}"), expected, played)
+        });
+        for (how, expected, played) in plays {
+            check(
+                "renditions",
+                &how,
+                expected,
+                &played.join().expect("player"),
+            );
+        }
+    }
+    // RTMP, message by message: a client announcing capsEx Multitrack gets both tracks of
+    // both kinds (track 1 in multitrack tags), one announcing only FourCCs gets track 0.
+    let announce = |caps_ex: f64| {
+        HashMap::from([
+            ("capsEx".to_string(), Amf0Value::Number(caps_ex)),
+            (
+                "fourCcList".to_string(),
+                Amf0Value::StrictArray(vec![Amf0Value::Utf8String("avc1".into())]),
+            ),
+        ])
+    };
+    let whole = rtmp_media(&server, "renditions", announce(2.0));
+    let reduced = rtmp_media(&server, "renditions", announce(0.0));
+    for (type_id, kind) in [(9, "video"), (8, "audio")] {
+        let count = |messages: &[(u8, Vec<u8>)], track: u8| {
+            messages
+                .iter()
+                .filter(|(t, body)| *t == type_id && track_of(*t, body) == track)
+                .count()
+        };
+        assert!(
+            count(&whole, 0) >= 20 && count(&whole, 1) >= 20,
+            "{kind}: both tracks for the multitrack client: {} and {}",
+            count(&whole, 0),
+            count(&whole, 1)
+        );
+        assert!(count(&reduced, 0) >= 20, "{kind}: the default track");
+        assert_eq!(count(&reduced, 1), 0, "{kind}: no track 1 for the others");
+    }
+    assert!(
+        reduced
+            .iter()
+            .all(|(t, body)| multitrack_of(*t, body).is_none()),
+        "no multitrack tag for a client that did not announce it"
+    );
+    // HLS carries the default track.
+    check_hls(
+        &server,
+        &debian,
+        "renditions",
+        default,
+        "/live/renditions.m3u8",
+    );
     server.stop();
 }

@@ -1,9 +1,10 @@
 //! FLV demuxing (`corecast::flv::reader::FlvReader`) with the input pushed in arbitrary
 //! pieces, the tag helpers, corecast's classification of tag bodies, legacy and Enhanced
 //! RTMP (`flv::codec::video` and `audio`, through `media::inspect_video`,
-//! `media::is_audio_sequence_header` and `media::has_payload`), and the sequence-header parsers
-//! of the TS muxer (AVCDecoderConfigurationRecord, AudioSpecificConfig). Seeds include FLV
-//! files of HEVC, AV1, VP9 and Opus with enhanced headers.
+//! `media::is_audio_sequence_header` and `media::has_payload`), the reduction of multitrack
+//! tags to their default track, and the sequence-header parsers of the TS muxer
+//! (AVCDecoderConfigurationRecord, AudioSpecificConfig). Seeds include FLV files of HEVC,
+//! AV1, VP9 and Opus with enhanced headers, and one of two renditions (multitrack).
 //!
 //! Input: a mode byte (bit 0: prepend a valid FLV file header; bits 1-2: maximum tag size),
 //! a byte that chooses how the rest is cut into pushes, then the bytes.
@@ -53,6 +54,18 @@ fuzz_target!(|data: &[u8]| {
                                 assert!(!(video.keyframe && video.header));
                                 assert!(!video.metadata || video.header);
                                 let _ = video.codec.name();
+                                if let Some(tracks) = video.multitrack {
+                                    // The default track alone is a plain tag of the same
+                                    // kind, a keyframe when the multitrack tag is one.
+                                    let single = tracks.default_body(&tag.data);
+                                    if let Some(plain) = codec::video(&single) {
+                                        assert_eq!(plain.multitrack, None);
+                                        assert_eq!(plain.keyframe, video.keyframe);
+                                        assert_eq!(plain.header, video.header);
+                                    } else {
+                                        assert!(single.is_empty() && !video.keyframe);
+                                    }
+                                }
                             }
                             let _ = has_payload(UnitKind::Video, &tag.data);
                             if sequence_header {
@@ -64,6 +77,15 @@ fuzz_target!(|data: &[u8]| {
                             if let Some(audio) = codec::audio(&tag.data) {
                                 assert!(!audio.multichannel || audio.header);
                                 let _ = audio.codec.name();
+                                if let Some(tracks) = audio.multitrack {
+                                    let single = tracks.default_body(&tag.data);
+                                    if let Some(plain) = codec::audio(&single) {
+                                        assert_eq!(plain.multitrack, None);
+                                        assert_eq!(plain.header, audio.header);
+                                    } else {
+                                        assert!(single.is_empty());
+                                    }
+                                }
                             }
                             let _ = has_payload(UnitKind::Audio, &tag.data);
                             if sequence_header {

@@ -13,8 +13,12 @@
 //! type (0 sequence header). Enhanced audio is sound format 9: its low 4 bits are the packet
 //! type, then optional ModEx blocks, then a FourCC or a multitrack header.
 //!
-//! Multitrack tags are classified by the packet type they carry for all their tracks; they
-//! are relayed unchanged.
+//! Multitrack tags are classified by the packet type they carry for all their tracks, and
+//! described by their default track (trackId 0, the specification's convention for "the
+//! representation most receivers select"): its codec, and whether it starts a picture. A
+//! multitrack tag is relayed unchanged to viewers that can read it; others get
+//! [`Multitrack::default_body`], the default track alone as a single-track tag, or nothing
+//! when the tag carries no default track.
 
 /// A video codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,8 +147,8 @@ pub struct VideoTag {
     pub payload: bool,
     /// Enhanced RTMP (`IsExHeader`).
     pub enhanced: bool,
-    /// A multitrack tag (its tracks follow, each with its own header).
-    pub multitrack: bool,
+    /// The multitrack header, for a multitrack tag.
+    pub multitrack: Option<Multitrack>,
     /// Where the codec's own bytes start (a sequence start's configuration record, coded
     /// frames' data): after the FLV headers and any composition time. Meaningless for a
     /// multitrack tag.
@@ -168,6 +172,73 @@ pub struct AudioTag {
     pub payload: bool,
     /// Enhanced RTMP (sound format 9).
     pub enhanced: bool,
+    /// The multitrack header, for a multitrack tag.
+    pub multitrack: Option<Multitrack>,
+}
+
+/// Where one track's bytes are in a multitrack tag body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackSpan {
+    /// The track's FourCC (shared by all tracks, or its own).
+    pub fourcc: [u8; 4],
+    /// First byte of the track's data (after its track id and size).
+    pub start: usize,
+    /// One past its last byte.
+    pub end: usize,
+}
+
+/// The header of a multitrack tag: `multitrackType | packetType`, a shared FourCC or one
+/// per track, then per track `trackId (UI8)`, `size (UI24)` unless the tag carries one
+/// track, and the track's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Multitrack {
+    /// Index of the byte whose low 4 bits say Multitrack: the first byte, or the last byte
+    /// of the ModEx blocks.
+    pub type_at: usize,
+    /// The packet type of all the tracks.
+    pub packet_type: u8,
+    /// The FourCC of all the tracks, unless each carries its own.
+    pub shared: Option<[u8; 4]>,
+    /// The first track's id.
+    pub first_track: u8,
+    /// The default track (trackId 0), when the tag carries it.
+    pub default: Option<TrackSpan>,
+}
+
+impl Multitrack {
+    /// The track a header tag belongs to, for keeping one header per track: the default
+    /// track when the tag carries it, else its first track.
+    pub fn track(&self) -> u8 {
+        if self.default.is_some() {
+            0
+        } else {
+            self.first_track
+        }
+    }
+
+    /// The FourCC that names the tag's codec: the default track's, else the one all tracks
+    /// share; `None` for tracks of several codecs without the default track.
+    pub fn codec(&self) -> Option<[u8; 4]> {
+        self.default.map(|t| t.fourcc).or(self.shared)
+    }
+
+    /// The default track of the tag `body` as a single-track tag body: the tag's own
+    /// headers up to the packet type (ModEx blocks included), the default track's packet
+    /// type in place of Multitrack, its FourCC, then its data. Empty when the tag carries no
+    /// default track.
+    pub fn default_body(&self, body: &[u8]) -> Vec<u8> {
+        let Some(track) = self.default else {
+            return Vec::new();
+        };
+        let head = &body[..=self.type_at];
+        let data = &body[track.start..track.end];
+        let mut out = Vec::with_capacity(head.len() + 4 + data.len());
+        out.extend_from_slice(head);
+        out[self.type_at] = (out[self.type_at] & 0xf0) | self.packet_type;
+        out.extend_from_slice(&track.fourcc);
+        out.extend_from_slice(data);
+        out
+    }
 }
 
 /// Enhanced video packet types.
@@ -195,6 +266,9 @@ const KEY_FRAME: u8 = 1;
 
 /// Video frame type of a command frame (a seek marker, no picture).
 const COMMAND_FRAME: u8 = 5;
+
+/// Multitrack type of a tag that carries one track (no track size).
+const ONE_TRACK: u8 = 0;
 
 /// Multitrack type whose tracks each carry their own FourCC.
 const MANY_TRACKS_MANY_CODECS: u8 = 2;
@@ -234,6 +308,64 @@ fn fourcc(body: &[u8], at: usize) -> Option<[u8; 4]> {
     body.get(at..at + 4)?.try_into().ok()
 }
 
+/// Reads the multitrack header that follows the byte at `type_at` (whose packet type is
+/// Multitrack) and finds the default track; `None` when it is cut short, a track's size runs
+/// past the body, it carries no track, or its tracks' packet type is one of `nested` (the
+/// kind's Multitrack and ModEx, which the specification rules out there).
+fn multitrack(body: &[u8], type_at: usize, nested: [u8; 2]) -> Option<Multitrack> {
+    let byte = *body.get(type_at + 1)?;
+    let (kind, packet_type) = (byte >> 4, byte & 0x0f);
+    if nested.contains(&packet_type) {
+        return None;
+    }
+    let mut at = type_at + 2;
+    let shared = if kind == MANY_TRACKS_MANY_CODECS {
+        None
+    } else {
+        at += 4;
+        Some(fourcc(body, at - 4)?)
+    };
+    let mut first_track = None;
+    let mut default = None;
+    while at < body.len() {
+        let code = match shared {
+            Some(code) => code,
+            None => {
+                at += 4;
+                fourcc(body, at - 4)?
+            }
+        };
+        let id = *body.get(at)?;
+        at += 1;
+        let end = if kind == ONE_TRACK {
+            body.len()
+        } else {
+            let size = body.get(at..at + 3)?;
+            at += 3;
+            let end = at
+                + usize::from(u16::from_be_bytes([size[1], size[2]]))
+                + (usize::from(size[0]) << 16);
+            (end <= body.len()).then_some(end)?
+        };
+        first_track.get_or_insert(id);
+        if id == 0 && default.is_none() {
+            default = Some(TrackSpan {
+                fourcc: code,
+                start: at,
+                end,
+            });
+        }
+        at = end;
+    }
+    Some(Multitrack {
+        type_at,
+        packet_type,
+        shared,
+        first_track: first_track?,
+        default,
+    })
+}
+
 /// Classifies a video tag body; `None` when it is empty or its header is cut short.
 pub fn video(body: &[u8]) -> Option<VideoTag> {
     let first = *body.first()?;
@@ -246,43 +378,50 @@ pub fn video(body: &[u8]) -> Option<VideoTag> {
     if packet_type == video_packet::MOD_EX {
         (packet_type, at) = skip_mod_ex(body, at, video_packet::MOD_EX)?;
     }
-    let multitrack = packet_type == video_packet::MULTITRACK;
-    let (codec, packet_type, at) =
-        if packet_type != video_packet::METADATA && frame_type == COMMAND_FRAME {
-            // A command (seek start or end): one byte, no codec, no picture.
-            return Some(VideoTag {
-                codec: VideoCodec::Other([0; 4]),
-                keyframe: false,
-                header: false,
-                metadata: false,
-                payload: false,
-                enhanced: true,
-                multitrack: false,
-                data_at: body.len(),
-                composition_time: 0,
-            });
-        } else if packet_type == video_packet::MULTITRACK {
-            let byte = *body.get(at)?;
-            let (multitrack_type, inner) = (byte >> 4, byte & 0x0f);
-            if multitrack_type == MANY_TRACKS_MANY_CODECS {
-                (VideoCodec::Multiple, inner, at + 1)
-            } else {
-                let codec = VideoCodec::from_fourcc(fourcc(body, at + 1)?);
-                (codec, inner, at + 5)
-            }
-        } else {
-            (
-                VideoCodec::from_fourcc(fourcc(body, at)?),
-                packet_type,
-                at + 4,
-            )
-        };
+    if packet_type != video_packet::METADATA && frame_type == COMMAND_FRAME {
+        // A command (seek start or end): one byte, no codec, no picture.
+        return Some(VideoTag {
+            codec: VideoCodec::Other([0; 4]),
+            keyframe: false,
+            header: false,
+            metadata: false,
+            payload: false,
+            enhanced: true,
+            multitrack: None,
+            data_at: body.len(),
+            composition_time: 0,
+        });
+    }
+    let multitrack = if packet_type == video_packet::MULTITRACK {
+        Some(multitrack(
+            body,
+            at - 1,
+            [video_packet::MULTITRACK, video_packet::MOD_EX],
+        )?)
+    } else {
+        None
+    };
+    let (codec, packet_type, at) = match &multitrack {
+        Some(m) => (
+            m.codec()
+                .map_or(VideoCodec::Multiple, VideoCodec::from_fourcc),
+            m.packet_type,
+            body.len(),
+        ),
+        None => (
+            VideoCodec::from_fourcc(fourcc(body, at)?),
+            packet_type,
+            at + 4,
+        ),
+    };
     let coded = matches!(
         packet_type,
         video_packet::CODED_FRAMES | video_packet::CODED_FRAMES_X
     );
-    // Coded frames of AVC and HEVC carry a 24-bit composition time first.
+    // Coded frames of AVC and HEVC carry a 24-bit composition time first (in each track of
+    // a multitrack tag, which `at` has passed).
     let (header_len, composition_time) = if packet_type == video_packet::CODED_FRAMES
+        && multitrack.is_none()
         && matches!(codec, VideoCodec::Avc | VideoCodec::Hevc)
     {
         (at + 3, composition_time(body, at))
@@ -291,7 +430,10 @@ pub fn video(body: &[u8]) -> Option<VideoTag> {
     };
     Some(VideoTag {
         codec,
-        keyframe: coded && frame_type == KEY_FRAME,
+        // A multitrack tag starts a picture only for its default track.
+        keyframe: coded
+            && frame_type == KEY_FRAME
+            && multitrack.is_none_or(|m| m.default.is_some()),
         header: matches!(
             packet_type,
             video_packet::SEQUENCE_START
@@ -299,7 +441,8 @@ pub fn video(body: &[u8]) -> Option<VideoTag> {
                 | video_packet::MPEG2TS_SEQUENCE_START
         ),
         metadata: packet_type == video_packet::METADATA,
-        payload: packet_type != video_packet::SEQUENCE_END && body.len() > header_len,
+        payload: packet_type != video_packet::SEQUENCE_END
+            && (multitrack.is_some() || body.len() > header_len),
         enhanced: true,
         multitrack,
         data_at: header_len,
@@ -332,7 +475,7 @@ fn legacy_video(first: u8, body: &[u8]) -> VideoTag {
         metadata: false,
         payload: body.len() > header_len,
         enhanced: false,
-        multitrack: false,
+        multitrack: None,
         data_at: header_len,
         composition_time,
     }
@@ -356,6 +499,7 @@ pub fn audio(body: &[u8]) -> Option<AudioTag> {
             multichannel: false,
             payload: body.len() > header_len,
             enhanced: false,
+            multitrack: None,
         });
     }
     let mut packet_type = first & 0x0f;
@@ -363,24 +507,27 @@ pub fn audio(body: &[u8]) -> Option<AudioTag> {
     if packet_type == audio_packet::MOD_EX {
         (packet_type, at) = skip_mod_ex(body, at, audio_packet::MOD_EX)?;
     }
-    let (codec, packet_type, at) = if packet_type == audio_packet::MULTITRACK {
-        let byte = *body.get(at)?;
-        let (multitrack_type, inner) = (byte >> 4, byte & 0x0f);
-        if multitrack_type == MANY_TRACKS_MANY_CODECS {
-            (AudioCodec::Multiple, inner, at + 1)
-        } else {
-            (
-                AudioCodec::from_fourcc(fourcc(body, at + 1)?),
-                inner,
-                at + 5,
-            )
-        }
+    let multitrack = if packet_type == audio_packet::MULTITRACK {
+        Some(multitrack(
+            body,
+            at - 1,
+            [audio_packet::MULTITRACK, audio_packet::MOD_EX],
+        )?)
     } else {
-        (
+        None
+    };
+    let (codec, packet_type, at) = match &multitrack {
+        Some(m) => (
+            m.codec()
+                .map_or(AudioCodec::Multiple, AudioCodec::from_fourcc),
+            m.packet_type,
+            body.len(),
+        ),
+        None => (
             AudioCodec::from_fourcc(fourcc(body, at)?),
             packet_type,
             at + 4,
-        )
+        ),
     };
     Some(AudioTag {
         codec,
@@ -389,8 +536,9 @@ pub fn audio(body: &[u8]) -> Option<AudioTag> {
             audio_packet::SEQUENCE_START | audio_packet::MULTICHANNEL_CONFIG
         ),
         multichannel: packet_type == audio_packet::MULTICHANNEL_CONFIG,
-        payload: body.len() > at,
+        payload: multitrack.is_some() || body.len() > at,
         enhanced: true,
+        multitrack,
     })
 }
 

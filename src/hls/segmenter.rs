@@ -11,7 +11,7 @@
 
 use super::ts::{TsError, TsMuxer};
 use crate::flv::codec;
-use crate::media::{Unit, UnitKind};
+use crate::media::{Tracks, Unit, UnitKind};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fmt::Write;
@@ -123,18 +123,19 @@ impl Segmenter {
 
     /// Adds a unit. Returns true when a segment closed (the playlist changed).
     ///
-    /// H.264 and HEVC video (legacy or Enhanced RTMP headers, one track) and AAC audio
-    /// (legacy header) are muxed. The first unit of another codec (AV1, VP9, Opus, MP3, ...,
-    /// multitrack video, enhanced audio) marks the stream
+    /// H.264 and HEVC video (legacy or Enhanced RTMP headers) and AAC audio (legacy header)
+    /// are muxed; of a multitrack stream, the default track
+    /// ([`Tracks::Default`](crate::media::Tracks)). The first unit of another codec (AV1,
+    /// VP9, Opus, MP3, ..., enhanced audio) marks the stream
     /// [`unsupported`](Segmenter::unsupported): its open segment is dropped and nothing more
     /// is muxed, rather than serving segments that lack one of its tracks. (Empty or
     /// cut-short bodies are only left out.)
     pub fn push(&mut self, unit: &Unit, now_ms: u64) -> Result<bool, TsError> {
-        let body = unit.body();
+        let body = unit.body(Tracks::Default);
         let (known, unsupported) = match unit.kind {
             UnitKind::Video => match codec::video(body) {
                 Some(v)
-                    if v.multitrack
+                    if v.multitrack.is_some()
                         || !matches!(v.codec, codec::VideoCodec::Avc | codec::VideoCodec::Hevc) =>
                 {
                     (true, Some(track_name(v.codec.name(), "video", v.enhanced)))

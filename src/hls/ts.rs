@@ -139,7 +139,7 @@ impl TsMuxer {
         if tag.metadata {
             return Ok(());
         }
-        if !tag.header || tag.multitrack {
+        if !tag.header || tag.multitrack.is_some() {
             return Err(TsError::VideoConfig);
         }
         let record = flv_body.get(tag.data_at..).ok_or(TsError::VideoConfig)?;
@@ -244,7 +244,7 @@ impl TsMuxer {
         let Some(tag) = codec::video(flv_body).filter(|t| !t.header && t.payload) else {
             return Ok(None);
         };
-        if tag.multitrack {
+        if tag.multitrack.is_some() {
             return Ok(None);
         }
         let mut es = Vec::with_capacity(flv_body.len() + 64);

@@ -17,7 +17,7 @@ use hls::{credentials, hls_cache_control, record_hls, respond_hls, respond_unava
 use crate::auth::{Action, Denied, Policy};
 use crate::hub::stream_key;
 use crate::media::now_ns;
-use crate::media::Format;
+use crate::media::{Format, Tracks};
 use crate::metrics::profile::{self, ProfileFormat};
 use crate::net;
 use crate::shard::Shard;
@@ -243,6 +243,7 @@ async fn run(
                     stats::inc(&shard.stats.flv_viewers_total);
                     let delivery = Delivery {
                         format: Format::Flv,
+                        tracks: tracks(req.query.as_deref()),
                         head: vec![Bytes::from_static(FLV_RESPONSE_HEAD)],
                         outbox: None,
                     };
@@ -446,6 +447,16 @@ async fn send_parts(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The tracks an HTTP-FLV request asks for: every track of a multitrack stream with
+/// `?tracks=all` (HTTP has no `connect` to announce it in), the default track otherwise.
+fn tracks(query: Option<&str>) -> Tracks {
+    if crate::auth::param(query, "tracks") == Some("all") {
+        Tracks::All
+    } else {
+        Tracks::Default
+    }
 }
 
 /// A response with no body.

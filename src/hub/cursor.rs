@@ -12,7 +12,7 @@
 //! anything else, even if the ring drops it meanwhile (the cursor keeps a reference).
 
 use super::ring::Ring;
-use crate::media::Format;
+use crate::media::{Format, Tracks};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -54,6 +54,8 @@ pub struct Cursor {
     skipped: u64,
     /// Which serialization of the units this viewer reads.
     format: Format,
+    /// Which tracks of a multitrack stream it reads.
+    tracks: Tracks,
 }
 
 impl Cursor {
@@ -67,7 +69,20 @@ impl Cursor {
             behind_since: None,
             skipped: 0,
             format,
+            tracks: Tracks::Default,
         }
+    }
+
+    /// The same cursor, reading `tracks` of a multitrack stream (the default track unless
+    /// told otherwise).
+    pub fn with_tracks(mut self, tracks: Tracks) -> Self {
+        self.tracks = tracks;
+        self
+    }
+
+    /// The bytes of a unit for this viewer (empty when it has none for it).
+    fn wire<'a>(&self, entry: &'a super::ring::Entry) -> &'a Bytes {
+        entry.unit.wire(self.format, self.tracks)
     }
 
     /// A cursor for a new viewer: from the newest keyframe (the GOP cache), or, when the ring
@@ -90,7 +105,9 @@ impl Cursor {
 
     /// Queues owned bytes to go out before further ring data (e.g. new sequence headers).
     pub fn push_pending(&mut self, bytes: Bytes) {
-        self.pending.push_back((bytes, None));
+        if !bytes.is_empty() {
+            self.pending.push_back((bytes, None));
+        }
     }
 
     /// True when nothing is left to send right now.
@@ -104,7 +121,7 @@ impl Cursor {
     }
 
     /// Applies the slow-viewer policy at time `now` (jumps are counted in
-    /// [`Cursor::skipped`]).
+    /// [`Cursor::skipped`]), and moves past units that have nothing for this viewer.
     pub fn check(&mut self, ring: &Ring, policy: &Policy, now: u64) -> Verdict {
         if self.pos < ring.front() {
             // The ring dropped what this viewer needed next.
@@ -117,6 +134,7 @@ impl Cursor {
         if self.want_key {
             self.skip_to_key(ring);
         }
+        self.pass_empty(ring);
         if self.caught_up(ring) {
             self.behind_since = None;
         }
@@ -178,10 +196,9 @@ impl Cursor {
                     &b[..]
                 }
             })
-            .chain(
-                ring.iter_from(self.pos)
-                    .map(|e| &e.unit.wire(self.format)[..]),
-            );
+            .chain(ring.iter_from(self.pos).map(|e| &self.wire(e)[..]))
+            // Units with nothing for this viewer (another track's) take no slice.
+            .filter(|piece| !piece.is_empty());
         for piece in pieces {
             if iov.len() >= max_iov || (total > 0 && total + piece.len() > max_bytes) {
                 break;
@@ -196,9 +213,10 @@ impl Cursor {
     /// into its pending list if needed) and returns it. Used before waiting on a full socket,
     /// so that the bytes being written cannot be dropped by the ring meanwhile.
     pub fn pin_first(&mut self, ring: &Ring) -> Option<Bytes> {
+        self.pass_empty(ring);
         if self.pending.is_empty() {
             let entry = ring.get(self.pos)?;
-            let wire = entry.unit.wire(self.format).clone();
+            let wire = self.wire(entry).clone();
             self.pending.push_back((wire, Some(entry.unit.ingest_ns)));
             self.pos += 1;
         }
@@ -230,9 +248,12 @@ impl Cursor {
             let Some(entry) = ring.get(self.pos) else {
                 return;
             };
-            let wire = entry.unit.wire(self.format);
+            let wire = self.wire(entry);
             let len = wire.len();
             self.pos += 1;
+            if len == 0 {
+                continue;
+            }
             if written < len {
                 // Keep the rest of the cut tag; it goes out first next time.
                 self.pending
@@ -241,6 +262,16 @@ impl Cursor {
             }
             done(entry.unit.ingest_ns);
             written -= len;
+        }
+        self.pass_empty(ring);
+    }
+
+    /// Moves past the units at the cursor that have nothing for this viewer (another
+    /// track's), when nothing else is pending.
+    fn pass_empty(&mut self, ring: &Ring) {
+        while self.pending.is_empty() && ring.get(self.pos).is_some_and(|e| self.wire(e).is_empty())
+        {
+            self.pos += 1;
         }
     }
 }
@@ -272,6 +303,52 @@ mod tests {
         }
         let cursor = Cursor::at_gop_start(Format::Flv, vec![Bytes::from_static(b"head")], &ring);
         assert_eq!(cursor.position(), 3);
+    }
+
+    /// A unit of another track than the default one: `len` bytes for viewers of every
+    /// track, nothing for the others.
+    fn other_track(seq: u64, len: usize) -> crate::media::Unit {
+        let mut unit = unit(seq, false, len);
+        unit.default_track = Some(std::sync::Arc::new(crate::media::DefaultTrack {
+            flv: Bytes::new(),
+            rtmp: Bytes::new(),
+        }));
+        unit
+    }
+
+    #[test]
+    fn units_of_other_tracks_reach_only_viewers_of_every_track() {
+        let mut ring = Ring::new(1 << 20, u64::MAX);
+        ring.push(unit(0, true, 10), 0);
+        ring.push(other_track(1, 7), 0);
+        ring.push(unit(2, false, 10), 0);
+        ring.push(other_track(3, 7), 0);
+        let mut all = Cursor::at_gop_start(Format::Flv, Vec::new(), &ring).with_tracks(Tracks::All);
+        assert_eq!(send_all(&mut all, &ring, 1 << 20).len(), 34);
+        assert!(all.caught_up(&ring));
+        let mut default = Cursor::at_gop_start(Format::Flv, Vec::new(), &ring);
+        assert_eq!(send_all(&mut default, &ring, 1 << 20).len(), 20);
+        assert!(
+            default.caught_up(&ring),
+            "the last unit, empty for it, is passed"
+        );
+        // One slice per unit it gets, none for the others.
+        let mut late = Cursor::new(Format::Flv, Vec::new(), 1);
+        let mut iov = Vec::new();
+        late.gather(&ring, &mut iov, 1 << 20, 64);
+        assert_eq!(iov.len(), 1);
+        drop(iov);
+        // Waiting on a full socket pins the next unit it gets, not an empty one.
+        assert_eq!(late.pin_first(&ring).map(|b| b.len()), Some(10));
+        assert_eq!(late.position(), 3);
+        // Nothing written, and only empty units left: passed, caught up.
+        let mut idle = Cursor::new(Format::Flv, Vec::new(), 3);
+        assert!(!idle.caught_up(&ring));
+        idle.advance(&ring, 0, |_| panic!("nothing was sent"));
+        assert!(idle.caught_up(&ring));
+        let mut checked = Cursor::new(Format::Flv, Vec::new(), 3);
+        assert_eq!(checked.check(&ring, &POLICY, 0), Verdict::Send);
+        assert!(checked.caught_up(&ring));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use super::ring::Ring;
 use crate::flv::codec;
-use crate::media::{Format, Unit, UnitKind};
+use crate::media::{Format, Tracks, Unit, UnitKind};
 use bytes::Bytes;
 use std::cell::Cell;
 use std::task::Waker;
@@ -22,64 +22,103 @@ pub enum FeedState {
     Ended,
 }
 
-/// The stream's current decoder configuration and metadata, sent to every new viewer.
+/// Which header a unit is, for [`Headers`]: the order in which new viewers get them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Slot {
+    /// onMetaData.
+    Metadata,
+    /// A video sequence header (or Enhanced RTMP sequence start).
+    Video,
+    /// An Enhanced RTMP video metadata packet (colour information), which follows the
+    /// sequence start and does not replace it.
+    VideoMetadata,
+    /// An audio sequence header (or Enhanced RTMP sequence start).
+    Audio,
+    /// An Enhanced RTMP multichannel configuration, beside the audio sequence start.
+    AudioChannels,
+}
+
+/// Most header slots a stream keeps: five for the default track and room for others'
+/// (multitrack streams: a sequence start, and maybe colour metadata or a channel layout,
+/// per track). Headers of further tracks are not kept; their viewers start those tracks
+/// at the next sequence start.
+pub const MAX_HEADERS: usize = 32;
+
+/// The stream's current decoder configuration and metadata, sent to every new viewer: the
+/// last header unit of each slot and track, in slot order.
 #[derive(Debug, Clone, Default)]
 pub struct Headers {
-    /// Last onMetaData.
-    pub metadata: Option<Unit>,
-    /// Last video sequence header (or Enhanced RTMP sequence start).
-    pub video: Option<Unit>,
-    /// Last Enhanced RTMP video metadata packet (colour information), which follows the
-    /// sequence start and does not replace it.
-    pub video_metadata: Option<Unit>,
-    /// Last audio sequence header (or Enhanced RTMP sequence start).
-    pub audio: Option<Unit>,
-    /// Last Enhanced RTMP multichannel configuration, beside the audio sequence start.
-    pub audio_channels: Option<Unit>,
+    /// `(slot, track, unit)`, sorted by slot then track; track 0 is the default track.
+    held: Vec<(Slot, u8, Unit)>,
 }
 
 impl Headers {
-    /// Remembers a header unit in its slot.
+    /// Remembers a header unit in its slot, replacing the previous one of its track.
     pub fn set(&mut self, unit: &Unit) {
-        let slot = match unit.kind {
-            UnitKind::Script => &mut self.metadata,
-            UnitKind::Video if codec::video(unit.body()).is_some_and(|t| t.metadata) => {
-                &mut self.video_metadata
+        let (slot, track) = Headers::slot_of(unit);
+        match self
+            .held
+            .binary_search_by(|(s, t, _)| (*s, *t).cmp(&(slot, track)))
+        {
+            Ok(at) => self.held[at].2 = unit.clone(),
+            Err(at) if self.held.len() < MAX_HEADERS => {
+                self.held.insert(at, (slot, track, unit.clone()))
             }
-            UnitKind::Video => &mut self.video,
-            UnitKind::Audio if codec::audio(unit.body()).is_some_and(|t| t.multichannel) => {
-                &mut self.audio_channels
+            Err(_) => {}
+        }
+    }
+
+    /// The slot and track of a header unit (track 0 for everything that is not a
+    /// multitrack tag, and for multitrack tags that carry the default track).
+    fn slot_of(unit: &Unit) -> (Slot, u8) {
+        let body = unit.body(Tracks::All);
+        match unit.kind {
+            UnitKind::Script => (Slot::Metadata, 0),
+            UnitKind::Video => {
+                let tag = codec::video(body);
+                let track = tag.and_then(|t| t.multitrack).map_or(0, |m| m.track());
+                match tag {
+                    Some(t) if t.metadata => (Slot::VideoMetadata, track),
+                    _ => (Slot::Video, track),
+                }
             }
-            UnitKind::Audio => &mut self.audio,
-        };
-        *slot = Some(unit.clone());
+            UnitKind::Audio => {
+                let tag = codec::audio(body);
+                let track = tag.and_then(|t| t.multitrack).map_or(0, |m| m.track());
+                match tag {
+                    Some(t) if t.multichannel => (Slot::AudioChannels, track),
+                    _ => (Slot::Audio, track),
+                }
+            }
+        }
+    }
+
+    /// The default track's header of `slot`, if any.
+    pub fn get(&self, slot: Slot) -> Option<&Unit> {
+        self.held
+            .iter()
+            .find(|(s, t, _)| *s == slot && *t == 0)
+            .map(|(_, _, unit)| unit)
     }
 
     /// The header units, metadata first, each track's sequence header before what completes
     /// it.
     pub fn units(&self) -> impl Iterator<Item = &Unit> {
-        [
-            &self.metadata,
-            &self.video,
-            &self.video_metadata,
-            &self.audio,
-            &self.audio_channels,
-        ]
-        .into_iter()
-        .flatten()
+        self.held.iter().map(|(_, _, unit)| unit)
     }
 
-    /// The headers in `format`, stamped no later than `dts`, so that a viewer starting at a
-    /// unit with that timestamp never sees time go backwards.
-    pub fn at(&self, dts: u32, format: Format, chunk_size: usize) -> Vec<Bytes> {
+    /// The headers in `format` for a viewer of `tracks`, stamped no later than `dts`, so
+    /// that a viewer starting at a unit with that timestamp never sees time go backwards.
+    pub fn at(&self, dts: u32, format: Format, tracks: Tracks, chunk_size: usize) -> Vec<Bytes> {
         self.units()
             .map(|unit| {
                 if unit.dts <= dts {
-                    unit.wire(format).clone()
+                    unit.wire(format, tracks).clone()
                 } else {
-                    unit.restamped(format, dts, chunk_size)
+                    unit.restamped(format, tracks, dts, chunk_size)
                 }
             })
+            .filter(|bytes| !bytes.is_empty())
             .collect()
     }
 }
@@ -322,19 +361,55 @@ mod tests {
     }
 
     #[test]
+    fn headers_are_kept_per_track() {
+        let header = |body: &[u8], seq: u64| {
+            let unit = Unit::serialize(UnitKind::Video, 0, false, true, body, 4096);
+            let tag = codec::video(body).expect("a video header");
+            let unit = match tag.multitrack {
+                Some(m) => unit.with_default_track(&m.default_body(body), 4096),
+                None => unit,
+            };
+            Unit { seq, ..unit }
+        };
+        let mut h = Headers::default();
+        // The default track's sequence header (legacy AVC), then track 1's (multitrack,
+        // one track), as ffmpeg sends a second rendition: neither replaces the other.
+        h.set(&header(&[0x17, 0, 0, 0, 0, 1], 0));
+        h.set(&header(&[0x96, 0x00, b'a', b'v', b'c', b'1', 1, 1], 1));
+        assert_eq!(h.units().map(|u| u.seq).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(h.at(0, Format::Flv, Tracks::All, 4096).len(), 2);
+        let default = h.at(0, Format::Flv, Tracks::Default, 4096);
+        assert_eq!(
+            default.len(),
+            1,
+            "track 1's header is not for default viewers"
+        );
+        assert_eq!(&default[0][11..13], &[0x17, 0]);
+        // A new header of track 1 replaces track 1's.
+        h.set(&header(&[0x96, 0x00, b'a', b'v', b'c', b'1', 1, 2], 2));
+        assert_eq!(h.units().map(|u| u.seq).collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(h.get(Slot::Video).map(|u| u.seq), Some(0));
+        // Bounded: headers of ever more tracks are not kept.
+        for track in 2..=255u8 {
+            h.set(&header(&[0x96, 0x00, b'a', b'v', b'c', b'1', track, 1], 9));
+        }
+        assert_eq!(h.units().count(), MAX_HEADERS);
+    }
+
+    #[test]
     fn headers_are_restamped_not_later_than_start() {
         let mut h = Headers::default();
         let mut u = unit(0, false, 0);
         u.flv = crate::flv::tag(UnitKind::Video, 5_000, &[0x17, 0, 0, 0, 0]);
         u.dts = 5_000;
         h.set(&u);
-        let tags = h.at(4_000, Format::Flv, 4096);
+        let tags = h.at(4_000, Format::Flv, Tracks::All, 4096);
         assert_eq!(&tags[0][4..7], &[0, 0x0f, 0xa0]);
         assert!(
-            h.at(6_000, Format::Flv, 4096)[0].as_ptr() == u.flv.as_ptr(),
+            h.at(6_000, Format::Flv, Tracks::Default, 4096)[0].as_ptr() == u.flv.as_ptr(),
             "no copy when in order"
         );
-        let rtmp = h.at(4_000, Format::Rtmp, 4096);
+        let rtmp = h.at(4_000, Format::Rtmp, Tracks::Default, 4096);
         assert_eq!(
             &rtmp[0][1..4],
             &[0, 0x0f, 0xa0],

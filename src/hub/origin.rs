@@ -112,28 +112,36 @@ impl Origin {
         body: &[u8],
         ingest_ns: u64,
     ) -> Option<Unit> {
-        // One read of the codec header per message: keyframe, header, payload and codec.
-        let (key, header, payload) = match kind {
+        // One read of the codec header per message: keyframe, header, payload, codec, and
+        // the default track of a multitrack tag. Codecs are the default track's.
+        let (key, header, payload, multitrack) = match kind {
             UnitKind::Video => {
                 let tag = codec::video(body)?;
                 self.has_video = true;
-                self.video_codec = Some(tag.codec);
-                (tag.keyframe, tag.header, tag.payload)
+                if tag.multitrack.is_none_or(|m| m.default.is_some()) {
+                    self.video_codec = Some(tag.codec);
+                }
+                (tag.keyframe, tag.header, tag.payload, tag.multitrack)
             }
             UnitKind::Audio => {
                 if body.is_empty() {
                     return None;
                 }
                 let tag = codec::audio(body);
-                self.audio_codec = tag.map(|t| t.codec);
+                let multitrack = tag.and_then(|t| t.multitrack);
+                let default_track = multitrack.is_none_or(|m| m.default.is_some());
+                if default_track {
+                    self.audio_codec = tag.map(|t| t.codec);
+                }
                 let header = tag.is_some_and(|t| t.header);
                 (
-                    !self.has_video && !header,
+                    !self.has_video && !header && default_track,
                     header,
                     tag.is_some_and(|t| t.payload),
+                    multitrack,
                 )
             }
-            UnitKind::Script => (false, true, !body.is_empty()),
+            UnitKind::Script => (false, true, !body.is_empty(), None),
         };
         if payload {
             self.last_media_ns = ingest_ns;
@@ -145,7 +153,11 @@ impl Origin {
                 self.gop_ms = Some(u64::from(dts.wrapping_sub(last)));
             }
         }
-        Some(self.unit(kind, dts, key, header, body, ingest_ns))
+        let unit = self.unit(kind, dts, key, header, body, ingest_ns);
+        Some(match multitrack {
+            Some(m) => unit.with_default_track(&m.default_body(body), self.chunk_size),
+            None => unit,
+        })
     }
 
     /// Turns metadata into an onMetaData unit stamped at the stream's current time.
@@ -200,6 +212,50 @@ mod tests {
         assert!(!audio.key, "audio is not a start point once video exists");
         assert_eq!([seq.seq, key.seq, inter.seq, audio.seq], [0, 1, 2, 3]);
         assert!(o.media(UnitKind::Video, 80, &[], 0).is_none());
+    }
+
+    #[test]
+    fn a_second_rendition_rides_along_without_moving_start_points() {
+        use crate::media::{Format, Tracks};
+        let mut o = Origin::new(1, 4096, None);
+        o.rebaser.new_session();
+        // As ffmpeg sends two video renditions: track 0 as plain tags, track 1 in multitrack
+        // tags of one track (frame type 1, CodedFrames; avc1; track id 1; composition time).
+        let key = o
+            .media(UnitKind::Video, 0, &[0x17, 1, 0, 0, 0, 0x65], 0)
+            .unwrap();
+        let other = [0x96, 0x01, b'a', b'v', b'c', b'1', 1, 0, 0, 0, 0x65];
+        let second = o.media(UnitKind::Video, 0, &other, 0).unwrap();
+        assert!(
+            key.key && !second.key,
+            "track 1's keyframe is no start point"
+        );
+        assert_eq!(o.video_codec, Some(VideoCodec::Avc));
+        assert!(key.default_track.is_none());
+        assert_eq!(second.wire(Format::Flv, Tracks::All), &second.flv);
+        assert!(second.wire(Format::Rtmp, Tracks::Default).is_empty());
+        assert!(second.body(Tracks::Default).is_empty());
+        assert_eq!(second.body(Tracks::All), &other);
+        // A tag with both tracks: the default track's viewers get track 0 alone, stamped
+        // like the tag.
+        let both = [
+            &[0x96, 0x11, b'h', b'v', b'c', b'1'][..],
+            &[1, 0, 0, 5, 0, 0, 0, 0x26, 0x01],
+            &[0, 0, 0, 5, 0, 0, 0, 0x26, 0x02],
+        ]
+        .concat();
+        let unit = o.media(UnitKind::Video, 40, &both, 0).unwrap();
+        assert!(unit.key);
+        assert_eq!(o.video_codec, Some(VideoCodec::Hevc));
+        assert_eq!(
+            unit.body(Tracks::Default),
+            &[0x91, b'h', b'v', b'c', b'1', 0, 0, 0, 0x26, 0x02]
+        );
+        assert_eq!(&unit.wire(Format::Flv, Tracks::Default)[4..7], &[0, 0, 40]);
+        assert!(
+            unit.len() > unit.flv.len() + unit.rtmp.len(),
+            "counted in the ring"
+        );
     }
 
     #[test]

@@ -180,6 +180,7 @@ pub(crate) mod tests {
             header: false,
             flv: Bytes::from(vec![0u8; len]),
             rtmp: Bytes::new(),
+            default_track: None,
             ingest_ns: 0,
         }
     }

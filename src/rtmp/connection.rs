@@ -39,7 +39,7 @@ use super::chunk::MEDIA_STREAM_ID;
 use super::guard::{GuardError, InputGuard, Scan, CONTROL_MESSAGE_LIMIT};
 use super::RtmpError;
 use crate::hub::{split_query, stream_key, validate_name, validate_names, NameError, StreamKey};
-use crate::media::{has_payload, split_aggregate, UnitKind};
+use crate::media::{has_payload, split_aggregate, Tracks, UnitKind};
 use crate::util::Escaped;
 use bytes::Bytes;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
@@ -414,6 +414,20 @@ impl Connection {
     /// What the client announced of Enhanced RTMP in its `connect`, if anything.
     pub fn announced(&self) -> Option<&caps::Announced> {
         self.announced.as_ref()
+    }
+
+    /// The tracks of a multitrack stream this client gets as a player: every track when it
+    /// announced multitrack support, the default track otherwise (see [`Tracks`]).
+    pub fn tracks(&self) -> Tracks {
+        if self
+            .announced
+            .as_ref()
+            .is_some_and(caps::Announced::multitrack)
+        {
+            Tracks::All
+        } else {
+            Tracks::Default
+        }
     }
 
     /// Handles the session results in `held`, in order, until one needs a decision.

@@ -490,6 +490,7 @@ impl Driver {
         let outbox = RefCell::new(Outbox::default());
         let delivery = Delivery {
             format: Format::Rtmp,
+            tracks: conn.tracks(),
             head: Vec::new(),
             outbox: Some(&outbox),
         };

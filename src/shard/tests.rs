@@ -3,6 +3,7 @@
 //! and resuming at a keyframe; takeover at passed-in times; the republish grace).
 
 use super::*;
+use crate::hub::feed::Slot;
 use crate::hub::ring::tests::unit;
 
 fn owned(units: impl IntoIterator<Item = crate::media::Unit>) -> LocalStream {
@@ -166,7 +167,7 @@ fn a_subscribing_shard_syncs_then_follows_the_owner() {
                 wait_for("the sync", || feed.borrow().state == FeedState::Live).await;
                 {
                     let f = feed.borrow();
-                    assert!(f.headers.video.as_ref().is_some_and(|u| u.seq == 0));
+                    assert!(f.headers.get(Slot::Video).is_some_and(|u| u.seq == 0));
                     let gop: Vec<u64> = f
                         .ring
                         .iter_from(f.ring.front())

@@ -139,7 +139,12 @@ impl RawClient {
 
     /// `connect("live")`.
     pub fn connect_app(&mut self) -> Vec<u8> {
-        let mut properties = HashMap::new();
+        self.connect_with(HashMap::new())
+    }
+
+    /// `connect("live")` with more properties in its command object (e.g. an Enhanced
+    /// RTMP announcement).
+    pub fn connect_with(&mut self, mut properties: HashMap<String, Amf0Value>) -> Vec<u8> {
         properties.insert("app".to_string(), Amf0Value::Utf8String("live".into()));
         let connect = RtmpMessage::Amf0Command {
             command_name: "connect".to_string(),
@@ -209,7 +214,16 @@ impl RawClient {
 
     /// `connect("live")`, `createStream`, `play(name)` on message stream 1.
     pub fn play_commands(&mut self, name: &str) -> Vec<u8> {
-        let mut out = self.connect_app();
+        self.play_commands_with(name, HashMap::new())
+    }
+
+    /// [`RawClient::play_commands`] with more `connect` properties.
+    pub fn play_commands_with(
+        &mut self,
+        name: &str,
+        properties: HashMap<String, Amf0Value>,
+    ) -> Vec<u8> {
+        let mut out = self.connect_with(properties);
         out.extend(self.command("createStream", 2.0, 0, Vec::new()));
         out.extend(self.command("play", 3.0, 1, vec![Amf0Value::Utf8String(name.into())]));
         out

@@ -101,15 +101,101 @@ fn mod_ex_blocks_are_skipped() {
 
 #[test]
 fn multitrack_is_classified_by_the_packet_type_of_its_tracks() {
-    // One codec for all tracks: multitrack type 0 (one track) | CodedFramesX.
+    // One codec for all tracks: multitrack type 0 (one track) | CodedFramesX, track 0.
     let tag = body(&[&[ex(1, 6), 0x03], b"av01", &[0, 0x12]]);
     let info = video(&tag).unwrap();
     assert_eq!((info.codec, info.keyframe), (VideoCodec::Av1, true));
-    // Many tracks, many codecs: the FourCCs come per track.
-    let tag = body(&[&[ex(1, 6), 0x20, 0], b"hvc1"]);
+    let tracks = info.multitrack.unwrap();
+    assert_eq!((tracks.packet_type, tracks.track()), (3, 0));
+    // Many tracks, many codecs: the FourCCs come per track; without track 0 the codec is
+    // not one.
+    let tag = body(&[&[ex(1, 6), 0x20], b"hvc1", &[2, 0, 0, 1, 9]]);
     let info = video(&tag).unwrap();
     assert_eq!((info.codec, info.header), (VideoCodec::Multiple, true));
+    assert_eq!(info.multitrack.unwrap().track(), 2);
     assert_eq!(video(&[ex(1, 6), 0x03, b'a']), None);
+    // Multitrack or ModEx as the tracks' packet type: malformed.
+    assert_eq!(video(&body(&[&[ex(1, 6), 0x06], b"avc1", &[0, 1]])), None);
+    assert_eq!(video(&body(&[&[ex(1, 6), 0x07], b"avc1", &[0, 1]])), None);
+    assert_eq!(audio(&body(&[&[0x95, 0x05], b"mp4a", &[0, 1]])), None);
+    assert_eq!(audio(&body(&[&[0x95, 0x07], b"mp4a", &[0, 1]])), None);
+    // A track without an id, or a size past the body: cut short.
+    assert_eq!(video(&body(&[&[ex(1, 6), 0x03], b"av01"])), None);
+    assert_eq!(
+        video(&body(&[&[ex(1, 6), 0x13], b"av01", &[0, 0, 0, 2, 9]])),
+        None
+    );
+}
+
+#[test]
+fn a_multitrack_tag_is_a_keyframe_only_for_its_default_track() {
+    // The second rendition's keyframe (track 1 alone, as ffmpeg sends it): no start point.
+    let other = body(&[&[ex(1, 6), 0x01], b"avc1", &[1, 0, 0, 0, 0x65]]);
+    let tag = video(&other).unwrap();
+    assert!(!tag.keyframe && tag.payload && !tag.header);
+    assert_eq!(
+        tag.multitrack.unwrap().default_body(&other),
+        Vec::<u8>::new()
+    );
+    // Both tracks in one tag (ManyTracks, sizes): a start point, and the default track.
+    let both = body(&[
+        &[ex(1, 6), 0x11],
+        b"avc1",
+        &[1, 0, 0, 5, 0, 0, 0, 0x65, 0x11],
+        &[0, 0, 0, 6, 0, 0, 0x28, 0x65, 0x22, 0x33],
+    ]);
+    let tag = video(&both).unwrap();
+    assert!(tag.keyframe);
+    assert_eq!(tag.codec, VideoCodec::Avc);
+    assert_eq!(
+        tag.multitrack.unwrap().default_body(&both),
+        body(&[&[ex(1, 1)], b"avc1", &[0, 0, 0x28, 0x65, 0x22, 0x33]])
+    );
+    let single = video(&tag.multitrack.unwrap().default_body(&both)).unwrap();
+    assert_eq!((single.keyframe, single.composition_time), (true, 40));
+    assert_eq!(single.multitrack, None);
+}
+
+#[test]
+fn the_default_track_keeps_the_mod_ex_blocks() {
+    // A ModEx block (a 3-byte nanosecond offset, type 0) before the multitrack header: the
+    // block stays, its trailing packet type becomes the track's.
+    let tag = body(&[
+        &[ex(2, 7), 2, 0, 1, 0x2c, 0x06, 0x01],
+        b"hvc1",
+        &[0, 0, 0, 0, 0x01],
+    ]);
+    let info = video(&tag).unwrap();
+    assert_eq!((info.codec, info.keyframe), (VideoCodec::Hevc, false));
+    let single = info.multitrack.unwrap().default_body(&tag);
+    assert_eq!(
+        single,
+        body(&[&[ex(2, 7), 2, 0, 1, 0x2c, 0x01], b"hvc1", &[0, 0, 0, 0x01]])
+    );
+    assert_eq!(video(&single).unwrap().multitrack, None);
+}
+
+#[test]
+fn audio_tracks_reduce_to_the_default_track() {
+    // Many tracks of one codec: track 1, then track 0.
+    let tag = body(&[
+        &[0x95, 0x11],
+        b"Opus",
+        &[1, 0, 0, 2, 0xfc, 0xfc],
+        &[0, 0, 0, 1, 0xf8],
+    ]);
+    let info = audio(&tag).unwrap();
+    assert_eq!((info.codec, info.header), (AudioCodec::Opus, false));
+    assert_eq!(
+        info.multitrack.unwrap().default_body(&tag),
+        body(&[&[0x91], b"Opus", &[0xf8]])
+    );
+    // A sequence start of track 1 only: a header of track 1, nothing for the default.
+    let other = body(&[&[0x95, 0x00], b"mp4a", &[1, 0x12, 0x10]]);
+    let info = audio(&other).unwrap();
+    assert!(info.header);
+    assert_eq!(info.multitrack.unwrap().track(), 1);
+    assert!(info.multitrack.unwrap().default_body(&other).is_empty());
 }
 
 #[test]
@@ -175,5 +261,5 @@ fn where_the_codec_bytes_start_and_the_composition_time() {
     let start = video(&body(&[&[ex(1, 0)], b"avc1", &[1]])).unwrap();
     assert_eq!((start.codec, start.data_at), (VideoCodec::Avc, 5));
     let tracks = video(&body(&[&[ex(1, 6), 0x03], b"av01", &[0, 0x12]])).unwrap();
-    assert!(tracks.multitrack);
+    assert!(tracks.multitrack.is_some());
 }

@@ -18,8 +18,14 @@ use std::collections::HashMap;
 /// `FourCcInfoMask.CanForward`.
 const CAN_FORWARD: f64 = 4.0;
 
-/// `CapsExMask.Multitrack | CapsExMask.ModEx`: multitrack tags are relayed, ModEx parsed.
-const CAPS_EX: f64 = (0x02 | 0x04) as f64;
+/// `CapsExMask.Multitrack`: the client reads (or sends) multitrack tags.
+const CAPS_EX_MULTITRACK: u32 = 0x02;
+
+/// `CapsExMask.ModEx`: ModEx blocks are understood.
+const CAPS_EX_MOD_EX: u32 = 0x04;
+
+/// corecast's `capsEx`: multitrack tags are relayed, ModEx parsed.
+const CAPS_EX: f64 = (CAPS_EX_MULTITRACK | CAPS_EX_MOD_EX) as f64;
 
 /// FourCCs kept from a client's announcement (more are ignored: a `connect` is at most
 /// 64 KiB, and the list is only informational).
@@ -32,6 +38,17 @@ pub struct Announced {
     pub fourccs: Vec<String>,
     /// `capsEx`, when present.
     pub caps_ex: Option<u32>,
+}
+
+impl Announced {
+    /// The client said it handles multitrack tags (`capsEx` Multitrack): as a player, it
+    /// gets them unchanged ("a client capable of issuing a play command [that] declares
+    /// multitrack support MUST be equipped to handle the playback of such streams").
+    /// Announcing FourCCs alone (v1, and ffmpeg's `-rtmp_enhanced_codecs`) is not enough.
+    pub fn multitrack(&self) -> bool {
+        self.caps_ex
+            .is_some_and(|caps| caps & CAPS_EX_MULTITRACK != 0)
+    }
 }
 
 /// Reads a `connect` command object; `None` when it announces nothing of Enhanced RTMP.

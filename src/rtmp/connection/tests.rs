@@ -614,6 +614,7 @@ fn enhanced_rtmp_is_answered_to_clients_that_announce_it() {
     // A legacy client gets the legacy answer.
     let peer = Peer::connected();
     assert!(peer.conn.announced().is_none());
+    assert_eq!(peer.conn.tracks(), Tracks::Default);
     assert!(!peer.sent_status("capsEx"));
     // An enhanced client (v1 list and v2 maps).
     let mut peer = Peer::new();
@@ -649,6 +650,19 @@ fn enhanced_rtmp_is_answered_to_clients_that_announce_it() {
     let announced = peer.conn.announced().expect("announced");
     assert_eq!(announced.fourccs, ["hvc1", "av01", "vp09"]);
     assert_eq!(announced.caps_ex, Some(6));
+    assert!(announced.multitrack(), "capsEx 6 includes Multitrack (2)");
+    assert_eq!(peer.conn.tracks(), Tracks::All);
+    // FourCCs alone (v1, ffmpeg's -rtmp_enhanced_codecs with capsEx 0): no multitrack.
+    let fourccs = caps::Announced {
+        fourccs: vec!["hvc1".into()],
+        caps_ex: None,
+    };
+    assert!(!fourccs.multitrack());
+    let zero = caps::Announced {
+        caps_ex: Some(0),
+        ..fourccs
+    };
+    assert!(!zero.multitrack());
     let result = super::output::messages(&peer.sent)
         .into_iter()
         .filter(|(type_id, ..)| *type_id == 20)
