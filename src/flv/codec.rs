@@ -366,6 +366,42 @@ fn multitrack(body: &[u8], type_at: usize, nested: [u8; 2]) -> Option<Multitrack
     })
 }
 
+/// What follows an enhanced header's packet type.
+struct ExBody {
+    /// The multitrack header, for a multitrack tag.
+    multitrack: Option<Multitrack>,
+    /// The FourCC that names the codec (`None` for tracks of several codecs without the
+    /// default track).
+    fourcc: Option<[u8; 4]>,
+    /// The packet type of the payload.
+    packet_type: u8,
+    /// Where the payload starts (the end of the body for a multitrack tag, whose tracks
+    /// each have their own start).
+    at: usize,
+}
+
+/// Reads what follows an enhanced header's packet type (`packet_type`, read just before
+/// `at`, after any ModEx blocks): a multitrack header when the packet type is `kind[0]`, the
+/// kind's Multitrack (`kind[1]` is its ModEx), else the tag's FourCC.
+fn ex_body(body: &[u8], packet_type: u8, at: usize, kind: [u8; 2]) -> Option<ExBody> {
+    if packet_type == kind[0] {
+        let tracks = multitrack(body, at - 1, kind)?;
+        Some(ExBody {
+            multitrack: Some(tracks),
+            fourcc: tracks.codec(),
+            packet_type: tracks.packet_type,
+            at: body.len(),
+        })
+    } else {
+        Some(ExBody {
+            multitrack: None,
+            fourcc: Some(fourcc(body, at)?),
+            packet_type,
+            at: at + 4,
+        })
+    }
+}
+
 /// Classifies a video tag body; `None` when it is empty or its header is cut short.
 pub fn video(body: &[u8]) -> Option<VideoTag> {
     let first = *body.first()?;
@@ -392,28 +428,16 @@ pub fn video(body: &[u8]) -> Option<VideoTag> {
             composition_time: 0,
         });
     }
-    let multitrack = if packet_type == video_packet::MULTITRACK {
-        Some(multitrack(
-            body,
-            at - 1,
-            [video_packet::MULTITRACK, video_packet::MOD_EX],
-        )?)
-    } else {
-        None
-    };
-    let (codec, packet_type, at) = match &multitrack {
-        Some(m) => (
-            m.codec()
-                .map_or(VideoCodec::Multiple, VideoCodec::from_fourcc),
-            m.packet_type,
-            body.len(),
-        ),
-        None => (
-            VideoCodec::from_fourcc(fourcc(body, at)?),
-            packet_type,
-            at + 4,
-        ),
-    };
+    let ex = ex_body(
+        body,
+        packet_type,
+        at,
+        [video_packet::MULTITRACK, video_packet::MOD_EX],
+    )?;
+    let (multitrack, packet_type, at) = (ex.multitrack, ex.packet_type, ex.at);
+    let codec = ex
+        .fourcc
+        .map_or(VideoCodec::Multiple, VideoCodec::from_fourcc);
     let coded = matches!(
         packet_type,
         video_packet::CODED_FRAMES | video_packet::CODED_FRAMES_X
@@ -507,28 +531,16 @@ pub fn audio(body: &[u8]) -> Option<AudioTag> {
     if packet_type == audio_packet::MOD_EX {
         (packet_type, at) = skip_mod_ex(body, at, audio_packet::MOD_EX)?;
     }
-    let multitrack = if packet_type == audio_packet::MULTITRACK {
-        Some(multitrack(
-            body,
-            at - 1,
-            [audio_packet::MULTITRACK, audio_packet::MOD_EX],
-        )?)
-    } else {
-        None
-    };
-    let (codec, packet_type, at) = match &multitrack {
-        Some(m) => (
-            m.codec()
-                .map_or(AudioCodec::Multiple, AudioCodec::from_fourcc),
-            m.packet_type,
-            body.len(),
-        ),
-        None => (
-            AudioCodec::from_fourcc(fourcc(body, at)?),
-            packet_type,
-            at + 4,
-        ),
-    };
+    let ex = ex_body(
+        body,
+        packet_type,
+        at,
+        [audio_packet::MULTITRACK, audio_packet::MOD_EX],
+    )?;
+    let (multitrack, packet_type, at) = (ex.multitrack, ex.packet_type, ex.at);
+    let codec = ex
+        .fourcc
+        .map_or(AudioCodec::Multiple, AudioCodec::from_fourcc);
     Some(AudioTag {
         codec,
         header: matches!(
