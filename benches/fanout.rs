@@ -94,7 +94,7 @@ fn run(protocol: Protocol, viewers: usize, merge_ms: u64, seconds: u64, kbps: u6
     let config = Config::overlay(
         &format!(
             "[server]\nshards = 1\nrtmp_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
-             [viewer]\nmerge_window_ms = {merge_ms}\n"
+             [viewer]\nsend_schedule = \"fixed\"\nmerge_window_ms = {merge_ms}\n"
         ),
         "bench",
     )

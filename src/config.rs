@@ -258,10 +258,23 @@ pub struct StreamConfig {
     pub ring_max_duration_ms: u64,
 }
 
+/// How a shard chooses its merge window (see [`crate::shard::schedule`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendSchedule {
+    /// Pictures go out at once while the shard can afford it (audio rides with them),
+    /// merging windows of `merge_window_ms` when it cannot.
+    Adaptive,
+    /// `merge_window_ms` whatever the load.
+    Fixed,
+}
+
 /// `[viewer]`: per-viewer delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ViewerConfig {
+    /// How the merge window is chosen.
+    pub send_schedule: SendSchedule,
     /// Merge window; 0 = send each unit at once.
     pub merge_window_ms: u64,
     /// A video frame ends the merge window at once.
@@ -274,6 +287,18 @@ pub struct ViewerConfig {
     pub notsent_lowat_bytes: u32,
     /// Most bytes gathered into one sendmsg(2).
     pub max_send_bytes: usize,
+}
+
+impl ViewerConfig {
+    /// The send schedule these settings describe.
+    pub fn schedule(&self) -> crate::shard::schedule::Schedule {
+        use crate::shard::schedule::Schedule;
+        let window = std::time::Duration::from_millis(self.merge_window_ms);
+        match self.send_schedule {
+            SendSchedule::Adaptive => Schedule::Adaptive { window },
+            SendSchedule::Fixed => Schedule::Fixed(window),
+        }
+    }
 }
 
 impl Default for Config {

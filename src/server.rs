@@ -487,18 +487,26 @@ async fn run_shard(
         let shard = shard.clone();
         glommio::spawn_local(async move {
             // glommio's executor statistics restart at every read: each reading is the
-            // time spent running tasks since the previous one.
+            // time spent running tasks since the previous one. Read every LOAD_SAMPLE for
+            // the send schedule, summed for the report every PUBLISH_INTERVAL.
             let _ = glommio::executor().executor_stats();
-            let mut last = Instant::now();
+            let (mut sampled, mut published) = (Instant::now(), Instant::now());
+            let mut ran_since_report = Duration::ZERO;
             loop {
-                glommio::timer::sleep(crate::metrics::PUBLISH_INTERVAL).await;
-                shard.publish_histograms();
+                glommio::timer::sleep(crate::shard::schedule::LOAD_SAMPLE).await;
                 let ran = glommio::executor().executor_stats().executor_runtime();
                 let now = Instant::now();
-                let wall = now.duration_since(last).as_secs_f64();
-                let busy = ran.as_secs_f64() / wall.max(1e-3);
-                shard.publish_report(wall, busy.min(1.0));
-                last = now;
+                shard.observe_load(ran, now.duration_since(sampled));
+                sampled = now;
+                ran_since_report += ran;
+                let wall = now.duration_since(published);
+                if wall >= crate::metrics::PUBLISH_INTERVAL {
+                    shard.publish_histograms();
+                    let busy = ran_since_report.as_secs_f64() / wall.as_secs_f64();
+                    shard.publish_report(wall.as_secs_f64(), busy.min(1.0));
+                    ran_since_report = Duration::ZERO;
+                    published = now;
+                }
             }
         })
     };

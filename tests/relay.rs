@@ -299,9 +299,17 @@ fn largest_video_pause(extra_config: &str) -> Duration {
 fn flush_on_video_sends_each_frame_without_waiting_for_the_window() {
     // A one-second merge window: without flush_on_video, video arrives in bursts a window
     // apart; with it, frame by frame (the clip has 25 frames a second).
-    let window = "[viewer]\nmerge_window_ms = 1000\n";
+    let window = "[viewer]\nsend_schedule = \"fixed\"\nmerge_window_ms = 1000\n";
     let bursts = largest_video_pause(&format!("{window}flush_on_video = false\n"));
     let paced = largest_video_pause(&format!("{window}flush_on_video = true\n"));
     assert!(bursts > Duration::from_millis(600), "{bursts:?}");
+    assert!(paced < Duration::from_millis(400), "{paced:?}");
+}
+
+#[test]
+fn an_idle_shard_sends_at_once_whatever_its_largest_window() {
+    // The adaptive schedule (the default) with a one-second largest window: a shard with
+    // one viewer is idle, so frames go out as they come, not in bursts a window apart.
+    let paced = largest_video_pause("[viewer]\nmerge_window_ms = 1000\n");
     assert!(paced < Duration::from_millis(400), "{paced:?}");
 }

@@ -39,7 +39,8 @@ def parse_args(argv):
                    help="smoke test: 10 s points, fewer of them")
     p.add_argument("--only", default="a,b,c,d", help="parts to run, e.g. a,c")
     p.add_argument("--servers", default="corecast,nginx",
-                   help="comma-separated: corecast, corecast-ll (flush_on_video), nginx")
+                   help="comma-separated: corecast, corecast-fixed (send_schedule = fixed), "
+                        "corecast-ll (flush_on_video), nginx")
     p.add_argument("--protocols", default="rtmp,flv",
                    help="viewer protocols (flv: corecast only)")
     p.add_argument("--no-build", action="store_true", help="skip cargo build --release")
@@ -52,6 +53,9 @@ def parse_args(argv):
     p.add_argument("--counts-b", default=None,
                    help="viewer counts of part b, capped by the open-file limit (5000,10000,19000)")
     p.add_argument("--probes", type=int, default=20, help="probe viewers per point (default 20)")
+    p.add_argument("--reads", choices=["player", "kernel-discard"], default="player",
+                   help="how the generator's viewers read: like players (default: woken on "
+                        "every arrival) or kernel-discard (woken per 32 KiB, data dropped)")
     p.add_argument("--join-rate", type=float, default=None,
                    help="viewers joining per second (default: max(1000, viewers / 10))")
     p.add_argument("--mem-warmup", type=float, default=None,
@@ -98,6 +102,7 @@ def configs(ctx):
     """(server, protocol) pairs of this run, nginx-rtmp serving RTMP only."""
     out = []
     for kind, proto in [("corecast", "rtmp"), ("nginx", "rtmp"), ("corecast", "flv"),
+                        ("corecast-fixed", "rtmp"), ("corecast-fixed", "flv"),
                         ("corecast-ll", "rtmp"), ("corecast-ll", "flv")]:
         if kind in ctx.args.servers and proto in ctx.args.protocols:
             out.append((kind, proto))

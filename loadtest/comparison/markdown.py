@@ -202,11 +202,16 @@ def markdown(ctx):
         + ", ".join(f"{k} {v * 100:.0f}%" for k, v in f["idle_busy_before_run"].items()) + ".",
         f"- Server on CPU {f['server_cpu']}, generator (`corecast-load run`: the publisher and "
         f"every viewer) on CPU {f['generator_cpu']}.",
+        "- Viewers: " + ("like players (`--reads player`: woken on every arrival, reads of "
+                         "32 KiB into a buffer)" if f.get("reads", "player") == "player" else
+                         "kernel discard (`--reads kernel-discard`: woken per 32 KiB queued, "
+                         "data dropped by the kernel with MSG_TRUNC)") + ".",
     ]
     if "corecast_config" in f:
         lines.append(
             f"- corecast {f['corecast_commit']}: `{f['corecast_command']}`; every other "
-            f"setting is the default (merge window {keys.get('viewer.merge_window_ms', '?')} ms, "
+            f"setting is the default (send schedule {keys.get('viewer.send_schedule', '?')}, "
+            f"merge window {keys.get('viewer.merge_window_ms', '?')} ms, "
             f"RTMP chunk size {keys.get('rtmp.chunk_size', '?')}, HLS remux "
             f"{'on' if keys.get('hls.enabled') == 'true' else 'off'}).")
     if "nginx" in f:

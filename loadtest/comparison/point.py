@@ -87,7 +87,8 @@ def run_point(ctx, part, kind, protocol, source, viewers, *, probes=None, rate=N
         scenario.write_text(scenario_text(ctx, rtmp, http, source, protocol, viewers, rate,
                                           probes, duration, warmup, window))
         out_path, err_path = ctx.tmp / f"{label}.json", ctx.tmp / f"{label}.stderr"
-        cmd = [LOADGEN, "run", scenario, "--json", "--cpu", ctx.generator_cpu]
+        cmd = [LOADGEN, "run", scenario, "--json", "--cpu", ctx.generator_cpu,
+               "--reads", ctx.args.reads]
         rec["generator_command"] = " ".join(str(c) for c in cmd)
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             spawned = time.monotonic()

@@ -175,6 +175,7 @@ def facts(ctx):
         "memlock_hard_limit": ctx.memlock,
         "server_cpu": ctx.server_cpu,
         "generator_cpu": ctx.generator_cpu,
+        "reads": ctx.args.reads,
         "clk_tck": CLK_TCK,
         "command": " ".join([sys.executable, *sys.argv]),
         "idle_busy_before_run": {f"cpu{c}": round(b, 3) for c, b in idle_check(ctx).items()},
@@ -217,8 +218,11 @@ def facts(ctx):
         f["corecast_version"] = run_text([CORECAST, "--version"])
         f["corecast_command"] = ("taskset -c {cpu} target/release/corecast --shards 1 "
                                  "--rtmp-listen 127.0.0.1:P1 --http-listen 127.0.0.1:P2 "
-                                 "--config FILE  (FILE: [admin] listen = \"127.0.0.1:P3\"{ll})"
-                                 .format(cpu=ctx.server_cpu,
-                                         ll=" and, for corecast-ll, [viewer] flush_on_video = true"
-                                         if "corecast-ll" in ctx.args.servers else ""))
+                                 "--config FILE  (FILE: [admin] listen = \"127.0.0.1:P3\"{extra})"
+                                 .format(cpu=ctx.server_cpu, extra="".join(
+                                     f" and, for {kind}, {setting}"
+                                     for kind, setting in [
+                                         ("corecast-fixed", '[viewer] send_schedule = "fixed"'),
+                                         ("corecast-ll", "[viewer] flush_on_video = true")]
+                                     if kind in ctx.args.servers)))
     return f

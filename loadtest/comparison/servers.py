@@ -1,5 +1,5 @@
-"""The servers compared: corecast, corecast with its low-latency setting, and nginx with
-the RTMP module: configuration, start, readiness, counters, stop.
+"""The servers compared: corecast, corecast with a fixed merge window or its low-latency
+setting, and nginx with the RTMP module: configuration, start, readiness, counters, stop.
 """
 
 import os
@@ -217,4 +217,13 @@ class CorecastLowLatency(Corecast):
     extra = "[viewer]\nflush_on_video = true\n"
 
 
-SERVERS = {"corecast": Corecast, "corecast-ll": CorecastLowLatency, "nginx": Nginx}
+class CorecastFixed(Corecast):
+    """corecast with the fixed merge window (`viewer.send_schedule = "fixed"`, 50 ms): the
+    default before the adaptive schedule, everything else as `Corecast`."""
+
+    kind = "corecast-fixed"
+    extra = '[viewer]\nsend_schedule = "fixed"\n'
+
+
+SERVERS = {"corecast": Corecast, "corecast-fixed": CorecastFixed,
+           "corecast-ll": CorecastLowLatency, "nginx": Nginx}

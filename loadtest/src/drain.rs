@@ -1,8 +1,13 @@
-//! The cheap viewers' bulk reads: one thread, one epoll set, and `recv(MSG_TRUNC)`, which
-//! makes the kernel discard TCP data instead of copying it to user space (tcp(7)). A viewer
-//! costs a socket, an epoll entry and a few atomics; no read buffer at all. With
-//! `SO_RCVLOWAT` the socket wakes the thread only once that many bytes are queued, so the
-//! generator makes fewer, larger reads than the server makes sends.
+//! The cheap viewers' reads: one thread, one epoll set, for every viewer. A viewer costs a
+//! socket, an epoll entry and a few atomics. Two ways to read ([`Reads`]):
+//! - like a player (the default): the socket wakes the thread on every arrival, and each
+//!   wake-up reads what is queued into a buffer of [`PLAYER_READ_BYTES`], as ffmpeg's and
+//!   browsers' players do, so the server sees the wake-ups and acknowledgements real
+//!   audiences cause;
+//! - kernel discard: `recv(MSG_TRUNC)` makes the kernel drop TCP data instead of copying it
+//!   to user space (tcp(7)), and `SO_RCVLOWAT` wakes the thread only once that many bytes
+//!   are queued, so the generator makes fewer, larger reads than the server makes sends.
+//!   Cheaper for the generator; kinder to the server than real players are.
 //!
 //! Viewers are connected (and, for RTMP, taken through the handshake and play request) on
 //! the glommio executor, then handed over here as a duplicated descriptor.
@@ -13,6 +18,67 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+
+/// How cheap viewers read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// Like a player: woken on every arrival, one read of up to [`PLAYER_READ_BYTES`] into
+    /// a buffer per wake-up.
+    Player,
+    /// Kernel discard: woken once `rcvlowat` bytes are queued, the data dropped by the
+    /// kernel (`MSG_TRUNC`), nothing copied.
+    KernelDiscard {
+        /// `SO_RCVLOWAT`, bytes.
+        rcvlowat: u32,
+    },
+}
+
+impl Reads {
+    /// Bytes a viewer may have received without being told yet (the kernel holds them until
+    /// `SO_RCVLOWAT` is reached): slack for delivery checks.
+    pub fn slack(self) -> u32 {
+        match self {
+            Reads::Player => 0,
+            Reads::KernelDiscard { rcvlowat } => rcvlowat,
+        }
+    }
+
+    /// The `SO_RCVLOWAT` of viewer sockets.
+    fn rcvlowat(self) -> u32 {
+        match self {
+            Reads::Player => 1,
+            Reads::KernelDiscard { rcvlowat } => rcvlowat.max(1),
+        }
+    }
+}
+
+/// How viewers read, as the command line and scenarios name it (with `rcvlowat`, it makes a
+/// [`Reads`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadMode {
+    /// Like a player (see [`Reads::Player`]).
+    #[default]
+    Player,
+    /// Kernel discard (see [`Reads::KernelDiscard`]).
+    KernelDiscard,
+}
+
+impl ReadMode {
+    /// The reads of this mode; `rcvlowat` is used by kernel discard only.
+    pub fn reads(self, rcvlowat: u32) -> Reads {
+        match self {
+            ReadMode::Player => Reads::Player,
+            ReadMode::KernelDiscard => Reads::KernelDiscard { rcvlowat },
+        }
+    }
+}
+
+/// `SO_RCVLOWAT` of kernel-discard viewers unless told otherwise, bytes.
+pub const DEFAULT_RCVLOWAT: u32 = 32 * 1024;
+
+/// The read buffer of a player-like viewer: ffmpeg's I/O buffer (`IO_BUFFER_SIZE`).
+pub const PLAYER_READ_BYTES: usize = 32 * 1024;
 
 /// One viewer's counters, written by the drain thread and read by the run's controller.
 #[derive(Debug, Default)]
@@ -61,7 +127,7 @@ pub struct Drainer {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     next_id: u64,
-    rcvlowat: u32,
+    reads: Reads,
 }
 
 /// A viewer registered with the drain thread.
@@ -71,9 +137,9 @@ pub struct DrainId(u64);
 const WAKE: u64 = u64::MAX;
 
 impl Drainer {
-    /// Starts the drain thread, pinned to `cpu` if given. Sockets get `SO_RCVLOWAT` =
-    /// `rcvlowat` bytes (1 = wake on every byte).
-    pub fn start(cpu: Option<usize>, rcvlowat: u32) -> io::Result<Drainer> {
+    /// Starts the drain thread, pinned to `cpu` if given, reading every viewer as `reads`
+    /// says.
+    pub fn start(cpu: Option<usize>, reads: Reads) -> io::Result<Drainer> {
         // SAFETY: eventfd and epoll_create1 take no pointers; results are checked.
         let wake = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if wake < 0 {
@@ -106,14 +172,14 @@ impl Drainer {
                     if let Some(cpu) = cpu {
                         pin(cpu);
                     }
-                    run(&epoll, &shared);
+                    run(&epoll, &shared, reads);
                 })?
         };
         Ok(Drainer {
             shared,
             thread: Some(thread),
             next_id: 0,
-            rcvlowat: rcvlowat.max(1),
+            reads,
         })
     }
 
@@ -131,7 +197,7 @@ impl Drainer {
         set_int(
             dup.as_raw_fd(),
             libc::SO_RCVLOWAT,
-            self.rcvlowat as libc::c_int,
+            self.reads.rcvlowat() as libc::c_int,
         )?;
         let id = self.next_id;
         self.next_id += 1;
@@ -164,8 +230,10 @@ impl Drop for Drainer {
     }
 }
 
-fn run(epoll: &OwnedFd, shared: &Shared) {
+fn run(epoll: &OwnedFd, shared: &Shared, reads: Reads) {
     let mut viewers: HashMap<u64, (OwnedFd, Arc<Counters>)> = HashMap::new();
+    // One buffer for every player-like read: what is read is counted, not kept.
+    let mut buffer = vec![0u8; PLAYER_READ_BYTES];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
     loop {
         // SAFETY: `events` is a live buffer of `events.len()` entries.
@@ -214,15 +282,28 @@ fn run(epoll: &OwnedFd, shared: &Shared) {
             let Some((fd, counters)) = viewers.get(&id) else {
                 continue;
             };
-            // Discard everything queued, without copying it (MSG_TRUNC on TCP).
-            // SAFETY: with MSG_TRUNC the kernel writes nothing to the (null) buffer.
-            let got = unsafe {
-                libc::recv(
-                    fd.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    1 << 30,
-                    libc::MSG_TRUNC | libc::MSG_DONTWAIT,
-                )
+            let got = match reads {
+                // One read per wake-up, as a player's event loop makes; what is left wakes
+                // the thread again (epoll is level-triggered).
+                // SAFETY: `buffer` is a live buffer of `buffer.len()` bytes.
+                Reads::Player => unsafe {
+                    libc::recv(
+                        fd.as_raw_fd(),
+                        buffer.as_mut_ptr().cast(),
+                        buffer.len(),
+                        libc::MSG_DONTWAIT,
+                    )
+                },
+                // Discard everything queued, without copying it (MSG_TRUNC on TCP).
+                // SAFETY: with MSG_TRUNC the kernel writes nothing to the (null) buffer.
+                Reads::KernelDiscard { .. } => unsafe {
+                    libc::recv(
+                        fd.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        1 << 30,
+                        libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+                    )
+                },
             };
             let ended = match got {
                 0 => true,
@@ -296,18 +377,33 @@ mod tests {
 
     #[test]
     fn counts_bytes_and_ends() {
+        for reads in [Reads::Player, Reads::KernelDiscard { rcvlowat: 1 }] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (mut server, _) = listener.accept().unwrap();
+            let mut drainer = Drainer::start(None, reads).unwrap();
+            let counters = Arc::new(Counters::default());
+            drainer.add(&client, counters.clone()).unwrap();
+            drop(client);
+            server.write_all(&[7u8; 100_000]).unwrap();
+            wait_for(|| counters.bytes() == 100_000);
+            assert!(!counters.ended(), "{reads:?}");
+            drop(server);
+            wait_for(|| counters.ended());
+        }
+    }
+
+    #[test]
+    fn players_are_woken_by_every_arrival() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
-        let mut drainer = Drainer::start(None, 1).unwrap();
+        let mut drainer = Drainer::start(None, Reads::Player).unwrap();
         let counters = Arc::new(Counters::default());
         drainer.add(&client, counters.clone()).unwrap();
-        drop(client);
-        server.write_all(&[7u8; 100_000]).unwrap();
-        wait_for(|| counters.bytes() == 100_000);
-        assert!(!counters.ended());
-        drop(server);
-        wait_for(|| counters.ended());
+        // One small write is read at once; a kernel-discard viewer would wait for 32 KiB.
+        server.write_all(&[1u8; 10]).unwrap();
+        wait_for(|| counters.bytes() == 10);
     }
 
     #[test]
@@ -315,7 +411,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
-        let mut drainer = Drainer::start(None, 1).unwrap();
+        let mut drainer = Drainer::start(None, Reads::Player).unwrap();
         let counters = Arc::new(Counters::default());
         let id = drainer.add(&client, counters.clone()).unwrap();
         drop(client);

@@ -1,5 +1,6 @@
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use corecast_load::drain::{ReadMode, DEFAULT_RCVLOWAT};
 use corecast_load::hls::HlsStart;
 use corecast_load::play::{self, Group, PlayPlan, PlaySummary, Protocol, Step};
 use corecast_load::probe::Thresholds;
@@ -124,7 +125,13 @@ struct RunOptions {
     /// Delivery window length [default: 10s].
     #[arg(long)]
     window: Option<String>,
-    /// SO_RCVLOWAT of cheap viewers (bytes): fewer, larger reads [default: 32768].
+    /// How cheap viewers read: `player` (woken on every arrival, reads of 32 KiB into a
+    /// buffer, as real players) or `kernel-discard` (woken per --rcvlowat bytes, data
+    /// dropped by the kernel: cheaper for the generator, kinder to the server) [default:
+    /// player].
+    #[arg(long, value_enum)]
+    reads: Option<ReadMode>,
+    /// SO_RCVLOWAT of kernel-discard viewers (bytes) [default: 32768].
     #[arg(long)]
     rcvlowat: Option<u32>,
     /// Write the probes' histograms as an HdrHistogram V2 interval log.
@@ -219,7 +226,10 @@ fn main() -> anyhow::Result<()> {
                 },
                 window: parse_duration(common.window.as_deref().unwrap_or("10s"))?,
                 window_share: 0.98,
-                rcvlowat: common.rcvlowat.unwrap_or(32 * 1024),
+                reads: common
+                    .reads
+                    .unwrap_or_default()
+                    .reads(common.rcvlowat.unwrap_or(DEFAULT_RCVLOWAT)),
                 cpu: common.cpu,
                 expect_kbps,
             };
@@ -248,6 +258,7 @@ fn main() -> anyhow::Result<()> {
             g.stall = common.stall.clone().unwrap_or(g.stall.clone());
             g.gap_ms = common.gap_ms.unwrap_or(g.gap_ms);
             g.window = common.window.clone().unwrap_or(g.window.clone());
+            g.reads = common.reads.unwrap_or(g.reads);
             g.rcvlowat = common.rcvlowat.unwrap_or(g.rcvlowat);
             let mut prepared = s.prepare(cli.allow_remote)?;
             check_capacity(&prepared.plan)?;

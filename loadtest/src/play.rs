@@ -10,7 +10,7 @@
 //! `window` it checks that each viewer playing through the whole window received what was
 //! published in it.
 
-use crate::drain::{Counters, DrainId, Drainer};
+use crate::drain::{Counters, DrainId, Drainer, Reads};
 use crate::hls::{self, HlsOptions, HlsStart, HlsStats};
 use crate::probe::{self, FlvProbe, FrameClock, Percentiles, Probed, Thresholds};
 use corecast_testkit::client::cheap;
@@ -94,8 +94,8 @@ pub struct PlayPlan {
     pub window: Duration,
     /// Share of the published bytes every viewer must receive in every window.
     pub window_share: f64,
-    /// SO_RCVLOWAT of cheap viewers: the drain thread wakes once this many bytes wait.
-    pub rcvlowat: u32,
+    /// How cheap viewers read.
+    pub reads: Reads,
     /// CPU of the drain thread (the executor is placed by the caller).
     pub cpu: Option<usize>,
     /// Expected bitrate of every stream, for the window check when the run does not
@@ -276,7 +276,7 @@ pub async fn run(
     published: &dyn Fn(&str) -> Option<u64>,
     observer: &mut dyn Observer,
 ) -> std::io::Result<PlaySummary> {
-    let drainer = Rc::new(RefCell::new(Drainer::start(plan.cpu, plan.rcvlowat)?));
+    let drainer = Rc::new(RefCell::new(Drainer::start(plan.cpu, plan.reads)?));
     let started = Instant::now();
     let started_unix_ms = crate::sei::now_unix_ns() / 1_000_000;
     let deadline = started + plan.duration;
@@ -675,8 +675,9 @@ impl GroupRun {
     }
 
     /// Closes a delivery window: every viewer playing through it must have received
-    /// `window_share` of what was published in it (less one SO_RCVLOWAT of slack: bytes the
-    /// kernel holds until the threshold is reached are not counted yet).
+    /// `window_share` of what was published in it (less, for kernel-discard viewers, one
+    /// SO_RCVLOWAT of slack: bytes the kernel holds until the threshold is reached are not
+    /// counted yet).
     fn check_window(&self, plan: &PlayPlan, published: &dyn Fn(&str) -> Option<u64>) {
         if self.group.protocol == Protocol::Hls {
             return;
@@ -703,7 +704,7 @@ impl GroupRun {
         }
         deltas.sort_unstable();
         let reference = reference.unwrap_or(deltas[deltas.len() / 2]).max(1);
-        let worst = (deltas[0] + u64::from(plan.rcvlowat)) as f64 / reference as f64;
+        let worst = (deltas[0] + u64::from(plan.reads.slack())) as f64 / reference as f64;
         let mut s = self.summary.borrow_mut();
         s.windows += 1;
         s.worst_window_share = s.worst_window_share.min(worst);

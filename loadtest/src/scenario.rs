@@ -1,6 +1,7 @@
 //! Scenarios: publishers and viewer groups with ramp steps, in a TOML file
 //! (`loadtest/scenarios/*.toml`); loadtest/README.md explains every key.
 
+use crate::drain::{ReadMode, DEFAULT_RCVLOWAT};
 use crate::hls::HlsStart;
 use crate::play::{self, Group, Observer, PlayPlan, PlaySummary, Protocol, Step};
 use crate::probe::Thresholds;
@@ -68,7 +69,9 @@ impl Default for Targets {
 pub struct Generator {
     /// CPU for the viewers (executor and drain thread); none: any CPU.
     pub cpu: Option<usize>,
-    /// SO_RCVLOWAT of cheap viewers, bytes.
+    /// How cheap viewers read (`player` or `kernel-discard`).
+    pub reads: ReadMode,
+    /// SO_RCVLOWAT of kernel-discard viewers, bytes.
     pub rcvlowat: u32,
     /// Delivery window.
     pub window: String,
@@ -88,7 +91,8 @@ impl Default for Generator {
     fn default() -> Self {
         Generator {
             cpu: None,
-            rcvlowat: 32 * 1024,
+            reads: ReadMode::Player,
+            rcvlowat: DEFAULT_RCVLOWAT,
             window: "10s".into(),
             window_share: 0.98,
             stall: "1s".into(),
@@ -374,7 +378,7 @@ impl Scenario {
                 },
                 window: parse_duration(&g.window)?,
                 window_share: g.window_share,
-                rcvlowat: g.rcvlowat,
+                reads: g.reads.reads(g.rcvlowat),
                 cpu: g.cpu,
                 expect_kbps: g.expect_kbps,
             },

@@ -55,6 +55,9 @@ pub struct ShardReport {
     pub shard: usize,
     /// Fraction of the last interval the shard spent running tasks (0..1).
     pub busy: f64,
+    /// The merge window at the report, ms (0: viewers woken at once; see
+    /// [`crate::shard::schedule`]).
+    pub send_window_ms: f64,
     /// The streams this shard knows.
     pub streams: Vec<StreamReport>,
 }
@@ -193,6 +196,7 @@ mod tests {
         reports.publish(ShardReport {
             shard: 0,
             busy: 0.1,
+            send_window_ms: 0.0,
             streams: vec![StreamReport {
                 name: "live/a".into(),
                 owner_shard: 1,
@@ -205,6 +209,7 @@ mod tests {
         reports.publish(ShardReport {
             shard: 1,
             busy: 0.2,
+            send_window_ms: 12.5,
             streams: vec![StreamReport {
                 name: "live/a".into(),
                 owner_shard: 1,

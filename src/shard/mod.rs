@@ -12,6 +12,7 @@
 //!   ingest and distribution on the owner.
 //! - [`hls_store`]: the HLS snapshots every shard serves.
 //! - [`report`]: histograms, the JSON API's reports and figures, Prometheus.
+//! - [`schedule`]: when viewers are woken (the merge window, following the load; pure).
 //!
 //! `tests.rs` runs shards on real executors joined by a real mesh.
 
@@ -19,6 +20,7 @@ pub mod hls_store;
 pub mod mesh;
 pub mod publish;
 pub mod report;
+pub mod schedule;
 
 pub use mesh::MeshMsg;
 pub use publish::PublishRefusal;
@@ -39,6 +41,7 @@ use crate::rtmp::Handoff;
 use crate::stats::{self, ShardStats};
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use mesh::Mesh;
+use schedule::Wake;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -89,6 +92,10 @@ pub struct Shard {
     stopping: Cell<bool>,
     /// Tasks waiting for the stop.
     stop_waiters: RefCell<Vec<std::task::Waker>>,
+    /// When viewers are woken, and the load it follows.
+    schedule: RefCell<schedule::SendSchedule>,
+    /// Sends frames would have made since the last load sample (see [`schedule`]).
+    frame_sends: Cell<u64>,
 }
 
 impl Shard {
@@ -98,6 +105,8 @@ impl Shard {
             id,
             count: observed.all_stats.len(),
             auth: Auth::from_config(&config.auth),
+            schedule: RefCell::new(schedule::SendSchedule::new(config.viewer.schedule())),
+            frame_sends: Cell::new(0),
             config,
             stats: observed.all_stats[id].clone(),
             observed,
@@ -247,22 +256,49 @@ impl Shard {
         self.streams.borrow().get(key)?.feed.clone()
     }
 
-    /// Wakes a feed's viewers now, or at the end of the merge window. With
-    /// `flush_on_video`, a video frame flushes at once: it carries the audio merged since
-    /// the previous one, so audio waits at most one frame interval (or the window).
+    /// Wakes a feed's viewers now, or at the end of the merge window, as the send schedule
+    /// says (see [`schedule`]). With `flush_on_video`, a video unit wakes them at once.
     fn notify(&self, feed: &Rc<RefCell<Feed>>, kind: UnitKind) {
-        let window = self.config.viewer.merge_window_ms;
         let mut f = feed.borrow_mut();
-        if window == 0 || (kind == UnitKind::Video && self.config.viewer.flush_on_video) {
-            f.wake_all();
-        } else if let Some(token) = f.want_flush() {
-            let feed = feed.clone();
-            glommio::spawn_local(async move {
-                glommio::timer::sleep(Duration::from_millis(window)).await;
-                feed.borrow_mut().deferred_wake(token);
-            })
-            .detach();
+        let picture = kind == UnitKind::Video || (kind == UnitKind::Audio && !f.has_video);
+        if picture {
+            self.frame_sends
+                .set(self.frame_sends.get() + f.total_viewers() as u64);
         }
+        let wake = if kind == UnitKind::Video && self.config.viewer.flush_on_video {
+            Wake::Now
+        } else {
+            self.schedule.borrow().wake(picture)
+        };
+        match wake {
+            Wake::Now => f.wake_all(),
+            Wake::After(window) => {
+                if let Some(token) = f.want_flush() {
+                    let feed = feed.clone();
+                    glommio::spawn_local(async move {
+                        glommio::timer::sleep(window).await;
+                        feed.borrow_mut().deferred_wake(token);
+                    })
+                    .detach();
+                }
+            }
+        }
+    }
+
+    /// Takes a load sample for the send schedule: the executor ran tasks for `ran` of the
+    /// last `wall`.
+    pub fn observe_load(&self, ran: Duration, wall: Duration) {
+        let sample = schedule::Sample {
+            ran,
+            wall,
+            frame_sends: self.frame_sends.replace(0),
+        };
+        self.schedule.borrow_mut().observe(sample);
+    }
+
+    /// The window pictures wait for now (zero: they go out at once).
+    pub fn send_window(&self) -> Duration {
+        self.schedule.borrow().picture_window()
     }
 
     /// Starts a graceful stop: every stream this shard owns ends now (no republish grace),

@@ -92,6 +92,7 @@ impl Shard {
         ShardReport {
             shard: self.id,
             busy,
+            send_window_ms: self.send_window().as_secs_f64() * 1000.0,
             streams: reports,
         }
     }
@@ -123,6 +124,7 @@ impl Shard {
                 serde_json::json!({
                     "shard": r.shard,
                     "busy": r.busy,
+                    "send_window_ms": r.send_window_ms,
                     "streams": r.streams.len(),
                     "publishers": stats::get(&s.publishers),
                     "flv_viewers": stats::get(&s.flv_viewers),
