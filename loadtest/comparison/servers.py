@@ -1,5 +1,6 @@
-"""The servers compared: corecast, corecast with a fixed merge window or its low-latency
-setting, and nginx with the RTMP module: configuration, start, readiness, counters, stop.
+"""The servers compared: corecast, corecast with its adaptive send schedule or its
+low-latency setting, and nginx with the RTMP module: configuration, start, readiness,
+counters, stop.
 """
 
 import os
@@ -217,13 +218,13 @@ class CorecastLowLatency(Corecast):
     extra = "[viewer]\nflush_on_video = true\n"
 
 
-class CorecastFixed(Corecast):
-    """corecast with the fixed merge window (`viewer.send_schedule = "fixed"`, 50 ms): the
-    default before the adaptive schedule, everything else as `Corecast`."""
+class CorecastAdaptive(Corecast):
+    """corecast with the adaptive send schedule (`viewer.send_schedule = "adaptive"`),
+    everything else as `Corecast`."""
 
-    kind = "corecast-fixed"
-    extra = '[viewer]\nsend_schedule = "fixed"\n'
+    kind = "corecast-adaptive"
+    extra = '[viewer]\nsend_schedule = "adaptive"\n'
 
 
-SERVERS = {"corecast": Corecast, "corecast-fixed": CorecastFixed,
+SERVERS = {"corecast": Corecast, "corecast-adaptive": CorecastAdaptive,
            "corecast-ll": CorecastLowLatency, "nginx": Nginx}

@@ -12,7 +12,7 @@
 //!   ingest and distribution on the owner.
 //! - [`hls_store`]: the HLS snapshots every shard serves.
 //! - [`report`]: histograms, the JSON API's reports and figures, Prometheus.
-//! - [`schedule`]: when viewers are woken (the merge window, following the load; pure).
+//! - [`schedule`]: when viewers are woken: pictures at once, or merge windows, by load (pure).
 //!
 //! `tests.rs` runs shards on real executors joined by a real mesh.
 

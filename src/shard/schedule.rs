@@ -11,7 +11,7 @@
 //! - **merging**: every unit waits for the window. At 50 ms and 25 or 30 frames a second,
 //!   about half the sends of frames.
 //!
-//! [`Schedule::Adaptive`] (the default) uses frames while the shard can afford them and
+//! [`Schedule::Adaptive`] (opt-in; docs/TUNING.md says why it is not the default yet) uses frames while the shard can afford them and
 //! merging when it cannot. What decides is the load the shard *would* have in frames, which
 //! must not depend on the mode it is in (else the mode would flap: merging lowers the busy
 //! fraction that made it merge). In frames, that load is the busy fraction, and the shard
