@@ -39,7 +39,7 @@ def parse_args(argv):
                    help="smoke test: 10 s points, fewer of them")
     p.add_argument("--only", default="a,b,c,d", help="parts to run, e.g. a,c")
     p.add_argument("--servers", default="corecast,nginx",
-                   help="comma-separated: corecast, corecast-adaptive (send_schedule = adaptive), "
+                   help="comma-separated: corecast, corecast-fixed (send_schedule = fixed), "
                         "corecast-ll (flush_on_video), nginx")
     p.add_argument("--protocols", default="rtmp,flv",
                    help="viewer protocols (flv: corecast only)")
@@ -102,7 +102,7 @@ def configs(ctx):
     """(server, protocol) pairs of this run, nginx-rtmp serving RTMP only."""
     out = []
     for kind, proto in [("corecast", "rtmp"), ("nginx", "rtmp"), ("corecast", "flv"),
-                        ("corecast-adaptive", "rtmp"), ("corecast-adaptive", "flv"),
+                        ("corecast-fixed", "rtmp"), ("corecast-fixed", "flv"),
                         ("corecast-ll", "rtmp"), ("corecast-ll", "flv")]:
         if kind in ctx.args.servers and proto in ctx.args.protocols:
             out.append((kind, proto))

@@ -222,7 +222,7 @@ def facts(ctx):
                                  .format(cpu=ctx.server_cpu, extra="".join(
                                      f" and, for {kind}, {setting}"
                                      for kind, setting in [
-                                         ("corecast-adaptive", '[viewer] send_schedule = "adaptive"'),
+                                         ("corecast-fixed", '[viewer] send_schedule = "fixed"'),
                                          ("corecast-ll", "[viewer] flush_on_video = true")]
                                      if kind in ctx.args.servers)))
     return f

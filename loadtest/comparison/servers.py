@@ -1,6 +1,5 @@
-"""The servers compared: corecast, corecast with its adaptive send schedule or its
-low-latency setting, and nginx with the RTMP module: configuration, start, readiness,
-counters, stop.
+"""The servers compared: corecast, corecast with a fixed merge window or its low-latency
+setting, and nginx with the RTMP module: configuration, start, readiness, counters, stop.
 """
 
 import os
@@ -218,13 +217,13 @@ class CorecastLowLatency(Corecast):
     extra = "[viewer]\nflush_on_video = true\n"
 
 
-class CorecastAdaptive(Corecast):
-    """corecast with the adaptive send schedule (`viewer.send_schedule = "adaptive"`),
-    everything else as `Corecast`."""
+class CorecastFixed(Corecast):
+    """corecast with the fixed merge window (`viewer.send_schedule = "fixed"`, 50 ms): the
+    default before the adaptive schedule, everything else as `Corecast`."""
 
-    kind = "corecast-adaptive"
-    extra = '[viewer]\nsend_schedule = "adaptive"\n'
+    kind = "corecast-fixed"
+    extra = '[viewer]\nsend_schedule = "fixed"\n'
 
 
-SERVERS = {"corecast": Corecast, "corecast-adaptive": CorecastAdaptive,
+SERVERS = {"corecast": Corecast, "corecast-fixed": CorecastFixed,
            "corecast-ll": CorecastLowLatency, "nginx": Nginx}

@@ -21,13 +21,16 @@ fn overlay_keeps_other_defaults() {
 }
 
 #[test]
-fn the_send_schedule_is_fixed_unless_adaptive() {
+fn the_send_schedule_is_adaptive_unless_fixed() {
     use crate::shard::schedule::Schedule;
     use std::time::Duration;
     let window = Duration::from_millis(50);
-    assert_eq!(Config::default().viewer.schedule(), Schedule::Fixed(window));
-    let adaptive = Config::overlay("[viewer]\nsend_schedule = \"adaptive\"\n", "test").unwrap();
-    assert_eq!(adaptive.viewer.schedule(), Schedule::Adaptive { window });
+    assert_eq!(
+        Config::default().viewer.schedule(),
+        Schedule::Adaptive { window }
+    );
+    let fixed = Config::overlay("[viewer]\nsend_schedule = \"fixed\"\n", "test").unwrap();
+    assert_eq!(fixed.viewer.schedule(), Schedule::Fixed(window));
     let err = Config::overlay("[viewer]\nsend_schedule = \"fast\"\n", "test").unwrap_err();
     assert!(err.to_string().contains("send_schedule"), "{err}");
 }

@@ -11,15 +11,14 @@
 //! - **merging**: every unit waits for the window. At 50 ms and 25 or 30 frames a second,
 //!   about half the sends of frames.
 //!
-//! [`Schedule::Adaptive`] (opt-in; docs/TUNING.md says why it is not the default yet) uses
-//! frames while the shard can afford them and merging when it cannot. What decides is the
-//! load the shard *would* have in frames, which must not depend on the mode it is in (else
-//! the mode would flap: merging lowers the busy fraction that made it merge). In frames,
-//! that load is the busy fraction, and the shard learns from it what one frame send costs
-//! (busy fraction per frame send a second). While merging, the load is that cost times the
-//! frame sends the audience would need now (every viewer once per picture, counted whatever
-//! the mode). The shard turns to merging when the load passes [`MERGE_ABOVE`], and back to
-//! frames when it falls under [`FRAMES_BELOW`].
+//! [`Schedule::Adaptive`] (the default) uses frames while the shard can afford them and
+//! merging when it cannot. What decides is the load the shard *would* have in frames, which
+//! must not depend on the mode it is in (else the mode would flap: merging lowers the busy
+//! fraction that made it merge). In frames, that load is the busy fraction, and the shard
+//! learns from it what one frame send costs (busy fraction per frame send a second). While
+//! merging, the load is that cost times the frame sends the audience would need now (every
+//! viewer once per picture, counted whatever the mode). The shard turns to merging when the
+//! load passes [`MERGE_ABOVE`], and back to frames when it falls under [`FRAMES_BELOW`].
 //! [`Schedule::Fixed`] keeps one window whatever the load.
 //!
 //! Samples are taken every [`LOAD_SAMPLE`] and smoothed over about [`SMOOTHING_SAMPLES`]

@@ -111,7 +111,10 @@ pub fn replay_in_background(
     })
 }
 
-/// Waits until `path` answers 200 on the server's HTTP port.
+/// Waits until `path` answers 200 on the server's HTTP port and a viewer of it has received
+/// a keyframe, so that the publisher's headers, which come before its first keyframe, are
+/// all in: viewers opened afterwards get every header at their start. (A viewer that joins
+/// between two headers gets the second inline, before its track's first frame.)
 pub fn wait_live(server: &Server, path: &str) {
     let http = server.http_addr();
     assert!(
@@ -119,6 +122,14 @@ pub fn wait_live(server: &Server, path: &str) {
             .status
             == 200),
         "{path} did not go live"
+    );
+    let mut probe = FlvViewer::open(http, path);
+    let keyframe = std::iter::from_fn(|| probe.next_tag())
+        .take(10_000)
+        .any(|tag| tag.is_video_keyframe() || tag.kind == TagKind::Audio && is_media(&tag));
+    assert!(
+        keyframe,
+        "{path}: no keyframe (or audio frame) reached a viewer"
     );
 }
 
