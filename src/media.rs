@@ -201,26 +201,6 @@ pub fn now_ns() -> u64 {
     u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Facts about an FLV video tag body that the relay needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VideoInfo {
-    /// Coded frames of frame type 1 (a keyframe).
-    pub keyframe: bool,
-    /// Decoder configuration or metadata (an AVC/HEVC sequence header, an Enhanced RTMP
-    /// sequence start or metadata), not a frame.
-    pub sequence_header: bool,
-}
-
-/// Classifies an FLV video tag body, legacy or Enhanced RTMP (see [`crate::flv::codec`]);
-/// `None` for an empty body or a header cut short.
-pub fn inspect_video(body: &[u8]) -> Option<VideoInfo> {
-    let tag = crate::flv::codec::video(body)?;
-    Some(VideoInfo {
-        keyframe: tag.keyframe,
-        sequence_header: tag.header,
-    })
-}
-
 /// True when an FLV audio or video tag body carries media beyond its codec headers: what
 /// counts as a publisher's activity (an empty body, or a bare header such as `0xAF 0x01`, is
 /// no sign of a live encoder). Sequence headers count.
@@ -230,12 +210,6 @@ pub fn has_payload(kind: UnitKind, body: &[u8]) -> bool {
         UnitKind::Audio => crate::flv::codec::audio(body).is_some_and(|t| t.payload),
         UnitKind::Script => !body.is_empty(),
     }
-}
-
-/// True for an audio sequence header (AAC's AudioSpecificConfig, or an Enhanced RTMP
-/// sequence start or multichannel configuration).
-pub fn is_audio_sequence_header(body: &[u8]) -> bool {
-    crate::flv::codec::audio(body).is_some_and(|t| t.header)
 }
 
 /// Turns a publisher's 32-bit RTMP timestamps into the stream's outgoing timestamps.
@@ -387,39 +361,22 @@ mod tests {
 
     #[test]
     fn video_classification() {
+        use crate::flv::codec::{audio, video};
+        // (keyframe, sequence header) of a body.
+        let facts = |body: &[u8]| video(body).map(|t| (t.keyframe, t.header));
+        assert_eq!(facts(&[0x17, 0, 0, 0, 0]), Some((false, true)));
+        assert_eq!(facts(&[0x17, 1, 0, 0, 0]), Some((true, false)));
+        assert_eq!(facts(&[0x27, 1]), Some((false, false)));
         assert_eq!(
-            inspect_video(&[0x17, 0, 0, 0, 0]),
-            Some(VideoInfo {
-                keyframe: false,
-                sequence_header: true
-            })
-        );
-        assert_eq!(
-            inspect_video(&[0x17, 1, 0, 0, 0]),
-            Some(VideoInfo {
-                keyframe: true,
-                sequence_header: false
-            })
-        );
-        assert_eq!(
-            inspect_video(&[0x27, 1]),
-            Some(VideoInfo {
-                keyframe: false,
-                sequence_header: false
-            })
-        );
-        assert_eq!(
-            inspect_video(&[0x17, 2, 0, 0, 0]),
-            Some(VideoInfo {
-                keyframe: false,
-                sequence_header: false
-            }),
+            facts(&[0x17, 2, 0, 0, 0]),
+            Some((false, false)),
             "end of sequence is not a start point"
         );
-        assert_eq!(inspect_video(&[]), None);
-        assert!(is_audio_sequence_header(&[0xaf, 0, 0x12, 0x10]));
-        assert!(!is_audio_sequence_header(&[0xaf, 1, 0x21]));
-        assert!(!is_audio_sequence_header(&[0x2f, 0]));
+        assert_eq!(facts(&[]), None);
+        let audio_header = |body: &[u8]| audio(body).is_some_and(|t| t.header);
+        assert!(audio_header(&[0xaf, 0, 0x12, 0x10]));
+        assert!(!audio_header(&[0xaf, 1, 0x21]));
+        assert!(!audio_header(&[0x2f, 0]));
     }
 
     #[test]

@@ -7,8 +7,8 @@ use common::raw_rtmp::RawClient;
 use common::slow::SlowReader;
 use common::watch::{Sent, Watch};
 use common::*;
+use corecast::flv::codec;
 use corecast::flv::reader::TagKind;
-use corecast::media::inspect_video;
 use corecast_testkit::client::{Pace, PlayEvent, Player, Publisher};
 use std::io::Read;
 use std::net::TcpStream;
@@ -29,8 +29,8 @@ fn play_to_end(watch: Watch) -> Vec<Sent> {
 
 fn is_sequence_header(kind: TagKind, body: &[u8]) -> bool {
     match kind {
-        TagKind::Video => inspect_video(body).is_some_and(|v| v.sequence_header),
-        _ => corecast::media::is_audio_sequence_header(body),
+        TagKind::Video => codec::video(body).is_some_and(|v| v.header),
+        _ => codec::audio(body).is_some_and(|a| a.header),
     }
 }
 
@@ -48,7 +48,7 @@ fn assert_decodable(got: &[Sent]) {
         .find(|s| s.kind == TagKind::Video)
         .expect("video");
     assert!(
-        inspect_video(&first_video.data).is_some_and(|v| v.keyframe),
+        codec::video(&first_video.data).is_some_and(|v| v.keyframe),
         "starts at a keyframe"
     );
     for pair in got.windows(2) {

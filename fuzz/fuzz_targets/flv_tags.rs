@@ -1,9 +1,8 @@
 //! FLV demuxing (`corecast::flv::reader::FlvReader`) with the input pushed in arbitrary
 //! pieces, the tag helpers, corecast's classification of tag bodies, legacy and Enhanced
-//! RTMP (`flv::codec::video` and `audio`, through `media::inspect_video`,
-//! `media::is_audio_sequence_header` and `media::has_payload`), the reduction of multitrack
-//! tags to their default track, and the sequence-header parsers of the TS muxer
-//! (AVCDecoderConfigurationRecord, AudioSpecificConfig). Seeds include FLV files of HEVC,
+//! RTMP (`flv::codec::video` and `audio`, directly and through `media::has_payload`), the
+//! reduction of multitrack tags to their default track, and the sequence-header parsers of
+//! the TS muxer (AVCDecoderConfigurationRecord, AudioSpecificConfig). Seeds include FLV files of HEVC,
 //! AV1, VP9 and Opus with enhanced headers, and one of two renditions (multitrack).
 //!
 //! Input: a mode byte (bit 0: prepend a valid FLV file header; bits 1-2: maximum tag size),
@@ -13,7 +12,7 @@
 use corecast::flv::reader::{FlvReader, TagKind};
 use corecast::hls::ts::TsMuxer;
 use corecast::flv::codec;
-use corecast::media::{has_payload, inspect_video, is_audio_sequence_header, UnitKind};
+use corecast::media::{has_payload, UnitKind};
 use corecast_fuzz::pieces;
 use libfuzzer_sys::fuzz_target;
 
@@ -46,9 +45,9 @@ fuzz_target!(|data: &[u8]| {
                     let sequence_header = tag.is_sequence_header();
                     match tag.kind {
                         TagKind::Video => {
-                            let info = inspect_video(&tag.data);
+                            let info = codec::video(&tag.data);
                             assert!(info.is_none() || !tag.data.is_empty());
-                            assert_eq!(info.is_some_and(|i| i.sequence_header), sequence_header);
+                            assert_eq!(info.is_some_and(|i| i.header), sequence_header);
                             if let Some(video) = codec::video(&tag.data) {
                                 // A keyframe is coded frames: never a header too.
                                 assert!(!(video.keyframe && video.header));
@@ -73,7 +72,10 @@ fuzz_target!(|data: &[u8]| {
                             }
                         }
                         TagKind::Audio => {
-                            assert_eq!(is_audio_sequence_header(&tag.data), sequence_header);
+                            assert_eq!(
+                                codec::audio(&tag.data).is_some_and(|a| a.header),
+                                sequence_header
+                            );
                             if let Some(audio) = codec::audio(&tag.data) {
                                 assert!(!audio.multichannel || audio.header);
                                 let _ = audio.codec.name();

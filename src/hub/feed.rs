@@ -362,20 +362,19 @@ mod tests {
 
     #[test]
     fn headers_are_kept_per_track() {
-        let header = |body: &[u8], seq: u64| {
-            let unit = Unit::serialize(UnitKind::Video, 0, false, true, body, 4096);
-            let tag = codec::video(body).expect("a video header");
-            let unit = match tag.multitrack {
-                Some(m) => unit.with_default_track(&m.default_body(body), 4096),
-                None => unit,
-            };
-            Unit { seq, ..unit }
+        // Header units as the owner makes them (sequence numbers 0, 1, 2, ...).
+        let mut origin = crate::hub::origin::Origin::new(1, 4096, None);
+        origin.rebaser.new_session();
+        let mut header = |body: &[u8]| {
+            origin
+                .media(UnitKind::Video, 0, body, 0)
+                .expect("a video header")
         };
         let mut h = Headers::default();
         // The default track's sequence header (legacy AVC), then track 1's (multitrack,
         // one track), as ffmpeg sends a second rendition: neither replaces the other.
-        h.set(&header(&[0x17, 0, 0, 0, 0, 1], 0));
-        h.set(&header(&[0x96, 0x00, b'a', b'v', b'c', b'1', 1, 1], 1));
+        h.set(&header(&[0x17, 0, 0, 0, 0, 1]));
+        h.set(&header(&[0x96, 0x00, b'a', b'v', b'c', b'1', 1, 1]));
         assert_eq!(h.units().map(|u| u.seq).collect::<Vec<_>>(), [0, 1]);
         assert_eq!(h.at(0, Format::Flv, Tracks::All, 4096).len(), 2);
         let default = h.at(0, Format::Flv, Tracks::Default, 4096);
@@ -386,12 +385,12 @@ mod tests {
         );
         assert_eq!(&default[0][11..13], &[0x17, 0]);
         // A new header of track 1 replaces track 1's.
-        h.set(&header(&[0x96, 0x00, b'a', b'v', b'c', b'1', 1, 2], 2));
+        h.set(&header(&[0x96, 0x00, b'a', b'v', b'c', b'1', 1, 2]));
         assert_eq!(h.units().map(|u| u.seq).collect::<Vec<_>>(), [0, 2]);
         assert_eq!(h.get(Slot::Video).map(|u| u.seq), Some(0));
         // Bounded: headers of ever more tracks are not kept.
         for track in 2..=255u8 {
-            h.set(&header(&[0x96, 0x00, b'a', b'v', b'c', b'1', track, 1], 9));
+            h.set(&header(&[0x96, 0x00, b'a', b'v', b'c', b'1', track, 1]));
         }
         assert_eq!(h.units().count(), MAX_HEADERS);
     }
