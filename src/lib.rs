@@ -15,7 +15,7 @@
 //! | [`hub`] | stream naming and ownership; ring, feed, cursor, origin, subscriber fan-out (pure parts) |
 //! | [`media`] | media units, FLV body inspection, timestamp rebasing, aggregates (pure) |
 //! | [`flv`] | FLV tag serialization and demuxing (pure) |
-//! | [`rtmp`] | RTMP connection (pure state machine: handshake, session, requests per state, timeouts; fuzzed and unit-tested as the server runs it) and its driver (socket, timers, shard calls, handoff); input guard (pure: message and chunk limits ahead of rml_rtmp); AMF0 nesting scanner (pure, iterative: the guard's depth bound for rml_rtmp's recursive AMF0 reader); shared chunking (pure) |
+//! | [`rtmp`] | RTMP connection (pure state machine: handshake, session, requests per state, timeouts; fuzzed and unit-tested as the server runs it) and its driver (socket, timers, shard calls, handoff); input guard (pure: message and chunk limits ahead of rml_rtmp); AMF0 nesting scanner (pure, iterative: the guard's depth bound for rml_rtmp's recursive AMF0 reader); shared chunking and a per-chunk-stream chunk reader (pure) |
 //! | [`hls`] | MPEG-TS muxer and segmenter (pure), snapshots served by every shard |
 //! | [`http`] | HTTP/1.1 driver: HTTP-FLV, HLS, admin endpoints; request parsing (pure) |
 //! | [`viewer`] | delivery of a feed to one viewer: policy, gather, vectored send |

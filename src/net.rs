@@ -1,9 +1,14 @@
 //! Socket plumbing: listeners, socket options, the vectored send, process limits.
 
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
 use socket2::{Domain, Protocol, Socket, Type};
+use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// Fails with `AddrInUse` when a listening socket, of this process or any other, serves
 /// `addr` or an address overlapping it on the same port (a wildcard and a specific address,
@@ -233,8 +238,7 @@ pub fn physical_memory() -> Option<usize> {
 }
 
 /// Duplicates a socket descriptor (close-on-exec), so that the socket can outlive the
-/// glommio stream that owns `fd`: for a second stream on the same socket, or to hand the
-/// connection to another shard.
+/// glommio stream that owns `fd`: to hand the connection to another shard.
 pub fn dup(fd: &impl AsRawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC on an open descriptor returns a new descriptor we own.
     let fd = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
@@ -243,6 +247,70 @@ pub fn dup(fd: &impl AsRawFd) -> io::Result<OwnedFd> {
     }
     // SAFETY: `fd` was just created and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads once from `stream`, into a buffer of `N` bytes on the stack, and hands what came
+/// (empty at the end of the stream) to `take` within the poll that read it. A connection
+/// waiting for input then holds no read buffer: a buffer in its future would be paid for
+/// the whole wait (and rustc copies a future's buffers at each level of nesting).
+pub async fn read_with<const N: usize>(
+    stream: &mut (impl AsyncRead + Unpin),
+    mut take: impl FnMut(&[u8]),
+) -> io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        let mut buf = [0u8; N];
+        let n = futures_lite::ready!(Pin::new(&mut *stream).poll_read(cx, &mut buf))?;
+        take(&buf[..n]);
+        Poll::Ready(Ok(n))
+    })
+    .await
+}
+
+/// One TCP stream read and written at once by two futures of one task (an RTMP player's
+/// input and its delivery), on one descriptor. glommio keeps a readiness source per
+/// direction, and each poll borrows the stream only while it runs (a shard is one thread,
+/// so polls never overlap): reading and writing through `&Duplex` never conflict.
+pub struct Duplex(RefCell<TcpStream>);
+
+impl Duplex {
+    /// Shares `stream` between a reader and a writer.
+    pub fn new(stream: TcpStream) -> Self {
+        Duplex(RefCell::new(stream))
+    }
+}
+
+impl AsRawFd for &Duplex {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.borrow().as_raw_fd()
+    }
+}
+
+impl AsyncRead for &Duplex {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for &Duplex {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_close(cx)
+    }
 }
 
 #[cfg(test)]

@@ -15,8 +15,7 @@ use crate::net;
 use crate::shard::Shard;
 use crate::stats;
 use bytes::Bytes;
-use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
+use futures_lite::{AsyncWrite, AsyncWriteExt};
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
@@ -135,14 +134,16 @@ pub struct Delivery<'a> {
 }
 
 /// Sends the head, the stream's headers, the stream from its newest keyframe, then live
-/// units, until the stream ends, the viewer stops, or the viewer fails.
-pub async fn deliver(
+/// units, until the stream ends, the viewer stops, or the viewer fails. `stream` is the
+/// viewer's socket (sends go to its descriptor directly; a full socket is waited on through
+/// its `AsyncWrite`).
+pub async fn deliver<S: AsyncWrite + AsRawFd + Unpin>(
     shard: &Shard,
     feed: &Rc<RefCell<Feed>>,
-    stream: &mut TcpStream,
+    stream: &mut S,
     delivery: Delivery<'_>,
 ) -> Ending {
-    if let Err(err) = net::set_notsent_lowat(stream, shard.config.viewer.notsent_lowat_bytes) {
+    if let Err(err) = net::set_notsent_lowat(&*stream, shard.config.viewer.notsent_lowat_bytes) {
         return Ending::Io(err);
     }
     let Delivery {

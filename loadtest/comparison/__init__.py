@@ -29,8 +29,8 @@ Parts (--only a,b,c,d):
   a  RTMP fan-out of the ~2.6 Mbit/s 720p source (target/bench/720p.flv, generated once
      with ffmpeg) at 500, 1000, 2000 and 4000 viewers, both servers, plus corecast HTTP-FLV.
   b  RTMP fan-out of the 268 kbit/s clip (tests/fixtures/clip.flv) at 5000, 10000 and 19000
-     viewers, capped by the open-file limit (hard limit minus 200; corecast's RTMP players
-     use two descriptors each, so its RTMP cap is half that), plus corecast HTTP-FLV.
+     viewers, capped by the open-file limit (hard limit minus 200), plus corecast
+     HTTP-FLV.
   c  The most viewers of the 720p source before any viewer falls behind real time:
      doubling from 500, then bisection to 10%. A run is healthy iff no viewer failed or
      ended early, no delivery window was behind, the probes' p99 latency < 500 ms in

@@ -109,13 +109,10 @@ def configs(ctx):
     return out
 
 
-def fd_cap(ctx, kind, proto):
-    """Most viewers one point may open: the open-file hard limit minus 200, halved for
-    corecast's RTMP players (a reader and a writer descriptor each)."""
-    cap = ctx.nofile - 200
-    if kind.startswith("corecast") and proto == "rtmp":
-        cap //= 2
-    return cap
+def fd_cap(ctx):
+    """Most viewers one point may open: the open-file hard limit minus 200 (every viewer
+    holds one descriptor on the server)."""
+    return ctx.nofile - 200
 
 
 def join_rate(ctx, viewers):

@@ -252,10 +252,7 @@ def markdown(ctx):
                   fanout_table(ctx, "a"), ""]
     if "b" in a.only:
         lines += ["### b. Fan-out of the 268 kbit/s clip up to the open-file limit", "",
-                  fanout_table(ctx, "b"), "",
-                  f"corecast's RTMP players hold two descriptors each (a reader and a writer), "
-                  f"so its RTMP rows stop at {(ctx.nofile - 200) // 2:,}; HTTP-FLV viewers and "
-                  "nginx's players hold one.", ""]
+                  fanout_table(ctx, "b"), ""]
     if "c" in a.only and getattr(ctx, "search", None):
         t1, t2, t3 = search_tables(ctx)
         lines += ["### c. Most viewers of the 720p source before any falls behind", "",

@@ -12,7 +12,7 @@ def part_fanout(ctx, part, source, counts):
     each count so that drifting machine load falls on both alike."""
     for count in counts:
         for kind, proto in configs(ctx):
-            n = min(count, fd_cap(ctx, kind, proto))
+            n = min(count, fd_cap(ctx))
             key = (part, kind, proto, n)
             if key in ctx.done:
                 continue
@@ -33,7 +33,7 @@ def part_search(ctx):
     args = ctx.args
     results = []
     for kind, proto in configs(ctx):
-        cap = fd_cap(ctx, kind, proto)
+        cap = fd_cap(ctx)
         tried = {}
         order = []
 
@@ -122,7 +122,7 @@ def plan_text(ctx):
         if part in args.only:
             per = "; ".join(
                 f"{k} {PROTOCOL_LABEL[p]} "
-                + ", ".join(f"{n:,}" for n in sorted({min(c, fd_cap(ctx, k, p)) for c in counts}))
+                + ", ".join(f"{n:,}" for n in sorted({min(c, fd_cap(ctx)) for c in counts}))
                 for k, p in configs(ctx))
             lines.append(f"  part {part}: {per} viewers, after {args.mem_warmup:g} s of "
                          "publisher alone")
@@ -146,7 +146,7 @@ def estimate(ctx):
     if "a" in args.only:
         total += len(args.counts_a) * n_cfg * (args.mem_warmup + d + OVERHEAD)
     if "b" in args.only:
-        b = {(k, p, min(c, fd_cap(ctx, k, p))) for c in args.counts_b for k, p in configs(ctx)}
+        b = {(k, p, min(c, fd_cap(ctx))) for c in args.counts_b for k, p in configs(ctx)}
         total += len(b) * (args.mem_warmup + d + OVERHEAD)
     if "c" in args.only:
         # About 8 runs a search (doubling, then bisection), some of them part a's.

@@ -25,7 +25,7 @@ use crate::stats;
 use crate::util::Escaped;
 use crate::viewer::{self, Delivery, Ending};
 use bytes::Bytes;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use request::{parse_head, route, HttpError, Method, Request, Route};
 use std::io;
@@ -241,6 +241,8 @@ async fn run(
                     debug!(protocol = "flv", shard = shard.id, %peer, stream = %key, "flv viewer start");
                     stats::inc(&shard.stats.flv_viewers);
                     stats::inc(&shard.stats.flv_viewers_total);
+                    // The connection ends with this response: nothing more is read.
+                    drop(std::mem::take(&mut buf));
                     let delivery = Delivery {
                         format: Format::Flv,
                         tracks: tracks(req.query.as_deref()),
@@ -362,7 +364,6 @@ async fn read_head(
 ) -> Result<Option<Request>, ConnError> {
     let max = shard.config.http.max_header_bytes;
     let read = async {
-        let mut chunk = [0u8; 2048];
         loop {
             if !buf.is_empty() {
                 if let Some((req, len)) = parse_head(buf, max)? {
@@ -370,7 +371,7 @@ async fn read_head(
                     return Ok(Some(req));
                 }
             }
-            let n = stream.read(&mut chunk).await?;
+            let n = net::read_with::<2048>(stream, |bytes| buf.extend_from_slice(bytes)).await?;
             if n == 0 {
                 return if buf.is_empty() {
                     Ok(None)
@@ -378,7 +379,6 @@ async fn read_head(
                     Err(HttpError::Malformed("connection closed mid-request".into()).into())
                 };
             }
-            buf.extend_from_slice(&chunk[..n]);
         }
     };
     let read = async { Some(crate::util::timeout(shard.config.header_timeout(), read).await) };

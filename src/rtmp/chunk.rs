@@ -7,6 +7,12 @@
 //! headers, and uses chunk stream ids that the session never uses (it uses 2 to 6). The
 //! output then decodes the same way whatever the player received before, and can sit between
 //! the session's own messages as long as whole messages are kept together.
+//!
+//! [`Reader`] reads chunks back into messages, one chunk stream apart from another.
+
+mod reader;
+
+pub use reader::{ChunkError, Message, Reader};
 
 use crate::media::UnitKind;
 use bytes::{BufMut, Bytes, BytesMut};

@@ -17,13 +17,14 @@ use crate::hub::origin::PublisherInfo;
 use crate::hub::StreamKey;
 use crate::limits::Ticket;
 use crate::media::{now_ns, AggregateError, Format};
+use crate::net::{self, Duplex};
 use crate::shard::{PublishRefusal, Shard};
 use crate::stats;
 use crate::util::Escaped;
 use crate::viewer::{self, Delivery, Ending, Outbox};
 use bytes::Bytes;
 use connection::{Action, Connection, Refusal, Request, Settings};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 use guard::GuardError;
 use rml_rtmp::handshake::HandshakeError;
@@ -36,7 +37,8 @@ use std::rc::Rc;
 use std::time::Duration;
 use tracing::{debug, info};
 
-/// Read buffer of a playing connection.
+/// Most bytes of a playing connection's input read at once (on the stack, see
+/// [`net::read_with`]).
 const PLAYER_READ_BUFFER: usize = 4096;
 
 /// A publisher connection on its way from the shard that accepted it to the stream's owner:
@@ -158,10 +160,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, ticket
     let accepted_ns = now_ns();
     stats::inc(&shard.stats.rtmp_accepted);
     let _ = stream.set_nodelay(true);
-    let result = match Connection::new(Settings::from_config(&shard.config), peer, accepted_ns) {
+    let conn = Connection::new(Settings::from_config(&shard.config), peer, accepted_ns);
+    let result = match conn.map(Box::new) {
         Ok(conn) => {
             Driver::new(&shard, peer, Some(ticket))
-                .run(stream, Box::new(conn))
+                .run(stream, conn)
                 .await
         }
         Err(err) => Err(err),
@@ -233,9 +236,14 @@ impl Driver {
         mut stream: TcpStream,
         mut conn: Box<Connection>,
     ) -> Result<(), RtmpError> {
-        let result = self.converse(&mut stream, &mut conn).await;
+        // Each phase's future is boxed: the task then holds only the phase it is in, not
+        // room for both (a player's task stays for as long as it plays).
+        let result = Box::pin(self.converse(&mut stream, &mut conn)).await;
         let result = match result {
-            Ok(Next::Play) => self.play(&mut stream, &mut conn).await,
+            Ok(Next::Play) => {
+                conn.settle();
+                Box::pin(self.play(stream, &mut conn)).await
+            }
             Ok(Next::HandOff(owner)) => self.hand_off(&stream, conn, owner),
             Ok(Next::Read | Next::Close) => Ok(()),
             Err(err) => Err(err),
@@ -472,21 +480,15 @@ impl Driver {
     }
 
     /// Delivers the stream to this player until it ends, the player stops, or it fails.
-    /// The player's input is read at the same time: its session's responses go out between
-    /// shared media messages.
-    async fn play(
-        &mut self,
-        stream: &mut TcpStream,
-        conn: &mut Connection,
-    ) -> Result<(), RtmpError> {
+    /// The player's input is read at the same time, on the same descriptor (see
+    /// [`Duplex`]): its session's responses go out between shared media messages.
+    async fn play(&mut self, stream: TcpStream, conn: &mut Connection) -> Result<(), RtmpError> {
         let Some((key, feed)) = self.playing.clone() else {
             return Ok(());
         };
         let shard = self.shard.clone();
         debug!(protocol = "rtmp", shard = shard.id, peer = %self.peer, stream = %key, "rtmp player start");
-        // A second descriptor for the same socket: one glommio stream reads, one writes.
-        // SAFETY: `dup` returns a new descriptor of an open TCP socket, owned by nobody else.
-        let mut writer = unsafe { TcpStream::from_raw_fd(crate::net::dup(stream)?.into_raw_fd()) };
+        let stream = Duplex::new(stream);
         let outbox = RefCell::new(Outbox::default());
         let delivery = Delivery {
             format: Format::Rtmp,
@@ -495,14 +497,14 @@ impl Driver {
             outbox: Some(&outbox),
         };
         let ending = futures_lite::future::or(
-            viewer::deliver(&shard, &feed, &mut writer, delivery),
-            self.player_input(stream, conn, &outbox),
+            viewer::deliver(&shard, &feed, &mut &stream, delivery),
+            self.player_input(&stream, conn, &outbox),
         )
         .await;
         ending.record(&shard, "rtmp", self.peer, &key);
         if matches!(ending, Ending::StreamEnded | Ending::Unavailable) {
             let done = conn.finish_playing()?;
-            write_within(&shard, &mut writer, &done).await?;
+            write_within(&shard, &mut &stream, &done).await?;
         }
         Ok(())
     }
@@ -510,20 +512,21 @@ impl Driver {
     /// Reads a player's input: the connection's answers go to the outbox; a stop ends play.
     async fn player_input(
         &self,
-        stream: &mut TcpStream,
+        stream: &Duplex,
         conn: &mut Connection,
         outbox: &RefCell<Outbox>,
     ) -> Ending {
-        // A player sends little (acknowledgements, pings, stop): a small buffer, held for as
-        // long as it plays, whatever rtmp.read_buffer_bytes is.
-        let mut buf = vec![0u8; PLAYER_READ_BUFFER];
+        let mut reader = stream;
         loop {
-            let n = match stream.read(&mut buf).await {
+            // A player sends little (acknowledgements, pings, stop).
+            let read = net::read_with::<PLAYER_READ_BUFFER>(&mut reader, |bytes| {
+                conn.handle_input(bytes, now_ns())
+            });
+            match read.await {
                 Ok(0) => return Ending::Stopped,
-                Ok(n) => n,
+                Ok(_) => {}
                 Err(err) => return Ending::Io(err),
-            };
-            conn.handle_input(&buf[..n], now_ns());
+            }
             let out = conn.take_output();
             if !out.is_empty() && !outbox.borrow_mut().push(Bytes::from(out)) {
                 info!(shard = self.shard.id, peer = %self.peer, "rtmp player: not reading its answers; closing");
@@ -548,7 +551,7 @@ impl Driver {
 /// Writes answers (not live media) within `server.write_timeout_ms`.
 async fn write_within(
     shard: &Shard,
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncWrite + Unpin),
     bytes: &[u8],
 ) -> Result<(), RtmpError> {
     crate::util::timeout(shard.config.write_timeout(), stream.write_all(bytes))

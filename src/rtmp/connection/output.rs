@@ -13,7 +13,10 @@
 //! nginx-rtmp does). The cost is a chunk-header read and write per control message; media
 //! for players never goes through here (see [`crate::rtmp::chunk`]).
 
-use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
+use crate::rtmp::chunk::Reader;
+#[cfg(test)]
+use rml_rtmp::chunk_io::ChunkDeserializer;
+use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::messages::{MessagePayload, RtmpMessage};
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
@@ -24,6 +27,9 @@ const SET_CHUNK_SIZE: u8 = 1;
 /// RTMP message type of an AMF0 data message.
 const AMF0_DATA: u8 = 18;
 
+/// Longest message of the session's output read back (its answers are a few hundred bytes).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 /// Why the session's own output could not be read back (a bug in the session or here,
 /// never the peer's doing).
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +38,10 @@ pub struct OutputError(String);
 
 /// The session's output, rewritten. See the module documentation.
 pub struct SessionOutput {
-    /// Reads the session's packets back, in step with the session's serializer.
-    read: ChunkDeserializer,
+    /// Reads the session's packets back, in step with the session's serializer. It holds
+    /// nothing between packets but each chunk stream's last header (rml_rtmp's own reader
+    /// keeps a 4 KiB buffer, for as long as a player plays).
+    read: Reader,
     /// Writes the messages again, with full headers.
     write: ChunkSerializer,
     /// The next `_result` answers a `connect` of a client that announced Enhanced RTMP:
@@ -44,7 +52,7 @@ pub struct SessionOutput {
 impl Default for SessionOutput {
     fn default() -> Self {
         SessionOutput {
-            read: ChunkDeserializer::new(),
+            read: Reader::new(MAX_ANSWER_BYTES),
             write: ChunkSerializer::new(),
             amend_connect: false,
         }
@@ -61,8 +69,13 @@ impl SessionOutput {
     /// Rewrites one packet of the session's output (whole messages) onto `out`.
     pub fn push(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), OutputError> {
         let mut input = packet;
-        while let Some(message) = self.read.get_next_message(input).map_err(fail)? {
-            input = &[];
+        while let Some(message) = self.read.next(&mut input).map_err(fail)? {
+            let message = MessagePayload {
+                timestamp: RtmpTimestamp::new(message.timestamp),
+                type_id: message.type_id,
+                message_stream_id: message.stream_id,
+                data: message.payload,
+            };
             if message.type_id == SET_CHUNK_SIZE {
                 let size = message
                     .data
@@ -70,7 +83,7 @@ impl SessionOutput {
                     .and_then(|b| b.try_into().ok())
                     .map(u32::from_be_bytes)
                     .ok_or_else(|| OutputError("short Set Chunk Size".into()))?;
-                self.read.set_max_chunk_size(size as usize).map_err(fail)?;
+                self.read.set_chunk_size(size).map_err(fail)?;
                 let packet = self
                     .write
                     .set_max_chunk_size(size, RtmpTimestamp::new(0))
