@@ -46,31 +46,45 @@ fn main() {
     if nginx.is_none() {
         println!("nginx not installed: no comparison");
     }
-    let mut results: Vec<(&str, Vec<(f64, f64)>)> = vec![("corecast (memory)", Vec::new())];
-    if nginx.is_some() {
-        results.push(("nginx (file, sendfile)", Vec::new()));
+    let mut results: Vec<(&str, u32, Vec<Run>)> =
+        vec![("corecast (memory)", std::process::id(), Vec::new())];
+    if let Some((child, _, _)) = &nginx {
+        results.push(("nginx (file, sendfile)", child.id(), Vec::new()));
     }
     for _ in 0..rounds {
-        results[0].1.push(wrk(&url, seconds, connections));
+        let run = wrk(&url, seconds, connections, results[0].1);
+        results[0].2.push(run);
         if let Some((_, nginx_url, _)) = &nginx {
-            results[1].1.push(wrk(nginx_url, seconds, connections));
+            let run = wrk(nginx_url, seconds, connections, results[1].1);
+            results[1].2.push(run);
         }
     }
     println!(
-        "{:<24} {:>30} {:>12} {:>10}",
-        "server (1 core)", "requests/s per round", "median rps", "Gbit/s"
+        "{:<24} {:>24} {:>10} {:>8} {:>10} {:>12} {:>10} {:>10}",
+        "server (CPU 0)",
+        "requests/s per round",
+        "median",
+        "Gbit/s",
+        "server CPU",
+        "CPU us/req",
+        "CPU-s/GB",
+        "wrk's CPU"
     );
-    for (name, runs) in &results {
+    for (name, _, runs) in &results {
         let mut sorted = runs.clone();
-        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let (rps, bytes) = sorted[sorted.len() / 2];
-        let each: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.0)).collect();
+        sorted.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+        let median = sorted[sorted.len() / 2];
+        let each: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rps)).collect();
         println!(
-            "{:<24} {:>30} {:>12.0} {:>10.2}",
+            "{:<24} {:>24} {:>10.0} {:>8.2} {:>9.0}% {:>12.1} {:>10.3} {:>9.0}%",
             name,
             each.join(" "),
-            rps,
-            bytes * 8.0 / 1e9
+            median.rps,
+            median.bytes_per_s * 8.0 / 1e9,
+            median.server_cpu * 100.0,
+            median.server_cpu * 1e6 / median.rps,
+            median.server_cpu / (median.bytes_per_s / 1e9),
+            median.client_busy * 100.0
         );
     }
     server.stop();
@@ -206,8 +220,20 @@ fn nginx_with_file(segment: &[u8]) -> Option<(std::process::Child, String, std::
     Some((child, format!("http://127.0.0.1:{port}/seg.ts"), dir))
 }
 
-/// Runs wrk on CPU 1; returns requests/s and bytes/s.
-fn wrk(url: &str, seconds: u64, connections: u64) -> (f64, f64) {
+/// One wrk run against one server.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    rps: f64,
+    bytes_per_s: f64,
+    /// The server process's CPU (user + system) over the run, in cores.
+    server_cpu: f64,
+    /// wrk's CPU (CPU 1) busy over the run, kernel work included (0 to 1).
+    client_busy: f64,
+}
+
+/// Runs wrk on CPU 1 against the server process `pid`.
+fn wrk(url: &str, seconds: u64, connections: u64, pid: u32) -> Run {
+    let (cpu0, busy0, at) = (process_cpu(pid), cpu_busy(1), Instant::now());
     let out = Command::new("taskset")
         .args(["-c", "1", "wrk", "-t1"])
         .arg(format!("-c{connections}"))
@@ -215,18 +241,63 @@ fn wrk(url: &str, seconds: u64, connections: u64) -> (f64, f64) {
         .arg(url)
         .output()
         .expect("wrk");
+    let wall = at.elapsed().as_secs_f64();
+    let (cpu1, busy1) = (process_cpu(pid), cpu_busy(1));
     let text = String::from_utf8_lossy(&out.stdout);
     let rps = text
         .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0);
-    let transfer = text
+    let bytes_per_s = text
         .lines()
         .find_map(|l| l.strip_prefix("Transfer/sec:"))
         .map(|v| parse_size(v.trim()))
         .unwrap_or(0.0);
-    (rps, transfer)
+    Run {
+        rps,
+        bytes_per_s,
+        server_cpu: (cpu1 - cpu0) / wall,
+        client_busy: (busy1.0 - busy0.0) / (busy1.1 - busy0.1).max(1.0),
+    }
+}
+
+/// CPU seconds (user + system) of process `pid` so far.
+fn process_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces), counted from the state (field 3).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// Busy and total jiffies of CPU `cpu` so far (busy: everything but idle and iowait).
+fn cpu_busy(cpu: usize) -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let prefix = format!("cpu{cpu} ");
+    let values: Vec<f64> = stat
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let total: f64 = values.iter().sum();
+    let idle = values.get(3).copied().unwrap_or(0.0) + values.get(4).copied().unwrap_or(0.0);
+    (total - idle, total)
 }
 
 fn parse_size(v: &str) -> f64 {

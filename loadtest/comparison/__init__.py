@@ -24,7 +24,7 @@ What it measures, for every point (server, protocol, source, viewers):
   longer than corecast's 10 s ring), divided by the viewers. corecast: the process;
   nginx: the worker (the master does not grow with viewers; it is recorded separately).
 
-Parts (--only a,b,c,d):
+Parts (--only a,b,c,d,e):
 
   a  RTMP fan-out of the ~2.6 Mbit/s 720p source (target/bench/720p.flv, generated once
      with ffmpeg) at 500, 1000, 2000 and 4000 viewers, both servers, plus corecast HTTP-FLV.
@@ -40,6 +40,10 @@ Parts (--only a,b,c,d):
      maximum. Runs of part a are reused as steps of the search.
   d  Join storm: 1000 viewers of the 720p source joining at 1000/s, 100 of them probes:
      startup time (request to first keyframe) p50 and p99.
+  e  HLS players of the 720p source at 500, 1000 and 2000 players (starting three
+     segments back): corecast's HLS from memory against nginx-rtmp's own (`hls on`, 2 s
+     fragments, a 12 s playlist, written to disk under the temporary directory and served
+     by nginx's HTTP server with sendfile from the page cache, in the same worker).
 
 Output: a progress line per point on stderr; Markdown tables (one per part, machine facts
 first) on stdout, ready for docs/BENCHMARKS.md; every raw figure (generator summaries

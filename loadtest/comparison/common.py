@@ -23,7 +23,7 @@ NGINX_MODULES = [
 APT = "sudo apt-get install -y nginx libnginx-mod-rtmp ffmpeg"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 STREAM = "live/load0"
-PROTOCOL_LABEL = {"rtmp": "RTMP", "flv": "HTTP-FLV"}
+PROTOCOL_LABEL = {"rtmp": "RTMP", "flv": "HTTP-FLV", "hls": "HLS"}
 SOURCE_LABEL = {"720p": "720p (2.6 Mbit/s)", "clip": "clip (268 kbit/s)"}
 
 # ffmpeg command of the 720p fixture: 20 s, 1280x720 at 30 fps, a keyframe every 2 s, no

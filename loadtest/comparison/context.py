@@ -37,7 +37,7 @@ def parse_args(argv):
                    help="seconds of viewers per point (default 30; 10 with --quick)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 10 s points, fewer of them")
-    p.add_argument("--only", default="a,b,c,d", help="parts to run, e.g. a,c")
+    p.add_argument("--only", default="a,b,c,d,e", help="parts to run, e.g. a,c")
     p.add_argument("--servers", default="corecast,nginx",
                    help="comma-separated: corecast, corecast-fixed (send_schedule = fixed), "
                         "corecast-ll (flush_on_video), nginx")
@@ -52,6 +52,8 @@ def parse_args(argv):
     p.add_argument("--counts-a", default=None, help="viewer counts of part a (500,1000,2000,4000)")
     p.add_argument("--counts-b", default=None,
                    help="viewer counts of part b, capped by the open-file limit (5000,10000,19000)")
+    p.add_argument("--counts-e", default=None,
+                   help="HLS player counts of part e (500,1000,2000)")
     p.add_argument("--probes", type=int, default=20, help="probe viewers per point (default 20)")
     p.add_argument("--reads", choices=["player", "kernel-discard"], default="player",
                    help="how the generator's viewers read: like players (default: woken on "
@@ -77,7 +79,7 @@ def parse_args(argv):
     p.add_argument("--nginx", default=None, help="nginx program (default /usr/sbin/nginx)")
     p.add_argument("--nginx-module", default=None, help="path of ngx_rtmp_module.so")
     a = p.parse_args(argv)
-    a.only = parse_list(a.only, {"a", "b", "c", "d"})
+    a.only = parse_list(a.only, {"a", "b", "c", "d", "e"})
     a.servers = parse_list(a.servers, set(SERVERS))
     a.protocols = parse_list(a.protocols, {"rtmp", "flv"})
     q = a.quick
@@ -87,6 +89,7 @@ def parse_args(argv):
         raise SystemExit("--duration must be at least 6 seconds")
     a.counts_a = parse_counts(a.counts_a) if a.counts_a else ([500, 1000] if q else [500, 1000, 2000, 4000])
     a.counts_b = parse_counts(a.counts_b) if a.counts_b else ([5000] if q else [5000, 10000, 19000])
+    a.counts_e = parse_counts(a.counts_e) if a.counts_e else ([1000] if q else [500, 1000, 2000])
     if a.mem_warmup is None:
         a.mem_warmup = 5.0 if q else 13.0
     if a.search_start is None:
@@ -107,6 +110,13 @@ def configs(ctx):
         if kind in ctx.args.servers and proto in ctx.args.protocols:
             out.append((kind, proto))
     return out
+
+
+def hls_configs(ctx):
+    """(server, "hls") pairs of part e: every selected server but nginx serves HLS (nginx-rtmp
+    with `hls on`)."""
+    return [(kind, "hls") for kind in ("corecast", "nginx", "corecast-fixed", "corecast-ll")
+            if kind in ctx.args.servers]
 
 
 def fd_cap(ctx):

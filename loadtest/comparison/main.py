@@ -12,9 +12,9 @@ from pathlib import Path
 
 from .children import Children
 from .common import BENCH_DIR, Fatal, MAX_GENERATOR_PEAK, MAX_P99_MS, REPO, log
-from .context import Ctx, configs, parse_args
+from .context import Ctx, configs, hls_configs, parse_args
 from .markdown import markdown
-from .parts import estimate, part_fanout, part_search, part_storm, plan_text
+from .parts import estimate, part_fanout, part_hls, part_search, part_storm, plan_text
 from .preflight import build, facts, preflight, sources
 
 
@@ -64,7 +64,7 @@ def main(argv):
         ctx.t_start = time.monotonic()
         ctx.estimate_s = estimate(ctx)
         log(plan_text(ctx))
-        if not configs(ctx):
+        if not configs(ctx) and not hls_configs(ctx):
             raise Fatal("nothing to run: --servers and --protocols select no configuration")
         if "a" in args.only:
             part_fanout(ctx, "a", "720p", args.counts_a)
@@ -74,6 +74,8 @@ def main(argv):
             part_search(ctx)
         if "d" in args.only:
             part_storm(ctx)
+        if "e" in args.only:
+            part_hls(ctx)
         ctx.complete = True
     except Fatal as e:
         log(f"error: {e}")

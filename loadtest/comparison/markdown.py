@@ -271,4 +271,15 @@ def markdown(ctx):
                   f"the storm, which starts {WARMUP:g} s after the publisher (halfway through "
                   "a 2 s GOP). corecast starts a viewer on its GOP cache; nginx-rtmp (no GOP cache) "
                   "makes it wait for the next keyframe.", ""]
+    if "e" in a.only:
+        lines += ["### e. HLS players of the 720p source", "",
+                  fanout_table(ctx, "e"), "",
+                  "HLS players start three segments back and fetch each segment once. corecast "
+                  "serves segments from memory (muxed once on the stream's owner); nginx-rtmp "
+                  "(`hls on`, 2 s fragments, a 12 s playlist) writes them to disk, and nginx "
+                  "serves the files with sendfile from the page cache. Its CPU is the worker's, "
+                  "which does both. Healthy here: every player connected and none failed, no "
+                  "HLS stall (no new segment for too long), no 404 and no failed request. "
+                  "Latency is the probes' publisher-to-player time, which for HLS includes "
+                  "the segments a player starts behind: not comparable with the RTMP rows.", ""]
     return "\n".join(lines)

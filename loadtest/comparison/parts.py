@@ -1,9 +1,9 @@
-"""The parts a-d: fan-out series, the search for the most viewers served healthily, the
-join storm; the plan and its time estimate.
+"""The parts a-e: fan-out series, the search for the most viewers served healthily, the
+join storm, HLS players; the plan and its time estimate.
 """
 
 from .common import OVERHEAD, PROTOCOL_LABEL, WARMUP
-from .context import configs, fd_cap
+from .context import configs, fd_cap, hls_configs
 from .point import run_point
 
 
@@ -114,6 +114,16 @@ def part_storm(ctx):
                   rate=args.storm_rate, duration=duration)
 
 
+def part_hls(ctx):
+    """Part e: HLS players of the 720p source: corecast's HLS from memory against
+    nginx-rtmp's (`hls on`: segments written to disk, served by nginx), alternating the
+    servers at each count."""
+    for count in ctx.args.counts_e:
+        for kind, proto in hls_configs(ctx):
+            run_point(ctx, "e", kind, proto, "720p", min(count, fd_cap(ctx)),
+                      warmup=ctx.args.mem_warmup, mem=True)
+
+
 def plan_text(ctx):
     args = ctx.args
     lines = [f"plan: {', '.join(f'{k} {PROTOCOL_LABEL[p]}' for k, p in configs(ctx))}; "
@@ -133,6 +143,9 @@ def plan_text(ctx):
     if "d" in args.only:
         lines.append(f"  part d: {args.storm_viewers:,} viewers at {args.storm_rate:g}/s, "
                      f"{args.storm_probes} probes")
+    if "e" in args.only:
+        lines.append(f"  part e: {', '.join(k for k, _ in hls_configs(ctx))} HLS "
+                     + ", ".join(f"{n:,}" for n in args.counts_e) + " players")
     lines.append(f"estimated {estimate(ctx) / 60:.0f} minutes (part c adapts: it may take "
                  "more or less)")
     return "\n".join(lines)
@@ -154,4 +167,6 @@ def estimate(ctx):
         total += n_cfg * (max(per, 2) + 1) * (WARMUP + d + OVERHEAD)
     if "d" in args.only:
         total += n_cfg * (WARMUP + max(6.0, min(d, 15.0)) + OVERHEAD)
+    if "e" in args.only:
+        total += len(args.counts_e) * len(hls_configs(ctx)) * (args.mem_warmup + d + OVERHEAD)
     return total

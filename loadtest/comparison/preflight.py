@@ -115,7 +115,7 @@ def probe_source(path):
 
 def sources(ctx):
     ctx.sources = {}
-    need_720p = bool(set(ctx.args.only) & {"a", "c", "d"})
+    need_720p = bool(set(ctx.args.only) & {"a", "c", "d", "e"})
     if need_720p:
         if not FIXTURE_720P.exists():
             BENCH_DIR.mkdir(parents=True, exist_ok=True)
@@ -197,13 +197,17 @@ def facts(ctx):
         # Check the configuration as the servers will run it.
         prefix = ctx.tmp / "nginx-t"
         prefix.mkdir()
+        (prefix / "hls" / "live").mkdir(parents=True)
         conf = prefix / "nginx.conf"
-        conf.write_text(Nginx.config(ctx, prefix, free_ports(1)[0]))
-        t = subprocess.run([ctx.nginx, "-t", "-p", prefix, "-e", prefix / "error.log", "-c", conf],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if t.returncode != 0:
-            raise Fatal(f"nginx -t fails on the generated configuration:\n{t.stdout}")
-        f["nginx_conf"] = conf.read_text()
+        for hls in ([False, True] if "e" in ctx.args.only else [False]):
+            port, http_port = free_ports(2)
+            conf.write_text(Nginx.config(ctx, prefix, port, http_port if hls else None))
+            t = subprocess.run([ctx.nginx, "-t", "-p", prefix, "-e", prefix / "error.log",
+                                "-c", conf],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            if t.returncode != 0:
+                raise Fatal(f"nginx -t fails on the generated configuration:\n{t.stdout}")
+            f["nginx_hls_conf" if hls else "nginx_conf"] = conf.read_text()
     if any(k.startswith("corecast") for k in ctx.args.servers):
         overlay = ctx.tmp / "print-config.toml"
         overlay.write_text('[admin]\nlisten = "127.0.0.1:3"\n')

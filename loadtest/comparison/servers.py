@@ -20,7 +20,7 @@ class Corecast:
     # Configuration added to the overlay (the low-latency variant sets flush_on_video).
     extra = ""
 
-    def __init__(self, ctx, label):
+    def __init__(self, ctx, label, protocol):
         self.ctx, self.label = ctx, label
         self.proc = None
         self.notes = []
@@ -104,14 +104,26 @@ class Nginx:
 
     kind = "nginx"
 
-    def __init__(self, ctx, label):
+    def __init__(self, ctx, label, protocol):
         self.ctx, self.label = ctx, label
+        # For HLS players: `hls on`, and nginx's HTTP server on the segments' directory.
+        self.hls = protocol == "hls"
         self.proc = None
         self.worker = None
         self.notes = []
 
     @staticmethod
-    def config(ctx, prefix, port):
+    def config(ctx, prefix, port, http_port=None):
+        """The configuration; with `http_port`, the application writes HLS (2 s fragments,
+        a 12 s playlist, as corecast's defaults: 2 s target, 6 segments) under `prefix` on
+        disk, and an HTTP server serves it with sendfile."""
+        hls = (f" hls on; hls_path {prefix}/hls/live; hls_fragment 2s;"
+               " hls_playlist_length 12s;" if http_port else "")
+        http = ("http {\n"
+                "    access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;\n"
+                "    types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }\n"
+                f"    server {{ listen 127.0.0.1:{http_port}; root {prefix}/hls; }}\n"
+                "}\n" if http_port else "")
         mask = format(1 << ctx.server_cpu, f"0{max(ctx.ncpu, ctx.server_cpu + 1)}b")
         return (
             f"load_module {ctx.nginx_module};\n"
@@ -127,19 +139,28 @@ class Nginx:
             "    server {\n"
             f"        listen 127.0.0.1:{port};\n"
             "        chunk_size 4096;\n"
-            "        application live { live on; }\n"
+            f"        application live {{ live on;{hls} }}\n"
             "    }\n"
             "}\n"
+            + http
         )
 
     def start(self):
         ctx = self.ctx
         for attempt in range(3):
-            (port,) = free_ports(1)
+            port, http_port = free_ports(2)
             prefix = ctx.tmp / self.label
             prefix.mkdir(exist_ok=True)
+            # The worker writes and serves HLS files as nginx's unprivileged user: it must
+            # reach the directory (the temporary one is private) and write into it (made
+            # here: nginx-rtmp's master would make it its own).
+            (prefix / "hls" / "live").mkdir(parents=True, exist_ok=True)
+            for d in (ctx.tmp, prefix):
+                d.chmod(0o711)
+            for d in (prefix / "hls", prefix / "hls" / "live"):
+                d.chmod(0o777)
             conf = prefix / "nginx.conf"
-            conf.write_text(self.config(ctx, prefix, port))
+            conf.write_text(self.config(ctx, prefix, port, http_port if self.hls else None))
             self.log_path = prefix / "error.log"
             args = ["taskset", "-c", ctx.server_cpu, ctx.nginx, "-p", prefix,
                     "-e", self.log_path, "-c", conf]
@@ -148,7 +169,8 @@ class Nginx:
             deadline = time.monotonic() + 10
             self.worker = None
             while time.monotonic() < deadline and self.proc.poll() is None:
-                workers = child_pids(self.proc.pid)
+                # With an HTTP server, nginx also starts a cache manager process.
+                workers = [p for p in child_pids(self.proc.pid) if is_worker(p)]
                 if (len(workers) == 1 and connectable(port)
                         and thread_affinities(workers[0]).get(workers[0], ("", None))[1]
                         == {ctx.server_cpu}):
@@ -165,13 +187,15 @@ class Nginx:
             if master_cpus != {ctx.server_cpu}:
                 self.stop()
                 raise Fatal(f"nginx master on CPUs {sorted(master_cpus)}, not {ctx.server_cpu}")
-            self.port = port
+            self.port, self.http_port = port, http_port
             return
         raise Fatal("nginx did not start")
 
     def target(self, protocol):
+        if protocol == "hls" and self.hls:
+            return f"127.0.0.1:{self.port}", f"127.0.0.1:{self.http_port}"
         if protocol != "rtmp":
-            raise Fatal("nginx-rtmp serves RTMP players only")
+            raise Fatal("nginx-rtmp serves RTMP players, and HLS from files, only")
         # The HTTP target is unused; any loopback address will do.
         return f"127.0.0.1:{self.port}", f"127.0.0.1:{self.port}"
 
@@ -198,6 +222,15 @@ class Nginx:
                 os.kill(worker, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def is_worker(pid):
+    """Whether `pid` is an nginx worker process (not the cache manager)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"worker process" in f.read()
+    except OSError:
+        return False
 
 
 def child_of_ours(pid, name):
