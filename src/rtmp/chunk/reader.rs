@@ -13,6 +13,10 @@ use bytes::Bytes;
 /// Chunk size before a Set Chunk Size (the specification's default).
 const INITIAL_CHUNK_SIZE: usize = 128;
 
+/// Most chunk streams one reader follows (a session's own output uses five): with the
+/// message limit, this bounds what a reader can be made to hold.
+pub const MAX_CHUNK_STREAMS: usize = 64;
+
 /// Why chunks could not be read.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChunkError {
@@ -26,6 +30,9 @@ pub enum ChunkError {
     /// A type 0, 1 or 2 header on a chunk stream whose message is not complete.
     #[error("chunk stream {0} starts a message inside another")]
     MessageInterrupted(u32),
+    /// More chunk streams than [`MAX_CHUNK_STREAMS`].
+    #[error("more than {MAX_CHUNK_STREAMS} chunk streams")]
+    TooManyStreams,
     /// A message longer than the reader accepts.
     #[error("message of {0} bytes is too long")]
     TooLong(u32),
@@ -96,6 +103,8 @@ impl Reader {
 
     /// Reads chunks from the front of `input` (advanced past them) until a message is
     /// complete, which is returned; `None` when `input` ends at a chunk boundary first.
+    /// After an error the reader is in no defined state: the input it was reading is
+    /// broken, and so is the connection.
     pub fn next(&mut self, input: &mut &[u8]) -> Result<Option<Message>, ChunkError> {
         while !input.is_empty() {
             if let Some(message) = self.chunk(input)? {
@@ -120,6 +129,9 @@ impl Reader {
         let chunk_size = self.chunk_size;
         let index = match self.streams.iter().position(|s| s.csid == csid) {
             Some(index) => index,
+            None if self.streams.len() == MAX_CHUNK_STREAMS => {
+                return Err(ChunkError::TooManyStreams)
+            }
             None if fmt == 0 => {
                 self.streams.push(ChunkStream {
                     csid,

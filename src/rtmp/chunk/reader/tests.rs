@@ -192,6 +192,16 @@ fn malformed_chunks_are_errors() {
         Err(ChunkError::MessageInterrupted(5))
     );
     assert_eq!(reader.set_chunk_size(0), Err(ChunkError::ChunkSize(0)));
+    let mut reader = Reader::new(1 << 20);
+    let mut bytes = Vec::new();
+    for csid in 2..(2 + MAX_CHUNK_STREAMS as u32 + 1) {
+        bytes.extend(chunk(0, csid, &type0(0, 0, 8, 1)));
+    }
+    let mut input = &bytes[..];
+    for _ in 0..MAX_CHUNK_STREAMS {
+        assert!(reader.next(&mut input).unwrap().is_some());
+    }
+    assert_eq!(reader.next(&mut input), Err(ChunkError::TooManyStreams));
     assert_eq!(
         reader.set_chunk_size(1 << 31),
         Err(ChunkError::ChunkSize(1 << 31))
