@@ -168,23 +168,13 @@ fn sends_of(shard: &corecast::stats::ShardStats) -> u64 {
 /// User and system CPU seconds of the shard thread (named `corecast-0` by
 /// `server::spawn_shard_thread`).
 fn shard_cpu() -> (f64, f64) {
-    let ticks = 100.0; // USER_HZ on Linux
     for entry in std::fs::read_dir("/proc/self/task")
         .expect("proc")
         .flatten()
     {
         let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
         if comm.trim() == "corecast-0" {
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            let fields: Vec<&str> = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .collect();
-            let utime: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            let stime: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            return (utime / ticks, stime / ticks);
+            return corecast_testkit::procfs::cpu_seconds(&entry.path().join("stat"));
         }
     }
     panic!("shard thread not found");

@@ -264,22 +264,9 @@ fn wrk(url: &str, seconds: u64, connections: u64, pid: u32) -> Run {
 
 /// CPU seconds (user + system) of process `pid` so far.
 fn process_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command (which may hold spaces), counted from the state (field 3).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
+    let (user, system) =
+        corecast_testkit::procfs::cpu_seconds(std::path::Path::new(&format!("/proc/{pid}/stat")));
+    user + system
 }
 
 /// Busy and total jiffies of CPU `cpu` so far (busy: everything but idle and iowait).

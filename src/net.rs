@@ -249,19 +249,33 @@ pub fn dup(fd: &impl AsRawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Reads once from `stream`, into a buffer of `N` bytes on the stack, and hands what came
-/// (empty at the end of the stream) to `take` within the poll that read it. A connection
-/// waiting for input then holds no read buffer: a buffer in its future would be paid for
-/// the whole wait (and rustc copies a future's buffers at each level of nesting).
-pub async fn read_with<const N: usize>(
+/// Most bytes [`read_with`] reads at once.
+pub const READ_WITH_BYTES: usize = 4096;
+
+thread_local! {
+    /// The buffer [`read_with`] reads into: one per thread (per shard), borrowed only within
+    /// a poll, zeroed once.
+    static READ_BUFFER: RefCell<Box<[u8; READ_WITH_BYTES]>> =
+        RefCell::new(Box::new([0; READ_WITH_BYTES]));
+}
+
+/// Reads once from `stream`, into the thread's buffer, and hands what came (empty at the
+/// end of the stream) to `take` within the poll that read it. A connection waiting for
+/// input then holds no read buffer: a buffer in its future would be paid for the whole
+/// wait (and rustc copies a future's buffers at each level of nesting), and one on the
+/// stack would be zeroed at every poll (an RTMP player's input is polled at every wake-up
+/// of its delivery). `take` must not read with `read_with` itself.
+pub async fn read_with(
     stream: &mut (impl AsyncRead + Unpin),
     mut take: impl FnMut(&[u8]),
 ) -> io::Result<usize> {
     std::future::poll_fn(|cx| {
-        let mut buf = [0u8; N];
-        let n = futures_lite::ready!(Pin::new(&mut *stream).poll_read(cx, &mut buf))?;
-        take(&buf[..n]);
-        Poll::Ready(Ok(n))
+        READ_BUFFER.with(|buf| {
+            let buf = &mut buf.borrow_mut()[..];
+            let n = futures_lite::ready!(Pin::new(&mut *stream).poll_read(cx, buf))?;
+            take(&buf[..n]);
+            Poll::Ready(Ok(n))
+        })
     })
     .await
 }

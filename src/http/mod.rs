@@ -371,7 +371,7 @@ async fn read_head(
                     return Ok(Some(req));
                 }
             }
-            let n = net::read_with::<2048>(stream, |bytes| buf.extend_from_slice(bytes)).await?;
+            let n = net::read_with(stream, |bytes| buf.extend_from_slice(bytes)).await?;
             if n == 0 {
                 return if buf.is_empty() {
                     Ok(None)

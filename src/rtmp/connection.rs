@@ -264,10 +264,9 @@ impl Connection {
 
     /// Gives back what the setup held (its queues keep the capacity of their busiest moment),
     /// for a connection that stays as long as it plays: called once play starts, when the
-    /// driver has taken every action and the output.
+    /// driver has taken every action and the output (`take_output` leaves no capacity).
     pub fn settle(&mut self) {
         self.greeting = Vec::new();
-        self.out = Vec::new();
         self.unread = Vec::new();
         self.actions.shrink_to_fit();
         self.held.shrink_to_fit();

@@ -37,10 +37,6 @@ use std::rc::Rc;
 use std::time::Duration;
 use tracing::{debug, info};
 
-/// Most bytes of a playing connection's input read at once (on the stack, see
-/// [`net::read_with`]).
-const PLAYER_READ_BUFFER: usize = 4096;
-
 /// A publisher connection on its way from the shard that accepted it to the stream's owner:
 /// the socket and the connection (mid-conversation, its publish request waiting for the
 /// owner's decision, with the input and session results behind it) travel together.
@@ -519,9 +515,7 @@ impl Driver {
         let mut reader = stream;
         loop {
             // A player sends little (acknowledgements, pings, stop).
-            let read = net::read_with::<PLAYER_READ_BUFFER>(&mut reader, |bytes| {
-                conn.handle_input(bytes, now_ns())
-            });
+            let read = net::read_with(&mut reader, |bytes| conn.handle_input(bytes, now_ns()));
             match read.await {
                 Ok(0) => return Ending::Stopped,
                 Ok(_) => {}

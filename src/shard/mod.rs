@@ -107,7 +107,10 @@ impl Shard {
             id,
             count: observed.all_stats.len(),
             auth: Auth::from_config(&config.auth),
-            schedule: RefCell::new(schedule::SendSchedule::new(config.viewer.schedule())),
+            schedule: RefCell::new(schedule::SendSchedule::new(
+                config.viewer.schedule(),
+                config.viewer.flush_on_video,
+            )),
             frame_sends: Cell::new(0),
             config,
             stats: observed.all_stats[id].clone(),
@@ -259,19 +262,14 @@ impl Shard {
     }
 
     /// Wakes a feed's viewers now, or at the end of the merge window, as the send schedule
-    /// says (see [`schedule`]). With `flush_on_video`, a video unit wakes them at once.
+    /// says (see [`schedule`]).
     fn notify(&self, feed: &Rc<RefCell<Feed>>, kind: UnitKind) {
         let mut f = feed.borrow_mut();
-        let picture = kind == UnitKind::Video || (kind == UnitKind::Audio && !f.has_video);
-        if picture {
+        if schedule::is_picture(kind, f.has_video) {
             self.frame_sends
                 .set(self.frame_sends.get() + f.total_viewers() as u64);
         }
-        let wake = if kind == UnitKind::Video && self.config.viewer.flush_on_video {
-            Wake::Now
-        } else {
-            self.schedule.borrow().wake(picture)
-        };
+        let wake = self.schedule.borrow().wake(kind, f.has_video);
         match wake {
             Wake::Now => f.wake_all(),
             Wake::After(window) => {

@@ -25,6 +25,7 @@
 //! (half a second), so one long pass or a burst of joins does not switch the mode, and a
 //! change of audience is followed within a second or two.
 
+use crate::media::UnitKind;
 use std::time::Duration;
 
 /// How often the shard's load is sampled.
@@ -45,6 +46,12 @@ pub const MIN_WINDOW: Duration = Duration::from_millis(1);
 
 /// Fewest frame sends in a sample for it to tell the cost of one.
 const MIN_SENDS: u64 = 100;
+
+/// Whether a unit is a picture: a video unit, or any unit of an audio-only stream (which
+/// the schedule treats as frames).
+pub fn is_picture(kind: UnitKind, has_video: bool) -> bool {
+    kind == UnitKind::Video || (kind == UnitKind::Audio && !has_video)
+}
 
 /// A shard's send schedule, from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,6 +89,8 @@ pub struct Sample {
 #[derive(Debug, Clone)]
 pub struct SendSchedule {
     schedule: Schedule,
+    /// A video unit wakes the viewers at once, whatever the window (`flush_on_video`).
+    video_at_once: bool,
     /// Smoothed load the shard would have in frames (busy fraction, may exceed 1).
     load: f64,
     /// Smoothed busy fraction per frame send a second, learnt in frames.
@@ -91,10 +100,12 @@ pub struct SendSchedule {
 }
 
 impl SendSchedule {
-    /// A schedule, starting from an idle shard.
-    pub fn new(schedule: Schedule) -> Self {
+    /// A schedule, starting from an idle shard; with `video_at_once`, video units are never
+    /// held by a window.
+    pub fn new(schedule: Schedule, video_at_once: bool) -> Self {
         SendSchedule {
             schedule,
+            video_at_once,
             load: 0.0,
             cost: None,
             merging: false,
@@ -133,12 +144,14 @@ impl SendSchedule {
         self.load
     }
 
-    /// When to wake viewers for a new unit; `picture`: a video unit, or any unit of an
-    /// audio-only stream.
-    pub fn wake(&self, picture: bool) -> Wake {
+    /// When to wake viewers for a new unit of `kind`, on a stream that `has_video`.
+    pub fn wake(&self, kind: UnitKind, has_video: bool) -> Wake {
+        if kind == UnitKind::Video && self.video_at_once {
+            return Wake::Now;
+        }
         let window = match self.schedule {
             Schedule::Fixed(window) => window,
-            Schedule::Adaptive { window } if self.merging || !picture => window,
+            Schedule::Adaptive { window } if self.merging || !is_picture(kind, has_video) => window,
             Schedule::Adaptive { .. } => return Wake::Now,
         };
         if window < MIN_WINDOW {
@@ -150,7 +163,7 @@ impl SendSchedule {
 
     /// The window pictures wait for now (zero: none).
     pub fn picture_window(&self) -> Duration {
-        match self.wake(true) {
+        match self.wake(UnitKind::Video, true) {
             Wake::Now => Duration::ZERO,
             Wake::After(window) => window,
         }
@@ -163,6 +176,16 @@ mod tests {
 
     const WINDOW: Duration = Duration::from_millis(50);
     const ADAPTIVE: Schedule = Schedule::Adaptive { window: WINDOW };
+
+    /// When a video unit of a stream with video wakes the viewers.
+    fn picture(s: &SendSchedule) -> Wake {
+        s.wake(UnitKind::Video, true)
+    }
+
+    /// When an audio unit of a stream with video wakes them.
+    fn audio(s: &SendSchedule) -> Wake {
+        s.wake(UnitKind::Audio, true)
+    }
 
     /// Two seconds of samples of a shard `busy` of the time, whose audience needs
     /// `frame_sends` a sample in frames.
@@ -178,36 +201,36 @@ mod tests {
 
     #[test]
     fn frames_while_idle_pictures_at_once_and_audio_riding_along() {
-        let s = SendSchedule::new(ADAPTIVE);
-        assert_eq!(s.wake(true), Wake::Now);
-        assert_eq!(s.wake(false), Wake::After(WINDOW));
+        let s = SendSchedule::new(ADAPTIVE, false);
+        assert_eq!(picture(&s), Wake::Now);
+        assert_eq!(audio(&s), Wake::After(WINDOW));
         assert_eq!(s.picture_window(), Duration::ZERO);
     }
 
     #[test]
     fn merges_when_frames_would_cost_too_much_and_comes_back_when_they_would_not() {
-        let mut s = SendSchedule::new(ADAPTIVE);
+        let mut s = SendSchedule::new(ADAPTIVE, false);
         // 1,000 frame sends a sample at 30% busy: frames stay, and cost 0.3 for 20,000 a
         // second.
         settle(&mut s, 0.3, 1_000);
-        assert_eq!(s.wake(true), Wake::Now);
+        assert_eq!(picture(&s), Wake::Now);
         // Twice the audience at 60%: merges.
         settle(&mut s, 0.6, 2_000);
-        assert_eq!(s.wake(true), Wake::After(WINDOW));
+        assert_eq!(picture(&s), Wake::After(WINDOW));
         assert_eq!(s.picture_window(), WINDOW);
         // Merging lowers the busy fraction, not the load frames would have: it stays.
         settle(&mut s, 0.3, 2_000);
-        assert_eq!(s.wake(true), Wake::After(WINDOW));
+        assert_eq!(picture(&s), Wake::After(WINDOW));
         assert!((s.load() - 0.6).abs() < 0.02, "{}", s.load());
         // Between the thresholds it stays as it is.
         settle(&mut s, 0.25, 1_500);
-        assert_eq!(s.wake(true), Wake::After(WINDOW));
+        assert_eq!(picture(&s), Wake::After(WINDOW));
         // The audience shrinks to where frames cost 30%: back to frames.
         settle(&mut s, 0.15, 1_000);
-        assert_eq!(s.wake(true), Wake::Now);
+        assert_eq!(picture(&s), Wake::Now);
         settle(&mut s, 0.45, 1_500);
         assert_eq!(
-            s.wake(true),
+            picture(&s),
             Wake::Now,
             "between the thresholds, frames stay"
         );
@@ -215,7 +238,7 @@ mod tests {
 
     #[test]
     fn a_burst_does_not_switch() {
-        let mut s = SendSchedule::new(ADAPTIVE);
+        let mut s = SendSchedule::new(ADAPTIVE, false);
         settle(&mut s, 0.3, 1_000);
         for _ in 0..3 {
             s.observe(Sample {
@@ -224,18 +247,18 @@ mod tests {
                 frame_sends: 1_000,
             });
         }
-        assert_eq!(s.wake(true), Wake::Now, "{}", s.load());
+        assert_eq!(picture(&s), Wake::Now, "{}", s.load());
     }
 
     #[test]
     fn merging_before_any_cost_was_learnt_follows_the_busy_fraction() {
-        let mut s = SendSchedule::new(ADAPTIVE);
+        let mut s = SendSchedule::new(ADAPTIVE, false);
         // A shard busy with something else than frames (joins, ingest): it merges on its
         // busy fraction, and comes back with it, having learnt no cost from few sends.
         settle(&mut s, 0.8, 10);
-        assert_eq!(s.wake(true), Wake::After(WINDOW));
+        assert_eq!(picture(&s), Wake::After(WINDOW));
         settle(&mut s, 0.1, 10);
-        assert_eq!(s.wake(true), Wake::Now);
+        assert_eq!(picture(&s), Wake::Now);
         let load = s.load();
         s.observe(Sample {
             ran: LOAD_SAMPLE,
@@ -247,18 +270,33 @@ mod tests {
 
     #[test]
     fn fixed_ignores_the_load() {
-        let mut s = SendSchedule::new(Schedule::Fixed(WINDOW));
+        let mut s = SendSchedule::new(Schedule::Fixed(WINDOW), false);
         settle(&mut s, 0.0, 0);
         assert_eq!(
-            (s.wake(true), s.wake(false)),
+            (picture(&s), audio(&s)),
             (Wake::After(WINDOW), Wake::After(WINDOW))
         );
         settle(&mut s, 1.0, 2_000);
-        assert_eq!(s.wake(true), Wake::After(WINDOW));
-        let at_once = SendSchedule::new(Schedule::Fixed(Duration::ZERO));
-        assert_eq!(
-            (at_once.wake(true), at_once.wake(false)),
-            (Wake::Now, Wake::Now)
-        );
+        assert_eq!(picture(&s), Wake::After(WINDOW));
+        let at_once = SendSchedule::new(Schedule::Fixed(Duration::ZERO), false);
+        assert_eq!((picture(&at_once), audio(&at_once)), (Wake::Now, Wake::Now));
+    }
+
+    #[test]
+    fn audio_of_an_audio_only_stream_is_a_picture() {
+        let s = SendSchedule::new(ADAPTIVE, false);
+        assert_eq!(s.wake(UnitKind::Audio, false), Wake::Now);
+        assert_eq!(s.wake(UnitKind::Script, false), Wake::After(WINDOW));
+    }
+
+    #[test]
+    fn video_at_once_is_never_held_and_the_window_it_reports_is_none() {
+        let mut s = SendSchedule::new(Schedule::Fixed(WINDOW), true);
+        settle(&mut s, 1.0, 2_000);
+        assert_eq!((picture(&s), audio(&s)), (Wake::Now, Wake::After(WINDOW)));
+        assert_eq!(s.picture_window(), Duration::ZERO);
+        let mut s = SendSchedule::new(ADAPTIVE, true);
+        settle(&mut s, 0.8, 2_000);
+        assert_eq!((picture(&s), audio(&s)), (Wake::Now, Wake::After(WINDOW)));
     }
 }

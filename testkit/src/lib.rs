@@ -4,10 +4,12 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`client`] | blocking RTMP clients (publisher and player); cheap glommio viewers that only count bytes |
+//! | [`procfs`] | CPU seconds of a process or thread from `/proc` (benchmarks) |
 //! | [`ts`] | the MPEG-TS reader of the HLS checks and of the load generator's probes (on `mpeg2ts`) |
 //!
 //! The crate depends on `corecast` for what the server and its clients share (the FLV
 //! reader of [`corecast::flv::reader`]); the server does not depend on it.
 
 pub mod client;
+pub mod procfs;
 pub mod ts;
