@@ -262,8 +262,9 @@ pub struct StreamConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SendSchedule {
-    /// Pictures go out at once while the shard can afford it (audio rides with them),
-    /// merging windows of `merge_window_ms` when it cannot.
+    /// Pictures go out at once while the shard can afford it (audio rides with them), two
+    /// or three pictures a send when it cannot, no unit held longer than one or two
+    /// `merge_window_ms`.
     Adaptive,
     /// `merge_window_ms` whatever the load.
     Fixed,

@@ -161,6 +161,8 @@ pub struct Feed {
     waiters: Vec<Waker>,
     /// A deferred wake-up (merge window) is already scheduled.
     flush_scheduled: bool,
+    /// Pictures held for the viewers since they were last woken (see `shard::schedule`).
+    pictures_held: u32,
     /// Wake-ups so far: a deferred one that finds this moved on has nothing to do.
     flushes: u64,
 }
@@ -181,6 +183,7 @@ impl Feed {
             want_key: false,
             waiters: Vec::new(),
             flush_scheduled: false,
+            pictures_held: 0,
             flushes: 0,
         }
     }
@@ -270,15 +273,23 @@ impl Feed {
     /// Wakes every waiting viewer.
     pub fn wake_all(&mut self) {
         self.flush_scheduled = false;
+        self.pictures_held = 0;
         self.flushes += 1;
         for waker in self.waiters.drain(..) {
             waker.wake();
         }
     }
 
-    /// Notes that a deferred wake-up is wanted; returns the token to pass to
-    /// [`Feed::deferred_wake`] when the caller must schedule one (none is pending yet).
-    pub fn want_flush(&mut self) -> Option<u64> {
+    /// Pictures held for the viewers since they were last woken.
+    pub fn pictures_held(&self) -> u32 {
+        self.pictures_held
+    }
+
+    /// Notes that a unit (a `picture` or not) is held for a deferred wake-up; returns the
+    /// token to pass to [`Feed::deferred_wake`] when the caller must schedule one (none is
+    /// pending yet).
+    pub fn hold(&mut self, picture: bool) -> Option<u64> {
+        self.pictures_held += u32::from(picture);
         (!std::mem::replace(&mut self.flush_scheduled, true)).then_some(self.flushes)
     }
 
@@ -329,17 +340,18 @@ mod tests {
         f.register(&waker, &mut listed);
         // Registering again before a wake-up lists the viewer once.
         f.register(&waker, &mut listed);
-        let token = f.want_flush().expect("first request schedules");
-        assert_eq!(f.want_flush(), None, "one deferred wake at a time");
-        // A video frame flushes first; the viewer registers again and waits.
+        let token = f.hold(false).expect("the first unit held schedules");
+        assert_eq!(f.hold(true), None, "one deferred wake at a time");
+        assert_eq!(f.pictures_held(), 1);
+        // A picture flushes first; the viewer registers again and waits.
         f.wake_all();
-        assert_eq!(woken(), 1);
+        assert_eq!((woken(), f.pictures_held()), (1, 0));
         f.register(&waker, &mut listed);
         f.deferred_wake(token);
         assert_eq!(woken(), 1, "nothing new since the flush");
-        let token = f.want_flush().expect("a new window");
+        let token = f.hold(true).expect("a new window");
         f.deferred_wake(token);
-        assert_eq!(woken(), 2);
+        assert_eq!((woken(), f.pictures_held()), (2, 0));
     }
 
     #[test]

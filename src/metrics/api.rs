@@ -55,9 +55,12 @@ pub struct ShardReport {
     pub shard: usize,
     /// Fraction of the last interval the shard spent running tasks (0..1).
     pub busy: f64,
-    /// The merge window at the report, ms (0: viewers woken at once; see
+    /// The longest a picture waits at the report, ms (0: pictures go out at once; see
     /// [`crate::shard::schedule`]).
     pub send_window_ms: f64,
+    /// Pictures per send of an adaptive schedule at the report (1: frames; 0: a fixed
+    /// window).
+    pub pictures_per_send: u32,
     /// The streams this shard knows.
     pub streams: Vec<StreamReport>,
 }
@@ -197,6 +200,7 @@ mod tests {
             shard: 0,
             busy: 0.1,
             send_window_ms: 0.0,
+            pictures_per_send: 1,
             streams: vec![StreamReport {
                 name: "live/a".into(),
                 owner_shard: 1,
@@ -209,7 +213,8 @@ mod tests {
         reports.publish(ShardReport {
             shard: 1,
             busy: 0.2,
-            send_window_ms: 12.5,
+            send_window_ms: 50.0,
+            pictures_per_send: 2,
             streams: vec![StreamReport {
                 name: "live/a".into(),
                 owner_shard: 1,

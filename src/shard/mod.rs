@@ -265,15 +265,19 @@ impl Shard {
     /// says (see [`schedule`]).
     fn notify(&self, feed: &Rc<RefCell<Feed>>, kind: UnitKind) {
         let mut f = feed.borrow_mut();
-        if schedule::is_picture(kind, f.has_video) {
+        let picture = schedule::is_picture(kind, f.has_video);
+        if picture {
             self.frame_sends
                 .set(self.frame_sends.get() + f.total_viewers() as u64);
         }
-        let wake = self.schedule.borrow().wake(kind, f.has_video);
+        let wake = self
+            .schedule
+            .borrow()
+            .wake(kind, f.has_video, f.pictures_held());
         match wake {
             Wake::Now => f.wake_all(),
             Wake::After(window) => {
-                if let Some(token) = f.want_flush() {
+                if let Some(token) = f.hold(picture) {
                     let feed = feed.clone();
                     glommio::spawn_local(async move {
                         glommio::timer::sleep(window).await;

@@ -93,6 +93,7 @@ impl Shard {
             shard: self.id,
             busy,
             send_window_ms: self.send_window().as_secs_f64() * 1000.0,
+            pictures_per_send: self.schedule.borrow().pictures_per_send(),
             streams: reports,
         }
     }
@@ -125,6 +126,7 @@ impl Shard {
                     "shard": r.shard,
                     "busy": r.busy,
                     "send_window_ms": r.send_window_ms,
+                    "pictures_per_send": r.pictures_per_send,
                     "streams": r.streams.len(),
                     "publishers": stats::get(&s.publishers),
                     "flv_viewers": stats::get(&s.flv_viewers),
