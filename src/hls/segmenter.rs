@@ -50,6 +50,8 @@ pub struct Segmenter {
     segments: VecDeque<Segment>,
     /// Sequence number of the next segment.
     next_seq: u64,
+    /// Bytes to reserve for the next segment: the last one's size and an eighth.
+    next_capacity: usize,
     /// Discontinuities that slid out of the window (EXT-X-DISCONTINUITY-SEQUENCE).
     discontinuity_seq: u64,
     /// The next segment starts after a discontinuity.
@@ -86,6 +88,22 @@ struct OpenSegment {
 /// encoder stops sending keyframes).
 pub const MAX_SEGMENT_BYTES: usize = 32 * 1024 * 1024;
 
+/// Bytes reserved for a stream's first segment (later ones: the size of the one before).
+const FIRST_SEGMENT_CAPACITY: usize = 256 * 1024;
+
+/// A finished segment's buffer as the shared bytes the window keeps. `Bytes::from` keeps the
+/// whole allocation, and shrinking it in place does not always give memory back (mimalloc
+/// keeps a block that shrinks by less than half: a 270 KB segment that had grown to
+/// 512 KiB held 512 KiB): a buffer with more than an eighth to spare is copied into one of
+/// its size.
+fn seal(buf: Vec<u8>) -> Bytes {
+    if buf.capacity() - buf.len() > buf.len() / 8 {
+        Bytes::copy_from_slice(&buf)
+    } else {
+        Bytes::from(buf)
+    }
+}
+
 impl Segmenter {
     /// A segmenter for stream `name` (the last path component), with a unique `instance`.
     pub fn new(name: &str, instance: u64, target_ms: u64, window: usize) -> Self {
@@ -98,6 +116,7 @@ impl Segmenter {
             open: None,
             segments: VecDeque::new(),
             next_seq: 0,
+            next_capacity: FIRST_SEGMENT_CAPACITY,
             discontinuity_seq: 0,
             pending_discontinuity: false,
             video_gap: false,
@@ -199,7 +218,7 @@ impl Segmenter {
                 }
             }
             if self.open.is_none() {
-                let mut bytes = Vec::with_capacity(256 * 1024);
+                let mut bytes = Vec::with_capacity(self.next_capacity);
                 self.muxer.write_tables(&mut bytes)?;
                 self.open = Some(OpenSegment {
                     bytes,
@@ -257,14 +276,13 @@ impl Segmenter {
 
     fn close_at(&mut self, end_dts: u64) -> Option<&Segment> {
         let OpenSegment {
-            bytes: mut buf,
+            bytes: buf,
             start_dts,
             started_at_ms,
             discontinuity,
             ..
         } = self.open.take()?;
-        // `Bytes::from` keeps the allocation's spare capacity: give it back first.
-        buf.shrink_to_fit();
+        self.next_capacity = (buf.len() + buf.len() / 8).min(MAX_SEGMENT_BYTES);
         let duration_ms = end_dts.saturating_sub(start_dts);
         self.longest_ms = self.longest_ms.max(duration_ms);
         self.segments.push_back(Segment {
@@ -272,7 +290,7 @@ impl Segmenter {
             duration_ms,
             discontinuity,
             started_at_ms,
-            bytes: Bytes::from(buf),
+            bytes: seal(buf),
         });
         self.next_seq += 1;
         self.trim_to(self.window);

@@ -27,6 +27,26 @@ mod segment_tests {
     use super::*;
     use crate::media::UnitKind;
 
+    #[test]
+    fn a_sealed_segment_holds_no_more_than_an_eighth_to_spare() {
+        // Grown past its reservation (capacity about twice its length): copied out.
+        let mut grown = Vec::with_capacity(1000);
+        grown.extend_from_slice(&[7; 1001]);
+        let at = grown.as_ptr();
+        let sealed = seal(grown);
+        assert_eq!((sealed.len(), sealed[1000]), (1001, 7));
+        assert_ne!(sealed.as_ptr(), at, "a buffer with half to spare is copied");
+        // Within its reservation: handed over as it is.
+        let mut tight = Vec::with_capacity(1100);
+        tight.extend_from_slice(&[9; 1000]);
+        let at = tight.as_ptr();
+        assert_eq!(
+            seal(tight).as_ptr(),
+            at,
+            "a buffer with a tenth to spare is kept"
+        );
+    }
+
     fn unit(kind: UnitKind, dts: u32, key: bool, header: bool, body: &[u8]) -> Unit {
         Unit::serialize(kind, dts, key, header, body, 4096)
     }
@@ -104,6 +124,22 @@ mod segment_tests {
                 .unwrap();
         }
         s
+    }
+
+    #[test]
+    fn the_next_segment_reserves_the_last_ones_size_and_an_eighth() {
+        assert_eq!(
+            Segmenter::new("cam", 7, 1000, 3).next_capacity,
+            FIRST_SEGMENT_CAPACITY
+        );
+        let s = fed(1000, 3, 25 * 2 + 1, 25);
+        let last = s
+            .segments()
+            .back()
+            .expect("two segments closed")
+            .bytes
+            .len();
+        assert_eq!(s.next_capacity, last + last / 8);
     }
 
     #[test]
