@@ -233,7 +233,11 @@ struct Run {
 
 /// Runs wrk on CPU 1 against the server process `pid`.
 fn wrk(url: &str, seconds: u64, connections: u64, pid: u32) -> Run {
-    let (cpu0, busy0, at) = (process_cpu(pid), cpu_busy(1), Instant::now());
+    let (cpu0, busy0, at) = (
+        process_cpu(pid),
+        corecast_testkit::procfs::cpu_busy(1),
+        Instant::now(),
+    );
     let out = Command::new("taskset")
         .args(["-c", "1", "wrk", "-t1"])
         .arg(format!("-c{connections}"))
@@ -242,7 +246,7 @@ fn wrk(url: &str, seconds: u64, connections: u64, pid: u32) -> Run {
         .output()
         .expect("wrk");
     let wall = at.elapsed().as_secs_f64();
-    let (cpu1, busy1) = (process_cpu(pid), cpu_busy(1));
+    let (cpu1, busy1) = (process_cpu(pid), corecast_testkit::procfs::cpu_busy(1));
     let text = String::from_utf8_lossy(&out.stdout);
     let rps = text
         .lines()
@@ -267,24 +271,6 @@ fn process_cpu(pid: u32) -> f64 {
     let (user, system) =
         corecast_testkit::procfs::cpu_seconds(std::path::Path::new(&format!("/proc/{pid}/stat")));
     user + system
-}
-
-/// Busy and total jiffies of CPU `cpu` so far (busy: everything but idle and iowait).
-fn cpu_busy(cpu: usize) -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let prefix = format!("cpu{cpu} ");
-    let values: Vec<f64> = stat
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map(|l| {
-            l.split_whitespace()
-                .filter_map(|v| v.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let total: f64 = values.iter().sum();
-    let idle = values.get(3).copied().unwrap_or(0.0) + values.get(4).copied().unwrap_or(0.0);
-    (total - idle, total)
 }
 
 fn parse_size(v: &str) -> f64 {

@@ -113,8 +113,8 @@ def configs(ctx):
 
 
 def hls_configs(ctx):
-    """(server, "hls") pairs of part e: every selected server but nginx serves HLS (nginx-rtmp
-    with `hls on`)."""
+    """(server, "hls") pairs of part e: every selected server serves HLS (nginx through
+    nginx-rtmp's `hls on`)."""
     return [(kind, "hls") for kind in ("corecast", "nginx", "corecast-fixed", "corecast-ll")
             if kind in ctx.args.servers]
 

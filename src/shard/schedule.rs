@@ -150,15 +150,13 @@ impl SendSchedule {
         };
         self.load += (in_frames - self.load) / SMOOTHING_SAMPLES;
         let expected = |pictures: u32| self.load / saving(pictures);
-        if expected(self.pictures) > MERGE_ABOVE {
-            // The fewest pictures per send that bring the load under the threshold.
-            while self.pictures < MAX_PICTURES_PER_SEND && expected(self.pictures) > MERGE_ABOVE {
-                self.pictures += 1;
-            }
-        } else {
-            while self.pictures > 1 && expected(self.pictures - 1) < FRAMES_BELOW {
-                self.pictures -= 1;
-            }
+        // The fewest pictures per send that bring the load under the threshold, or fewer
+        // while that would stay under the lower one (never both: FRAMES_BELOW < MERGE_ABOVE).
+        while self.pictures < MAX_PICTURES_PER_SEND && expected(self.pictures) > MERGE_ABOVE {
+            self.pictures += 1;
+        }
+        while self.pictures > 1 && expected(self.pictures - 1) < FRAMES_BELOW {
+            self.pictures -= 1;
         }
     }
 

@@ -4,7 +4,7 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`client`] | blocking RTMP clients (publisher and player); cheap glommio viewers that only count bytes |
-//! | [`procfs`] | CPU seconds of a process or thread from `/proc` (benchmarks) |
+//! | [`procfs`] | CPU seconds of a process or thread, busy time of a CPU, from `/proc` (benchmarks) |
 //! | [`ts`] | the MPEG-TS reader of the HLS checks and of the load generator's probes (on `mpeg2ts`) |
 //!
 //! The crate depends on `corecast` for what the server and its clients share (the FLV

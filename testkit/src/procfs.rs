@@ -1,4 +1,4 @@
-//! CPU time from `/proc`, for the benchmarks' figures.
+//! CPU time of processes, threads and CPUs from `/proc`, for the benchmarks' figures.
 
 use std::path::Path;
 
@@ -21,6 +21,25 @@ pub fn cpu_seconds(stat: &Path) -> (f64, f64) {
             / USER_HZ
     };
     (seconds(11), seconds(12))
+}
+
+/// Busy and total clock ticks of CPU `cpu` so far, from `/proc/stat` (busy: everything but
+/// idle and iowait, kernel work for other processes included); zero when it cannot be read.
+pub fn cpu_busy(cpu: usize) -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let prefix = format!("cpu{cpu} ");
+    let values: Vec<f64> = stat
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let total: f64 = values.iter().sum();
+    let idle = values.get(3).copied().unwrap_or(0.0) + values.get(4).copied().unwrap_or(0.0);
+    (total - idle, total)
 }
 
 /// Clock ticks of `/proc`'s times (`USER_HZ`, 100 on Linux whatever the kernel's HZ).
