@@ -117,7 +117,7 @@ fn units(seconds: u32) -> Vec<Unit> {
 }
 
 fn unit(kind: UnitKind, dts: u32, key: bool, header: bool, body: &[u8]) -> Unit {
-    Unit::serialize(kind, dts, key, header, body, 4096)
+    Unit::serialize(kind, dts, key, header, body, 4096, None)
 }
 
 /// CPU time to remux one second of 2.5 Mbit/s video (single thread, in process).

@@ -1,5 +1,6 @@
 //! Microbenchmarks of the per-unit and per-viewer hot paths (pure code, no IO):
-//! FLV tag serialization and shared RTMP chunking (once per unit per stream), MPEG-TS muxing
+//! a unit's serialization (its FLV tag and RTMP chunks in one buffer, once per unit per
+//! stream), MPEG-TS muxing
 //! (once per unit per stream with HLS), and the cursor's gather + advance (once per viewer
 //! per send: the user-space part of fan-out besides the system call), and the RTMP input
 //! guard beside rml_rtmp's chunk deserializer (once per byte a publisher sends), on video
@@ -57,24 +58,20 @@ fn main() {
     body[9] = 0x41;
 
     println!("hot paths, {FRAME}-byte video frames, best of {rounds} rounds");
-    let flv = best_ns(rounds, 200_000, || {
-        black_box(corecast::flv::tag(UnitKind::Video, 40, black_box(&body)));
-    });
-    println!(
-        "{:<52} {:>10.0} ns",
-        "FLV tag serialization (per unit per stream)", flv
-    );
-    let rtmp = best_ns(rounds, 200_000, || {
-        black_box(corecast::rtmp::chunk::media_message(
+    let unit = best_ns(rounds, 200_000, || {
+        black_box(Unit::serialize(
             UnitKind::Video,
             40,
+            false,
+            false,
             black_box(&body),
             4096,
+            None,
         ));
     });
     println!(
         "{:<52} {:>10.0} ns",
-        "RTMP shared chunking, 4096 (per unit per stream)", rtmp
+        "unit serialization, FLV + RTMP 4096 (per unit)", unit
     );
 
     let mut muxer = TsMuxer::new();
@@ -100,42 +97,37 @@ fn main() {
     );
 
     // Fan-out bookkeeping: a viewer gathers the units pending since its last send and
-    // advances over what the kernel took. Five units per send, as with a 50 ms window.
+    // advances over what the kernel took. Five units per send, as with a 50 ms window. An
+    // HTTP-FLV viewer sends one slice per unit, an RTMP player one per chunk and chunk
+    // header. One GOP: a viewer reads within its GOP, as caught-up viewers do.
     let mut ring = Ring::new(1 << 30, u64::MAX);
-    let wire = Bytes::from(vec![0u8; 4_500]);
+    let frame = vec![0u8; 4_500];
     for seq in 0..100_000u64 {
-        ring.push(
-            Unit {
-                kind: UnitKind::Video,
-                seq,
-                dts: seq as u32,
-                key: seq % 60 == 0,
-                header: false,
-                flv: wire.clone(),
-                rtmp: wire.clone(),
-                default_track: None,
-                ingest_ns: 0,
-            },
-            0,
-        );
+        let key = seq == 0;
+        let mut unit = Unit::serialize(UnitKind::Video, seq as u32, key, false, &frame, 4096, None);
+        unit.seq = seq;
+        ring.push(unit, 0);
     }
     let per_send = 5u64;
-    let mut cursor = Cursor::new(Format::Flv, Vec::new(), 0);
-    let mut recorded = 0u64;
-    let gather = best_ns(rounds, 19_000, || {
-        if cursor.position() + per_send > ring.end() {
-            cursor = Cursor::new(Format::Flv, Vec::new(), 0);
-        }
-        let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(32);
-        let n = cursor.gather(&ring, &mut iov, 1 << 20, per_send as usize);
-        drop(iov);
-        cursor.advance(&ring, n, |_| recorded += 1);
-    }) / per_send as f64;
-    black_box(recorded);
-    println!(
-        "{:<52} {:>10.1} ns",
-        "cursor gather + advance (per unit per viewer)", gather
-    );
+    for format in [Format::Flv, Format::Rtmp] {
+        let mut cursor = Cursor::new(format, Vec::new(), 0);
+        let mut recorded = 0u64;
+        let gather = best_ns(rounds, 19_000, || {
+            if cursor.position() + per_send > ring.end() {
+                cursor = Cursor::new(format, Vec::new(), 0);
+            }
+            let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(32);
+            let n = cursor.gather(&ring, &mut iov, 1 << 20, 4 * per_send as usize);
+            drop(iov);
+            cursor.advance(&ring, n, |_| recorded += 1);
+        }) / per_send as f64;
+        black_box(recorded);
+        println!(
+            "{:<52} {:>10.1} ns",
+            format!("cursor gather + advance, {format:?} (per unit per viewer)"),
+            gather
+        );
+    }
 
     // A publisher's input: one second of 30 video frames, 4096-byte chunks, read 64 KiB at
     // a time. The guard reads every chunk header; the deserializer copies every payload.

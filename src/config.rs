@@ -158,6 +158,12 @@ pub struct HlsConfig {
     pub target_duration_ms: u64,
     /// Segments kept per stream.
     pub window_segments: usize,
+    /// Segment a stream only while its HLS is requested (false: every stream, from its
+    /// publish to its end).
+    pub on_demand: bool,
+    /// On demand: this long after a stream's last playlist or segment request, its
+    /// segmenter stops and its segments are freed.
+    pub idle_timeout_ms: u64,
 }
 
 /// `[server]`: shards and listeners.
@@ -497,6 +503,13 @@ impl Config {
         }
         if !(2..=100).contains(&self.hls.window_segments) {
             return Err(invalid("hls.window_segments", "must be within 2 ..= 100"));
+        }
+        if self.hls.idle_timeout_ms < 3 * self.hls.target_duration_ms {
+            return Err(invalid(
+                "hls.idle_timeout_ms",
+                "must be at least 3 x hls.target_duration_ms (players reload the playlist \
+                 about once a target duration)",
+            ));
         }
         if !(1..=128).contains(&self.limits.ipv6_prefix_len) {
             return Err(invalid(

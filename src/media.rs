@@ -2,9 +2,15 @@
 //! call to stamp what they pass in).
 //!
 //! A [`Unit`] is one publisher message (audio frame, video frame, sequence header or
-//! metadata) after ingest: classified, given a monotonic timestamp, and serialized once as a
-//! complete FLV tag. The `Bytes` inside are shared by every viewer on every shard.
+//! metadata) after ingest: classified, given a monotonic timestamp, and serialized once
+//! ([`Wire`]: the FLV tag and the RTMP chunks are slices of one buffer). The `Bytes` inside
+//! are shared by every viewer on every shard.
 
+mod wire;
+
+pub use wire::Wire;
+
+use crate::hub::budget::Meter;
 use bytes::Bytes;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -56,16 +62,6 @@ pub enum Tracks {
     Default,
 }
 
-/// A multitrack unit reduced to its default track (see [`Tracks`]), serialized like the
-/// unit; both empty when the tag carries no default track.
-#[derive(Debug)]
-pub struct DefaultTrack {
-    /// The FLV tag.
-    pub flv: Bytes,
-    /// The RTMP message in chunks.
-    pub rtmp: Bytes,
-}
-
 /// One media unit, serialized once per stream and shared by every viewer.
 #[derive(Debug, Clone)]
 pub struct Unit {
@@ -80,20 +76,19 @@ pub struct Unit {
     pub key: bool,
     /// Codec configuration or metadata: kept aside to start new viewers, not a frame.
     pub header: bool,
-    /// The complete FLV tag: 11-byte header, body, 4-byte previous-tag-size.
-    pub flv: Bytes,
-    /// The RTMP message, chunked for every player (see [`crate::rtmp::chunk`]).
-    pub rtmp: Bytes,
-    /// For a multitrack tag, the unit as viewers of [`Tracks::Default`] receive it; `None`
-    /// for every other unit, which all viewers receive as it is.
-    pub default_track: Option<Arc<DefaultTrack>>,
+    /// The message in every wire format, stored once.
+    pub wire: Wire,
+    /// For a multitrack tag, the unit as viewers of [`Tracks::Default`] receive it (empty
+    /// when the tag carries no default track); `None` for every other unit, which all
+    /// viewers receive as it is.
+    pub default_track: Option<Arc<Wire>>,
     /// Monotonic time (ns, see [`now_ns`]) at which the publisher's bytes were read.
     pub ingest_ns: u64,
 }
 
 impl Unit {
-    /// Serializes one message in every wire format: an FLV tag, and RTMP chunks of
-    /// `chunk_size`. `seq` and `ingest_ns` are 0; the ingest path sets them.
+    /// Serializes one message ([`Wire`], RTMP chunks of `chunk_size`), counted against
+    /// `meter` while it lives. `seq` and `ingest_ns` are 0; the ingest path sets them.
     ///
     /// Script data (onMetaData) goes out with timestamp 0 whenever it comes, as in FLV files
     /// and from nginx-rtmp: libavformat's FLV reader (ffmpeg, and the players built on it)
@@ -106,91 +101,86 @@ impl Unit {
         header: bool,
         body: &[u8],
         chunk_size: usize,
+        meter: Option<&Arc<Meter>>,
     ) -> Unit {
-        let (flv, rtmp) = wires(kind, dts, body, chunk_size);
         Unit {
             kind,
             seq: 0,
             dts,
             key,
             header,
-            flv,
-            rtmp,
+            wire: Wire::new(kind, wire_ts(kind, dts), body, chunk_size, meter),
             default_track: None,
             ingest_ns: 0,
         }
     }
 
     /// The same unit, with `body` as its default track (see [`Tracks`]): a multitrack tag's
-    /// [`crate::flv::codec::Multitrack::default_body`], serialized in every wire format
-    /// (nothing when it is empty).
-    pub fn with_default_track(mut self, body: &[u8], chunk_size: usize) -> Unit {
-        let (flv, rtmp) = if body.is_empty() {
-            (Bytes::new(), Bytes::new())
+    /// [`crate::flv::codec::Multitrack::default_body`], serialized likewise (nothing when it
+    /// is empty).
+    pub fn with_default_track(
+        mut self,
+        body: &[u8],
+        chunk_size: usize,
+        meter: Option<&Arc<Meter>>,
+    ) -> Unit {
+        let wire = if body.is_empty() {
+            Wire::default()
         } else {
-            wires(self.kind, self.dts, body, chunk_size)
+            Wire::new(
+                self.kind,
+                wire_ts(self.kind, self.dts),
+                body,
+                chunk_size,
+                meter,
+            )
         };
-        self.default_track = Some(Arc::new(DefaultTrack { flv, rtmp }));
+        self.default_track = Some(Arc::new(wire));
         self
     }
 
-    /// Bytes held by the unit's serializations, its cost in ring accounting.
+    /// Bytes the unit stores, its cost in ring accounting.
     pub fn len(&self) -> usize {
-        let reduced = self
-            .default_track
-            .as_ref()
-            .map_or(0, |d| d.flv.len() + d.rtmp.len());
-        self.flv.len() + self.rtmp.len() + reduced
+        self.wire.stored() + self.default_track.as_ref().map_or(0, |d| d.stored())
     }
 
-    /// True when nothing is serialized (never for units built by the ingest path).
+    /// True when nothing is stored (never for units built by the ingest path).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The unit in the given wire format, for a viewer of `tracks`; empty when it has
-    /// nothing for that viewer.
-    pub fn wire(&self, format: Format, tracks: Tracks) -> &Bytes {
-        let (flv, rtmp) = match (&self.default_track, tracks) {
-            (Some(reduced), Tracks::Default) => (&reduced.flv, &reduced.rtmp),
-            _ => (&self.flv, &self.rtmp),
-        };
-        match format {
-            Format::Flv => flv,
-            Format::Rtmp => rtmp,
+    /// The unit for a viewer of `tracks`; empty when it has nothing for that viewer.
+    pub fn wire(&self, tracks: Tracks) -> &Wire {
+        match (&self.default_track, tracks) {
+            (Some(reduced), Tracks::Default) => reduced,
+            _ => &self.wire,
         }
     }
 
     /// The message body (the FLV tag without its header and trailer) for a viewer of
     /// `tracks`; empty when the unit has nothing for that viewer.
     pub fn body(&self, tracks: Tracks) -> &[u8] {
-        let flv = self.wire(Format::Flv, tracks);
-        flv.get(crate::flv::TAG_HEADER_LEN..flv.len().saturating_sub(4))
-            .unwrap_or_default()
+        self.wire(tracks).body()
     }
 
-    /// The unit's message serialized in `format` with another timestamp, for a viewer of
-    /// `tracks` (empty when the unit has nothing for that viewer).
-    pub fn restamped(&self, format: Format, tracks: Tracks, dts: u32, chunk_size: usize) -> Bytes {
+    /// The unit's message with another timestamp, for a viewer of `tracks` (empty when the
+    /// unit has nothing for that viewer). Not metered: a viewer's own copy.
+    pub fn restamped(&self, tracks: Tracks, dts: u32, chunk_size: usize) -> Wire {
         let body = self.body(tracks);
         if body.is_empty() {
-            return Bytes::new();
+            return Wire::default();
         }
-        match format {
-            Format::Flv => crate::flv::tag(self.kind, dts, body),
-            Format::Rtmp => crate::rtmp::chunk::media_message(self.kind, dts, body, chunk_size),
-        }
+        Wire::new(self.kind, wire_ts(self.kind, dts), body, chunk_size, None)
     }
 }
 
-/// A message as an FLV tag and as RTMP chunks of `chunk_size`, stamped as
-/// [`Unit::serialize`] says.
-fn wires(kind: UnitKind, dts: u32, body: &[u8], chunk_size: usize) -> (Bytes, Bytes) {
-    let wire_ts = if kind == UnitKind::Script { 0 } else { dts };
-    (
-        crate::flv::tag(kind, wire_ts, body),
-        crate::rtmp::chunk::media_message(kind, wire_ts, body, chunk_size),
-    )
+/// The timestamp a unit goes out with, as [`Unit::serialize`] says.
+fn wire_ts(kind: UnitKind, dts: u32) -> u32 {
+    if kind == UnitKind::Script {
+        0
+    } else {
+        dts
+    }
 }
 
 /// Monotonic nanoseconds since the first call in this process. Every shard uses the same
@@ -348,15 +338,16 @@ mod tests {
 
     #[test]
     fn script_data_goes_out_at_timestamp_zero_and_media_at_its_own() {
-        let meta = Unit::serialize(UnitKind::Script, 61_234, false, true, b"\x02", 4096);
+        let first = |unit: &Unit| unit.wire.slices(Format::Rtmp).next().unwrap_or_default();
+        let meta = Unit::serialize(UnitKind::Script, 61_234, false, true, b"\x02", 4096, None);
         assert_eq!(meta.dts, 61_234);
         // FLV tag header: type, size (3), timestamp (3), extension, stream id (3).
-        assert_eq!(&meta.flv[4..8], &[0, 0, 0, 0]);
+        assert_eq!(&meta.wire.flv()[4..8], &[0, 0, 0, 0]);
         // RTMP: one-byte basic header, then the type 0 message header's timestamp.
-        assert_eq!(&meta.rtmp[1..4], &[0, 0, 0]);
-        let video = Unit::serialize(UnitKind::Video, 61_234, true, false, &[0x17, 1], 4096);
-        assert_eq!(&video.flv[4..8], &[0x00, 0xef, 0x32, 0x00]);
-        assert_eq!(&video.rtmp[1..4], &[0x00, 0xef, 0x32]);
+        assert_eq!(&first(&meta)[1..4], &[0, 0, 0]);
+        let video = Unit::serialize(UnitKind::Video, 61_234, true, false, &[0x17, 1], 4096, None);
+        assert_eq!(&video.wire.flv()[4..8], &[0x00, 0xef, 0x32, 0x00]);
+        assert_eq!(&first(&video)[1..4], &[0x00, 0xef, 0x32]);
     }
 
     #[test]

@@ -56,6 +56,13 @@ pub struct ShardStats {
     pub hls_service_ns_total: AtomicU64,
     /// Units jumped over by slow viewers.
     pub frames_skipped: AtomicU64,
+    /// Gauge: media bytes of the streams this shard owns beyond their GOP caches (the
+    /// backlog kept for viewers that are behind, and units being sent), on any shard.
+    pub ring_bytes: AtomicU64,
+    /// Gauge: media bytes in the GOP caches of the streams this shard owns.
+    pub gop_cache_bytes: AtomicU64,
+    /// Gauge: HLS segments held by the streams this shard owns.
+    pub hls_bytes: AtomicU64,
     /// Viewers (any protocol) disconnected for being too slow.
     pub viewers_disconnected_slow: AtomicU64,
     /// Units not forwarded to a shard because its queue was full, or because control
@@ -115,6 +122,12 @@ pub fn inc(counter: &AtomicU64) {
 #[inline]
 pub fn dec(gauge: &AtomicU64) {
     gauge.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Sets a gauge.
+#[inline]
+pub fn set(gauge: &AtomicU64, value: u64) {
+    gauge.store(value, Ordering::Relaxed);
 }
 
 /// Reads a counter.

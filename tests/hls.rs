@@ -245,7 +245,15 @@ fn window_bounds_memory_and_http_semantics_hold() {
     let tags = fixture_tags();
     let mut p = publisher(&server, "win");
     let (mut offset, mut last_offset) = (0, 0);
-    for _ in 0..6 {
+    for round in 0..6 {
+        if round == 1 {
+            // HLS is made while requested: the first request starts it from the ring (which
+            // keeps a target duration for it) and gets a segment at once.
+            let first = http_get(addr, "/live/win.m3u8");
+            assert_eq!(first.status, 200);
+            let text = String::from_utf8(first.body).unwrap();
+            assert!(!listed(&text).is_empty(), "a first segment:\n{text}");
+        }
         last_offset = offset;
         offset = p
             .replay(
@@ -334,5 +342,47 @@ fn window_bounds_memory_and_http_semantics_hold() {
     assert_eq!((second.status, second.body.len()), (200, full.body.len()));
     assert_eq!(http_get(addr, "/live/nothing.m3u8").status, 404);
     p.finish().unwrap();
+    server.stop();
+}
+
+/// HLS is made only while it is requested: nothing for a stream nobody asks for, a first
+/// segment at once for the first request, and the segments freed (a new incarnation for the
+/// next request) once no request came for `hls.idle_timeout_ms`.
+#[test]
+fn segments_are_made_only_while_requested() {
+    let server = start("[hls]\ntarget_duration_ms = 1000\nidle_timeout_ms = 3000\n");
+    let addr = server.http_addr();
+    let publishing = publish_in_background(&server, "demand", 2, 1.0);
+    wait_live(&server, "/live/demand.flv");
+    let hls_bytes = || total(&server, |s| &s.hls_bytes);
+    let units = || total(&server, |s| &s.gop_cache_bytes);
+    // Reports refresh the gauges once a second: the GOP cache shows, HLS does not.
+    assert!(wait_until(Duration::from_secs(5), || units() > 0));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(hls_bytes(), 0, "no request, no segment");
+    let first = http_get(addr, "/live/demand.m3u8");
+    assert_eq!(first.status, 200);
+    let text = String::from_utf8(first.body).unwrap();
+    let names = listed(&text);
+    assert!(!names.is_empty(), "a first segment at once:\n{text}");
+    let segment = format!("/live/{}", names[0].0);
+    assert_eq!(http_get(addr, &segment).status, 200);
+    assert!(wait_until(Duration::from_secs(3), || hls_bytes() > 0));
+    // No request for 3 s: retired at the next keyframe, its segments freed everywhere.
+    assert!(
+        wait_until(Duration::from_secs(8), || hls_bytes() == 0),
+        "segments freed"
+    );
+    assert_eq!(http_get(addr, &segment).status, 404);
+    let again = String::from_utf8(http_get(addr, "/live/demand.m3u8").body).unwrap();
+    let renamed = listed(&again);
+    assert!(!renamed.is_empty(), "started again:\n{again}");
+    let incarnation = |name: &str| name.split('-').nth(1).map(str::to_string);
+    assert_ne!(
+        incarnation(&renamed[0].0),
+        incarnation(&names[0].0),
+        "a new incarnation: no cached segment of the old one is served for it"
+    );
+    publishing.join().unwrap();
     server.stop();
 }

@@ -40,8 +40,10 @@ fn config(grace_ms: u64, extra: &str) -> String {
     )
 }
 
-/// HLS settings that keep every segment of a short test stream (the fixture's GOP is 1 s).
-const HLS_KEEP_ALL: &str = "[hls]\ntarget_duration_ms = 1000\nwindow_segments = 60\n";
+/// HLS settings that make and keep every segment of a short test stream from its publish on
+/// (the fixture's GOP is 1 s).
+const HLS_KEEP_ALL: &str =
+    "[hls]\non_demand = false\ntarget_duration_ms = 1000\nwindow_segments = 60\n";
 
 /// How much of the clip each test publishes before its viewers connect: its first 0.42 s
 /// (metadata, sequence headers, the first keyframe and what follows it).

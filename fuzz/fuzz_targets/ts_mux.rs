@@ -75,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
             };
             unit
         } else {
-            Unit::serialize(kind, dts, key, header, &body, 128)
+            Unit::serialize(kind, dts, key, header, &body, 128, None)
         };
         now_ms += u64::from(step);
         // A unit that cannot be muxed is left out (the shard counts it); never a panic.

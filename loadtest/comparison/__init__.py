@@ -24,7 +24,7 @@ What it measures, for every point (server, protocol, source, viewers):
   longer than corecast's 10 s ring), divided by the viewers. corecast: the process;
   nginx: the worker (the master does not grow with viewers; it is recorded separately).
 
-Parts (--only a,b,c,d,e):
+Parts (--only a,b,c,d,e,f):
 
   a  RTMP fan-out of the ~2.6 Mbit/s 720p source (target/bench/720p.flv, generated once
      with ffmpeg) at 500, 1000, 2000 and 4000 viewers, both servers, plus corecast HTTP-FLV.
@@ -44,6 +44,11 @@ Parts (--only a,b,c,d,e):
      segments back): corecast's HLS from memory against nginx-rtmp's own (`hls on`, 2 s
      fragments, a 12 s playlist, written to disk under the temporary directory and served
      by nginx's HTTP server with sendfile from the page cache, in the same worker).
+  f  Many channels: 200 synthetic streams of 1 Mbit/s, and 1,000 of 250 kbit/s (25 fps,
+     2 s GOP), published at once: the server's RSS and CPU per stream with the
+     publishers alone, then with 400 RTMP players of one stream; and the same with one HLS
+     player on every stream (nginx-rtmp: `hls on`, written to a tmpfs, served by its HTTP
+     server).
 
 Output: a progress line per point on stderr; Markdown tables (one per part, machine facts
 first) on stdout, ready for docs/BENCHMARKS.md; every raw figure (generator summaries
@@ -76,7 +81,8 @@ from loadtest/ runs it too). One module per job:
   context    the command line and the settings that follow from it
   preflight  machine and tool checks, release build, sources, machine facts
   point      one run of the generator against a fresh server, and its verdict
-  parts      parts a-d, the plan and its time estimate
+  parts      parts a-e, the plan and its time estimate
+  channels   part f: many channels
   markdown   the tables printed at the end
   main       the run as a whole: parts, raw JSON, tables, exit status
 """

@@ -37,7 +37,7 @@ def parse_args(argv):
                    help="seconds of viewers per point (default 30; 10 with --quick)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 10 s points, fewer of them")
-    p.add_argument("--only", default="a,b,c,d,e", help="parts to run, e.g. a,c")
+    p.add_argument("--only", default="a,b,c,d,e,f", help="parts to run, e.g. a,c")
     p.add_argument("--servers", default="corecast,nginx",
                    help="comma-separated: corecast, corecast-fixed (send_schedule = fixed), "
                         "corecast-ll (flush_on_video), nginx")
@@ -79,7 +79,7 @@ def parse_args(argv):
     p.add_argument("--nginx", default=None, help="nginx program (default /usr/sbin/nginx)")
     p.add_argument("--nginx-module", default=None, help="path of ngx_rtmp_module.so")
     a = p.parse_args(argv)
-    a.only = parse_list(a.only, {"a", "b", "c", "d", "e"})
+    a.only = parse_list(a.only, {"a", "b", "c", "d", "e", "f"})
     a.servers = parse_list(a.servers, set(SERVERS))
     a.protocols = parse_list(a.protocols, {"rtmp", "flv"})
     q = a.quick

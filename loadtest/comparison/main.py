@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .channels import part_channels
 from .children import Children
 from .common import BENCH_DIR, Fatal, MAX_GENERATOR_PEAK, MAX_P99_MS, REPO, log
 from .context import Ctx, configs, hls_configs, parse_args
@@ -52,6 +53,8 @@ def main(argv):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     ctx.tmp = Path(tempfile.mkdtemp(prefix="corecast-compare-"))
+    # nginx-rtmp's HLS in part f goes to a tmpfs, as corecast's stays in memory.
+    ctx.shm = Path(tempfile.mkdtemp(prefix="corecast-compare-", dir="/dev/shm"))
     status = 0
     try:
         preflight(ctx)
@@ -76,6 +79,8 @@ def main(argv):
             part_storm(ctx)
         if "e" in args.only:
             part_hls(ctx)
+        if "f" in args.only:
+            part_channels(ctx)
         ctx.complete = True
     except Fatal as e:
         log(f"error: {e}")
@@ -96,5 +101,6 @@ def main(argv):
         log(f"temporary files kept in {ctx.tmp}")
     else:
         shutil.rmtree(ctx.tmp, ignore_errors=True)
+    shutil.rmtree(ctx.shm, ignore_errors=True)
     log(f"done in {(time.monotonic() - ctx.t_start) / 60:.1f} minutes")
     return status

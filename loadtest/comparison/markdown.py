@@ -181,6 +181,28 @@ def storm_table(ctx):
                  rows)
 
 
+def channels_table(ctx):
+    """Part f's table: one row per run."""
+    header = [("server", False), ("streams x kbit/s", False), ("viewers", False),
+              ("RSS MB per stream, publishers", True), ("CPU, publishers", True),
+              ("CPU per 100 streams", True), ("RSS MB per stream, with viewers", True),
+              ("CPU, with viewers", True), ("viewers' p99 ms / HLS problems", True),
+              ("failed, windows behind", True)]
+    rows = []
+    for r in ctx.points:
+        if r["part"] != "f":
+            continue
+        viewers = (f"{r['viewers']:,} HLS, one a stream" if r["hls"]
+                   else f"{r['viewers']:,} RTMP of one")
+        quality = r.get("hls_problems") if r["hls"] else num(r.get("p99_ms"))
+        rows.append([r["server"], f"{r['streams']:,} x {r['kbit_per_s']:,}", viewers,
+                     num(r["mb_per_stream"], 2), pct(r["cpu_publishers"]),
+                     pct(r["cpu_publishers"] * 100 / r["streams"]),
+                     num(r["mb_per_stream_viewers"], 2), pct(r["cpu_viewers"]), quality,
+                     f"{r['failed']}, {r['windows_behind']}"])
+    return table(header, rows)
+
+
 def markdown(ctx):
     f, a = ctx.facts, ctx.args
     cfg = f.get("corecast_config", "")
@@ -282,4 +304,13 @@ def markdown(ctx):
                   "HLS stall (no new segment for too long), no 404 and no failed request. "
                   "Latency is the probes' publisher-to-player time, which for HLS includes "
                   "the segments a player starts behind: not comparable with the RTMP rows.", ""]
+    if "f" in a.only:
+        lines += ["### f. Many channels", "", channels_table(ctx), "",
+                  "Synthetic streams (25 fps, 2 s GOP) published at once, 15 s alone, then "
+                  "15 s with the viewers. RSS per stream: (RSS then - RSS idle) / streams; "
+                  "corecast: the process, nginx: the worker. CPU: the process's (nginx: the "
+                  "worker's) utime + stime, as % of one core, from 5 s in (publishers) and "
+                  "from 3 s after the viewers joined. corecast makes HLS while it is "
+                  "requested; nginx-rtmp with `hls on` writes every stream's HLS (to a tmpfs) "
+                  "and serves it with its HTTP server.", ""]
     return "\n".join(lines)

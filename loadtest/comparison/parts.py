@@ -1,7 +1,9 @@
 """The parts a-e: fan-out series, the search for the most viewers served healthily, the
-join storm, HLS players; the plan and its time estimate.
+join storm, HLS players (part f, many channels, is `channels`); the plan and its time
+estimate.
 """
 
+from .channels import LOADS, estimate_channels
 from .common import OVERHEAD, PROTOCOL_LABEL, WARMUP
 from .context import configs, fd_cap, hls_configs
 from .point import run_point
@@ -146,6 +148,10 @@ def plan_text(ctx):
     if "e" in args.only:
         lines.append(f"  part e: {', '.join(k for k, _ in hls_configs(ctx))} HLS "
                      + ", ".join(f"{n:,}" for n in args.counts_e) + " players")
+    if "f" in args.only:
+        lines.append("  part f: " + ", ".join(f"{n:,} streams of {k:,} kbit/s" for n, k in LOADS)
+                     + ", publishers then 400 RTMP players of one, and with HLS on every "
+                     "stream")
     lines.append(f"estimated {estimate(ctx) / 60:.0f} minutes (part c adapts: it may take "
                  "more or less)")
     return "\n".join(lines)
@@ -169,4 +175,6 @@ def estimate(ctx):
         total += n_cfg * (WARMUP + max(6.0, min(d, 15.0)) + OVERHEAD)
     if "e" in args.only:
         total += len(args.counts_e) * len(hls_configs(ctx)) * (args.mem_warmup + d + OVERHEAD)
+    if "f" in args.only:
+        total += estimate_channels(ctx)
     return total

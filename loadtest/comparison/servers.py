@@ -108,21 +108,24 @@ class Nginx:
         self.ctx, self.label = ctx, label
         # For HLS players: `hls on`, and nginx's HTTP server on the segments' directory.
         self.hls = protocol == "hls"
+        # Where HLS is written: under the prefix unless set (part f: a tmpfs).
+        self.hls_root = None
         self.proc = None
         self.worker = None
         self.notes = []
 
     @staticmethod
-    def config(ctx, prefix, port, http_port=None):
+    def config(ctx, prefix, port, http_port=None, root=None):
         """The configuration; with `http_port`, the application writes HLS (2 s fragments,
-        a 12 s playlist, as corecast's defaults: 2 s target, 6 segments) under `prefix` on
-        disk, and an HTTP server serves it with sendfile."""
-        hls = (f" hls on; hls_path {prefix}/hls/live; hls_fragment 2s;"
+        a 12 s playlist, as corecast's defaults: 2 s target, 6 segments) under `root`
+        (default `prefix`/hls), and an HTTP server serves it with sendfile."""
+        root = root or f"{prefix}/hls"
+        hls = (f" hls on; hls_path {root}/live; hls_fragment 2s;"
                " hls_playlist_length 12s;" if http_port else "")
         http = ("http {\n"
                 "    access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;\n"
                 "    types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }\n"
-                f"    server {{ listen 127.0.0.1:{http_port}; root {prefix}/hls; }}\n"
+                f"    server {{ listen 127.0.0.1:{http_port}; root {root}; }}\n"
                 "}\n" if http_port else "")
         mask = format(1 << ctx.server_cpu, f"0{max(ctx.ncpu, ctx.server_cpu + 1)}b")
         return (
@@ -154,13 +157,15 @@ class Nginx:
             # The worker writes and serves HLS files as nginx's unprivileged user: it must
             # reach the directory (the temporary one is private) and write into it (made
             # here: nginx-rtmp's master would make it its own).
-            (prefix / "hls" / "live").mkdir(parents=True, exist_ok=True)
-            for d in (ctx.tmp, prefix):
+            root = self.hls_root or prefix / "hls"
+            (root / "live").mkdir(parents=True, exist_ok=True)
+            for d in {ctx.tmp, prefix, root.parent}:
                 d.chmod(0o711)
-            for d in (prefix / "hls", prefix / "hls" / "live"):
+            for d in (root, root / "live"):
                 d.chmod(0o777)
             conf = prefix / "nginx.conf"
-            conf.write_text(self.config(ctx, prefix, port, http_port if self.hls else None))
+            conf.write_text(self.config(ctx, prefix, port, http_port if self.hls else None,
+                                        root))
             self.log_path = prefix / "error.log"
             args = ["taskset", "-c", ctx.server_cpu, ctx.nginx, "-p", prefix,
                     "-e", self.log_path, "-c", conf]

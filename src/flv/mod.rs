@@ -1,13 +1,13 @@
 //! FLV serialization (pure) and the demuxer used by clients and tests.
 //!
-//! Every unit is serialized here exactly once per stream: [`tag`] builds the complete tag
-//! (header, body, previous-tag-size) as one `Bytes` that all viewers share.
+//! A unit's FLV tag is a slice of its one stored serialization ([`crate::media::Wire`]),
+//! whose tag header [`put_tag_header`] writes; [`tag`] builds a tag alone.
 
 pub mod codec;
 pub mod reader;
 
 use crate::media::UnitKind;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use rml_rtmp::rml_amf0::{self, Amf0Value};
 use rml_rtmp::sessions::StreamMetadata;
 use std::collections::HashMap;
@@ -40,17 +40,17 @@ pub const MAX_BODY_LEN: usize = 0x00ff_ffff;
 /// Serializes one complete FLV tag. Bodies longer than [`MAX_BODY_LEN`] cannot come from RTMP
 /// (its message length field is 24 bits too) and are truncated to it.
 pub fn tag(kind: UnitKind, timestamp_ms: u32, body: &[u8]) -> Bytes {
-    let body = &body[..body.len().min(MAX_BODY_LEN)];
-    let len = body.len();
-    let mut out = BytesMut::with_capacity(TAG_HEADER_LEN + len + 4);
-    out.put_u8(kind.flv_tag_type());
-    out.put_uint(len as u64, 3);
-    out.put_uint(u64::from(timestamp_ms & 0x00ff_ffff), 3);
-    out.put_u8((timestamp_ms >> 24) as u8);
-    out.put_uint(0, 3);
-    out.put_slice(body);
-    out.put_u32((TAG_HEADER_LEN + len) as u32);
-    out.freeze()
+    crate::media::Wire::new(kind, timestamp_ms, body, usize::MAX, None).flv()
+}
+
+/// Appends the 11-byte header of a tag of `kind` with a body of `len` bytes (at most
+/// [`MAX_BODY_LEN`]): type, size, timestamp (24 bits and its upper byte), stream id 0.
+pub fn put_tag_header(out: &mut Vec<u8>, kind: UnitKind, timestamp_ms: u32, len: usize) {
+    out.push(kind.flv_tag_type());
+    out.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
+    out.extend_from_slice(&timestamp_ms.to_be_bytes()[1..]);
+    out.push((timestamp_ms >> 24) as u8);
+    out.extend_from_slice(&[0, 0, 0]);
 }
 
 /// Builds the body of an `onMetaData` script tag from what the publisher announced.

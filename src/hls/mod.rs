@@ -4,12 +4,19 @@
 //! - [`segmenter`]: segment boundaries, window, playlist (pure).
 //! - [`HlsView`]: the immutable snapshot the owner hands to every shard after each change, so
 //!   any shard answers playlist and segment requests locally, without a cross-shard trip.
+//!
+//! A stream is segmented only while its HLS is requested: the first playlist request starts
+//! the owner's segmenter from the ring, requests mark the snapshot's `demand`, and the owner
+//! retires the segmenter `hls.idle_timeout_ms` after the last one (see
+//! [`crate::shard::hls_store`]).
 
 pub mod segmenter;
 pub mod ts;
 
 use bytes::Bytes;
 use segmenter::Segmenter;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Everything a shard needs to answer HLS requests for one stream.
 #[derive(Debug, Clone)]
@@ -27,6 +34,11 @@ pub struct HlsView {
     /// The track that keeps the stream out of HLS (`"av1 video"`): its playlist answers
     /// that HLS is not available instead (see [`segmenter::Segmenter::push`]).
     pub unsupported: Option<std::sync::Arc<str>>,
+    /// The segmenter stopped for want of requests: shards forget this incarnation.
+    pub retired: bool,
+    /// When a request for this stream's HLS was last served, on any shard (see
+    /// [`segmenter::Segmenter::requested`]).
+    pub demand: Arc<AtomicU64>,
 }
 
 impl HlsView {
@@ -43,7 +55,44 @@ impl HlsView {
             ended,
             version: segmenter.version(),
             unsupported: segmenter.unsupported().map(std::sync::Arc::from),
+            retired: false,
+            demand: segmenter.demand().clone(),
         }
+    }
+
+    /// The last snapshot of a segmenter that stopped for want of requests: it supersedes
+    /// every other of its incarnation, and shards forget the stream's HLS on it.
+    pub fn retired(segmenter: &Segmenter, instance: u64) -> Self {
+        HlsView {
+            playlist: Bytes::new(),
+            instance,
+            segments: Vec::new(),
+            ended: false,
+            version: u64::MAX,
+            unsupported: None,
+            retired: true,
+            demand: segmenter.demand().clone(),
+        }
+    }
+
+    /// A snapshot with no segments (tests of what carries and stores snapshots).
+    #[cfg(test)]
+    pub(crate) fn empty(instance: u64, version: u64, ended: bool) -> Self {
+        HlsView {
+            playlist: Bytes::new(),
+            instance,
+            segments: Vec::new(),
+            ended,
+            version,
+            unsupported: None,
+            retired: false,
+            demand: Arc::default(),
+        }
+    }
+
+    /// Notes a request served from this snapshot at `now_ns` ([`crate::media::now_ns`]).
+    pub fn requested(&self, now_ns: u64) {
+        self.demand.store(now_ns, Ordering::Relaxed);
     }
 
     /// True when this snapshot should replace `current`.
@@ -89,11 +138,7 @@ mod tests {
             playlist: Bytes::from_static(
                 b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.000,\ncam-1-0.ts\n#EXTINF:2.000,\ncam-1-1.ts\n",
             ),
-            instance: 1,
-            segments: Vec::new(),
-            ended: false,
-            version: 1,
-            unsupported: None,
+            ..HlsView::empty(1, 1, false)
         };
         let text = view.playlist_with_query("token=9.ab");
         assert_eq!(

@@ -15,6 +15,8 @@ use crate::media::{Tracks, Unit, UnitKind};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// One finished segment.
 #[derive(Debug, Clone)]
@@ -68,6 +70,8 @@ pub struct Segmenter {
     /// The first track found that MPEG-TS here cannot carry (`"av1 video"`): from then on
     /// nothing more is muxed, and the stream's playlist answers that HLS is not available.
     unsupported: Option<String>,
+    /// Last request served, shared with the snapshots (see [`Segmenter::demand`]).
+    demand: Arc<AtomicU64>,
 }
 
 /// The segment being written.
@@ -124,7 +128,24 @@ impl Segmenter {
             ended: false,
             longest_ms: 0,
             unsupported: None,
+            demand: Arc::default(),
         }
+    }
+
+    /// When a request for the stream's HLS was last served (ns, [`crate::media::now_ns`]
+    /// clock), shared with every snapshot: written by the shards that serve them.
+    pub fn demand(&self) -> &Arc<AtomicU64> {
+        &self.demand
+    }
+
+    /// Notes a request at `now_ns` (the start of the segmenter counts as one).
+    pub fn requested(&self, now_ns: u64) {
+        self.demand.store(now_ns, Ordering::Relaxed);
+    }
+
+    /// Time since the last request, ns.
+    pub fn idle_for(&self, now_ns: u64) -> u64 {
+        now_ns.saturating_sub(self.demand.load(Ordering::Relaxed))
     }
 
     /// The track that keeps this stream out of HLS, if any (see [`Segmenter::push`]).

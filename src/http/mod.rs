@@ -268,7 +268,7 @@ async fn run(
             }
             (Method::Get | Method::Head, Route::Playlist { app, stream: name }) => {
                 let parsed = now_ns();
-                let view = shard.hls_view(&stream_key(&app, &name));
+                let view = shard.hls_playlist(&stream_key(&app, &name)).await;
                 // Segments are checked like the playlist: they carry its credentials.
                 let credentials = credentials(req.query.as_deref());
                 let protected = shard.auth.policy(&app).play != Policy::Open;
@@ -297,6 +297,9 @@ async fn run(
             ) => {
                 let parsed = now_ns();
                 let view = shard.hls_view(&stream_key(&app, &name));
+                if let Some(view) = &view {
+                    view.requested(parsed);
+                }
                 let body = view.and_then(|v| v.segment(instance, seq).cloned());
                 let protected = shard.auth.policy(&app).play != Policy::Open;
                 let cache = hls_cache_control(HlsKind::Segment, protected, &shard.config);

@@ -7,6 +7,7 @@
 //! only their newest segments (three: where players start), and publishes of new streams are
 //! refused. Live viewers and the GOP caches that start new ones are kept.
 
+use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -86,6 +87,65 @@ impl Share {
 impl Drop for Share {
     fn drop(&mut self) {
         self.budget.give(self.bytes);
+    }
+}
+
+/// Bytes of one kind of buffer held for one shard (the units of the streams it owns, say),
+/// counted against the server's budget too. A buffer made by [`Meter::hold`] counts from its
+/// creation until its last holder, on whichever shard, lets it go: shared buffers count
+/// once, however many rings and viewers hold them.
+#[derive(Debug)]
+pub struct Meter {
+    budget: Arc<MediaBudget>,
+    held: AtomicUsize,
+}
+
+impl Meter {
+    /// A meter that counts against `budget`.
+    pub fn new(budget: Arc<MediaBudget>) -> Arc<Self> {
+        Arc::new(Meter {
+            budget,
+            held: AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes of this meter's buffers alive now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// The budget this meter counts against.
+    pub fn budget(&self) -> &Arc<MediaBudget> {
+        &self.budget
+    }
+
+    /// `buf` as shared bytes that count against this meter while they live.
+    pub fn hold(self: &Arc<Self>, buf: Vec<u8>) -> Bytes {
+        self.held.fetch_add(buf.len(), Ordering::Relaxed);
+        self.budget.take(buf.len());
+        Bytes::from_owner(Held {
+            buf,
+            meter: self.clone(),
+        })
+    }
+}
+
+/// A buffer counted by its [`Meter`] until dropped.
+struct Held {
+    buf: Vec<u8>,
+    meter: Arc<Meter>,
+}
+
+impl AsRef<[u8]> for Held {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.meter.held.fetch_sub(self.buf.len(), Ordering::Relaxed);
+        self.meter.budget.give(self.buf.len());
     }
 }
 

@@ -11,8 +11,8 @@
 //! A tag is never cut: when a send ends inside a tag, the rest of that tag goes out before
 //! anything else, even if the ring drops it meanwhile (the cursor keeps a reference).
 
-use super::ring::Ring;
-use crate::media::{Format, Tracks};
+use super::ring::{GopHold, Ring};
+use crate::media::{Format, Tracks, Wire};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -56,6 +56,11 @@ pub struct Cursor {
     format: Format,
     /// Which tracks of a multitrack stream it reads.
     tracks: Tracks,
+    /// The viewer's claim on the GOP its position is in, which keeps that GOP in a ring
+    /// retained by viewers.
+    hold: Option<GopHold>,
+    /// Where the GOP of `hold` starts.
+    held: Option<u64>,
 }
 
 impl Cursor {
@@ -70,6 +75,8 @@ impl Cursor {
             skipped: 0,
             format,
             tracks: Tracks::Default,
+            hold: None,
+            held: None,
         }
     }
 
@@ -80,9 +87,25 @@ impl Cursor {
         self
     }
 
-    /// The bytes of a unit for this viewer (empty when it has none for it).
-    fn wire<'a>(&self, entry: &'a super::ring::Entry) -> &'a Bytes {
-        entry.unit.wire(self.format, self.tracks)
+    /// A unit as this viewer reads it (empty when it has nothing for it).
+    fn wire<'a>(&self, entry: &'a super::ring::Entry) -> &'a Wire {
+        entry.unit.wire(self.tracks)
+    }
+
+    /// Queues what is left of a unit after its first `sent` bytes went out, as slices of its
+    /// buffer; the last one carries the unit's ingest time.
+    fn keep_rest(&mut self, wire: &Wire, mut sent: usize, ingest_ns: u64) {
+        let mut rest = wire.pieces(self.format).peekable();
+        while let Some(range) = rest.next() {
+            if sent >= range.len() {
+                sent -= range.len();
+                continue;
+            }
+            let piece = wire.buf().slice(range.start + sent..range.end);
+            sent = 0;
+            let ends = rest.peek().is_none().then_some(ingest_ns);
+            self.pending.push_back((piece, ends));
+        }
     }
 
     /// A cursor for a new viewer: from the newest keyframe (the GOP cache), or, when the ring
@@ -90,7 +113,22 @@ impl Cursor {
     pub fn at_gop_start(format: Format, head: Vec<Bytes>, ring: &Ring) -> Self {
         let mut cursor = Cursor::new(format, head, ring.newest_key().unwrap_or(ring.end()));
         cursor.want_key = ring.newest_key().is_none();
+        cursor.rehold(ring);
         cursor
+    }
+
+    /// Claims the GOP the position is now in (see [`Ring::hold`]), unless it holds it
+    /// already.
+    fn rehold(&mut self, ring: &Ring) {
+        // Most viewers read the newest GOP: known without a search.
+        let start = match ring.newest_key() {
+            Some(key) if key <= self.pos => Some(key),
+            _ => ring.gop_start(self.pos),
+        };
+        if start != self.held || self.hold.is_none() {
+            self.held = start;
+            self.hold = ring.hold(self.pos);
+        }
     }
 
     /// Units jumped over so far.
@@ -138,6 +176,7 @@ impl Cursor {
         if self.caught_up(ring) {
             self.behind_since = None;
         }
+        self.rehold(ring);
         match self.behind_since {
             Some(since) if now.saturating_sub(since) > policy.disconnect_after_ns => {
                 Verdict::Disconnect
@@ -185,26 +224,25 @@ impl Cursor {
         max_iov: usize,
     ) -> usize {
         let mut total = 0;
-        let pieces = self
-            .pending
-            .iter()
-            .enumerate()
-            .map(|(i, (b, _))| {
-                if i == 0 {
-                    &b[self.pending_off..]
-                } else {
-                    &b[..]
-                }
-            })
-            .chain(ring.iter_from(self.pos).map(|e| &self.wire(e)[..]))
-            // Units with nothing for this viewer (another track's) take no slice.
-            .filter(|piece| !piece.is_empty());
-        for piece in pieces {
-            if iov.len() >= max_iov || (total > 0 && total + piece.len() > max_bytes) {
-                break;
+        for (i, (bytes, _)) in self.pending.iter().enumerate() {
+            let piece = if i == 0 {
+                &bytes[self.pending_off..]
+            } else {
+                &bytes[..]
+            };
+            if !admit(iov, &mut total, piece, max_bytes, max_iov) {
+                return total;
             }
-            total += piece.len();
-            iov.push(IoSlice::new(piece));
+        }
+        for entry in ring.iter_from(self.pos) {
+            // Units with nothing for this viewer (another track's) have no pieces.
+            let wire = self.wire(entry);
+            for i in 0..wire.piece_count(self.format) {
+                let piece = &wire.buf()[wire.piece(self.format, i)];
+                if !admit(iov, &mut total, piece, max_bytes, max_iov) {
+                    return total;
+                }
+            }
         }
         total
     }
@@ -216,9 +254,9 @@ impl Cursor {
         self.pass_empty(ring);
         if self.pending.is_empty() {
             let entry = ring.get(self.pos)?;
-            let wire = self.wire(entry).clone();
-            self.pending.push_back((wire, Some(entry.unit.ingest_ns)));
+            self.keep_rest(self.wire(entry), 0, entry.unit.ingest_ns);
             self.pos += 1;
+            self.rehold(ring);
         }
         self.pending
             .front()
@@ -246,24 +284,24 @@ impl Cursor {
         }
         while written > 0 {
             let Some(entry) = ring.get(self.pos) else {
-                return;
+                break;
             };
             let wire = self.wire(entry);
-            let len = wire.len();
+            let len = wire.len(self.format);
             self.pos += 1;
             if len == 0 {
                 continue;
             }
             if written < len {
                 // Keep the rest of the cut tag; it goes out first next time.
-                self.pending
-                    .push_back((wire.slice(written..), Some(entry.unit.ingest_ns)));
-                return;
+                self.keep_rest(wire, written, entry.unit.ingest_ns);
+                break;
             }
             done(entry.unit.ingest_ns);
             written -= len;
         }
         self.pass_empty(ring);
+        self.rehold(ring);
     }
 
     /// Moves past the units at the cursor that have nothing for this viewer (another
@@ -274,6 +312,23 @@ impl Cursor {
             self.pos += 1;
         }
     }
+}
+
+/// Adds `piece` to `iov` unless that would pass `max_iov` slices or `max_bytes` (but always
+/// the first piece); false when it did not.
+fn admit<'a>(
+    iov: &mut Vec<IoSlice<'a>>,
+    total: &mut usize,
+    piece: &'a [u8],
+    max_bytes: usize,
+    max_iov: usize,
+) -> bool {
+    if iov.len() >= max_iov || (*total > 0 && *total + piece.len() > max_bytes) {
+        return false;
+    }
+    *total += piece.len();
+    iov.push(IoSlice::new(piece));
+    true
 }
 
 #[cfg(test)]
@@ -309,10 +364,7 @@ mod tests {
     /// track, nothing for the others.
     fn other_track(seq: u64, len: usize) -> crate::media::Unit {
         let mut unit = unit(seq, false, len);
-        unit.default_track = Some(std::sync::Arc::new(crate::media::DefaultTrack {
-            flv: Bytes::new(),
-            rtmp: Bytes::new(),
-        }));
+        unit.default_track = Some(std::sync::Arc::new(Wire::default()));
         unit
     }
 

@@ -110,16 +110,15 @@ impl Headers {
     /// The headers in `format` for a viewer of `tracks`, stamped no later than `dts`, so
     /// that a viewer starting at a unit with that timestamp never sees time go backwards.
     pub fn at(&self, dts: u32, format: Format, tracks: Tracks, chunk_size: usize) -> Vec<Bytes> {
-        self.units()
-            .map(|unit| {
-                if unit.dts <= dts {
-                    unit.wire(format, tracks).clone()
-                } else {
-                    unit.restamped(format, tracks, dts, chunk_size)
-                }
-            })
-            .filter(|bytes| !bytes.is_empty())
-            .collect()
+        let mut out = Vec::new();
+        for unit in self.units() {
+            if unit.dts <= dts {
+                out.extend(unit.wire(tracks).slices(format));
+            } else {
+                out.extend(unit.restamped(tracks, dts, chunk_size).slices(format));
+            }
+        }
+        out
     }
 }
 
@@ -418,14 +417,20 @@ mod tests {
     #[test]
     fn headers_are_restamped_not_later_than_start() {
         let mut h = Headers::default();
-        let mut u = unit(0, false, 0);
-        u.flv = crate::flv::tag(UnitKind::Video, 5_000, &[0x17, 0, 0, 0, 0]);
-        u.dts = 5_000;
+        let u = Unit::serialize(
+            UnitKind::Video,
+            5_000,
+            false,
+            true,
+            &[0x17, 0, 0, 0, 0],
+            4096,
+            None,
+        );
         h.set(&u);
         let tags = h.at(4_000, Format::Flv, Tracks::All, 4096);
         assert_eq!(&tags[0][4..7], &[0, 0x0f, 0xa0]);
         assert!(
-            h.at(6_000, Format::Flv, Tracks::Default, 4096)[0].as_ptr() == u.flv.as_ptr(),
+            h.at(6_000, Format::Flv, Tracks::Default, 4096)[0].as_ptr() == u.wire.flv().as_ptr(),
             "no copy when in order"
         );
         let rtmp = h.at(4_000, Format::Rtmp, Tracks::Default, 4096);

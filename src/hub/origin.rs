@@ -1,5 +1,6 @@
 //! The owner shard's side of a stream: turns publisher messages into units (pure).
 
+use super::budget::Meter;
 use super::fanout::Subscribers;
 use crate::flv;
 use crate::flv::codec::{self, AudioCodec, VideoCodec};
@@ -7,6 +8,7 @@ use crate::hls::segmenter::Segmenter;
 use crate::media::{Rebaser, Unit, UnitKind};
 use rml_rtmp::sessions::StreamMetadata;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Who is publishing a stream right now.
 #[derive(Debug, Clone)]
@@ -39,6 +41,8 @@ pub struct Origin {
     has_video: bool,
     /// Chunk size of the shared RTMP serialization (`rtmp.chunk_size`).
     chunk_size: usize,
+    /// What the stream's units count against while they live.
+    meter: Option<Arc<Meter>>,
     /// HLS segmenter, when HLS is enabled.
     pub hls: Option<Segmenter>,
     /// The publisher's last announced metadata.
@@ -68,6 +72,12 @@ impl Origin {
             hls,
             ..Origin::default()
         }
+    }
+
+    /// The same state, with its units counted against `meter` while they live.
+    pub fn with_meter(mut self, meter: Arc<Meter>) -> Self {
+        self.meter = Some(meter);
+        self
     }
 
     /// Starts a publishing session.
@@ -155,7 +165,9 @@ impl Origin {
         }
         let unit = self.unit(kind, dts, key, header, body, ingest_ns);
         Some(match multitrack {
-            Some(m) => unit.with_default_track(&m.default_body(body), self.chunk_size),
+            Some(m) => {
+                unit.with_default_track(&m.default_body(body), self.chunk_size, self.meter.as_ref())
+            }
             None => unit,
         })
     }
@@ -187,7 +199,15 @@ impl Origin {
         Unit {
             seq,
             ingest_ns,
-            ..Unit::serialize(kind, dts, key, header, body, self.chunk_size)
+            ..Unit::serialize(
+                kind,
+                dts,
+                key,
+                header,
+                body,
+                self.chunk_size,
+                self.meter.as_ref(),
+            )
         }
     }
 }
@@ -232,8 +252,8 @@ mod tests {
         );
         assert_eq!(o.video_codec, Some(VideoCodec::Avc));
         assert!(key.default_track.is_none());
-        assert_eq!(second.wire(Format::Flv, Tracks::All), &second.flv);
-        assert!(second.wire(Format::Rtmp, Tracks::Default).is_empty());
+        assert_eq!(second.wire(Tracks::All).flv(), second.wire.flv());
+        assert_eq!(second.wire(Tracks::Default).len(Format::Rtmp), 0);
         assert!(second.body(Tracks::Default).is_empty());
         assert_eq!(second.body(Tracks::All), &other);
         // A tag with both tracks: the default track's viewers get track 0 alone, stamped
@@ -251,11 +271,8 @@ mod tests {
             unit.body(Tracks::Default),
             &[0x91, b'h', b'v', b'c', b'1', 0, 0, 0, 0x26, 0x02]
         );
-        assert_eq!(&unit.wire(Format::Flv, Tracks::Default)[4..7], &[0, 0, 40]);
-        assert!(
-            unit.len() > unit.flv.len() + unit.rtmp.len(),
-            "counted in the ring"
-        );
+        assert_eq!(&unit.wire(Tracks::Default).flv()[4..7], &[0, 0, 40]);
+        assert!(unit.len() > unit.wire.stored(), "counted in the ring");
     }
 
     #[test]

@@ -246,6 +246,26 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         Kind::Counter,
         |s| &s.hls_requests,
     ),
+    (
+        "corecast_ring_bytes",
+        "Media bytes of the streams this shard owns beyond their GOP caches: backlog kept \
+         for viewers that are behind, and units being sent (counted once, on the owner)",
+        Kind::Gauge,
+        |s| &s.ring_bytes,
+    ),
+    (
+        "corecast_gop_cache_bytes",
+        "Media bytes in the GOP caches (from the newest keyframe on) of the streams this shard \
+         owns",
+        Kind::Gauge,
+        |s| &s.gop_cache_bytes,
+    ),
+    (
+        "corecast_hls_bytes",
+        "HLS segments held by the streams this shard owns",
+        Kind::Gauge,
+        |s| &s.hls_bytes,
+    ),
 ];
 
 /// Quantiles exported for every histogram.
@@ -268,8 +288,8 @@ pub fn render(stats: &[Arc<ShardStats>], budget: &MediaBudget, published: &Publi
     }
     let _ = writeln!(
         out,
-        "# HELP corecast_media_memory_bytes Media memory held: rings of every shard and HLS \
-         windows (limits.max_media_memory_bytes).\n# TYPE corecast_media_memory_bytes gauge\n\
+        "# HELP corecast_media_memory_bytes Media memory held: units and HLS windows \
+         (limits.max_media_memory_bytes).\n# TYPE corecast_media_memory_bytes gauge\n\
          corecast_media_memory_bytes {}\n\
          # HELP corecast_media_memory_limit_bytes The media memory budget.\n\
          # TYPE corecast_media_memory_limit_bytes gauge\n\

@@ -15,7 +15,7 @@ mod reader;
 pub use reader::{ChunkError, Message, Reader};
 
 use crate::media::UnitKind;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 /// Chunk stream for shared script data (onMetaData).
 pub const CSID_DATA: u8 = 7;
@@ -48,43 +48,56 @@ fn csid(kind: UnitKind) -> u8 {
     }
 }
 
-/// Serializes one media message into chunks of at most `chunk_size` payload bytes: a type 0
-/// header, then type 3 headers (each repeating the extended timestamp when there is one, as
-/// the specification and common players expect). Bodies longer than the 24-bit length field
-/// allows are truncated (RTMP cannot have delivered them).
+/// Longest continuation ([`put_continuation`]): a type 3 header with an extended timestamp.
+pub const MAX_CONTINUATION_LEN: usize = 5;
+/// Longest message header ([`put_header`]): type 0 with an extended timestamp.
+pub const MAX_HEADER_LEN: usize = 16;
+
+/// Appends the type 0 chunk header that starts a shared media message of `len` body bytes:
+/// 12 bytes, 16 when the timestamp needs the extended field.
+pub fn put_header(out: &mut Vec<u8>, kind: UnitKind, timestamp: u32, len: usize) {
+    out.push(csid(kind)); // fmt 0, one-byte basic header
+    out.extend_from_slice(&timestamp.min(EXTENDED).to_be_bytes()[1..]);
+    out.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
+    out.push(message_type(kind));
+    out.extend_from_slice(&MEDIA_STREAM_ID.to_le_bytes());
+    if timestamp >= EXTENDED {
+        out.extend_from_slice(&timestamp.to_be_bytes());
+    }
+}
+
+/// Appends the type 3 chunk header that goes before every chunk of a message but the first:
+/// one byte, five when the timestamp is extended (repeated in every chunk, as the
+/// specification and common players expect).
+pub fn put_continuation(out: &mut Vec<u8>, kind: UnitKind, timestamp: u32) {
+    out.push(0xc0 | csid(kind));
+    if timestamp >= EXTENDED {
+        out.extend_from_slice(&timestamp.to_be_bytes());
+    }
+}
+
+/// One media message in chunks of at most `chunk_size` payload bytes, as one buffer: a
+/// type 0 header ([`put_header`]), then a continuation ([`put_continuation`]) before every
+/// further chunk. Bodies longer than the 24-bit length field allows are truncated (RTMP
+/// cannot have delivered them). Units keep this in [`crate::media::Wire`] without the copy.
 pub fn media_message(kind: UnitKind, timestamp: u32, body: &[u8], chunk_size: usize) -> Bytes {
-    let body = &body[..body.len().min(0x00ff_ffff)];
-    let chunk_size = chunk_size.max(1);
-    let extended = timestamp >= EXTENDED;
-    let chunks = body.len().div_ceil(chunk_size).max(1);
-    let ext_len = if extended { 4 } else { 0 };
-    let mut out = BytesMut::with_capacity(body.len() + 11 + chunks * (1 + ext_len) + ext_len);
-    out.put_u8(csid(kind)); // fmt 0, one-byte basic header
-    out.put_uint(u64::from(timestamp.min(EXTENDED)), 3);
-    out.put_uint(body.len() as u64, 3);
-    out.put_u8(message_type(kind));
-    out.put_u32_le(MEDIA_STREAM_ID);
-    if extended {
-        out.put_u32(timestamp);
-    }
-    for (i, piece) in body.chunks(chunk_size).enumerate() {
-        if i > 0 {
-            out.put_u8(0xc0 | csid(kind)); // fmt 3
-            if extended {
-                out.put_u32(timestamp);
-            }
-        }
-        out.put_slice(piece);
-    }
-    out.freeze()
+    let wire = crate::media::Wire::new(kind, timestamp, body, chunk_size, None);
+    wire.slices(crate::media::Format::Rtmp)
+        .fold(BytesMut::new(), |mut out, piece| {
+            out.extend_from_slice(&piece);
+            out
+        })
+        .freeze()
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rml_rtmp::chunk_io::ChunkDeserializer;
 
-    fn decode(bytes: &[u8], chunk_size: usize) -> Vec<(u8, u32, u32, Vec<u8>)> {
+    /// The messages in `bytes`, read with rml_rtmp at `chunk_size`: type, timestamp, message
+    /// stream and body.
+    pub(crate) fn decode(bytes: &[u8], chunk_size: usize) -> Vec<(u8, u32, u32, Vec<u8>)> {
         let mut de = ChunkDeserializer::new();
         de.set_max_chunk_size(chunk_size).unwrap();
         let mut out = Vec::new();

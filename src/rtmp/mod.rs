@@ -255,12 +255,19 @@ impl Driver {
     }
 
     /// Reads, feeds the connection and acts on it until it plays, closes or is handed over.
+    ///
+    /// One stop listener and one deadline timer serve the whole conversation, not one of
+    /// each per read (a publisher reads once per message): the timer stays armed while the
+    /// deadline only moves later, and when it fires before the deadline it is armed again.
     async fn converse(
         &mut self,
         stream: &mut TcpStream,
         conn: &mut Connection,
     ) -> Result<Next, RtmpError> {
         let mut buf = vec![0u8; self.shard.config.rtmp.read_buffer_bytes];
+        let shard = self.shard.clone();
+        let mut stop = std::pin::pin!(shard.stopped());
+        let mut timer: Option<(u64, glommio::timer::Timer)> = None;
         loop {
             let next = self.act(conn)?;
             let out = conn.take_output();
@@ -273,17 +280,38 @@ impl Driver {
             let Some((deadline, expired)) = conn.deadline() else {
                 return Ok(Next::Close);
             };
-            let left = Duration::from_nanos(deadline.saturating_sub(now_ns()));
-            let read = async { Some(crate::util::timeout(left, stream.read(&mut buf)).await) };
-            let stop = async {
-                self.shard.stopped().await;
-                None
+            let now = now_ns();
+            if now >= deadline {
+                return Err(expired);
+            }
+            let armed = match &mut timer {
+                Some((at, armed)) if *at <= deadline => armed,
+                _ => {
+                    let left = Duration::from_nanos(deadline - now);
+                    &mut timer.insert((deadline, glommio::timer::Timer::new(left))).1
+                }
             };
-            // A stopping server closes connections that are not playing.
-            let Some(read) = futures_lite::future::or(read, stop).await else {
-                return Ok(Next::Close);
+            let read = async { Woke::Read(stream.read(&mut buf).await) };
+            let stopped = async {
+                (&mut stop).await;
+                Woke::Stop
             };
-            let n = read.ok_or(expired)??;
+            let fired = async {
+                armed.await;
+                Woke::Deadline
+            };
+            let n = match futures_lite::future::or(read, futures_lite::future::or(stopped, fired))
+                .await
+            {
+                Woke::Read(read) => read?,
+                // A stopping server closes connections that are not playing.
+                Woke::Stop => return Ok(Next::Close),
+                // Armed for an earlier deadline: looked at again above.
+                Woke::Deadline => {
+                    timer = None;
+                    continue;
+                }
+            };
             if n == 0 {
                 return Ok(Next::Close);
             }
@@ -540,6 +568,16 @@ impl Driver {
             }
         }
     }
+}
+
+/// What ended a wait of [`Driver::converse`].
+enum Woke {
+    /// The read finished.
+    Read(io::Result<usize>),
+    /// The server is stopping.
+    Stop,
+    /// The timer fired (the deadline may have moved since it was armed).
+    Deadline,
 }
 
 /// Writes answers (not live media) within `server.write_timeout_ms`.

@@ -1,15 +1,22 @@
 //! The HLS snapshots a shard serves: every shard keeps the newest snapshot of every stream's
 //! window (the owner makes them, the mesh carries them), and forgets a final one after a
-//! linger.
+//! linger. HLS on demand: a playlist request for a live stream without snapshots asks the
+//! owner to start its segmenter, and the owner retires a segmenter nobody requested for
+//! `hls.idle_timeout_ms`.
 
 use super::mesh::MeshMsg;
-use super::Shard;
+use super::{LocalStream, Shard};
 use crate::hls::HlsView;
+use crate::hub::budget::Share;
+use crate::hub::origin::Origin;
 use crate::hub::StreamKey;
+use crate::media::now_ns;
+use crate::stats;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
+use tracing::info;
 
 /// HLS snapshots of live (and recently ended) streams, by stream (pure: the shard runs the
 /// linger timers).
@@ -29,6 +36,16 @@ impl HlsStore {
     /// Returns the incarnation to [`HlsStore::expire`] after the linger when `view` is a
     /// final one (the stream ended).
     pub fn keep(&mut self, key: StreamKey, view: HlsView) -> Option<u64> {
+        if view.retired {
+            if self
+                .views
+                .get(&key)
+                .is_some_and(|v| v.instance == view.instance)
+            {
+                self.views.remove(&key);
+            }
+            return None;
+        }
         if self
             .views
             .get(&key)
@@ -81,7 +98,133 @@ impl Shard {
     pub fn hls_view(&self, key: &StreamKey) -> Option<Rc<HlsView>> {
         self.hls.borrow().get(key)
     }
+
+    /// The snapshot that answers a playlist request for `key`, the request noted as demand:
+    /// the stream's current one; for a live stream whose HLS is not being made, the first
+    /// one after asking its owner to start it ([`Shard::start_hls`]), waited for at most
+    /// [`HLS_START_WAITS`] target durations. `None`: no such stream, or no segment in time.
+    pub async fn hls_playlist(&self, key: &StreamKey) -> Option<Rc<HlsView>> {
+        let hls = &self.config.hls;
+        let deadline = now_ns() + HLS_START_WAITS * hls.target_duration_ms * 1_000_000;
+        loop {
+            let now = now_ns();
+            if let Some(view) = self.hls_view(key) {
+                view.requested(now);
+                return Some(view);
+            }
+            if !hls.enabled || !self.is_live(key) || now >= deadline {
+                return None;
+            }
+            self.want_hls(key, now);
+            glommio::timer::sleep(HLS_START_POLL).await;
+        }
+    }
+
+    /// Asks the owner of `key` to start its HLS: at once on the owner, else over the mesh at
+    /// most once per [`HLS_WANT_INTERVAL`] per stream (the owner ignores the request while
+    /// its segmenter runs).
+    fn want_hls(&self, key: &StreamKey, now: u64) {
+        let owner = self.owner(key);
+        if owner == self.id {
+            self.start_hls(key);
+            return;
+        }
+        let mut streams = self.streams.borrow_mut();
+        let Some(stream) = streams.get_mut(key) else {
+            return;
+        };
+        let interval = HLS_WANT_INTERVAL.as_nanos() as u64;
+        if stream.hls_wanted_ns != 0 && now.saturating_sub(stream.hls_wanted_ns) < interval {
+            return;
+        }
+        stream.hls_wanted_ns = now;
+        drop(streams);
+        self.mesh.send(owner, MeshMsg::HlsWanted(key.clone()));
+    }
+
+    /// Starts the HLS segmenter of a stream this shard owns, if HLS is enabled and it is
+    /// not running: it is fed the stream's headers and the ring from its oldest keyframe
+    /// (the owner's ring keeps one target duration before the newest keyframe for this), so
+    /// its first segment closes at once, and that snapshot goes to every shard.
+    pub(super) fn start_hls(&self, key: &StreamKey) {
+        if !self.config.hls.enabled {
+            return;
+        }
+        let mut streams = self.streams.borrow_mut();
+        let Some(LocalStream {
+            feed: Some(feed),
+            origin: Some(origin),
+            hls_share,
+            ..
+        }) = streams.get_mut(key)
+        else {
+            return;
+        };
+        if origin.hls.is_some() {
+            return;
+        }
+        let mut segmenter = self.segmenter(key);
+        let (now, wall) = (now_ns(), wall_ms());
+        segmenter.requested(now);
+        let mut errors = 0;
+        {
+            let feed = feed.borrow();
+            let ring = &feed.ring;
+            let units = feed.headers.units().map(|u| (u, wall)).chain(
+                ring.iter_from(ring.oldest_key().unwrap_or(ring.end()))
+                    .map(|e| {
+                        (
+                            &e.unit,
+                            wall.saturating_sub(now.saturating_sub(e.arrived_ns) / 1_000_000),
+                        )
+                    }),
+            );
+            for (unit, at) in units {
+                errors += u64::from(segmenter.push(unit, at).is_err());
+            }
+        }
+        stats::add(&self.stats.hls_errors, errors);
+        if let Some(share) = hls_share.as_mut() {
+            share.set(segmenter.bytes_held());
+        }
+        let view = (!segmenter.segments().is_empty() || segmenter.unsupported().is_some())
+            .then(|| HlsView::of(&segmenter, segmenter.instance(), false));
+        origin.hls = Some(segmenter);
+        drop(streams);
+        info!(shard = self.id, stream = %key, "hls: started on request");
+        if let Some(view) = view {
+            self.publish_hls(key, view);
+        }
+    }
+
+    /// Stops the HLS segmenter of `origin` (a stream this shard owns) when no request came
+    /// for `hls.idle_timeout_ms`: its segments are freed. Returns the snapshot on which every
+    /// shard forgets them, when it stopped.
+    pub(super) fn retire_idle_hls(
+        &self,
+        key: &StreamKey,
+        origin: &mut Origin,
+        share: Option<&mut Share>,
+    ) -> Option<HlsView> {
+        let idle_ns = self.config.hls.idle_timeout_ms * 1_000_000;
+        let segmenter = origin.hls.take_if(|h| h.idle_for(now_ns()) > idle_ns)?;
+        if let Some(share) = share {
+            share.set(0);
+        }
+        info!(shard = self.id, stream = %key, "hls: stopped, not requested for hls.idle_timeout_ms");
+        Some(HlsView::retired(&segmenter, segmenter.instance()))
+    }
 }
+
+/// A playlist request for a stream whose HLS is not being made waits for its first segment
+/// at most this many target durations.
+pub const HLS_START_WAITS: u64 = 3;
+
+/// How often a waiting playlist request looks for the first snapshot.
+const HLS_START_POLL: Duration = Duration::from_millis(10);
+
+/// A shard asks a stream's owner to start its HLS at most this often.
+const HLS_WANT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The shared store of one shard.
 pub(super) type SharedStore = Rc<RefCell<HlsStore>>;
@@ -98,14 +241,7 @@ mod tests {
     use super::*;
 
     fn view(instance: u64, version: u64, ended: bool) -> HlsView {
-        HlsView {
-            playlist: bytes::Bytes::new(),
-            instance,
-            segments: Vec::new(),
-            ended,
-            version,
-            unsupported: None,
-        }
+        HlsView::empty(instance, version, ended)
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub enum MeshMsg {
     Unit(StreamKey, Unit),
     /// A new HLS snapshot of a stream (after each segment, and at its end).
     Hls(StreamKey, HlsView),
+    /// A shard got a playlist request for a stream whose HLS is not being made: the owner
+    /// starts it.
+    HlsWanted(StreamKey),
     /// A publisher for a stream this shard owns.
     Handoff(Box<Handoff>),
 }
@@ -52,7 +55,9 @@ impl MeshMsg {
             | MeshMsg::Subscribe(key, _)
             | MeshMsg::Unsubscribe(key, _)
             | MeshMsg::Sync(key, _, _) => Some(key),
-            MeshMsg::Unit(..) | MeshMsg::Hls(..) | MeshMsg::Handoff(_) => None,
+            MeshMsg::Unit(..) | MeshMsg::Hls(..) | MeshMsg::HlsWanted(_) | MeshMsg::Handoff(_) => {
+                None
+            }
         }
     }
 
@@ -72,8 +77,8 @@ impl MeshMsg {
 ///   replica feed is made); counted in `mesh_control_refused`.
 /// - Everything else (stream state, `Unsubscribe`, `Sync`, `Hls`) is never refused: a peer
 ///   that missed one would hold a wrong registry until the stream ends. These are bounded
-///   per stream by the replacement rules of [`Outbox::push`] instead: one `Hls` per stream,
-///   a `Sync` replaces the `Sync` before it, `StreamLive` then `StreamEnded` is
+///   per stream by the replacement rules of [`Outbox::push`] instead: one `Hls` and one
+///   `HlsWanted` per stream, a `Sync` replaces the `Sync` before it, `StreamLive` then `StreamEnded` is
 ///   `StreamEnded`, repeated states collapse, and a `Subscribe` then `Unsubscribe` cancel.
 pub const OUTBOX_REQUESTS: usize = 1024;
 
@@ -126,6 +131,8 @@ impl Outbox {
     /// - `Hls(key, new)` replaces a queued `Hls(key, old)` that `new` supersedes, in place.
     ///   Snapshots live in their own store, which keeps the one that supersedes; nothing else
     ///   reads it, so its place in the queue does not matter.
+    /// - `HlsWanted(key)` after a queued `HlsWanted(key)` is dropped: the owner starts a
+    ///   stream's HLS once.
     /// - `StreamEnded(key)` after a queued `StreamLive(key)` (nothing about `key` between)
     ///   removes it: the receiver would make an entry without a feed and remove it again.
     /// - `StreamEnded(key)` after a queued `StreamEnded(key)`, and `StreamLive(key)` after a
@@ -161,6 +168,13 @@ impl Outbox {
                 }
             }
             return Some(MeshMsg::Hls(key, view));
+        }
+        if let MeshMsg::HlsWanted(key) = &msg {
+            let queued = self
+                .queue
+                .iter()
+                .any(|m| matches!(m, MeshMsg::HlsWanted(k) if k == key));
+            return (!queued).then_some(msg);
         }
         let key = msg.registry_key()?.clone();
         let last = self
@@ -339,6 +353,7 @@ mod tests {
             MeshMsg::Sync(k, _, gop) => format!("sync {k} {}", gop.len()),
             MeshMsg::Unit(k, u) => format!("unit {k} {}", u.seq),
             MeshMsg::Hls(k, v) => format!("hls {k} {}", v.version),
+            MeshMsg::HlsWanted(k) => format!("hls wanted {k}"),
             MeshMsg::Handoff(_) => "handoff".to_string(),
         }
     }
@@ -350,14 +365,7 @@ mod tests {
     }
 
     fn hls(instance: u64, version: u64) -> HlsView {
-        HlsView {
-            playlist: bytes::Bytes::new(),
-            instance,
-            segments: Vec::new(),
-            ended: false,
-            version,
-            unsupported: None,
-        }
+        HlsView::empty(instance, version, false)
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub use report::Observed;
 
 use crate::auth::{Action, Auth, Denied};
 use crate::config::Config;
-use crate::hub::budget::Share;
+use crate::hub::budget::{Meter, Share};
 use crate::hub::cursor::Policy;
 use crate::hub::feed::{Feed, FeedState, Offer};
 use crate::hub::origin::Origin;
@@ -62,6 +62,8 @@ struct LocalStream {
     slot: Option<StreamSlot>,
     /// The HLS window's share of the media budget (owner shard only).
     hls_share: Option<Share>,
+    /// When this shard last asked the owner to start the stream's HLS (ns, 0: never).
+    hls_wanted_ns: u64,
 }
 
 /// One shard's state, shared by its tasks.
@@ -98,6 +100,8 @@ pub struct Shard {
     schedule: RefCell<schedule::SendSchedule>,
     /// Sends frames would have made since the last load sample (see [`schedule`]).
     frame_sends: Cell<u64>,
+    /// What the units of the streams this shard owns count against while they live.
+    units: Arc<Meter>,
 }
 
 impl Shard {
@@ -112,6 +116,7 @@ impl Shard {
                 config.viewer.flush_on_video,
             )),
             frame_sends: Cell::new(0),
+            units: Meter::new(observed.media_budget.clone()),
             config,
             stats: observed.all_stats[id].clone(),
             observed,
@@ -145,11 +150,21 @@ impl Shard {
         }
     }
 
-    fn new_feed(&self, state: FeedState) -> Rc<RefCell<Feed>> {
+    /// A feed whose ring keeps what this shard's viewers read and, on the owner of a
+    /// stream with HLS on demand, one target duration before the newest keyframe (the first
+    /// segment of a first HLS request, see [`crate::hub::ring`]).
+    fn new_feed(&self, state: FeedState, owner: bool) -> Rc<RefCell<Feed>> {
+        let hls = &self.config.hls;
+        let keep_ms = if owner && hls.enabled && hls.on_demand {
+            u32::try_from(hls.target_duration_ms).unwrap_or(u32::MAX)
+        } else {
+            0
+        };
         let ring = Ring::new(
             self.config.stream.ring_max_bytes,
             self.config.stream.ring_max_duration_ms * 1_000_000,
         )
+        .retained_by_viewers(keep_ms)
         .with_budget(self.observed.media_budget.clone());
         Rc::new(RefCell::new(Feed::new(state, ring)))
     }
@@ -189,6 +204,7 @@ impl Shard {
                 }
             }
             MeshMsg::Subscribe(key, from) => self.on_subscribe(key, from),
+            MeshMsg::HlsWanted(key) => self.start_hls(&key),
             MeshMsg::Unsubscribe(key, from) => {
                 let mut streams = self.streams.borrow_mut();
                 if let Some(origin) = streams.get_mut(&key).and_then(|s| s.origin.as_mut()) {
@@ -400,7 +416,7 @@ impl Shard {
                     debug!(shard = self.id, stream = %key, "viewer refused: {full}");
                     return None;
                 }
-                let feed = self.new_feed(FeedState::Syncing);
+                let feed = self.new_feed(FeedState::Syncing, false);
                 stream.feed = Some(feed.clone());
                 feed
             }

@@ -172,14 +172,16 @@ impl Shard {
         let origin = match &mut stream.origin {
             Some(origin) => origin,
             None => {
-                stream.feed = Some(self.new_feed(FeedState::Live));
+                stream.feed = Some(self.new_feed(FeedState::Live, true));
                 stream.hls_share = Some(Share::new(self.observed.media_budget.clone()));
                 self.broadcast(|| MeshMsg::StreamLive(key.clone()));
                 stats::inc(&self.stats.streams);
                 let chunk_size = self.config.rtmp.chunk_size as usize;
-                stream
-                    .origin
-                    .insert(Origin::new(self.count, chunk_size, self.segmenter(key)))
+                let hls = &self.config.hls;
+                let segmenter = (hls.enabled && !hls.on_demand).then(|| self.segmenter(key));
+                let origin =
+                    Origin::new(self.count, chunk_size, segmenter).with_meter(self.units.clone());
+                stream.origin.insert(origin)
             }
         };
         if let Some(old) = replaced {
@@ -200,14 +202,13 @@ impl Shard {
         Ok(())
     }
 
-    /// A segmenter for a new stream, when HLS is enabled.
-    fn segmenter(&self, key: &StreamKey) -> Option<Segmenter> {
+    /// A segmenter for `key`, its HLS starting (see [`Shard::start_hls`]).
+    pub(super) fn segmenter(&self, key: &StreamKey) -> Segmenter {
         let hls = &self.config.hls;
         let name = key.rsplit('/').next().unwrap_or(key);
-        // Unique per stream incarnation in this process: time of creation, then a counter.
+        // Unique per segmenter in this process: time of creation, then a counter.
         let instance = super::hls_store::wall_ms() * 1000 + self.next_conn.get() % 1000;
-        hls.enabled
-            .then(|| Segmenter::new(name, instance, hls.target_duration_ms, hls.window_segments))
+        Segmenter::new(name, instance, hls.target_duration_ms, hls.window_segments)
     }
 
     /// An audio or video message from publisher `conn_id` of `key`. False when `conn_id` is
@@ -298,10 +299,17 @@ impl Shard {
             (closed || trimmed || refused)
                 .then(|| (HlsView::of(hls, hls.instance(), false), closed))
         });
+        let retired = if unit.key && self.config.hls.on_demand {
+            self.retire_idle_hls(key, origin, hls_share.as_mut())
+        } else {
+            None
+        };
         if let (Some(share), Some(hls)) = (hls_share.as_mut(), origin.hls.as_ref()) {
             share.set(hls.bytes_held());
         }
-        if let Some((view, closed)) = hls_view {
+        if let Some(view) = retired {
+            self.publish_hls(key, view);
+        } else if let Some((view, closed)) = hls_view {
             self.publish_hls(key, view);
             if closed {
                 stats::inc(&self.stats.hls_segments);

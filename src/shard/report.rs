@@ -49,6 +49,18 @@ impl Shard {
         let kbps = |bytes: u64| bytes as f64 * 8.0 / 1000.0 / interval_s.max(1e-3);
         let now = now_ns();
         let mut streams = self.streams.borrow_mut();
+        let (mut gop_cache, mut hls) = (0, 0);
+        for stream in streams.values() {
+            if let (Some(feed), Some(origin)) = (&stream.feed, &stream.origin) {
+                gop_cache += feed.borrow().ring.gop_cache_bytes();
+                hls += origin.hls.as_ref().map_or(0, |h| h.bytes_held());
+            }
+        }
+        let units = self.units.held();
+        let gauge = |g: &std::sync::atomic::AtomicU64, v: usize| stats::set(g, v as u64);
+        gauge(&self.stats.ring_bytes, units.saturating_sub(gop_cache));
+        gauge(&self.stats.gop_cache_bytes, gop_cache);
+        gauge(&self.stats.hls_bytes, hls);
         let reports = streams
             .iter_mut()
             .map(|(key, stream)| {
@@ -132,6 +144,11 @@ impl Shard {
                     "flv_viewers": stats::get(&s.flv_viewers),
                     "rtmp_players": stats::get(&s.rtmp_players),
                     "bytes_out": stats::get(&s.flv_bytes_out) + stats::get(&s.rtmp_bytes_out),
+                    "memory_bytes": {
+                        "ring": stats::get(&s.ring_bytes),
+                        "gop_cache": stats::get(&s.gop_cache_bytes),
+                        "hls": stats::get(&s.hls_bytes),
+                    },
                 })
             })
             .collect();

@@ -175,6 +175,9 @@ fn a_subscribing_shard_syncs_then_follows_the_owner() {
                         .collect();
                     assert_eq!(gop, [1, 2], "the GOP cache, from its keyframe");
                 }
+                // A viewer that reads nothing yet: its GOP stays in the replica's ring.
+                let reading = feed.borrow().ring.hold(1);
+                assert!(reading.is_some());
                 stage.store(2, Ordering::SeqCst);
                 let has_next = || {
                     let f = feed.borrow();
@@ -214,6 +217,7 @@ fn a_subscribing_shard_syncs_then_follows_the_owner() {
                 let after: Vec<u64> = queued();
                 assert_eq!(&after[after.len() - 3..], [last, key_seq, key_seq + 1]);
                 stage.store(6, Ordering::SeqCst);
+                drop(reading);
                 shard.detach_viewer(&key, &feed, Format::Flv);
             }
         }

@@ -4,8 +4,8 @@
 use super::*;
 use rml_rtmp::messages::RtmpMessage;
 
-/// The budget: above what the witness holds alone (1 to 1.8 MiB: its ring on each of two
-/// shards, and its HLS window).
+/// The budget: above what the witness holds alone (its units, counted once however many
+/// shards' rings hold them, and its HLS window while one is requested).
 const BUDGET: u64 = 2304 << 10;
 
 /// The attacker's frames.

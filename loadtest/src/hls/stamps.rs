@@ -182,7 +182,7 @@ mod tests {
     fn corecast_playlists_and_segments_parse() {
         let mut s = Segmenter::new("cam", 7, 1000, 4);
         let unit = |kind, dts, key, header, body: &[u8]| {
-            Unit::serialize(kind, dts, key, header, body, 4096)
+            Unit::serialize(kind, dts, key, header, body, 4096, None)
         };
         s.push(&unit(UnitKind::Video, 0, false, true, AVC_CONFIG), 0)
             .unwrap();

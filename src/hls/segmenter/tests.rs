@@ -48,7 +48,7 @@ mod segment_tests {
     }
 
     fn unit(kind: UnitKind, dts: u32, key: bool, header: bool, body: &[u8]) -> Unit {
-        Unit::serialize(kind, dts, key, header, body, 4096)
+        Unit::serialize(kind, dts, key, header, body, 4096, None)
     }
 
     #[test]
