@@ -44,8 +44,8 @@ Parts (--only a,b,c,d,e,f):
      segments back): corecast's HLS from memory against nginx-rtmp's own (`hls on`, 2 s
      fragments, a 12 s playlist, written to disk under the temporary directory and served
      by nginx's HTTP server with sendfile from the page cache, in the same worker).
-  f  Many channels: 200 synthetic streams of 1 Mbit/s, and 1,000 of 250 kbit/s (25 fps,
-     2 s GOP), published at once: the server's RSS and CPU per stream with the
+  f  Many channels: 200 synthetic streams of 1 Mbit/s, 1,000 of 250 kbit/s and 50 of
+     4 Mbit/s (25 fps, 2 s GOP), published at once: the server's RSS and CPU per stream with the
      publishers alone, then with 400 RTMP players of one stream; and the same with one HLS
      player on every stream (nginx-rtmp: `hls on`, written to a tmpfs, served by its HTTP
      server).

@@ -4,7 +4,8 @@ phase, viewers join: 400 RTMP players of one stream, or, with HLS, one HLS playe
 stream (nginx-rtmp then writes every stream's HLS to a tmpfs and serves it from there).
 
 Measured per run: the server's RSS idle (right after it started), with the publishers alone
-(at the end of their phase) and with the viewers (at the end); the server's CPU over the
+(at the end of their phase) and with the viewers (at the end; for nginx-rtmp with HLS, plus
+its HLS files in the tmpfs); the server's CPU over the
 publisher-only phase (from 5 s in, once every publisher runs) and over the viewers' phase
 (from 3 s after they joined). The figures per stream divide by N.
 """
@@ -19,7 +20,7 @@ from .procfs import proc_ticks
 from .servers import SERVERS
 
 # (streams, kbit/s each) of the runs.
-LOADS = [(200, 1000), (1000, 250)]
+LOADS = [(200, 1000), (1000, 250), (50, 4000)]
 # Publisher-only seconds, and the viewers' seconds after them.
 PUBLISHERS_S = 15.0
 VIEWERS_S = 15.0
@@ -60,8 +61,7 @@ def run_channels(ctx, kind, streams, kbps, hls):
            "viewers": streams if hls else PLAYERS}
     began = time.monotonic()
     server = SERVERS[kind](ctx, label, "hls" if hls else "rtmp")
-    if kind == "nginx" and hls:
-        server.hls_root = ctx.shm / label
+    server.hls_root = ctx.shm / label if kind == "nginx" and hls else None
     server.start()
     try:
         key = "process" if kind.startswith("corecast") else "worker"
@@ -89,6 +89,10 @@ def run_channels(ctx, kind, streams, kbps, hls):
             ok = ok and wait_until(t0 + PUBLISHERS_S + VIEWERS_S - 0.5, gen)
             d = cpu()
             rec["rss_viewers_kib"] = server.rss()[key]
+            if server.hls_root is not None:
+                # nginx-rtmp's HLS is in the tmpfs, outside the worker's RSS.
+                rec["hls_files_kib"] = sum(f.stat().st_size for f in
+                                           server.hls_root.rglob("*") if f.is_file()) / 1024
             if not ok:
                 raise Fatal(f"the generator ended early: {tail(err_path, 20)}")
             rec["cpu_publishers"] = (b[0] - a[0]) / CLK_TCK / (b[1] - a[1])
@@ -116,7 +120,8 @@ def run_channels(ctx, kind, streams, kbps, hls):
         rec["p99_ms"] = groups[0]["latency"]["p99_ms"]
     per = lambda kib: kib / 1024 / streams  # noqa: E731 - MB per stream
     rec["mb_per_stream"] = per(rec["rss_publishers_kib"] - rec["rss_idle_kib"])
-    rec["mb_per_stream_viewers"] = per(rec["rss_viewers_kib"] - rec["rss_idle_kib"])
+    rec["mb_per_stream_viewers"] = per(rec["rss_viewers_kib"] - rec["rss_idle_kib"]
+                                      + rec.get("hls_files_kib", 0))
     rec["wall_s"] = time.monotonic() - began
     ctx.points.append(rec)
     log(f"[f #{rec['id']}] {kind} {streams} x {kbps} kbit/s{' + HLS' if hls else ''}: "

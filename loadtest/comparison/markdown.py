@@ -308,7 +308,8 @@ def markdown(ctx):
         lines += ["### f. Many channels", "", channels_table(ctx), "",
                   "Synthetic streams (25 fps, 2 s GOP) published at once, 15 s alone, then "
                   "15 s with the viewers. RSS per stream: (RSS then - RSS idle) / streams; "
-                  "corecast: the process, nginx: the worker. CPU: the process's (nginx: the "
+                  "corecast: the process, nginx: the worker (with HLS, plus its files in the "
+                  "tmpfs). CPU: the process's (nginx: the "
                   "worker's) utime + stime, as % of one core, from 5 s in (publishers) and "
                   "from 3 s after the viewers joined. corecast makes HLS while it is "
                   "requested; nginx-rtmp with `hls on` writes every stream's HLS (to a tmpfs) "

@@ -9,7 +9,7 @@
 //! - RTMP: the type 0 header, the body's first chunk, then for every further chunk the
 //!   continuation (a type 3 chunk header, with the extended timestamp when there is one)
 //!   and the chunk: slices of the same buffer, sent as a vectored write. With the default
-//!   chunk size of 4096 most audio and inter frames are one chunk (two slices).
+//!   chunk size of 65536 almost every frame is one chunk (two slices).
 //!
 //! So a unit's memory is its body once plus 28 to 36 bytes, whatever the formats its
 //! viewers read; the chunk headers are the rules of [`crate::rtmp::chunk`].
