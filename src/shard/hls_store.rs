@@ -151,16 +151,10 @@ impl Shard {
             return;
         }
         let mut streams = self.streams.borrow_mut();
-        let Some(LocalStream {
-            feed: Some(feed),
-            origin: Some(origin),
-            hls_share,
-            ..
-        }) = streams.get_mut(key)
-        else {
+        let Some(stream) = streams.get_mut(key).and_then(LocalStream::owned) else {
             return;
         };
-        if origin.hls.is_some() {
+        if stream.origin.hls.is_some() {
             return;
         }
         let mut segmenter = self.segmenter(key);
@@ -168,7 +162,7 @@ impl Shard {
         segmenter.requested(now);
         let mut errors = 0;
         {
-            let feed = feed.borrow();
+            let feed = stream.feed.borrow();
             let ring = &feed.ring;
             let units = feed.headers.units().map(|u| (u, wall)).chain(
                 ring.iter_from(ring.oldest_key().unwrap_or(ring.end()))
@@ -184,12 +178,12 @@ impl Shard {
             }
         }
         stats::add(&self.stats.hls_errors, errors);
-        if let Some(share) = hls_share.as_mut() {
+        if let Some(share) = stream.hls_share.as_mut() {
             share.set(segmenter.bytes_held());
         }
         let view = (!segmenter.segments().is_empty() || segmenter.unsupported().is_some())
             .then(|| HlsView::of(&segmenter, segmenter.instance(), false));
-        origin.hls = Some(segmenter);
+        stream.origin.hls = Some(segmenter);
         drop(streams);
         info!(shard = self.id, stream = %key, "hls: started on request");
         if let Some(view) = view {

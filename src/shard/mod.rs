@@ -66,6 +66,32 @@ struct LocalStream {
     hls_wanted_ns: u64,
 }
 
+/// The owner shard's parts of a stream.
+struct Owned<'a> {
+    feed: &'a Rc<RefCell<Feed>>,
+    origin: &'a mut Origin,
+    hls_share: &'a mut Option<Share>,
+}
+
+impl LocalStream {
+    /// The owner's parts of the stream; `None` on other shards.
+    fn owned(&mut self) -> Option<Owned<'_>> {
+        match self {
+            LocalStream {
+                feed: Some(feed),
+                origin: Some(origin),
+                hls_share,
+                ..
+            } => Some(Owned {
+                feed,
+                origin,
+                hls_share,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// One shard's state, shared by its tasks.
 pub struct Shard {
     /// Index of this shard.

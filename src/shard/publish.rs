@@ -4,7 +4,7 @@
 //! and the HLS segmenter.
 
 use super::mesh::MeshMsg;
-use super::{LocalStream, Shard};
+use super::{LocalStream, Owned, Shard};
 use crate::hls::segmenter::Segmenter;
 use crate::hls::HlsView;
 use crate::hub::budget::Share;
@@ -267,12 +267,11 @@ impl Shard {
     /// feeds the HLS segmenter.
     fn distribute(&self, key: &StreamKey, unit: Unit) {
         let mut streams = self.streams.borrow_mut();
-        let Some(LocalStream {
-            feed: Some(feed),
-            origin: Some(origin),
+        let Some(Owned {
+            feed,
+            origin,
             hls_share,
-            ..
-        }) = streams.get_mut(key)
+        }) = streams.get_mut(key).and_then(LocalStream::owned)
         else {
             return;
         };
