@@ -153,6 +153,17 @@ fn listeners_sharing_a_port_are_refused() {
 }
 
 #[test]
+fn hls_on_demand_outlives_three_target_durations() {
+    let hls = &Config::default().hls;
+    assert!(hls.on_demand && hls.idle_timeout_ms == 30_000);
+    for (target, idle, refused) in [(2000, 5999, true), (2000, 6000, false), (500, 1500, false)] {
+        let text = format!("[hls]\ntarget_duration_ms = {target}\nidle_timeout_ms = {idle}\n");
+        let expected = refused.then_some("hls.idle_timeout_ms");
+        assert_eq!(refused_key(&text), expected, "{target} {idle}");
+    }
+}
+
+#[test]
 fn ipv6_prefix_len_is_within_1_to_128() {
     assert_eq!(Config::default().limits.ipv6_prefix_len, 64);
     for (len, refused) in [
