@@ -464,6 +464,28 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_keeps_its_gop_in_a_ring_retained_by_viewers_until_it_moves_on() {
+        let mut ring = Ring::new(1 << 20, u64::MAX).retained_by_viewers(0);
+        for i in 0..4 {
+            ring.push(unit(i, i % 2 == 0, 10), 0);
+        }
+        // A new viewer starts at the GOP cache (from 2) and holds it.
+        let mut cursor = Cursor::at_gop_start(Format::Flv, Vec::new(), &ring);
+        for i in 4..8 {
+            ring.push(unit(i, i % 2 == 0, 10), 0);
+        }
+        assert_eq!(ring.front(), 2, "the GOP the viewer reads stays");
+        // Sent up to the GOP from 6: the ones before it go with the next unit.
+        let sent = send_all(&mut cursor, &ring, 1 << 20);
+        assert_eq!(sent.len(), 60);
+        ring.push(unit(8, true, 10), 0);
+        assert_eq!(ring.front(), 6, "only what the caught-up viewer holds");
+        drop(cursor);
+        ring.push(unit(9, false, 10), 0);
+        assert_eq!(ring.front(), 8, "nobody reads: the GOP cache alone");
+    }
+
+    #[test]
     fn gather_respects_byte_budget() {
         let mut ring = Ring::new(1 << 20, u64::MAX);
         for i in 0..4 {
