@@ -64,20 +64,13 @@ impl HlsView {
     /// every other of its incarnation, and shards forget the stream's HLS on it.
     pub fn retired(segmenter: &Segmenter, instance: u64) -> Self {
         HlsView {
-            playlist: Bytes::new(),
-            instance,
-            segments: Vec::new(),
-            ended: false,
-            version: u64::MAX,
-            unsupported: None,
             retired: true,
-            demand: segmenter.demand().clone(),
+            ..HlsView::bare(instance, u64::MAX, false, segmenter.demand().clone())
         }
     }
 
-    /// A snapshot with no segments (tests of what carries and stores snapshots).
-    #[cfg(test)]
-    pub(crate) fn empty(instance: u64, version: u64, ended: bool) -> Self {
+    /// A snapshot with no playlist and no segments.
+    fn bare(instance: u64, version: u64, ended: bool, demand: Arc<AtomicU64>) -> Self {
         HlsView {
             playlist: Bytes::new(),
             instance,
@@ -86,8 +79,14 @@ impl HlsView {
             version,
             unsupported: None,
             retired: false,
-            demand: Arc::default(),
+            demand,
         }
+    }
+
+    /// A snapshot with no segments (tests of what carries and stores snapshots).
+    #[cfg(test)]
+    pub(crate) fn empty(instance: u64, version: u64, ended: bool) -> Self {
+        HlsView::bare(instance, version, ended, Arc::default())
     }
 
     /// Notes a request served from this snapshot at `now_ns` ([`crate::media::now_ns`]).

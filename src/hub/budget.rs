@@ -114,11 +114,6 @@ impl Meter {
         self.held.load(Ordering::Relaxed)
     }
 
-    /// The budget this meter counts against.
-    pub fn budget(&self) -> &Arc<MediaBudget> {
-        &self.budget
-    }
-
     /// `buf` as shared bytes that count against this meter while they live.
     pub fn hold(self: &Arc<Self>, buf: Vec<u8>) -> Bytes {
         self.held.fetch_add(buf.len(), Ordering::Relaxed);

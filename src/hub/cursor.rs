@@ -16,6 +16,7 @@ use crate::media::{Format, Tracks, Wire};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::rc::Rc;
 
 /// Slow-viewer policy thresholds.
 #[derive(Debug, Clone, Copy)]
@@ -59,8 +60,6 @@ pub struct Cursor {
     /// The viewer's claim on the GOP its position is in, which keeps that GOP in a ring
     /// retained by viewers.
     hold: Option<GopHold>,
-    /// Where the GOP of `hold` starts.
-    held: Option<u64>,
 }
 
 impl Cursor {
@@ -76,7 +75,6 @@ impl Cursor {
             format,
             tracks: Tracks::Default,
             hold: None,
-            held: None,
         }
     }
 
@@ -120,14 +118,9 @@ impl Cursor {
     /// Claims the GOP the position is now in (see [`Ring::hold`]), unless it holds it
     /// already.
     fn rehold(&mut self, ring: &Ring) {
-        // Most viewers read the newest GOP: known without a search.
-        let start = match ring.newest_key() {
-            Some(key) if key <= self.pos => Some(key),
-            _ => ring.gop_start(self.pos),
-        };
-        if start != self.held || self.hold.is_none() {
-            self.held = start;
-            self.hold = ring.hold(self.pos);
+        let gop = ring.hold(self.pos);
+        if gop.map(Rc::as_ptr) != self.hold.as_ref().map(Rc::as_ptr) {
+            self.hold = gop.cloned();
         }
     }
 

@@ -156,21 +156,19 @@ impl Ring {
         Rc::strong_count(&first.holders) > 1 || !covered
     }
 
-    /// A claim on the GOP that position `pos` is in (the newest one for a position past
-    /// the end), or `None` before the oldest keyframe held. A ring retained by viewers keeps
-    /// that GOP while the claim lives.
-    pub fn hold(&self, pos: u64) -> Option<GopHold> {
-        self.gop_at(pos).map(|g| g.holders.clone())
-    }
-
-    /// Where the GOP that position `pos` is in starts ([`Ring::hold`]'s GOP).
-    pub fn gop_start(&self, pos: u64) -> Option<u64> {
-        self.gop_at(pos).map(|g| g.start)
-    }
-
-    fn gop_at(&self, pos: u64) -> Option<&Gop> {
-        let after = self.gops.partition_point(|g| g.start <= pos);
-        self.gops.get(after.checked_sub(1)?)
+    /// The token of the GOP that position `pos` is in (the newest one for a position past
+    /// the end), or `None` before the oldest keyframe held. A clone of it is a claim: a ring
+    /// retained by viewers keeps that GOP while the claim lives.
+    pub fn hold(&self, pos: u64) -> Option<&GopHold> {
+        // Most viewers read the newest GOP: found without a search.
+        let gop = match self.gops.back() {
+            Some(newest) if newest.start <= pos => newest,
+            _ => {
+                let after = self.gops.partition_point(|g| g.start <= pos);
+                self.gops.get(after.checked_sub(1)?)?
+            }
+        };
+        Some(&gop.holders)
     }
 
     /// Position of the oldest unit still held.
@@ -323,20 +321,20 @@ pub(crate) mod tests {
             ring.push(unit(i, i % 4 == 0, 10), 0);
         }
         // A viewer reading position 5 (in the GOP from 4) holds that GOP.
-        let hold = ring.hold(5);
+        let hold = ring.hold(5).cloned();
         for i in 6..13 {
             ring.push(unit(i, i % 4 == 0, 10), 0);
         }
         assert_eq!(ring.front(), 4, "the GOP from 0 went, the held one stays");
         assert!(ring.hold(3).is_none(), "before the oldest keyframe held");
         // It moves on to the GOP from 8: the one from 4 goes with the next unit.
-        let moved = ring.hold(8);
+        let moved = ring.hold(8).cloned();
         drop(hold);
         ring.push(unit(13, false, 10), 0);
         assert_eq!(ring.front(), 8);
         // A caught-up viewer holds the newest GOP; keyframe 16 then frees the one from 8.
         drop(moved);
-        let caught_up = ring.hold(ring.end());
+        let caught_up = ring.hold(ring.end()).cloned();
         for i in 14..17 {
             ring.push(unit(i, i % 4 == 0, 10), 0);
         }
@@ -361,7 +359,7 @@ pub(crate) mod tests {
     fn bounds_still_apply_to_held_gops() {
         let mut ring = Ring::new(1 << 20, 1_000).retained_by_viewers(0);
         ring.push(unit(0, true, 10), 0);
-        let hold = ring.hold(0);
+        let hold = ring.hold(0).cloned();
         ring.push(unit(1, false, 10), 0);
         ring.push(unit(2, true, 10), 500);
         assert_eq!(ring.front(), 0, "held");

@@ -105,6 +105,11 @@ impl Wire {
         self.chunk.max(1) as usize
     }
 
+    /// RTMP chunks of the body (none for an empty body: its message is the header alone).
+    fn chunks(&self) -> usize {
+        self.body_range().len().div_ceil(self.chunk())
+    }
+
     /// Where the FLV tag starts in the buffer.
     fn tag_start(&self) -> usize {
         usize::from(self.continuation) + usize::from(self.head)
@@ -134,9 +139,10 @@ impl Wire {
         match format {
             Format::Flv => self.buf.len() - self.tag_start(),
             Format::Rtmp => {
-                let body = self.body_range().len();
-                let chunks = body.div_ceil(self.chunk()).max(1);
-                usize::from(self.head) + body + (chunks - 1) * usize::from(self.continuation)
+                let continuations = self.chunks().saturating_sub(1);
+                usize::from(self.head)
+                    + self.body_range().len()
+                    + continuations * usize::from(self.continuation)
             }
         }
     }
@@ -148,7 +154,7 @@ impl Wire {
         match format {
             _ if self.buf.is_empty() => 0,
             Format::Flv => 1,
-            Format::Rtmp => match self.body_range().len().div_ceil(self.chunk()) {
+            Format::Rtmp => match self.chunks() {
                 0 => 1,
                 chunks => 2 * chunks,
             },

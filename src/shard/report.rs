@@ -49,18 +49,6 @@ impl Shard {
         let kbps = |bytes: u64| bytes as f64 * 8.0 / 1000.0 / interval_s.max(1e-3);
         let now = now_ns();
         let mut streams = self.streams.borrow_mut();
-        let (mut gop_cache, mut hls) = (0, 0);
-        for stream in streams.values() {
-            if let (Some(feed), Some(origin)) = (&stream.feed, &stream.origin) {
-                gop_cache += feed.borrow().ring.gop_cache_bytes();
-                hls += origin.hls.as_ref().map_or(0, |h| h.bytes_held());
-            }
-        }
-        let units = self.units.held();
-        let gauge = |g: &std::sync::atomic::AtomicU64, v: usize| stats::set(g, v as u64);
-        gauge(&self.stats.ring_bytes, units.saturating_sub(gop_cache));
-        gauge(&self.stats.gop_cache_bytes, gop_cache);
-        gauge(&self.stats.hls_bytes, hls);
         let reports = streams
             .iter_mut()
             .map(|(key, stream)| {
@@ -110,10 +98,28 @@ impl Shard {
         }
     }
 
-    /// Publishes this shard's report (see [`crate::metrics::api`]).
+    /// Publishes this shard's report (see [`crate::metrics::api`]) and memory gauges.
     pub fn publish_report(&self, interval_s: f64, busy: f64) {
         let report = self.report(interval_s, busy);
         self.observed.reports.publish(report);
+        self.publish_memory();
+    }
+
+    /// Sets the memory gauges of the streams this shard owns: their GOP caches, the rest of
+    /// their units alive on any shard, their HLS windows.
+    fn publish_memory(&self) {
+        let (mut gop_cache, mut hls) = (0, 0);
+        for stream in self.streams.borrow().values() {
+            if let (Some(feed), Some(origin)) = (&stream.feed, &stream.origin) {
+                gop_cache += feed.borrow().ring.gop_cache_bytes();
+                hls += origin.hls.as_ref().map_or(0, |h| h.bytes_held());
+            }
+        }
+        let units = self.units.held();
+        let gauge = |g: &std::sync::atomic::AtomicU64, v: usize| stats::set(g, v as u64);
+        gauge(&self.stats.ring_bytes, units.saturating_sub(gop_cache));
+        gauge(&self.stats.gop_cache_bytes, gop_cache);
+        gauge(&self.stats.hls_bytes, hls);
     }
 
     /// The API's view of every stream, or of one.

@@ -176,7 +176,7 @@ fn a_subscribing_shard_syncs_then_follows_the_owner() {
                     assert_eq!(gop, [1, 2], "the GOP cache, from its keyframe");
                 }
                 // A viewer that reads nothing yet: its GOP stays in the replica's ring.
-                let reading = feed.borrow().ring.hold(1);
+                let reading = feed.borrow().ring.hold(1).cloned();
                 assert!(reading.is_some());
                 stage.store(2, Ordering::SeqCst);
                 let has_next = || {
