@@ -30,10 +30,13 @@ use guard::GuardError;
 use rml_rtmp::handshake::HandshakeError;
 use rml_rtmp::sessions::{ServerSession, ServerSessionError, ServerSessionResult};
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tracing::{debug, info};
 
@@ -256,8 +259,8 @@ impl Driver {
 
     /// Reads, feeds the connection and acts on it until it plays, closes or is handed over.
     ///
-    /// One stop listener and one deadline timer serve the whole conversation, not one of
-    /// each per read (a publisher reads once per message): the timer stays armed while the
+    /// One stop listener and one deadline alarm serve the whole conversation, not one of
+    /// each per read (a publisher reads once per message): the alarm stays armed while the
     /// deadline only moves later, and when it fires before the deadline it is armed again.
     async fn converse(
         &mut self,
@@ -267,7 +270,7 @@ impl Driver {
         let mut buf = vec![0u8; self.shard.config.rtmp.read_buffer_bytes];
         let shard = self.shard.clone();
         let mut stop = std::pin::pin!(shard.stopped());
-        let mut timer: Option<(u64, glommio::timer::Timer)> = None;
+        let mut alarm: Option<Alarm> = None;
         loop {
             let next = self.act(conn)?;
             let out = conn.take_output();
@@ -284,22 +287,17 @@ impl Driver {
             if now >= deadline {
                 return Err(expired);
             }
-            let armed = match &mut timer {
-                Some((at, armed)) if *at <= deadline => armed,
-                _ => {
-                    let left = Duration::from_nanos(deadline - now);
-                    &mut timer.insert((deadline, glommio::timer::Timer::new(left))).1
-                }
+            let armed = match &mut alarm {
+                Some(armed) if armed.covers(deadline, now) => armed,
+                _ => alarm.insert(Alarm::new(deadline, now)),
             };
             let read = async { Woke::Read(stream.read(&mut buf).await) };
             let stopped = async {
                 (&mut stop).await;
                 Woke::Stop
             };
-            let fired = async {
-                armed.await;
-                Woke::Deadline
-            };
+            let fired =
+                futures_lite::future::poll_fn(|cx| armed.poll_fired(cx).map(|()| Woke::Deadline));
             let n = match futures_lite::future::or(read, futures_lite::future::or(stopped, fired))
                 .await
             {
@@ -308,7 +306,7 @@ impl Driver {
                 Woke::Stop => return Ok(Next::Close),
                 // Armed for an earlier deadline: looked at again above.
                 Woke::Deadline => {
-                    timer = None;
+                    alarm = None;
                     continue;
                 }
             };
@@ -571,6 +569,50 @@ impl Driver {
 }
 
 /// What ended a wait of [`Driver::converse`].
+/// The deadline timer of a conversation, registered with the reactor once per arming.
+///
+/// glommio's `Timer` registers itself again (a clock read and an update of the reactor's
+/// timer map) each time it is polled, and a publisher waits once per message. An alarm polls
+/// its timer only on the first wait after it is armed: the task's waker stays registered (a
+/// task keeps one waker), so the reactor wakes the task when the time comes, and later
+/// waits see that it has come from the clock.
+struct Alarm {
+    /// When it fires, in `now_ns` time.
+    at: u64,
+    timer: glommio::timer::Timer,
+    registered: bool,
+}
+
+impl Alarm {
+    fn new(at: u64, now: u64) -> Alarm {
+        let timer = glommio::timer::Timer::new(Duration::from_nanos(at.saturating_sub(now)));
+        Alarm {
+            at,
+            timer,
+            registered: false,
+        }
+    }
+
+    /// Whether the alarm still wakes the task in time for `deadline`: it fires no later
+    /// and has not fired yet.
+    fn covers(&self, deadline: u64, now: u64) -> bool {
+        self.at <= deadline && now < self.at
+    }
+
+    /// Ready once the alarm's time has come.
+    fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.registered {
+            self.registered = true;
+            return Pin::new(&mut self.timer).poll(cx).map(drop);
+        }
+        if now_ns() >= self.at {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
 enum Woke {
     /// The read finished.
     Read(io::Result<usize>),
