@@ -46,6 +46,22 @@ pub enum ConfigError {
         /// What is wrong with it.
         message: String,
     },
+    /// A `CORECAST_` environment variable is not a valid setting.
+    #[error("{var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An error in a value that came from the environment or the command line, named.
+    #[error("{origin}: {error}")]
+    Sourced {
+        /// The variable or option the value came from.
+        origin: String,
+        /// The error.
+        error: Box<ConfigError>,
+    },
     /// A value is out of its allowed range or inconsistent with another key.
     #[error("key `{key}`: {message}")]
     Invalid {
@@ -192,6 +208,8 @@ pub struct ServerConfig {
 pub struct LogConfig {
     /// Line format.
     pub format: LogFormat,
+    /// Level filter (tracing's `EnvFilter` syntax); `RUST_LOG` replaces it when set.
+    pub level: String,
 }
 
 /// Log line format.
@@ -528,6 +546,9 @@ impl Config {
             ));
         }
         self.validate_auth_names()?;
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(invalid("log.level", format!("not a level filter: {err}")));
+        }
         if self.metrics.histogram_log_interval_ms < 1000 {
             return Err(invalid(
                 "metrics.histogram_log_interval_ms",
@@ -657,6 +678,9 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
         }
     }
 }
+
+mod sources;
+pub use sources::{Loaded, Override, Source, Sources, ENV_PREFIX};
 
 #[cfg(test)]
 mod tests;

@@ -7,8 +7,8 @@
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`config`] | configuration: embedded documented defaults, overlay, validation |
-//! | [`server`] | binds listeners, starts one pinned glommio executor per shard, readiness, graceful stop |
+//! | [`config`] | configuration: embedded documented defaults, overlay, validation; sources (file, `CORECAST_` environment, `_FILE` secrets, options) and where each key came from |
+//! | [`server`] | binds listeners, starts one pinned glommio executor per shard, graceful stop; shard heartbeats and readiness (`health`: pure), configuration reloads (`reload`), the systemd notify protocol (`systemd`) |
 //! | [`shard`] | one shard: stream registry and view operations (`mod`), publish policies (takeover, republish grace: pure) and ingest (`publish`), cross-shard messages with ordered, bounded per-peer outboxes (`mesh`: outbox pure), HLS snapshot store (`hls_store`), reports (`report`) |
 //! | [`auth`] | publish and play policies: static keys, signed tokens (pure) |
 //! | [`limits`] | admission: connections in total, per shard and per address; viewers per stream |
@@ -17,7 +17,7 @@
 //! | [`flv`] | FLV tag serialization and demuxing (pure) |
 //! | [`rtmp`] | RTMP connection (pure state machine: handshake, session, requests per state, timeouts; fuzzed and unit-tested as the server runs it) and its driver (socket, timers, shard calls, handoff); input guard (pure: message and chunk limits ahead of rml_rtmp); AMF0 nesting scanner (pure, iterative: the guard's depth bound for rml_rtmp's recursive AMF0 reader); shared chunking and a per-chunk-stream chunk reader (pure) |
 //! | [`hls`] | MPEG-TS muxer and segmenter (pure), snapshots served by every shard |
-//! | [`http`] | HTTP/1.1 driver: HTTP-FLV, HLS, admin endpoints; request parsing (pure) |
+//! | [`http`] | HTTP/1.1 driver: HTTP-FLV, HLS, admin endpoints, health checks; request parsing (pure); the `corecast probe` client |
 //! | [`viewer`] | delivery of a feed to one viewer: policy, gather, vectored send |
 //! | [`metrics`] | latency histograms, Prometheus text, JSON API, interval logs, profiles |
 //! | [`net`] | sockets: SO_REUSEPORT listeners, sendmsg, socket options, rlimits |

@@ -15,6 +15,7 @@
 //! others, with a small headroom ([`ADMIN_HEADROOM`]) over the total and per-shard limits.
 
 use crate::hub::StreamKey;
+use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,13 +55,8 @@ pub enum Listener {
 /// The limits (0 = none) and the counts they apply to.
 #[derive(Debug)]
 pub struct Admission {
-    max_total: usize,
-    max_per_shard: usize,
-    max_per_ip: usize,
-    exempt_loopback: bool,
-    /// IPv6 addresses count by this many leading bits (1..=128).
-    ipv6_prefix_len: u8,
-    max_viewers_per_stream: usize,
+    /// The limits, replaced by a reload (counts stay).
+    caps: ArcSwap<Caps>,
     total: AtomicUsize,
     per_shard: Box<[AtomicUsize]>,
     /// Open connections by [`address_key`]; an entry goes when its count reaches 0, so the
@@ -90,24 +86,36 @@ pub struct Caps {
     pub viewers_per_stream: usize,
 }
 
+impl Caps {
+    /// With the IPv6 prefix length in 1..=128 (0 means 128).
+    fn normalized(self) -> Caps {
+        Caps {
+            ipv6_prefix_len: match self.ipv6_prefix_len {
+                0 => 128,
+                n => n.min(128),
+            },
+            ..self
+        }
+    }
+}
+
 impl Admission {
     /// Limits for `shards` shards.
     pub fn new(shards: usize, caps: Caps) -> Self {
         Admission {
-            max_total: caps.total,
-            max_per_shard: caps.per_shard,
-            max_per_ip: caps.per_ip,
-            exempt_loopback: caps.exempt_loopback,
-            ipv6_prefix_len: match caps.ipv6_prefix_len {
-                0 => 128,
-                n => n.min(128),
-            },
-            max_viewers_per_stream: caps.viewers_per_stream,
+            caps: ArcSwap::from_pointee(caps.normalized()),
             total: AtomicUsize::new(0),
             per_shard: (0..shards.max(1)).map(|_| AtomicUsize::new(0)).collect(),
             per_ip: Mutex::new(HashMap::new()),
             viewers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// New limits (a reload). Connections and viewers admitted stay, also over a lowered
+    /// limit; the next ones are admitted against the new limits. Each connection gives back
+    /// the place it took (its [`Ticket`] keeps the address it counted under).
+    pub fn set_caps(&self, caps: Caps) {
+        self.caps.store(Arc::new(caps.normalized()));
     }
 
     /// Admits a connection from `ip` accepted by `shard` on `listener`, or says which limit
@@ -128,19 +136,20 @@ impl Admission {
             0 => 0,
             max => max.saturating_add(headroom),
         };
-        if !take(&self.total, with_headroom(self.max_total)) {
+        let caps = self.caps.load();
+        if !take(&self.total, with_headroom(caps.total)) {
             return Err(Refused::Total);
         }
-        if !take(&self.per_shard[shard], with_headroom(self.max_per_shard)) {
+        if !take(&self.per_shard[shard], with_headroom(caps.per_shard)) {
             self.total.fetch_sub(1, Ordering::Relaxed);
             return Err(Refused::Shard);
         }
-        let key = address_key(ip, self.ipv6_prefix_len);
-        let counted_ip = !(self.exempt_loopback && ip.to_canonical().is_loopback());
+        let key = address_key(ip, caps.ipv6_prefix_len);
+        let counted_ip = !(caps.exempt_loopback && ip.to_canonical().is_loopback());
         if counted_ip {
             let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
             let n = per_ip.entry(key).or_insert(0);
-            if self.max_per_ip > 0 && *n >= self.max_per_ip {
+            if caps.per_ip > 0 && *n >= caps.per_ip {
                 drop(per_ip);
                 self.per_shard[shard].fetch_sub(1, Ordering::Relaxed);
                 self.total.fetch_sub(1, Ordering::Relaxed);
@@ -170,12 +179,13 @@ impl Admission {
     /// Takes a viewer place on `key`; false when the stream has its maximum. Without a
     /// maximum nothing is counted (the counts serve only the maximum), so no lock is taken.
     pub fn add_viewer(&self, key: &StreamKey) -> bool {
-        if self.max_viewers_per_stream == 0 {
+        let max = self.caps.load().viewers_per_stream;
+        if max == 0 {
             return true;
         }
         let mut viewers = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
         let n = viewers.entry(key.clone()).or_insert(0);
-        if self.max_viewers_per_stream > 0 && *n >= self.max_viewers_per_stream {
+        if *n >= max {
             return false;
         }
         *n += 1;
@@ -185,7 +195,7 @@ impl Admission {
     /// Gives a viewer place back (nothing to give without a maximum, see
     /// [`Admission::add_viewer`]).
     pub fn remove_viewer(&self, key: &StreamKey) {
-        if self.max_viewers_per_stream == 0 {
+        if self.caps.load().viewers_per_stream == 0 {
             return;
         }
         let mut viewers = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
@@ -281,11 +291,18 @@ const MINUTE_NS: u64 = 60_000_000_000;
 /// Per-address publish limits (0 = none), shared by every shard. Pure: time is passed in.
 #[derive(Debug)]
 pub struct PublishLimits {
+    /// The limits, replaced by a reload (counts and rate buckets stay).
+    caps: ArcSwap<PublishCaps>,
+    state: Mutex<PublishState>,
+}
+
+/// The limits of [`PublishLimits`].
+#[derive(Debug, Clone, Copy)]
+struct PublishCaps {
     max_streams: usize,
     per_minute: u32,
     exempt_loopback: bool,
     ipv6_prefix_len: u8,
-    state: Mutex<PublishState>,
 }
 
 #[derive(Debug)]
@@ -343,12 +360,32 @@ impl PublishLimits {
         ipv6_prefix_len: u8,
     ) -> Self {
         PublishLimits {
+            caps: ArcSwap::from_pointee(PublishCaps {
+                max_streams,
+                per_minute,
+                exempt_loopback,
+                ipv6_prefix_len,
+            }),
+            state: Mutex::new(PublishState::default()),
+        }
+    }
+
+    /// New limits (a reload), as [`PublishLimits::new`] takes them: streams held stay, also
+    /// over a lowered limit; each gives back the slot it took ([`StreamSlot`] keeps the
+    /// address it counted under).
+    pub fn set_limits(
+        &self,
+        max_streams: usize,
+        per_minute: u32,
+        exempt_loopback: bool,
+        ipv6_prefix_len: u8,
+    ) {
+        self.caps.store(Arc::new(PublishCaps {
             max_streams,
             per_minute,
             exempt_loopback,
             ipv6_prefix_len,
-            state: Mutex::new(PublishState::default()),
-        }
+        }));
     }
 
     /// Admits a publish from `ip` at `now_ns` onto a stream whose slot is `current` (`None`
@@ -361,8 +398,9 @@ impl PublishLimits {
         now_ns: u64,
         current: Option<&StreamSlot>,
     ) -> Result<Option<StreamSlot>, PublishRefused> {
-        let counted = !(self.exempt_loopback && ip.to_canonical().is_loopback());
-        let ip = address_key(ip, self.ipv6_prefix_len);
+        let caps = **self.caps.load();
+        let counted = !(caps.exempt_loopback && ip.to_canonical().is_loopback());
+        let ip = address_key(ip, caps.ipv6_prefix_len);
         let same_address = current.is_some_and(|slot| slot.ip == counted.then_some(ip));
         if !counted {
             return Ok((!same_address).then(|| StreamSlot {
@@ -372,11 +410,11 @@ impl PublishLimits {
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let held = state.streams.get(&ip).copied().unwrap_or(0);
-        if !same_address && self.max_streams > 0 && held >= self.max_streams {
+        if !same_address && caps.max_streams > 0 && held >= caps.max_streams {
             return Err(PublishRefused::Streams);
         }
-        if self.per_minute > 0 {
-            let per_minute = self.per_minute;
+        if caps.per_minute > 0 {
+            let per_minute = caps.per_minute;
             let tracked = state.buckets.len();
             let full_and_new = tracked >= MAX_TRACKED_ADDRESSES
                 && !state.buckets.contains_key(&ip)
@@ -423,7 +461,7 @@ impl PublishLimits {
     /// Streams held by `ip` (with its prefix) now.
     pub fn streams_of(&self, ip: IpAddr) -> usize {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let ip = address_key(ip, self.ipv6_prefix_len);
+        let ip = address_key(ip, self.caps.load().ipv6_prefix_len);
         state.streams.get(&ip).copied().unwrap_or(0)
     }
 }

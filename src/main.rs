@@ -1,17 +1,22 @@
-//! The `corecast` binary: command-line arguments, logging, the configuration, then
-//! [`corecast::Server`] until a signal stops it; and the `hist` tool for histogram logs.
+//! The `corecast` binary: command-line arguments, logging, the configuration (file,
+//! environment, options), then [`corecast::Server`] until a signal stops it, with reloads
+//! (SIGHUP, the admin API) and the systemd notifications made from its main thread; and the
+//! `hist`, `token` and `probe` tools.
 
 use clap::{Parser, Subcommand};
-use corecast::config::LogFormat;
+use corecast::config::{LogFormat, Override, Sources};
+use corecast::server::systemd::Notifier;
 use corecast::{Config, Server};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-use tracing_subscriber::EnvFilter;
+use std::time::{Duration, Instant};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -58,6 +63,15 @@ enum Command {
         /// Only intervals starting at or before this many seconds into the log.
         #[arg(long)]
         to: Option<f64>,
+    },
+    /// Asks a health endpoint (e.g. http://127.0.0.1:8081/readyz) and exits 0 when it
+    /// answers 200: the health check of container images, which carry no HTTP client.
+    Probe {
+        /// The URL, http:// only.
+        url: String,
+        /// How long the whole exchange may take, in milliseconds.
+        #[arg(long, default_value_t = 3_000)]
+        timeout_ms: u64,
     },
     /// Mints a signed token (auth.secret from --config) allowing one action on one stream,
     /// and prints it with example URLs.
@@ -123,8 +137,21 @@ fn main() -> ExitCode {
             }
         };
     }
-    let config = match load(&cli) {
-        Ok(config) => config,
+    if let Some(Command::Probe { url, timeout_ms }) = &cli.command {
+        return match corecast::http::probe::probe(url, Duration::from_millis(*timeout_ms)) {
+            Ok(body) => {
+                println!("{body}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("corecast probe: {url}: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let sources = Sources::from_process(cli.config.clone(), overrides(&cli));
+    let loaded = match sources.load() {
+        Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("corecast: configuration error: {err}");
             return ExitCode::from(2);
@@ -136,26 +163,23 @@ fn main() -> ExitCode {
         ttl,
     }) = &cli.command
     {
-        return mint(&config, action, stream, *ttl);
+        return mint(&loaded.config, action, stream, *ttl);
     }
     if cli.print_config {
         // Credentials are never printed.
-        print!("{}", config.redacted().to_toml());
+        print!("{}", loaded.annotated());
         return ExitCode::SUCCESS;
     }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
-    match config.log.format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
-    }
+    let config = loaded.config;
+    let log_level = LogLevel::init(config.log.format, &config.log.level);
     // SIGINT/SIGTERM stop the server (the histogram log gets its last interval); a second
-    // one exits at once.
+    // one exits at once. SIGHUP reloads the configuration.
     let stop = Arc::new(AtomicBool::new(false));
+    let hangup = Arc::new(AtomicBool::new(false));
+    if let Err(err) = signal_hook::flag::register(SIGHUP, hangup.clone()) {
+        eprintln!("corecast: cannot handle signal {SIGHUP}: {err}");
+        return ExitCode::FAILURE;
+    }
     for signal in [SIGINT, SIGTERM] {
         let registered = signal_hook::flag::register_conditional_shutdown(signal, 1, stop.clone())
             .and_then(|_| signal_hook::flag::register(signal, stop.clone()));
@@ -164,17 +188,35 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // Fail points exist only in test builds (see `corecast::server`); tests configure them
+    // with the FAILPOINTS environment variable.
+    let _fail_points = fail::has_failpoints().then(fail::FailScenario::setup);
+    let mut notifier = Notifier::from_env();
     match Server::start(config) {
         Ok(server) => {
+            notifier.ready(&server);
             while !stop.load(Ordering::Relaxed) {
                 if server.has_failed() {
                     eprintln!("corecast: a shard stopped unexpectedly");
+                    notifier.stopping();
                     server.stop();
                     return ExitCode::FAILURE;
                 }
+                let asked = server.reload_asked();
+                if hangup.swap(false, Ordering::Relaxed) || asked.is_some() {
+                    notifier.reloading();
+                    let (outcome, applied) = server.reload(&sources);
+                    if let Some(config) = applied {
+                        log_level.set(&config.log.level);
+                    }
+                    server.answer_reload(asked, outcome);
+                    notifier.ready(&server);
+                }
+                notifier.tick(&server, Instant::now());
                 std::thread::sleep(Duration::from_millis(100));
             }
             tracing::info!("signal received: stopping");
+            notifier.stopping();
             server.stop();
             ExitCode::SUCCESS
         }
@@ -185,30 +227,75 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(cli: &Cli) -> Result<Config, corecast::config::ConfigError> {
-    let mut config = match &cli.config {
-        Some(path) => Config::load(path)?,
-        None => Config::overlay("", "defaults")?,
-    };
+/// The log level filter: `RUST_LOG` when set, else `log.level`, which a reload replaces.
+struct LogLevel {
+    handle: reload::Handle<EnvFilter, Registry>,
+    /// RUST_LOG is set: it stays, whatever the configuration says.
+    from_env: bool,
+}
+
+impl LogLevel {
+    /// Installs the process's logger: `format` lines, filtered by RUST_LOG or `level`.
+    fn init(format: LogFormat, level: &str) -> LogLevel {
+        let (filter, from_env) = match EnvFilter::try_from_default_env() {
+            Ok(filter) => (filter, true),
+            Err(_) => (EnvFilter::new(level), false),
+        };
+        let (filter, handle) = reload::Layer::new(filter);
+        let logs = tracing_subscriber::registry().with(filter);
+        let lines = tracing_subscriber::fmt::layer();
+        match format {
+            LogFormat::Text => logs.with(lines).init(),
+            LogFormat::Json => logs
+                .with(lines.json().flatten_event(true).with_current_span(false))
+                .init(),
+        }
+        LogLevel { handle, from_env }
+    }
+
+    /// The level of a reloaded configuration (unless RUST_LOG rules).
+    fn set(&self, level: &str) {
+        if self.from_env {
+            return;
+        }
+        if let Err(err) = self.handle.reload(EnvFilter::new(level)) {
+            tracing::warn!("cannot change the log level: {err}");
+        }
+    }
+}
+
+/// What the command line sets, applied over the file and the environment.
+fn overrides(cli: &Cli) -> Vec<Override> {
+    let text = |value: String| toml::Value::String(value);
+    let mut set = Vec::new();
+    let mut add = |key, flag, value| set.push(Override { key, value, flag });
     if let Some(addr) = cli.rtmp_listen {
-        config.server.rtmp_listen = addr;
+        add(
+            "server.rtmp_listen",
+            "--rtmp-listen",
+            text(addr.to_string()),
+        );
     }
     if let Some(addr) = cli.http_listen {
-        config.server.http_listen = addr;
+        add(
+            "server.http_listen",
+            "--http-listen",
+            text(addr.to_string()),
+        );
     }
     if let Some(n) = cli.shards {
-        config.server.shards = n;
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        add("server.shards", "--shards", toml::Value::Integer(n));
     }
     if let Some(format) = &cli.log_format {
-        config.log.format = if format == "json" {
-            LogFormat::Json
-        } else {
-            LogFormat::Text
-        };
+        add("log.format", "--log-format", text(format.clone()));
     }
     if let Some(path) = &cli.histogram_log {
-        config.metrics.histogram_log = path.clone();
+        add(
+            "metrics.histogram_log",
+            "--histogram-log",
+            text(path.clone()),
+        );
     }
-    config.validate()?;
-    Ok(config)
+    set
 }

@@ -6,8 +6,11 @@
 //! runs half-started.
 
 mod accept;
+pub mod health;
+pub mod reload;
+pub mod systemd;
 
-use crate::config::Config;
+use crate::config::{Config, Sources};
 use crate::hub::budget::MediaBudget;
 use crate::limits::{Admission, Caps, PublishLimits};
 use crate::metrics::log::{LogError, LogWriter};
@@ -19,6 +22,8 @@ use accept::{accept_loop, Protocol};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
+use health::{Health, Readiness};
+use reload::{Outcome, Reloads};
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
@@ -36,10 +41,12 @@ pub(crate) const IO_MEMORY: usize = 512 * 1024;
 /// Entries of each io_uring ring of a shard (glommio's default is 128). glommio cancels and
 /// re-arms its preemption timeouts on every reactor turn, and the kernel looks for each
 /// cancelled operation first among the pending polls (one per idle connection) in a hash
-/// table of `2^(log2(completion entries) - 5)` buckets, at most 256: with 128 entries that
-/// is 8 buckets, and 1,000 publishers made the walk 5% of a shard's time. 4096 entries give
-/// the full 256 buckets, for about 3 MB more per shard.
-const RING_DEPTH: usize = 4096;
+/// table of `2^(log2(completion entries) - 5)` buckets: with 128 entries that is 8 buckets,
+/// and 1,000 publishers made the walk 5% of a shard's time; 1024 entries give 64. Larger
+/// rings gain little more and cost locked memory: without CAP_IPC_LOCK the kernel counts
+/// ring memory against RLIMIT_MEMLOCK (per user), and a shard with 4096 entries did not
+/// start within 1 MiB, nor two shards within 4 MiB, where 1024 entries start like 128.
+const RING_DEPTH: usize = 1024;
 
 /// Stack of each shard thread. Set here because the default (2 MiB for a spawned Rust
 /// thread, or `RUST_MIN_STACK`) is not a choice; 8 MiB is Linux's usual main-thread stack.
@@ -53,6 +60,10 @@ pub const SHARD_STACK_BYTES: usize = 8 * 1024 * 1024;
 
 /// How long shards may take to report ready.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a reload waits for every shard to take the new configuration (each takes it
+/// with its next load sample).
+const RELOAD_WAIT: Duration = Duration::from_secs(2);
 
 /// How often a shard checks whether it should stop.
 const STOP_POLL: Duration = Duration::from_millis(100);
@@ -101,6 +112,33 @@ pub enum StartError {
     /// Shards did not report ready in time.
     #[error("shards did not start within {0:?}")]
     Timeout(Duration),
+}
+
+/// The live audience, all shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audience {
+    /// Live streams.
+    pub streams: u64,
+    /// Publishers connected.
+    pub publishers: u64,
+    /// HTTP-FLV viewers connected.
+    pub flv_viewers: u64,
+    /// RTMP players connected.
+    pub rtmp_players: u64,
+}
+
+impl std::fmt::Display for Audience {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} streams, {} publishers, {} viewers ({} HTTP-FLV, {} RTMP)",
+            self.streams,
+            self.publishers,
+            self.flv_viewers + self.rtmp_players,
+            self.flv_viewers,
+            self.rtmp_players
+        )
+    }
 }
 
 /// A running server.
@@ -163,6 +201,8 @@ impl Server {
                 config.limits.ipv6_prefix_len,
             )),
             media_budget: MediaBudget::new(media_budget(&config)),
+            health: Arc::new(Health::new(shards)),
+            reloads: Arc::new(Reloads::new(config.clone(), shards)),
         };
         let mut threads = Vec::with_capacity(shards);
         let listeners = rtmp
@@ -171,8 +211,7 @@ impl Server {
             .zip(admin)
             .map(|((rtmp, http), admin)| Listeners { rtmp, http, admin });
         for (id, listeners) in listeners.enumerate() {
-            let (config, stop, mesh, report, observed) = (
-                config.clone(),
+            let (stop, mesh, report, observed) = (
                 stop.clone(),
                 mesh.clone(),
                 report_tx.clone(),
@@ -188,8 +227,7 @@ impl Server {
                 let executor = builder.make();
                 made();
                 executor?.run(async move {
-                    let outcome =
-                        run_shard(id, config, observed, mesh, listeners, stop, &report).await;
+                    let outcome = run_shard(id, observed, mesh, listeners, stop, &report).await;
                     if let Err(reason) = outcome {
                         let _ = report.send((id, Report::Failed(reason)));
                     }
@@ -294,9 +332,91 @@ impl Server {
         self.observed.histograms.clone()
     }
 
+    /// Whether every shard serves and has beaten within `silence` (see [`health`]).
+    pub fn readiness(&self, silence: Duration) -> Readiness {
+        self.observed.health.check(crate::media::now_ns(), silence)
+    }
+
+    /// Every shard's counters summed: what `STATUS=` and the logs say of the audience.
+    pub fn audience(&self) -> Audience {
+        let sum = |f: fn(&ShardStats) -> &std::sync::atomic::AtomicU64| -> u64 {
+            self.stats().iter().map(|s| crate::stats::get(f(s))).sum()
+        };
+        Audience {
+            streams: sum(|s| &s.streams),
+            publishers: sum(|s| &s.publishers),
+            flv_viewers: sum(|s| &s.flv_viewers),
+            rtmp_players: sum(|s| &s.rtmp_players),
+        }
+    }
+
+    /// Reloads the configuration from `sources` (see [`reload`]): applied when valid and no
+    /// key that needs a restart changed, else nothing changes. Logged and counted. Returns
+    /// the outcome and, when applied, the configuration now running.
+    pub fn reload(&self, sources: &Sources) -> (Outcome, Option<Arc<Config>>) {
+        let reloads = &self.observed.reloads;
+        let (outcome, applied) = match sources.load() {
+            Err(err) => (Outcome::Invalid(err.to_string()), None),
+            Ok(loaded) => {
+                let (_, running) = reloads.current();
+                let keys = reload::restart_needed(&running, &loaded.config);
+                if keys.is_empty() {
+                    let config = Arc::new(loaded.config);
+                    self.apply(config.clone());
+                    (Outcome::Applied, Some(config))
+                } else {
+                    (Outcome::Refused(keys), None)
+                }
+            }
+        };
+        reloads.count(&outcome);
+        match &outcome {
+            Outcome::Applied => info!("configuration reload: {outcome}"),
+            _ => warn!("configuration reload: {outcome}"),
+        }
+        (outcome, applied)
+    }
+
+    /// The reload the admin API asks for, if one waits (see [`Reloads::ask`]).
+    pub fn reload_asked(&self) -> Option<u64> {
+        self.observed.reloads.pending()
+    }
+
+    /// Answers the API's reload requests up to `asked` (none: a SIGHUP's reload).
+    pub fn answer_reload(&self, asked: Option<u64>, outcome: Outcome) {
+        if let Some(ticket) = asked {
+            self.observed.reloads.answer(ticket, outcome);
+        }
+    }
+
+    /// Hands `config` to the shared limits and to every shard, and waits (at most
+    /// [`RELOAD_WAIT`]) until every shard runs it.
+    fn apply(&self, config: Arc<Config>) {
+        let observed = &self.observed;
+        observed.admission.set_caps(caps(&config));
+        let l = &config.limits;
+        observed.publish_limits.set_limits(
+            l.max_streams_per_ip,
+            l.max_publishes_per_ip_per_minute,
+            l.exempt_loopback,
+            l.ipv6_prefix_len,
+        );
+        observed.media_budget.set_limit(media_budget(&config));
+        let version = observed.reloads.publish(config);
+        let deadline = Instant::now() + RELOAD_WAIT;
+        while !observed.reloads.taken_by_all(version) {
+            if Instant::now() >= deadline {
+                warn!(version, "a shard has not taken the new configuration yet");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Stops every shard and waits for their threads; the histogram log gets its last
     /// interval.
     pub fn stop(self) {
+        self.observed.health.set_stopping();
         self.stop.store(true, Ordering::Relaxed);
         for thread in self.threads {
             let _ = thread.join();
@@ -405,10 +525,13 @@ fn bind_all(
 
 /// Adds the likely remedy to an executor's start error.
 fn explain(err: &str) -> String {
-    if err.contains("MemLockLimit") {
+    // glommio checks the limit against its buffers (MemLockLimit); the kernel then counts
+    // the rings too, per user, and refuses with ENOMEM past the limit.
+    if err.contains("MemLockLimit") || err.contains("Cannot allocate memory") {
         format!(
             "{err}: the locked-memory limit is too low; raise RLIMIT_MEMLOCK to at least \
-             512 KiB per shard (ulimit -l, systemd LimitMEMLOCK=)"
+             1 MiB per shard (ulimit -l, systemd LimitMEMLOCK=, podman/docker \
+             --ulimit memlock=-1:-1)"
         )
     } else if err.contains("Operation not permitted") || err.contains("Function not implemented") {
         format!("{err}: io_uring is unavailable (Linux >= 5.8 with kernel.io_uring_disabled = 0 is required)")
@@ -459,10 +582,8 @@ fn raise_limits() {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_shard(
     id: usize,
-    config: Arc<Config>,
     observed: Observed,
     mesh: MeshBuilder<MeshMsg, glommio::channels::channel_mesh::Full>,
     listeners: Listeners,
@@ -491,7 +612,7 @@ async fn run_shard(
             senders.peer_id()
         ));
     }
-    let shard = Rc::new(Shard::new(id, config, observed, senders));
+    let shard = Rc::new(Shard::new(id, observed, senders));
     let publisher = {
         let shard = shard.clone();
         glommio::spawn_local(async move {
@@ -503,6 +624,9 @@ async fn run_shard(
             let mut ran_since_report = Duration::ZERO;
             loop {
                 glommio::timer::sleep(crate::shard::schedule::LOAD_SAMPLE).await;
+                stall_point(shard.id);
+                shard.health().beat(shard.id, crate::media::now_ns());
+                shard.take_config();
                 let ran = glommio::executor().executor_stats().executor_runtime();
                 let now = Instant::now();
                 shard.observe_load(ran, now.duration_since(sampled));
@@ -526,6 +650,7 @@ async fn run_shard(
     let http_loop = glommio::spawn_local(accept_loop(shard.clone(), http, Protocol::Http));
     let admin_loop =
         admin.map(|admin| glommio::spawn_local(accept_loop(shard.clone(), admin, Protocol::Admin)));
+    shard.health().beat(id, crate::media::now_ns());
     let _ = report.send((id, Report::Ready));
     wait_for_stop(&stop).await;
     // Graceful stop: every listener closes at once, so that no connection reaches a stopping
@@ -534,7 +659,7 @@ async fn run_shard(
     drop((rtmp_loop, http_loop, admin_loop));
     let started = Instant::now();
     shard.begin_stop();
-    let drain = Duration::from_millis(shard.config.server.drain_timeout_ms);
+    let drain = Duration::from_millis(shard.config().server.drain_timeout_ms);
     while Instant::now() < started + drain && shard.admission().shard_connections(id) > 0 {
         glommio::timer::sleep(DRAIN_POLL).await;
     }
@@ -550,6 +675,16 @@ async fn run_shard(
     // The last samples reach the export (and the histogram log's final interval).
     shard.publish_histograms();
     Ok(())
+}
+
+/// Where tests stall a shard's thread: the fail point `shard-stall-{id}` (configured with
+/// the `FAILPOINTS` environment variable, e.g. `shard-stall-1=sleep(5000)`) exists only in
+/// builds with the `failpoints` feature of the `fail` crate, which the test builds turn on;
+/// in other builds this is empty.
+fn stall_point(id: usize) {
+    // Without the feature the macro expands to nothing and `id` goes unused.
+    let _ = id;
+    fail::fail_point!(&format!("shard-stall-{id}"));
 }
 
 async fn wait_for_stop(stop: &AtomicBool) {

@@ -143,7 +143,7 @@ pub async fn deliver<S: AsyncWrite + AsRawFd + Unpin>(
     stream: &mut S,
     delivery: Delivery<'_>,
 ) -> Ending {
-    if let Err(err) = net::set_notsent_lowat(&*stream, shard.config.viewer.notsent_lowat_bytes) {
+    if let Err(err) = net::set_notsent_lowat(&*stream, shard.config().viewer.notsent_lowat_bytes) {
         return Ending::Io(err);
     }
     let Delivery {
@@ -153,10 +153,10 @@ pub async fn deliver<S: AsyncWrite + AsRawFd + Unpin>(
         outbox,
     } = delivery;
     let (bytes_out, sends, relay) = accounting(shard, format);
-    let chunk_size = shard.config.rtmp.chunk_size as usize;
+    let chunk_size = shard.config().rtmp.chunk_size as usize;
     let policy = shard.policy();
-    let max_bytes = shard.config.viewer.max_send_bytes;
-    let stall_limit = Duration::from_millis(shard.config.viewer.disconnect_after_ms);
+    let max_bytes = shard.config().viewer.max_send_bytes;
+    let stall_limit = Duration::from_millis(shard.config().viewer.disconnect_after_ms);
     let fd = stream.as_raw_fd();
     let mut cursor: Option<Cursor> = None;
     // The wake-up of the feed this viewer is listed for (see `Feed::register`).
@@ -203,14 +203,16 @@ pub async fn deliver<S: AsyncWrite + AsRawFd + Unpin>(
         };
         let step = {
             let f = feed.borrow();
-            let skipped = cur.skipped();
+            let (skipped, passed) = (cur.skipped(), cur.passed());
             let verdict = cur.check(&f.ring, &policy, now_ns());
             stats::add(&shard.stats.frames_skipped, cur.skipped() - skipped);
             if verdict == Verdict::Disconnect {
                 return Ending::TooSlow;
             }
-            if cur.skipped() != skipped {
-                // Whatever headers were jumped over, the decoder gets the current ones.
+            if cur.passed() != passed {
+                // Whatever headers were passed over (jumped over by a slow viewer, or sent
+                // while a new one waited for its first keyframe), the decoder gets the
+                // current ones.
                 let dts = f.dts_at(cur.position());
                 for header in f.headers.at(dts, format, tracks, chunk_size) {
                     cur.push_pending(header);

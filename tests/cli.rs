@@ -2,10 +2,10 @@
 
 mod common;
 
-use common::{config_file, listening, run_to_exit, wait_exit, wait_until, Killed};
+use common::{config_file, listening, run_to_exit, serve, wait_exit, wait_until};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn corecast() -> Command {
@@ -166,60 +166,6 @@ fn token_subcommand_mints_tokens_the_server_accepts() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("auth.secret"));
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// The addresses a server announced in its "corecast serving" line.
-struct Serving {
-    rtmp: SocketAddr,
-    http: SocketAddr,
-    /// Where the admin endpoints are served: the HTTP address when `admin.listen` is empty.
-    admin: SocketAddr,
-}
-
-/// Starts the binary and waits for its "corecast serving" line: the process and the
-/// addresses it serves, or what it wrote to standard error if it exits first.
-fn serve(name: &str, config: &str) -> Result<(Killed, Serving), String> {
-    let file = config_file(name, config);
-    let mut child = Killed(
-        corecast()
-            .arg("--config")
-            .arg(&file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    // Read all along, so that the pipe never fills.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(line) = lines.recv_timeout(left) else {
-            std::fs::remove_file(&file).unwrap();
-            let _ = child.0.kill();
-            let mut err = String::new();
-            let _ = child.0.stderr.take().unwrap().read_to_string(&mut err);
-            return Err(err);
-        };
-        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if value["message"] == "corecast serving" {
-            std::fs::remove_file(&file).unwrap();
-            let addr = |key: &str| value[key].as_str().unwrap().parse().ok();
-            let http = addr("http").unwrap();
-            let serving = Serving {
-                rtmp: addr("rtmp").unwrap(),
-                http,
-                admin: addr("admin").unwrap_or(http),
-            };
-            return Ok((child, serving));
-        }
-    }
 }
 
 /// The status of a GET on a new connection.

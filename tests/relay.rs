@@ -313,3 +313,56 @@ fn an_idle_shard_sends_at_once_whatever_its_largest_window() {
     let paced = largest_video_pause("[viewer]\nmerge_window_ms = 1000\n");
     assert!(paced < Duration::from_millis(400), "{paced:?}");
 }
+
+/// A viewer that joins a stream whose publisher has sent nothing yet waits for the first
+/// keyframe; the headers that arrive meanwhile (and the audio it passes) must still reach it
+/// before its first frame of each track, on every shard.
+#[test]
+fn viewers_joining_before_the_headers_get_them_before_the_first_frames() {
+    let server = start("[stream]\nrepublish_grace_ms = 200\n");
+    let tags = fixture_tags();
+    let mut publisher = publisher(&server, "early");
+    let http = server.http_addr();
+    assert!(
+        wait_until(WAIT, || FlvViewer::open(http, "/live/early.flv").status
+            == 200),
+        "the stream went live at its publish"
+    );
+    // One viewer per shard, at least: connections spread over the shards.
+    let mut viewers: Vec<FlvViewer> = (0..4)
+        .map(|_| FlvViewer::open(http, "/live/early.flv"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // The audio header and some audio before any video, then the rest of the clip.
+    let (audio, rest): (Vec<_>, Vec<_>) = tags
+        .iter()
+        .filter(|t| t.kind != TagKind::Script)
+        .take(60)
+        .partition(|t| t.kind == TagKind::Audio);
+    for tag in audio
+        .iter()
+        .take(3)
+        .chain(rest.iter())
+        .chain(audio.iter().skip(3))
+    {
+        publisher.send_tag(tag).expect("send");
+    }
+    // The stream ends, and with it every viewer's response.
+    publisher.finish().unwrap();
+    for (i, viewer) in viewers.iter_mut().enumerate() {
+        assert_eq!(viewer.status, 200);
+        let got = viewer.read_all(WAIT);
+        for kind in [TagKind::Audio, TagKind::Video] {
+            let track: Vec<_> = got.iter().filter(|t| t.kind == kind).collect();
+            let first_frame = track
+                .iter()
+                .position(|t| !t.is_sequence_header())
+                .unwrap_or_else(|| panic!("viewer {i}: no {kind:?} frame"));
+            assert!(
+                track[..first_frame].iter().any(|t| t.is_sequence_header()),
+                "viewer {i}: the first {kind:?} frame came without its sequence header"
+            );
+        }
+    }
+    server.stop();
+}

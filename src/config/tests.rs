@@ -240,3 +240,156 @@ fn redacted_copies_hide_every_credential() {
     // Unset credentials stay empty.
     assert_eq!(Config::default().redacted(), Config::default());
 }
+
+/// `Sources` for tests: `file` (written to a temporary path when given) and `env`.
+fn sources(name: &str, file: Option<&str>, env: &[(&str, &str)], cli: Vec<Override>) -> Sources {
+    let file = file.map(|text| {
+        let path =
+            std::env::temp_dir().join(format!("corecast-src-{}-{name}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    });
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Sources { file, env, cli }
+}
+
+#[test]
+fn environment_overrides_the_file_and_the_command_line_overrides_both() {
+    let cli = vec![Override {
+        key: "server.http_listen",
+        value: toml::Value::String("127.0.0.1:9001".into()),
+        flag: "--http-listen",
+    }];
+    let env = [
+        ("CORECAST_SERVER_HTTP_LISTEN", "127.0.0.1:9002"),
+        ("CORECAST_VIEWER_MERGE_WINDOW_MS", "7"),
+        ("CORECAST_HLS_ENABLED", "false"),
+        ("CORECAST_AUTH_PUBLISH_KEYS", r#"{ "*" = "k1" }"#),
+        // Not a section: not configuration.
+        ("CORECAST_REQUIRE_TOOLS", "1"),
+    ];
+    let file = "[viewer]\nmerge_window_ms = 3\nskip_after_ms = 900\n[server]\nhttp_listen = \"127.0.0.1:9003\"\n";
+    let loaded = sources("precedence", Some(file), &env, cli).load().unwrap();
+    let config = &loaded.config;
+    assert_eq!(config.server.http_listen.to_string(), "127.0.0.1:9001");
+    assert_eq!(config.viewer.merge_window_ms, 7);
+    assert_eq!(config.viewer.skip_after_ms, 900);
+    assert!(!config.hls.enabled);
+    assert_eq!(config.auth.publish_keys["*"], "k1");
+    let source = |key: &str| loaded.sources.get(key).cloned().unwrap_or(Source::Default);
+    assert_eq!(source("server.http_listen"), Source::Cli("--http-listen"));
+    assert_eq!(
+        source("viewer.merge_window_ms"),
+        Source::Env("CORECAST_VIEWER_MERGE_WINDOW_MS".into())
+    );
+    assert!(matches!(source("viewer.skip_after_ms"), Source::File(_)));
+    assert_eq!(source("rtmp.chunk_size"), Source::Default);
+    // The annotated copy is still the same configuration (nothing here is a credential but
+    // the publish key, redacted), and says where each key came from.
+    let printed = loaded.annotated();
+    let reread = Config::from_toml_str(&printed, "printed").unwrap();
+    assert_eq!(reread.viewer, config.viewer);
+    assert_eq!(reread.server, config.server);
+    assert_eq!(reread.auth.publish_keys["*"], REDACTED);
+    assert!(
+        printed.contains("merge_window_ms = 7  # CORECAST_VIEWER_MERGE_WINDOW_MS\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("http_listen = \"127.0.0.1:9001\"  # --http-listen\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("chunk_size = 65536  # default\n"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn secrets_come_from_files_named_by_the_environment() {
+    let path = std::env::temp_dir().join(format!("corecast-src-{}-secret", std::process::id()));
+    std::fs::write(&path, "0123456789abcdef-secret\n").unwrap();
+    let var = path.display().to_string();
+    let loaded = sources(
+        "secret",
+        None,
+        &[("CORECAST_AUTH_SECRET_FILE", &var)],
+        vec![],
+    )
+    .load()
+    .unwrap();
+    assert_eq!(loaded.config.auth.secret, "0123456789abcdef-secret");
+    let printed = loaded.annotated();
+    assert!(!printed.contains("0123456789abcdef"), "{printed}");
+    assert!(printed.contains(&format!(
+        "secret = \"{REDACTED}\"  # CORECAST_AUTH_SECRET_FILE ({var})\n"
+    )));
+    // Both forms of one key: refused, naming both.
+    let both = [
+        ("CORECAST_AUTH_SECRET_FILE", var.as_str()),
+        ("CORECAST_AUTH_SECRET", "x"),
+    ];
+    let err = sources("both", None, &both, vec![])
+        .load()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("CORECAST_AUTH_SECRET") && err.contains("also set by"),
+        "{err}"
+    );
+    let missing = [("CORECAST_AUTH_SECRET_FILE", "/nonexistent/corecast-secret")];
+    let err = sources("missing", None, &missing, vec![])
+        .load()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("CORECAST_AUTH_SECRET_FILE: cannot read /nonexistent/corecast-secret"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_environment_values_name_the_variable() {
+    let cases = [
+        (
+            "CORECAST_VIEWER_MERGE_WINDOW_MS",
+            "abc",
+            "CORECAST_VIEWER_MERGE_WINDOW_MS: expected an integer, got \"abc\"",
+        ),
+        (
+            "CORECAST_HLS_ENABLED",
+            "yes",
+            "CORECAST_HLS_ENABLED: expected a boolean, got \"yes\"",
+        ),
+        (
+            "CORECAST_VIEWER_NOPE",
+            "1",
+            "CORECAST_VIEWER_NOPE: `viewer` has no key `nope`",
+        ),
+        (
+            "CORECAST_LOG_FORMAT",
+            "xml",
+            "CORECAST_LOG_FORMAT: key `log.format`: unknown variant `xml`",
+        ),
+        (
+            "CORECAST_SERVER_RTMP_LISTEN",
+            "nowhere",
+            "CORECAST_SERVER_RTMP_LISTEN: key `server.rtmp_listen`",
+        ),
+        (
+            "CORECAST_HLS_TARGET_DURATION_MS",
+            "1",
+            "CORECAST_HLS_TARGET_DURATION_MS: key `hls.target_duration_ms`",
+        ),
+    ];
+    for (var, value, expected) in cases {
+        let err = sources("bad", None, &[(var, value)], vec![])
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(expected), "{var}={value}: {err}");
+    }
+}

@@ -109,6 +109,13 @@ fn seal(buf: Vec<u8>) -> Bytes {
 }
 
 impl Segmenter {
+    /// Keeps `window` segments from the next one on (a reload). The target duration stays:
+    /// a playlist's `EXT-X-TARGETDURATION` must not change, so a new one applies to the
+    /// segmenters made after.
+    pub fn set_window(&mut self, window: usize) {
+        self.window = window.max(1);
+    }
+
     /// A segmenter for stream `name` (the last path component), with a unique `instance`.
     pub fn new(name: &str, instance: u64, target_ms: u64, window: usize) -> Self {
         Segmenter {

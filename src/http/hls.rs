@@ -73,7 +73,7 @@ pub(super) async fn respond_unavailable(
     );
     let head_only = req.method == Method::Head;
     let response = explained("501 Not Implemented", &text, head_only, req.keep_alive);
-    reply(stream, &response, shard.config.write_timeout()).await?;
+    reply(stream, &response, shard.config().write_timeout()).await?;
     Ok(response.len())
 }
 
@@ -88,7 +88,7 @@ pub(super) async fn respond_hls(
     kind: HlsKind,
     cache: &str,
 ) -> io::Result<usize> {
-    let limit = shard.config.write_timeout();
+    let limit = shard.config().write_timeout();
     let Some(body) = body else {
         let head_only = req.method == Method::Head;
         let response = simple("404 Not Found", head_only, req.keep_alive);
@@ -138,7 +138,7 @@ pub(super) async fn respond_hls(
     // http.segment_min_rate_bytes: a reader slower than that cannot keep it alive.
     let limit = match kind {
         HlsKind::Playlist => limit,
-        HlsKind::Segment => limit + shard.config.min_rate_time(body.len()),
+        HlsKind::Segment => limit + shard.config().min_rate_time(body.len()),
     };
     send_all(stream, &[head.as_bytes(), &body], limit).await?;
     Ok(head.len() + body.len())

@@ -9,6 +9,7 @@
 
 mod admin;
 mod hls;
+pub mod probe;
 pub mod request;
 
 use admin::{admin_body, authorized, UNAUTHORIZED};
@@ -90,7 +91,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, li
             let _ = reply(
                 &mut stream,
                 &simple(status, false, false),
-                shard.config.write_timeout(),
+                shard.config().write_timeout(),
             )
             .await;
         }
@@ -114,7 +115,7 @@ async fn run(
     listener: Listener,
 ) -> Result<(), ConnError> {
     let mut buf = Vec::with_capacity(1024);
-    let limit = shard.config.write_timeout();
+    let limit = shard.config().write_timeout();
     loop {
         let Some(mut req) = read_head(shard, stream, &mut buf).await? else {
             return Ok(());
@@ -124,7 +125,7 @@ async fn run(
         let route = match (listener, route(&req.path)) {
             // Admin endpoints live on the admin listener when there is one; media never does.
             (Listener::Admin, r) if !r.is_admin() => Route::NotFound,
-            (Listener::Public, r) if r.is_admin() && shard.config.admin.address().is_some() => {
+            (Listener::Public, r) if r.is_admin() && shard.config().admin.address().is_some() => {
                 Route::NotFound
             }
             (_, r) => r,
@@ -142,7 +143,7 @@ async fn run(
             }
             continue;
         }
-        if route.is_admin() && !authorized(&shard.config.admin.token, &req) {
+        if route.needs_token() && !authorized(&shard.config().admin.token, &req) {
             reply(stream, UNAUTHORIZED, limit).await?;
             if !req.keep_alive {
                 return Ok(());
@@ -167,6 +168,26 @@ async fn run(
         }
         match (req.method, route) {
             (Method::Options, _) => reply(stream, CORS_PREFLIGHT, limit).await?,
+            (Method::Post, Route::ApiReload) => {
+                info!(protocol = "http", shard = shard.id, %peer, "configuration reload requested");
+                let (status, body) = admin::reload(shard).await;
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                send_all(stream, &[head.as_bytes(), body.as_bytes()], limit).await?;
+                return Ok(());
+            }
+            (Method::Post, _) | (_, Route::ApiReload) | (Method::Other, _) => {
+                reply(
+                    stream,
+                    &simple("405 Method Not Allowed", false, false),
+                    limit,
+                )
+                .await?;
+                return Ok(());
+            }
             (Method::Get, Route::Profile(format)) => {
                 let seconds = crate::auth::param(req.query.as_deref(), "seconds")
                     .and_then(|v| v.parse().ok())
@@ -199,7 +220,9 @@ async fn run(
             }
             (
                 Method::Get | Method::Head,
-                route @ (Route::Metrics
+                route @ (Route::Live
+                | Route::Ready
+                | Route::Metrics
                 | Route::ApiStreams
                 | Route::ApiStream { .. }
                 | Route::ApiStats),
@@ -271,12 +294,12 @@ async fn run(
                 let view = shard.hls_playlist(&stream_key(&app, &name)).await;
                 // Segments are checked like the playlist: they carry its credentials.
                 let credentials = credentials(req.query.as_deref());
-                let protected = shard.auth.policy(&app).play != Policy::Open;
+                let protected = shard.auth().policy(&app).play != Policy::Open;
                 let body = view.as_ref().map(|v| match &credentials {
                     Some(query) if protected => v.playlist_with_query(query),
                     _ => v.playlist.clone(),
                 });
-                let cache = hls_cache_control(HlsKind::Playlist, protected, &shard.config);
+                let cache = hls_cache_control(HlsKind::Playlist, protected, &shard.config());
                 let sent = match view.as_ref().and_then(|v| v.unsupported.clone()) {
                     Some(track) => respond_unavailable(shard, stream, &req, &track).await?,
                     None => {
@@ -301,8 +324,8 @@ async fn run(
                     view.requested(parsed);
                 }
                 let body = view.and_then(|v| v.segment(instance, seq).cloned());
-                let protected = shard.auth.policy(&app).play != Policy::Open;
-                let cache = hls_cache_control(HlsKind::Segment, protected, &shard.config);
+                let protected = shard.auth().policy(&app).play != Policy::Open;
+                let cache = hls_cache_control(HlsKind::Segment, protected, &shard.config());
                 let sent = respond_hls(shard, stream, &req, body, HlsKind::Segment, &cache).await?;
                 stats::add(&shard.stats.hls_bytes_out, sent as u64);
                 record_hls(shard, parsed);
@@ -316,15 +339,6 @@ async fn run(
                     limit,
                 )
                 .await?;
-            }
-            (Method::Other, _) => {
-                reply(
-                    stream,
-                    &simple("405 Method Not Allowed", false, false),
-                    limit,
-                )
-                .await?;
-                return Ok(());
             }
         }
         if !req.keep_alive {
@@ -365,7 +379,7 @@ async fn read_head(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
 ) -> Result<Option<Request>, ConnError> {
-    let max = shard.config.http.max_header_bytes;
+    let max = shard.config().http.max_header_bytes;
     let read = async {
         loop {
             if !buf.is_empty() {
@@ -384,10 +398,10 @@ async fn read_head(
             }
         }
     };
-    let read = async { Some(crate::util::timeout(shard.config.header_timeout(), read).await) };
+    let read = async { Some(crate::util::timeout(shard.config().header_timeout(), read).await) };
     let stop = async {
         shard.stopped().await;
-        let reload = shard.config.hls.target_duration_ms * 3 / 2;
+        let reload = shard.config().hls.target_duration_ms * 3 / 2;
         glommio::timer::sleep(Duration::from_millis(reload)).await;
         None
     };

@@ -26,6 +26,8 @@ pub enum Method {
     Head,
     /// OPTIONS (CORS preflight)
     Options,
+    /// POST (admin actions, without a body)
+    Post,
     /// Anything else.
     Other,
 }
@@ -70,6 +72,7 @@ pub fn parse_head(buf: &[u8], max_len: usize) -> Result<Option<(Request, usize)>
         Some("GET") => Method::Get,
         Some("HEAD") => Method::Head,
         Some("OPTIONS") => Method::Options,
+        Some("POST") => Method::Post,
         _ => Method::Other,
     };
     let target = req.path.unwrap_or("/");
@@ -142,6 +145,10 @@ pub enum Route<'a> {
         /// Media sequence number.
         seq: u64,
     },
+    /// `/healthz`: the process answers (liveness).
+    Live,
+    /// `/readyz`: every shard serves and beats, and the server is not stopping.
+    Ready,
     /// `/metrics`: Prometheus exposition.
     Metrics,
     /// `/api/v1/streams`
@@ -155,6 +162,8 @@ pub enum Route<'a> {
     },
     /// `/api/v1/stats`
     ApiStats,
+    /// `POST /api/v1/reload`: reload the configuration.
+    ApiReload,
     /// `/debug/pprof/profile` (pprof protobuf) or `/debug/pprof/flamegraph` (SVG).
     Profile(crate::metrics::profile::ProfileFormat),
     /// A media path (`.flv`, `.m3u8`, `.ts`) whose application or stream name, once
@@ -175,16 +184,26 @@ impl Route<'_> {
         }
     }
 
-    /// Metrics and API: served on the admin listener (when there is one), behind the token.
+    /// Health checks, metrics and API: served on the admin listener (when there is one).
     pub fn is_admin(&self) -> bool {
         matches!(
             self,
-            Route::Metrics
+            Route::Live
+                | Route::Ready
+                | Route::Metrics
                 | Route::ApiStreams
                 | Route::ApiStream { .. }
                 | Route::ApiStats
+                | Route::ApiReload
                 | Route::Profile(_)
         )
+    }
+
+    /// Admin endpoints that need the admin token: all but the health checks, which
+    /// container runtimes, load balancers and service managers call without one (they tell
+    /// only whether the server serves).
+    pub fn needs_token(&self) -> bool {
+        self.is_admin() && !matches!(self, Route::Live | Route::Ready)
     }
 }
 
@@ -243,9 +262,12 @@ fn decode_name(segment: &str) -> Result<Cow<'_, str>, NameError> {
 /// [`Route::BadName`]; an API path with one is [`Route::NotFound`] (no stream has it).
 pub fn route(path: &str) -> Route<'_> {
     match path {
+        "/healthz" => return Route::Live,
+        "/readyz" => return Route::Ready,
         "/metrics" => return Route::Metrics,
         "/api/v1/streams" | "/api/v1/streams/" => return Route::ApiStreams,
         "/api/v1/stats" => return Route::ApiStats,
+        "/api/v1/reload" => return Route::ApiReload,
         "/debug/pprof/profile" => {
             return Route::Profile(crate::metrics::profile::ProfileFormat::Pprof)
         }
@@ -418,8 +440,14 @@ mod tests {
         );
         assert_eq!(route("/live/-77-3.ts"), Route::NotFound);
         assert_eq!(route("/live/.flv"), Route::NotFound);
+        assert_eq!(route("/healthz"), Route::Live);
+        assert_eq!(route("/readyz"), Route::Ready);
+        assert!(Route::Ready.is_admin() && !Route::Ready.needs_token());
+        assert!(Route::Metrics.needs_token() && !Route::NotFound.needs_token());
         assert_eq!(route("/metrics"), Route::Metrics);
         assert_eq!(route("/api/v1/stats"), Route::ApiStats);
+        assert_eq!(route("/api/v1/reload"), Route::ApiReload);
+        assert!(Route::ApiReload.needs_token());
         assert_eq!(
             route("/api/v1/streams/live/cam"),
             Route::ApiStream {

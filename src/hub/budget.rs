@@ -14,7 +14,7 @@ use std::sync::Arc;
 /// Bytes held against a limit, shared by every shard.
 #[derive(Debug)]
 pub struct MediaBudget {
-    limit: usize,
+    limit: AtomicUsize,
     held: AtomicUsize,
 }
 
@@ -22,7 +22,7 @@ impl MediaBudget {
     /// A budget of `limit` bytes.
     pub fn new(limit: usize) -> Arc<Self> {
         Arc::new(MediaBudget {
-            limit,
+            limit: AtomicUsize::new(limit),
             held: AtomicUsize::new(0),
         })
     }
@@ -45,12 +45,17 @@ impl MediaBudget {
 
     /// The limit.
     pub fn limit(&self) -> usize {
-        self.limit
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// A new limit (a reload): what is held above it is dropped as the rings next grow.
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
     }
 
     /// True when more is held than the limit allows.
     pub fn spent(&self) -> bool {
-        self.held() > self.limit
+        self.held() > self.limit()
     }
 }
 

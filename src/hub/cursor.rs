@@ -47,12 +47,19 @@ pub struct Cursor {
     pending_off: usize,
     /// Next ring position to send.
     pos: u64,
-    /// Set after a jump that found no keyframe: units are skipped until one arrives.
+    /// Set after a jump that found no keyframe, or for a new viewer of a ring without one:
+    /// units are passed until one arrives.
     want_key: bool,
+    /// A new viewer waits for its first keyframe: what it passes meanwhile was never its
+    /// to send, and is not counted as skipped.
+    joining: bool,
     /// When the viewer fell behind (first jump), cleared once it has caught up.
     behind_since: Option<u64>,
-    /// Units jumped over so far.
+    /// Units jumped over so far (by the slow-viewer policy, or dropped by the ring).
     skipped: u64,
+    /// Units passed over so far: the skipped ones, and those a new viewer waited through
+    /// for its first keyframe. After any, the viewer needs the stream's current headers.
+    passed: u64,
     /// Which serialization of the units this viewer reads.
     format: Format,
     /// Which tracks of a multitrack stream it reads.
@@ -70,8 +77,10 @@ impl Cursor {
             pending_off: 0,
             pos,
             want_key: false,
+            joining: false,
             behind_since: None,
             skipped: 0,
+            passed: 0,
             format,
             tracks: Tracks::Default,
             hold: None,
@@ -111,6 +120,7 @@ impl Cursor {
     pub fn at_gop_start(format: Format, head: Vec<Bytes>, ring: &Ring) -> Self {
         let mut cursor = Cursor::new(format, head, ring.newest_key().unwrap_or(ring.end()));
         cursor.want_key = ring.newest_key().is_none();
+        cursor.joining = cursor.want_key;
         cursor.rehold(ring);
         cursor
     }
@@ -127,6 +137,12 @@ impl Cursor {
     /// Units jumped over so far.
     pub fn skipped(&self) -> u64 {
         self.skipped
+    }
+
+    /// Units passed over so far, skipped or not (see [`Cursor::check`]): when this grows,
+    /// headers may have been passed too.
+    pub fn passed(&self) -> u64 {
+        self.passed
     }
 
     /// Next ring position to send.
@@ -154,7 +170,12 @@ impl Cursor {
     /// Applies the slow-viewer policy at time `now` (jumps are counted in
     /// [`Cursor::skipped`]), and moves past units that have nothing for this viewer.
     pub fn check(&mut self, ring: &Ring, policy: &Policy, now: u64) -> Verdict {
-        if self.pos < ring.front() {
+        if self.pos < ring.front() && self.joining {
+            // What the ring dropped came before the first keyframe this new viewer waits
+            // for: none of it was its to send.
+            self.passed += ring.front() - self.pos;
+            self.pos = ring.front();
+        } else if self.pos < ring.front() {
             // The ring dropped what this viewer needed next.
             self.jump(ring, now);
         } else if let Some(entry) = ring.get(self.pos) {
@@ -191,6 +212,7 @@ impl Cursor {
             }
         };
         self.skipped += target - self.pos;
+        self.passed += target - self.pos;
         self.pos = target;
     }
 
@@ -200,10 +222,12 @@ impl Cursor {
         while let Some(entry) = ring.get(self.pos) {
             if entry.unit.key {
                 self.want_key = false;
+                self.joining = false;
                 return;
             }
             self.pos += 1;
-            self.skipped += 1;
+            self.passed += 1;
+            self.skipped += u64::from(!self.joining);
         }
     }
 
@@ -441,6 +465,34 @@ mod tests {
     }
 
     #[test]
+    fn a_new_viewer_waiting_for_the_first_keyframe_skips_nothing() {
+        let mut ring = Ring::new(1 << 20, u64::MAX);
+        let mut cursor = Cursor::at_gop_start(Format::Flv, Vec::new(), &ring);
+        for i in 0..3 {
+            ring.push(unit(i, false, 10), 0);
+        }
+        assert_eq!(cursor.check(&ring, &POLICY, 0), Verdict::Send);
+        ring.push(unit(3, true, 10), 0);
+        assert_eq!(cursor.check(&ring, &POLICY, 0), Verdict::Send);
+        assert_eq!((cursor.position(), cursor.skipped()), (3, 0));
+        // Passed all the same: headers that came meanwhile are the viewer's to get.
+        assert_eq!(cursor.passed(), 3);
+        // Also when the ring has dropped what came before that keyframe (a ring retained
+        // by viewers drops it once the keyframe arrives) before the viewer looks again.
+        let mut ring = Ring::new(1 << 20, u64::MAX).retained_by_viewers(0);
+        let mut cursor = Cursor::at_gop_start(Format::Flv, Vec::new(), &ring);
+        for i in 0..4 {
+            ring.push(unit(i, i == 3, 10), 0);
+        }
+        assert_eq!(ring.front(), 3);
+        assert_eq!(cursor.check(&ring, &POLICY, 0), Verdict::Send);
+        assert_eq!(
+            (cursor.position(), cursor.skipped(), cursor.passed()),
+            (3, 0, 3)
+        );
+    }
+
+    #[test]
     fn dropped_position_waits_for_next_keyframe() {
         let mut ring = Ring::new(35, u64::MAX);
         let mut cursor = Cursor::new(Format::Flv, Vec::new(), 0);
@@ -454,6 +506,7 @@ mod tests {
         ring.push(unit(6, true, 10), 0);
         assert_eq!(cursor.check(&ring, &POLICY, 0), Verdict::Send);
         assert_eq!(cursor.position(), 6);
+        assert_eq!(cursor.skipped(), 6);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use super::{Published, Stage};
 use crate::hub::budget::MediaBudget;
+use crate::server::reload::Reloads;
 use crate::stats::{self, ShardStats};
 use std::fmt::Write;
 use std::sync::atomic::AtomicU64;
@@ -273,7 +274,12 @@ const QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"),
 
 /// Renders every counter and gauge (one sample per shard), the media memory budget (one
 /// sample for the server) and every histogram (merged over shards) as Prometheus text.
-pub fn render(stats: &[Arc<ShardStats>], budget: &MediaBudget, published: &Published) -> String {
+pub fn render(
+    stats: &[Arc<ShardStats>],
+    budget: &MediaBudget,
+    reloads: &Reloads,
+    published: &Published,
+) -> String {
     let mut out = String::with_capacity(16 * 1024);
     // Writing to a String cannot fail.
     for (name, help, kind, field) in METRICS {
@@ -297,6 +303,17 @@ pub fn render(stats: &[Arc<ShardStats>], budget: &MediaBudget, published: &Publi
         budget.held(),
         budget.limit()
     );
+    let _ = writeln!(
+        out,
+        "# HELP corecast_config_reloads_total Configuration reloads (SIGHUP, POST \
+         /api/v1/reload) by result.\n# TYPE corecast_config_reloads_total counter"
+    );
+    for (result, n) in reloads.counts() {
+        let _ = writeln!(
+            out,
+            "corecast_config_reloads_total{{result=\"{result}\"}} {n}"
+        );
+    }
     let merged = published.merged();
     let mut described = Vec::new();
     for stage in Stage::ALL {

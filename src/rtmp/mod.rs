@@ -159,7 +159,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, ticket
     let accepted_ns = now_ns();
     stats::inc(&shard.stats.rtmp_accepted);
     let _ = stream.set_nodelay(true);
-    let conn = Connection::new(Settings::from_config(&shard.config), peer, accepted_ns);
+    let conn = Connection::new(Settings::from_config(&shard.config()), peer, accepted_ns);
     let result = match conn.map(Box::new) {
         Ok(conn) => {
             Driver::new(&shard, peer, Some(ticket))
@@ -267,7 +267,7 @@ impl Driver {
         stream: &mut TcpStream,
         conn: &mut Connection,
     ) -> Result<Next, RtmpError> {
-        let mut buf = vec![0u8; self.shard.config.rtmp.read_buffer_bytes];
+        let mut buf = vec![0u8; self.shard.config().rtmp.read_buffer_bytes];
         let shard = self.shard.clone();
         let mut stop = std::pin::pin!(shard.stopped());
         let mut alarm: Option<Alarm> = None;
@@ -392,7 +392,7 @@ impl Driver {
             return Some(owner);
         }
         let now = now_ns();
-        let cap = shard.config.limits.max_publishes_per_connection;
+        let cap = shard.config().limits.max_publishes_per_connection;
         let result = if cap > 0 && conn.publishes() >= cap {
             Err(PublishRefusal::ConnectionPublishes)
         } else {
@@ -628,7 +628,7 @@ async fn write_within(
     stream: &mut (impl AsyncWrite + Unpin),
     bytes: &[u8],
 ) -> Result<(), RtmpError> {
-    crate::util::timeout(shard.config.write_timeout(), stream.write_all(bytes))
+    crate::util::timeout(shard.config().write_timeout(), stream.write_all(bytes))
         .await
         .ok_or(RtmpError::WriteTimeout)??;
     Ok(())

@@ -84,7 +84,8 @@ impl Shard {
         let Some(instance) = self.hls.borrow_mut().keep(key.clone(), view) else {
             return;
         };
-        let hls = &self.config.hls;
+        let config = self.config();
+        let hls = &config.hls;
         let linger = Duration::from_millis(2 * hls.target_duration_ms * hls.window_segments as u64);
         let store = self.hls.clone();
         glommio::spawn_local(async move {
@@ -104,7 +105,8 @@ impl Shard {
     /// one after asking its owner to start it ([`Shard::start_hls`]), waited for at most
     /// [`HLS_START_WAITS`] target durations. `None`: no such stream, or no segment in time.
     pub async fn hls_playlist(&self, key: &StreamKey) -> Option<Rc<HlsView>> {
-        let hls = &self.config.hls;
+        let config = self.config();
+        let hls = &config.hls;
         let deadline = now_ns() + HLS_START_WAITS * hls.target_duration_ms * 1_000_000;
         loop {
             let now = now_ns();
@@ -147,7 +149,7 @@ impl Shard {
     /// (the owner's ring keeps one target duration before the newest keyframe for this), so
     /// its first segment closes at once, and that snapshot goes to every shard.
     pub(super) fn start_hls(&self, key: &StreamKey) {
-        if !self.config.hls.enabled {
+        if !self.config().hls.enabled {
             return;
         }
         let mut streams = self.streams.borrow_mut();
@@ -200,7 +202,7 @@ impl Shard {
         origin: &mut Origin,
         share: Option<&mut Share>,
     ) -> Option<HlsView> {
-        let idle_ns = self.config.hls.idle_timeout_ms * 1_000_000;
+        let idle_ns = self.config().hls.idle_timeout_ms * 1_000_000;
         let segmenter = origin.hls.take_if(|h| h.idle_for(now_ns()) > idle_ns)?;
         if let Some(share) = share {
             share.set(0);

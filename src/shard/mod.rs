@@ -98,12 +98,14 @@ pub struct Shard {
     pub id: usize,
     /// Number of shards.
     pub count: usize,
-    /// The configuration.
-    pub config: Arc<Config>,
+    /// The configuration this shard runs (replaced by a reload, see [`Shard::take_config`]).
+    config: RefCell<Arc<Config>>,
+    /// Its version (see [`crate::server::reload::Reloads`]).
+    config_version: Cell<u64>,
     /// This shard's counters.
     pub stats: Arc<ShardStats>,
-    /// Who may publish and play.
-    pub auth: Auth,
+    /// Who may publish and play (from the configuration).
+    auth: RefCell<Rc<Auth>>,
     /// Every shard's counters and exported histograms (for the metrics endpoint).
     observed: Observed,
     /// This shard's latency histograms (exported every [`crate::metrics::PUBLISH_INTERVAL`]).
@@ -132,18 +134,20 @@ pub struct Shard {
 
 impl Shard {
     /// A shard's state around its mesh senders.
-    pub fn new(id: usize, config: Arc<Config>, observed: Observed, mesh: Senders<MeshMsg>) -> Self {
+    pub fn new(id: usize, observed: Observed, mesh: Senders<MeshMsg>) -> Self {
+        let (version, config) = observed.reloads.current();
         Shard {
             id,
             count: observed.all_stats.len(),
-            auth: Auth::from_config(&config.auth),
+            auth: RefCell::new(Rc::new(Auth::from_config(&config.auth))),
             schedule: RefCell::new(schedule::SendSchedule::new(
                 config.viewer.schedule(),
                 config.viewer.flush_on_video,
             )),
             frame_sends: Cell::new(0),
             units: Meter::new(observed.media_budget.clone()),
-            config,
+            config: RefCell::new(config),
+            config_version: Cell::new(version),
             stats: observed.all_stats[id].clone(),
             observed,
             hist: RefCell::new(Histograms::default()),
@@ -154,6 +158,41 @@ impl Shard {
             stopping: Cell::new(false),
             stop: event_listener::Event::new(),
         }
+    }
+
+    /// The configuration this shard runs.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+
+    /// Who may publish and play.
+    pub fn auth(&self) -> Rc<Auth> {
+        self.auth.borrow().clone()
+    }
+
+    /// Takes up the configuration of the last reload, if this shard does not run it yet:
+    /// what is derived from it (access policies, the send schedule) is made anew, and the
+    /// HLS windows of the streams it owns follow `hls.window_segments`. Called with each
+    /// load sample.
+    pub fn take_config(&self) {
+        let reloads = &self.observed.reloads;
+        if reloads.version() == self.config_version.get() {
+            return;
+        }
+        let (version, config) = reloads.current();
+        *self.auth.borrow_mut() = Rc::new(Auth::from_config(&config.auth));
+        self.schedule
+            .borrow_mut()
+            .reconfigure(config.viewer.schedule(), config.viewer.flush_on_video);
+        for stream in self.streams.borrow_mut().values_mut() {
+            if let Some(hls) = stream.origin.as_mut().and_then(|o| o.hls.as_mut()) {
+                hls.set_window(config.hls.window_segments);
+            }
+        }
+        *self.config.borrow_mut() = config;
+        self.config_version.set(version);
+        reloads.took(self.id, version);
+        info!(shard = self.id, version, "configuration reloaded");
     }
 
     /// A process-unique connection id.
@@ -170,9 +209,10 @@ impl Shard {
 
     /// The slow-viewer policy from the configuration.
     pub fn policy(&self) -> Policy {
+        let viewer = &self.config().viewer;
         Policy {
-            skip_after_ns: self.config.viewer.skip_after_ms * 1_000_000,
-            disconnect_after_ns: self.config.viewer.disconnect_after_ms * 1_000_000,
+            skip_after_ns: viewer.skip_after_ms * 1_000_000,
+            disconnect_after_ns: viewer.disconnect_after_ms * 1_000_000,
         }
     }
 
@@ -180,15 +220,16 @@ impl Shard {
     /// stream with HLS on demand, one target duration before the newest keyframe (the first
     /// segment of a first HLS request, see [`crate::hub::ring`]).
     fn new_feed(&self, state: FeedState, owner: bool) -> Rc<RefCell<Feed>> {
-        let hls = &self.config.hls;
+        let config = self.config();
+        let hls = &config.hls;
         let keep_ms = if owner && hls.enabled && hls.on_demand {
             u32::try_from(hls.target_duration_ms).unwrap_or(u32::MAX)
         } else {
             0
         };
         let ring = Ring::new(
-            self.config.stream.ring_max_bytes,
-            self.config.stream.ring_max_duration_ms * 1_000_000,
+            config.stream.ring_max_bytes,
+            config.stream.ring_max_duration_ms * 1_000_000,
         )
         .retained_by_viewers(keep_ms)
         .with_budget(self.observed.media_budget.clone());
@@ -287,7 +328,7 @@ impl Shard {
         peer: std::net::SocketAddr,
     ) -> Result<(), Denied> {
         let result = self
-            .auth
+            .auth()
             .check(action, app, stream, query, crate::auth::unix_now());
         if let Err(denied) = result {
             stats::inc(match action {

@@ -143,7 +143,7 @@ impl Shard {
         let existing = streams.get(key).filter(|s| s.origin.is_some());
         let replaced = takeover(
             existing.and_then(|s| s.origin.as_ref()),
-            self.config.auth.takeover_after_ms,
+            self.config().auth.takeover_after_ms,
             now,
         )?;
         if existing.is_none() {
@@ -153,7 +153,7 @@ impl Shard {
                 .iter()
                 .map(|s| stats::get(&s.streams))
                 .sum();
-            if live >= self.config.limits.max_streams as u64 {
+            if live >= self.config().limits.max_streams as u64 {
                 return Err(PublishRefusal::TooManyStreams);
             }
             if self.observed.media_budget.spent() {
@@ -176,8 +176,9 @@ impl Shard {
                 stream.hls_share = Some(Share::new(self.observed.media_budget.clone()));
                 self.broadcast(|| MeshMsg::StreamLive(key.clone()));
                 stats::inc(&self.stats.streams);
-                let chunk_size = self.config.rtmp.chunk_size as usize;
-                let hls = &self.config.hls;
+                let chunk_size = self.config().rtmp.chunk_size as usize;
+                let config = self.config();
+                let hls = &config.hls;
                 let segmenter = (hls.enabled && !hls.on_demand).then(|| self.segmenter(key));
                 let origin =
                     Origin::new(self.count, chunk_size, segmenter).with_meter(self.units.clone());
@@ -204,7 +205,8 @@ impl Shard {
 
     /// A segmenter for `key`, its HLS starting (see [`Shard::start_hls`]).
     pub(super) fn segmenter(&self, key: &StreamKey) -> Segmenter {
-        let hls = &self.config.hls;
+        let config = self.config();
+        let hls = &config.hls;
         let name = key.rsplit('/').next().unwrap_or(key);
         // Unique per segmenter in this process: time of creation, then a counter.
         let instance = super::hls_store::wall_ms() * 1000 + self.next_conn.get() % 1000;
@@ -298,7 +300,7 @@ impl Shard {
             (closed || trimmed || refused)
                 .then(|| (HlsView::of(hls, hls.instance(), false), closed))
         });
-        let retired = if unit.key && self.config.hls.on_demand {
+        let retired = if unit.key && self.config().hls.on_demand {
             self.retire_idle_hls(key, origin, hls_share.as_mut())
         } else {
             None
@@ -353,7 +355,7 @@ impl Shard {
         info!(shard = self.id, stream = %key, "publish stop; grace period starts");
         let shard = self.clone();
         let key = key.clone();
-        let grace = Duration::from_millis(self.config.stream.republish_grace_ms);
+        let grace = Duration::from_millis(self.config().stream.republish_grace_ms);
         glommio::spawn_local(async move {
             glommio::timer::sleep(grace).await;
             shard.end_if_unpublished(&key, generation);

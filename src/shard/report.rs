@@ -27,9 +27,23 @@ pub struct Observed {
     pub publish_limits: Arc<PublishLimits>,
     /// The media memory every ring and HLS window counts against.
     pub media_budget: Arc<MediaBudget>,
+    /// Every shard's heartbeat, the start and the stop (`/readyz`, the systemd watchdog).
+    pub health: Arc<crate::server::health::Health>,
+    /// The configuration every shard runs, replaced by reloads.
+    pub reloads: Arc<crate::server::reload::Reloads>,
 }
 
 impl Shard {
+    /// Every shard's heartbeat, the start and the stop.
+    pub fn health(&self) -> &crate::server::health::Health {
+        &self.observed.health
+    }
+
+    /// The configuration reloads (the API asks for them; the main thread makes them).
+    pub fn reloads(&self) -> &crate::server::reload::Reloads {
+        &self.observed.reloads
+    }
+
     /// Records a latency sample (ns) in this shard's histograms.
     #[inline]
     pub fn record(&self, stage: Stage, ns: u64) {
@@ -183,6 +197,7 @@ impl Shard {
         crate::metrics::prometheus::render(
             &self.observed.all_stats,
             &self.observed.media_budget,
+            &self.observed.reloads,
             &self.observed.histograms,
         )
     }

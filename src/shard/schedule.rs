@@ -136,6 +136,12 @@ impl SendSchedule {
         }
     }
 
+    /// Follows a new configuration; an adaptive schedule keeps its load and grouping.
+    pub fn reconfigure(&mut self, schedule: Schedule, video_at_once: bool) {
+        self.schedule = schedule;
+        self.video_at_once = video_at_once;
+    }
+
     /// Takes one sample, and changes an adaptive schedule's pictures per send if its load
     /// says so.
     pub fn observe(&mut self, sample: Sample) {

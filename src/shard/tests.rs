@@ -71,18 +71,20 @@ where
         admission: Arc::new(crate::limits::Admission::new(shards, Default::default())),
         publish_limits: Arc::new(crate::limits::PublishLimits::new(0, 0, false, 64)),
         media_budget: crate::hub::budget::MediaBudget::new(1 << 30),
+        health: Arc::new(crate::server::health::Health::new(shards)),
+        reloads: Arc::new(crate::server::reload::Reloads::new(config.clone(), shards)),
     };
     let mesh = MeshBuilder::<MeshMsg, _>::full(shards, 16);
     let executors: Vec<_> = (0..shards)
         .map(|_| {
-            let (config, observed) = (config.clone(), observed.clone());
+            let observed = observed.clone();
             let (mesh, body) = (mesh.clone(), body.clone());
             LocalExecutorBuilder::new(Placement::Unbound)
                 .io_memory(crate::server::IO_MEMORY)
                 .spawn(move || async move {
                     let (senders, mut receivers) = mesh.join().await.expect("joined");
                     let id = senders.peer_id();
-                    let shard = Rc::new(Shard::new(id, config, observed, senders));
+                    let shard = Rc::new(Shard::new(id, observed, senders));
                     shard.receive_mesh(&mut receivers);
                     body(shard).await;
                 })

@@ -22,7 +22,7 @@ use corecast::{Config, Server};
 use corecast_testkit::client::{Pace, Publisher};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
@@ -116,7 +116,11 @@ pub fn replay_in_background(
 /// all in: viewers opened afterwards get every header at their start. (A viewer that joins
 /// between two headers gets the second inline, before its track's first frame.)
 pub fn wait_live(server: &Server, path: &str) {
-    let http = server.http_addr();
+    wait_live_at(server.http_addr(), path);
+}
+
+/// [`wait_live`] for the server whose HTTP address is `http`.
+pub fn wait_live_at(http: SocketAddr, path: &str) {
     assert!(
         wait_until(Duration::from_secs(10), || FlvViewer::open(http, path)
             .status
@@ -469,6 +473,80 @@ pub fn rejected_code<T>(result: Result<T, corecast_testkit::client::ClientError>
         Err(corecast_testkit::client::ClientError::Rejected { code, .. }) => code,
         Err(other) => panic!("expected a refusal, got {other}"),
         Ok(_) => panic!("expected a refusal, got acceptance"),
+    }
+}
+
+/// The addresses a server announced in its "corecast serving" line.
+pub struct Serving {
+    /// RTMP.
+    pub rtmp: SocketAddr,
+    /// HTTP.
+    pub http: SocketAddr,
+    /// Where the admin endpoints are served: the HTTP address when `admin.listen` is empty.
+    pub admin: SocketAddr,
+}
+
+/// Starts the binary and waits for its "corecast serving" line: the process and the
+/// addresses it serves, or what it wrote to standard error if it exits first.
+pub fn serve(name: &str, config: &str) -> Result<(Killed, Serving), String> {
+    serve_with(name, config, &[])
+}
+
+/// [`serve`] with these environment variables.
+pub fn serve_with(
+    name: &str,
+    config: &str,
+    env: &[(&str, &str)],
+) -> Result<(Killed, Serving), String> {
+    let file = config_file(name, config);
+    let served = serve_file(&file, env);
+    std::fs::remove_file(&file).unwrap();
+    served
+}
+
+/// [`serve`] with the configuration file `file` (kept: a reload reads it again) and these
+/// environment variables.
+pub fn serve_file(file: &Path, env: &[(&str, &str)]) -> Result<(Killed, Serving), String> {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let mut child = Killed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_corecast"))
+            .arg("--config")
+            .arg(file)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    // Read all along, so that the pipe never fills.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = lines.recv_timeout(left) else {
+            let _ = child.0.kill();
+            let mut err = String::new();
+            let _ = child.0.stderr.take().unwrap().read_to_string(&mut err);
+            return Err(err);
+        };
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if value["message"] == "corecast serving" {
+            let addr = |key: &str| value[key].as_str().unwrap().parse().ok();
+            let http = addr("http").unwrap();
+            let serving = Serving {
+                rtmp: addr("rtmp").unwrap(),
+                http,
+                admin: addr("admin").unwrap_or(http),
+            };
+            return Ok((child, serving));
+        }
     }
 }
 

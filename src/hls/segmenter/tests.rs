@@ -176,6 +176,35 @@ mod segment_tests {
         assert!(playlist.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{}", s.segments()[0].seq)));
     }
 
+    #[test]
+    fn a_new_window_applies_from_the_next_segment_and_the_target_stays() {
+        // 1 s segments, a window of 5: 6 keyframes a second apart close 5 segments.
+        let mut s = fed(1000, 5, 25 * 6 + 1, 25);
+        assert_eq!(s.segments().len(), 5);
+        let target = |s: &Segmenter| {
+            let playlist = s.playlist();
+            let line = playlist
+                .lines()
+                .find(|l| l.starts_with("#EXT-X-TARGETDURATION"));
+            line.map(str::to_owned)
+        };
+        let before = target(&s);
+        s.set_window(2);
+        assert_eq!(
+            s.segments().len(),
+            5,
+            "nothing changes before the next segment"
+        );
+        // The frames of one more second, to the next keyframe.
+        for i in 25 * 6 + 1..=25 * 7 {
+            let key = i % 25 == 0;
+            let u = unit(UnitKind::Video, i * 40, key, false, &frame(key));
+            s.push(&u, 0).unwrap();
+        }
+        assert_eq!(s.segments().len(), 2);
+        assert_eq!(target(&s), before);
+    }
+
     /// Video PES packets (PID 0x100) in a segment's TS packets.
     fn video_packets(segment: &Segment) -> usize {
         segment
