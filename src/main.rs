@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 use corecast::config::{LogFormat, Override, Sources};
+use corecast::metrics::log_events::LogEvents;
 use corecast::server::systemd::Notifier;
 use corecast::{Config, Server};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -242,7 +243,7 @@ impl LogLevel {
             Err(_) => (EnvFilter::new(level), false),
         };
         let (filter, handle) = reload::Layer::new(filter);
-        let logs = tracing_subscriber::registry().with(filter);
+        let logs = tracing_subscriber::registry().with(filter).with(LogEvents);
         let lines = tracing_subscriber::fmt::layer();
         match format {
             LogFormat::Text => logs.with(lines).init(),

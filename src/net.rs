@@ -224,6 +224,31 @@ pub fn unsent_bytes(fd: RawFd) -> io::Result<usize> {
     Ok(usize::try_from(unsent).unwrap_or(0))
 }
 
+/// The soft limit of `resource`.
+pub fn soft_limit(resource: libc::__rlimit_resource_t) -> io::Result<u64> {
+    // SAFETY: getrlimit writes a plain struct we own.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(resource, &mut lim) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(lim.rlim_cur)
+    }
+}
+
+/// The process's resident memory, from `/proc/self/statm`.
+pub fn resident_bytes() -> io::Result<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable statm"))?;
+    // SAFETY: sysconf only reads a system parameter.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Ok(pages.saturating_mul(u64::try_from(page).unwrap_or(4096)))
+}
+
 /// The machine's physical memory, in bytes.
 pub fn physical_memory() -> Option<usize> {
     // SAFETY: sysconf only reads system parameters.

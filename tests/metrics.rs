@@ -44,7 +44,7 @@ fn parse(text: &str) -> Vec<Sample> {
         };
         assert!(
             name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && name.starts_with("corecast_"),
+                && (name.starts_with("corecast_") || name.starts_with("process_")),
             "bad metric name: {name}"
         );
         for label in labels.split(',').filter(|l| !l.is_empty()) {

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod log;
+pub mod log_events;
 pub mod profile;
 pub mod prometheus;
 

@@ -1,12 +1,10 @@
 //! Prometheus text exposition (version 0.0.4) of the counters and histograms.
 
-use super::{Published, Stage};
-use crate::hub::budget::MediaBudget;
-use crate::server::reload::Reloads;
+use super::Stage;
+use crate::shard::Observed;
 use crate::stats::{self, ShardStats};
 use std::fmt::Write;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 
 /// Whether a metric only increases or goes up and down.
 #[derive(Clone, Copy)]
@@ -274,12 +272,9 @@ const QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"),
 
 /// Renders every counter and gauge (one sample per shard), the media memory budget (one
 /// sample for the server) and every histogram (merged over shards) as Prometheus text.
-pub fn render(
-    stats: &[Arc<ShardStats>],
-    budget: &MediaBudget,
-    reloads: &Reloads,
-    published: &Published,
-) -> String {
+pub fn render(observed: &Observed) -> String {
+    let (stats, budget) = (&observed.all_stats, &observed.media_budget);
+    let published = &observed.histograms;
     let mut out = String::with_capacity(16 * 1024);
     // Writing to a String cannot fail.
     for (name, help, kind, field) in METRICS {
@@ -308,10 +303,24 @@ pub fn render(
         "# HELP corecast_config_reloads_total Configuration reloads (SIGHUP, POST \
          /api/v1/reload) by result.\n# TYPE corecast_config_reloads_total counter"
     );
-    for (result, n) in reloads.counts() {
+    for (result, n) in observed.reloads.counts() {
         let _ = writeln!(
             out,
             "corecast_config_reloads_total{{result=\"{result}\"}} {n}"
+        );
+    }
+    shards(&mut out, observed);
+    process(&mut out);
+    let _ = writeln!(
+        out,
+        "# HELP corecast_log_events_total Log lines written, by level and target.\n\
+         # TYPE corecast_log_events_total counter"
+    );
+    for (level, target, n) in super::log_events::snapshot() {
+        let level = super::log_events::label(level);
+        let _ = writeln!(
+            out,
+            "corecast_log_events_total{{level=\"{level}\",target=\"{target}\"}} {n}"
         );
     }
     let merged = published.merged();
@@ -367,6 +376,61 @@ pub fn render(
         let _ = writeln!(out, "{name}{braces} {}", seconds(merged.get(stage).max()));
     }
     out
+}
+
+/// Each shard's load and heartbeat: what an alert on a stalled or saturated shard reads. A
+/// stalled shard cannot answer a scrape itself; any other shard reports it.
+fn shards(out: &mut String, observed: &Observed) {
+    let _ = writeln!(
+        out,
+        "# HELP corecast_shard_busy_ratio Fraction of the last second the shard ran tasks.\n\
+         # TYPE corecast_shard_busy_ratio gauge"
+    );
+    for report in observed.reports.all() {
+        let _ = writeln!(
+            out,
+            "corecast_shard_busy_ratio{{shard=\"{}\"}} {:.3}",
+            report.shard, report.busy
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP corecast_shard_heartbeat_age_seconds Time since the shard last ran its \
+         heartbeat task (every 50 ms while it runs).\n\
+         # TYPE corecast_shard_heartbeat_age_seconds gauge"
+    );
+    let now = crate::media::now_ns();
+    for (shard, age_ns) in observed.health.ages(now).into_iter().enumerate() {
+        let age = age_ns.map_or("NaN".to_string(), seconds);
+        let _ = writeln!(
+            out,
+            "corecast_shard_heartbeat_age_seconds{{shard=\"{shard}\"}} {age}"
+        );
+    }
+}
+
+/// The process's descriptors and resident memory, as Prometheus's client libraries name them.
+fn process(out: &mut String) {
+    let open = std::fs::read_dir("/proc/self/fd").map(|dir| dir.count());
+    let max = crate::net::soft_limit(libc::RLIMIT_NOFILE);
+    let rss = crate::net::resident_bytes();
+    let gauges = [
+        (
+            "process_open_fds",
+            "Open file descriptors",
+            open.ok().map(|n| n as u64),
+        ),
+        ("process_max_fds", "The open-file limit (soft)", max.ok()),
+        ("process_resident_memory_bytes", "Resident memory", rss.ok()),
+    ];
+    for (name, help, value) in gauges {
+        if let Some(value) = value {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}.\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+    }
 }
 
 fn seconds(ns: u64) -> String {

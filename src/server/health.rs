@@ -64,6 +64,15 @@ impl Health {
         }
     }
 
+    /// How long ago each shard last beat, at `now_ns` (`None`: not started).
+    pub fn ages(&self, now_ns: u64) -> Vec<Option<u64>> {
+        self.beats
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .map(|at| (at != NEVER).then(|| now_ns.saturating_sub(at)))
+            .collect()
+    }
+
     /// The server is stopping: from now on it is not ready.
     pub fn set_stopping(&self) {
         self.stopping.store(true, Ordering::Relaxed);

@@ -194,11 +194,6 @@ impl Shard {
 
     /// The Prometheus exposition of every shard's counters and the merged histograms.
     pub fn prometheus(&self) -> String {
-        crate::metrics::prometheus::render(
-            &self.observed.all_stats,
-            &self.observed.media_budget,
-            &self.observed.reloads,
-            &self.observed.histograms,
-        )
+        crate::metrics::prometheus::render(&self.observed)
     }
 }
