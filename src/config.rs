@@ -220,6 +220,8 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+    /// One JSON object per line, with Elastic Common Schema field names.
+    Ecs,
 }
 
 /// `[admin]`: where the admin endpoints are served, and who may use them.

@@ -19,6 +19,7 @@
 //! | [`hls`] | MPEG-TS muxer and segmenter (pure), snapshots served by every shard |
 //! | [`http`] | HTTP/1.1 driver: HTTP-FLV, HLS, admin endpoints, health checks; request parsing (pure); the `corecast probe` client |
 //! | [`viewer`] | delivery of a feed to one viewer: policy, gather, vectored send |
+//! | [`logging`] | log lines in the Elastic Common Schema (`log.format = "ecs"`; the line itself is pure) |
 //! | [`metrics`] | latency histograms, Prometheus text, JSON API, interval logs, profiles |
 //! | [`net`] | sockets: SO_REUSEPORT listeners, sendmsg, socket options, rlimits |
 //! | [`stats`] | per-shard counters |
@@ -46,6 +47,7 @@ pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod net;

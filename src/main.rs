@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 use corecast::config::{LogFormat, Override, Sources};
+use corecast::logging::Ecs;
 use corecast::metrics::log_events::LogEvents;
 use corecast::server::systemd::Notifier;
 use corecast::{Config, Server};
@@ -42,8 +43,8 @@ struct Cli {
     /// interval log).
     #[arg(long, value_name = "FILE")]
     histogram_log: Option<String>,
-    /// Overrides log.format: "text" or "json".
-    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+    /// Overrides log.format: "text", "json" or "ecs".
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json", "ecs"])]
     log_format: Option<String>,
     /// Prints the effective configuration as TOML and exits.
     #[arg(long)]
@@ -250,6 +251,7 @@ impl LogLevel {
             LogFormat::Json => logs
                 .with(lines.json().flatten_event(true).with_current_span(false))
                 .init(),
+            LogFormat::Ecs => logs.with(lines.event_format(Ecs)).init(),
         }
         LogLevel { handle, from_env }
     }

@@ -78,14 +78,14 @@ fn port_in_use_fails_the_start_clearly() {
     );
 }
 
-#[test]
-fn json_logs_are_one_object_per_line() {
+/// The "corecast serving" line of a server started with `--log-format format`.
+fn serving_line(format: &str) -> serde_json::Value {
     // The admin listener on a free port too, not on the default 127.0.0.1:8081.
-    let config = config_file("json", "[admin]\nlisten = \"127.0.0.1:0\"\n");
+    let config = config_file(format, "[admin]\nlisten = \"127.0.0.1:0\"\n");
     let mut child = corecast()
         .arg("--config")
         .arg(&config)
-        .args(["--log-format", "json", "--shards", "1"])
+        .args(["--log-format", format, "--shards", "1"])
         .args([
             "--rtmp-listen",
             "127.0.0.1:0",
@@ -108,10 +108,32 @@ fn json_logs_are_one_object_per_line() {
     let _ = child.kill();
     let _ = child.wait();
     std::fs::remove_file(&config).unwrap();
-    let serving = serving.expect("the serving line");
+    serving.expect("the serving line")
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let serving = serving_line("json");
     assert_eq!(serving["level"], "INFO");
     assert_eq!(serving["shards"], 1);
     assert!(serving["http"].as_str().unwrap().starts_with("127.0.0.1:"));
+}
+
+#[test]
+fn ecs_logs_carry_elastic_common_schema_names() {
+    let serving = serving_line("ecs");
+    assert_eq!(serving["log.level"], "info");
+    assert_eq!(serving["log.logger"], "corecast::server");
+    assert_eq!(serving["ecs.version"], corecast::logging::ECS_VERSION);
+    assert_eq!(serving["service.name"], "corecast");
+    assert!(serving["@timestamp"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    assert_eq!(serving["corecast.shards"], 1);
+    assert!(serving["corecast.http"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
 }
 
 #[test]
