@@ -339,9 +339,7 @@ impl Server {
 
     /// Every shard's counters summed: what `STATUS=` and the logs say of the audience.
     pub fn audience(&self) -> Audience {
-        let sum = |f: fn(&ShardStats) -> &std::sync::atomic::AtomicU64| -> u64 {
-            self.stats().iter().map(|s| crate::stats::get(f(s))).sum()
-        };
+        let sum = |field| crate::stats::total(self.stats(), field);
         Audience {
             streams: sum(|s| &s.streams),
             publishers: sum(|s| &s.publishers),

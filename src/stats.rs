@@ -135,3 +135,8 @@ pub fn set(gauge: &AtomicU64, value: u64) {
 pub fn get(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
 }
+
+/// One counter or gauge summed over every shard's `stats`.
+pub fn total(all: &[std::sync::Arc<ShardStats>], field: fn(&ShardStats) -> &AtomicU64) -> u64 {
+    all.iter().map(|s| get(field(s))).sum()
+}

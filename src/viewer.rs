@@ -143,7 +143,9 @@ pub async fn deliver<S: AsyncWrite + AsRawFd + Unpin>(
     stream: &mut S,
     delivery: Delivery<'_>,
 ) -> Ending {
-    if let Err(err) = net::set_notsent_lowat(&*stream, shard.config().viewer.notsent_lowat_bytes) {
+    // The settings this viewer keeps: a reload applies to the viewers that start after it.
+    let config = shard.config();
+    if let Err(err) = net::set_notsent_lowat(&*stream, config.viewer.notsent_lowat_bytes) {
         return Ending::Io(err);
     }
     let Delivery {
@@ -153,10 +155,12 @@ pub async fn deliver<S: AsyncWrite + AsRawFd + Unpin>(
         outbox,
     } = delivery;
     let (bytes_out, sends, relay) = accounting(shard, format);
-    let chunk_size = shard.config().rtmp.chunk_size as usize;
+    let chunk_size = config.rtmp.chunk_size as usize;
     let policy = shard.policy();
-    let max_bytes = shard.config().viewer.max_send_bytes;
-    let stall_limit = Duration::from_millis(shard.config().viewer.disconnect_after_ms);
+    let max_bytes = config.viewer.max_send_bytes;
+    let stall_limit = Duration::from_millis(config.viewer.disconnect_after_ms);
+    // Kept: the values, not a whole configuration a later reload replaces.
+    drop(config);
     let fd = stream.as_raw_fd();
     let mut cursor: Option<Cursor> = None;
     // The wake-up of the feed this viewer is listed for (see `Feed::register`).

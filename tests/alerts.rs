@@ -7,7 +7,7 @@ mod common;
 use common::{have_tool, listening, serve_with, wait_until, Killed};
 use corecast_testkit::client::{Pace, Publisher};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -69,11 +69,6 @@ fn the_rules_check_and_pass_their_unit_tests() {
     }
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// The body of `GET path` on `addr`, if it answers.
 fn get(addr: SocketAddr, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(addr).ok()?;
@@ -126,7 +121,9 @@ fn prometheus_fires_publisher_gone_when_a_publisher_is_killed_while_viewers_wait
         serving.admin
     );
     std::fs::write(dir.join("prometheus.yml"), scrape).unwrap();
-    let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let web: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
     let _prometheus = Killed(
         Command::new("prometheus")
             .arg(format!(

@@ -42,24 +42,11 @@ fn rewrite(file: &Path, text: &str) {
     std::fs::rename(&staged, file).unwrap();
 }
 
-/// The sum of the `/metrics` lines that start with `series` (e.g.
+/// The sum of the `/metrics` samples whose series starts with `series` (e.g.
 /// `corecast_config_reloads_total{result="applied"}`), asked with the admin `token` if any.
 fn metric(serving: &Serving, series: &str, token: Option<&str>) -> u64 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(serving.admin).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: t\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body.lines()
-        .filter(|l| l.starts_with(series))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    let values = common::samples(serving.admin, token, series);
+    values.iter().map(|(_, value)| *value as u64).sum()
 }
 
 /// A viewer reading `/live/{name}.flv` on its own thread until the response ends; returns

@@ -13,7 +13,7 @@ use common::*;
 use corecast::flv::reader::{FlvReader, FlvTag, TagKind};
 use corecast::Server;
 use corecast_testkit::client::{Pace, Publisher};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -658,13 +658,6 @@ fn nginx_rtmp() -> Option<(PathBuf, PathBuf)> {
         return None;
     }
     Some((program, module?))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 fn start_nginx(nginx: &(PathBuf, PathBuf), corecast: SocketAddr, dir: &TempDir) -> Nginx {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{listening, serve_with, wait_exit};
+use common::{listening, samples, serve_with, wait_exit};
 use corecast::http::probe::{probe, ProbeError};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
@@ -294,20 +294,6 @@ fn the_systemd_unit_verifies_without_warnings() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
-/// The values of the lines of `/metrics` whose series starts with `prefix`.
-fn samples(admin: std::net::SocketAddr, prefix: &str) -> Vec<(String, f64)> {
-    let response = common::http_get(admin, "/metrics");
-    assert_eq!(response.status, 200);
-    String::from_utf8_lossy(&response.body)
-        .lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            Some((series.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
-
 #[test]
 fn metrics_show_each_shard_s_heartbeat_and_load_the_descriptors_and_the_log_lines() {
     let config = listening("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "")
@@ -315,27 +301,27 @@ fn metrics_show_each_shard_s_heartbeat_and_load_the_descriptors_and_the_log_line
     let (_child, serving) = serve_with("metrics", &config, &[]).expect("serves");
     // Each shard's heartbeat is recent, and its load a fraction.
     assert!(common::wait_until(Duration::from_secs(5), || {
-        samples(serving.admin, "corecast_shard_busy_ratio{").len() == 2
+        samples(serving.admin, None, "corecast_shard_busy_ratio{").len() == 2
     }));
-    let ages = samples(serving.admin, "corecast_shard_heartbeat_age_seconds{");
+    let ages = samples(serving.admin, None, "corecast_shard_heartbeat_age_seconds{");
     assert_eq!(ages.len(), 2, "{ages:?}");
     assert!(
         ages.iter().all(|(_, age)| (0.0..1.0).contains(age)),
         "{ages:?}"
     );
-    let busy = samples(serving.admin, "corecast_shard_busy_ratio{");
+    let busy = samples(serving.admin, None, "corecast_shard_busy_ratio{");
     assert!(
         busy.iter().all(|(_, b)| (0.0..=1.0).contains(b)),
         "{busy:?}"
     );
     // Descriptors: some open, under the limit; resident memory.
-    let open = samples(serving.admin, "process_open_fds ")[0].1;
-    let max = samples(serving.admin, "process_max_fds ")[0].1;
+    let open = samples(serving.admin, None, "process_open_fds ")[0].1;
+    let max = samples(serving.admin, None, "process_max_fds ")[0].1;
     assert!(open > 0.0 && open < max, "{open} of {max}");
-    assert!(samples(serving.admin, "process_resident_memory_bytes ")[0].1 > 1e6);
+    assert!(samples(serving.admin, None, "process_resident_memory_bytes ")[0].1 > 1e6);
     // The start logged info lines (the "corecast serving" line among them), counted by
     // target; nothing was logged at error.
-    let lines = samples(serving.admin, "corecast_log_events_total{");
+    let lines = samples(serving.admin, None, "corecast_log_events_total{");
     assert!(
         lines.iter().any(|(s, n)| s
             == "corecast_log_events_total{level=\"info\",target=\"corecast::server\"}"

@@ -156,7 +156,7 @@ impl Sources {
     ) -> Result<Vec<(String, toml::Value, Source)>, ConfigError> {
         let mut found: BTreeMap<String, (toml::Value, Source)> = BTreeMap::new();
         for (var, text) in &self.env {
-            let Some((section, key)) = split_var(defaults, var) else {
+            let Some((section, keys, key)) = split_var(defaults, var) else {
                 continue;
             };
             let bad = |message: String| ConfigError::Env {
@@ -164,11 +164,7 @@ impl Sources {
                 message,
             };
             let (key, text, source) = match key.strip_suffix("_file") {
-                Some(base)
-                    if !defaults[section]
-                        .as_table()
-                        .is_some_and(|t| t.contains_key(&key)) =>
-                {
+                Some(base) if !keys.contains_key(&key) => {
                     let path = PathBuf::from(text);
                     let contents = std::fs::read_to_string(&path)
                         .map_err(|err| bad(format!("cannot read {}: {err}", path.display())))?;
@@ -182,7 +178,7 @@ impl Sources {
                 }
                 _ => (key, text.clone(), Source::Env(var.clone())),
             };
-            let Some(default) = defaults[section].as_table().and_then(|t| t.get(&key)) else {
+            let Some(default) = keys.get(&key) else {
                 return Err(bad(format!("`{section}` has no key `{key}`")));
             };
             let value = typed(default, &text).map_err(bad)?;
@@ -236,14 +232,18 @@ fn leaf_keys(table: &toml::Table) -> Vec<String> {
         .collect()
 }
 
-/// The section and key (lower case) a `CORECAST_` variable names, when it names a section.
-fn split_var<'a>(defaults: &'a toml::Table, var: &str) -> Option<(&'a str, String)> {
+/// The section, its default keys and the key (lower case) a `CORECAST_` variable names, when
+/// it names a section.
+fn split_var<'a>(
+    defaults: &'a toml::Table,
+    var: &str,
+) -> Option<(&'a str, &'a toml::Table, String)> {
     let rest = var.strip_prefix(ENV_PREFIX)?;
-    defaults.keys().find_map(|section| {
+    defaults.iter().find_map(|(section, keys)| {
         let key = rest
             .strip_prefix(section.to_uppercase().as_str())?
             .strip_prefix('_')?;
-        Some((section.as_str(), key.to_lowercase()))
+        Some((section.as_str(), keys.as_table()?, key.to_lowercase()))
     })
 }
 

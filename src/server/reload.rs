@@ -31,13 +31,21 @@ pub enum Outcome {
 impl Outcome {
     /// The `result` label of `corecast_config_reloads_total`.
     pub fn label(&self) -> &'static str {
+        RESULTS[self.index()]
+    }
+
+    /// Its place in [`RESULTS`].
+    fn index(&self) -> usize {
         match self {
-            Outcome::Applied => "applied",
-            Outcome::Refused(_) => "refused",
-            Outcome::Invalid(_) => "invalid",
+            Outcome::Applied => 0,
+            Outcome::Refused(_) => 1,
+            Outcome::Invalid(_) => 2,
         }
     }
 }
+
+/// The results reloads are counted by, as labels.
+const RESULTS: [&str; 3] = ["applied", "refused", "invalid"];
 
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -155,18 +163,12 @@ impl Reloads {
 
     /// Counts a reload's outcome.
     pub fn count(&self, outcome: &Outcome) {
-        let i = match outcome {
-            Outcome::Applied => 0,
-            Outcome::Refused(_) => 1,
-            Outcome::Invalid(_) => 2,
-        };
-        self.results[i].fetch_add(1, Ordering::Relaxed);
+        self.results[outcome.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Reloads so far, by result label.
     pub fn counts(&self) -> [(&'static str, u64); 3] {
-        let n = |i: usize| self.results[i].load(Ordering::Relaxed);
-        [("applied", n(0)), ("refused", n(1)), ("invalid", n(2))]
+        std::array::from_fn(|i| (RESULTS[i], self.results[i].load(Ordering::Relaxed)))
     }
 
     /// Asks the main thread for a reload (the API); returns the ticket to wait on.

@@ -176,8 +176,8 @@ impl Shard {
                 stream.hls_share = Some(Share::new(self.observed.media_budget.clone()));
                 self.broadcast(|| MeshMsg::StreamLive(key.clone()));
                 stats::inc(&self.stats.streams);
-                let chunk_size = self.config().rtmp.chunk_size as usize;
                 let config = self.config();
+                let chunk_size = config.rtmp.chunk_size as usize;
                 let hls = &config.hls;
                 let segmenter = (hls.enabled && !hls.on_demand).then(|| self.segmenter(key));
                 let origin =

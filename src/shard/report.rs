@@ -144,9 +144,7 @@ impl Shard {
     /// Server-wide figures and per-shard load, for `/api/v1/stats`.
     pub fn api_stats(&self) -> serde_json::Value {
         let all = &self.observed.all_stats;
-        let total = |f: fn(&ShardStats) -> &std::sync::atomic::AtomicU64| -> u64 {
-            all.iter().map(|s| stats::get(f(s))).sum()
-        };
+        let total = |field| stats::total(all, field);
         let per_shard: Vec<serde_json::Value> = self
             .observed
             .reports

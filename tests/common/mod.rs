@@ -348,6 +348,33 @@ pub fn is_contiguous_run(haystack: &[Bytes], needle: &[Bytes]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// The samples of the admin listener's `/metrics` whose series starts with `prefix`, with
+/// their values; asked with the admin `token`, if any.
+pub fn samples(admin: SocketAddr, token: Option<&str>, prefix: &str) -> Vec<(String, f64)> {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let response = http_request(
+        admin,
+        &format!("GET /metrics HTTP/1.1\r\nHost: t\r\n{auth}Connection: close\r\n\r\n"),
+    );
+    assert_eq!(response.status, 200, "GET /metrics");
+    String::from_utf8_lossy(&response.body)
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A port of 127.0.0.1 that no socket uses now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
 /// Gate for tests that need an external program: `false` (with a notice) when it is
 /// missing, unless CORECAST_REQUIRE_TOOLS=1 makes that a failure.
 pub fn have_tool(name: &str) -> bool {
