@@ -191,6 +191,12 @@ impl Corecast {
             .collect()
     }
 
+    /// Whether a log line whose message contains `text` arrives within 5 s: the server
+    /// counts before it logs, and its lines reach the test through a pipe and a thread.
+    pub fn logs_soon(&self, text: &str) -> bool {
+        wait_until(Duration::from_secs(5), || !self.logged(text).is_empty())
+    }
+
     /// Waits until the server holds at most `fds` descriptors; false after `limit`.
     pub fn fds_back_to(&self, fds: usize, limit: Duration) -> bool {
         wait_until(limit, || self.fds() <= fds)
