@@ -1,6 +1,7 @@
 //! Cost of latency recording: `Histograms::record` per sample, in the pattern of the
 //! per-viewer hot path; the once-a-second `Published::publish` of a shard's histograms; and
-//! `Published::merged`, which every `/metrics` scrape and histogram-log interval runs.
+//! `Published::merged`, which every `/metrics` scrape and histogram-log interval runs, and
+//! `Published::windowed`, which every scrape and API stats request runs.
 //!
 //! The delivery loop (src/viewer.rs) records one relay-latency sample per unit per viewer
 //! (when the unit's last byte is accepted by the kernel) and one viewer-lag sample per send,
@@ -184,26 +185,32 @@ fn main() {
     let publish = best(rounds, || {
         let t = Instant::now();
         for _ in 0..publishes {
-            published.publish(0, black_box(&filled));
+            published.publish(0, 0, black_box(&filled));
         }
         t.elapsed()
     });
-    // What a /metrics scrape and each interval of the histogram log do: merge every slot.
+    // What each interval of the histogram log does (merge every slot's totals), and what a
+    // /metrics scrape adds (merge every slot's window).
     let merges = (publishes / 10).max(1);
-    let merge = |shards: usize| {
+    let merge = |shards: usize, windowed: bool| {
         let published = Published::new(shards);
         for id in 0..shards {
-            published.publish(id, &filled);
+            published.publish(id, 0, &filled);
         }
         best(rounds, || {
             let t = Instant::now();
             for _ in 0..merges {
-                black_box(published.merged());
+                if windowed {
+                    black_box(published.windowed(0));
+                } else {
+                    black_box(published.merged());
+                }
             }
             t.elapsed()
         })
     };
-    let (merged_1, merged_8) = (merge(1), merge(8));
+    let (merged_1, merged_8) = (merge(1, false), merge(8, false));
+    let (windowed_1, windowed_8) = (merge(1, true), merge(8, true));
     println!();
     println!(
         "{:<52} {:>8.1} us",
@@ -226,5 +233,15 @@ fn main() {
         "{:<52} {:>8.1} us",
         "Published::merged, 8 shards",
         per(merged_8, merges) / 1e3
+    );
+    println!(
+        "{:<52} {:>8.1} us",
+        "Published::windowed, 1 shard (/metrics, API)",
+        per(windowed_1, merges) / 1e3
+    );
+    println!(
+        "{:<52} {:>8.1} us",
+        "Published::windowed, 8 shards",
+        per(windowed_8, merges) / 1e3
     );
 }

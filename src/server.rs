@@ -16,7 +16,7 @@ use crate::limits::{Admission, Caps, PublishLimits};
 use crate::metrics::log::{LogError, LogWriter};
 use crate::metrics::Published;
 use crate::net;
-use crate::shard::{MeshMsg, Observed, Shard};
+use crate::shard::{Bound, MeshMsg, Observed, Shard};
 use crate::stats::ShardStats;
 use accept::{accept_loop, Protocol};
 use glommio::channels::channel_mesh::MeshBuilder;
@@ -203,6 +203,10 @@ impl Server {
             media_budget: MediaBudget::new(media_budget(&config)),
             health: Arc::new(Health::new(shards)),
             reloads: Arc::new(Reloads::new(config.clone(), shards)),
+            bound: Bound {
+                rtmp: rtmp_addr,
+                http: http_addr,
+            },
         };
         let mut threads = Vec::with_capacity(shards);
         let listeners = rtmp

@@ -307,6 +307,28 @@ fn api_describes_a_live_stream() {
     assert_eq!(stats["shards"], 2);
     assert_eq!(stats["viewers"]["flv"], 3);
     assert_eq!(stats["per_shard"].as_array().unwrap().len(), 2);
+    assert_eq!(stats["listeners"]["http"], http.to_string());
+    assert_eq!(stats["listeners"]["rtmp"], server.rtmp_addr().to_string());
+    assert_eq!(stats["latency_window_s"], 60);
+    // The viewers have been receiving for a while: the relay latency of the last minute
+    // has values, in order.
+    assert!(
+        wait_until(WAIT, || get("/api/v1/stats").1["latency"]
+            ["relay_latency_flv"]["count"]
+            .as_u64()
+            .is_some_and(|n| n > 0)),
+        "relay latency in the API"
+    );
+    let (_, stats) = get("/api/v1/stats");
+    let relay = &stats["latency"]["relay_latency_flv"];
+    let figures: Vec<f64> = ["p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"]
+        .iter()
+        .map(|key| relay[key].as_f64().unwrap())
+        .collect();
+    assert!(
+        figures[0] > 0.0 && figures.windows(2).all(|w| w[0] <= w[1]),
+        "{relay}"
+    );
     let (head, _) = get("/api/v1/streams/live/none");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
     drop(player);

@@ -245,13 +245,14 @@ mod tests {
         for i in 0..1000u64 {
             h.record(Stage::RelayFlv, 1_000_000 + i * 1000);
         }
-        published.publish(0, &h);
+        published.publish(0, 0, &h);
+        h.reset();
         std::thread::sleep(Duration::from_millis(120));
         for _ in 0..500 {
             h.record(Stage::RelayFlv, 9_000_000);
         }
         h.record(Stage::MeshHop, 42_000);
-        published.publish(0, &h);
+        published.publish(0, 1_000_000_000, &h);
         writer.finish();
         let totals = read(&path, 0.0, f64::INFINITY).unwrap();
         assert_eq!(totals["relay_latency_flv"].len(), 1500);

@@ -323,7 +323,10 @@ pub fn render(observed: &Observed) -> String {
             "corecast_log_events_total{{level=\"{level}\",target=\"{target}\"}} {n}"
         );
     }
-    let merged = published.merged();
+    let (total, window) = (
+        published.merged(),
+        published.windowed(crate::media::now_ns()),
+    );
     let mut described = Vec::new();
     for stage in Stage::ALL {
         let (name, labels) = stage.metric();
@@ -331,23 +334,17 @@ pub fn render(observed: &Observed) -> String {
         if !described.contains(&name) {
             let _ = writeln!(
                 out,
-                "# HELP {name} {}.\n# TYPE {name} summary",
+                "# HELP {name} {} (quantiles: the last minute).\n# TYPE {name} summary",
                 stage.help()
             );
             described.push(name.clone());
         }
-        let hist = merged.get(stage);
         let sep = if labels.is_empty() { "" } else { "," };
         for (q, text) in QUANTILES {
-            let value = if hist.is_empty() {
-                0
-            } else {
-                hist.value_at_quantile(q)
-            };
             let _ = writeln!(
                 out,
                 "{name}{{{labels}{sep}quantile=\"{text}\"}} {}",
-                seconds(value)
+                seconds(quantile(window.get(stage), q))
             );
         }
         let braces = if labels.is_empty() {
@@ -355,8 +352,8 @@ pub fn render(observed: &Observed) -> String {
         } else {
             format!("{{{labels}}}")
         };
-        let _ = writeln!(out, "{name}_sum{braces} {}", seconds(merged.sum(stage)));
-        let _ = writeln!(out, "{name}_count{braces} {}", hist.len());
+        let _ = writeln!(out, "{name}_sum{braces} {}", seconds(total.sum(stage)));
+        let _ = writeln!(out, "{name}_count{braces} {}", total.get(stage).len());
     }
     for stage in Stage::ALL {
         let (name, labels) = stage.metric();
@@ -364,7 +361,7 @@ pub fn render(observed: &Observed) -> String {
         if !described.contains(&name) {
             let _ = writeln!(
                 out,
-                "# HELP {name} Largest value recorded.\n# TYPE {name} gauge"
+                "# HELP {name} Largest value recorded in the last minute.\n# TYPE {name} gauge"
             );
             described.push(name.clone());
         }
@@ -373,7 +370,7 @@ pub fn render(observed: &Observed) -> String {
         } else {
             format!("{{{labels}}}")
         };
-        let _ = writeln!(out, "{name}{braces} {}", seconds(merged.get(stage).max()));
+        let _ = writeln!(out, "{name}{braces} {}", seconds(window.get(stage).max()));
     }
     out
 }
@@ -430,6 +427,15 @@ fn process(out: &mut String) {
                 "# HELP {name} {help}.\n# TYPE {name} gauge\n{name} {value}"
             );
         }
+    }
+}
+
+/// The value at quantile `q`, 0 for an empty histogram (nothing recorded in the window).
+pub fn quantile(hist: &hdrhistogram::Histogram<u64>, q: f64) -> u64 {
+    if hist.is_empty() {
+        0
+    } else {
+        hist.value_at_quantile(q)
     }
 }
 

@@ -24,7 +24,7 @@ pub mod schedule;
 
 pub use mesh::MeshMsg;
 pub use publish::PublishRefusal;
-pub use report::Observed;
+pub use report::{Bound, Observed};
 
 use crate::auth::{Action, Auth, Denied};
 use crate::config::Config;

@@ -31,6 +31,18 @@ pub struct Observed {
     pub health: Arc<crate::server::health::Health>,
     /// The configuration every shard runs, replaced by reloads.
     pub reloads: Arc<crate::server::reload::Reloads>,
+    /// Where the media listeners are bound.
+    pub bound: Bound,
+}
+
+/// The addresses the media listeners are bound to (with the actual port when port 0 was
+/// configured), for the API's clients (the console builds its player URLs from them).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// `server.rtmp_listen`.
+    pub rtmp: std::net::SocketAddr,
+    /// `server.http_listen`.
+    pub http: std::net::SocketAddr,
 }
 
 impl Shard {
@@ -50,11 +62,14 @@ impl Shard {
         self.hist.borrow_mut().record(stage, ns);
     }
 
-    /// Copies this shard's histograms to its export slot (see [`crate::metrics`]).
+    /// Adds what this shard recorded since the last call to its export slot and starts the
+    /// next interval (see [`crate::metrics`]).
     pub fn publish_histograms(&self) {
+        let mut interval = self.hist.borrow_mut();
         self.observed
             .histograms
-            .publish(self.id, &self.hist.borrow());
+            .publish(self.id, now_ns(), &interval);
+        interval.reset();
     }
 
     /// This shard's report for the API: every stream it knows, with bitrates over the last
@@ -170,8 +185,32 @@ impl Shard {
                 })
             })
             .collect();
+        let window = self.observed.histograms.windowed(now_ns());
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let latency: serde_json::Map<String, serde_json::Value> = Stage::ALL
+            .iter()
+            .map(|&stage| {
+                let hist = window.get(stage);
+                let q = |q| ms(crate::metrics::prometheus::quantile(hist, q));
+                let figures = serde_json::json!({
+                    "count": hist.len(),
+                    "p50_ms": q(0.5),
+                    "p90_ms": q(0.9),
+                    "p99_ms": q(0.99),
+                    "p999_ms": q(0.999),
+                    "max_ms": ms(hist.max()),
+                });
+                (stage.tag().to_string(), figures)
+            })
+            .collect();
         serde_json::json!({
             "shards": all.len(),
+            "listeners": {
+                "rtmp": self.observed.bound.rtmp.to_string(),
+                "http": self.observed.bound.http.to_string(),
+            },
+            "latency_window_s": crate::metrics::QUANTILE_WINDOW.as_secs(),
+            "latency": latency,
             "streams": self.observed.reports.streams().len(),
             "publishers": total(|s| &s.publishers),
             "viewers": {

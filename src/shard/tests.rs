@@ -73,6 +73,10 @@ where
         media_budget: crate::hub::budget::MediaBudget::new(1 << 30),
         health: Arc::new(crate::server::health::Health::new(shards)),
         reloads: Arc::new(crate::server::reload::Reloads::new(config.clone(), shards)),
+        bound: super::Bound {
+            rtmp: config.server.rtmp_listen,
+            http: config.server.http_listen,
+        },
     };
     let mesh = MeshBuilder::<MeshMsg, _>::full(shards, 16);
     let executors: Vec<_> = (0..shards)
