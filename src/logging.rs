@@ -8,16 +8,44 @@
 //! and kept under `corecast.` otherwise (`corecast.shard`, `corecast.stream`,
 //! `corecast.connection`). Keys are dotted, not nested: both forms are ECS, and dotted keys
 //! keep one line flat for `grep` too.
+//!
+//! Every line about a connection hangs from that connection's span ([`connection_span`]):
+//! its id, protocol, shard, peer and, once known, stream. The text format prints them as the
+//! span's prefix, the JSON format under `span`, the ECS format as the line's own fields; so
+//! one connection's history is one filter (`corecast.connection: 4353`) in any of them.
+//! Lines carry `action` (ECS `event.action`) where they record something happening: the
+//! values are listed in docs/OPERATIONS.md.
 
 use serde_json::{Map, Value};
 use std::fmt;
 use std::net::SocketAddr;
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
+use tracing::{Event, Level, Span, Subscriber};
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
+
+/// The span of one connection: the context every line about it carries. `conn` is the
+/// process-unique connection id (a publisher handed to its stream's owner shard keeps its
+/// id; its span there names the owner). `stream` is recorded once the connection publishes
+/// or plays. The span is at level ERROR so that it is enabled whenever any line is: a
+/// `warn` line of a connection keeps its context under `log.level = "warn"`.
+///
+/// Lines in the connection's own code name it as their parent (`info!(parent: &span, ..)`);
+/// calls into the shard that may log run inside it (`span.in_scope(..)`). The task is not
+/// instrumented as a whole: entering a span on every poll would cost on every message.
+pub fn connection_span(conn: u64, protocol: &'static str, shard: usize, peer: SocketAddr) -> Span {
+    tracing::span!(
+        Level::ERROR,
+        "conn",
+        conn,
+        protocol,
+        shard,
+        %peer,
+        stream = tracing::field::Empty
+    )
+}
 
 /// The ECS version the field names follow.
 pub const ECS_VERSION: &str = "8.11";
@@ -26,14 +54,14 @@ pub const ECS_VERSION: &str = "8.11";
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Ecs;
 
-impl<S, N> FormatEvent<S, N> for Ecs
+/// The ECS layer formats span fields as JSON ([`JsonFields`]), which the lines read back.
+impl<S> FormatEvent<S, JsonFields> for Ecs
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
 {
     fn format_event(
         &self,
-        _ctx: &FmtContext<'_, S, N>,
+        ctx: &FmtContext<'_, S, JsonFields>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
@@ -41,6 +69,18 @@ where
         SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
         let meta = event.metadata();
         let mut fields = Fields::default();
+        // The spans' fields first, outermost first, then the event's: a later one wins.
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let extensions = span.extensions();
+                let Some(json) = extensions.get::<FormattedFields<JsonFields>>() else {
+                    continue;
+                };
+                if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(json) {
+                    fields.rest.extend(map);
+                }
+            }
+        }
         event.record(&mut fields);
         let line = ecs_line(
             &timestamp,
@@ -57,7 +97,7 @@ where
 #[derive(Default)]
 struct Fields {
     message: String,
-    rest: Vec<(&'static str, Value)>,
+    rest: Vec<(String, Value)>,
 }
 
 impl Visit for Fields {
@@ -90,7 +130,7 @@ impl Fields {
     fn record(&mut self, field: &Field, value: Value) {
         match (field.name(), value) {
             ("message", Value::String(text)) => self.message = text,
-            (name, value) => self.rest.push((name, value)),
+            (name, value) => self.rest.push((name.to_string(), value)),
         }
     }
 }
@@ -101,14 +141,14 @@ pub fn ecs_line(
     level: &str,
     target: &str,
     message: String,
-    fields: Vec<(&'static str, Value)>,
+    fields: Vec<(String, Value)>,
 ) -> String {
     // The rest, after the four fields ECS wants first, in key order.
     let mut line = Map::new();
     line.insert("log.logger".into(), target.into());
     line.insert("service.name".into(), "corecast".into());
     for (name, value) in fields {
-        match name {
+        match name.as_str() {
             "peer" => {
                 let text = value
                     .as_str()
@@ -174,7 +214,10 @@ mod tests {
             ("stream", Value::from("live/cam")),
             ("conn", Value::from(771u64)),
             ("action", Value::from("publish")),
-        ];
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect();
         let line = ecs_line(
             "2026-12-06T12:00:00.000001Z",
             "INFO",
@@ -221,22 +264,39 @@ mod tests {
         let buffer = Buffer::default();
         let writer = buffer.clone();
         let layer = tracing_subscriber::fmt::layer()
+            .fmt_fields(JsonFields::new())
             .event_format(Ecs)
             .with_writer(move || writer.clone());
         let subscriber = tracing_subscriber::registry().with(layer);
         let peer: SocketAddr = "192.0.2.1:1935".parse().unwrap();
         tracing::subscriber::with_default(subscriber, || {
-            tracing::warn!(protocol = "http", shard = 1u64, %peer, "http: closing: \"quoted\"");
+            let span = connection_span(4353, "http", 1, peer);
+            tracing::warn!(parent: &span, action = "connection-close", "http: closing: \"quoted\"");
+            span.record("stream", "live/cam");
+            span.in_scope(|| tracing::info!(action = "play-start", "flv viewer start"));
         });
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(text.lines().count(), 1, "{text}");
-        let value: Value = serde_json::from_str(text.trim_end()).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let value = &lines[0];
         assert_eq!(value["log.level"], "warn");
         assert_eq!(value["message"], "http: closing: \"quoted\"");
-        assert_eq!(value["client.ip"], "192.0.2.1");
-        assert_eq!(value["network.protocol"], "http");
-        assert_eq!(value["corecast.shard"], 1);
+        assert_eq!(value["event.action"], "connection-close");
+        assert_eq!(value["corecast.stream"], Value::Null);
         let stamp = value["@timestamp"].as_str().unwrap();
         assert!(stamp.len() >= 20 && stamp.ends_with('Z'), "{stamp}");
+        // Both lines carry the connection's fields, the second its stream too.
+        for value in &lines {
+            assert_eq!(value["client.ip"], "192.0.2.1");
+            assert_eq!(value["client.port"], 1935);
+            assert_eq!(value["network.protocol"], "http");
+            assert_eq!(value["corecast.shard"], 1);
+            assert_eq!(value["corecast.connection"], 4353);
+        }
+        assert_eq!(lines[1]["corecast.stream"], "live/cam");
+        assert_eq!(lines[1]["event.action"], "play-start");
     }
 }

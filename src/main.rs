@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
@@ -248,10 +249,19 @@ impl LogLevel {
         let lines = tracing_subscriber::fmt::layer();
         match format {
             LogFormat::Text => logs.with(lines).init(),
+            // A connection's fields (its span) come under `span`.
             LogFormat::Json => logs
-                .with(lines.json().flatten_event(true).with_current_span(false))
+                .with(
+                    lines
+                        .json()
+                        .flatten_event(true)
+                        .with_current_span(true)
+                        .with_span_list(false),
+                )
                 .init(),
-            LogFormat::Ecs => logs.with(lines.event_format(Ecs)).init(),
+            LogFormat::Ecs => logs
+                .with(lines.fmt_fields(JsonFields::new()).event_format(Ecs))
+                .init(),
         }
         LogLevel { handle, from_env }
     }

@@ -373,8 +373,8 @@ impl Server {
         };
         reloads.count(&outcome);
         match &outcome {
-            Outcome::Applied => info!("configuration reload: {outcome}"),
-            _ => warn!("configuration reload: {outcome}"),
+            Outcome::Applied => info!(action = "config-reload", "configuration reload: {outcome}"),
+            _ => warn!(action = "config-reload", "configuration reload: {outcome}"),
         }
         (outcome, applied)
     }

@@ -19,7 +19,6 @@ use futures_lite::{AsyncWrite, AsyncWriteExt};
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::AtomicU64;
@@ -46,28 +45,37 @@ pub enum Ending {
 }
 
 impl Ending {
-    /// Counts and logs how a viewer's delivery ended.
-    pub fn record(&self, shard: &Shard, protocol: &'static str, peer: SocketAddr, key: &str) {
-        let id = shard.id;
+    /// Counts and logs how a viewer's delivery ended. Called inside the connection's span
+    /// ([`crate::logging::connection_span`]), which gives the line its context.
+    pub fn record(&self, shard: &Shard) {
+        const ACTION: &str = "play-stop";
         match self {
             Ending::Unavailable => {
-                debug!(shard = id, %peer, stream = key, protocol, "stream ended before start")
+                debug!(
+                    action = ACTION,
+                    reason = "unavailable",
+                    "stream ended before start"
+                )
             }
             Ending::StreamEnded => {
                 stats::inc(&shard.stats.viewers_ended_with_stream);
-                debug!(shard = id, %peer, stream = key, protocol, "stream ended");
+                debug!(action = ACTION, reason = "stream-ended", "stream ended");
             }
             Ending::Stopped => {
                 stats::inc(&shard.stats.viewers_left);
-                debug!(shard = id, %peer, stream = key, protocol, "viewer stopped");
+                debug!(action = ACTION, reason = "stopped", "viewer stopped");
             }
             Ending::TooSlow => {
                 stats::inc(&shard.stats.viewers_disconnected_slow);
-                info!(shard = id, %peer, stream = key, protocol, "viewer too slow: disconnected");
+                info!(
+                    action = ACTION,
+                    reason = "too-slow",
+                    "viewer too slow: disconnected"
+                );
             }
             Ending::Io(err) => {
                 stats::inc(&shard.stats.viewers_left);
-                debug!(shard = id, %peer, stream = key, protocol, "viewer gone: {err}");
+                debug!(action = ACTION, reason = "gone", "viewer gone: {err}");
             }
         }
     }

@@ -17,6 +17,7 @@ use hls::{credentials, hls_cache_control, record_hls, respond_hls, respond_unava
 
 use crate::auth::{Action, Denied, Policy};
 use crate::hub::stream_key;
+use crate::logging::connection_span;
 use crate::media::now_ns;
 use crate::media::{Format, Tracks};
 use crate::metrics::profile::{self, ProfileFormat};
@@ -35,7 +36,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
-use tracing::{debug, info};
+use tracing::{debug, info, Span};
 
 /// Head of every HTTP-FLV response. The body runs until the stream ends, then the connection
 /// closes (no length, no chunking: every FLV reader accepts it, and the shared tag bytes go
@@ -78,11 +79,13 @@ pub enum Listener {
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, listener: Listener) {
     stats::inc(&shard.stats.http_accepted);
     let _ = stream.set_nodelay(true);
-    match run(&shard, &mut stream, peer, listener).await {
+    let span = connection_span(shard.conn_id(), "http", shard.id, peer);
+    const CLOSE: &str = "connection-close";
+    match run(&shard, &mut stream, &span, listener).await {
         Ok(()) => {}
         Err(ConnError::Http(err)) => {
             stats::inc(&shard.stats.http_bad_input);
-            info!(protocol = "http", shard = shard.id, %peer, "http: closing: {err}");
+            info!(parent: &span, action = CLOSE, "http: closing: {err}");
             let status = match err {
                 HttpError::TooLarge(_) => "431 Request Header Fields Too Large",
                 HttpError::Body => "413 Content Too Large",
@@ -97,13 +100,13 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, li
         }
         Err(ConnError::HeaderTimeout) => {
             stats::inc(&shard.stats.timeouts);
-            info!(protocol = "http", shard = shard.id, %peer, "http: closing: header timeout");
+            info!(parent: &span, action = CLOSE, "http: closing: header timeout");
         }
         Err(ConnError::Io(err)) if err.kind() == io::ErrorKind::TimedOut => {
             stats::inc(&shard.stats.timeouts);
-            info!(protocol = "http", shard = shard.id, %peer, "http: closing: {err}");
+            info!(parent: &span, action = CLOSE, "http: closing: {err}");
         }
-        Err(ConnError::Io(err)) => debug!(shard = shard.id, %peer, "http: {err}"),
+        Err(ConnError::Io(err)) => debug!(parent: &span, action = CLOSE, "http: {err}"),
     }
     let _ = stream.close().await;
 }
@@ -111,7 +114,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, li
 async fn run(
     shard: &Rc<Shard>,
     stream: &mut TcpStream,
-    peer: SocketAddr,
+    span: &Span,
     listener: Listener,
 ) -> Result<(), ConnError> {
     let mut buf = Vec::with_capacity(1024);
@@ -133,7 +136,7 @@ async fn run(
         if let Route::BadName(err) = route {
             // Refused before access control, so never logged with the name unescaped.
             stats::inc(&shard.stats.names_rejected);
-            info!(protocol = "http", shard = shard.id, %peer, path = %Escaped(&req.path), "invalid name refused: {err}");
+            info!(parent: span, action = "name-refused", path = %Escaped(&req.path), "invalid name refused: {err}");
             let head_only = req.method == Method::Head;
             stream
                 .write_all(&simple("400 Bad Request", head_only, req.keep_alive))
@@ -152,7 +155,8 @@ async fn run(
         }
         if let (Some((app, name)), false) = (route.media_stream(), req.method == Method::Options) {
             let query = req.query.as_deref();
-            if let Err(denied) = shard.authorize(Action::Play, app, name, query, "http", peer) {
+            let auth = span.in_scope(|| shard.authorize(Action::Play, app, name, query));
+            if let Err(denied) = auth {
                 // 401 without credentials; 403 with wrong or expired ones.
                 let status = match denied {
                     Denied::Missing => "401 Unauthorized",
@@ -169,7 +173,7 @@ async fn run(
         match (req.method, route) {
             (Method::Options, _) => reply(stream, CORS_PREFLIGHT, limit).await?,
             (Method::Post, Route::ApiReload) => {
-                info!(protocol = "http", shard = shard.id, %peer, "configuration reload requested");
+                info!(parent: span, action = "config-reload", "configuration reload requested");
                 let (status, body) = admin::reload(shard).await;
                 let head = format!(
                     "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
@@ -192,7 +196,7 @@ async fn run(
                 let seconds = crate::auth::param(req.query.as_deref(), "seconds")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(10);
-                info!(protocol = "http", shard = shard.id, %peer, seconds, "cpu profile requested");
+                info!(parent: span, action = "cpu-profile", seconds, "cpu profile requested");
                 let (status, content_type, body) = match profile::capture(seconds, format).await {
                     Ok(body) => {
                         let content_type = match format {
@@ -261,7 +265,8 @@ async fn run(
                     )
                     .await?;
                 } else if let Some(feed) = shard.attach_viewer(&key, Format::Flv) {
-                    debug!(protocol = "flv", shard = shard.id, %peer, stream = %key, "flv viewer start");
+                    span.record("stream", tracing::field::display(&key));
+                    debug!(parent: span, action = "play-start", "flv viewer start");
                     stats::inc(&shard.stats.flv_viewers);
                     stats::inc(&shard.stats.flv_viewers_total);
                     // The connection ends with this response: nothing more is read.
@@ -275,7 +280,7 @@ async fn run(
                     let ending = viewer::deliver(shard, &feed, stream, delivery).await;
                     shard.detach_viewer(&key, &feed, Format::Flv);
                     stats::dec(&shard.stats.flv_viewers);
-                    ending.record(shard, "flv", peer, &key);
+                    span.in_scope(|| ending.record(shard));
                     if let Ending::Unavailable = ending {
                         reply(stream, &simple("404 Not Found", false, false), limit).await?;
                     }

@@ -48,7 +48,7 @@ use rml_rtmp::sessions::{
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use tracing::{debug, warn};
+use tracing::{debug, warn, Span};
 
 /// RTMP message type of an aggregate message (several FLV-tag-shaped messages in one).
 const AGGREGATE_MESSAGE: u8 = 22;
@@ -82,8 +82,10 @@ enum State {
 pub struct Connection {
     /// The configuration it follows.
     settings: Settings,
-    /// Remote address, for log lines.
+    /// Remote address.
     peer: SocketAddr,
+    /// The log context its lines hang from (none until the driver gives it one).
+    span: Span,
     /// Where the connection is.
     state: State,
     /// The protocol session (rml_rtmp, sans-IO); created with the connection, fed once the
@@ -136,6 +138,7 @@ impl Connection {
         Ok(Connection {
             settings,
             peer,
+            span: Span::none(),
             state: State::Handshaking(Box::new(Handshake::new(PeerType::Server))),
             session,
             greeting,
@@ -295,10 +298,15 @@ impl Connection {
         self.peer
     }
 
+    /// Sets the connection's log context ([`crate::logging::connection_span`]).
+    pub fn set_span(&mut self, span: Span) {
+        self.span = span;
+    }
+
     /// Closes the connection with `error`: nothing more is sent or read.
     fn fail(&mut self, error: RtmpError) {
         if let RtmpError::SessionPanic = error {
-            warn!(protocol = "rtmp", peer = %self.peer, "rtmp: input made the session library panic; closing this connection");
+            warn!(parent: &self.span, "rtmp: input made the session library panic; closing this connection");
         }
         self.state = State::Closing;
         self.held.clear();
@@ -471,7 +479,7 @@ impl Connection {
                 }
             }
             ServerSessionResult::UnhandleableMessageReceived(payload) => {
-                debug!(protocol = "rtmp", peer = %self.peer, type_id = payload.type_id, "rtmp: ignored message");
+                debug!(parent: &self.span, type_id = payload.type_id, "rtmp: ignored message");
             }
         }
     }
@@ -496,7 +504,7 @@ impl Connection {
                     );
                 }
                 let enhanced = self.announced.is_some();
-                debug!(protocol = "rtmp", peer = %self.peer, app = %Escaped(&app_name), enhanced, "rtmp: connect");
+                debug!(parent: &self.span, app = %Escaped(&app_name), enhanced, "rtmp: connect");
                 // A client that announced Enhanced RTMP is told what corecast supports.
                 self.output.amend_connect_answer(enhanced);
                 self.answer(|session| session.accept_request(request_id));
@@ -544,7 +552,7 @@ impl Connection {
                 data, timestamp, ..
             } => self.media(UnitKind::Audio, timestamp.value, data, now),
             ServerSessionEvent::UnhandleableAmf0Command { command_name, .. } => {
-                debug!(protocol = "rtmp", peer = %self.peer, command = %Escaped(&command_name), "rtmp: command ignored");
+                debug!(parent: &self.span, command = %Escaped(&command_name), "rtmp: command ignored");
             }
             ServerSessionEvent::ClientChunkSizeChanged { .. }
             | ServerSessionEvent::PlayStreamFinished { .. }
@@ -566,7 +574,7 @@ impl Connection {
                 self.fail(RtmpError::NotAllowed(event_name(&event), "while playing"))
             }
             event => {
-                debug!(protocol = "rtmp", peer = %self.peer, event = event_name(&event), "rtmp player: ignored event")
+                debug!(parent: &self.span, event = event_name(&event), "rtmp player: ignored event")
             }
         }
     }

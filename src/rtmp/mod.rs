@@ -16,6 +16,7 @@ use crate::hub::feed::Feed;
 use crate::hub::origin::PublisherInfo;
 use crate::hub::StreamKey;
 use crate::limits::Ticket;
+use crate::logging::connection_span;
 use crate::media::{now_ns, AggregateError, Format};
 use crate::net::{self, Duplex};
 use crate::shard::{PublishRefusal, Shard};
@@ -38,7 +39,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tracing::{debug, info};
+use tracing::{debug, info, Span};
 
 /// A publisher connection on its way from the shard that accepted it to the stream's owner:
 /// the socket and the connection (mid-conversation, its publish request waiting for the
@@ -50,6 +51,8 @@ pub struct Handoff {
     pub conn: Box<Connection>,
     /// The connection's place under the connection limits.
     pub ticket: Option<Ticket>,
+    /// The connection's id, which it keeps on the owner (its log lines stay one history).
+    pub conn_id: u64,
 }
 
 /// Why an RTMP connection ended.
@@ -144,8 +147,10 @@ struct Driver {
     shard: Rc<Shard>,
     /// Process-unique id, to tell this publisher apart from a later one on the same stream.
     conn_id: u64,
-    /// Remote address, for logs and the publisher record.
+    /// Remote address, for the publisher record.
     peer: SocketAddr,
+    /// The connection's log context ([`crate::logging::connection_span`]).
+    span: Span,
     /// The connection's place under the connection limits (goes along on a handoff).
     ticket: Option<Ticket>,
     /// The stream this connection publishes, registered with the shard.
@@ -159,16 +164,20 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, ticket
     let accepted_ns = now_ns();
     stats::inc(&shard.stats.rtmp_accepted);
     let _ = stream.set_nodelay(true);
+    let conn_id = shard.conn_id();
+    let span = connection_span(conn_id, "rtmp", shard.id, peer);
+    debug!(parent: &span, action = "connection-open", "rtmp: connection open");
     let conn = Connection::new(Settings::from_config(&shard.config()), peer, accepted_ns);
     let result = match conn.map(Box::new) {
-        Ok(conn) => {
-            Driver::new(&shard, peer, Some(ticket))
+        Ok(mut conn) => {
+            conn.set_span(span.clone());
+            Driver::new(&shard, conn_id, peer, span.clone(), Some(ticket))
                 .run(stream, conn)
                 .await
         }
         Err(err) => Err(err),
     };
-    report(&shard, peer, result);
+    report(&shard, &span, result);
 }
 
 /// Continues a publisher handed over by another shard.
@@ -177,23 +186,38 @@ pub async fn resume(shard: Rc<Shard>, handoff: Box<Handoff>) {
         fd,
         mut conn,
         ticket,
+        conn_id,
     } = *handoff;
     // SAFETY: `fd` is an open TCP socket whose ownership the accepting shard gave up.
     let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
     let peer = conn.peer();
+    let span = connection_span(conn_id, "rtmp", shard.id, peer);
+    debug!(parent: &span, action = "connection-resume", "rtmp: publisher taken on from another shard");
+    conn.set_span(span.clone());
     conn.repeat_request();
-    let result = Driver::new(&shard, peer, ticket).run(stream, conn).await;
-    report(&shard, peer, result);
+    let driver = Driver::new(&shard, conn_id, peer, span.clone(), ticket);
+    let result = driver.run(stream, conn).await;
+    report(&shard, &span, result);
 }
 
-fn report(shard: &Shard, peer: SocketAddr, result: Result<(), RtmpError>) {
+/// How a connection left its shard without an error.
+enum Left {
+    /// It closed (the peer left, or it finished).
+    Closed,
+    /// It went on to the owner shard of the stream it publishes (which logs the rest).
+    HandedOff,
+}
+
+fn report(shard: &Shard, span: &Span, result: Result<Left, RtmpError>) {
+    const ACTION: &str = "connection-close";
     match result {
-        Ok(()) => debug!(protocol = "rtmp", shard = shard.id, %peer, "rtmp: connection closed"),
+        Ok(Left::HandedOff) => {}
+        Ok(Left::Closed) => debug!(parent: span, action = ACTION, "rtmp: connection closed"),
         Err(err) => {
             err.count(shard);
             match err {
-                RtmpError::Io(err) => debug!(shard = shard.id, %peer, "rtmp: {err}"),
-                err => info!(shard = shard.id, %peer, "rtmp: closing: {err}"),
+                RtmpError::Io(err) => debug!(parent: span, action = ACTION, "rtmp: {err}"),
+                err => info!(parent: span, action = ACTION, "rtmp: closing: {err}"),
             }
         }
     }
@@ -217,11 +241,18 @@ pub fn session_input(
 }
 
 impl Driver {
-    fn new(shard: &Rc<Shard>, peer: SocketAddr, ticket: Option<Ticket>) -> Self {
+    fn new(
+        shard: &Rc<Shard>,
+        conn_id: u64,
+        peer: SocketAddr,
+        span: Span,
+        ticket: Option<Ticket>,
+    ) -> Self {
         Driver {
             shard: shard.clone(),
-            conn_id: shard.conn_id(),
+            conn_id,
             peer,
+            span,
             ticket,
             publishing: None,
             playing: None,
@@ -234,21 +265,27 @@ impl Driver {
         mut self,
         mut stream: TcpStream,
         mut conn: Box<Connection>,
-    ) -> Result<(), RtmpError> {
+    ) -> Result<Left, RtmpError> {
         // Each phase's future is boxed: the task then holds only the phase it is in, not
         // room for both (a player's task stays for as long as it plays).
         let result = Box::pin(self.converse(&mut stream, &mut conn)).await;
         let result = match result {
             Ok(Next::Play) => {
                 conn.settle();
-                Box::pin(self.play(stream, &mut conn)).await
+                Box::pin(self.play(stream, &mut conn))
+                    .await
+                    .map(|()| Left::Closed)
             }
-            Ok(Next::HandOff(owner)) => self.hand_off(&stream, conn, owner),
-            Ok(Next::Read | Next::Close) => Ok(()),
+            Ok(Next::HandOff(owner)) => self
+                .hand_off(&stream, conn, owner)
+                .map(|()| Left::HandedOff),
+            Ok(Next::Read | Next::Close) => Ok(Left::Closed),
             Err(err) => Err(err),
         };
         if let Some(key) = self.publishing.take() {
-            self.shard.stop_publishing(&key, self.conn_id);
+            let shard = &self.shard;
+            self.span
+                .in_scope(|| shard.stop_publishing(&key, self.conn_id));
         }
         if let Some((key, feed)) = self.playing.take() {
             self.shard.detach_viewer(&key, &feed, Format::Rtmp);
@@ -359,7 +396,9 @@ impl Driver {
                 }
                 Action::Unpublished => {
                     if let Some(key) = self.publishing.take() {
-                        self.shard.stop_publishing(&key, self.conn_id);
+                        let shard = &self.shard;
+                        self.span
+                            .in_scope(|| shard.stop_publishing(&key, self.conn_id));
                     }
                 }
                 Action::Refused(refusal) => self.refused(refusal),
@@ -375,14 +414,14 @@ impl Driver {
     fn decide_publish(&mut self, conn: &mut Connection, request: Request) -> Option<usize> {
         let shard = self.shard.clone();
         let query = request.query.as_deref();
-        let auth = shard.authorize(
-            crate::auth::Action::Publish,
-            &request.app,
-            &request.name,
-            query,
-            "rtmp",
-            self.peer,
-        );
+        let auth = self.span.in_scope(|| {
+            shard.authorize(
+                crate::auth::Action::Publish,
+                &request.app,
+                &request.name,
+                query,
+            )
+        });
         if let Err(denied) = auth {
             conn.refuse("NetStream.Publish.Unauthorized", denied.message());
             return None;
@@ -402,7 +441,10 @@ impl Driver {
                 query: request.query.clone(),
                 since_ns: now,
             };
-            shard.start_publishing(&request.key, publisher)
+            self.span
+                .record("stream", tracing::field::display(&request.key));
+            self.span
+                .in_scope(|| shard.start_publishing(&request.key, publisher))
         };
         match result {
             Ok(()) => {
@@ -414,7 +456,7 @@ impl Driver {
                 // A refusal while stopping is no client's doing: not counted.
                 if refusal != PublishRefusal::Stopping {
                     stats::inc(&shard.stats.publish_rejected);
-                    info!(protocol = "rtmp", shard = shard.id, peer = %self.peer, stream = %request.key, "publish refused: {description}");
+                    info!(parent: &self.span, action = "publish-refused", "publish refused: {description}");
                 }
                 conn.refuse(code, description);
             }
@@ -426,14 +468,14 @@ impl Driver {
     /// players; a replica feed is created when needed). True when accepted.
     fn decide_play(&mut self, conn: &mut Connection, request: Request) -> bool {
         let shard = self.shard.clone();
-        let auth = shard.authorize(
-            crate::auth::Action::Play,
-            &request.app,
-            &request.name,
-            request.query.as_deref(),
-            "rtmp",
-            self.peer,
-        );
+        let auth = self.span.in_scope(|| {
+            shard.authorize(
+                crate::auth::Action::Play,
+                &request.app,
+                &request.name,
+                request.query.as_deref(),
+            )
+        });
         let refusal = match auth {
             Err(denied) => Some(("NetStream.Play.Unauthorized", denied.message())),
             Ok(()) => match shard.attach_viewer(&request.key, Format::Rtmp) {
@@ -473,11 +515,11 @@ impl Driver {
                 error,
             } => {
                 stats::inc(&shard.stats.names_rejected);
-                info!(protocol = "rtmp", shard = shard.id, peer = %self.peer, request, name = %Escaped(&shown), "invalid name refused: {error}");
+                info!(parent: &self.span, action = "name-refused", request, name = %Escaped(&shown), "invalid name refused: {error}");
             }
             Refusal::Play { key, code } => {
                 stats::inc(&shard.stats.play_rejected);
-                info!(protocol = "rtmp", shard = shard.id, peer = %self.peer, stream = %key, code, "play refused");
+                info!(parent: &self.span, action = "play-refused", stream = %key, code, "play refused");
             }
         }
     }
@@ -491,13 +533,15 @@ impl Driver {
     ) -> Result<(), RtmpError> {
         // Duplicate the descriptor for the owner; ours closes with `stream`.
         let fd = crate::net::dup(stream)?;
-        debug!(protocol = "rtmp", shard = self.shard.id, owner, peer = %self.peer, "rtmp: handing publisher to owner");
+        debug!(parent: &self.span, action = "connection-handoff", owner, "rtmp: handing publisher to owner");
         let handoff = Handoff {
             fd,
             conn,
             ticket: self.ticket.take(),
+            conn_id: self.conn_id,
         };
-        self.shard.hand_off(owner, handoff);
+        let shard = &self.shard;
+        self.span.in_scope(|| shard.hand_off(owner, handoff));
         Ok(())
     }
 
@@ -509,7 +553,8 @@ impl Driver {
             return Ok(());
         };
         let shard = self.shard.clone();
-        debug!(protocol = "rtmp", shard = shard.id, peer = %self.peer, stream = %key, "rtmp player start");
+        self.span.record("stream", tracing::field::display(&key));
+        debug!(parent: &self.span, action = "play-start", "rtmp player start");
         let stream = Duplex::new(stream);
         let outbox = RefCell::new(Outbox::default());
         let delivery = Delivery {
@@ -523,7 +568,7 @@ impl Driver {
             self.player_input(&stream, conn, &outbox),
         )
         .await;
-        ending.record(&shard, "rtmp", self.peer, &key);
+        self.span.in_scope(|| ending.record(&shard));
         if matches!(ending, Ending::StreamEnded | Ending::Unavailable) {
             let done = conn.finish_playing()?;
             write_within(&shard, &mut &stream, &done).await?;
@@ -549,7 +594,7 @@ impl Driver {
             }
             let out = conn.take_output();
             if !out.is_empty() && !outbox.borrow_mut().push(Bytes::from(out)) {
-                info!(shard = self.shard.id, peer = %self.peer, "rtmp player: not reading its answers; closing");
+                info!(parent: &self.span, action = "connection-close", "rtmp player: not reading its answers; closing");
                 return Ending::Stopped;
             }
             while let Some(action) = conn.poll_action() {
@@ -557,7 +602,7 @@ impl Driver {
                     Action::Close(None) => return Ending::Stopped,
                     Action::Close(Some(err)) => {
                         err.count(&self.shard);
-                        info!(protocol = "rtmp", shard = self.shard.id, peer = %self.peer, "rtmp player: closing: {err}");
+                        info!(parent: &self.span, action = "connection-close", "rtmp player: closing: {err}");
                         return Ending::Io(io::Error::new(io::ErrorKind::InvalidData, err));
                     }
                     // A playing connection asks for nothing else.

@@ -82,6 +82,7 @@ pub(super) async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, protoco
                     Err(refused) => {
                         stats::inc(&shard.stats.connections_refused);
                         debug!(
+                            action = "connection-refused",
                             shard = shard.id,
                             listener = protocol.name(),
                             %peer,

@@ -187,7 +187,7 @@ impl Shard {
             .then(|| HlsView::of(&segmenter, segmenter.instance(), false));
         stream.origin.hls = Some(segmenter);
         drop(streams);
-        info!(shard = self.id, stream = %key, "hls: started on request");
+        info!(action = "hls-start", shard = self.id, stream = %key, "hls: started on request");
         if let Some(view) = view {
             self.publish_hls(key, view);
         }
@@ -207,7 +207,7 @@ impl Shard {
         if let Some(share) = share {
             share.set(0);
         }
-        info!(shard = self.id, stream = %key, "hls: stopped, not requested for hls.idle_timeout_ms");
+        info!(action = "hls-stop", shard = self.id, stream = %key, "hls: stopped, not requested for hls.idle_timeout_ms");
         Some(HlsView::retired(&segmenter, segmenter.instance()))
     }
 }

@@ -317,15 +317,13 @@ impl Shard {
     }
 
     /// Checks `action` on `app/stream` with the credentials in `query`; a refusal is logged
-    /// (without the credentials) and counted.
+    /// (without the credentials; called inside the connection's span) and counted.
     pub fn authorize(
         &self,
         action: Action,
         app: &str,
         stream: &str,
         query: Option<&str>,
-        protocol: &'static str,
-        peer: std::net::SocketAddr,
     ) -> Result<(), Denied> {
         let result = self
             .auth()
@@ -335,7 +333,11 @@ impl Shard {
                 Action::Publish => &self.stats.auth_rejected_publish,
                 Action::Play => &self.stats.auth_rejected_play,
             });
-            info!(protocol, shard = self.id, %peer, stream = %format_args!("{app}/{stream}"), %action, reason = denied.label(), "refused: {denied}");
+            let refused = match action {
+                Action::Publish => "publish-refused",
+                Action::Play => "play-refused",
+            };
+            info!(action = refused, stream = %format_args!("{app}/{stream}"), reason = denied.label(), "refused: {denied}");
         }
         result
     }
@@ -443,7 +445,6 @@ impl Shard {
     /// the handoff is refused: the descriptor and the connection's ticket are dropped, so
     /// the connection closes (counted in `mesh_control_refused`).
     pub fn hand_off(&self, owner: usize, handoff: Handoff) {
-        let peer = handoff.conn.peer();
         match self
             .mesh
             .request(owner, MeshMsg::Handoff(Box::new(handoff)))
@@ -451,7 +452,10 @@ impl Shard {
             Ok(()) => stats::inc(&self.stats.handoffs_sent),
             Err(full) => {
                 stats::inc(&self.stats.mesh_control_refused);
-                info!(shard = self.id, owner, %peer, "publisher not handed off, closing: {full}");
+                info!(
+                    action = "connection-close",
+                    owner, "publisher not handed off, closing: {full}"
+                );
             }
         }
     }

@@ -129,7 +129,7 @@ impl Shard {
     /// silent for `auth.takeover_after_ms` ([`takeover`]). The publisher's address must be
     /// within its limits ([`crate::limits::PublishLimits`]), and a new stream within
     /// `limits.max_streams`. The request is decided at `publisher.since_ns`, the time the
-    /// caller read for it.
+    /// caller read for it. Logs inside the caller's connection span.
     pub fn start_publishing(
         &self,
         key: &StreamKey,
@@ -186,12 +186,12 @@ impl Shard {
             }
         };
         if let Some(old) = replaced {
-            info!(shard = self.id, stream = %key, old = %old.peer, new = %publisher.peer, silent_ms = old.silent_ms, "publisher taken over");
+            info!(action = "publish-takeover", old = %old.peer, silent_ms = old.silent_ms, "publisher taken over");
             stats::inc(&self.stats.publishers_taken_over);
             stats::dec(&self.stats.publishers);
             origin.stop_publishing(old.conn_id);
         }
-        info!(shard = self.id, stream = %key, peer = %publisher.peer, "publish start");
+        info!(action = "publish-start", "publish start");
         origin.start_publishing(publisher);
         // A republish may have closed a segment (the discontinuity): publish the playlist.
         if let Some(hls) = origin.hls.as_ref().filter(|h| !h.segments().is_empty()) {
@@ -339,7 +339,8 @@ impl Shard {
     }
 
     /// The publisher `conn_id` of `key` left: viewers wait `republish_grace_ms` for the
-    /// stream to come back, then the stream ends ([`grace_ends_stream`]).
+    /// stream to come back, then the stream ends ([`grace_ends_stream`]). Logs inside the
+    /// caller's connection span.
     pub fn stop_publishing(self: &Rc<Self>, key: &StreamKey, conn_id: u64) {
         let generation = {
             let mut streams = self.streams.borrow_mut();
@@ -352,7 +353,7 @@ impl Shard {
             origin.generation
         };
         stats::dec(&self.stats.publishers);
-        info!(shard = self.id, stream = %key, "publish stop; grace period starts");
+        info!(action = "publish-stop", "publish stop; grace period starts");
         let shard = self.clone();
         let key = key.clone();
         let grace = Duration::from_millis(self.config().stream.republish_grace_ms);
@@ -383,7 +384,7 @@ impl Shard {
         let Some(mut stream) = self.streams.borrow_mut().remove(key) else {
             return;
         };
-        info!(shard = self.id, stream = %key, "stream ended");
+        info!(action = "stream-end", shard = self.id, stream = %key, "stream ended");
         stats::dec(&self.stats.streams);
         if let Some(origin) = stream.origin.as_mut() {
             if origin.publisher.is_some() {
