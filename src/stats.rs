@@ -63,6 +63,14 @@ pub struct ShardStats {
     pub gop_cache_bytes: AtomicU64,
     /// Gauge: HLS segments held by the streams this shard owns.
     pub hls_bytes: AtomicU64,
+    /// Gauge: connection buffers on this shard: RTMP read buffers, the part of a message
+    /// received so far, output not yet written, and HTTP request heads being read.
+    pub connection_buffer_bytes: AtomicU64,
+    /// Gauge: the slots of the inter-shard channels this shard receives on, and the
+    /// messages waiting in its outboxes (see `shard::mesh`), sampled once a second.
+    pub mesh_queue_bytes: AtomicU64,
+    /// Gauge: this shard's latency histograms (recording, totals and window).
+    pub histogram_bytes: AtomicU64,
     /// Viewers (any protocol) disconnected for being too slow.
     pub viewers_disconnected_slow: AtomicU64,
     /// Units not forwarded to a shard because its queue was full, or because control
@@ -136,7 +144,50 @@ pub fn get(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
 }
 
+/// One field of [`ShardStats`].
+pub type Field = fn(&ShardStats) -> &AtomicU64;
+
+/// Bytes that one holder (a connection's buffers) counts in a gauge of its shard: the
+/// holder says how much it holds now, and gives it all back when dropped.
+pub struct Held {
+    stats: std::sync::Arc<ShardStats>,
+    gauge: Field,
+    bytes: u64,
+}
+
+impl Held {
+    /// Nothing held yet, in `gauge` of `stats`.
+    pub fn new(stats: std::sync::Arc<ShardStats>, gauge: Field) -> Self {
+        Held {
+            stats,
+            gauge,
+            bytes: 0,
+        }
+    }
+
+    /// Now holds `bytes` (one atomic add when it changed, none otherwise).
+    #[inline]
+    pub fn set(&mut self, bytes: u64) {
+        if bytes == self.bytes {
+            return;
+        }
+        let gauge = (self.gauge)(&self.stats);
+        if bytes > self.bytes {
+            add(gauge, bytes - self.bytes);
+        } else {
+            gauge.fetch_sub(self.bytes - bytes, Ordering::Relaxed);
+        }
+        self.bytes = bytes;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
+
 /// One counter or gauge summed over every shard's `stats`.
-pub fn total(all: &[std::sync::Arc<ShardStats>], field: fn(&ShardStats) -> &AtomicU64) -> u64 {
+pub fn total(all: &[std::sync::Arc<ShardStats>], field: Field) -> u64 {
     all.iter().map(|s| get(field(s))).sum()
 }

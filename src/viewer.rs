@@ -101,6 +101,11 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// Bytes waiting.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Queues bytes and wakes the delivery. Past [`MAX_OUTBOX_BYTES`] the outbox closes
     /// instead (the delivery ends) and false is returned.
     pub fn push(&mut self, bytes: Bytes) -> bool {

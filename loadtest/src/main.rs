@@ -161,7 +161,7 @@ fn main() -> anyhow::Result<()> {
             let tags = match synthetic {
                 Some(kbps) => {
                     let gop = (gop_seconds * f64::from(fps)).round().max(1.0) as u32;
-                    publish::synthetic(kbps, fps, gop, 10)
+                    corecast_testkit::source::synthetic(kbps, fps, gop, 10)
                 }
                 None => {
                     corecast::flv::reader::read_file(&file)

@@ -348,7 +348,7 @@ impl Scenario {
             let tags = match p.synthetic_kbps {
                 Some(kbps) => {
                     let gop = (p.gop_seconds * f64::from(p.fps)).round().max(1.0) as u32;
-                    publish::synthetic(kbps, p.fps, gop, 10)
+                    corecast_testkit::source::synthetic(kbps, p.fps, gop, 10)
                 }
                 None => {
                     let file = p

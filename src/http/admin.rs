@@ -52,6 +52,7 @@ pub(super) fn admin_body(shard: &Shard, route: &Route<'_>) -> (&'static str, &'s
             (status, TEXT, format!("{readiness}\n"))
         }
         Route::Metrics => ("200 OK", "text/plain; version=0.0.4", shard.prometheus()),
+        Route::Heap => json(shard.heap_report()),
         Route::ApiStreams => json(serde_json::json!({ "streams": shard.api_streams() })),
         Route::ApiStream { app, stream } => {
             let name = format!("{app}/{stream}");

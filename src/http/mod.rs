@@ -119,10 +119,13 @@ async fn run(
 ) -> Result<(), ConnError> {
     let mut buf = Vec::with_capacity(1024);
     let limit = shard.config().write_timeout();
+    let mut held = stats::Held::new(shard.stats.clone(), |s| &s.connection_buffer_bytes);
     loop {
+        held.set(buf.capacity() as u64);
         let Some(mut req) = read_head(shard, stream, &mut buf).await? else {
             return Ok(());
         };
+        held.set(buf.capacity() as u64);
         // During a stop, a connection gets one answer, then closes.
         req.keep_alive &= !shard.is_stopping();
         let route = match (listener, route(&req.path)) {
@@ -229,7 +232,8 @@ async fn run(
                 | Route::Metrics
                 | Route::ApiStreams
                 | Route::ApiStream { .. }
-                | Route::ApiStats),
+                | Route::ApiStats
+                | Route::Heap),
             ) => {
                 let (status, content_type, body) = admin_body(shard, &route);
                 let head = format!(
@@ -271,6 +275,7 @@ async fn run(
                     stats::inc(&shard.stats.flv_viewers_total);
                     // The connection ends with this response: nothing more is read.
                     drop(std::mem::take(&mut buf));
+                    held.set(0);
                     let delivery = Delivery {
                         format: Format::Flv,
                         tracks: tracks(req.query.as_deref()),

@@ -166,6 +166,8 @@ pub enum Route<'a> {
     ApiReload,
     /// `/debug/pprof/profile` (pprof protobuf) or `/debug/pprof/flamegraph` (SVG).
     Profile(crate::metrics::profile::ProfileFormat),
+    /// `/debug/heap`: what holds memory (see [`crate::metrics::heap`]).
+    Heap,
     /// A media path (`.flv`, `.m3u8`, `.ts`) whose application or stream name, once
     /// percent-decoded, breaks the name rule: answered `400 Bad Request`.
     BadName(NameError),
@@ -196,6 +198,7 @@ impl Route<'_> {
                 | Route::ApiStats
                 | Route::ApiReload
                 | Route::Profile(_)
+                | Route::Heap
         )
     }
 
@@ -274,6 +277,7 @@ pub fn route(path: &str) -> Route<'_> {
         "/debug/pprof/flamegraph" => {
             return Route::Profile(crate::metrics::profile::ProfileFormat::Flamegraph)
         }
+        "/debug/heap" => return Route::Heap,
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/api/v1/streams/") {
@@ -447,6 +451,8 @@ mod tests {
         assert_eq!(route("/metrics"), Route::Metrics);
         assert_eq!(route("/api/v1/stats"), Route::ApiStats);
         assert_eq!(route("/api/v1/reload"), Route::ApiReload);
+        assert_eq!(route("/debug/heap"), Route::Heap);
+        assert!(Route::Heap.is_admin() && Route::Heap.needs_token());
         assert!(Route::ApiReload.needs_token());
         assert_eq!(
             route("/api/v1/streams/live/cam"),

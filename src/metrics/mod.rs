@@ -10,6 +10,7 @@
 //! Readers merge the slots. Values are nanoseconds.
 
 pub mod api;
+pub mod heap;
 pub mod log;
 pub mod log_events;
 pub mod profile;
@@ -164,6 +165,12 @@ impl Histograms {
         }
     }
 
+    /// Memory held by the histograms' counts.
+    pub fn memory_bytes(&self) -> u64 {
+        let counts: usize = self.hists.iter().map(Histogram::distinct_values).sum();
+        (counts * std::mem::size_of::<u64>()) as u64
+    }
+
     /// Empties every histogram, keeping the memory.
     pub fn reset(&mut self) {
         self.hists.iter_mut().for_each(Histogram::reset);
@@ -263,6 +270,15 @@ impl Published {
                 slot.window.add(now_ns, interval);
             }
         }
+    }
+
+    /// Memory held by shard `id`'s slot (totals and window).
+    pub fn memory_bytes(&self, id: usize) -> u64 {
+        let Some(Ok(slot)) = self.slots.get(id).map(|s| s.lock()) else {
+            return 0;
+        };
+        let window: u64 = slot.window.steps.iter().map(Histograms::memory_bytes).sum();
+        slot.total.memory_bytes() + window
     }
 
     /// Shard `id`'s totals since the start.

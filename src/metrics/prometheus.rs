@@ -265,6 +265,26 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         Kind::Gauge,
         |s| &s.hls_bytes,
     ),
+    (
+        "corecast_connection_buffer_bytes",
+        "Connection buffers on this shard: RTMP read buffers, partial messages and pending \
+         output, HTTP request heads",
+        Kind::Gauge,
+        |s| &s.connection_buffer_bytes,
+    ),
+    (
+        "corecast_mesh_queue_bytes",
+        "Slots of the inter-shard channels this shard receives on, and messages waiting in \
+         its outboxes",
+        Kind::Gauge,
+        |s| &s.mesh_queue_bytes,
+    ),
+    (
+        "corecast_histogram_bytes",
+        "This shard's latency histograms (recording, totals and last-minute window)",
+        Kind::Gauge,
+        |s| &s.histogram_bytes,
+    ),
 ];
 
 /// Quantiles exported for every histogram.
@@ -311,6 +331,7 @@ pub fn render(observed: &Observed) -> String {
     }
     shards(&mut out, observed);
     process(&mut out);
+    allocator(&mut out);
     let _ = writeln!(
         out,
         "# HELP corecast_log_events_total Log lines written, by level and target.\n\
@@ -427,6 +448,43 @@ fn process(out: &mut String) {
                 "# HELP {name} {help}.\n# TYPE {name} gauge\n{name} {value}"
             );
         }
+    }
+}
+
+/// mimalloc's figures of the process (see [`super::heap`]).
+fn allocator(out: &mut String) {
+    let figures = super::heap::allocator();
+    let gauges = [
+        (
+            "corecast_allocator_committed_bytes",
+            "Memory mimalloc has committed (backed and writable)",
+            "gauge",
+            figures.committed,
+        ),
+        (
+            "corecast_allocator_committed_peak_bytes",
+            "The most memory mimalloc has had committed",
+            "gauge",
+            figures.committed_peak,
+        ),
+        (
+            "corecast_allocator_reserved_bytes",
+            "Address space mimalloc has reserved",
+            "gauge",
+            figures.reserved,
+        ),
+        (
+            "corecast_allocator_mmap_calls_total",
+            "Calls mimalloc made to mmap",
+            "counter",
+            figures.mmap_calls,
+        ),
+    ];
+    for (name, help, kind, value) in gauges {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}.\n# TYPE {name} {kind}\n{name} {value}"
+        );
     }
 }
 

@@ -298,6 +298,13 @@ impl Connection {
         self.peer
     }
 
+    /// Bytes this connection buffers: the part of a message received so far, output not
+    /// yet taken, input held behind a request.
+    pub fn buffered_bytes(&self) -> u64 {
+        let vecs = self.out.capacity() + self.unread.capacity() + self.greeting.capacity();
+        self.guard.partial_bytes() + vecs as u64
+    }
+
     /// Sets the connection's log context ([`crate::logging::connection_span`]).
     pub fn set_span(&mut self, span: Span) {
         self.span = span;

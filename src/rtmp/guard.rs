@@ -256,6 +256,19 @@ impl InputGuard {
         self.messages
     }
 
+    /// Payload bytes received so far of the message in progress, which the session holds
+    /// until the message is complete.
+    pub fn partial_bytes(&self) -> u64 {
+        let Some(message) = self.message else {
+            return 0;
+        };
+        let in_chunk = match self.stage {
+            Stage::Payload { left } => self.chunk_len.saturating_sub(left),
+            _ => 0,
+        };
+        u64::from(message.received) + u64::from(in_chunk)
+    }
+
     /// Reads `bytes`, which follow everything scanned before, admitting messages of at most
     /// `limit` bytes.
     pub fn scan(&mut self, bytes: &[u8], limit: u32) -> Result<Scan, GuardError> {

@@ -306,11 +306,13 @@ impl Driver {
     ) -> Result<Next, RtmpError> {
         let mut buf = vec![0u8; self.shard.config().rtmp.read_buffer_bytes];
         let shard = self.shard.clone();
+        let mut held = stats::Held::new(shard.stats.clone(), |s| &s.connection_buffer_bytes);
         let mut stop = std::pin::pin!(shard.stopped());
         let mut alarm: Option<Alarm> = None;
         loop {
             let next = self.act(conn)?;
             let out = conn.take_output();
+            held.set((buf.len() + out.capacity()) as u64 + conn.buffered_bytes());
             if !out.is_empty() {
                 write_within(&self.shard, stream, &out).await?;
             }
@@ -584,6 +586,7 @@ impl Driver {
         outbox: &RefCell<Outbox>,
     ) -> Ending {
         let mut reader = stream;
+        let mut held = stats::Held::new(self.shard.stats.clone(), |s| &s.connection_buffer_bytes);
         loop {
             // A player sends little (acknowledgements, pings, stop).
             let read = net::read_with(&mut reader, |bytes| conn.handle_input(bytes, now_ns()));
@@ -593,6 +596,7 @@ impl Driver {
                 Err(err) => return Ending::Io(err),
             }
             let out = conn.take_output();
+            held.set((outbox.borrow().bytes() + out.len()) as u64 + conn.buffered_bytes());
             if !out.is_empty() && !outbox.borrow_mut().push(Bytes::from(out)) {
                 info!(parent: &self.span, action = "connection-close", "rtmp player: not reading its answers; closing");
                 return Ending::Stopped;

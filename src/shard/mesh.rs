@@ -245,7 +245,22 @@ pub struct Mesh {
     outboxes: Box<[RefCell<Outbox>]>,
 }
 
+/// Memory of the channels one shard receives on, in a mesh of `shards` shards whose
+/// channels hold `capacity` messages: glommio allocates each channel's ring of slots (a
+/// message and a flag), rounded up to a power of two, when the mesh is built.
+pub fn receiving_bytes(shards: usize, capacity: usize) -> u64 {
+    let slot = std::mem::size_of::<(MeshMsg, std::sync::atomic::AtomicBool)>();
+    (shards.saturating_sub(1) * capacity.next_power_of_two() * slot) as u64
+}
+
 impl Mesh {
+    /// Memory of the messages waiting in this shard's outboxes (their slots; units share
+    /// their payload with the rings, which count it).
+    pub fn waiting_bytes(&self) -> u64 {
+        let waiting: usize = self.outboxes.iter().map(|o| o.borrow().len()).sum();
+        (waiting * std::mem::size_of::<MeshMsg>()) as u64
+    }
+
     /// The transport of shard `id` over `senders`.
     pub fn new(id: usize, senders: Senders<MeshMsg>) -> Rc<Self> {
         let peers = senders.nr_consumers().max(id + 1);
@@ -336,6 +351,15 @@ impl Mesh {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_slot_is_a_message_and_a_flag() {
+        let slot = std::mem::size_of::<(super::MeshMsg, std::sync::atomic::AtomicBool)>() as u64;
+        assert_eq!(super::receiving_bytes(1, 4096), 0);
+        assert_eq!(super::receiving_bytes(2, 4096), 4096 * slot);
+        assert_eq!(super::receiving_bytes(4, 3000), 3 * 4096 * slot);
+        eprintln!("mesh slot: {slot} bytes");
+    }
+
     use super::*;
     use crate::hub::ring::tests::unit;
 

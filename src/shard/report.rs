@@ -12,6 +12,25 @@ use crate::metrics::{Published, Stage};
 use crate::stats::{self, ShardStats};
 use std::sync::Arc;
 
+/// The memory gauges of what corecast holds, by part: the API's `memory_bytes`.
+const MEMORY: [(&str, stats::Field); 6] = [
+    ("ring", |s| &s.ring_bytes),
+    ("gop_cache", |s| &s.gop_cache_bytes),
+    ("hls", |s| &s.hls_bytes),
+    ("connection_buffers", |s| &s.connection_buffer_bytes),
+    ("mesh_queues", |s| &s.mesh_queue_bytes),
+    ("histograms", |s| &s.histogram_bytes),
+];
+
+/// One shard's memory gauges, by part.
+fn memory(s: &ShardStats) -> serde_json::Value {
+    let parts: serde_json::Map<String, serde_json::Value> = MEMORY
+        .iter()
+        .map(|(name, field)| (name.to_string(), stats::get(field(s)).into()))
+        .collect();
+    serde_json::Value::Object(parts)
+}
+
 /// What every shard can read of every other: counters and exported histograms.
 #[derive(Clone)]
 pub struct Observed {
@@ -134,8 +153,9 @@ impl Shard {
         self.publish_memory();
     }
 
-    /// Sets the memory gauges of the streams this shard owns: their GOP caches, the rest of
-    /// their units alive on any shard, their HLS windows.
+    /// Sets the memory gauges sampled once a second: the streams this shard owns (their GOP
+    /// caches, the rest of their units alive on any shard, their HLS windows), its mesh
+    /// queues and its histograms. (Connection buffers are counted as they change.)
     fn publish_memory(&self) {
         let (mut gop_cache, mut hls) = (0, 0);
         for stream in self.streams.borrow().values() {
@@ -149,6 +169,15 @@ impl Shard {
         gauge(&self.stats.ring_bytes, units.saturating_sub(gop_cache));
         gauge(&self.stats.gop_cache_bytes, gop_cache);
         gauge(&self.stats.hls_bytes, hls);
+        let channels =
+            super::mesh::receiving_bytes(self.count, self.config().server.mesh_queue_units);
+        stats::set(
+            &self.stats.mesh_queue_bytes,
+            channels + self.mesh.waiting_bytes(),
+        );
+        let histograms =
+            self.hist.borrow().memory_bytes() + self.observed.histograms.memory_bytes(self.id);
+        stats::set(&self.stats.histogram_bytes, histograms);
     }
 
     /// The API's view of every stream, or of one.
@@ -177,11 +206,7 @@ impl Shard {
                     "flv_viewers": stats::get(&s.flv_viewers),
                     "rtmp_players": stats::get(&s.rtmp_players),
                     "bytes_out": stats::get(&s.flv_bytes_out) + stats::get(&s.rtmp_bytes_out),
-                    "memory_bytes": {
-                        "ring": stats::get(&s.ring_bytes),
-                        "gop_cache": stats::get(&s.gop_cache_bytes),
-                        "hls": stats::get(&s.hls_bytes),
-                    },
+                    "memory_bytes": memory(s),
                 })
             })
             .collect();
@@ -225,7 +250,42 @@ impl Shard {
             "hls_requests": total(|s| &s.hls_requests),
             "frames_skipped": total(|s| &s.frames_skipped),
             "viewers_disconnected_slow": total(|s| &s.viewers_disconnected_slow),
+            "memory_bytes": self.memory_totals(),
             "per_shard": per_shard,
+        })
+    }
+
+    /// The process's memory: what corecast's parts hold (summed over shards), their total,
+    /// the resident memory and mimalloc's committed memory.
+    fn memory_totals(&self) -> serde_json::Value {
+        let all = &self.observed.all_stats;
+        let mut parts = serde_json::Map::new();
+        for (name, field) in MEMORY {
+            parts.insert(name.to_string(), stats::total(all, field).into());
+        }
+        let accounted: u64 = MEMORY.iter().map(|(_, f)| stats::total(all, *f)).sum();
+        parts.insert("accounted".into(), accounted.into());
+        let resident = crate::net::resident_bytes().unwrap_or(0);
+        parts.insert("resident".into(), resident.into());
+        let committed = crate::metrics::heap::allocator().committed;
+        parts.insert("allocator_committed".into(), committed.into());
+        serde_json::Value::Object(parts)
+    }
+
+    /// `/debug/heap`: [`Shard::memory_totals`], each shard's parts, and mimalloc's own
+    /// statistics.
+    pub fn heap_report(&self) -> serde_json::Value {
+        let per_shard: Vec<serde_json::Value> = self
+            .observed
+            .all_stats
+            .iter()
+            .enumerate()
+            .map(|(shard, s)| serde_json::json!({ "shard": shard, "memory_bytes": memory(s) }))
+            .collect();
+        serde_json::json!({
+            "memory_bytes": self.memory_totals(),
+            "per_shard": per_shard,
+            "mimalloc": crate::metrics::heap::stats(),
         })
     }
 

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`client`] | blocking RTMP clients (publisher and player); cheap glommio viewers that only count bytes |
 //! | [`procfs`] | CPU seconds of a process or thread, busy time of a CPU, from `/proc` (benchmarks) |
+//! | [`source`] | synthetic H.264/AAC-shaped FLV tags of any bitrate (load without media files) |
 //! | [`ts`] | the MPEG-TS reader of the HLS checks and of the load generator's probes (on `mpeg2ts`) |
 //!
 //! The crate depends on `corecast` for what the server and its clients share (the FLV
@@ -12,4 +13,5 @@
 
 pub mod client;
 pub mod procfs;
+pub mod source;
 pub mod ts;
