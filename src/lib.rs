@@ -17,10 +17,10 @@
 //! | [`flv`] | FLV tag serialization and demuxing (pure) |
 //! | [`rtmp`] | RTMP connection (pure state machine: handshake, session, requests per state, timeouts; fuzzed and unit-tested as the server runs it) and its driver (socket, timers, shard calls, handoff); input guard (pure: message and chunk limits ahead of rml_rtmp); AMF0 nesting scanner (pure, iterative: the guard's depth bound for rml_rtmp's recursive AMF0 reader); shared chunking and a per-chunk-stream chunk reader (pure) |
 //! | [`hls`] | MPEG-TS muxer and segmenter (pure), snapshots served by every shard |
-//! | [`http`] | HTTP/1.1 driver: HTTP-FLV, HLS, admin endpoints, health checks; request parsing (pure); the `corecast probe` client |
+//! | [`http`] | HTTP/1.1 driver: HTTP-FLV, HLS, admin endpoints, health checks, the console (an embedded web page); request parsing (pure); the `corecast probe` client |
 //! | [`viewer`] | delivery of a feed to one viewer: policy, gather, vectored send |
 //! | [`logging`] | log lines in the Elastic Common Schema (`log.format = "ecs"`; the line itself is pure) |
-//! | [`metrics`] | latency histograms, Prometheus text, JSON API, interval logs, profiles |
+//! | [`metrics`] | latency histograms, Prometheus text, JSON API, interval logs, profiles, the allocator's figures |
 //! | [`net`] | sockets: SO_REUSEPORT listeners, sendmsg, socket options, rlimits |
 //! | [`stats`] | per-shard counters |
 //! | [`util`] | small async helpers |

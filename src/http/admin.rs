@@ -1,39 +1,60 @@
-//! The admin endpoints' side of the HTTP server: the bearer token check and the bodies of
-//! the health checks, `/metrics` and the JSON API.
+//! The admin endpoints' side of the HTTP server: the token check and the bodies of the
+//! health checks, `/metrics` and the JSON API.
 
 use super::request::{Request, Route};
 use crate::media::now_ns;
 use crate::server::health::{Readiness, READY_SILENCE};
 use crate::server::reload::Outcome;
 use crate::shard::Shard;
+use base64::Engine as _;
 use std::time::Duration;
 
-/// The answer to an admin request without the right bearer token.
+/// The answer to an admin request without the right token. Both schemes are offered: a
+/// browser asks its user for Basic credentials (any user name, the token as password) and
+/// sends them with the console's own requests; scripts send the token as a bearer token.
 pub(super) const UNAUTHORIZED: &[u8] = b"HTTP/1.1 401 Unauthorized\r\n\
-WWW-Authenticate: Bearer\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\r\n\
+WWW-Authenticate: Basic realm=\"corecast\", charset=\"UTF-8\"\r\n\
+WWW-Authenticate: Bearer realm=\"corecast\"\r\n\
+Content-Type: text/plain\r\nContent-Length: 16\r\n\r\n\
 401 Unauthorized";
 
-/// True when no token is configured, or the request carries it as a bearer token. The
-/// comparison takes the same time wherever the first difference is.
+/// True when no token is configured, or the request carries it: as a bearer token
+/// (`Authorization: Bearer <token>`) or as the password of Basic credentials, whatever the
+/// user name. The comparison takes the same time wherever the first difference is.
 pub(super) fn authorized(token: &str, req: &Request) -> bool {
     if token.is_empty() {
         return true;
     }
-    let Some(given) = req
-        .authorization
-        .as_deref()
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
+    let Some(given) = req.authorization.as_deref().and_then(credential) else {
         return false;
     };
     // Constant time: the loop runs over the configured token whatever was given, so neither
     // the position of a difference nor the given length shows in the timing.
-    let (given, token) = (given.trim().as_bytes(), token.as_bytes());
+    let token = token.as_bytes();
     let mut diff = given.len() ^ token.len();
     for (i, t) in token.iter().enumerate() {
         diff |= usize::from(given.get(i).copied().unwrap_or(0) ^ t);
     }
     diff == 0
+}
+
+/// The secret an `Authorization` header value carries: a bearer token, or the password of
+/// Basic credentials (RFC 7617: base64 of `user:password`; the user name cannot hold a
+/// colon, the password can). Scheme names are case-insensitive. `None` for anything else.
+fn credential(header: &str) -> Option<Vec<u8>> {
+    let (scheme, value) = header.trim().split_once(' ')?;
+    let value = value.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Some(value.as_bytes().to_vec())
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .ok()?;
+        let colon = decoded.iter().position(|&b| b == b':')?;
+        Some(decoded[colon + 1..].to_vec())
+    } else {
+        None
+    }
 }
 
 /// Status, content type and body of an admin endpoint (metrics, API).
@@ -96,4 +117,76 @@ pub(super) async fn reload(shard: &Shard) -> (&'static str, String) {
     };
     let body = serde_json::json!({ "result": outcome.label(), "message": outcome.to_string() });
     (status, body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(authorization: Option<&str>) -> Request {
+        Request {
+            method: super::super::request::Method::Get,
+            path: "/".into(),
+            query: None,
+            keep_alive: true,
+            range: None,
+            authorization: authorization.map(str::to_string),
+        }
+    }
+
+    fn basic(credentials: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        )
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        assert!(authorized("s3cret", &with(Some("Bearer s3cret"))));
+        assert!(authorized("s3cret", &with(Some("bearer  s3cret "))));
+        assert!(!authorized("s3cret", &with(Some("Bearer s3cre"))));
+        assert!(!authorized("s3cret", &with(Some("Bearer s3cret2"))));
+        assert!(!authorized("s3cret", &with(Some("s3cret"))));
+        assert!(!authorized("s3cret", &with(None)));
+        // No token configured: everyone.
+        assert!(authorized("", &with(None)));
+    }
+
+    #[test]
+    fn basic_credentials_carry_the_token_as_password_with_any_user() {
+        for user in ["admin", "", "ops"] {
+            let header = basic(&format!("{user}:s3cret"));
+            assert!(authorized("s3cret", &with(Some(&header))), "{header}");
+        }
+        assert!(authorized("s3:cr:et", &with(Some(&basic("u:s3:cr:et")))));
+        assert!(authorized(
+            "s3cret",
+            &with(Some(&format!("BASIC {}", &basic("u:s3cret")[6..])))
+        ));
+        for refused in [
+            basic("u:wrong"),
+            basic("u:s3cre"),
+            basic("u:s3cret "),
+            basic("s3cret:"),
+            // No colon: no password.
+            basic("s3cret"),
+            "Basic not*base64".to_string(),
+            "Basic".to_string(),
+            // The token itself is not Basic credentials.
+            "Basic s3cret".to_string(),
+            "Digest username=\"u\"".to_string(),
+        ] {
+            assert!(!authorized("s3cret", &with(Some(&refused))), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_offers_both_schemes() {
+        let text = std::str::from_utf8(UNAUTHORIZED).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("\r\nWWW-Authenticate: Basic realm=\"corecast\""));
+        assert!(head.contains("\r\nWWW-Authenticate: Bearer"));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+    }
 }

@@ -3,11 +3,12 @@
 //!
 //! Routes ([`request::route`] has them all): `GET`/`HEAD /{app}/{stream}.flv` (HTTP-FLV),
 //! `/{app}/{stream}.m3u8` and `/{app}/{stream}-{instance}-{seq}.ts` (HLS), and the admin
-//! endpoints `/metrics`, `/api/v1/...` and `/debug/pprof/...` (on `admin.listen` when it is
-//! set), `OPTIONS` (CORS preflight). Short responses keep the connection alive; an FLV
-//! response owns it until the stream ends.
+//! endpoints `/metrics`, `/api/v1/...`, `/debug/pprof/...` and the [`console`] (`/` and
+//! `/console/...`), on `admin.listen` when it is set; `OPTIONS` (CORS preflight). Short
+//! responses keep the connection alive; an FLV response owns it until the stream ends.
 
 mod admin;
+pub mod console;
 mod hls;
 pub mod probe;
 pub mod request;
@@ -253,6 +254,17 @@ async fn run(
                     &body
                 };
                 send_all(stream, &[head.as_bytes(), body.as_bytes()], limit).await?;
+            }
+            (Method::Get | Method::Head, Route::Console(asset)) => {
+                // The player reads HTTP-FLV from the media listener.
+                let media_port = shard.bound().http.port();
+                let head = console::head(asset, media_port, req.keep_alive);
+                let body: &[u8] = if req.method == Method::Head {
+                    b""
+                } else {
+                    asset.body
+                };
+                send_all(stream, &[head.as_bytes(), body], limit).await?;
             }
             (Method::Get | Method::Head, Route::Flv { app, stream: name }) => {
                 let key = stream_key(&app, &name);

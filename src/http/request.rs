@@ -168,6 +168,8 @@ pub enum Route<'a> {
     Profile(crate::metrics::profile::ProfileFormat),
     /// `/debug/heap`: what holds memory (see [`crate::metrics::heap`]).
     Heap,
+    /// `/` (the console's page) or `/console/{file}`: the console (see [`super::console`]).
+    Console(&'static super::console::Asset),
     /// A media path (`.flv`, `.m3u8`, `.ts`) whose application or stream name, once
     /// percent-decoded, breaks the name rule: answered `400 Bad Request`.
     BadName(NameError),
@@ -186,7 +188,8 @@ impl Route<'_> {
         }
     }
 
-    /// Health checks, metrics and API: served on the admin listener (when there is one).
+    /// Health checks, metrics, API and console: served on the admin listener (when there is
+    /// one).
     pub fn is_admin(&self) -> bool {
         matches!(
             self,
@@ -199,6 +202,7 @@ impl Route<'_> {
                 | Route::ApiReload
                 | Route::Profile(_)
                 | Route::Heap
+                | Route::Console(_)
         )
     }
 
@@ -265,6 +269,7 @@ fn decode_name(segment: &str) -> Result<Cow<'_, str>, NameError> {
 /// [`Route::BadName`]; an API path with one is [`Route::NotFound`] (no stream has it).
 pub fn route(path: &str) -> Route<'_> {
     match path {
+        "/" => return Route::Console(&super::console::INDEX),
         "/healthz" => return Route::Live,
         "/readyz" => return Route::Ready,
         "/metrics" => return Route::Metrics,
@@ -279,6 +284,14 @@ pub fn route(path: &str) -> Route<'_> {
         }
         "/debug/heap" => return Route::Heap,
         _ => {}
+    }
+    // Only the console's own files: `/console/{stream}.flv` stays a media path of the
+    // application `console`.
+    if let Some(asset) = path
+        .strip_prefix("/console/")
+        .and_then(super::console::asset)
+    {
+        return Route::Console(asset);
     }
     if let Some(rest) = path.strip_prefix("/api/v1/streams/") {
         let Some((app, stream)) = rest.split_once('/').filter(|(_, s)| !s.contains('/')) else {
@@ -464,7 +477,35 @@ mod tests {
         assert_eq!(route("/api/v1/streams/live"), Route::NotFound);
         assert_eq!(route("/live/a/b.flv"), Route::NotFound);
         assert_eq!(route("/test.flv"), Route::NotFound);
-        assert_eq!(route("/"), Route::NotFound);
+        assert_eq!(route("//"), Route::NotFound);
+    }
+
+    #[test]
+    fn console_routes() {
+        use crate::http::console::{asset, INDEX, MPEGTS};
+        assert_eq!(route("/"), Route::Console(&INDEX));
+        let script = route("/console/console.js");
+        assert_eq!(script, Route::Console(asset("console.js").unwrap()));
+        let player = format!("/console/{MPEGTS}");
+        assert_eq!(route(&player), Route::Console(asset(MPEGTS).unwrap()));
+        // Admin routes behind the token, like the API it reads.
+        assert!(script.is_admin() && script.needs_token());
+        assert!(Route::Console(&INDEX).needs_token());
+        for path in [
+            "/console/",
+            "/console",
+            "/console/nothing.js",
+            "/console/index.html",
+            "/console/vendor/",
+            "/console/console.js/",
+            "/console/%63onsole.js",
+            "/console/../console/console.js",
+            "/index.html",
+        ] {
+            assert_eq!(route(path), Route::NotFound, "{path}");
+        }
+        // Media of an application named `console` is still media.
+        assert_eq!(route("/console/cam.flv"), flv("console", "cam"));
     }
 
     fn flv<'a>(app: &'a str, stream: &'a str) -> Route<'a> {

@@ -81,6 +81,11 @@ impl Shard {
         self.hist.borrow_mut().record(stage, ns);
     }
 
+    /// Where the media listeners are bound (the console's player reads from them).
+    pub fn bound(&self) -> Bound {
+        self.observed.bound
+    }
+
     /// Adds what this shard recorded since the last call to its export slot and starts the
     /// next interval (see [`crate::metrics`]).
     pub fn publish_histograms(&self) {

@@ -99,6 +99,8 @@ fn admin_endpoints_are_not_on_the_public_port() {
             "/api/v1/streams/live/witness",
             "/debug/pprof/profile?seconds=1",
             "/debug/pprof/flamegraph?seconds=1",
+            "/",
+            "/console/console.js",
         ];
         for path in paths {
             let request = format!(
@@ -112,7 +114,7 @@ fn admin_endpoints_are_not_on_the_public_port() {
                 "{path}"
             );
         }
-        for path in ["/metrics", "/api/v1/stats", "/api/v1/streams"] {
+        for path in ["/metrics", "/api/v1/stats", "/api/v1/streams", "/"] {
             assert_eq!(common::http_get(server.admin, path).status, 200, "{path}");
         }
         assert_eq!(
