@@ -151,11 +151,13 @@
       previousOut.set(shard.shard, { bytes: shard.bytes_out, at: now });
       td(row, "num").textContent = bits(rate);
 
+      // Every part the shard accounts for (rings, GOP caches, HLS, connection buffers,
+      // mesh queues, histograms); the tooltip lists them.
       const memory = shard.memory_bytes || {};
       const cell = td(row, "num");
-      const parts = [memory.ring, memory.gop_cache, memory.hls].filter(isNumber);
-      cell.textContent = parts.length ? bytes(parts.reduce((a, b) => a + b, 0)) : DASH;
-      cell.title = "ring " + bytes(memory.ring) + ", GOP cache " + bytes(memory.gop_cache) + ", HLS " + bytes(memory.hls);
+      const parts = Object.entries(memory).filter(([, value]) => isNumber(value));
+      cell.textContent = parts.length ? bytes(parts.reduce((sum, [, value]) => sum + value, 0)) : DASH;
+      cell.title = parts.map(([name, value]) => name.replace(/_/g, " ") + " " + bytes(value)).join(", ");
       return row;
     });
     body.replaceChildren(...rows);
