@@ -209,8 +209,15 @@ fn main() {
             t.elapsed()
         })
     };
-    let (merged_1, merged_8) = (merge(1, false), merge(8, false));
-    let (windowed_1, windowed_8) = (merge(1, true), merge(8, true));
+    let reads = [
+        ("Published::merged, 1 shard (log interval)", merge(1, false)),
+        ("Published::merged, 8 shards", merge(8, false)),
+        (
+            "Published::windowed, 1 shard (/metrics, API)",
+            merge(1, true),
+        ),
+        ("Published::windowed, 8 shards", merge(8, true)),
+    ];
     println!();
     println!(
         "{:<52} {:>8.1} us",
@@ -224,24 +231,7 @@ fn main() {
         "  publish once a second per shard = {:.4}% of a core",
         per(publish, publishes) / 1e9 * 100.0
     );
-    println!(
-        "{:<52} {:>8.1} us",
-        "Published::merged, 1 shard (/metrics, log interval)",
-        per(merged_1, merges) / 1e3
-    );
-    println!(
-        "{:<52} {:>8.1} us",
-        "Published::merged, 8 shards",
-        per(merged_8, merges) / 1e3
-    );
-    println!(
-        "{:<52} {:>8.1} us",
-        "Published::windowed, 1 shard (/metrics, API)",
-        per(windowed_1, merges) / 1e3
-    );
-    println!(
-        "{:<52} {:>8.1} us",
-        "Published::windowed, 8 shards",
-        per(windowed_8, merges) / 1e3
-    );
+    for (what, took) in reads {
+        println!("{what:<52} {:>8.1} us", per(took, merges) / 1e3);
+    }
 }
