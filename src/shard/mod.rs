@@ -11,11 +11,13 @@
 //! - [`publish`]: who may publish (takeover and republish grace, pure), and publishing,
 //!   ingest and distribution on the owner.
 //! - [`hls_store`]: the HLS snapshots every shard serves.
+//! - [`held`]: Low-Latency HLS playlist requests held until their part exists (pure).
 //! - [`report`]: histograms, the JSON API's reports and figures, Prometheus.
 //! - [`schedule`]: when viewers are woken: pictures at once, or merge windows, by load (pure).
 //!
 //! `tests.rs` runs shards on real executors joined by a real mesh.
 
+pub mod held;
 pub mod hls_store;
 pub mod mesh;
 pub mod publish;
