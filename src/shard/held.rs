@@ -7,6 +7,11 @@
 //! requests it satisfies, and the others are not touched (no request is woken to find that
 //! its part has not come yet). Each shard holds at most a fixed number; past it, a request
 //! is answered at once with the current playlist, as the specification allows.
+//!
+//! A woken request checks the playlist again before it answers: a request for a part past
+//! the last one of its segment stands for part 0 of the next segment (RFC 8216bis
+//! 6.2.5.2), which the order here cannot know while the segment is open, so such a request
+//! is woken when its segment closes and holds again for that part.
 
 use crate::hub::StreamKey;
 use std::collections::{BTreeMap, HashMap};
