@@ -200,6 +200,20 @@ pub struct ServerConfig {
     pub drain_timeout_ms: u64,
     /// Deadline for writing a whole response that is not a live stream.
     pub write_timeout_ms: u64,
+    /// Listeners whose connections from `proxy_trusted` start with a PROXY header.
+    pub proxy_protocol: Vec<ProxyListener>,
+    /// Networks of the proxies whose PROXY headers are believed.
+    pub proxy_trusted: Vec<ipnet::IpNet>,
+}
+
+/// A listener that may take PROXY protocol headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyListener {
+    /// `server.rtmp_listen`.
+    Rtmp,
+    /// `server.http_listen`.
+    Http,
 }
 
 /// `[log]`: log output.
@@ -508,6 +522,13 @@ impl Config {
         }
         if self.server.write_timeout_ms == 0 {
             return Err(invalid("server.write_timeout_ms", "must be positive"));
+        }
+        if !self.server.proxy_protocol.is_empty() && self.server.proxy_trusted.is_empty() {
+            return Err(invalid(
+                "server.proxy_trusted",
+                "must list the load balancers' networks when server.proxy_protocol names a \
+                 listener",
+            ));
         }
         if self.http.segment_min_rate_bytes == 0 {
             return Err(invalid("http.segment_min_rate_bytes", "must be at least 1"));

@@ -22,6 +22,7 @@
 //! | [`logging`] | log lines in the Elastic Common Schema (`log.format = "ecs"`; the line itself is pure) |
 //! | [`metrics`] | latency histograms, Prometheus text, JSON API, interval logs, profiles, the allocator's figures |
 //! | [`net`] | sockets: SO_REUSEPORT listeners, sendmsg, socket options, rlimits |
+//! | [`proxy`] | the PROXY protocol header of a load balancer in front (pure parsing, on `ppp`; reading it from a connection) |
 //! | [`stats`] | per-shard counters |
 //! | [`util`] | small async helpers |
 //!
@@ -51,6 +52,7 @@ pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod net;
+pub mod proxy;
 pub mod rtmp;
 pub mod server;
 pub mod shard;

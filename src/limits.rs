@@ -126,6 +126,19 @@ impl Admission {
         ip: IpAddr,
         listener: Listener,
     ) -> Result<Ticket, Refused> {
+        let mut ticket = self.admit_unaddressed(shard, listener)?;
+        ticket.count_address(ip)?;
+        Ok(ticket)
+    }
+
+    /// Admits a connection under the total and per-shard limits only: its address is not
+    /// known yet (it comes through a proxy, whose PROXY header names it). The per-address
+    /// limit applies once [`Ticket::count_address`] is given it.
+    pub fn admit_unaddressed(
+        self: &Arc<Self>,
+        shard: usize,
+        listener: Listener,
+    ) -> Result<Ticket, Refused> {
         let shard = shard.min(self.per_shard.len() - 1);
         let headroom = match listener {
             Listener::Public => 0,
@@ -144,23 +157,10 @@ impl Admission {
             self.total.fetch_sub(1, Ordering::Relaxed);
             return Err(Refused::Shard);
         }
-        let key = address_key(ip, caps.ipv6_prefix_len);
-        let counted_ip = !(caps.exempt_loopback && ip.to_canonical().is_loopback());
-        if counted_ip {
-            let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-            let n = per_ip.entry(key).or_insert(0);
-            if caps.per_ip > 0 && *n >= caps.per_ip {
-                drop(per_ip);
-                self.per_shard[shard].fetch_sub(1, Ordering::Relaxed);
-                self.total.fetch_sub(1, Ordering::Relaxed);
-                return Err(Refused::Address);
-            }
-            *n += 1;
-        }
         Ok(Ticket {
             admission: self.clone(),
             shard,
-            key: counted_ip.then_some(key),
+            key: None,
         })
     }
 
@@ -246,6 +246,34 @@ pub struct Ticket {
     shard: usize,
     /// The [`address_key`] counted, unless the address is exempt.
     key: Option<IpAddr>,
+}
+
+impl Ticket {
+    /// Counts the connection under the per-address limit of `ip` (once: a ticket that
+    /// counts an address already keeps it). Refused: the caller drops the ticket, which
+    /// gives back its other places.
+    pub fn count_address(&mut self, ip: IpAddr) -> Result<(), Refused> {
+        if self.key.is_some() {
+            return Ok(());
+        }
+        let caps = self.admission.caps.load();
+        if caps.exempt_loopback && ip.to_canonical().is_loopback() {
+            return Ok(());
+        }
+        let key = address_key(ip, caps.ipv6_prefix_len);
+        let mut per_ip = self
+            .admission
+            .per_ip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let n = per_ip.entry(key).or_insert(0);
+        if caps.per_ip > 0 && *n >= caps.per_ip {
+            return Err(Refused::Address);
+        }
+        *n += 1;
+        self.key = Some(key);
+        Ok(())
+    }
 }
 
 impl Drop for Ticket {

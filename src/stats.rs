@@ -112,6 +112,9 @@ pub struct ShardStats {
     pub names_rejected: AtomicU64,
     /// Connections closed because they timed out (handshake, header, idle).
     pub timeouts: AtomicU64,
+    /// Connections closed for their PROXY protocol header: missing or malformed from a
+    /// trusted proxy, or sent from an untrusted address (`server.proxy_protocol`).
+    pub proxy_refused: AtomicU64,
 }
 
 /// Adds to a counter.

@@ -6,123 +6,45 @@
 
 mod common;
 
-use common::{config_file, listening, replay_in_background, wait_live_at, wait_until, FlvViewer};
+use common::logged::Logged;
+use common::{replay_in_background, wait_live_at, wait_until, FlvViewer};
 use corecast_testkit::client::{Player, Publisher};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A server started with `--log-format format` and debug lines, whose standard output
-/// (its log) is collected line by line.
-struct Logged {
-    child: common::Killed,
-    lines: Arc<Mutex<Vec<String>>>,
-    rtmp: SocketAddr,
-    http: SocketAddr,
-}
-
-impl Logged {
-    fn start(name: &str, format: &str) -> Logged {
-        let config = listening("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "");
-        // Two shards: a publisher may be handed to its stream's owner, and keeps its id.
-        let config = config.replace("shards = 1", "shards = 2");
-        let file = config_file(name, &config);
-        let mut child = common::Killed(
-            Command::new(env!("CARGO_BIN_EXE_corecast"))
-                .arg("--config")
-                .arg(&file)
-                .args(["--log-format", format])
-                .env("RUST_LOG", "debug")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("start corecast"),
-        );
-        let stdout = child.0.stdout.take().expect("stdout");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let collected = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                collected.lock().unwrap().push(line);
-            }
-        });
-        let mut logged = Logged {
-            child,
-            lines,
-            rtmp: "0.0.0.0:0".parse().unwrap(),
-            http: "0.0.0.0:0".parse().unwrap(),
-        };
-        let mut serving = None;
-        assert!(
-            wait_until(Duration::from_secs(10), || {
-                serving = logged
-                    .parsed()
-                    .into_iter()
-                    .find(|l| l["message"] == "corecast serving");
-                serving.is_some()
-            }),
-            "corecast did not start"
-        );
-        std::fs::remove_file(&file).unwrap();
-        let serving = serving.unwrap();
-        let field = if format == "ecs" { "corecast." } else { "" };
-        let addr = |key: &str| {
-            serving[format!("{field}{key}")]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
-        (logged.rtmp, logged.http) = (addr("rtmp"), addr("http"));
-        logged
-    }
-
-    fn parsed(&self) -> Vec<Value> {
-        self.lines
-            .lock()
-            .unwrap()
+/// Publishes `live/name` for about 3 s while an HTTP-FLV viewer and an RTMP player watch,
+/// and waits until the server has logged the end of all three.
+fn traffic(server: &Logged, name: &str) {
+    let publisher =
+        Publisher::connect(server.rtmp, "live", name, Duration::from_secs(5)).expect("publish");
+    let publishing = replay_in_background(publisher, 1, 2.0);
+    wait_live_at(server.http, &format!("/live/{name}.flv"));
+    let mut viewer = FlvViewer::open(server.http, &format!("/live/{name}.flv"));
+    let player = Player::connect(server.rtmp, "live", name, Duration::from_secs(5)).expect("play");
+    assert!(viewer.next_tag().is_some());
+    drop(viewer);
+    drop(player);
+    publishing.join().unwrap();
+    // ECS names it `event.action`, the JSON format `action`.
+    let ended = |what: &str| {
+        server
+            .parsed()
             .iter()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
-            .collect()
-    }
-
-    /// Publishes `live/name` for about 3 s while an HTTP-FLV viewer and an RTMP player
-    /// watch, and waits until the server has logged the end of all three.
-    fn traffic(&self, name: &str) {
-        let publisher =
-            Publisher::connect(self.rtmp, "live", name, Duration::from_secs(5)).expect("publish");
-        let publishing = replay_in_background(publisher, 1, 2.0);
-        wait_live_at(self.http, &format!("/live/{name}.flv"));
-        let mut viewer = FlvViewer::open(self.http, &format!("/live/{name}.flv"));
-        let player =
-            Player::connect(self.rtmp, "live", name, Duration::from_secs(5)).expect("play");
-        assert!(viewer.next_tag().is_some());
-        drop(viewer);
-        drop(player);
-        publishing.join().unwrap();
-        // ECS names it `event.action`, the JSON format `action`.
-        let ended = |what: &str| {
-            self.parsed()
-                .iter()
-                .filter(|l| l.get("event.action").or(l.get("action")) == Some(&Value::from(what)))
-                .count()
-        };
-        assert!(
-            wait_until(Duration::from_secs(10), || ended("publish-stop") >= 1
-                && ended("play-stop") >= 2),
-            "the ends of the publish and of both plays were logged"
-        );
-    }
+            .filter(|l| l.get("event.action").or(l.get("action")) == Some(&Value::from(what)))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || ended("publish-stop") >= 1
+            && ended("play-stop") >= 2),
+        "the ends of the publish and of both plays were logged"
+    );
 }
 
 #[test]
 fn every_line_about_a_connection_carries_its_fields() {
-    let server = Logged::start("context-ecs", "ecs");
-    server.traffic("context");
+    let server = Logged::start("context-ecs", "ecs", "");
+    traffic(&server, "context");
     let lines = server.parsed();
     let connection_lines: Vec<&Value> = lines
         .iter()
@@ -213,8 +135,8 @@ fn every_line_about_a_connection_carries_its_fields() {
 
 #[test]
 fn json_lines_carry_the_connection_under_span() {
-    let server = Logged::start("context-json", "json");
-    server.traffic("spanned");
+    let server = Logged::start("context-json", "json", "");
+    traffic(&server, "spanned");
     let lines = server.parsed();
     let start = lines
         .iter()

@@ -385,3 +385,37 @@ fn admin_connections_count_with_a_headroom() {
         Refused::Address
     );
 }
+
+#[test]
+fn a_proxied_connection_counts_under_the_address_its_header_names() {
+    let a = Arc::new(Admission::new(
+        1,
+        Caps {
+            total: 10,
+            per_shard: 10,
+            per_ip: 1,
+            exempt_loopback: false,
+            ipv6_prefix_len: 64,
+            viewers_per_stream: 0,
+        },
+    ));
+    // Two connections from one proxy: neither counts under the proxy's address.
+    let mut first = a.admit_unaddressed(0, Listener::Public).unwrap();
+    let mut second = a.admit_unaddressed(0, Listener::Public).unwrap();
+    assert_eq!(a.connections(), 2);
+    first.count_address(ip(7)).unwrap();
+    // Counting again keeps the first address.
+    first.count_address(ip(8)).unwrap();
+    assert_eq!(second.count_address(ip(7)), Err(Refused::Address));
+    drop(second);
+    assert_eq!(a.connections(), 1);
+    let mut third = a.admit_unaddressed(0, Listener::Public).unwrap();
+    third.count_address(ip(8)).unwrap();
+    drop(first);
+    // The first address's place is free again; the second is held by `third`.
+    assert!(a.admit(0, ip(7), Listener::Public).is_ok());
+    assert_eq!(
+        a.admit(0, ip(8), Listener::Public).unwrap_err(),
+        Refused::Address
+    );
+}

@@ -266,6 +266,13 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         |s| &s.hls_bytes,
     ),
     (
+        "corecast_proxy_refused_total",
+        "Connections closed for their PROXY protocol header: missing or malformed from a \
+         trusted proxy, or sent from an untrusted address",
+        Kind::Counter,
+        |s| &s.proxy_refused,
+    ),
+    (
         "corecast_connection_buffer_bytes",
         "Connection buffers on this shard: RTMP read buffers, partial messages and pending \
          output, HTTP request heads",

@@ -1,13 +1,16 @@
 //! A shard's accept loops: admission under the connection limits, one task per connection,
 //! and the back-off and rate-limited log of failed accepts (EMFILE).
 
-use crate::limits::Listener;
+use crate::config::{Config, ProxyListener};
+use crate::limits::{Listener, Ticket};
+use crate::proxy::{self, ProxyError};
 use crate::shard::Shard;
 use crate::stats;
-use glommio::net::TcpListener;
+use glommio::net::{TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// Pause after a failed accept (e.g. EMFILE) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -30,6 +33,93 @@ impl Protocol {
             Protocol::Rtmp => "rtmp",
             Protocol::Http => "http",
             Protocol::Admin => "admin",
+        }
+    }
+}
+
+impl Protocol {
+    /// Whether this listener takes PROXY headers (`server.proxy_protocol`).
+    fn takes_proxy_headers(self, listeners: &[ProxyListener]) -> bool {
+        match self {
+            Protocol::Rtmp => listeners.contains(&ProxyListener::Rtmp),
+            Protocol::Http => listeners.contains(&ProxyListener::Http),
+            Protocol::Admin => false,
+        }
+    }
+
+    /// How long a connection's first bytes may take: the handshake or request-head timeout.
+    fn first_bytes_within(self, config: &Config) -> Duration {
+        match self {
+            Protocol::Rtmp => Duration::from_millis(config.rtmp.handshake_timeout_ms),
+            Protocol::Http | Protocol::Admin => {
+                Duration::from_millis(config.http.header_timeout_ms)
+            }
+        }
+    }
+}
+
+/// How far a connection's source is believed.
+#[derive(Clone, Copy)]
+enum Trust {
+    /// The listener takes no PROXY headers: the peer is the client.
+    Direct,
+    /// A trusted load balancer: its PROXY header names the client.
+    Proxy,
+    /// Not a trusted load balancer, on a listener that takes headers from those: the peer
+    /// is the client, and must not send a header.
+    Untrusted,
+}
+
+/// What is known of an accepted connection before its first bytes.
+struct Arrival {
+    peer: SocketAddr,
+    trust: Trust,
+    /// How long its first bytes may take.
+    limit: Duration,
+    /// The listener's name, for logs.
+    listener: &'static str,
+}
+
+/// The connection's client: behind a trusted proxy, the one its PROXY header names (then
+/// counted under the per-address limit, on `ticket`); from an untrusted address on a
+/// listener that takes headers, the peer, unless it starts with a header. `None`: refused,
+/// counted and logged; the connection closes.
+async fn client(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    arrival: Arrival,
+    ticket: &mut Ticket,
+) -> Option<SocketAddr> {
+    let Arrival {
+        peer,
+        trust,
+        limit,
+        listener,
+    } = arrival;
+    let refused = |err: ProxyError| {
+        stats::inc(&shard.stats.proxy_refused);
+        info!(action = "connection-refused", shard = shard.id, listener, %peer, "{err}; closing");
+        None
+    };
+    match trust {
+        Trust::Direct => Some(peer),
+        Trust::Untrusted if proxy::starts_with_header(stream, limit).await => {
+            refused(ProxyError::Untrusted)
+        }
+        Trust::Untrusted => Some(peer),
+        Trust::Proxy => {
+            let client = match proxy::read_header(stream, limit).await {
+                // The balancer's own connection (a health check).
+                Ok(None) => peer,
+                Ok(Some(client)) => client,
+                Err(err) => return refused(err),
+            };
+            if let Err(limit) = ticket.count_address(client.ip()) {
+                stats::inc(&shard.stats.connections_refused);
+                debug!(action = "connection-refused", shard = shard.id, listener, %peer, %client, "connection refused: {limit}");
+                return None;
+            }
+            Some(client)
         }
     }
 }
@@ -77,7 +167,22 @@ pub(super) async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, protoco
                     Protocol::Rtmp | Protocol::Http => Listener::Public,
                     Protocol::Admin => Listener::Admin,
                 };
-                let ticket = match shard.admission().admit(shard.id, peer.ip(), side) {
+                let config = shard.config();
+                let proxied = protocol.takes_proxy_headers(&config.server.proxy_protocol);
+                let trust = match proxied {
+                    false => Trust::Direct,
+                    true if proxy::is_trusted(&config.server.proxy_trusted, peer.ip()) => {
+                        Trust::Proxy
+                    }
+                    true => Trust::Untrusted,
+                };
+                // Behind a trusted proxy the client's address is in its PROXY header: the
+                // per-address limit applies once it is read.
+                let admitted = match trust {
+                    Trust::Proxy => shard.admission().admit_unaddressed(shard.id, side),
+                    _ => shard.admission().admit(shard.id, peer.ip(), side),
+                };
+                let mut ticket = match admitted {
                     Ok(ticket) => ticket,
                     Err(refused) => {
                         stats::inc(&shard.stats.connections_refused);
@@ -91,19 +196,30 @@ pub(super) async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, protoco
                         continue;
                     }
                 };
+                let limit = protocol.first_bytes_within(&config);
                 let shard = shard.clone();
-                let http = match protocol {
-                    Protocol::Rtmp => {
-                        glommio::spawn_local(crate::rtmp::serve(shard, stream, peer, ticket))
-                            .detach();
-                        continue;
-                    }
-                    Protocol::Http => crate::http::Listener::Public,
-                    Protocol::Admin => crate::http::Listener::Admin,
-                };
                 glommio::spawn_local(async move {
-                    crate::http::serve(shard, stream, peer, http).await;
-                    drop(ticket);
+                    let mut stream = stream;
+                    let first = Arrival {
+                        peer,
+                        trust,
+                        limit,
+                        listener: protocol.name(),
+                    };
+                    let Some(peer) = client(&shard, &mut stream, first, &mut ticket).await else {
+                        return;
+                    };
+                    match protocol {
+                        Protocol::Rtmp => crate::rtmp::serve(shard, stream, peer, ticket).await,
+                        Protocol::Http | Protocol::Admin => {
+                            let side = match protocol {
+                                Protocol::Admin => crate::http::Listener::Admin,
+                                _ => crate::http::Listener::Public,
+                            };
+                            crate::http::serve(shard, stream, peer, side).await;
+                            drop(ticket);
+                        }
+                    }
                 })
                 .detach();
             }

@@ -4,6 +4,7 @@
 
 pub mod conn;
 pub mod fixture;
+pub mod logged;
 pub mod raw_publisher;
 pub mod raw_rtmp;
 pub mod slow;
