@@ -283,7 +283,9 @@ fn window_bounds_memory_and_http_semantics_hold() {
         .head
         .contains("Content-Type: application/vnd.apple.mpegurl"));
     // An open application: no credentials in the playlist, segments cacheable by anyone.
-    assert!(playlist.head.contains("\r\nCache-Control: no-cache\r\n"));
+    assert!(playlist
+        .head
+        .contains("\r\nCache-Control: public, max-age=1\r\n"));
     let text = String::from_utf8(playlist.body).unwrap();
     let names = listed(&text);
     assert_eq!(names.len(), 4, "only the window is listed:\n{text}");

@@ -31,8 +31,11 @@ pub(super) enum HlsKind {
     Segment,
 }
 
-/// `Cache-Control` of an HLS response. Open applications: playlists are revalidated, and
-/// segments may be kept by any cache (CDNs included) for a day. Protected applications
+/// `Cache-Control` of an HLS response. Open applications: any cache (CDNs included) may keep
+/// a playlist for half the target duration (at least the 1 s HTTP can say), so that a cache
+/// in front asks for it at most that often whatever its number of players, while a player
+/// still sees each new segment within half a target duration of its listing; segments for a
+/// day (their names are unique per stream incarnation). Protected applications
 /// (`protected`: a play policy other than `open`): only the viewer's own (private) cache may
 /// keep a response, since a shared cache would serve it to viewers without credentials,
 /// and playlists carry the viewer's credentials in their segment URIs. A private segment is
@@ -44,7 +47,10 @@ pub(super) fn hls_cache_control(
     config: &crate::Config,
 ) -> Cow<'static, str> {
     match (kind, protected) {
-        (HlsKind::Playlist, false) => Cow::Borrowed("no-cache"),
+        (HlsKind::Playlist, false) => Cow::Owned(format!(
+            "public, max-age={}",
+            (config.hls.target_duration_ms / 2000).max(1)
+        )),
         (HlsKind::Playlist, true) => Cow::Borrowed("private, no-cache"),
         (HlsKind::Segment, false) => Cow::Borrowed("public, max-age=86400, immutable"),
         (HlsKind::Segment, true) => {
@@ -171,7 +177,13 @@ mod tests {
         );
         assert_eq!(
             hls_cache_control(HlsKind::Playlist, false, &config),
-            "no-cache"
+            "public, max-age=1"
+        );
+        let mut long = crate::Config::default();
+        long.hls.target_duration_ms = 6000;
+        assert_eq!(
+            hls_cache_control(HlsKind::Playlist, false, &long),
+            "public, max-age=3"
         );
         assert_eq!(
             hls_cache_control(HlsKind::Playlist, true, &config),

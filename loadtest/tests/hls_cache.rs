@@ -1,0 +1,272 @@
+//! HLS through Debian's nginx as a cache, configured by the shipped
+//! `deploy/nginx/hls-cache.conf`: 500 players read a live stream through it without errors
+//! while corecast receives about one request per segment and per playlist refresh; and a
+//! protected application's responses are never served from the cache.
+
+mod common;
+
+use corecast::stats::{self, ShardStats};
+use corecast_load::hls::{self, HlsOptions, HlsStart, HlsStats};
+use corecast_load::publish;
+use glommio::{LocalExecutorBuilder, Placement};
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Players reading through the cache.
+const PLAYERS: usize = 500;
+/// How long they play.
+const PLAY: Duration = Duration::from_secs(8);
+
+/// nginx, or `None` after saying why (a failure under CORECAST_REQUIRE_TOOLS=1).
+fn nginx() -> Option<PathBuf> {
+    let program = PathBuf::from("/usr/sbin/nginx");
+    if program.exists() {
+        return Some(program);
+    }
+    if std::env::var("CORECAST_REQUIRE_TOOLS").as_deref() == Ok("1") {
+        panic!("nginx is required (CORECAST_REQUIRE_TOOLS=1) but not installed");
+    }
+    eprintln!("NOTICE: nginx not installed; skipping this test");
+    None
+}
+
+/// nginx running the shipped configuration in front of `corecast`, in `dir`.
+struct Cache {
+    process: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+impl Cache {
+    fn start(program: &Path, corecast: SocketAddr, dir: &Path) -> Cache {
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nginx/hls-cache.conf"),
+        )
+        .expect("deploy/nginx/hls-cache.conf");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        // Only the addresses and the cache's place change.
+        let replace = |text: String, from: &str, to: &str| {
+            assert!(text.contains(from), "{from} is not in hls-cache.conf");
+            text.replace(from, to)
+        };
+        let conf = replace(shipped, "listen 80;", &format!("listen 127.0.0.1:{port};"));
+        let conf = replace(
+            conf,
+            "server 127.0.0.1:8080;",
+            &format!("server {corecast};"),
+        );
+        let cache = dir.join("cache");
+        let conf = replace(
+            conf,
+            "/var/cache/nginx/corecast",
+            &cache.display().to_string(),
+        );
+        std::fs::write(dir.join("hls-cache.conf"), conf).expect("write");
+        let prefix = dir.display();
+        let main = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {prefix}/nginx.pid;\n\
+             error_log {prefix}/error.log warn;\nevents {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {prefix}/body;\n  \
+             proxy_temp_path {prefix}/proxy;\n  fastcgi_temp_path {prefix}/fastcgi;\n  \
+             uwsgi_temp_path {prefix}/uwsgi;\n  scgi_temp_path {prefix}/scgi;\n  \
+             include {prefix}/hls-cache.conf;\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), main).expect("write");
+        let process = Command::new(program)
+            .arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start nginx");
+        let cache = Cache {
+            process,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        assert!(
+            common::wait_until(Duration::from_secs(5), || TcpStream::connect(cache.addr)
+                .is_ok()),
+            "nginx listens"
+        );
+        cache
+    }
+}
+
+/// Status line and `Cache-Control` of a GET of `path` at `addr`.
+fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = Vec::new();
+    let _ = s.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    let status = text.lines().next().unwrap_or_default().to_string();
+    let cache_control = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Cache-Control: "))
+        .unwrap_or_default()
+        .to_string();
+    (status, cache_control)
+}
+
+fn hls_requests(all: &[Arc<ShardStats>]) -> u64 {
+    stats::total(all, |s| &s.hls_requests)
+}
+
+/// `PLAYERS` players of `live/cached0` through `addr` for [`PLAY`].
+fn play(addr: SocketAddr) -> HlsStats {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .spawn(move || async move {
+            let deadline = Instant::now() + PLAY;
+            let stats = Rc::new(RefCell::new(HlsStats::default()));
+            let players: Vec<_> = (0..PLAYERS)
+                .map(|i| {
+                    let stats = stats.clone();
+                    let options = HlsOptions {
+                        start: match i % 2 {
+                            0 => HlsStart::default(),
+                            _ => HlsStart::LiveEdge,
+                        },
+                        stall: Duration::from_secs(4),
+                        probe: false,
+                    };
+                    glommio::spawn_local(async move {
+                        let count = |_: usize| {};
+                        hls::view(addr, "live", "cached0", &options, deadline, &count, &stats)
+                            .await
+                            .expect("player starts");
+                    })
+                })
+                .collect();
+            for player in players {
+                player.await;
+            }
+            let stats = stats.borrow().clone();
+            stats
+        })
+        .expect("executor")
+        .join()
+        .expect("players")
+}
+
+#[test]
+fn players_behind_nginx_cost_corecast_one_request_per_segment_and_refresh() {
+    let Some(program) = nginx() else {
+        return;
+    };
+    let config = corecast::Config::overlay(
+        "[server]\nshards = 2\nrtmp_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+         [admin]\nlisten = \"\"\n[hls]\ntarget_duration_ms = 1000\n\
+         [auth.apps.secure]\npublish = \"open\"\nplay = \"key\"\npublish_keys = {}\n\
+         play_keys = { \"*\" = \"viewer-key\" }\n",
+        "hls-cache",
+    )
+    .expect("config");
+    let server = corecast::Server::start(config).expect("server");
+    let dir = std::env::temp_dir().join(format!("corecast-hls-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cache = Cache::start(&program, server.http_addr(), &dir);
+
+    let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/clip.flv");
+    let (_, tags) = corecast::flv::reader::read_file(clip).expect("fixture");
+    let tags = Arc::new(tags);
+    let _open = publish::spawn(
+        server.rtmp_addr(),
+        "live",
+        "cached",
+        1,
+        tags.clone(),
+        Duration::from_secs(20),
+    );
+    let _protected = publish::spawn(
+        server.rtmp_addr(),
+        "secure",
+        "cam",
+        1,
+        tags,
+        Duration::from_secs(20),
+    );
+    // Three segments in the window, so that every player starts where it asks to.
+    let waited = Instant::now();
+    while get(server.http_addr(), "/live/cached0.m3u8").0 != "HTTP/1.1 200 OK" {
+        assert!(waited.elapsed() < Duration::from_secs(8), "no playlist");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+
+    let before = hls_requests(server.stats());
+    let stats = play(cache.addr);
+    let reached = hls_requests(server.stats()) - before;
+    let asked = stats.playlists + stats.segments;
+    eprintln!(
+        "{PLAYERS} players through nginx for {PLAY:?}: {} playlists and {} segments asked, \
+         {reached} requests reached corecast",
+        stats.playlists, stats.segments
+    );
+    assert_eq!(
+        (stats.errors, stats.not_found, stats.stalls, stats.skipped),
+        (0, 0, 0, 0),
+        "{stats:?}"
+    );
+    assert!(stats.segments >= PLAYERS as u64 * 5, "{stats:?}");
+    // One request per segment (about 8 new ones and the 3 players start with) and per
+    // playlist refresh (at most one a second, `max-age=1`) per cache; a few more where a
+    // refresh and a lock time out together. Without the cache: every one of `asked`.
+    assert!(
+        reached <= 50,
+        "{reached} requests reached corecast for {asked} asked"
+    );
+
+    // A protected application: private responses, never stored. Each request goes through
+    // with its credentials and is checked, so one without a key is refused after keyed
+    // ones.
+    let before = hls_requests(server.stats());
+    let refused = stats::total(server.stats(), |s| &s.auth_rejected_play);
+    let mut keyed = (String::new(), String::new());
+    assert!(common::wait_until(Duration::from_secs(8), || {
+        keyed = get(cache.addr, "/secure/cam0.m3u8?key=viewer-key");
+        keyed.0 == "HTTP/1.1 200 OK"
+    }));
+    assert!(keyed.1.starts_with("private"), "{keyed:?}");
+    assert_eq!(
+        get(cache.addr, "/secure/cam0.m3u8?key=viewer-key").0,
+        "HTTP/1.1 200 OK"
+    );
+    assert_eq!(
+        get(cache.addr, "/secure/cam0.m3u8").0,
+        "HTTP/1.1 401 Unauthorized"
+    );
+    // Both keyed requests reached corecast (a 401 is counted as a refusal below).
+    assert!(hls_requests(server.stats()) - before >= 2);
+    assert_eq!(
+        stats::total(server.stats(), |s| &s.auth_rejected_play) - refused,
+        1
+    );
+    drop(cache);
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
