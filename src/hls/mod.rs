@@ -2,6 +2,8 @@
 //!
 //! - [`ts`]: FLV H.264/HEVC and AAC to MPEG-TS packets (pure).
 //! - [`segmenter`]: segment boundaries, window, playlist (pure).
+//! - [`llhls`]: Low-Latency HLS: the window of segments and parts, its media and
+//!   multivariant playlists, the answers to blocking playlist reloads (pure; not served yet).
 //! - [`HlsView`]: the immutable snapshot the owner hands to every shard after each change, so
 //!   any shard answers playlist and segment requests locally, without a cross-shard trip.
 //!
@@ -10,6 +12,7 @@
 //! retires the segmenter `hls.idle_timeout_ms` after the last one (see
 //! [`crate::shard::hls_store`]).
 
+pub mod llhls;
 pub mod segmenter;
 pub mod ts;
 

@@ -4,6 +4,7 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`client`] | blocking RTMP clients (publisher and player); cheap glommio viewers that only count bytes |
+//! | [`hls_check`] | the HLS media playlist checker: parses a playlist and checks the Low-Latency HLS rules of RFC 8216bis, with the line of each violation (pure) |
 //! | [`procfs`] | CPU seconds of a process or thread, busy time of a CPU, from `/proc` (benchmarks) |
 //! | [`source`] | synthetic H.264/AAC-shaped FLV tags of any bitrate (load without media files) |
 //! | [`ts`] | the MPEG-TS reader of the HLS checks and of the load generator's probes (on `mpeg2ts`) |
@@ -12,6 +13,7 @@
 //! reader of [`corecast::flv::reader`]); the server does not depend on it.
 
 pub mod client;
+pub mod hls_check;
 pub mod procfs;
 pub mod source;
 pub mod ts;
