@@ -45,6 +45,23 @@ fn traffic(server: &Logged, name: &str) {
 fn every_line_about_a_connection_carries_its_fields() {
     let server = Logged::start("context-ecs", "ecs", "");
     traffic(&server, "context");
+    // The publisher's connection closes after its publish stops: wait for its last line.
+    let publisher_closed = |lines: &[Value]| {
+        let id = lines
+            .iter()
+            .find(|l| l["event.action"] == "publish-start")
+            .map(|l| l["corecast.connection"].clone());
+        lines.iter().any(|l| {
+            l["event.action"] == "connection-close"
+                && Some(&l["corecast.connection"]) == id.as_ref()
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || publisher_closed(
+            &server.parsed()
+        )),
+        "the publisher's close was logged"
+    );
     let lines = server.parsed();
     let connection_lines: Vec<&Value> = lines
         .iter()

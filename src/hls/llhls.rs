@@ -72,11 +72,44 @@
 //! last part of a complete segment stands for part 0 of the next segment.
 
 use super::segmenter::{iso8601, MAX_SEGMENT_BYTES};
-pub use crate::shard::held::{Awaited, Reached};
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use std::collections::VecDeque;
 use std::fmt::{self, Write};
+
+/// What a held request waits for: part `part` of segment `msn`, or with `part` = `None`
+/// the whole segment `msn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Awaited {
+    /// Media sequence number of the segment.
+    pub msn: u64,
+    /// Index of the part within the segment; `None` for the complete segment.
+    pub part: Option<u32>,
+}
+
+/// How far a stream's playlist goes: every segment before `msn` is complete, and the first
+/// `parts` parts of segment `msn` are listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Reached {
+    /// The segment being written.
+    pub msn: u64,
+    /// Its parts listed so far.
+    pub parts: u32,
+}
+
+impl Awaited {
+    /// Its place in the order of [`Reached`]: part `p` of segment `m` is there once
+    /// `Reached` passes `(m, p)`; the whole segment once it passes `(m, u32::MAX)`, that is
+    /// once the next segment is being written.
+    pub(crate) fn key(self) -> (u64, u32) {
+        (self.msn, self.part.unwrap_or(u32::MAX))
+    }
+
+    /// Whether a playlist that reached `reached` contains it.
+    pub fn is_in(self, reached: Reached) -> bool {
+        self.key() < (reached.msn, reached.parts)
+    }
+}
 
 /// Parts are listed for the segments that start no more than this many target durations
 /// before the end of the playlist (RFC 8216bis 6.2.2: older `EXT-X-PART` tags SHOULD be

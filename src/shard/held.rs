@@ -13,43 +13,10 @@
 //! 6.2.5.2), which the order here cannot know while the segment is open, so such a request
 //! is woken when its segment closes and holds again for that part.
 
+use crate::hls::llhls::{Awaited, Reached};
 use crate::hub::StreamKey;
 use std::collections::{BTreeMap, HashMap};
 use std::task::Waker;
-
-/// What a held request waits for: part `part` of segment `msn`, or with `part` = `None`
-/// the whole segment `msn`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Awaited {
-    /// Media sequence number of the segment.
-    pub msn: u64,
-    /// Index of the part within the segment; `None` for the complete segment.
-    pub part: Option<u32>,
-}
-
-/// How far a stream's playlist goes: every segment before `msn` is complete, and the first
-/// `parts` parts of segment `msn` are listed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Reached {
-    /// The segment being written.
-    pub msn: u64,
-    /// Its parts listed so far.
-    pub parts: u32,
-}
-
-impl Awaited {
-    /// Its place in the order of [`Reached`]: part `p` of segment `m` is there once
-    /// `Reached` passes `(m, p)`; the whole segment once it passes `(m, u32::MAX)`, that is
-    /// once the next segment is being written.
-    fn key(self) -> (u64, u32) {
-        (self.msn, self.part.unwrap_or(u32::MAX))
-    }
-
-    /// Whether a playlist that reached `reached` contains it.
-    pub fn is_in(self, reached: Reached) -> bool {
-        self.key() < (reached.msn, reached.parts)
-    }
-}
 
 /// A held request's place, to give back when it stops waiting (answered by timeout, or its
 /// connection gone).
