@@ -62,9 +62,10 @@ enum Command {
     },
     /// Open N viewers of one stream at a join rate and measure what they receive.
     Play {
-        /// Server address: the HTTP port for flv and hls, the RTMP port for rtmp.
-        #[arg(long)]
-        target: SocketAddr,
+        /// Server address: the HTTP port for flv and hls, the RTMP port for rtmp. Several
+        /// (comma-separated, or the option repeated): viewers are spread over them in turn.
+        #[arg(long, required = true, value_delimiter = ',')]
+        target: Vec<SocketAddr>,
         /// Protocol of the viewers.
         #[arg(long, value_enum, default_value_t = Protocol::Flv)]
         protocol: Protocol,
@@ -197,14 +198,16 @@ fn main() -> anyhow::Result<()> {
             duration,
             common,
         } => {
-            check_target(target, cli.allow_remote)?;
+            for &target in &target {
+                check_target(target, cli.allow_remote)?;
+            }
             let (app, name) = stream
                 .split_once('/')
                 .context("--stream must be app/name")?;
             let plan = PlayPlan {
                 groups: vec![Group {
                     name: format!("{protocol:?} {stream}").to_lowercase(),
-                    target,
+                    targets: target,
                     protocol,
                     app: app.to_string(),
                     stream: name.to_string(),

@@ -54,8 +54,9 @@ pub struct Step {
 pub struct Group {
     /// Label in reports.
     pub name: String,
-    /// Server address: the HTTP port for FLV and HLS, the RTMP port for RTMP.
-    pub target: SocketAddr,
+    /// Server addresses (the HTTP port for FLV and HLS, the RTMP port for RTMP): viewers
+    /// are spread over them in turn, as over the edges of one origin. Not empty.
+    pub targets: Vec<SocketAddr>,
     /// Protocol.
     pub protocol: Protocol,
     /// Application.
@@ -240,6 +241,8 @@ enum State {
 }
 
 struct Member {
+    /// The server it views from (one of its group's targets).
+    target: SocketAddr,
     counters: Arc<Counters>,
     state: Cell<State>,
     drain: Cell<Option<DrainId>>,
@@ -485,7 +488,10 @@ impl GroupRun {
         plan: &PlayPlan,
         deadline: Instant,
     ) {
+        let targets = &self.group.targets;
+        let target = targets[self.members.borrow().len() % targets.len().max(1)];
         let member = Rc::new(Member {
+            target,
             counters: Arc::default(),
             state: Cell::new(State::Connecting),
             drain: Cell::new(None),
@@ -541,7 +547,7 @@ impl GroupRun {
             Protocol::Rtmp => cheap::Protocol::Rtmp,
             _ => cheap::Protocol::Flv,
         };
-        let s = cheap::start(g.target, protocol, &g.app, &g.stream).await?;
+        let s = cheap::start(m.target, protocol, &g.app, &g.stream).await?;
         let id = drainer.borrow_mut().add(&s, m.counters.clone())?;
         m.drain.set(Some(id));
         m.state.set(State::Playing);
@@ -551,7 +557,7 @@ impl GroupRun {
     async fn probe_flv(&self, m: &Member, thresholds: Thresholds) -> std::io::Result<()> {
         let g = &self.group;
         let asked = Instant::now();
-        let mut s = cheap::start(g.target, cheap::Protocol::Flv, &g.app, &g.stream).await?;
+        let mut s = cheap::start(m.target, cheap::Protocol::Flv, &g.app, &g.stream).await?;
         m.state.set(State::Playing);
         let mut parser = FlvProbe::new(asked, thresholds);
         let mut result = Ok(());
@@ -568,7 +574,7 @@ impl GroupRun {
     async fn probe_rtmp(&self, m: &Member, thresholds: Thresholds) -> std::io::Result<()> {
         let g = &self.group;
         let asked = Instant::now();
-        let mut s = cheap::connect(g.target).await?;
+        let mut s = cheap::connect(m.target).await?;
         let playback = cheap::start_rtmp_session(&mut s, &g.app, &g.stream).await?;
         m.state.set(State::Playing);
         let mut session = playback.session;
@@ -624,7 +630,7 @@ impl GroupRun {
             }
         };
         hls::view(
-            g.target, &g.app, &g.stream, &options, deadline, &count, &self.hls,
+            m.target, &g.app, &g.stream, &options, deadline, &count, &self.hls,
         )
         .await
     }
@@ -822,7 +828,7 @@ mod tests {
     fn group(steps: &[(u64, usize, f64)]) -> Group {
         Group {
             name: "g".into(),
-            target: "127.0.0.1:1".parse().unwrap(),
+            targets: vec!["127.0.0.1:1".parse().unwrap()],
             protocol: Protocol::Flv,
             app: "live".into(),
             stream: "s".into(),

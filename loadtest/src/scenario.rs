@@ -144,6 +144,10 @@ pub struct ViewerSpec {
     /// HLS: start this many segments back from the live edge (0: at the live edge).
     #[serde(default = "three")]
     pub hls_start: usize,
+    /// Addresses to spread this group's viewers over, in turn (the edges of one origin);
+    /// empty: the scenario's target for the protocol.
+    #[serde(default)]
+    pub targets: Vec<SocketAddr>,
     /// Population steps.
     pub steps: Vec<StepSpec>,
 }
@@ -311,6 +315,11 @@ impl Scenario {
         let g = &self.generator;
         crate::check_target(self.target.rtmp, allow_remote)?;
         crate::check_target(self.target.http, allow_remote)?;
+        for v in &self.viewers {
+            for &target in &v.targets {
+                crate::check_target(target, allow_remote)?;
+            }
+        }
         let mut groups = Vec::new();
         for v in &self.viewers {
             let (app, stream) = v.stream.split_once('/').unwrap_or((&v.stream, ""));
@@ -328,9 +337,10 @@ impl Scenario {
                     .name
                     .clone()
                     .unwrap_or_else(|| format!("{:?} {}", v.protocol, v.stream).to_lowercase()),
-                target: match v.protocol {
-                    Protocol::Rtmp => self.target.rtmp,
-                    Protocol::Flv | Protocol::Hls => self.target.http,
+                targets: match (v.targets.is_empty(), v.protocol) {
+                    (false, _) => v.targets.clone(),
+                    (true, Protocol::Rtmp) => vec![self.target.rtmp],
+                    (true, Protocol::Flv | Protocol::Hls) => vec![self.target.http],
                 },
                 protocol: v.protocol,
                 app: app.to_string(),
@@ -418,6 +428,7 @@ mod tests {
         protocol = "hls"
         stream = "live/load0"
         hls_start = 0
+        targets = [ "127.0.0.1:8081", "127.0.0.2:8080" ]
         steps = [ { at = "0", viewers = 10 } ]
     "#;
 
@@ -428,12 +439,17 @@ mod tests {
         assert_eq!(p.plan.duration, Duration::from_secs(30));
         assert_eq!(p.plan.groups.len(), 2);
         let rtmp = &p.plan.groups[0];
-        assert_eq!(rtmp.target.port(), 1935);
+        assert_eq!(rtmp.targets, ["127.0.0.1:1935".parse().unwrap()]);
         assert_eq!(rtmp.steps[0].at, Duration::ZERO, "steps sorted by time");
         assert_eq!((rtmp.steps[0].viewers, rtmp.steps[0].rate), (100, 50.0));
         assert_eq!(rtmp.steps[1].rate, 500.0, "default rate");
         assert_eq!(p.plan.groups[1].hls_start, HlsStart::LiveEdge);
-        assert_eq!(p.plan.groups[1].target.port(), 8080);
+        // A group's own targets: the edges its viewers are spread over.
+        let edges: Vec<SocketAddr> = vec![
+            "127.0.0.1:8081".parse().unwrap(),
+            "127.0.0.2:8080".parse().unwrap(),
+        ];
+        assert_eq!(p.plan.groups[1].targets, edges);
         assert_eq!(p.publishers.len(), 1);
         assert_eq!(p.plan.cpu, Some(1));
     }
