@@ -99,6 +99,18 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Connection, stream and viewer limits.
     pub limits: LimitsConfig,
+    /// Restreaming rules.
+    pub forward: Vec<ForwardRule>,
+}
+
+/// `[[forward]]`: streams of `app` are also pushed to `url` (see [`crate::forward`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardRule {
+    /// The application whose streams are pushed.
+    pub app: String,
+    /// `rtmp://IP:PORT/APP/STREAM`, `{app}` and `{stream}` replaced.
+    pub url: String,
 }
 
 /// `[limits]`: what one server, shard, client address and stream may hold (0 = no limit).
@@ -448,6 +460,12 @@ impl Config {
         {
             keys.values_mut().for_each(hide);
         }
+        // A forward target's query may hold a platform's stream key.
+        for rule in &mut config.forward {
+            if let Some((url, _)) = rule.url.split_once('?') {
+                rule.url = format!("{url}?{REDACTED}");
+            }
+        }
         config
     }
 
@@ -522,6 +540,14 @@ impl Config {
         }
         if self.server.write_timeout_ms == 0 {
             return Err(invalid("server.write_timeout_ms", "must be positive"));
+        }
+        for rule in &self.forward {
+            if crate::hub::validate_name(&rule.app).is_err() {
+                return Err(invalid("forward.app", "must follow the name rule"));
+            }
+            if let Err(err) = crate::forward::Target::parse(&rule.url, &rule.app, "stream") {
+                return Err(invalid("forward.url", err.to_string()));
+            }
         }
         if !self.server.proxy_protocol.is_empty() && self.server.proxy_trusted.is_empty() {
             return Err(invalid(

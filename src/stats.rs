@@ -112,6 +112,12 @@ pub struct ShardStats {
     pub names_rejected: AtomicU64,
     /// Connections closed because they timed out (handshake, header, idle).
     pub timeouts: AtomicU64,
+    /// Gauge: streams being pushed to `[[forward]]` targets now.
+    pub forwards_active: AtomicU64,
+    /// Publish sessions established with `[[forward]]` targets.
+    pub forward_sessions: AtomicU64,
+    /// `[[forward]]` targets that failed or dropped (each is tried again).
+    pub forward_failures: AtomicU64,
     /// Connections closed for their PROXY protocol header: missing or malformed from a
     /// trusted proxy, or sent from an untrusted address (`server.proxy_protocol`).
     pub proxy_refused: AtomicU64,

@@ -204,6 +204,11 @@ impl Loaded {
             .and_then(|v| v.as_table().cloned())
             .unwrap_or_default();
         let mut out = String::new();
+        // Keys outside a section (`forward`) come before the first section, as TOML wants.
+        for (key, value) in shown.iter().filter(|(_, v)| !v.is_table()) {
+            let source = self.sources.get(key).unwrap_or(&Source::Default);
+            out.push_str(&format!("{key} = {value}  # {source}\n\n"));
+        }
         for (section, keys) in &shown {
             let Some(keys) = keys.as_table() else {
                 continue;

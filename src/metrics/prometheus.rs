@@ -266,6 +266,24 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         |s| &s.hls_bytes,
     ),
     (
+        "corecast_forwards",
+        "Streams being pushed to [[forward]] targets now",
+        Kind::Gauge,
+        |s| &s.forwards_active,
+    ),
+    (
+        "corecast_forward_sessions_total",
+        "Publish sessions established with [[forward]] targets",
+        Kind::Counter,
+        |s| &s.forward_sessions,
+    ),
+    (
+        "corecast_forward_failures_total",
+        "[[forward]] targets that failed or dropped (each is tried again)",
+        Kind::Counter,
+        |s| &s.forward_failures,
+    ),
+    (
         "corecast_proxy_refused_total",
         "Connections closed for their PROXY protocol header: missing or malformed from a \
          trusted proxy, or sent from an untrusted address",

@@ -464,6 +464,17 @@ impl Shard {
 
     // ---- viewers ------------------------------------------------------------------------
 
+    /// The metadata of a stream this shard owns, as its publisher last sent it.
+    pub fn stream_metadata(&self, key: &StreamKey) -> Option<rml_rtmp::sessions::StreamMetadata> {
+        self.streams
+            .borrow()
+            .get(key)?
+            .origin
+            .as_ref()?
+            .metadata
+            .clone()
+    }
+
     /// True when the stream is known (published, or within its grace period).
     pub fn is_live(&self, key: &StreamKey) -> bool {
         self.streams.borrow().contains_key(key)

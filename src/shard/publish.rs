@@ -131,7 +131,7 @@ impl Shard {
     /// `limits.max_streams`. The request is decided at `publisher.since_ns`, the time the
     /// caller read for it. Logs inside the caller's connection span.
     pub fn start_publishing(
-        &self,
+        self: &Rc<Self>,
         key: &StreamKey,
         publisher: PublisherInfo,
     ) -> Result<(), PublishRefusal> {
@@ -169,6 +169,7 @@ impl Shard {
         if let Some(slot) = slot {
             stream.slot = Some(slot);
         }
+        let new_stream = stream.origin.is_none();
         let origin = match &mut stream.origin {
             Some(origin) => origin,
             None => {
@@ -194,10 +195,17 @@ impl Shard {
         info!(action = "publish-start", "publish start");
         origin.start_publishing(publisher);
         // A republish may have closed a segment (the discontinuity): publish the playlist.
-        if let Some(hls) = origin.hls.as_ref().filter(|h| !h.segments().is_empty()) {
-            let view = HlsView::of(hls, hls.instance(), false);
-            drop(streams);
+        let view = origin
+            .hls
+            .as_ref()
+            .filter(|h| !h.segments().is_empty())
+            .map(|hls| HlsView::of(hls, hls.instance(), false));
+        drop(streams);
+        if let Some(view) = view {
             self.publish_hls(key, view);
+        }
+        if new_stream {
+            self.start_forwards(key, &self.config().forward);
         }
         stats::inc(&self.stats.publishers);
         Ok(())
@@ -335,6 +343,21 @@ impl Shard {
         if feed.borrow_mut().offer(unit, now) == Offer::Accepted {
             self.record(Stage::IngestToRing, now.saturating_sub(ingest_ns));
             self.notify(&feed, kind);
+        }
+    }
+
+    /// Starts pushing a new stream to the `[[forward]]` targets of its application, each
+    /// by a task of its own that lasts as long as the stream (see [`crate::forward`]).
+    fn start_forwards(self: &Rc<Self>, key: &StreamKey, rules: &[crate::config::ForwardRule]) {
+        for target in crate::forward::Target::of(rules, key) {
+            match target {
+                Ok(target) => {
+                    let run = crate::forward::run(self.clone(), key.clone(), target);
+                    glommio::spawn_local(run).detach();
+                }
+                // Checked with the configuration: only a stream name can break it.
+                Err(err) => warn!(shard = self.id, stream = %key, "forward: {err}"),
+            }
         }
     }
 
