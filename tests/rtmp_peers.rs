@@ -682,6 +682,7 @@ fn start_nginx(nginx: &(PathBuf, PathBuf), corecast: SocketAddr, dir: &TempDir) 
              \x20       listen 127.0.0.1:{port};\n\
              \x20       application pull {{ live on; pull rtmp://{corecast}/live; }}\n\
              \x20       application push {{ live on; push rtmp://{corecast}/relayed; }}\n\
+             \x20       application forwarded {{ live on; }}\n\
              \x20   }}\n\
              }}\n",
             module = module.display(),
@@ -788,6 +789,92 @@ fn nginx_pulls_from_corecast() {
         nginx.log(&dir)
     );
     assert_contiguous(&sent, &received, "media payloads played through nginx");
+    server.stop();
+}
+
+#[test]
+fn corecast_forwards_into_nginx() {
+    if !have_tool("rtmpdump") {
+        return;
+    }
+    let Some(nginx_setup) = nginx_rtmp() else {
+        return;
+    };
+    let dir = TempDir::new("nginx-forwarded");
+    // nginx's pull and push applications are not used here.
+    let unused = SocketAddr::from(([127, 0, 0, 1], 9));
+    let mut nginx = start_nginx(&nginx_setup, unused, &dir);
+    let server = start(&format!(
+        "[[forward]]\napp = \"live\"\nurl = \"rtmp://127.0.0.1:{}/forwarded/{{stream}}\"\n",
+        nginx.port
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let publishing = publish_until(&server, "pushed", 2.0, stop.clone());
+    wait_live(&server, "/live/pushed.flv");
+    assert!(
+        wait_until(Duration::from_secs(10), || total(&server, |s| &s
+            .forward_sessions)
+            == 1),
+        "corecast published to nginx: {}",
+        nginx.log(&dir)
+    );
+
+    // A player of nginx gets the stream corecast pushes.
+    let file = dir.join("forwarded.flv");
+    let mut dump = Proc::spawn(
+        "rtmpdump",
+        Command::new("rtmpdump")
+            .arg("-r")
+            .arg(format!("rtmp://127.0.0.1:{}/forwarded/pushed", nginx.port))
+            .args(["--live", "-o"])
+            .arg(&file),
+        &dir,
+    );
+    let early = dump.wait_for(Duration::from_secs(4));
+    let dump = dump.stop(libc::SIGTERM, Duration::from_secs(5));
+    nginx.assert_running(&dir);
+    stop.store(true, Ordering::Relaxed);
+    assert!(
+        early.is_none(),
+        "rtmpdump ended early ({early:?}): {}\nnginx: {}",
+        dump.stderr,
+        nginx.log(&dir)
+    );
+    let (tags, _) = read_flv_prefix(&file);
+    assert_track_headers_first(&tags);
+    assert_media_monotonic(&tags);
+    let received = media_payloads(&tags);
+    let sent: Vec<Bytes> = publishing
+        .join()
+        .expect("publisher")
+        .into_iter()
+        .filter(|body| !is_end_of_sequence(body))
+        .collect();
+    assert!(
+        received.len() >= 100,
+        "received {} media tags through the forward and nginx: {}",
+        received.len(),
+        nginx.log(&dir)
+    );
+    // nginx-rtmp interleaves the two tracks its own way (by arrival on their chunk
+    // streams): each track is checked whole.
+    let audio = |payloads: &[Bytes]| -> Vec<Bytes> {
+        payloads
+            .iter()
+            .filter(|p| p.first() == Some(&0xaf))
+            .cloned()
+            .collect()
+    };
+    let video = |payloads: &[Bytes]| -> Vec<Bytes> {
+        payloads
+            .iter()
+            .filter(|p| p.first() != Some(&0xaf))
+            .cloned()
+            .collect()
+    };
+    assert_contiguous(&video(&sent), &video(&received), "video forwarded to nginx");
+    assert_contiguous(&audio(&sent), &audio(&received), "audio forwarded to nginx");
+    assert_eq!(total(&server, |s| &s.forward_failures), 0);
     server.stop();
 }
 
