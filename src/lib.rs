@@ -17,7 +17,7 @@
 //! | [`flv`] | FLV tag serialization and demuxing (pure) |
 //! | [`forward`] | restreaming to other RTMP servers (`[[forward]]`): target URLs (pure), and a target's driver, a publishing client fed as an RTMP player |
 //! | [`rtmp`] | RTMP connection (pure state machine: handshake, session, requests per state, timeouts; fuzzed and unit-tested as the server runs it) and its driver (socket, timers, shard calls, handoff); input guard (pure: message and chunk limits ahead of rml_rtmp); AMF0 nesting scanner (pure, iterative: the guard's depth bound for rml_rtmp's recursive AMF0 reader); shared chunking and a per-chunk-stream chunk reader (pure) |
-//! | [`hls`] | MPEG-TS muxer and segmenter (pure), snapshots served by every shard; the Low-Latency HLS window of segments and parts, its playlists and blocking-reload answers (`llhls`: pure, not served yet) |
+//! | [`hls`] | MPEG-TS muxer and segmenter (pure), snapshots served by every shard; the Low-Latency HLS window of segments and parts, its playlists and blocking-reload answers (`llhls`: pure, not served yet); the fragmented MP4 (CMAF) writer of its init segments and parts, with `CODECS` strings (`fmp4`: pure, not served yet) |
 //! | [`http`] | HTTP/1.1 driver: HTTP-FLV, HLS, admin endpoints, health checks, the console (an embedded web page); request parsing (pure); the `corecast probe` client |
 //! | [`viewer`] | delivery of a feed to one viewer: policy, gather, vectored send |
 //! | [`logging`] | log lines in the Elastic Common Schema (`log.format = "ecs"`; the line itself is pure) |

@@ -174,6 +174,10 @@ pub struct AudioTag {
     pub enhanced: bool,
     /// The multitrack header, for a multitrack tag.
     pub multitrack: Option<Multitrack>,
+    /// Where the codec's own bytes start (an AudioSpecificConfig or Opus header, coded
+    /// frames): after the sound format byte, AAC's packet type, or an enhanced header's
+    /// FourCC. Meaningless for a multitrack tag.
+    pub data_at: usize,
 }
 
 /// Where one track's bytes are in a multitrack tag body.
@@ -524,6 +528,7 @@ pub fn audio(body: &[u8]) -> Option<AudioTag> {
             payload: body.len() > header_len,
             enhanced: false,
             multitrack: None,
+            data_at: header_len,
         });
     }
     let mut packet_type = first & 0x0f;
@@ -551,6 +556,7 @@ pub fn audio(body: &[u8]) -> Option<AudioTag> {
         payload: multitrack.is_some() || body.len() > at,
         enhanced: true,
         multitrack,
+        data_at: at,
     })
 }
 

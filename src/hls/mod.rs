@@ -4,6 +4,8 @@
 //! - [`segmenter`]: segment boundaries, window, playlist (pure).
 //! - [`llhls`]: Low-Latency HLS: the window of segments and parts, its media and
 //!   multivariant playlists, the answers to blocking playlist reloads (pure; not served yet).
+//! - [`fmp4`]: fragmented MP4 (CMAF) for Low-Latency HLS: init segments, `moof`+`mdat`
+//!   parts, `CODECS` strings; H.264, HEVC, AV1, AAC and Opus (pure; not served yet).
 //! - [`HlsView`]: the immutable snapshot the owner hands to every shard after each change, so
 //!   any shard answers playlist and segment requests locally, without a cross-shard trip.
 //!
@@ -12,6 +14,7 @@
 //! retires the segmenter `hls.idle_timeout_ms` after the last one (see
 //! [`crate::shard::hls_store`]).
 
+pub mod fmp4;
 pub mod llhls;
 pub mod segmenter;
 pub mod ts;

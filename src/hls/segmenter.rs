@@ -441,8 +441,9 @@ pub fn iso8601(ms: u64) -> String {
     )
 }
 
-/// How a track MPEG-TS cannot carry is named in logs and answers: `"av1 video"`.
-fn track_name(codec: String, kind: &str, enhanced: bool) -> String {
+/// How a track a writer here cannot carry is named in logs and answers: `"av1 video"`
+/// (MPEG-TS here; the fMP4 writer, [`crate::hls::fmp4`], names its own the same way).
+pub(crate) fn track_name(codec: String, kind: &str, enhanced: bool) -> String {
     let header = if enhanced { " (Enhanced RTMP)" } else { "" };
     format!("{codec} {kind}{header}")
 }
