@@ -71,7 +71,10 @@ impl FakeElasticsearch {
             .flat_map(|body| body.lines().filter(|l| !l.trim().is_empty()))
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bulk line {l}: {e}")))
             .collect();
-        assert!(lines.len() % 2 == 0, "odd number of bulk lines: {lines:?}");
+        assert!(
+            lines.len().is_multiple_of(2),
+            "odd number of bulk lines: {lines:?}"
+        );
         lines
             .chunks(2)
             .map(|pair| (pair[0].clone(), pair[1].clone()))

@@ -451,7 +451,7 @@ async fn control(
         if active < step.viewers {
             while credit >= 1.0 && active < step.viewers {
                 credit -= 1.0;
-                let probe = probes < g.group.probes && opened % stride == 0;
+                let probe = probes < g.group.probes && opened.is_multiple_of(stride);
                 probes += usize::from(probe);
                 g.open(probe, &drainer, &plan, deadline);
                 opened += 1;

@@ -36,7 +36,7 @@ pub fn check_segment(
     audio_pid: u16,
 ) -> SegmentFacts {
     assert!(
-        !seg.is_empty() && seg.len() % PACKET_SIZE == 0,
+        !seg.is_empty() && seg.len().is_multiple_of(PACKET_SIZE),
         "length {} not a multiple of {PACKET_SIZE}",
         seg.len()
     );
