@@ -43,18 +43,7 @@ const CASES: [Case; 3] = [
     },
     Case {
         name: "av1",
-        encode: &[
-            "-c:v",
-            "libsvtav1",
-            "-preset",
-            "12",
-            "-g",
-            "25",
-            "-svtav1-params",
-            "lp=1",
-            "-c:a",
-            "libopus",
-        ],
+        encode: common::AV1_OPUS,
         streams: ["video: av1", "audio: opus"],
     },
     Case {

@@ -728,6 +728,56 @@ impl Nginx {
     }
 }
 
+/// What rtmpdump plays from nginx at `path` (`app/stream`) for 4 s: the media payloads, once
+/// checked (at least 100, each track's headers first, frame timestamps in order). Stops the
+/// publisher (`stop`) afterwards.
+fn play_from_nginx(nginx: &mut Nginx, path: &str, dir: &TempDir, stop: &AtomicBool) -> Vec<Bytes> {
+    let file = dir.join("played.flv");
+    let mut dump = Proc::spawn(
+        "rtmpdump",
+        Command::new("rtmpdump")
+            .arg("-r")
+            .arg(format!("rtmp://127.0.0.1:{}/{path}", nginx.port))
+            .args(["--live", "-o"])
+            .arg(&file),
+        dir,
+    );
+    let early = dump.wait_for(Duration::from_secs(4));
+    let dump = dump.stop(libc::SIGTERM, Duration::from_secs(5));
+    nginx.assert_running(dir);
+    stop.store(true, Ordering::Relaxed);
+    assert!(
+        early.is_none(),
+        "rtmpdump ended early ({early:?}): {}\nnginx: {}",
+        dump.stderr,
+        nginx.log(dir)
+    );
+    // nginx-rtmp rebases timestamps and sends each track's sequence header (at timestamp 0)
+    // just before that track's first frame, so only per-track order and frame timestamps
+    // are checked.
+    let (tags, _) = read_flv_prefix(&file);
+    assert_track_headers_first(&tags);
+    assert_media_monotonic(&tags);
+    let received = media_payloads(&tags);
+    assert!(
+        received.len() >= 100,
+        "received {} media tags through nginx: {}",
+        received.len(),
+        nginx.log(dir)
+    );
+    received
+}
+
+/// The media payloads a publisher sent, end-of-sequence messages left out.
+fn published(publishing: std::thread::JoinHandle<Vec<Bytes>>) -> Vec<Bytes> {
+    publishing
+        .join()
+        .expect("publisher")
+        .into_iter()
+        .filter(|body| !is_end_of_sequence(body))
+        .collect()
+}
+
 #[test]
 fn nginx_pulls_from_corecast() {
     if !have_tool("rtmpdump") {
@@ -744,50 +794,12 @@ fn nginx_pulls_from_corecast() {
     let mut nginx = start_nginx(&nginx_setup, server.rtmp_addr(), &dir);
 
     // A player on nginx makes nginx play the stream from corecast over RTMP.
-    let file = dir.join("pulled.flv");
-    let mut dump = Proc::spawn(
-        "rtmpdump",
-        Command::new("rtmpdump")
-            .arg("-r")
-            .arg(format!("rtmp://127.0.0.1:{}/pull/pulled", nginx.port))
-            .args(["--live", "-o"])
-            .arg(&file),
-        &dir,
-    );
-    let early = dump.wait_for(Duration::from_secs(4));
-    let dump = dump.stop(libc::SIGTERM, Duration::from_secs(5));
-    nginx.assert_running(&dir);
-    stop.store(true, Ordering::Relaxed);
-    assert!(
-        early.is_none(),
-        "rtmpdump ended early ({early:?}): {}\nnginx: {}",
-        dump.stderr,
-        nginx.log(&dir)
-    );
+    let received = play_from_nginx(&mut nginx, "pull/pulled", &dir, &stop);
     assert!(
         total(&server, |s| &s.rtmp_players_total) >= 1,
         "nginx played from corecast"
     );
-
-    // nginx-rtmp rebases timestamps and sends each track's sequence header (at timestamp 0)
-    // just before that track's first frame, so only per-track order and frame timestamps
-    // are checked.
-    let (tags, _) = read_flv_prefix(&file);
-    assert_track_headers_first(&tags);
-    assert_media_monotonic(&tags);
-    let received = media_payloads(&tags);
-    let sent: Vec<Bytes> = publishing
-        .join()
-        .expect("publisher")
-        .into_iter()
-        .filter(|body| !is_end_of_sequence(body))
-        .collect();
-    assert!(
-        received.len() >= 100,
-        "received {} media tags through nginx: {}",
-        received.len(),
-        nginx.log(&dir)
-    );
+    let sent = published(publishing);
     assert_contiguous(&sent, &received, "media payloads played through nginx");
     server.stop();
 }
@@ -820,42 +832,8 @@ fn corecast_forwards_into_nginx() {
     );
 
     // A player of nginx gets the stream corecast pushes.
-    let file = dir.join("forwarded.flv");
-    let mut dump = Proc::spawn(
-        "rtmpdump",
-        Command::new("rtmpdump")
-            .arg("-r")
-            .arg(format!("rtmp://127.0.0.1:{}/forwarded/pushed", nginx.port))
-            .args(["--live", "-o"])
-            .arg(&file),
-        &dir,
-    );
-    let early = dump.wait_for(Duration::from_secs(4));
-    let dump = dump.stop(libc::SIGTERM, Duration::from_secs(5));
-    nginx.assert_running(&dir);
-    stop.store(true, Ordering::Relaxed);
-    assert!(
-        early.is_none(),
-        "rtmpdump ended early ({early:?}): {}\nnginx: {}",
-        dump.stderr,
-        nginx.log(&dir)
-    );
-    let (tags, _) = read_flv_prefix(&file);
-    assert_track_headers_first(&tags);
-    assert_media_monotonic(&tags);
-    let received = media_payloads(&tags);
-    let sent: Vec<Bytes> = publishing
-        .join()
-        .expect("publisher")
-        .into_iter()
-        .filter(|body| !is_end_of_sequence(body))
-        .collect();
-    assert!(
-        received.len() >= 100,
-        "received {} media tags through the forward and nginx: {}",
-        received.len(),
-        nginx.log(&dir)
-    );
+    let received = play_from_nginx(&mut nginx, "forwarded/pushed", &dir, &stop);
+    let sent = published(publishing);
     // nginx-rtmp interleaves the two tracks its own way (by arrival on their chunk
     // streams): each track is checked whole.
     let audio = |payloads: &[Bytes]| -> Vec<Bytes> {

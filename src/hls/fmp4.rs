@@ -326,13 +326,16 @@ enum Primary {
     Audio,
 }
 
+/// A configured track: its configuration, codec, and the sequence header it came from.
+type Configured<C, K> = Option<(C, K, Vec<u8>)>;
+
 /// The fMP4 writer of one stream (one incarnation).
 #[derive(Debug)]
 pub struct Fmp4Writer {
     /// Video configuration and the record it was read from (to tell a change).
-    video: Option<(VideoConfig, VideoCodec, Vec<u8>)>,
+    video: Configured<VideoConfig, VideoCodec>,
     /// Audio configuration and the header it was read from.
-    audio: Option<(AudioConfig, AudioCodec, Vec<u8>)>,
+    audio: Configured<AudioConfig, AudioCodec>,
     /// The video samples queued (track 1).
     video_track: Track,
     /// The audio samples queued (track 2).
@@ -479,24 +482,12 @@ impl Fmp4Writer {
             if body.first().is_some_and(|b| b & 0x8f == 0x85) {
                 return Ok(Pushed::Ignored);
             }
-            if self.video.as_ref().is_some_and(|v| v.2 == data) {
-                return Ok(Pushed::Configured {
-                    changed: false,
-                    flushed: None,
-                });
-            }
-            let config = match tag.codec {
-                VideoCodec::Avc => config::avc(data)?,
-                VideoCodec::Hevc => config::hevc(data)?,
-                _ => config::av1(data)?,
+            let make = match tag.codec {
+                VideoCodec::Avc => config::avc,
+                VideoCodec::Hevc => config::hevc,
+                _ => config::av1,
             };
-            let flushed = self.finish()?;
-            self.video = Some((config, tag.codec, data.to_vec()));
-            self.configured()?;
-            return Ok(Pushed::Configured {
-                changed: true,
-                flushed,
-            });
+            return self.configure(|w| &mut w.video, tag.codec, data, make);
         }
         // Legacy AVC and HEVC frames are packet type 1 (0 the sequence header, 2 the end).
         if !tag.enhanced && body.get(1) != Some(&1) {
@@ -531,23 +522,11 @@ impl Fmp4Writer {
         }
         let data = body.get(tag.data_at..).unwrap_or_default();
         if tag.header {
-            if self.audio.as_ref().is_some_and(|a| a.2 == data) {
-                return Ok(Pushed::Configured {
-                    changed: false,
-                    flushed: None,
-                });
-            }
-            let config = match tag.codec {
-                AudioCodec::Aac => config::aac(data)?,
-                _ => config::opus(data)?,
+            let make = match tag.codec {
+                AudioCodec::Aac => config::aac,
+                _ => config::opus,
             };
-            let flushed = self.finish()?;
-            self.audio = Some((config, tag.codec, data.to_vec()));
-            self.configured()?;
-            return Ok(Pushed::Configured {
-                changed: true,
-                flushed,
-            });
+            return self.configure(|w| &mut w.audio, tag.codec, data, make);
         }
         // Legacy AAC frames are packet type 1 (0 the AudioSpecificConfig).
         if !tag.enhanced && body.get(1) != Some(&1) {
@@ -571,6 +550,32 @@ impl Fmp4Writer {
 
     /// A configuration changed: the tracks take its timescale and the init segment is made
     /// again.
+    /// A track's sequence header `data`: the same as the track's current one changes
+    /// nothing; another is made into the track's configuration by `make`, after the samples
+    /// queued under the old one are flushed as a last fragment.
+    fn configure<C, K>(
+        &mut self,
+        track: fn(&mut Self) -> &mut Configured<C, K>,
+        codec: K,
+        data: &[u8],
+        make: fn(&[u8]) -> Result<C, Fmp4Error>,
+    ) -> Result<Pushed, Fmp4Error> {
+        if track(self).as_ref().is_some_and(|t| t.2 == data) {
+            return Ok(Pushed::Configured {
+                changed: false,
+                flushed: None,
+            });
+        }
+        let config = make(data)?;
+        let flushed = self.finish()?;
+        *track(self) = Some((config, codec, data.to_vec()));
+        self.configured()?;
+        Ok(Pushed::Configured {
+            changed: true,
+            flushed,
+        })
+    }
+
     fn configured(&mut self) -> Result<(), Fmp4Error> {
         if let Some((config, ..)) = &self.audio {
             if self.audio_track.timescale != config.timescale {

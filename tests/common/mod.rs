@@ -27,6 +27,21 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+/// ffmpeg encoder options for AV1 (SVT-AV1, fast) with Opus, a keyframe a second at 25 fps:
+/// the modern ffmpeg's (see [`modern_ffmpeg`]).
+pub const AV1_OPUS: &[&str] = &[
+    "-c:v",
+    "libsvtav1",
+    "-preset",
+    "12",
+    "-g",
+    "25",
+    "-svtav1-params",
+    "lp=1",
+    "-c:a",
+    "libopus",
+];
+
 /// Generous bound for functional waits (the machine may be busy).
 pub const WAIT: Duration = Duration::from_secs(15);
 
