@@ -29,16 +29,7 @@ struct Case {
 const CASES: [Case; 3] = [
     Case {
         name: "hevc",
-        encode: &[
-            "-c:v",
-            "libx265",
-            "-preset",
-            "ultrafast",
-            "-x265-params",
-            "log-level=error:keyint=25:bframes=3",
-            "-c:a",
-            "aac",
-        ],
+        encode: common::HEVC_AAC,
         streams: ["video: hevc", "audio: aac"],
     },
     Case {

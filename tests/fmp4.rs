@@ -51,16 +51,7 @@ const CASES: [Case; 3] = [
     Case {
         name: "hevc-aac",
         modern: true,
-        encode: &[
-            "-c:v",
-            "libx265",
-            "-preset",
-            "ultrafast",
-            "-x265-params",
-            "log-level=error:keyint=25:bframes=3",
-            "-c:a",
-            "aac",
-        ],
+        encode: common::HEVC_AAC,
         codecs: "hvc1.1.6.L",
         video: "hevc",
         audio: "aac",

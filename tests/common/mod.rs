@@ -27,6 +27,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+/// ffmpeg encoder options for HEVC (x265, fast, B-frames) with AAC, a keyframe a second at
+/// 25 fps: the modern ffmpeg's (see [`modern_ffmpeg`]).
+pub const HEVC_AAC: &[&str] = &[
+    "-c:v",
+    "libx265",
+    "-preset",
+    "ultrafast",
+    "-x265-params",
+    "log-level=error:keyint=25:bframes=3",
+    "-c:a",
+    "aac",
+];
+
 /// ffmpeg encoder options for AV1 (SVT-AV1, fast) with Opus, a keyframe a second at 25 fps:
 /// the modern ffmpeg's (see [`modern_ffmpeg`]).
 pub const AV1_OPUS: &[&str] = &[

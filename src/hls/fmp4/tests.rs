@@ -17,6 +17,19 @@ fn unit(kind: UnitKind, dts: u32, header: bool, body: &[u8]) -> Unit {
     Unit::serialize(kind, dts, false, header, body, 4096, None)
 }
 
+/// A writer configured with the AV1 sequence header [`AV1C`].
+fn av1_writer() -> Fmp4Writer {
+    let mut w = Fmp4Writer::new();
+    w.push(&unit(
+        UnitKind::Video,
+        0,
+        true,
+        &ex_video(0x90, b"av01", &hex(AV1C)),
+    ))
+    .unwrap();
+    w
+}
+
 /// x264's AVCDecoderConfigurationRecord for 320x240, High profile, level 1.3.
 const AVCC: &str =
     "0164000dffe100196764000dacd94141fb011000000300100000030320f142996001000668ebe3cb22c0fdf8f800";
@@ -462,14 +475,7 @@ mod init_segment {
 
     #[test]
     fn av1_gets_its_brand_and_record() {
-        let mut w = Fmp4Writer::new();
-        w.push(&unit(
-            UnitKind::Video,
-            0,
-            true,
-            &ex_video(0x90, b"av01", &hex(AV1C)),
-        ))
-        .unwrap();
+        let w = av1_writer();
         let (ftyp, moov) = parse_init(&w.init_segment().unwrap());
         assert!(ftyp.compatible_brands.contains(&FourCC::new(b"av01")));
         let Codec::Av01(av01) = &moov.trak[0].mdia.minf.stbl.stsd.codecs[0] else {
@@ -779,14 +785,7 @@ mod fragments {
 
     #[test]
     fn av1_temporal_delimiters_are_left_out() {
-        let mut w = Fmp4Writer::new();
-        w.push(&unit(
-            UnitKind::Video,
-            0,
-            true,
-            &ex_video(0x90, b"av01", &hex(AV1C)),
-        ))
-        .unwrap();
+        let mut w = av1_writer();
         // A temporal delimiter (type 2, empty), then a frame OBU.
         let tu = [0x12, 0x00, 0x32, 0x02, 0xaa, 0xbb];
         for dts in [0, 40] {
