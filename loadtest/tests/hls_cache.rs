@@ -10,7 +10,6 @@ use corecast_load::hls::{self, HlsOptions, HlsStart, HlsStats};
 use corecast_load::publish;
 use glommio::{LocalExecutorBuilder, Placement};
 use std::cell::RefCell;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -113,19 +112,9 @@ impl Cache {
 
 /// Status line and `Cache-Control` of a GET of `path` at `addr`.
 fn get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut response = Vec::new();
-    let _ = s.read_to_end(&mut response);
-    let text = String::from_utf8_lossy(&response);
-    let status = text.lines().next().unwrap_or_default().to_string();
-    let cache_control = text
+    let (head, _) = common::get(addr, path);
+    let status = head.lines().next().unwrap_or_default().to_string();
+    let cache_control = head
         .lines()
         .find_map(|l| l.strip_prefix("Cache-Control: "))
         .unwrap_or_default()

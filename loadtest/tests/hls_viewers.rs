@@ -9,7 +9,6 @@ use corecast_load::hls::{self, HlsOptions, HlsStart, HlsStats};
 use corecast_load::publish;
 use glommio::{LocalExecutorBuilder, Placement};
 use std::cell::{Cell, RefCell};
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -19,19 +18,10 @@ use std::time::{Duration, Instant};
 const VIEWERS: usize = 5;
 const PROBES: usize = 2;
 
-/// The playlist's text, fetched with a blocking client (`None` unless 200).
+/// The playlist's text (`None` unless 200).
 fn playlist(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    s.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    let (head, body) = common::get(addr, path);
+    head.starts_with("HTTP/1.1 200").then_some(body)
 }
 
 /// Viewers of `live/hls0` for `seconds`: the stats of the probes and of the others, and the

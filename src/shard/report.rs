@@ -255,31 +255,37 @@ impl Shard {
             "hls_requests": total(|s| &s.hls_requests),
             "frames_skipped": total(|s| &s.frames_skipped),
             "viewers_disconnected_slow": total(|s| &s.viewers_disconnected_slow),
-            "memory_bytes": self.memory_totals(),
+            "memory_bytes": self.memory_totals(crate::metrics::heap::allocator()),
             "per_shard": per_shard,
         })
     }
 
     /// The process's memory: what corecast's parts hold (summed over shards), their total,
-    /// the resident memory and mimalloc's committed memory.
-    fn memory_totals(&self) -> serde_json::Value {
+    /// the resident memory and mimalloc's committed memory (`allocator`).
+    fn memory_totals(&self, allocator: crate::metrics::heap::Allocator) -> serde_json::Value {
         let all = &self.observed.all_stats;
         let mut parts = serde_json::Map::new();
+        let mut accounted = 0;
         for (name, field) in MEMORY {
-            parts.insert(name.to_string(), stats::total(all, field).into());
+            let bytes = stats::total(all, field);
+            accounted += bytes;
+            parts.insert(name.to_string(), bytes.into());
         }
-        let accounted: u64 = MEMORY.iter().map(|(_, f)| stats::total(all, *f)).sum();
         parts.insert("accounted".into(), accounted.into());
         let resident = crate::net::resident_bytes().unwrap_or(0);
         parts.insert("resident".into(), resident.into());
-        let committed = crate::metrics::heap::allocator().committed;
-        parts.insert("allocator_committed".into(), committed.into());
+        parts.insert("allocator_committed".into(), allocator.committed.into());
         serde_json::Value::Object(parts)
     }
 
     /// `/debug/heap`: [`Shard::memory_totals`], each shard's parts, and mimalloc's own
-    /// statistics.
+    /// statistics (read once: the totals take their figures from the same document).
     pub fn heap_report(&self) -> serde_json::Value {
+        use crate::metrics::heap::{self, Allocator};
+        let mimalloc = heap::stats();
+        let allocator = mimalloc
+            .as_ref()
+            .map_or_else(Allocator::default, Allocator::from_stats);
         let per_shard: Vec<serde_json::Value> = self
             .observed
             .all_stats
@@ -288,9 +294,9 @@ impl Shard {
             .map(|(shard, s)| serde_json::json!({ "shard": shard, "memory_bytes": memory(s) }))
             .collect();
         serde_json::json!({
-            "memory_bytes": self.memory_totals(),
+            "memory_bytes": self.memory_totals(allocator),
             "per_shard": per_shard,
-            "mimalloc": crate::metrics::heap::stats(),
+            "mimalloc": mimalloc,
         })
     }
 
