@@ -145,6 +145,9 @@ pub struct LimitsConfig {
 /// Shown in place of each credential by [`Config::redacted`].
 pub const REDACTED: &str = "<redacted>";
 
+/// Longest `rtmp.input_poll_us`: 20 ms, already a frame's time at 50 fps.
+const MAX_INPUT_POLL_US: u64 = 20_000;
+
 /// `[auth]`: publish and play policies (see [`crate::auth`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -280,6 +283,9 @@ pub struct RtmpConfig {
     pub idle_timeout_ms: u64,
     /// Per-connection read buffer size.
     pub read_buffer_bytes: usize,
+    /// How often a shard takes its publishers' input, read from one epoll set (0: each
+    /// waits on an io_uring poll of its own).
+    pub input_poll_us: u64,
     /// Longest message a publisher may send (before publishing: 64 KiB).
     pub max_message_bytes: u32,
     /// Largest chunk size a client may announce (Set Chunk Size).
@@ -522,6 +528,9 @@ impl Config {
         }
         if self.rtmp.read_buffer_bytes < 4096 {
             return Err(invalid("rtmp.read_buffer_bytes", "must be at least 4096"));
+        }
+        if self.rtmp.input_poll_us > MAX_INPUT_POLL_US {
+            return Err(invalid("rtmp.input_poll_us", "must be within 0 ..= 20000"));
         }
         if !(CONTROL_MESSAGE_LIMIT..=0x00ff_ffff).contains(&self.rtmp.max_message_bytes) {
             return Err(invalid(

@@ -22,7 +22,7 @@
 //! | [`viewer`] | delivery of a feed to one viewer: policy, gather, vectored send |
 //! | [`logging`] | log lines in the Elastic Common Schema (`log.format = "ecs"`; the line itself is pure) |
 //! | [`metrics`] | latency histograms, Prometheus text, JSON API, interval logs, profiles, the allocator's figures |
-//! | [`net`] | sockets: SO_REUSEPORT listeners, sendmsg, socket options, rlimits |
+//! | [`net`] | sockets: SO_REUSEPORT listeners, sendmsg, socket options, rlimits; the shard's epoll set that publishers are read from once a tick (`readiness`) |
 //! | [`proxy`] | the PROXY protocol header of a load balancer in front (pure parsing, on `ppp`; reading it from a connection) |
 //! | [`stats`] | per-shard counters |
 //! | [`util`] | small async helpers |

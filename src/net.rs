@@ -1,4 +1,7 @@
-//! Socket plumbing: listeners, socket options, the vectored send, process limits.
+//! Socket plumbing: listeners, socket options, the vectored send, process limits, and the
+//! shard's epoll set for sockets read in batches ([`readiness`]).
+
+pub mod readiness;
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;

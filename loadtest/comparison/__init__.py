@@ -77,7 +77,8 @@ from loadtest/ runs it too). One module per job:
   common     paths, fixed settings and thresholds; Fatal, log, run_text
   procfs     /proc readings: CPU ticks, memory, affinities, child processes
   children   child processes (all stopped on exit), free ports, log tails
-  servers    corecast, corecast-ll and nginx: configuration, start, counters, stop
+  servers    corecast and its variants (-fixed, -ll, -uring) and nginx: configuration,
+             start, counters, stop
   context    the command line and the settings that follow from it
   preflight  machine and tool checks, release build, sources, machine facts
   point      one run of the generator against a fresh server, and its verdict

@@ -132,16 +132,20 @@ def run_channels(ctx, kind, streams, kbps, hls):
     return rec
 
 
+# The servers part f runs (of those selected).
+CHANNEL_SERVERS = ("corecast", "corecast-uring", "nginx")
+
+
 def part_channels(ctx):
     """Part f: every load, without and with HLS, alternating the servers."""
     for streams, kbps in LOADS:
         for hls in (False, True):
             for kind in ctx.args.servers:
-                if kind in ("corecast", "nginx"):
+                if kind in CHANNEL_SERVERS:
                     run_channels(ctx, kind, streams, kbps, hls)
 
 
 def estimate_channels(ctx):
-    runs = len(LOADS) * 2 * len([k for k in ctx.args.servers if k in ("corecast", "nginx")])
+    runs = len(LOADS) * 2 * len([k for k in ctx.args.servers if k in CHANNEL_SERVERS])
     return runs * (PUBLISHERS_S + VIEWERS_S + 8.0)
 

@@ -40,7 +40,8 @@ def parse_args(argv):
     p.add_argument("--only", default="a,b,c,d,e,f", help="parts to run, e.g. a,c")
     p.add_argument("--servers", default="corecast,nginx",
                    help="comma-separated: corecast, corecast-fixed (send_schedule = fixed), "
-                        "corecast-ll (flush_on_video), nginx")
+                        "corecast-ll (flush_on_video), corecast-uring (rtmp.input_poll_us = 0), "
+                        "nginx")
     p.add_argument("--protocols", default="rtmp,flv",
                    help="viewer protocols (flv: corecast only)")
     p.add_argument("--no-build", action="store_true", help="skip cargo build --release")
@@ -106,7 +107,8 @@ def configs(ctx):
     out = []
     for kind, proto in [("corecast", "rtmp"), ("nginx", "rtmp"), ("corecast", "flv"),
                         ("corecast-fixed", "rtmp"), ("corecast-fixed", "flv"),
-                        ("corecast-ll", "rtmp"), ("corecast-ll", "flv")]:
+                        ("corecast-ll", "rtmp"), ("corecast-ll", "flv"),
+                        ("corecast-uring", "rtmp"), ("corecast-uring", "flv")]:
         if kind in ctx.args.servers and proto in ctx.args.protocols:
             out.append((kind, proto))
     return out
@@ -115,7 +117,8 @@ def configs(ctx):
 def hls_configs(ctx):
     """(server, "hls") pairs of part e: every selected server serves HLS (nginx through
     nginx-rtmp's `hls on`)."""
-    return [(kind, "hls") for kind in ("corecast", "nginx", "corecast-fixed", "corecast-ll")
+    return [(kind, "hls") for kind in ("corecast", "nginx", "corecast-fixed", "corecast-ll",
+                                             "corecast-uring")
             if kind in ctx.args.servers]
 
 

@@ -227,6 +227,7 @@ def facts(ctx):
                                      f" and, for {kind}, {setting}"
                                      for kind, setting in [
                                          ("corecast-fixed", '[viewer] send_schedule = "fixed"'),
-                                         ("corecast-ll", "[viewer] flush_on_video = true")]
+                                         ("corecast-ll", "[viewer] flush_on_video = true"),
+                                         ("corecast-uring", "[rtmp] input_poll_us = 0")]
                                      if kind in ctx.args.servers)))
     return f

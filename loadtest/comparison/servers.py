@@ -263,5 +263,14 @@ class CorecastFixed(Corecast):
     extra = '[viewer]\nsend_schedule = "fixed"\n'
 
 
+class CorecastUring(Corecast):
+    """corecast reading each publisher as soon as a message arrives, through an io_uring
+    poll of its own (`rtmp.input_poll_us = 0`, as before the shard's epoll set):
+    everything else as `Corecast`."""
+
+    kind = "corecast-uring"
+    extra = "[rtmp]\ninput_poll_us = 0\n"
+
+
 SERVERS = {"corecast": Corecast, "corecast-fixed": CorecastFixed,
-           "corecast-ll": CorecastLowLatency, "nginx": Nginx}
+           "corecast-ll": CorecastLowLatency, "corecast-uring": CorecastUring, "nginx": Nginx}

@@ -393,3 +393,13 @@ fn bad_environment_values_name_the_variable() {
         assert!(err.starts_with(expected), "{var}={value}: {err}");
     }
 }
+
+#[test]
+fn the_publisher_input_tick_is_bounded() {
+    assert_eq!(Config::default().rtmp.input_poll_us, 1000);
+    for (value, refused) in [(0, false), (1, false), (20_000, false), (20_001, true)] {
+        let text = format!("[rtmp]\ninput_poll_us = {value}\n");
+        let expected = refused.then_some("rtmp.input_poll_us");
+        assert_eq!(refused_key(&text), expected, "{value}");
+    }
+}

@@ -279,6 +279,12 @@ impl Feed {
         }
     }
 
+    /// Whether any viewer waits to be woken (the others are busy and look at the ring
+    /// again before they wait).
+    pub fn has_waiters(&self) -> bool {
+        !self.waiters.is_empty()
+    }
+
     /// Pictures held for the viewers since they were last woken.
     pub fn pictures_held(&self) -> u32 {
         self.pictures_held

@@ -39,6 +39,7 @@ use crate::hub::{owner_of, StreamKey};
 use crate::limits::StreamSlot;
 use crate::media::{now_ns, Format, UnitKind};
 use crate::metrics::{Histograms, Stage};
+use crate::net::readiness::Readiness;
 use crate::rtmp::Handoff;
 use crate::stats::{self, ShardStats};
 use glommio::channels::channel_mesh::{Receivers, Senders};
@@ -132,6 +133,8 @@ pub struct Shard {
     frame_sends: Cell<u64>,
     /// What the units of the streams this shard owns count against while they live.
     units: Arc<Meter>,
+    /// The epoll set that RTMP publishers are read from (`rtmp.input_poll_us`).
+    readiness: Readiness,
 }
 
 impl Shard {
@@ -148,6 +151,7 @@ impl Shard {
             )),
             frame_sends: Cell::new(0),
             units: Meter::new(observed.media_budget.clone()),
+            readiness: Readiness::new(),
             config: RefCell::new(config),
             config_version: Cell::new(version),
             stats: observed.all_stats[id].clone(),
@@ -313,6 +317,11 @@ impl Shard {
         self.mesh.send(from, reply);
     }
 
+    /// The epoll set that RTMP publishers are read from (`rtmp.input_poll_us`).
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
     /// The connection and viewer limits shared by every shard.
     pub fn admission(&self) -> &Arc<crate::limits::Admission> {
         &self.observed.admission
@@ -349,13 +358,17 @@ impl Shard {
     }
 
     /// Wakes a feed's viewers now, or at the end of the merge window, as the send schedule
-    /// says (see [`schedule`]).
+    /// says (see [`schedule`]). Nothing to do while none waits: a stream nobody watches
+    /// costs no wake-up and no timer.
     fn notify(&self, feed: &Rc<RefCell<Feed>>, kind: UnitKind) {
         let mut f = feed.borrow_mut();
         let picture = schedule::is_picture(kind, f.has_video);
         if picture {
             self.frame_sends
                 .set(self.frame_sends.get() + f.total_viewers() as u64);
+        }
+        if !f.has_waiters() {
+            return;
         }
         let wake = self
             .schedule
