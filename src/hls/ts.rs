@@ -377,10 +377,15 @@ impl TsMuxer {
         write(out, packet(pid_value, cc, adaptation, TsPayload::Pes(pes)))?;
         for chunk in es[first..].chunks(PAYLOAD) {
             let cc = self.next_cc(cc_index);
-            write(
-                out,
-                packet(pid_value, cc, None, TsPayload::Raw(ts_bytes(chunk)?)),
-            )?;
+            if chunk.len() == PAYLOAD {
+                write_full(out, pid_value, cc, chunk);
+            } else {
+                // Stuffed with an adaptation field: mpeg2ts lays it out.
+                write(
+                    out,
+                    packet(pid_value, cc, None, TsPayload::Raw(ts_bytes(chunk)?)),
+                )?;
+            }
         }
         Ok(())
     }
@@ -497,6 +502,19 @@ fn packet(
         adaptation_field,
         payload: Some(payload),
     }
+}
+
+/// Writes a packet that continues a PES with a full payload (no adaptation field): most of
+/// a stream's packets. Its four header bytes are written here rather than through mpeg2ts,
+/// which copies the payload into a zeroed array and moves the packet by value on the way
+/// (half of the TS muxing's time, see docs/BENCHMARKS.md); the unit tests check that both
+/// write the same bytes.
+fn write_full(out: &mut Vec<u8>, pid: u16, cc: u8, payload: &[u8]) {
+    debug_assert_eq!(payload.len(), PAYLOAD);
+    // Sync byte; no error, no unit start, no priority, the PID; not scrambled, payload only,
+    // the continuity counter.
+    out.extend_from_slice(&[0x47, (pid >> 8) as u8 & 0x1f, pid as u8, 0x10 | (cc & 0x0f)]);
+    out.extend_from_slice(payload);
 }
 
 fn write(out: &mut Vec<u8>, packet: TsPacket) -> Result<(), TsError> {

@@ -118,3 +118,17 @@ fn continuity_counters_wrap_per_pid() {
     assert_eq!(ccs[15], 15);
     assert_eq!(ccs[16], 0);
 }
+
+#[test]
+fn full_payload_packets_are_written_as_mpeg2ts_writes_them() {
+    let payload: Vec<u8> = (0..PAYLOAD).map(|i| (i * 7) as u8).collect();
+    for (pid_value, cc) in [(0x100, 0), (0x101, 5), (0x1fff, 15), (0x20, 9)] {
+        let mut ours = Vec::new();
+        write_full(&mut ours, pid_value, cc, &payload);
+        let mut theirs = Vec::new();
+        let raw = TsPayload::Raw(ts_bytes(&payload).expect("fits"));
+        write(&mut theirs, packet(pid_value, cc, None, raw)).expect("written");
+        assert_eq!(ours, theirs, "pid {pid_value:#x}, cc {cc}");
+        assert_eq!(ours.len(), 188);
+    }
+}
