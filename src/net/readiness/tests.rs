@@ -28,6 +28,12 @@ fn pair() -> (TcpStream, TcpStream) {
     (ours, peer)
 }
 
+/// Registers a duplicate of `socket`, ticking every [`TICK`].
+fn register(readiness: &Readiness, socket: &TcpStream) -> Registration {
+    let fd = crate::net::dup(socket).expect("a duplicate");
+    readiness.register(fd, TICK).expect("registered")
+}
+
 /// `read` when it completes within `within`, `None` when it is still waiting then.
 async fn read_within(
     registration: &Registration,
@@ -46,9 +52,7 @@ fn a_read_waits_for_input_and_gets_it_at_the_next_tick() {
     on_executor(|| async {
         let readiness = Readiness::new();
         let (ours, mut peer) = pair();
-        let registration = readiness
-            .register(crate::net::dup(&ours).expect("a duplicate"), TICK)
-            .expect("registered");
+        let registration = register(&readiness, &ours);
         let mut buf = [0u8; 64];
         let waited = read_within(&registration, &mut buf, Duration::from_millis(30)).await;
         assert!(
@@ -77,9 +81,7 @@ fn a_full_buffer_is_read_again_without_waiting() {
         peer.write_all(b"0123456789").expect("sent");
         // The bytes are in the socket before it is registered: its first read finds them.
         std::thread::sleep(Duration::from_millis(20));
-        let registration = readiness
-            .register(crate::net::dup(&ours).expect("a duplicate"), TICK)
-            .expect("registered");
+        let registration = register(&readiness, &ours);
         let mut buf = [0u8; 4];
         let mut got = Vec::new();
         for expected in [4, 4, 2] {
@@ -104,9 +106,7 @@ fn a_closed_peer_reads_as_zero() {
     on_executor(|| async {
         let readiness = Readiness::new();
         let (ours, peer) = pair();
-        let registration = readiness
-            .register(crate::net::dup(&ours).expect("a duplicate"), TICK)
-            .expect("registered");
+        let registration = register(&readiness, &ours);
         let mut buf = [0u8; 16];
         assert!(
             read_within(&registration, &mut buf, Duration::from_millis(20))
@@ -128,9 +128,7 @@ fn an_end_of_input_that_comes_with_the_last_data_is_not_lost() {
         on_executor(move || async move {
             let readiness = Readiness::new();
             let (ours, mut peer) = pair();
-            let registration = readiness
-                .register(crate::net::dup(&ours).expect("a duplicate"), TICK)
-                .expect("registered");
+            let registration = register(&readiness, &ours);
             let mut buf = [0u8; 64];
             assert!(read_within(&registration, &mut buf, Duration::ZERO)
                 .await
@@ -168,9 +166,7 @@ fn more_sockets_than_one_batch_are_all_woken_and_dropping_unregisters() {
         let mut readers = Vec::with_capacity(count);
         for i in 0..count {
             let (ours, peer) = pair();
-            let registration = readiness
-                .register(crate::net::dup(&ours).expect("a duplicate"), TICK)
-                .expect("registered");
+            let registration = register(&readiness, &ours);
             // The first read of a new registration finds nothing and waits: every socket
             // is then waiting on the set.
             let mut buf = [0u8; 8];
@@ -196,9 +192,7 @@ fn more_sockets_than_one_batch_are_all_woken_and_dropping_unregisters() {
         glommio::timer::sleep(TICK * 5).await;
         assert!(!readiness.inner.running.get());
         let (ours, mut peer) = pair();
-        let registration = readiness
-            .register(crate::net::dup(&ours).expect("a duplicate"), TICK)
-            .expect("registered");
+        let registration = register(&readiness, &ours);
         peer.write_all(b"again").expect("sent");
         let mut buf = [0u8; 8];
         let n = read_within(&registration, &mut buf, Duration::from_secs(2))
@@ -214,9 +208,7 @@ fn the_registration_keeps_its_own_descriptor() {
     on_executor(|| async {
         let readiness = Readiness::new();
         let (ours, mut peer) = pair();
-        let registration = readiness
-            .register(crate::net::dup(&ours).expect("a duplicate"), TICK)
-            .expect("registered");
+        let registration = register(&readiness, &ours);
         // The caller's descriptor goes first (as a handed-off publisher's accepting shard
         // closes its own); the registration reads through its duplicate.
         drop(ours);
