@@ -9,7 +9,8 @@
 //! slow one skips to the newest keyframe, one that stays behind is disconnected, as any slow
 //! viewer (`viewer.skip_after_ms`, `viewer.disconnect_after_ms`). A failed or dropped
 //! target is tried again, after 1 s, then twice as long each time, at most 30 s, while the
-//! stream lives.
+//! stream lives. Each target's task keeps a [`TargetStatus`] that the stream's origin holds
+//! and the API reports (state, sessions, failures, the last error).
 //!
 //! The shared messages are on message stream 1 with `rtmp.chunk_size` chunks: the client
 //! announces that chunk size, and a target must give stream id 1 to the first
@@ -18,7 +19,8 @@
 
 use crate::config::ForwardRule;
 use crate::hub::StreamKey;
-use crate::media::Format;
+use crate::media::{now_ns, Format};
+use crate::metrics::api::ForwardReport;
 use crate::net::Duplex;
 use crate::shard::Shard;
 use crate::stats;
@@ -110,29 +112,135 @@ impl Target {
     }
 }
 
+/// Where a target stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetState {
+    /// Connecting, in the handshake, or waiting for the target to accept the publish.
+    Connecting,
+    /// The stream goes to the target.
+    Publishing,
+    /// The last try failed or the session was lost: the next try waits for the backoff.
+    Waiting,
+}
+
+impl TargetState {
+    /// The name the API shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetState::Connecting => "connecting",
+            TargetState::Publishing => "publishing",
+            TargetState::Waiting => "waiting",
+        }
+    }
+}
+
+/// A target's state for the API: written by the target's task, read by its stream's report
+/// on the owner shard (both on that shard's thread).
+#[derive(Debug)]
+pub struct TargetStatus {
+    /// The target's URL without its query.
+    pub target: String,
+    /// Where it stands.
+    pub state: TargetState,
+    /// Since when (ns, `media::now_ns` clock).
+    pub since_ns: u64,
+    /// Publish sessions established.
+    pub sessions: u64,
+    /// Tries that failed and sessions that were lost.
+    pub failures: u64,
+    /// Why the last one failed.
+    pub last_error: Option<String>,
+}
+
+impl TargetStatus {
+    /// A target about to be tried the first time.
+    pub fn new(target: &Target) -> Self {
+        TargetStatus {
+            target: target.shown.clone(),
+            state: TargetState::Connecting,
+            since_ns: now_ns(),
+            sessions: 0,
+            failures: 0,
+            last_error: None,
+        }
+    }
+
+    fn enter(&mut self, state: TargetState) {
+        if self.state != state {
+            self.state = state;
+            self.since_ns = now_ns();
+        }
+    }
+
+    /// What the API shows at `now` (ns).
+    pub fn report(&self, now: u64) -> ForwardReport {
+        ForwardReport {
+            target: self.target.clone(),
+            state: self.state.name(),
+            state_seconds: now.saturating_sub(self.since_ns) as f64 / 1e9,
+            sessions: self.sessions,
+            failures: self.failures,
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
 /// Pushes stream `key` to `target` for as long as the stream lives, trying again after
-/// failures.
-pub async fn run(shard: Rc<Shard>, key: StreamKey, target: Target) {
+/// failures; keeps `status` (which the stream's report shows) up to date.
+pub async fn run(
+    shard: Rc<Shard>,
+    key: StreamKey,
+    target: Target,
+    status: Rc<RefCell<TargetStatus>>,
+) {
     let mut wait = FIRST_RETRY;
     while shard.is_live(&key) && !shard.is_stopping() {
-        match push(&shard, &key, &target).await {
+        status.borrow_mut().enter(TargetState::Connecting);
+        let error = match push(&shard, &key, &target, &status).await {
             Ok(Ending::StreamEnded | Ending::Unavailable) => return,
             Ok(ending) => {
-                stats::inc(&shard.stats.forward_failures);
-                warn!(action = "forward-lost", shard = shard.id, stream = %key, target = %target.shown, "forward: {ending:?}; trying again in {wait:?}");
+                let lost = lost(&ending);
+                warn!(action = "forward-lost", shard = shard.id, stream = %key, target = %target.shown, "forward: {lost}; trying again in {wait:?}");
+                lost
             }
             Err(err) => {
-                stats::inc(&shard.stats.forward_failures);
                 warn!(action = "forward-failed", shard = shard.id, stream = %key, target = %target.shown, "forward: {err}; trying again in {wait:?}");
+                err.to_string()
             }
+        };
+        stats::inc(&shard.stats.forward_failures);
+        {
+            let mut status = status.borrow_mut();
+            status.failures += 1;
+            status.last_error = Some(error);
+            status.enter(TargetState::Waiting);
         }
+        stats::inc(&shard.stats.forwards_waiting);
         glommio::timer::sleep(wait).await;
+        stats::dec(&shard.stats.forwards_waiting);
         wait = (wait * 2).min(LAST_RETRY);
     }
 }
 
+/// Why a session that was publishing ended, in words.
+fn lost(ending: &Ending) -> String {
+    match ending {
+        Ending::TooSlow => {
+            "the target took the stream too slowly (viewer.disconnect_after_ms)".into()
+        }
+        Ending::Io(err) => format!("connection lost: {err}"),
+        Ending::Stopped => "the target ended the session".into(),
+        Ending::StreamEnded | Ending::Unavailable => "the stream ended".into(),
+    }
+}
+
 /// One session: connect, publish, then deliver until the stream ends or the target fails.
-async fn push(shard: &Rc<Shard>, key: &StreamKey, target: &Target) -> Result<Ending, ForwardError> {
+async fn push(
+    shard: &Rc<Shard>,
+    key: &StreamKey,
+    target: &Target,
+    status: &RefCell<TargetStatus>,
+) -> Result<Ending, ForwardError> {
     let setup = async {
         let mut stream = TcpStream::connect(target.addr)
             .await
@@ -158,6 +266,11 @@ async fn push(shard: &Rc<Shard>, key: &StreamKey, target: &Target) -> Result<End
     };
     stats::inc(&shard.stats.forwards_active);
     stats::inc(&shard.stats.forward_sessions);
+    {
+        let mut status = status.borrow_mut();
+        status.sessions += 1;
+        status.enter(TargetState::Publishing);
+    }
     info!(action = "forward-start", shard = shard.id, stream = %key, target = %target.shown, "forward: publishing");
     let stream = Duplex::new(stream);
     let outbox = RefCell::new(Outbox::default());

@@ -118,6 +118,8 @@ pub struct ShardStats {
     pub forward_sessions: AtomicU64,
     /// `[[forward]]` targets that failed or dropped (each is tried again).
     pub forward_failures: AtomicU64,
+    /// Gauge: `[[forward]]` targets waiting to be tried again after a failure.
+    pub forwards_waiting: AtomicU64,
     /// Connections closed for their PROXY protocol header: missing or malformed from a
     /// trusted proxy, or sent from an untrusted address (`server.proxy_protocol`).
     pub proxy_refused: AtomicU64,

@@ -4,10 +4,13 @@ use super::budget::Meter;
 use super::fanout::Subscribers;
 use crate::flv;
 use crate::flv::codec::{self, AudioCodec, VideoCodec};
+use crate::forward::TargetStatus;
 use crate::hls::segmenter::Segmenter;
 use crate::media::{Rebaser, Unit, UnitKind};
 use rml_rtmp::sessions::StreamMetadata;
+use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// Who is publishing a stream right now.
@@ -60,6 +63,8 @@ pub struct Origin {
     pub gop_ms: Option<u64>,
     /// Media bytes received since the last report.
     bytes_in: u64,
+    /// Its `[[forward]]` targets' states, shared with their tasks.
+    pub forwards: Vec<Rc<RefCell<TargetStatus>>>,
 }
 
 impl Origin {

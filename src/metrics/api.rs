@@ -46,6 +46,25 @@ pub struct OriginReport {
     pub gop_ms: Option<u64>,
     /// Incoming bitrate, kbit/s (over the last interval).
     pub bitrate_in_kbps: f64,
+    /// Its `[[forward]]` targets.
+    pub forwards: Vec<ForwardReport>,
+}
+
+/// A `[[forward]]` target of a stream (see [`crate::forward`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ForwardReport {
+    /// The target's URL, without its query (which may hold a stream key).
+    pub target: String,
+    /// `connecting`, `publishing`, or `waiting` (to be tried again after a failure).
+    pub state: &'static str,
+    /// Seconds in that state.
+    pub state_seconds: f64,
+    /// Publish sessions established.
+    pub sessions: u64,
+    /// Tries that failed and sessions that were lost.
+    pub failures: u64,
+    /// Why the last one failed.
+    pub last_error: Option<String>,
 }
 
 /// One shard's report.

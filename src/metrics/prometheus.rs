@@ -284,6 +284,13 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         |s| &s.forward_failures,
     ),
     (
+        "corecast_forwards_waiting",
+        "[[forward]] targets waiting to be tried again after a failure (the API's streams \
+         show which, and why)",
+        Kind::Gauge,
+        |s| &s.forwards_waiting,
+    ),
+    (
         "corecast_proxy_refused_total",
         "Connections closed for their PROXY protocol header: missing or malformed from a \
          trusted proxy, or sent from an untrusted address",

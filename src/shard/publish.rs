@@ -5,6 +5,7 @@
 
 use super::mesh::MeshMsg;
 use super::{LocalStream, Owned, Shard};
+use crate::forward::TargetStatus;
 use crate::hls::segmenter::Segmenter;
 use crate::hls::HlsView;
 use crate::hub::budget::Share;
@@ -16,6 +17,7 @@ use crate::media::{now_ns, Unit, UnitKind};
 use crate::metrics::Stage;
 use crate::stats;
 use rml_rtmp::sessions::StreamMetadata;
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -352,7 +354,16 @@ impl Shard {
         for target in crate::forward::Target::of(rules, key) {
             match target {
                 Ok(target) => {
-                    let run = crate::forward::run(self.clone(), key.clone(), target);
+                    let status = Rc::new(RefCell::new(TargetStatus::new(&target)));
+                    if let Some(origin) = self
+                        .streams
+                        .borrow_mut()
+                        .get_mut(key)
+                        .and_then(|s| s.origin.as_mut())
+                    {
+                        origin.forwards.push(status.clone());
+                    }
+                    let run = crate::forward::run(self.clone(), key.clone(), target, status);
                     glommio::spawn_local(run).detach();
                 }
                 // Checked with the configuration: only a stream name can break it.

@@ -130,6 +130,7 @@ impl Shard {
                         frame_rate: meta.and_then(|m| m.video_frame_rate),
                         gop_ms: o.gop_ms,
                         bitrate_in_kbps: kbps(bytes_in),
+                        forwards: o.forwards.iter().map(|f| f.borrow().report(now)).collect(),
                     }
                 });
                 StreamReport {
