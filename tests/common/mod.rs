@@ -156,10 +156,12 @@ pub fn wait_live_at(http: SocketAddr, path: &str) {
             == 200),
         "{path} did not go live"
     );
+    // A frame, not a sequence header (the AVC one is flagged as a keyframe too): the headers
+    // before it have been ingested, so that a viewer opened now starts with them.
     let mut probe = FlvViewer::open(http, path);
     let keyframe = std::iter::from_fn(|| probe.next_tag())
         .take(10_000)
-        .any(|tag| tag.is_video_keyframe() || tag.kind == TagKind::Audio && is_media(&tag));
+        .any(|tag| is_media(&tag) && (tag.is_video_keyframe() || tag.kind == TagKind::Audio));
     assert!(
         keyframe,
         "{path}: no keyframe (or audio frame) reached a viewer"
