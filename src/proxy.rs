@@ -173,11 +173,9 @@ pub async fn read_header(
             }
         }
     };
-    let timeout = async {
-        glommio::timer::sleep(limit).await;
-        Err(ProxyError::Timeout(limit))
-    };
-    futures_lite::future::or(read, timeout).await
+    crate::util::timeout(limit, read)
+        .await
+        .unwrap_or(Err(ProxyError::Timeout(limit)))
 }
 
 /// Whether `stream` starts like a header (looked at without taking anything): for
@@ -191,11 +189,7 @@ pub async fn starts_with_header(stream: &TcpStream, limit: Duration) -> bool {
             Err(_) => false,
         }
     };
-    let timeout = async {
-        glommio::timer::sleep(limit).await;
-        false
-    };
-    futures_lite::future::or(peek, timeout).await
+    crate::util::timeout(limit, peek).await.unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -209,17 +209,15 @@ pub(super) async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, protoco
                     let Some(peer) = client(&shard, &mut stream, first, &mut ticket).await else {
                         return;
                     };
-                    match protocol {
-                        Protocol::Rtmp => crate::rtmp::serve(shard, stream, peer, ticket).await,
-                        Protocol::Http | Protocol::Admin => {
-                            let side = match protocol {
-                                Protocol::Admin => crate::http::Listener::Admin,
-                                _ => crate::http::Listener::Public,
-                            };
-                            crate::http::serve(shard, stream, peer, side).await;
-                            drop(ticket);
+                    let side = match protocol {
+                        Protocol::Rtmp => {
+                            return crate::rtmp::serve(shard, stream, peer, ticket).await;
                         }
-                    }
+                        Protocol::Http => crate::http::Listener::Public,
+                        Protocol::Admin => crate::http::Listener::Admin,
+                    };
+                    crate::http::serve(shard, stream, peer, side).await;
+                    drop(ticket);
                 })
                 .detach();
             }

@@ -104,6 +104,19 @@ fn avc_aac() -> Fmp4Writer {
     w
 }
 
+/// [`avc_aac`] with one keyframe (at 0 ms) queued.
+fn avc_aac_with_keyframe() -> Fmp4Writer {
+    let mut w = avc_aac();
+    w.push(&unit(
+        UnitKind::Video,
+        0,
+        false,
+        &avc_frame(true, 0, &[0x65]),
+    ))
+    .unwrap();
+    w
+}
+
 /// The boxes of an init segment.
 fn parse_init(bytes: &[u8]) -> (mp4_atom::Ftyp, Moov) {
     let mut buf = bytes;
@@ -558,14 +571,7 @@ mod fragments {
         assert_eq!(fragment.duration_ms, 40);
         assert!(w.finish().unwrap().is_none());
         // A track's only sample: one frame (40 ms of video, an AAC frame).
-        let mut w = avc_aac();
-        w.push(&unit(
-            UnitKind::Video,
-            0,
-            false,
-            &avc_frame(true, 0, &[0x65]),
-        ))
-        .unwrap();
+        let mut w = avc_aac_with_keyframe();
         w.push(&unit(UnitKind::Audio, 0, false, &aac_frame(1)))
             .unwrap();
         let (_, runs) = parse_fragment(&w.finish().unwrap().unwrap().bytes);
@@ -862,14 +868,7 @@ mod input {
 
     #[test]
     fn a_codec_it_cannot_carry_stops_the_writer() {
-        let mut w = avc_aac();
-        w.push(&unit(
-            UnitKind::Video,
-            0,
-            false,
-            &avc_frame(true, 0, &[0x65]),
-        ))
-        .unwrap();
+        let mut w = avc_aac_with_keyframe();
         assert!(w.queued_bytes() > 0);
         let vp9 = ex_video(0x90, b"vp09", &[1, 0, 0, 0]);
         let pushed = w.push(&unit(UnitKind::Video, 0, true, &vp9)).unwrap();

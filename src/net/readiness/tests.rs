@@ -47,6 +47,17 @@ async fn read_within(
     .await
 }
 
+/// `bytes`, written by `peer`, are what the next read of `registration` gets.
+async fn sent_is_read(registration: &Registration, peer: &mut TcpStream, bytes: &[u8]) {
+    peer.write_all(bytes).expect("sent");
+    let mut buf = [0u8; 64];
+    let n = read_within(registration, &mut buf, Duration::from_secs(2))
+        .await
+        .expect("woken")
+        .expect("read");
+    assert_eq!(&buf[..n], bytes);
+}
+
 #[test]
 fn a_read_waits_for_input_and_gets_it_at_the_next_tick() {
     on_executor(|| async {
@@ -193,13 +204,7 @@ fn more_sockets_than_one_batch_are_all_woken_and_dropping_unregisters() {
         assert!(!readiness.inner.running.get());
         let (ours, mut peer) = pair();
         let registration = register(&readiness, &ours);
-        peer.write_all(b"again").expect("sent");
-        let mut buf = [0u8; 8];
-        let n = read_within(&registration, &mut buf, Duration::from_secs(2))
-            .await
-            .expect("woken")
-            .expect("read");
-        assert_eq!(&buf[..n], b"again");
+        sent_is_read(&registration, &mut peer, b"again").await;
     });
 }
 
@@ -212,12 +217,6 @@ fn the_registration_keeps_its_own_descriptor() {
         // The caller's descriptor goes first (as a handed-off publisher's accepting shard
         // closes its own); the registration reads through its duplicate.
         drop(ours);
-        peer.write_all(b"still").expect("sent");
-        let mut buf = [0u8; 8];
-        let n = read_within(&registration, &mut buf, Duration::from_secs(2))
-            .await
-            .expect("woken")
-            .expect("read");
-        assert_eq!(&buf[..n], b"still");
+        sent_is_read(&registration, &mut peer, b"still").await;
     });
 }
