@@ -277,6 +277,7 @@ async fn push(
     let delivery = Delivery {
         format: Format::Rtmp,
         tracks: crate::media::Tracks::Default,
+        stream_id: crate::rtmp::chunk::MEDIA_STREAM_ID,
         head,
         outbox: Some(&outbox),
     };

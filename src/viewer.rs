@@ -140,6 +140,9 @@ pub struct Delivery<'a> {
     pub format: Format,
     /// Which tracks of a multitrack stream the viewer reads.
     pub tracks: Tracks,
+    /// The RTMP message stream the viewer plays on
+    /// ([`MEDIA_STREAM_ID`](crate::rtmp::chunk::MEDIA_STREAM_ID) for HTTP-FLV).
+    pub stream_id: u32,
     /// Sent first (the HTTP response head; empty for RTMP, whose session answered already).
     pub head: Vec<Bytes>,
     /// The viewer's own control bytes, if its protocol has any.
@@ -164,6 +167,7 @@ pub async fn deliver<S: AsyncWrite + AsRawFd + Unpin>(
     let Delivery {
         format,
         tracks,
+        stream_id,
         mut head,
         outbox,
     } = delivery;
@@ -208,11 +212,11 @@ pub async fn deliver<S: AsyncWrite + AsRawFd + Unpin>(
                     f.has_video,
                 )));
             }
-            let mut c = Cursor::at_gop_start(format, start, &f.ring).with_tracks(tracks);
-            for header in f
-                .headers
-                .at(f.dts_at(c.position()), format, tracks, chunk_size)
-            {
+            let mut c = Cursor::at_gop_start(format, start, &f.ring)
+                .with_tracks(tracks)
+                .with_stream_id(stream_id);
+            let dts = f.dts_at(c.position());
+            for header in f.headers.at(dts, format, tracks, stream_id, chunk_size) {
                 c.push_pending(header);
             }
             cursor = Some(c);
@@ -231,7 +235,7 @@ pub async fn deliver<S: AsyncWrite + AsRawFd + Unpin>(
                 // while a new one waited for its first keyframe), the decoder gets the
                 // current ones.
                 let dts = f.dts_at(cur.position());
-                for header in f.headers.at(dts, format, tracks, chunk_size) {
+                for header in f.headers.at(dts, format, tracks, stream_id, chunk_size) {
                     cur.push_pending(header);
                 }
             }
@@ -241,6 +245,7 @@ pub async fn deliver<S: AsyncWrite + AsRawFd + Unpin>(
                 }
                 Step::Wait
             } else {
+                cur.stage_rewritten(&f.ring, max_bytes);
                 let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(32);
                 cur.gather(&f.ring, &mut iov, max_bytes, MAX_IOV);
                 let lag_from = cur.oldest_pending_arrival(&f.ring);

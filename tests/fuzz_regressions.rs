@@ -9,7 +9,8 @@ use common::*;
 use corecast::flv::reader::{FlvError, FlvReader, TagKind};
 use corecast::http::request::{byte_range, parse_head, ByteRange};
 use corecast::rtmp::amf::MAX_AMF_DEPTH;
-use corecast::rtmp::guard::{GuardError, InputGuard, Scan, CONTROL_MESSAGE_LIMIT};
+use corecast::rtmp::chunk::ChunkError;
+use corecast::rtmp::guard::{GuardError, InputGuard, CONTROL_MESSAGE_LIMIT};
 use corecast::rtmp::{session_input, RtmpError};
 use rml_rtmp::rml_amf0::{self, Amf0Value};
 use rml_rtmp::sessions::{
@@ -203,27 +204,30 @@ fn shrinking_message_length_mid_message_is_contained() {
     if cfg!(debug_assertions) {
         assert_contained(result);
     }
-    // The server's input guard refuses it before the session sees it.
+    // The server's chunk layer refuses it: a chunk stream's message continues with type 3
+    // headers only.
     assert_eq!(
-        InputGuard::new(65536).scan(&input, CONTROL_MESSAGE_LIMIT),
-        Err(GuardError::LengthChanged { from: 200, to: 10 })
+        InputGuard::new(65536).read(&input, CONTROL_MESSAGE_LIMIT),
+        Err(GuardError::Chunk(ChunkError::MessageInterrupted(3)))
     );
 }
 
 /// rtmp_chunks: an empty message on chunk stream 64, then a type 1 header on it whose delta
 /// field is 0xFFFFFF (extended timestamp follows) with an extended value of 0. rml_rtmp's
 /// deserializer computes `extended - 0xFFFFFF` (deserializer.rs:358): a panic with overflow
-/// checks, a wrapped timestamp without. The input guard refuses it first.
+/// checks, a wrapped timestamp without. corecast's chunk layer reads the delta as it is.
 #[test]
 fn extended_delta_below_the_marker_is_refused() {
     let input: [u8; 27] = [
         0x00, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x40, 0x00,
         0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     ];
-    assert_eq!(
-        InputGuard::new(65536).scan(&input, CONTROL_MESSAGE_LIMIT),
-        Err(GuardError::ExtendedTimestamp { value: 0 })
-    );
+    let read = InputGuard::new(65536)
+        .read(&input, CONTROL_MESSAGE_LIMIT)
+        .unwrap();
+    // An empty message at 64 ms, then one whose extended delta of 0 adds nothing.
+    let timestamps: Vec<u32> = read.iter().map(|m| m.timestamp).collect();
+    assert_eq!(timestamps, [64, 64]);
     let result = session_input(&mut new_session(), &input);
     if cfg!(debug_assertions) {
         assert_contained(result);
@@ -317,7 +321,7 @@ fn deep_amf_nesting_is_refused_by_the_guard() {
             for (size, limit) in [(36_000, CONTROL_MESSAGE_LIMIT), (1 << 20, 8 << 20)] {
                 let input = chunk(3, type_id, 1, &deep_amf(marker, size));
                 assert_eq!(
-                    InputGuard::new(65536).scan(&input, limit),
+                    InputGuard::new(65536).read(&input, limit).map(|m| m.len()),
                     Err(GuardError::AmfTooDeep { type_id }),
                     "type {type_id}, marker {marker}, {size} bytes"
                 );
@@ -330,8 +334,10 @@ fn deep_amf_nesting_is_refused_by_the_guard() {
     at_bound.push(0x05);
     let input = chunk(3, 20, 0, &at_bound);
     assert_eq!(
-        InputGuard::new(65536).scan(&input, CONTROL_MESSAGE_LIMIT),
-        Ok(Scan::Done)
+        InputGuard::new(65536)
+            .read(&input, CONTROL_MESSAGE_LIMIT)
+            .map(|m| m.len()),
+        Ok(1)
     );
     let one_more = chunk(
         3,
@@ -340,7 +346,9 @@ fn deep_amf_nesting_is_refused_by_the_guard() {
         &deep_amf(OBJECT, prefix + 4 * (MAX_AMF_DEPTH + 1)),
     );
     assert_eq!(
-        InputGuard::new(65536).scan(&one_more, CONTROL_MESSAGE_LIMIT),
+        InputGuard::new(65536)
+            .read(&one_more, CONTROL_MESSAGE_LIMIT)
+            .map(|m| m.len()),
         Err(GuardError::AmfTooDeep { type_id: 20 })
     );
 }
@@ -351,7 +359,7 @@ fn guarded(
     session: &mut ServerSession,
     input: &[u8],
 ) -> Vec<ServerSessionResult> {
-    assert_eq!(guard.scan(input, 8 << 20), Ok(Scan::Done));
+    assert!(guard.read(input, 8 << 20).is_ok());
     session_input(session, input).unwrap()
 }
 
@@ -505,9 +513,9 @@ fn deep_amf_closes_only_its_connection() {
 }
 
 /// rtmp_chunks: a full header in the middle of a message, with the message's length but
-/// another type (here Set Chunk Size, which the deserializer then applied and the guard did
-/// not). rml_rtmp's deserializer takes the type from the last chunk's header, so a message
-/// the guard read as video (skipped) could reach the AMF0 reader as a command (unchecked).
+/// another type (here Set Chunk Size). rml_rtmp's deserializer takes the type from the last
+/// chunk's header, so a message read as video could reach its AMF0 reader as a command.
+/// corecast's chunk layer continues a message with type 3 headers only.
 #[test]
 fn type_change_mid_message_is_refused() {
     let input: [u8; 105] = [
@@ -519,17 +527,22 @@ fn type_change_mid_message_is_refused() {
     let mut guard = InputGuard::new(65536);
     let refused = [&input[..26], &input[26..65], &input[65..]]
         .iter()
-        .map(|read| guard.scan(read, u32::MAX))
+        .map(|read| guard.read(read, u32::MAX))
         .find(Result::is_err);
     assert!(
-        matches!(refused, Some(Err(GuardError::TypeChanged { to: 1, .. }))),
+        matches!(
+            refused,
+            Some(Err(GuardError::Chunk(ChunkError::MessageInterrupted(_))))
+        ),
         "{refused:?}"
     );
     // The deep command hidden behind a video header.
     let mut hidden = chunk(3, 9, 0, &deep_amf(OBJECT, 36_000));
     hidden[140..152].copy_from_slice(&chunk(3, 20, 0, &deep_amf(OBJECT, 36_000))[..12]);
     assert_eq!(
-        InputGuard::new(65536).scan(&hidden, CONTROL_MESSAGE_LIMIT),
-        Err(GuardError::TypeChanged { from: 9, to: 20 })
+        InputGuard::new(65536)
+            .read(&hidden, CONTROL_MESSAGE_LIMIT)
+            .map(|m| m.len()),
+        Err(GuardError::Chunk(ChunkError::MessageInterrupted(3)))
     );
 }

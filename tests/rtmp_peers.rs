@@ -878,12 +878,26 @@ fn nginx_pushes_into_corecast() {
     assert_eq!(viewer.status, 200);
     let tags = viewer.read_all(Duration::from_secs(3));
     drop(viewer);
-    // nginx-rtmp pushes its metadata as a bare `onMetaData` data message (not
-    // `@setDataFrame`), which corecast's RTMP session ignores: the relayed stream has no
-    // metadata tag, so only the sequence headers are required here. nginx-rtmp pushes the
-    // audio sequence header when its first audio frame comes, after the first video
-    // frames: a viewer that joins in between gets it inline, before the first audio frame,
-    // so each track's header before that track's frames is what holds.
+    // nginx-rtmp pushes its metadata as a bare `onMetaData` data message (without
+    // `@setDataFrame`): it arrives, first, with the fixture's picture size.
+    let metadata = &tags[0];
+    assert_eq!(metadata.kind, TagKind::Script, "metadata first");
+    let fixture_metadata = fixture_tags()
+        .into_iter()
+        .find(|t| t.kind == TagKind::Script)
+        .expect("the fixture's metadata");
+    for key in ["width", "height"] {
+        let sent = script_number(&fixture_metadata.data, key);
+        assert!(sent.is_some_and(|v| v > 0.0), "the fixture's {key}");
+        assert_eq!(
+            script_number(&metadata.data, key),
+            sent,
+            "{key} pushed by nginx"
+        );
+    }
+    // nginx-rtmp pushes the audio sequence header when its first audio frame comes, after
+    // the first video frames: a viewer that joins in between gets it inline, before the
+    // first audio frame, so each track's header before that track's frames is what holds.
     assert_track_headers_first(&tags);
     assert_monotonic(&tags);
     let received = media_payloads(&tags);

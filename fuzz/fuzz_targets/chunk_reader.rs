@@ -1,30 +1,36 @@
-//! RTMP chunks read back into messages (`corecast::rtmp::chunk::Reader`): any bytes give
-//! messages or an error, never a panic (overflow checks are on here), and every message is
-//! whole: as long as its header said, within the reader's limit, on a chunk stream that had
-//! a full header first.
+//! RTMP chunks read into messages (`corecast::rtmp::chunk::Reader`): any bytes give messages
+//! or an error, never a panic (overflow checks are on here), and every message is whole and
+//! within the bounds: as long as its header said, within the message limit, with the
+//! messages in progress within theirs.
 //!
-//! Input: the bytes of a chunk stream; a Set Chunk Size message read changes the chunk
-//! size, as the connection's read-back does.
+//! Input: a byte that chooses how the rest is cut into reads, then the bytes of a chunk
+//! stream (Set Chunk Size and Abort apply, as on a connection).
 #![no_main]
 
-use corecast::rtmp::chunk::Reader;
+use corecast::rtmp::chunk::{Limits, Reader};
+use corecast_fuzz::pieces;
 use libfuzzer_sys::fuzz_target;
 
-/// Longest message the reader accepts here: small, so that the limit is reached.
-const MAX_MESSAGE: usize = 4096;
+/// Bounds small enough to be reached.
+const LIMITS: Limits = Limits {
+    message: 4096,
+    partial: 6000,
+};
 
 fuzz_target!(|data: &[u8]| {
-    let mut reader = Reader::new(MAX_MESSAGE);
-    let mut input = data;
-    while let Ok(Some(message)) = reader.next(&mut input) {
-        assert!(message.payload.len() <= MAX_MESSAGE);
-        if message.type_id == 1 {
-            if let Some(size) = message.payload.get(..4) {
-                let size = u32::from_be_bytes([size[0], size[1], size[2], size[3]]);
-                if reader.set_chunk_size(size).is_err() {
-                    return;
-                }
+    let [seed, rest @ ..] = data else {
+        return;
+    };
+    let mut reader = Reader::new(65536);
+    for read in pieces(rest, *seed) {
+        let mut input = read;
+        loop {
+            match reader.next(&mut input, LIMITS) {
+                Ok(Some(message)) => assert!(message.payload.len() <= LIMITS.message as usize),
+                Ok(None) => break,
+                Err(_) => return,
             }
+            assert!(reader.partial_bytes() <= LIMITS.partial);
         }
     }
 });

@@ -291,6 +291,7 @@ async fn run(
                     let delivery = Delivery {
                         format: Format::Flv,
                         tracks: tracks(req.query.as_deref()),
+                        stream_id: crate::rtmp::chunk::MEDIA_STREAM_ID,
                         head: vec![Bytes::from_static(FLV_RESPONSE_HEAD)],
                         outbox: None,
                     };

@@ -13,6 +13,7 @@
 
 use super::ring::{GopHold, Ring};
 use crate::media::{Format, Tracks, Wire};
+use crate::rtmp::chunk::MEDIA_STREAM_ID;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -64,6 +65,9 @@ pub struct Cursor {
     format: Format,
     /// Which tracks of a multitrack stream it reads.
     tracks: Tracks,
+    /// The RTMP message stream it plays on (the shared bytes' unless it created others
+    /// first; see [`Cursor::stage_rewritten`]).
+    stream_id: u32,
     /// The viewer's claim on the GOP its position is in, which keeps that GOP in a ring
     /// retained by viewers.
     hold: Option<GopHold>,
@@ -83,6 +87,7 @@ impl Cursor {
             passed: 0,
             format,
             tracks: Tracks::Default,
+            stream_id: MEDIA_STREAM_ID,
             hold: None,
         }
     }
@@ -94,6 +99,18 @@ impl Cursor {
         self
     }
 
+    /// The same cursor, for an RTMP player on message stream `stream_id`.
+    pub fn with_stream_id(mut self, stream_id: u32) -> Self {
+        self.stream_id = stream_id;
+        self
+    }
+
+    /// True when the shared bytes need rewriting for this viewer: an RTMP player on
+    /// another message stream than theirs.
+    fn rewrites(&self) -> bool {
+        self.format == Format::Rtmp && self.stream_id != MEDIA_STREAM_ID
+    }
+
     /// A unit as this viewer reads it (empty when it has nothing for it).
     fn wire<'a>(&self, entry: &'a super::ring::Entry) -> &'a Wire {
         entry.unit.wire(self.tracks)
@@ -102,17 +119,39 @@ impl Cursor {
     /// Queues what is left of a unit after its first `sent` bytes went out, as slices of its
     /// buffer; the last one carries the unit's ingest time.
     fn keep_rest(&mut self, wire: &Wire, mut sent: usize, ingest_ns: u64) {
-        let mut rest = wire.pieces(self.format).peekable();
-        while let Some(range) = rest.next() {
-            if sent >= range.len() {
-                sent -= range.len();
+        let count = wire.piece_count(self.format);
+        for i in 0..count {
+            let len = wire.piece(self.format, i).len();
+            if sent >= len {
+                sent -= len;
                 continue;
             }
-            let piece = wire.buf().slice(range.start + sent..range.end);
+            let piece = wire.piece_on(self.format, i, self.stream_id).slice(sent..);
             sent = 0;
-            let ends = rest.peek().is_none().then_some(ingest_ns);
+            let ends = (i + 1 == count).then_some(ingest_ns);
             self.pending.push_back((piece, ends));
         }
+    }
+
+    /// For a viewer whose units are rewritten ([`Cursor::rewrites`]): moves the next units,
+    /// up to `max_bytes` pending in all, into the pending list, rewritten, so that
+    /// [`Cursor::gather`] (which sends only pending bytes to such a viewer) finds them. The
+    /// type 0 header of each is a copy (12 or 16 bytes); the rest are shared slices.
+    pub fn stage_rewritten(&mut self, ring: &Ring, max_bytes: usize) {
+        if !self.rewrites() {
+            return;
+        }
+        let mut staged: usize = self.pending.iter().map(|(b, _)| b.len()).sum();
+        while staged < max_bytes {
+            let Some(entry) = ring.get(self.pos) else {
+                break;
+            };
+            let wire = self.wire(entry);
+            staged += wire.len(self.format);
+            self.keep_rest(wire, 0, entry.unit.ingest_ns);
+            self.pos += 1;
+        }
+        self.rehold(ring);
     }
 
     /// A cursor for a new viewer: from the newest keyframe (the GOP cache), or, when the ring
@@ -251,6 +290,10 @@ impl Cursor {
                 return total;
             }
         }
+        if self.rewrites() {
+            // Its units are staged in `pending`, rewritten.
+            return total;
+        }
         for entry in ring.iter_from(self.pos) {
             // Units with nothing for this viewer (another track's) have no pieces.
             let wire = self.wire(entry);
@@ -352,6 +395,7 @@ fn admit<'a>(
 mod tests {
     use super::*;
     use crate::hub::ring::tests::unit;
+    use crate::media::UnitKind;
 
     const POLICY: Policy = Policy {
         skip_after_ns: 1_000,
@@ -383,6 +427,50 @@ mod tests {
         let mut unit = unit(seq, false, len);
         unit.default_track = Some(std::sync::Arc::new(Wire::default()));
         unit
+    }
+
+    /// A video unit of `len` body bytes in its real layout, chunked at 128.
+    fn chunked(seq: u64, key: bool, len: usize) -> crate::media::Unit {
+        let body: Vec<u8> = (0..len).map(|i| (i as u64 + seq) as u8).collect();
+        crate::media::Unit {
+            wire: Wire::new(UnitKind::Video, seq as u32 * 40, &body, 128, None),
+            ..unit(seq, key, len)
+        }
+    }
+
+    #[test]
+    fn a_player_on_another_message_stream_gets_every_unit_on_it() {
+        use crate::rtmp::chunk::tests::decode;
+        let mut ring = Ring::new(1 << 20, u64::MAX);
+        for i in 0..5 {
+            ring.push(chunked(i, i == 0, 300 + i as usize), 0);
+        }
+        let mut first_stream = Cursor::at_gop_start(Format::Rtmp, vec![], &ring);
+        let shared = send_all(&mut first_stream, &ring, 1 << 20);
+        // Sent in small pieces, with short sends that cut units (and headers) anywhere.
+        let mut cursor = Cursor::at_gop_start(Format::Rtmp, vec![], &ring).with_stream_id(3);
+        let mut got = Vec::new();
+        while !cursor.caught_up(&ring) {
+            cursor.stage_rewritten(&ring, 500);
+            let mut iov = Vec::new();
+            cursor.gather(&ring, &mut iov, 500, 64);
+            let bytes: Vec<u8> = iov.iter().flat_map(|s| s.iter().copied()).collect();
+            drop(iov);
+            let sent = bytes.len().min(7 + got.len() % 13);
+            got.extend_from_slice(&bytes[..sent]);
+            cursor.advance(&ring, sent, |_| {});
+        }
+        let expected: Vec<_> = decode(&shared, 128)
+            .into_iter()
+            .map(|(type_id, ts, stream, body)| {
+                assert_eq!(stream, MEDIA_STREAM_ID);
+                (type_id, ts, 3, body)
+            })
+            .collect();
+        assert_eq!(expected.len(), 5);
+        assert_eq!(decode(&got, 128), expected);
+        // The same bytes but for the stream ids.
+        assert_eq!(got.len(), shared.len());
     }
 
     #[test]

@@ -107,15 +107,24 @@ impl Headers {
         self.held.iter().map(|(_, _, unit)| unit)
     }
 
-    /// The headers in `format` for a viewer of `tracks`, stamped no later than `dts`, so
-    /// that a viewer starting at a unit with that timestamp never sees time go backwards.
-    pub fn at(&self, dts: u32, format: Format, tracks: Tracks, chunk_size: usize) -> Vec<Bytes> {
+    /// The headers in `format` for a viewer of `tracks` (on RTMP message stream
+    /// `stream_id`), stamped no later than `dts`, so that a viewer starting at a unit with
+    /// that timestamp never sees time go backwards.
+    pub fn at(
+        &self,
+        dts: u32,
+        format: Format,
+        tracks: Tracks,
+        stream_id: u32,
+        chunk_size: usize,
+    ) -> Vec<Bytes> {
         let mut out = Vec::new();
         for unit in self.units() {
             if unit.dts <= dts {
-                out.extend(unit.wire(tracks).slices(format));
+                out.extend(unit.wire(tracks).slices_on(format, stream_id));
             } else {
-                out.extend(unit.restamped(tracks, dts, chunk_size).slices(format));
+                let restamped = unit.restamped(tracks, dts, chunk_size);
+                out.extend(restamped.slices_on(format, stream_id));
             }
         }
         out
@@ -401,8 +410,8 @@ mod tests {
         h.set(&header(&[0x17, 0, 0, 0, 0, 1]));
         h.set(&header(&[0x96, 0x00, b'a', b'v', b'c', b'1', 1, 1]));
         assert_eq!(h.units().map(|u| u.seq).collect::<Vec<_>>(), [0, 1]);
-        assert_eq!(h.at(0, Format::Flv, Tracks::All, 4096).len(), 2);
-        let default = h.at(0, Format::Flv, Tracks::Default, 4096);
+        assert_eq!(h.at(0, Format::Flv, Tracks::All, 1, 4096).len(), 2);
+        let default = h.at(0, Format::Flv, Tracks::Default, 1, 4096);
         assert_eq!(
             default.len(),
             1,
@@ -433,13 +442,13 @@ mod tests {
             None,
         );
         h.set(&u);
-        let tags = h.at(4_000, Format::Flv, Tracks::All, 4096);
+        let tags = h.at(4_000, Format::Flv, Tracks::All, 1, 4096);
         assert_eq!(&tags[0][4..7], &[0, 0x0f, 0xa0]);
         assert!(
-            h.at(6_000, Format::Flv, Tracks::Default, 4096)[0].as_ptr() == u.wire.flv().as_ptr(),
+            h.at(6_000, Format::Flv, Tracks::Default, 1, 4096)[0].as_ptr() == u.wire.flv().as_ptr(),
             "no copy when in order"
         );
-        let rtmp = h.at(4_000, Format::Rtmp, Tracks::Default, 4096);
+        let rtmp = h.at(4_000, Format::Rtmp, Tracks::Default, 1, 4096);
         assert_eq!(
             &rtmp[0][1..4],
             &[0, 0x0f, 0xa0],

@@ -16,6 +16,7 @@
 
 use super::{Format, UnitKind};
 use crate::hub::budget::Meter;
+use crate::rtmp::chunk::MEDIA_STREAM_ID;
 use bytes::Bytes;
 use std::ops::Range;
 use std::sync::Arc;
@@ -184,6 +185,25 @@ impl Wire {
     /// The message in `format` as shared slices of the stored buffer.
     pub fn slices(&self, format: Format) -> impl Iterator<Item = Bytes> + '_ {
         self.pieces(format).map(|range| self.buf.slice(range))
+    }
+
+    /// Piece `i` of the message in `format` for a viewer on RTMP message stream
+    /// `stream_id`: a shared slice, except the type 0 header for a player on another stream
+    /// than the shared bytes' ([`MEDIA_STREAM_ID`]), which is a copy with its stream id set.
+    pub fn piece_on(&self, format: Format, i: usize, stream_id: u32) -> Bytes {
+        let range = self.piece(format, i);
+        if format == Format::Rtmp && i == 0 && stream_id != MEDIA_STREAM_ID {
+            let mut header = self.buf[range].to_vec();
+            crate::rtmp::chunk::set_stream_id(&mut header, stream_id);
+            return Bytes::from(header);
+        }
+        self.buf.slice(range)
+    }
+
+    /// The message in `format` for a viewer on RTMP message stream `stream_id` (see
+    /// [`Wire::piece_on`]).
+    pub fn slices_on(&self, format: Format, stream_id: u32) -> impl Iterator<Item = Bytes> + '_ {
+        (0..self.piece_count(format)).map(move |i| self.piece_on(format, i, stream_id))
     }
 }
 

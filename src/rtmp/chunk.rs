@@ -12,11 +12,16 @@
 
 mod reader;
 
-pub use reader::{ChunkError, Message, Reader};
+pub use reader::{
+    ChunkError, Limits, Message, Reader, ABORT, MAX_CHUNK_SIZE, MAX_CHUNK_STREAMS,
+    MAX_PARTIAL_MESSAGES, SET_CHUNK_SIZE,
+};
 
 use crate::media::UnitKind;
 use bytes::{Bytes, BytesMut};
 
+/// Chunk stream of protocol control messages (the specification's).
+pub const CSID_CONTROL: u8 = 2;
 /// Chunk stream for shared script data (onMetaData).
 pub const CSID_DATA: u8 = 7;
 /// Chunk stream for shared audio.
@@ -56,13 +61,51 @@ pub const MAX_HEADER_LEN: usize = 16;
 /// Appends the type 0 chunk header that starts a shared media message of `len` body bytes:
 /// 12 bytes, 16 when the timestamp needs the extended field.
 pub fn put_header(out: &mut Vec<u8>, kind: UnitKind, timestamp: u32, len: usize) {
-    out.push(csid(kind)); // fmt 0, one-byte basic header
+    put_type0(
+        out,
+        csid(kind),
+        message_type(kind),
+        MEDIA_STREAM_ID,
+        timestamp,
+        len,
+    );
+}
+
+/// Appends a type 0 chunk header on chunk stream `csid` (2 to 63: a one-byte basic header).
+fn put_type0(out: &mut Vec<u8>, csid: u8, type_id: u8, stream_id: u32, timestamp: u32, len: usize) {
+    out.push(csid & 0x3f);
     out.extend_from_slice(&timestamp.min(EXTENDED).to_be_bytes()[1..]);
     out.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
-    out.push(message_type(kind));
-    out.extend_from_slice(&MEDIA_STREAM_ID.to_le_bytes());
+    out.push(type_id);
+    out.extend_from_slice(&stream_id.to_le_bytes());
     if timestamp >= EXTENDED {
         out.extend_from_slice(&timestamp.to_be_bytes());
+    }
+}
+
+/// Appends a whole message as one chunk (a type 0 header on chunk stream `csid`, 2 to 63,
+/// then the payload): for a reader whose chunk size is at least the payload's length, or
+/// payloads of at most 128 bytes (the initial chunk size).
+pub fn put_message(
+    out: &mut Vec<u8>,
+    csid: u8,
+    type_id: u8,
+    stream_id: u32,
+    timestamp: u32,
+    payload: &[u8],
+) {
+    put_type0(out, csid, type_id, stream_id, timestamp, payload.len());
+    out.extend_from_slice(payload);
+}
+
+/// Offset of the message stream id in a type 0 header with a one-byte basic header.
+const STREAM_ID_AT: usize = 8;
+
+/// Rewrites the message stream id of a shared message that starts at `header` (its type 0
+/// header, as [`put_header`] writes it) for a player on message stream `stream_id`.
+pub fn set_stream_id(header: &mut [u8], stream_id: u32) {
+    if let Some(field) = header.get_mut(STREAM_ID_AT..STREAM_ID_AT + 4) {
+        field.copy_from_slice(&stream_id.to_le_bytes());
     }
 }
 

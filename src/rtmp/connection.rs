@@ -35,23 +35,42 @@ pub use output::OutputError;
 
 use output::SessionOutput;
 
-use super::chunk::MEDIA_STREAM_ID;
-use super::guard::{GuardError, InputGuard, Scan, CONTROL_MESSAGE_LIMIT};
+use super::chunk::{self, Message, ABORT, MAX_CHUNK_SIZE, SET_CHUNK_SIZE};
+use super::guard::{Acknowledgements, InputGuard, CONTROL_MESSAGE_LIMIT};
 use super::RtmpError;
 use crate::hub::{split_query, stream_key, validate_name, validate_names, NameError, StreamKey};
 use crate::media::{has_payload, split_aggregate, Tracks, UnitKind};
 use crate::util::Escaped;
 use bytes::Bytes;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::rml_amf0::{self, Amf0Value};
 use rml_rtmp::sessions::{
-    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
+    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult, StreamMetadata,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use tracing::{debug, warn, Span};
 
-/// RTMP message type of an aggregate message (several FLV-tag-shaped messages in one).
-const AGGREGATE_MESSAGE: u8 = 22;
+/// RTMP message types the connection tells apart (specification, sections 5.4 and 7.1).
+mod message_type {
+    pub const ACKNOWLEDGEMENT: u8 = 3;
+    pub const USER_CONTROL: u8 = 4;
+    pub const WINDOW_ACK_SIZE: u8 = 5;
+    pub const SET_PEER_BANDWIDTH: u8 = 6;
+    pub const AUDIO: u8 = 8;
+    pub const VIDEO: u8 = 9;
+    /// Data and commands marked AMF3, which clients send as AMF0 (with a leading 0x00 byte
+    /// before a command).
+    pub const DATA_AMF3: u8 = 15;
+    pub const COMMAND_AMF3: u8 = 17;
+    pub const DATA: u8 = 18;
+    pub const COMMAND: u8 = 20;
+    /// Several FLV-tag-shaped audio and video messages in one.
+    pub const AGGREGATE: u8 = 22;
+}
+
+/// The chunk stream the session reads the client's commands on (any: it gets nothing else).
+const SESSION_CSID: u8 = 3;
 
 /// Where the connection is.
 enum State {
@@ -62,10 +81,13 @@ enum State {
     /// A publish or play request waits for the driver's decision; the input and session
     /// results behind it wait too.
     Deciding(Request),
-    /// Publishing `key` (accepted by the driver).
+    /// Publishing `key` (accepted by the driver) on message stream `stream_id`.
     Publishing {
         /// The stream.
         key: StreamKey,
+        /// The message stream the client publishes on: media and metadata on others are
+        /// ignored.
+        stream_id: u32,
     },
     /// Playing `key` on message stream `stream_id`.
     Playing {
@@ -95,13 +117,17 @@ pub struct Connection {
     greeting: Vec<u8>,
     /// The session's output, rewritten for the peer (see [`output`]).
     output: SessionOutput,
-    /// Reads the client's messages until its `connect`, for what it announces of Enhanced
-    /// RTMP (rml_rtmp does not pass the command object on); dropped at the `connect`.
-    setup: Option<Box<caps::SetupReader>>,
+    /// The client's messages are read for what it announces of Enhanced RTMP until its
+    /// `connect` (rml_rtmp does not pass the command object on).
+    setup: bool,
     /// What the client announced of Enhanced RTMP in its `connect`.
     announced: Option<caps::Announced>,
-    /// Chunk-level checks of the input, ahead of the session.
+    /// The chunk layer and the input limits, ahead of everything else.
     guard: InputGuard,
+    /// When to acknowledge the bytes received.
+    acks: Acknowledgements,
+    /// The message stream of the command the session handles (a publish request's).
+    command_stream: u32,
     /// Bytes to send, in order.
     out: Vec<u8>,
     /// Actions for the driver, in order.
@@ -127,7 +153,18 @@ impl Connection {
             chunk_size: settings.chunk_size,
             ..ServerSessionConfig::new()
         };
-        let (session, initial) = ServerSession::new(config)?;
+        let (mut session, initial) = ServerSession::new(config)?;
+        // The session reads whole messages, each in one chunk (see `Connection::command`).
+        let mut chunk_size = Vec::new();
+        chunk::put_message(
+            &mut chunk_size,
+            SESSION_CSID,
+            SET_CHUNK_SIZE,
+            0,
+            0,
+            &MAX_CHUNK_SIZE.to_be_bytes(),
+        );
+        super::session_input(&mut session, &chunk_size)?;
         let mut greeting = Vec::new();
         let mut output = SessionOutput::default();
         for result in initial {
@@ -143,9 +180,11 @@ impl Connection {
             session,
             greeting,
             output,
-            setup: Some(Box::default()),
+            setup: true,
             announced: None,
             guard: InputGuard::new(settings.max_chunk_size),
+            acks: Acknowledgements::default(),
+            command_stream: 0,
             out: Vec::new(),
             actions: VecDeque::new(),
             held: VecDeque::new(),
@@ -158,6 +197,18 @@ impl Connection {
 
     /// Handles bytes read from the peer at `now` (ns).
     pub fn handle_input(&mut self, bytes: &[u8], now: u64) {
+        if let Some(sequence) = self.acks.received(bytes.len()) {
+            if !self.is_closing() {
+                chunk::put_message(
+                    &mut self.out,
+                    chunk::CSID_CONTROL,
+                    message_type::ACKNOWLEDGEMENT,
+                    0,
+                    0,
+                    &sequence.to_be_bytes(),
+                );
+            }
+        }
         let result = match &mut self.state {
             State::Handshaking(handshake) => handshake.process_bytes(bytes),
             _ => return self.read(bytes, now),
@@ -196,10 +247,13 @@ impl Connection {
             return;
         };
         self.state = match request.kind {
-            RequestKind::Publish => {
+            RequestKind::Publish { stream_id } => {
                 self.publishes += 1;
                 self.progress_ns = now;
-                State::Publishing { key: request.key }
+                State::Publishing {
+                    key: request.key,
+                    stream_id,
+                }
             }
             RequestKind::Play { stream_id } => State::Playing {
                 key: request.key,
@@ -223,7 +277,7 @@ impl Connection {
     pub fn repeat_request(&mut self) {
         if let State::Deciding(request) = &self.state {
             let action = match request.kind {
-                RequestKind::Publish => Action::Publish(request.clone()),
+                RequestKind::Publish { .. } => Action::Publish(request.clone()),
                 RequestKind::Play { .. } => Action::Play(request.clone()),
             };
             self.actions.push_back(action);
@@ -260,7 +314,7 @@ impl Connection {
     /// The stream this connection publishes, if it does.
     pub fn publishing(&self) -> Option<&StreamKey> {
         match &self.state {
-            State::Publishing { key } => Some(key),
+            State::Publishing { key, .. } => Some(key),
             _ => None,
         }
     }
@@ -279,6 +333,14 @@ impl Connection {
     pub fn playing(&self) -> Option<&StreamKey> {
         match &self.state {
             State::Playing { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The message stream this connection plays on, if it plays.
+    pub fn play_stream(&self) -> Option<u32> {
+        match self.state {
+            State::Playing { stream_id, .. } => Some(stream_id),
             _ => None,
         }
     }
@@ -358,48 +420,115 @@ impl Connection {
         }
     }
 
-    /// Feeds bytes received after the handshake to the session, after the guard: messages
-    /// may be up to [`CONTROL_MESSAGE_LIMIT`] bytes long until the connection publishes, then
-    /// up to `rtmp.max_message_bytes`.
-    ///
-    /// Until it publishes, a connection's messages go to the session one at a time: the
-    /// session ignores media on a stream whose publish request is not yet accepted, and an
-    /// encoder may send its first frames right behind the request. A player's input is
-    /// control messages only.
+    /// Reads bytes received after the handshake into messages, and handles each as it
+    /// completes: messages may be up to [`CONTROL_MESSAGE_LIMIT`] bytes long until the
+    /// connection publishes, then up to `rtmp.max_message_bytes`. A message that needs a
+    /// decision (a publish or play request) stops the reading: what follows it waits, so
+    /// that media sent right behind a publish request counts once it is accepted.
     fn read(&mut self, mut bytes: &[u8], now: u64) {
-        while !bytes.is_empty() {
+        loop {
             match self.state {
                 State::Closing => return,
                 State::Deciding(_) => return self.unread.extend_from_slice(bytes),
                 _ => {}
             }
-            let limit = self.message_limit();
-            let scan = match self.state {
-                State::Publishing { .. } | State::Playing { .. } => self.guard.scan(bytes, limit),
-                _ => self.guard.scan_message(bytes, limit),
-            };
-            let scan = match scan {
-                Ok(scan) => scan,
+            match self.guard.next(&mut bytes, self.message_limit()) {
+                Ok(Some(message)) => self.message(message, now),
+                Ok(None) => return,
                 Err(err) => return self.fail(err.into()),
-            };
-            let consumed = match scan {
-                Scan::Done => bytes.len(),
-                Scan::Message { consumed } | Scan::Blocked { consumed, .. } => consumed,
-            };
-            self.read_setup(&bytes[..consumed]);
-            match super::session_input(&mut self.session, &bytes[..consumed]) {
-                Ok(results) => self.handle_results(results, now),
-                Err(err) => return self.fail(err),
             }
-            bytes = &bytes[consumed..];
-            if let Scan::Blocked { length, .. } = scan {
-                // Too long, unless what came before made this connection a publisher (or
-                // waits for the decision on a publish or play request: the limit after it
-                // applies then).
-                if !self.stalled() && self.message_limit() <= limit {
-                    return self.fail(GuardError::MessageTooLarge { length, limit }.into());
+        }
+    }
+
+    /// Handles one message from the client. Media and metadata are handled here; commands
+    /// and user control events go to the session; the chunk layer applied Set Chunk Size
+    /// and Abort; Acknowledgement and Set Peer Bandwidth need nothing (corecast sends no
+    /// more than a viewer reads, see [`crate::viewer`]).
+    fn message(&mut self, message: Message, now: u64) {
+        self.read_setup(&message);
+        match message.type_id {
+            message_type::AUDIO => self.media(UnitKind::Audio, message, now),
+            message_type::VIDEO => self.media(UnitKind::Video, message, now),
+            message_type::AGGREGATE => self.aggregate(message, now),
+            message_type::DATA | message_type::DATA_AMF3 => self.data(message, now),
+            message_type::WINDOW_ACK_SIZE => {
+                if let Some(size) = message.payload.first_chunk::<4>() {
+                    self.acks.set_window(u32::from_be_bytes(*size));
                 }
             }
+            message_type::COMMAND | message_type::COMMAND_AMF3 | message_type::USER_CONTROL => {
+                self.command(message, now)
+            }
+            SET_CHUNK_SIZE
+            | ABORT
+            | message_type::ACKNOWLEDGEMENT
+            | message_type::SET_PEER_BANDWIDTH => {}
+            type_id => debug!(parent: &self.span, type_id, "rtmp: ignored message"),
+        }
+    }
+
+    /// A command or user control event, for the session: written again as one chunk.
+    fn command(&mut self, message: Message, now: u64) {
+        self.command_stream = message.stream_id;
+        let mut bytes = Vec::with_capacity(chunk::MAX_HEADER_LEN + message.payload.len());
+        chunk::put_message(
+            &mut bytes,
+            SESSION_CSID,
+            message.type_id,
+            message.stream_id,
+            message.timestamp,
+            &message.payload,
+        );
+        match super::session_input(&mut self.session, &bytes) {
+            Ok(results) => self.handle_results(results, now),
+            Err(err) => self.fail(err),
+        }
+    }
+
+    /// The message stream this connection publishes on, if it does.
+    fn publish_stream(&self) -> Option<u32> {
+        match self.state {
+            State::Publishing { stream_id, .. } => Some(stream_id),
+            _ => None,
+        }
+    }
+
+    /// An audio or video message: an action when it comes on the stream this connection
+    /// publishes (others are ignored, as before a publish is accepted).
+    fn media(&mut self, kind: UnitKind, message: Message, now: u64) {
+        if self.publish_stream() == Some(message.stream_id) {
+            self.publish_media(kind, message.timestamp, message.payload, now);
+        }
+    }
+
+    /// An aggregate message: its audio and video messages, as if sent one by one.
+    fn aggregate(&mut self, message: Message, now: u64) {
+        if self.publish_stream() != Some(message.stream_id) {
+            return;
+        }
+        match split_aggregate(message.timestamp, &message.payload) {
+            Ok(subs) => {
+                for sub in subs {
+                    self.publish_media(sub.kind, sub.timestamp, sub.body, now);
+                }
+            }
+            Err(err) => self.fail(err.into()),
+        }
+    }
+
+    /// A data message: the stream's metadata when it is `onMetaData`, with or without
+    /// `@setDataFrame` before it (encoders send the first, nginx-rtmp's pushes the second),
+    /// on the stream this connection publishes. Other data is ignored.
+    fn data(&mut self, message: Message, now: u64) {
+        if self.publish_stream() != Some(message.stream_id) {
+            return;
+        }
+        match metadata(&message.payload) {
+            Some(metadata) => self.actions.push_back(Action::Metadata {
+                metadata: Box::new(metadata),
+                at: now,
+            }),
+            None => debug!(parent: &self.span, "rtmp: data message ignored"),
         }
     }
 
@@ -420,19 +549,19 @@ impl Connection {
         }
     }
 
-    /// Reads the client's messages before its `connect` answer for what it announces of
-    /// Enhanced RTMP (see [`caps::SetupReader`]).
-    fn read_setup(&mut self, bytes: &[u8]) {
-        let Some(reader) = self.setup.as_mut() else {
+    /// Reads the client's messages up to its `connect` for what it announces of Enhanced
+    /// RTMP (see [`caps::read_setup`]).
+    fn read_setup(&mut self, message: &Message) {
+        if !self.setup {
             return;
-        };
-        match reader.read(bytes) {
+        }
+        match caps::read_setup(message) {
             caps::Setup::Waiting => {}
             caps::Setup::Connect(announced) => {
                 self.announced = announced;
-                self.setup = None;
+                self.setup = false;
             }
-            caps::Setup::GaveUp => self.setup = None,
+            caps::Setup::GaveUp => self.setup = false,
         }
     }
 
@@ -473,18 +602,6 @@ impl Connection {
                 State::Playing { .. } => self.player_event(event),
                 _ => self.event(event, now),
             },
-            ServerSessionResult::UnhandleableMessageReceived(payload)
-                if payload.type_id == AGGREGATE_MESSAGE && self.playing().is_none() =>
-            {
-                match split_aggregate(payload.timestamp.value, &payload.data) {
-                    Ok(subs) => {
-                        for sub in subs {
-                            self.media(sub.kind, sub.timestamp, sub.body, now);
-                        }
-                    }
-                    Err(err) => self.fail(err.into()),
-                }
-            }
             ServerSessionResult::UnhandleableMessageReceived(payload) => {
                 debug!(parent: &self.span, type_id = payload.type_id, "rtmp: ignored message");
             }
@@ -524,7 +641,12 @@ impl Connection {
                 app_name,
                 stream_key,
                 ..
-            } => self.request(request_id, RequestKind::Publish, &app_name, &stream_key),
+            } => {
+                let kind = RequestKind::Publish {
+                    stream_id: self.command_stream,
+                };
+                self.request(request_id, kind, &app_name, &stream_key)
+            }
             ServerSessionEvent::PlayStreamRequested {
                 request_id,
                 app_name,
@@ -544,24 +666,14 @@ impl Connection {
                     self.actions.push_back(Action::Unpublished);
                 }
             }
-            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
-                if let State::Publishing { .. } = self.state {
-                    self.actions.push_back(Action::Metadata {
-                        metadata: Box::new(metadata),
-                        at: now,
-                    });
-                }
-            }
-            ServerSessionEvent::VideoDataReceived {
-                data, timestamp, ..
-            } => self.media(UnitKind::Video, timestamp.value, data, now),
-            ServerSessionEvent::AudioDataReceived {
-                data, timestamp, ..
-            } => self.media(UnitKind::Audio, timestamp.value, data, now),
             ServerSessionEvent::UnhandleableAmf0Command { command_name, .. } => {
                 debug!(parent: &self.span, command = %Escaped(&command_name), "rtmp: command ignored");
             }
-            ServerSessionEvent::ClientChunkSizeChanged { .. }
+            // Media and data never reach the session (see `Connection::message`).
+            ServerSessionEvent::StreamMetadataChanged { .. }
+            | ServerSessionEvent::VideoDataReceived { .. }
+            | ServerSessionEvent::AudioDataReceived { .. }
+            | ServerSessionEvent::ClientChunkSizeChanged { .. }
             | ServerSessionEvent::PlayStreamFinished { .. }
             | ServerSessionEvent::AcknowledgementReceived { .. }
             | ServerSessionEvent::PingResponseReceived { .. } => {}
@@ -586,19 +698,17 @@ impl Connection {
         }
     }
 
-    /// An audio or video message: an action when this connection publishes.
-    fn media(&mut self, kind: UnitKind, timestamp: u32, body: Bytes, now: u64) {
-        if let State::Publishing { .. } = self.state {
-            if has_payload(kind, &body) {
-                self.progress_ns = now;
-            }
-            self.actions.push_back(Action::Media {
-                kind,
-                timestamp,
-                body,
-                at: now,
-            });
+    /// Media of the published stream, for the driver.
+    fn publish_media(&mut self, kind: UnitKind, timestamp: u32, body: Bytes, now: u64) {
+        if has_payload(kind, &body) {
+            self.progress_ns = now;
         }
+        self.actions.push_back(Action::Media {
+            kind,
+            timestamp,
+            body,
+            at: now,
+        });
     }
 
     /// A publish or play request: refused here when the names are invalid or the connection
@@ -606,24 +716,18 @@ impl Connection {
     fn request(&mut self, request_id: u32, kind: RequestKind, app: &str, name_and_query: &str) {
         let (name, query) = split_query(name_and_query);
         let (verb, bad_name) = match kind {
-            RequestKind::Publish => ("publish", "NetStream.Publish.BadName"),
+            RequestKind::Publish { .. } => ("publish", "NetStream.Publish.BadName"),
             RequestKind::Play { .. } => ("play", "NetStream.Play.BadName"),
         };
         if let Err(error) = validate_names(app, name) {
             return self.refuse_name(request_id, bad_name, verb, format!("{app}/{name}"), error);
         }
         let key = stream_key(app, name);
-        let refusal = if !matches!(self.state, State::Connected) {
-            Some("this connection already publishes or plays")
-        } else if matches!(kind, RequestKind::Play { stream_id } if stream_id != MEDIA_STREAM_ID) {
-            Some("play on the first stream created by the connection")
-        } else {
-            None
-        };
-        if let Some(description) = refusal {
+        if !matches!(self.state, State::Connected) {
+            // One stream per connection at a time.
+            let description = "this connection already publishes or plays";
             return match kind {
-                // One stream per connection at a time.
-                RequestKind::Publish => self.reject(request_id, bad_name, description),
+                RequestKind::Publish { .. } => self.reject(request_id, bad_name, description),
                 RequestKind::Play { .. } => {
                     let code = "NetStream.Play.Failed";
                     self.actions
@@ -641,7 +745,7 @@ impl Connection {
             request_id,
         };
         self.actions.push_back(match kind {
-            RequestKind::Publish => Action::Publish(request.clone()),
+            RequestKind::Publish { .. } => Action::Publish(request.clone()),
             RequestKind::Play { .. } => Action::Play(request.clone()),
         });
         self.state = State::Deciding(request);
@@ -698,6 +802,23 @@ impl Connection {
             Err(err) => self.fail(err.into()),
         }
     }
+}
+
+/// The metadata of an `onMetaData` data message, with or without `@setDataFrame` before it
+/// (the payload's nesting was bounded by the guard); `None` for other data.
+fn metadata(payload: &[u8]) -> Option<StreamMetadata> {
+    let values = rml_amf0::deserialize(&mut std::io::Cursor::new(payload)).ok()?;
+    let is = |value: &Amf0Value, name: &str| matches!(value, Amf0Value::Utf8String(s) if s == name);
+    let mut values = values.into_iter().peekable();
+    values.next_if(|first| is(first, "@setDataFrame"));
+    if !is(&values.next()?, "onMetaData") {
+        return None;
+    }
+    let mut metadata = StreamMetadata::new();
+    if let Some(properties) = values.next().and_then(Amf0Value::get_object_properties) {
+        metadata.apply_metadata_values(properties);
+    }
+    Some(metadata)
 }
 
 /// The kind of a session event, for logs: events carry client strings (stream names with

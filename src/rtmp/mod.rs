@@ -597,6 +597,7 @@ impl Driver {
         let delivery = Delivery {
             format: Format::Rtmp,
             tracks: conn.tracks(),
+            stream_id: conn.play_stream().unwrap_or(chunk::MEDIA_STREAM_ID),
             head: Vec::new(),
             outbox: Some(&outbox),
         };

@@ -55,6 +55,16 @@ pub const AV1_OPUS: &[&str] = &[
     "libopus",
 ];
 
+/// A number in the object of a script tag's data (onMetaData's properties).
+pub fn script_number(data: &[u8], key: &str) -> Option<f64> {
+    use rml_rtmp::rml_amf0::{self, Amf0Value};
+    let values = rml_amf0::deserialize(&mut &data[..]).ok()?;
+    let properties = values
+        .into_iter()
+        .find_map(Amf0Value::get_object_properties)?;
+    properties.get(key)?.clone().get_number()
+}
+
 /// Generous bound for functional waits (the machine may be busy).
 pub const WAIT: Duration = Duration::from_secs(15);
 

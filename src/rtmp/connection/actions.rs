@@ -67,16 +67,28 @@ impl fmt::Debug for Request {
     }
 }
 
-/// What a [`Request`] asks for.
+/// What a [`Request`] asks for, on which of the connection's message streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestKind {
     /// Publish the stream.
-    Publish,
-    /// Play the stream on this message stream.
+    Publish {
+        /// The message stream the publisher created for it.
+        stream_id: u32,
+    },
+    /// Play the stream.
     Play {
         /// The message stream the player created for it.
         stream_id: u32,
     },
+}
+
+impl RequestKind {
+    /// The message stream of the request.
+    pub fn stream_id(self) -> u32 {
+        match self {
+            RequestKind::Publish { stream_id } | RequestKind::Play { stream_id } => stream_id,
+        }
+    }
 }
 
 /// A request the connection refused by itself, for the driver to count and log.

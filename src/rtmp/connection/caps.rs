@@ -10,9 +10,10 @@
 //! `audioFourCcInfoMap` of `{"*": CanForward}`, and `capsEx: Multitrack | ModEx`. A client
 //! that announced nothing gets the legacy answer, unchanged.
 
-use rml_rtmp::chunk_io::ChunkDeserializer;
-use rml_rtmp::messages::RtmpMessage;
+use crate::rtmp::chunk::Message;
+use rml_rtmp::messages::{MessagePayload, RtmpMessage};
 use rml_rtmp::rml_amf0::Amf0Value;
+use rml_rtmp::time::RtmpTimestamp;
 use std::collections::HashMap;
 
 /// `FourCcInfoMask.CanForward`.
@@ -107,69 +108,40 @@ pub fn answer(properties: &mut HashMap<String, Amf0Value>) {
     properties.insert("capsEx".to_string(), Amf0Value::Number(CAPS_EX));
 }
 
-/// Follows a client's input until its `connect`, for what it announces (rml_rtmp's session
-/// does not pass the command object on). Bounded like the input it reads: the guard limits
-/// messages to 64 KiB until the connection publishes, and the reader is dropped at the
-/// `connect`.
-pub struct SetupReader {
-    /// The client's chunks, reassembled.
-    chunks: ChunkDeserializer,
-}
-
-impl Default for SetupReader {
-    fn default() -> Self {
-        SetupReader {
-            chunks: ChunkDeserializer::new(),
-        }
-    }
-}
-
-/// Where a [`SetupReader`] stands after a read.
+/// Where a client stands after a message ([`read_setup`]).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Setup {
     /// No `connect` yet.
     Waiting,
     /// The `connect`, and what it announced (`None`: nothing of Enhanced RTMP).
     Connect(Option<Announced>),
-    /// The input could not be read (or made the reader panic): the announcement is
-    /// optional, and the session decides on the input anyway.
+    /// The `connect` could not be read (or made the reader panic): the announcement is
+    /// optional, and the session decides on the request anyway.
     GaveUp,
 }
 
-impl SetupReader {
-    /// Reads the client's bytes (as the session gets them).
-    pub fn read(&mut self, bytes: &[u8]) -> Setup {
-        const SET_CHUNK_SIZE: u8 = 1;
-        const AMF0_COMMAND: u8 = 20;
-        let chunks = &mut self.chunks;
-        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut input = bytes;
-            while let Some(message) = chunks.get_next_message(input).ok()? {
-                input = &[];
-                match message.type_id {
-                    SET_CHUNK_SIZE => {
-                        let size = message.data.get(..4)?.try_into().ok()?;
-                        chunks
-                            .set_max_chunk_size(u32::from_be_bytes(size) as usize)
-                            .ok()?;
-                    }
-                    AMF0_COMMAND => {
-                        if let Ok(RtmpMessage::Amf0Command {
-                            command_name,
-                            command_object,
-                            ..
-                        }) = message.to_rtmp_message()
-                        {
-                            if command_name == "connect" {
-                                return Some(Setup::Connect(announced(&command_object)));
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Some(Setup::Waiting)
-        }));
-        read.ok().flatten().unwrap_or(Setup::GaveUp)
+/// Reads one of a client's messages until its `connect`, for what it announces (rml_rtmp's
+/// session does not pass the command object on).
+pub fn read_setup(message: &Message) -> Setup {
+    const AMF0_COMMAND: u8 = 20;
+    if message.type_id != AMF0_COMMAND {
+        return Setup::Waiting;
+    }
+    let payload = MessagePayload {
+        timestamp: RtmpTimestamp::new(message.timestamp),
+        type_id: message.type_id,
+        message_stream_id: message.stream_id,
+        data: message.payload.clone(),
+    };
+    let decoded =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| payload.to_rtmp_message()));
+    match decoded {
+        Ok(Ok(RtmpMessage::Amf0Command {
+            command_name,
+            command_object,
+            ..
+        })) if command_name == "connect" => Setup::Connect(announced(&command_object)),
+        Ok(Ok(_)) => Setup::Waiting,
+        Ok(Err(_)) | Err(_) => Setup::GaveUp,
     }
 }

@@ -13,7 +13,7 @@
 //! nginx-rtmp does). The cost is a chunk-header read and write per control message; media
 //! for players never goes through here (see [`crate::rtmp::chunk`]).
 
-use crate::rtmp::chunk::Reader;
+use crate::rtmp::chunk::{Limits, Reader, MAX_CHUNK_SIZE};
 #[cfg(test)]
 use rml_rtmp::chunk_io::ChunkDeserializer;
 use rml_rtmp::chunk_io::ChunkSerializer;
@@ -28,7 +28,7 @@ const SET_CHUNK_SIZE: u8 = 1;
 const AMF0_DATA: u8 = 18;
 
 /// Longest message of the session's output read back (its answers are a few hundred bytes).
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
+const MAX_ANSWER_BYTES: u32 = 64 * 1024;
 
 /// Why the session's own output could not be read back (a bug in the session or here,
 /// never the peer's doing).
@@ -52,7 +52,7 @@ pub struct SessionOutput {
 impl Default for SessionOutput {
     fn default() -> Self {
         SessionOutput {
-            read: Reader::new(MAX_ANSWER_BYTES),
+            read: Reader::new(MAX_CHUNK_SIZE),
             write: ChunkSerializer::new(),
             amend_connect: false,
         }
@@ -69,7 +69,8 @@ impl SessionOutput {
     /// Rewrites one packet of the session's output (whole messages) onto `out`.
     pub fn push(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), OutputError> {
         let mut input = packet;
-        while let Some(message) = self.read.next(&mut input).map_err(fail)? {
+        let limits = Limits::new(MAX_ANSWER_BYTES, MAX_ANSWER_BYTES);
+        while let Some(message) = self.read.next(&mut input, limits).map_err(fail)? {
             let message = MessagePayload {
                 timestamp: RtmpTimestamp::new(message.timestamp),
                 type_id: message.type_id,
@@ -77,13 +78,8 @@ impl SessionOutput {
                 data: message.payload,
             };
             if message.type_id == SET_CHUNK_SIZE {
-                let size = message
-                    .data
-                    .get(..4)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u32::from_be_bytes)
-                    .ok_or_else(|| OutputError("short Set Chunk Size".into()))?;
-                self.read.set_chunk_size(size).map_err(fail)?;
+                // The reader follows it; so does the writer.
+                let size = self.read.chunk_size();
                 let packet = self
                     .write
                     .set_max_chunk_size(size, RtmpTimestamp::new(0))

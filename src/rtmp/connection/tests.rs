@@ -3,6 +3,7 @@
 //! file would need its own copy.
 
 use super::*;
+use crate::rtmp::chunk::{ChunkError, MEDIA_STREAM_ID};
 use crate::rtmp::guard::GuardError;
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::messages::RtmpMessage;
@@ -387,7 +388,7 @@ fn long_messages_are_refused_before_publishing_and_past_the_limit_after() {
     peer.send(&long);
     assert!(matches!(
         closed_with(peer.next()),
-        RtmpError::Input(GuardError::MessageTooLarge { .. })
+        RtmpError::Input(GuardError::Chunk(ChunkError::TooLong { .. }))
     ));
 
     let mut peer = Peer::publishing(0);
@@ -398,7 +399,7 @@ fn long_messages_are_refused_before_publishing_and_past_the_limit_after() {
     peer.send(&over);
     assert!(matches!(
         closed_with(peer.next()),
-        RtmpError::Input(GuardError::MessageTooLarge { .. })
+        RtmpError::Input(GuardError::Chunk(ChunkError::TooLong { .. }))
     ));
 }
 
@@ -418,7 +419,7 @@ fn an_aggregate_message_is_split_into_its_frames() {
     }
     let payload = rml_rtmp::messages::MessagePayload {
         timestamp: RtmpTimestamp::new(1000),
-        type_id: AGGREGATE_MESSAGE,
+        type_id: message_type::AGGREGATE,
         message_stream_id: MEDIA_STREAM_ID,
         data: Bytes::from(aggregate),
     };
@@ -473,15 +474,34 @@ fn a_player_that_asks_for_anything_else_is_closed() {
     peer.send(&long);
     assert!(matches!(
         closed_with(peer.next()),
-        RtmpError::Input(GuardError::MessageTooLarge { .. })
+        RtmpError::Input(GuardError::Chunk(ChunkError::TooLong { .. }))
     ));
 }
 
 #[test]
-fn play_requests_the_connection_cannot_make_are_refused_by_it() {
-    // On a message stream other than the first.
+fn a_player_plays_on_any_message_stream_it_created() {
     let mut peer = Peer::connected();
-    let play = peer.play("cam", 2);
+    let mut bytes = peer.create_stream();
+    bytes.extend(peer.create_stream());
+    bytes.extend(peer.play("cam", 2));
+    peer.send(&bytes);
+    match peer.next() {
+        Some(Action::Play(request)) => {
+            assert_eq!(request.kind, RequestKind::Play { stream_id: 2 })
+        }
+        other => panic!("expected a play request, got {other:?}"),
+    }
+    peer.conn.accept(0);
+    peer.collect();
+    assert!(peer.sent_status("NetStream.Play.Start"));
+    assert_eq!(peer.conn.play_stream(), Some(2));
+}
+
+#[test]
+fn play_requests_the_connection_cannot_make_are_refused_by_it() {
+    // While publishing.
+    let mut peer = Peer::publishing(0);
+    let play = peer.play("cam", MEDIA_STREAM_ID);
     peer.send(&play);
     match peer.next() {
         Some(Action::Refused(Refusal::Play { key, code })) => {
@@ -490,15 +510,6 @@ fn play_requests_the_connection_cannot_make_are_refused_by_it() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    assert!(matches!(peer.next(), Some(Action::Close(None))));
-    // While publishing.
-    let mut peer = Peer::publishing(0);
-    let play = peer.play("cam", MEDIA_STREAM_ID);
-    peer.send(&play);
-    assert!(matches!(
-        peer.next(),
-        Some(Action::Refused(Refusal::Play { .. }))
-    ));
     // An invalid name.
     let mut peer = Peer::connected();
     let play = peer.play("", MEDIA_STREAM_ID);

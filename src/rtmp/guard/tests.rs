@@ -1,6 +1,7 @@
 //! Unit tests of [`super`] (guard).
 
 use super::*;
+use crate::rtmp::chunk::{ChunkError, SET_CHUNK_SIZE};
 use bytes::Bytes;
 use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
 use rml_rtmp::messages::MessagePayload;
@@ -61,11 +62,16 @@ fn stream() -> Vec<u8> {
     out
 }
 
-fn scan_all(guard: &mut InputGuard, bytes: &[u8], piece: usize) -> Result<(), GuardError> {
-    for chunk in bytes.chunks(piece.max(1)) {
-        assert_eq!(guard.scan(chunk, LIMIT)?, Scan::Done);
+/// Reads `bytes` in pieces of `piece` bytes: the messages, as (type, length).
+fn read_in_pieces(guard: &mut InputGuard, bytes: &[u8], piece: usize) -> Vec<(u8, usize)> {
+    let mut out = Vec::new();
+    for mut chunk in bytes.chunks(piece.max(1)) {
+        while let Some(message) = guard.next(&mut chunk, LIMIT).unwrap() {
+            out.push((message.type_id, message.payload.len()));
+        }
+        assert!(chunk.is_empty());
     }
-    Ok(())
+    out
 }
 
 #[test]
@@ -77,230 +83,41 @@ fn reads_what_the_deserializer_reads_in_any_pieces() {
     assert_eq!(expected.len(), 19);
     for piece in [1, 2, 3, 7, 11, 128, 1000, bytes.len()] {
         let mut guard = InputGuard::new(65536);
-        scan_all(&mut guard, &bytes, piece).unwrap();
-        assert_eq!(guard.messages(), expected.len() as u64, "pieces of {piece}");
-        assert_eq!(guard.chunk_size(), 4096);
-        assert_eq!(guard.stage, Stage::Header);
-    }
-}
-
-#[test]
-fn stops_at_each_message_end_when_asked() {
-    let bytes = stream();
-    let mut guard = InputGuard::new(65536);
-    let mut ends = Vec::new();
-    let mut pos = 0;
-    loop {
-        match guard.scan_message(&bytes[pos..], LIMIT).unwrap() {
-            Scan::Message { consumed } => {
-                pos += consumed;
-                ends.push(pos);
-            }
-            Scan::Done => break,
-            Scan::Blocked { .. } => unreachable!(),
-        }
-    }
-    assert_eq!(pos, bytes.len());
-    assert_eq!(ends.len(), reference(&bytes).len());
-    // Each prefix up to a message end decodes to exactly that many messages.
-    for (i, end) in ends.iter().enumerate() {
-        assert_eq!(reference(&bytes[..*end]).len(), i + 1);
-    }
-}
-
-#[test]
-fn extended_timestamps_on_continuation_chunks() {
-    let mut ser = ChunkSerializer::new();
-    let mut bytes = Vec::new();
-    for time in [0x0100_0000u32, 0x0100_0040, 0xffff_fff0] {
-        let packet = ser
-            .serialize(&payload(9, time, 1000), false, false)
-            .unwrap();
-        bytes.extend_from_slice(&packet.bytes);
-    }
-    let mut guard = InputGuard::new(65536);
-    scan_all(&mut guard, &bytes, 5).unwrap();
-    assert_eq!(guard.messages(), reference(&bytes).len() as u64);
-    assert_eq!(guard.messages(), 3);
-}
-
-#[test]
-fn blocks_at_a_long_message_until_the_limit_rises() {
-    let mut ser = ChunkSerializer::new();
-    let small = ser.serialize(&payload(20, 0, 100), true, false).unwrap();
-    let big = ser
-        .serialize(&payload(9, 40, 200_000), true, false)
-        .unwrap();
-    let bytes = [&small.bytes[..], &big.bytes[..]].concat();
-    let mut guard = InputGuard::new(65536);
-    let header_end = small.bytes.len() + 12;
-    assert_eq!(
-        guard.scan(&bytes, CONTROL_MESSAGE_LIMIT),
-        Ok(Scan::Blocked {
-            consumed: header_end,
-            length: 200_000
-        })
-    );
-    assert_eq!(guard.messages(), 1);
-    // Still blocked with nothing more to read, then admitted under a larger limit.
-    assert_eq!(
-        guard.scan(&[], CONTROL_MESSAGE_LIMIT),
-        Ok(Scan::Blocked {
-            consumed: 0,
-            length: 200_000
-        })
-    );
-    assert_eq!(guard.scan(&bytes[header_end..], 1 << 20), Ok(Scan::Done));
-    assert_eq!(guard.messages(), 2);
-}
-
-#[test]
-fn refuses_chunk_sizes_out_of_range() {
-    for (size, accepted) in [(0u32, false), (1, true), (65536, true), (65537, false)] {
-        let mut ser = ChunkSerializer::new();
-        let packet = ser.set_max_chunk_size(size, RtmpTimestamp::new(0)).unwrap();
-        let mut guard = InputGuard::new(65536);
-        let result = guard.scan(&packet.bytes, LIMIT);
-        if accepted {
-            assert_eq!(result, Ok(Scan::Done));
-            assert_eq!(guard.chunk_size(), size);
-        } else {
-            assert_eq!(
-                result,
-                Err(GuardError::ChunkSizeRefused { size, max: 65536 })
-            );
-        }
-    }
-    // A Set Chunk Size without its 4 bytes.
-    let short = [2u8, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 1];
-    assert_eq!(
-        InputGuard::new(65536).scan(&short, LIMIT),
-        Err(GuardError::ChunkSizeMalformed { length: 2 })
-    );
-}
-
-/// A type 0 header on `csid` for a message of `len` bytes of type `type_id`.
-fn full_header(csid: u8, len: u32, type_id: u8) -> Vec<u8> {
-    let len = len.to_be_bytes();
-    vec![csid, 0, 0, 0, len[1], len[2], len[3], type_id, 1, 0, 0, 0]
-}
-
-#[test]
-fn refuses_interleaved_and_changed_messages() {
-    // 300 bytes on chunk stream 4 (128 per chunk at first), then chunk stream 6.
-    let mut bytes = full_header(4, 300, 9);
-    bytes.extend_from_slice(&[0; 128]);
-    bytes.extend_from_slice(&full_header(6, 10, 8));
-    assert_eq!(
-        InputGuard::new(65536).scan(&bytes, LIMIT),
-        Err(GuardError::Interleaved {
-            csid: 6,
-            current: 4
-        })
-    );
-    // The same chunk stream with a shorter length: what made rml_rtmp panic.
-    let mut bytes = full_header(4, 300, 9);
-    bytes.extend_from_slice(&[0; 128]);
-    bytes.extend_from_slice(&full_header(4, 100, 9));
-    assert_eq!(
-        InputGuard::new(65536).scan(&bytes, LIMIT),
-        Err(GuardError::LengthChanged { from: 300, to: 100 })
-    );
-    // A type 3 continuation is fine, and a repeated type 0 header with the same length
-    // is read as the deserializer reads it.
-    let mut bytes = full_header(4, 300, 9);
-    bytes.extend_from_slice(&[0; 128]);
-    bytes.push(0xc4);
-    bytes.extend_from_slice(&[0; 128]);
-    bytes.extend_from_slice(&full_header(4, 300, 9));
-    bytes.extend_from_slice(&[0; 44]);
-    let mut guard = InputGuard::new(65536);
-    assert_eq!(guard.scan(&bytes, LIMIT), Ok(Scan::Done));
-    assert_eq!(guard.messages(), 1);
-    assert_eq!(reference(&bytes).len(), 1);
-}
-
-/// Found by the `rtmp_chunks` fuzz target: a full header in the middle of a message that
-/// keeps its length but changes its type. The deserializer delivers the message with the
-/// last header's type: a message the guard skipped as video reached the AMF0 reader as a
-/// command, unchecked.
-#[test]
-fn refuses_a_type_change_mid_message() {
-    let deep = crate::rtmp::amf::tests::nested(0, 1000);
-    let len = deep.len() as u32;
-    let mut bytes = full_header(4, len, 9);
-    bytes.extend_from_slice(&deep[..128]);
-    bytes.extend_from_slice(&full_header(4, len, 20));
-    bytes.extend_from_slice(&deep[128..256]);
-    assert_eq!(
-        InputGuard::new(65536).scan(&bytes, LIMIT),
-        Err(GuardError::TypeChanged { from: 9, to: 20 })
-    );
-    // What the deserializer would have made of it, once complete.
-    for piece in deep[256..].chunks(128) {
-        bytes.push(0xc4);
-        bytes.extend_from_slice(piece);
-    }
-    assert_eq!(reference(&bytes), vec![(20, deep.len())]);
-    // The same type again is a header the deserializer reads as the guard does.
-    let mut bytes = full_header(4, 300, 9);
-    bytes.extend_from_slice(&[0; 128]);
-    bytes.extend_from_slice(&full_header(4, 300, 9));
-    bytes.extend_from_slice(&[0; 128]);
-    let mut guard = InputGuard::new(65536);
-    assert_eq!(guard.scan(&bytes, LIMIT), Ok(Scan::Done));
-}
-
-/// Found by the `rtmp_chunks` fuzz target: a type 1 header whose timestamp delta field is
-/// 0xFFFFFF, with an extended delta below that, made the deserializer subtract past zero.
-#[test]
-fn extended_deltas_below_the_marker_are_refused() {
-    let mut bytes = full_header(4, 1, 8);
-    bytes.push(0xaf);
-    bytes.extend_from_slice(&[0x44, 0xff, 0xff, 0xff, 0, 0, 1, 8, 0, 0, 0, 5, 0xaf]);
-    assert_eq!(
-        InputGuard::new(65536).scan(&bytes, LIMIT),
-        Err(GuardError::ExtendedTimestamp { value: 5 })
-    );
-    // At or above the marker it is a delta like any other.
-    let last = bytes.len() - 5;
-    bytes[last..last + 4].copy_from_slice(&0x0100_0000u32.to_be_bytes());
-    let mut guard = InputGuard::new(65536);
-    assert_eq!(guard.scan(&bytes, LIMIT), Ok(Scan::Done));
-    assert_eq!(guard.messages(), 2);
-    assert_eq!(reference(&bytes).len(), 2);
-}
-
-#[test]
-fn empty_messages_complete_at_once() {
-    let mut bytes = full_header(4, 0, 8);
-    bytes.extend_from_slice(&full_header(4, 1, 8));
-    bytes.push(0xaf);
-    let mut guard = InputGuard::new(65536);
-    assert_eq!(guard.scan(&bytes, LIMIT), Ok(Scan::Done));
-    assert_eq!(guard.messages(), 2);
-    assert_eq!(reference(&bytes), vec![(8, 0), (8, 1)]);
-}
-
-#[test]
-fn refuses_continuations_without_a_previous_header() {
-    for first in [0x44u8, 0x84, 0xc4] {
         assert_eq!(
-            InputGuard::new(65536).scan(&[first, 0, 0, 0], LIMIT),
-            Err(GuardError::NoPreviousChunk { csid: 4 })
+            read_in_pieces(&mut guard, &bytes, piece),
+            expected,
+            "pieces of {piece}"
         );
+        assert_eq!(guard.messages(), expected.len() as u64);
+        assert_eq!(guard.chunk_size(), 4096);
+        assert_eq!(guard.partial_bytes(), 0);
     }
-    // Two- and three-byte chunk stream ids.
+}
+
+#[test]
+fn the_limit_of_each_message_is_the_one_in_force_at_its_first_chunk() {
+    let bytes = stream();
+    // The 70,000-byte messages are over 64 KiB.
+    let mut guard = InputGuard::new(65536);
     assert_eq!(
-        InputGuard::new(65536).scan(&[0xc0, 10], LIMIT),
-        Err(GuardError::NoPreviousChunk { csid: 74 })
+        guard.read(&bytes, CONTROL_MESSAGE_LIMIT).map(|m| m.len()),
+        Err(GuardError::Chunk(ChunkError::TooLong {
+            length: 70_000,
+            limit: CONTROL_MESSAGE_LIMIT
+        }))
     );
-    assert_eq!(
-        InputGuard::new(65536).scan(&[0xc1, 1, 2], LIMIT),
-        Err(GuardError::NoPreviousChunk {
-            csid: 2 * 256 + 1 + 64
-        })
-    );
+    // Read up to there at the control limit, the rest at a publisher's.
+    let mut guard = InputGuard::new(65536);
+    let mut input = &bytes[..];
+    let mut read = 0;
+    while read < 13 {
+        assert!(guard
+            .next(&mut input, CONTROL_MESSAGE_LIMIT)
+            .unwrap()
+            .is_some());
+        read += 1;
+    }
+    assert_eq!(guard.read(input, LIMIT).unwrap().len(), 19 - 13);
 }
 
 /// A command name and transaction id, then `levels` nested containers of `kind` (see
@@ -339,7 +156,7 @@ fn refuses_amf_nested_past_the_bound_in_every_amf_message_type() {
                 let mut guard = InputGuard::new(65536);
                 let refused = deep
                     .chunks(piece)
-                    .map(|read| guard.scan(read, CONTROL_MESSAGE_LIMIT))
+                    .map(|read| guard.read(read, CONTROL_MESSAGE_LIMIT))
                     .find(Result::is_err);
                 assert_eq!(
                     refused,
@@ -351,8 +168,12 @@ fn refuses_amf_nested_past_the_bound_in_every_amf_message_type() {
             // At the bound the message passes, and the session decodes it.
             let at_bound = deep_message(type_id, kind, MAX_AMF_DEPTH);
             let mut guard = InputGuard::new(65536);
-            assert_eq!(guard.scan(&at_bound, CONTROL_MESSAGE_LIMIT), Ok(Scan::Done));
-            assert_eq!(guard.messages(), 2);
+            assert_eq!(
+                guard
+                    .read(&at_bound, CONTROL_MESSAGE_LIMIT)
+                    .map(|m| m.len()),
+                Ok(2)
+            );
             assert_eq!(reference(&at_bound).len(), 2);
         }
     }
@@ -364,15 +185,19 @@ fn reads_no_other_payload_as_amf() {
     for type_id in [8u8, 9, 16, 19, 22, 23] {
         let deep = deep_message(type_id, 0, 9_000);
         let mut guard = InputGuard::new(65536);
-        assert_eq!(guard.scan(&deep, CONTROL_MESSAGE_LIMIT), Ok(Scan::Done));
-        assert_eq!(guard.messages(), 2);
+        assert_eq!(
+            guard.read(&deep, CONTROL_MESSAGE_LIMIT).map(|m| m.len()),
+            Ok(2)
+        );
     }
     // A message's nesting does not carry over to the next message.
     let mut bytes = deep_message(20, 2, MAX_AMF_DEPTH);
     bytes.extend_from_slice(&deep_message(18, 0, MAX_AMF_DEPTH)[16..]);
     let mut guard = InputGuard::new(65536);
-    assert_eq!(guard.scan(&bytes, CONTROL_MESSAGE_LIMIT), Ok(Scan::Done));
-    assert_eq!(guard.messages(), 3);
+    assert_eq!(
+        guard.read(&bytes, CONTROL_MESSAGE_LIMIT).map(|m| m.len()),
+        Ok(3)
+    );
 }
 
 #[test]
@@ -393,11 +218,11 @@ fn bounds_the_create_stream_requests_of_a_connection() {
     longer.extend_from_slice(&create[15..]);
     let mut guard = InputGuard::new(65536);
     for _ in 0..100 {
-        assert!(guard.scan(&command(COMMAND, &longer), LIMIT).is_ok());
+        assert!(guard.read(&command(COMMAND, &longer), LIMIT).is_ok());
         assert!(guard
-            .scan(&command(COMMAND, b"\x02\x00\x04play"), LIMIT)
+            .read(&command(COMMAND, b"\x02\x00\x04play"), LIMIT)
             .is_ok());
-        assert!(guard.scan(&command(18, &create), LIMIT).is_ok());
+        assert!(guard.read(&command(18, &create), LIMIT).is_ok());
     }
     for i in 0..MAX_CREATE_STREAMS {
         let (type_id, body) = if i % 2 == 0 {
@@ -405,32 +230,44 @@ fn bounds_the_create_stream_requests_of_a_connection() {
         } else {
             (AMF3_COMMAND, &amf3)
         };
-        assert_eq!(guard.scan(&command(type_id, body), LIMIT), Ok(Scan::Done));
+        assert_eq!(
+            guard.read(&command(type_id, body), LIMIT).map(|m| m.len()),
+            Ok(1)
+        );
     }
     assert_eq!(
-        guard.scan(&command(COMMAND, &create), LIMIT),
+        guard
+            .read(&command(COMMAND, &create), LIMIT)
+            .map(|m| m.len()),
         Err(GuardError::TooManyCreateStreams)
     );
     assert!(GuardError::TooManyCreateStreams.is_limit());
 }
 
 #[test]
-fn bounds_the_chunk_streams_of_a_connection() {
-    let mut guard = InputGuard::new(65536);
-    let mut bytes = Vec::new();
-    for csid in 0..MAX_CHUNK_STREAMS as u8 {
-        // Two-byte basic headers: chunk stream ids 64 and up.
-        let mut header = full_header(0, 1, 8);
-        header.insert(1, csid);
-        bytes.extend_from_slice(&header);
-        bytes.push(0xaf);
+fn acknowledges_the_bytes_received_every_half_window() {
+    let mut acks = Acknowledgements::default();
+    // No window, no acknowledgements.
+    assert_eq!(acks.received(10_000_000), None);
+    acks.set_window(2_500_000);
+    // The count started with the first byte (the handshake's included).
+    assert_eq!(acks.received(1), Some(10_000_001));
+    assert_eq!(acks.received(1_249_999), None);
+    assert_eq!(acks.received(1), Some(11_250_001));
+    let mut sent = Vec::new();
+    for _ in 0..1000 {
+        sent.extend(acks.received(7_777));
     }
-    assert_eq!(guard.scan(&bytes, LIMIT), Ok(Scan::Done));
-    assert_eq!(guard.messages(), MAX_CHUNK_STREAMS as u64);
-    let mut header = full_header(0, 1, 8);
-    header.insert(1, 200);
-    assert_eq!(
-        guard.scan(&header, LIMIT),
-        Err(GuardError::TooManyChunkStreams)
-    );
+    // One acknowledgement per half window, each with the total so far.
+    assert_eq!(sent.len(), 6);
+    assert_eq!(sent[0], 11_250_001 + 7_777 * 161);
+    // The sequence number wraps at 2^32, and so does the window's arithmetic.
+    let mut acks = Acknowledgements::default();
+    acks.set_window(2_000_000);
+    let near_end = u32::MAX as usize - 10;
+    assert_eq!(acks.received(near_end), Some(near_end as u32));
+    assert_eq!(acks.received(999_999), None);
+    assert_eq!(acks.received(1), Some(999_989));
+    acks.set_window(0);
+    assert_eq!(acks.received(1 << 30), None);
 }
