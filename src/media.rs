@@ -8,7 +8,7 @@
 
 mod wire;
 
-pub use wire::Wire;
+pub use wire::{Body, Wire, HEADROOM};
 
 use crate::hub::budget::Meter;
 use bytes::Bytes;
@@ -99,17 +99,18 @@ impl Unit {
         dts: u32,
         key: bool,
         header: bool,
-        body: &[u8],
+        body: impl Into<Body>,
         chunk_size: usize,
         meter: Option<&Arc<Meter>>,
     ) -> Unit {
+        let wire_ts = wire_ts(kind, dts);
         Unit {
             kind,
             seq: 0,
             dts,
             key,
             header,
-            wire: Wire::new(kind, wire_ts(kind, dts), body, chunk_size, meter),
+            wire: Wire::from_body(kind, wire_ts, body.into(), chunk_size, meter),
             default_track: None,
             ingest_ns: 0,
         }

@@ -5,7 +5,9 @@
 //! (type, message stream, timestamp, payload, chunk size after them): when the deserializer
 //! read it without an error or a panic, and the input did not interleave chunk streams
 //! (which the deserializer reads into one buffer) or abort a message (which it does not
-//! apply). Runs on a thread with a shard's stack (`corecast_fuzz::on_shard_stack`).
+//! apply). The deserializer's own panics are caught here (they end the comparison), as
+//! `tolerate_contained_panics` lets them; any other panic is a crash. Runs on a thread with
+//! a shard's stack (`corecast_fuzz::on_shard_stack`).
 //!
 //! Input: a byte that chooses how the rest is cut into reads, then the bytes (as received
 //! after the handshake).
@@ -13,14 +15,14 @@
 
 use corecast::rtmp::chunk::{ABORT, SET_CHUNK_SIZE};
 use corecast::rtmp::guard::InputGuard;
-use corecast_fuzz::{on_shard_stack, pieces, MAX_CHUNK_SIZE};
+use corecast_fuzz::{on_shard_stack, pieces, tolerate_contained_panics, MAX_CHUNK_SIZE};
 use libfuzzer_sys::fuzz_target;
 use rml_rtmp::chunk_io::ChunkDeserializer;
 
 /// The message limit of a publisher (`rtmp.max_message_bytes` by default).
 const LIMIT: u32 = 8 << 20;
 
-fuzz_target!(|data: &[u8]| on_shard_stack(data, run));
+fuzz_target!(init: tolerate_contained_panics(), |data: &[u8]| on_shard_stack(data, run));
 
 /// A message as both sides see it.
 type Seen = (u8, u32, u32, Vec<u8>);

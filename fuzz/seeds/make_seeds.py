@@ -135,3 +135,54 @@ for name, head in {
     "api": b"GET /api/v1/streams/live/cam HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
 }.items():
     write("http_request", name, bytes([128, 3]) + head)
+
+# rtmp_chunks and chunk_reader: a read-splitting byte, then chunks. Publisher-like streams at
+# 128 and 4096 bytes a chunk, plain (both readers agree on them) and with the chunk streams
+# interleaved at every boundary, with Set Chunk Size between the chunks of a message,
+# extended timestamps and an Abort.
+
+
+def pieces(csid, type_id, ts, body, chunk_size):
+    """The chunks of one message, each with its header (type 0, then type 3)."""
+    whole = chunked(csid, type_id, 1, ts, body, chunk_size)
+    head = 12 + (4 if ts >= 0xFFFFFF else 0)
+    cont = 1 + (4 if ts >= 0xFFFFFF else 0)
+    out = [whole[:head + min(len(body), chunk_size)]]
+    at = len(out[0])
+    while at < len(whole):
+        out.append(whole[at:at + cont + chunk_size])
+        at += len(out[-1])
+    return out
+
+
+def interleave(*messages):
+    """Round-robin over the messages' chunks."""
+    out = b""
+    queues = [list(m) for m in messages]
+    while any(queues):
+        for q in queues:
+            if q:
+                out += q.pop(0)
+    return out
+
+
+video = [bytes([0x27, 1, 0, 0, 0]) + bytes(range(256)) * 12 for _ in range(3)]
+audio = bytes([0xAF, 1]) + bytes(300)
+meta = meta_start + b"\x03\x00\x05width\x00" + struct.pack(">d", 1280.0) + b"\x00\x00\x09"
+set_4096 = chunked(2, 1, 0, 0, struct.pack(">I", 4096))
+for size in (128, 4096):
+    prefix = set_4096 if size == 4096 else b""
+    plain = prefix + b"".join(chunked(6, 9, 1, 40 * i, v, size) for i, v in enumerate(video))
+    plain += chunked(4, 8, 1, 20, audio, size) + chunked(5, 18, 1, 0, meta, size)
+    mixed = prefix + interleave(pieces(6, 9, 40, video[0], size), pieces(4, 8, 23, audio, size),
+                                pieces(5, 18, 0, meta, size))
+    for target in ("rtmp_chunks", "chunk_reader"):
+        write(target, f"plain-{size}", bytes([7]) + plain)
+        write(target, f"interleaved-{size}", bytes([3]) + mixed)
+# Set Chunk Size between two chunks of a video message; extended timestamps; an Abort.
+first, *rest = pieces(6, 9, 0x01000000, video[1], 128)
+between = first + set_4096 + b"".join(p[:5] for p in rest[:1]) + video[1][128:]
+aborted = first + chunked(2, 2, 0, 0, struct.pack(">I", 6)) + chunked(6, 9, 1, 80, video[2], 128)
+for target in ("rtmp_chunks", "chunk_reader"):
+    write(target, "chunk-size-mid-message", bytes([1]) + between)
+    write(target, "abort", bytes([2]) + aborted)

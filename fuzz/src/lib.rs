@@ -247,7 +247,7 @@ impl Ingest {
                     body,
                     ..
                 } => {
-                    if let Some(unit) = self.origin.media(kind, timestamp, &body, 0) {
+                    if let Some(unit) = self.origin.media(kind, timestamp, body, 0) {
                         self.unit(unit);
                     }
                 }

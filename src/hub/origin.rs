@@ -6,7 +6,7 @@ use crate::flv;
 use crate::flv::codec::{self, AudioCodec, VideoCodec};
 use crate::forward::TargetStatus;
 use crate::hls::segmenter::Segmenter;
-use crate::media::{Rebaser, Unit, UnitKind};
+use crate::media::{Body, Rebaser, Unit, UnitKind};
 use rml_rtmp::sessions::StreamMetadata;
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -124,14 +124,15 @@ impl Origin {
         &mut self,
         kind: UnitKind,
         raw_ts: u32,
-        body: &[u8],
+        body: impl Into<Body>,
         ingest_ns: u64,
     ) -> Option<Unit> {
+        let body: Body = body.into();
         // One read of the codec header per message: keyframe, header, payload, codec, and
         // the default track of a multitrack tag. Codecs are the default track's.
         let (key, header, payload, multitrack) = match kind {
             UnitKind::Video => {
-                let tag = codec::video(body)?;
+                let tag = codec::video(&body)?;
                 self.has_video = true;
                 if tag.multitrack.is_none_or(|m| m.default.is_some()) {
                     self.video_codec = Some(tag.codec);
@@ -142,7 +143,7 @@ impl Origin {
                 if body.is_empty() {
                     return None;
                 }
-                let tag = codec::audio(body);
+                let tag = codec::audio(&body);
                 let multitrack = tag.and_then(|t| t.multitrack);
                 let default_track = multitrack.is_none_or(|m| m.default.is_some());
                 if default_track {
@@ -168,11 +169,10 @@ impl Origin {
                 self.gop_ms = Some(u64::from(dts.wrapping_sub(last)));
             }
         }
+        let default_track = multitrack.map(|m| m.default_body(&body));
         let unit = self.unit(kind, dts, key, header, body, ingest_ns);
-        Some(match multitrack {
-            Some(m) => {
-                unit.with_default_track(&m.default_body(body), self.chunk_size, self.meter.as_ref())
-            }
+        Some(match default_track {
+            Some(track) => unit.with_default_track(&track, self.chunk_size, self.meter.as_ref()),
             None => unit,
         })
     }
@@ -182,7 +182,14 @@ impl Origin {
         let dts = self.rebaser.last_out() as u32;
         let body = flv::metadata_body(metadata);
         self.metadata = Some(metadata.clone());
-        self.unit(UnitKind::Script, dts, false, true, &body, ingest_ns)
+        self.unit(
+            UnitKind::Script,
+            dts,
+            false,
+            true,
+            Body::copy_from(&body),
+            ingest_ns,
+        )
     }
 
     /// Media bytes received since the last call.
@@ -196,7 +203,7 @@ impl Origin {
         dts: u32,
         key: bool,
         header: bool,
-        body: &[u8],
+        body: Body,
         ingest_ns: u64,
     ) -> Unit {
         let seq = self.next_seq;

@@ -24,6 +24,105 @@ use std::sync::Arc;
 /// FLV previous-tag-size trailer length.
 const TRAILER_LEN: usize = 4;
 
+/// Room kept before a [`Body`] for the longest headers of the layout: a continuation and a
+/// type 0 header with extended timestamps, and the FLV tag header.
+pub const HEADROOM: usize = crate::rtmp::chunk::MAX_CONTINUATION_LEN
+    + crate::rtmp::chunk::MAX_HEADER_LEN
+    + crate::flv::TAG_HEADER_LEN;
+
+/// A message body in a buffer that keeps [`HEADROOM`] bytes before it and room for the
+/// trailer after it: what the RTMP chunk layer reassembles a message into, so that
+/// [`Wire::from_body`] stores the message without copying it. Reads as the body's bytes.
+#[derive(Clone, Default)]
+pub struct Body {
+    /// The room, then the body; empty until the first bytes (no allocation).
+    buf: Vec<u8>,
+}
+
+impl Body {
+    /// An empty body with room for `len` bytes (and the headers and trailer around them).
+    pub fn with_capacity(len: usize) -> Body {
+        let mut buf = Vec::with_capacity(HEADROOM + len + TRAILER_LEN);
+        buf.resize(HEADROOM, 0);
+        Body { buf }
+    }
+
+    /// A body holding a copy of `bytes`.
+    pub fn copy_from(bytes: &[u8]) -> Body {
+        let mut body = Body::with_capacity(bytes.len());
+        body.buf.extend_from_slice(bytes);
+        body
+    }
+
+    /// Appends `bytes` (growing the buffer when needed).
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        if self.buf.is_empty() {
+            *self = Body::with_capacity(bytes.len());
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The body as shared bytes (no copy).
+    pub fn into_bytes(self) -> Bytes {
+        let start = HEADROOM.min(self.buf.len());
+        Bytes::from(self.buf).slice(start..)
+    }
+
+    /// The buffer with the room in front (made when the body has none yet).
+    fn into_room(self) -> Vec<u8> {
+        match self.buf.is_empty() {
+            true => vec![0; HEADROOM],
+            false => self.buf,
+        }
+    }
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.buf.get(HEADROOM..).unwrap_or_default()
+    }
+}
+
+impl PartialEq for Body {
+    fn eq(&self, other: &Body) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Body {}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Body({} bytes)", self.len())
+    }
+}
+
+impl From<&[u8]> for Body {
+    fn from(bytes: &[u8]) -> Body {
+        Body::copy_from(bytes)
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for Body {
+    fn from(bytes: &[u8; N]) -> Body {
+        Body::copy_from(bytes)
+    }
+}
+
+impl From<&Vec<u8>> for Body {
+    fn from(bytes: &Vec<u8>) -> Body {
+        Body::copy_from(bytes)
+    }
+}
+
+impl From<&Bytes> for Body {
+    fn from(bytes: &Bytes) -> Body {
+        Body::copy_from(bytes)
+    }
+}
+
 /// A message in every wire format, stored once.
 #[derive(Debug, Clone, Default)]
 pub struct Wire {
@@ -35,12 +134,15 @@ pub struct Wire {
     head: u8,
     /// RTMP chunk size.
     chunk: u32,
+    /// Bytes of the buffer before `buf`: the room its headers did not take.
+    room: u8,
 }
 
 impl Wire {
     /// Serializes a message of `kind` stamped `timestamp` (`body` truncated to the 24-bit
     /// length both formats allow), with RTMP chunks of `chunk_size`; its bytes count
-    /// against `meter` while anyone holds them.
+    /// against `meter` while anyone holds them. The body is copied once; a [`Body`] received
+    /// with room for the headers is not copied at all ([`Wire::from_body`]).
     pub fn new(
         kind: UnitKind,
         timestamp: u32,
@@ -48,29 +150,40 @@ impl Wire {
         chunk_size: usize,
         meter: Option<&Arc<Meter>>,
     ) -> Wire {
-        let body = &body[..body.len().min(crate::flv::MAX_BODY_LEN)];
-        let mut buf = Vec::with_capacity(
-            crate::rtmp::chunk::MAX_CONTINUATION_LEN
-                + crate::rtmp::chunk::MAX_HEADER_LEN
-                + crate::flv::TAG_HEADER_LEN
-                + body.len()
-                + TRAILER_LEN,
-        );
-        crate::rtmp::chunk::put_continuation(&mut buf, kind, timestamp);
-        let continuation = buf.len();
-        crate::rtmp::chunk::put_header(&mut buf, kind, timestamp, body.len());
-        let head = buf.len() - continuation;
-        crate::flv::put_tag_header(&mut buf, kind, timestamp, body.len());
-        buf.extend_from_slice(body);
-        buf.extend_from_slice(&((crate::flv::TAG_HEADER_LEN + body.len()) as u32).to_be_bytes());
+        Wire::from_body(kind, timestamp, Body::copy_from(body), chunk_size, meter)
+    }
+
+    /// [`Wire::new`] on a body in its own buffer: the headers go in the room before it, the
+    /// trailer after it, and the buffer becomes the message's.
+    pub fn from_body(
+        kind: UnitKind,
+        timestamp: u32,
+        body: Body,
+        chunk_size: usize,
+        meter: Option<&Arc<Meter>>,
+    ) -> Wire {
+        let mut head = Vec::with_capacity(HEADROOM);
+        let len = body.len().min(crate::flv::MAX_BODY_LEN);
+        crate::rtmp::chunk::put_continuation(&mut head, kind, timestamp);
+        let continuation = head.len();
+        crate::rtmp::chunk::put_header(&mut head, kind, timestamp, len);
+        let rtmp_head = head.len() - continuation;
+        crate::flv::put_tag_header(&mut head, kind, timestamp, len);
+        let mut buf = body.into_room();
+        buf.truncate(HEADROOM + len);
+        let start = HEADROOM - head.len();
+        buf[start..HEADROOM].copy_from_slice(&head);
+        buf.extend_from_slice(&((crate::flv::TAG_HEADER_LEN + len) as u32).to_be_bytes());
+        let buf = match meter {
+            Some(meter) => meter.hold(buf),
+            None => Bytes::from(buf),
+        };
         Wire {
-            buf: match meter {
-                Some(meter) => meter.hold(buf),
-                None => Bytes::from(buf),
-            },
+            buf: buf.slice(start..),
             continuation: continuation as u8,
-            head: head as u8,
+            head: rtmp_head as u8,
             chunk: chunk_size.clamp(1, u32::MAX as usize) as u32,
+            room: start as u8,
         }
     }
 
@@ -83,12 +196,14 @@ impl Wire {
             continuation: 0,
             head: 0,
             chunk: u32::MAX,
+            room: 0,
         }
     }
 
-    /// Bytes stored (what the message costs in memory).
+    /// Bytes stored (what the message costs in memory, the room before its headers
+    /// included: its body and 36 bytes).
     pub fn stored(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + usize::from(self.room)
     }
 
     /// True for a message a viewer has nothing of.
@@ -266,9 +381,16 @@ mod tests {
     fn the_body_is_stored_once() {
         let body = vec![7u8; 50_000];
         let wire = Wire::new(UnitKind::Video, 40, &body, 4096, None);
-        assert_eq!(wire.stored(), 1 + 12 + 11 + 50_000 + 4);
+        assert_eq!(wire.stored(), HEADROOM + 50_000 + 4);
+        assert_eq!(wire.flv().len(), 11 + 50_000 + 4);
         let extended = Wire::new(UnitKind::Video, 0x0100_0000, &body, 4096, None);
         assert_eq!(extended.stored(), 5 + 16 + 11 + 50_000 + 4);
+        // A body received with room for the headers is stored as it is, not copied.
+        let received = Body::copy_from(&body);
+        let at = received.as_ptr();
+        let wire = Wire::from_body(UnitKind::Video, 40, received, 4096, None);
+        assert_eq!(wire.body().as_ptr(), at);
+        assert_eq!(wire.body(), &body[..]);
     }
 
     #[test]

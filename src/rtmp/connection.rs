@@ -39,9 +39,8 @@ use super::chunk::{self, Message, ABORT, MAX_CHUNK_SIZE, SET_CHUNK_SIZE};
 use super::guard::{Acknowledgements, InputGuard, CONTROL_MESSAGE_LIMIT};
 use super::RtmpError;
 use crate::hub::{split_query, stream_key, validate_name, validate_names, NameError, StreamKey};
-use crate::media::{has_payload, split_aggregate, Tracks, UnitKind};
+use crate::media::{has_payload, split_aggregate, Body, Tracks, UnitKind};
 use crate::util::Escaped;
-use bytes::Bytes;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::rml_amf0::{self, Amf0Value};
 use rml_rtmp::sessions::{
@@ -506,10 +505,11 @@ impl Connection {
         if self.publish_stream() != Some(message.stream_id) {
             return;
         }
-        match split_aggregate(message.timestamp, &message.payload) {
+        match split_aggregate(message.timestamp, &message.payload.into_bytes()) {
             Ok(subs) => {
                 for sub in subs {
-                    self.publish_media(sub.kind, sub.timestamp, sub.body, now);
+                    let body = Body::copy_from(&sub.body);
+                    self.publish_media(sub.kind, sub.timestamp, body, now);
                 }
             }
             Err(err) => self.fail(err.into()),
@@ -699,7 +699,7 @@ impl Connection {
     }
 
     /// Media of the published stream, for the driver.
-    fn publish_media(&mut self, kind: UnitKind, timestamp: u32, body: Bytes, now: u64) {
+    fn publish_media(&mut self, kind: UnitKind, timestamp: u32, body: Body, now: u64) {
         if has_payload(kind, &body) {
             self.progress_ns = now;
         }

@@ -417,7 +417,7 @@ impl Driver {
                 } => {
                     let ingested = self.publishing.as_ref().is_some_and(|key| {
                         self.shard
-                            .ingest_media(key, self.conn_id, kind, timestamp, &body, at)
+                            .ingest_media(key, self.conn_id, kind, timestamp, body, at)
                     });
                     if !ingested {
                         return Err(RtmpError::Replaced);

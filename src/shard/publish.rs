@@ -13,7 +13,7 @@ use crate::hub::feed::{FeedState, Offer};
 use crate::hub::origin::{Origin, PublisherInfo};
 use crate::hub::StreamKey;
 use crate::limits::PublishRefused;
-use crate::media::{now_ns, Unit, UnitKind};
+use crate::media::{now_ns, Body, Unit, UnitKind};
 use crate::metrics::Stage;
 use crate::stats;
 use rml_rtmp::sessions::StreamMetadata;
@@ -232,7 +232,7 @@ impl Shard {
         conn_id: u64,
         kind: UnitKind,
         ts: u32,
-        body: &[u8],
+        body: impl Into<Body>,
         at: u64,
     ) -> bool {
         self.ingest(key, conn_id, |origin| origin.media(kind, ts, body, at))

@@ -27,10 +27,12 @@
 //! message's timestamp, types 1 and 2 a delta from the chunk stream's previous message, and
 //! a type 3 header that starts a message repeats the previous header's field (so after a
 //! type 0 header, its timestamp is added again). When the field is 0xFFFFFF, a 4-byte
-//! extended timestamp follows every header of the chunk stream, type 3 included.
+//! extended timestamp follows every header of the chunk stream, type 3 included. A header
+//! of type 0, 1 or 2 that repeats a message in the middle restamps it the same way (as
+//! rml_rtmp and libavformat read it).
 
 use super::EXTENDED;
-use bytes::Bytes;
+use crate::media::Body;
 
 /// Chunk size before a Set Chunk Size (the specification's default).
 const INITIAL_CHUNK_SIZE: u32 = 128;
@@ -145,8 +147,9 @@ pub struct Message {
     pub stream_id: u32,
     /// Timestamp (ms), absolute.
     pub timestamp: u32,
-    /// The message body.
-    pub payload: Bytes,
+    /// The message body, in a buffer with room for the headers of its wire forms (media
+    /// is stored without a copy, see [`crate::media::Wire::from_body`]).
+    pub payload: Body,
 }
 
 /// The state of one chunk stream.
@@ -165,7 +168,7 @@ struct ChunkStream {
     /// A message is in progress (its first chunk's header was read).
     receiving: bool,
     /// The payload received so far of the message in progress.
-    partial: Vec<u8>,
+    partial: Body,
 }
 
 /// Where the reader is in the input.
@@ -332,7 +335,7 @@ impl Reader {
                     stream_id: 0,
                     extended: false,
                     receiving: false,
-                    partial: Vec::new(),
+                    partial: Body::default(),
                 });
                 self.streams.len() - 1
             }
@@ -379,14 +382,17 @@ impl Reader {
                     limit: limits.partial,
                 });
             }
-            stream.timestamp = match fmt {
-                0 => stream.delta,
-                _ => stream.timestamp.wrapping_add(stream.delta),
-            };
             stream.receiving = true;
             self.interleaved |= self.partial_messages > 0;
             self.partial_messages += 1;
             self.announced = bytes;
+        }
+        // A type 3 header inside a message leaves its timestamp.
+        if starts || fmt < 3 {
+            stream.timestamp = match fmt {
+                0 => stream.delta,
+                _ => stream.timestamp.wrapping_add(stream.delta),
+            };
         }
         let left = stream.length - stream.partial.len() as u32;
         Ok((index, left.min(self.chunk_size)))
@@ -397,16 +403,16 @@ impl Reader {
         let stream = &mut self.streams[index];
         let length = stream.length as usize;
         let payload = if stream.partial.is_empty() && bytes.len() == length {
-            Bytes::copy_from_slice(bytes)
+            Body::copy_from(bytes)
         } else {
             if stream.partial.is_empty() {
-                stream.partial.reserve_exact(length);
+                stream.partial = Body::with_capacity(length);
             }
             stream.partial.extend_from_slice(bytes);
             if stream.partial.len() < length {
                 return Ok(None);
             }
-            Bytes::from(std::mem::take(&mut stream.partial))
+            std::mem::take(&mut stream.partial)
         };
         stream.receiving = false;
         self.partial_messages -= 1;
@@ -452,7 +458,7 @@ impl Reader {
         if let Some(index) = aborted {
             let stream = &mut self.streams[index];
             stream.receiving = false;
-            stream.partial = Vec::new();
+            stream.partial = Body::default();
             self.partial_messages -= 1;
             self.announced -= u64::from(stream.length);
         }

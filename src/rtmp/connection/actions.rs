@@ -3,9 +3,8 @@
 
 use crate::config::Config;
 use crate::hub::{NameError, StreamKey};
-use crate::media::UnitKind;
+use crate::media::{Body, UnitKind};
 use crate::rtmp::RtmpError;
-use bytes::Bytes;
 use rml_rtmp::sessions::StreamMetadata;
 use std::fmt;
 
@@ -128,12 +127,13 @@ pub enum Action {
         kind: UnitKind,
         /// RTMP timestamp (ms).
         timestamp: u32,
-        /// The message body (an FLV tag body).
-        body: Bytes,
+        /// The message body (an FLV tag body), with room for its wire headers.
+        body: Body,
         /// When it was read.
         at: u64,
     },
-    /// Stream metadata (`@setDataFrame onMetaData`) from this connection's publisher.
+    /// Stream metadata (`onMetaData`, with or without `@setDataFrame`) from this
+    /// connection's publisher.
     Metadata {
         /// The metadata.
         metadata: Box<StreamMetadata>,

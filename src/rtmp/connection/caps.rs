@@ -131,7 +131,7 @@ pub fn read_setup(message: &Message) -> Setup {
         timestamp: RtmpTimestamp::new(message.timestamp),
         type_id: message.type_id,
         message_stream_id: message.stream_id,
-        data: message.payload.clone(),
+        data: bytes::Bytes::copy_from_slice(&message.payload),
     };
     let decoded =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| payload.to_rtmp_message()));

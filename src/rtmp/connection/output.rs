@@ -75,7 +75,7 @@ impl SessionOutput {
                 timestamp: RtmpTimestamp::new(message.timestamp),
                 type_id: message.type_id,
                 message_stream_id: message.stream_id,
-                data: message.payload,
+                data: message.payload.into_bytes(),
             };
             if message.type_id == SET_CHUNK_SIZE {
                 // The reader follows it; so does the writer.

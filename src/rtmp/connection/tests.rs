@@ -5,6 +5,7 @@
 use super::*;
 use crate::rtmp::chunk::{ChunkError, MEDIA_STREAM_ID};
 use crate::rtmp::guard::GuardError;
+use bytes::Bytes;
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::messages::RtmpMessage;
 use rml_rtmp::rml_amf0::Amf0Value;

@@ -2,6 +2,7 @@
 //! chunks.
 
 use super::*;
+use bytes::Bytes;
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::messages::MessagePayload;
 use rml_rtmp::time::RtmpTimestamp;
@@ -67,7 +68,7 @@ fn same(message: &Message, expected: &MessagePayload) {
     assert_eq!(message.type_id, expected.type_id);
     assert_eq!(message.stream_id, expected.message_stream_id);
     assert_eq!(message.timestamp, expected.timestamp.value);
-    assert_eq!(message.payload, expected.data);
+    assert_eq!(message.payload[..], expected.data[..]);
 }
 
 #[test]
@@ -256,7 +257,7 @@ fn messages_interleave_at_every_chunk_boundary() {
             .into_iter()
             .find(|m| m.csid == 6)
             .unwrap();
-        assert_eq!(video.payload, body);
+        assert_eq!(video.payload[..], body[..]);
     }
 }
 
@@ -337,7 +338,7 @@ fn set_chunk_size_between_the_chunks_of_a_message_applies_to_the_next_chunk() {
     let got = read_cut_anywhere(&bytes);
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].type_id, SET_CHUNK_SIZE);
-    assert_eq!(got[1].payload, body);
+    assert_eq!(got[1].payload[..], body[..]);
 }
 
 #[test]
@@ -400,16 +401,16 @@ fn malformed_chunks_are_errors() {
             ChunkError::MessageInterrupted(5)
         );
     }
-    // Headers that repeat them continue the message.
-    for header in [
-        chunk(0, 5, &type0(0, 200, 9, 1)),
-        chunk(1, 5, &[0, 0, 0, 0, 0, 200, 9]),
-        chunk(2, 5, &[0; 3]),
+    // Headers that repeat them continue the message, and restamp it.
+    for (header, timestamp) in [
+        (chunk(0, 5, &type0(9, 200, 9, 1)), 9),
+        (chunk(1, 5, &[0, 0, 5, 0, 0, 200, 9]), 5),
+        (chunk(2, 5, &[0, 0, 7]), 7),
     ] {
         let whole = [&bytes[..], &header, &[0; 72]].concat();
         let got = try_read(&mut new_reader(), &whole, LIMITS).unwrap();
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].payload.len(), 200);
+        assert_eq!((got[0].payload.len(), got[0].timestamp), (200, timestamp));
     }
     // A set chunk size message too short to hold a size.
     let short = [chunk(0, 2, &type0(0, 3, SET_CHUNK_SIZE, 0)), vec![0, 0, 1]].concat();
