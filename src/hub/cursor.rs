@@ -119,16 +119,18 @@ impl Cursor {
     /// Queues what is left of a unit after its first `sent` bytes went out, as slices of its
     /// buffer; the last one carries the unit's ingest time.
     fn keep_rest(&mut self, wire: &Wire, mut sent: usize, ingest_ns: u64) {
-        let count = wire.piece_count(self.format);
-        for i in 0..count {
-            let len = wire.piece(self.format, i).len();
-            if sent >= len {
-                sent -= len;
+        let mut rest = wire.pieces(self.format).enumerate().peekable();
+        while let Some((i, range)) = rest.next() {
+            if sent >= range.len() {
+                sent -= range.len();
                 continue;
             }
-            let piece = wire.piece_on(self.format, i, self.stream_id).slice(sent..);
+            let piece = match i == 0 && self.rewrites() {
+                true => wire.piece_on(self.format, i, self.stream_id).slice(sent..),
+                false => wire.buf().slice(range.start + sent..range.end),
+            };
             sent = 0;
-            let ends = (i + 1 == count).then_some(ingest_ns);
+            let ends = rest.peek().is_none().then_some(ingest_ns);
             self.pending.push_back((piece, ends));
         }
     }

@@ -248,6 +248,9 @@ impl Reader {
                 }
                 Stage::Payload { index, left } => {
                     let take = input.len().min(left as usize);
+                    if take == 0 && left > 0 {
+                        return Ok(None);
+                    }
                     let (bytes, rest) = input.split_at(take);
                     *input = rest;
                     let left = left - take as u32;

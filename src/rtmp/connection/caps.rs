@@ -115,8 +115,8 @@ pub enum Setup {
     Waiting,
     /// The `connect`, and what it announced (`None`: nothing of Enhanced RTMP).
     Connect(Option<Announced>),
-    /// The `connect` could not be read (or made the reader panic): the announcement is
-    /// optional, and the session decides on the request anyway.
+    /// A command made the reader panic: the announcement is optional, and the session
+    /// decides on the request anyway.
     GaveUp,
 }
 
@@ -141,7 +141,7 @@ pub fn read_setup(message: &Message) -> Setup {
             command_object,
             ..
         })) if command_name == "connect" => Setup::Connect(announced(&command_object)),
-        Ok(Ok(_)) => Setup::Waiting,
-        Ok(Err(_)) | Err(_) => Setup::GaveUp,
+        Ok(_) => Setup::Waiting,
+        Err(_) => Setup::GaveUp,
     }
 }
