@@ -7,7 +7,7 @@ pub mod codec;
 pub mod reader;
 
 use crate::media::UnitKind;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use rml_rtmp::rml_amf0::{self, Amf0Value};
 use rml_rtmp::sessions::StreamMetadata;
 use std::collections::HashMap;
@@ -45,12 +45,12 @@ pub fn tag(kind: UnitKind, timestamp_ms: u32, body: &[u8]) -> Bytes {
 
 /// Appends the 11-byte header of a tag of `kind` with a body of `len` bytes (at most
 /// [`MAX_BODY_LEN`]): type, size, timestamp (24 bits and its upper byte), stream id 0.
-pub fn put_tag_header(out: &mut Vec<u8>, kind: UnitKind, timestamp_ms: u32, len: usize) {
-    out.push(kind.flv_tag_type());
-    out.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
-    out.extend_from_slice(&timestamp_ms.to_be_bytes()[1..]);
-    out.push((timestamp_ms >> 24) as u8);
-    out.extend_from_slice(&[0, 0, 0]);
+pub fn put_tag_header(out: &mut impl BufMut, kind: UnitKind, timestamp_ms: u32, len: usize) {
+    out.put_u8(kind.flv_tag_type());
+    out.put_slice(&(len as u32).to_be_bytes()[1..]);
+    out.put_slice(&timestamp_ms.to_be_bytes()[1..]);
+    out.put_u8((timestamp_ms >> 24) as u8);
+    out.put_slice(&[0, 0, 0]);
 }
 
 /// Builds the body of an `onMetaData` script tag from what the publisher announced.

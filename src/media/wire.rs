@@ -162,17 +162,20 @@ impl Wire {
         chunk_size: usize,
         meter: Option<&Arc<Meter>>,
     ) -> Wire {
-        let mut head = Vec::with_capacity(HEADROOM);
         let len = body.len().min(crate::flv::MAX_BODY_LEN);
-        crate::rtmp::chunk::put_continuation(&mut head, kind, timestamp);
-        let continuation = head.len();
-        crate::rtmp::chunk::put_header(&mut head, kind, timestamp, len);
-        let rtmp_head = head.len() - continuation;
-        crate::flv::put_tag_header(&mut head, kind, timestamp, len);
+        // The headers, written on the stack (this runs once per unit), then into the room.
+        let mut head = [0u8; HEADROOM];
+        let mut free = &mut head[..];
+        crate::rtmp::chunk::put_continuation(&mut free, kind, timestamp);
+        let continuation = HEADROOM - free.len();
+        crate::rtmp::chunk::put_header(&mut free, kind, timestamp, len);
+        let rtmp_head = HEADROOM - free.len() - continuation;
+        crate::flv::put_tag_header(&mut free, kind, timestamp, len);
+        let used = HEADROOM - free.len();
         let mut buf = body.into_room();
         buf.truncate(HEADROOM + len);
-        let start = HEADROOM - head.len();
-        buf[start..HEADROOM].copy_from_slice(&head);
+        let start = HEADROOM - used;
+        buf[start..HEADROOM].copy_from_slice(&head[..used]);
         buf.extend_from_slice(&((crate::flv::TAG_HEADER_LEN + len) as u32).to_be_bytes());
         let buf = match meter {
             Some(meter) => meter.hold(buf),

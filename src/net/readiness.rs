@@ -185,15 +185,14 @@ impl Drop for Registration {
 /// goes on at once after a full batch), until no socket is registered.
 async fn run(inner: Rc<Inner>) {
     let mut events = Vec::with_capacity(BATCH);
-    while !inner.slots.borrow().is_empty() {
-        let Some(epoll) = &inner.epoll else {
-            break;
-        };
+    // Registrations (which start this task) need the set.
+    let epoll = inner.epoll.as_ref();
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    while let Some(epoll) = epoll.filter(|_| !inner.slots.borrow().is_empty()) {
         events.clear();
-        let now = Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
         match epoll::wait(
             epoll.as_fd(),
             rustix::buffer::spare_capacity(&mut events),

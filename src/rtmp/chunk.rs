@@ -18,7 +18,7 @@ pub use reader::{
 };
 
 use crate::media::UnitKind;
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// Chunk stream of protocol control messages (the specification's).
 pub const CSID_CONTROL: u8 = 2;
@@ -60,7 +60,7 @@ pub const MAX_HEADER_LEN: usize = 16;
 
 /// Appends the type 0 chunk header that starts a shared media message of `len` body bytes:
 /// 12 bytes, 16 when the timestamp needs the extended field.
-pub fn put_header(out: &mut Vec<u8>, kind: UnitKind, timestamp: u32, len: usize) {
+pub fn put_header(out: &mut impl BufMut, kind: UnitKind, timestamp: u32, len: usize) {
     put_type0(
         out,
         csid(kind),
@@ -72,14 +72,21 @@ pub fn put_header(out: &mut Vec<u8>, kind: UnitKind, timestamp: u32, len: usize)
 }
 
 /// Appends a type 0 chunk header on chunk stream `csid` (2 to 63: a one-byte basic header).
-fn put_type0(out: &mut Vec<u8>, csid: u8, type_id: u8, stream_id: u32, timestamp: u32, len: usize) {
-    out.push(csid & 0x3f);
-    out.extend_from_slice(&timestamp.min(EXTENDED).to_be_bytes()[1..]);
-    out.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
-    out.push(type_id);
-    out.extend_from_slice(&stream_id.to_le_bytes());
+fn put_type0(
+    out: &mut impl BufMut,
+    csid: u8,
+    type_id: u8,
+    stream_id: u32,
+    timestamp: u32,
+    len: usize,
+) {
+    out.put_u8(csid & 0x3f);
+    out.put_slice(&timestamp.min(EXTENDED).to_be_bytes()[1..]);
+    out.put_slice(&(len as u32).to_be_bytes()[1..]);
+    out.put_u8(type_id);
+    out.put_slice(&stream_id.to_le_bytes());
     if timestamp >= EXTENDED {
-        out.extend_from_slice(&timestamp.to_be_bytes());
+        out.put_slice(&timestamp.to_be_bytes());
     }
 }
 
@@ -87,7 +94,7 @@ fn put_type0(out: &mut Vec<u8>, csid: u8, type_id: u8, stream_id: u32, timestamp
 /// then the payload): for a reader whose chunk size is at least the payload's length, or
 /// payloads of at most 128 bytes (the initial chunk size).
 pub fn put_message(
-    out: &mut Vec<u8>,
+    out: &mut impl BufMut,
     csid: u8,
     type_id: u8,
     stream_id: u32,
@@ -95,7 +102,7 @@ pub fn put_message(
     payload: &[u8],
 ) {
     put_type0(out, csid, type_id, stream_id, timestamp, payload.len());
-    out.extend_from_slice(payload);
+    out.put_slice(payload);
 }
 
 /// Offset of the message stream id in a type 0 header with a one-byte basic header.
@@ -112,10 +119,10 @@ pub fn set_stream_id(header: &mut [u8], stream_id: u32) {
 /// Appends the type 3 chunk header that goes before every chunk of a message but the first:
 /// one byte, five when the timestamp is extended (repeated in every chunk, as the
 /// specification and common players expect).
-pub fn put_continuation(out: &mut Vec<u8>, kind: UnitKind, timestamp: u32) {
-    out.push(0xc0 | csid(kind));
+pub fn put_continuation(out: &mut impl BufMut, kind: UnitKind, timestamp: u32) {
+    out.put_u8(0xc0 | csid(kind));
     if timestamp >= EXTENDED {
-        out.extend_from_slice(&timestamp.to_be_bytes());
+        out.put_slice(&timestamp.to_be_bytes());
     }
 }
 
