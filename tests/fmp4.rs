@@ -1,19 +1,22 @@
-//! The fMP4 writer (src/hls/fmp4.rs) fed with real encoder output, checked by ffprobe and
-//! ffmpeg: FLV files made by ffmpeg (H.264 with B-frames + AAC from Debian's ffmpeg; HEVC
-//! with B-frames + AAC and AV1 + Opus, in Enhanced RTMP FLV, from the recent ffmpeg of the
-//! `imageio-ffmpeg` wheel) are read with `corecast::flv::reader`, turned into units as the
-//! origin makes them, and written as an init segment and parts of at most 200 ms, each GOP
-//! starting a part; the file is then probed (codecs, picture size, sampling rate, every
-//! frame counted) and decoded without an error. Skips with a notice when a tool is
-//! missing; fails instead under CORECAST_REQUIRE_TOOLS=1.
+//! The fMP4 writer (src/hls/fmp4.rs) and the LL-HLS segmenter (src/hls/llsegmenter.rs) fed
+//! with real encoder output, checked by ffprobe and ffmpeg: FLV files made by ffmpeg (H.264
+//! with B-frames + AAC from Debian's ffmpeg; HEVC with B-frames + AAC and AV1 + Opus, in
+//! Enhanced RTMP FLV, from the recent ffmpeg of the `imageio-ffmpeg` wheel) are read with
+//! `corecast::flv::reader`, turned into units as the origin makes them, and cut by the
+//! segmenter into parts of at most 200 ms and a segment per GOP. The init segment and the
+//! segments, as one file, are probed (codecs, picture size, sampling rate, every frame
+//! counted) and decoded without an error; the final playlist passes the test kit's checker.
+//! Skips with a notice when a tool is missing; fails instead under CORECAST_REQUIRE_TOOLS=1.
 
 mod common;
 
 use common::{have_tool, modern_ffmpeg, wait_exit};
 use corecast::flv::codec;
 use corecast::flv::reader::{self, TagKind};
-use corecast::hls::fmp4::{Fmp4Writer, Fragment, Pushed};
+use corecast::hls::llhls::{LlSettings, PlaylistRequest};
+use corecast::hls::llsegmenter::LlSegmenter;
 use corecast::media::{Unit, UnitKind};
+use corecast_testkit::hls_check;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -106,68 +109,70 @@ fn encode(ffmpeg: &Path, case: &Case, rate: u32, out: &Path) {
     );
 }
 
-/// What went into the writer and came out of it.
+/// What went into the segmenter and came out of it.
 struct Written {
     codecs: String,
     video_frames: usize,
     audio_frames: usize,
-    fragments: Vec<Fragment>,
+    /// Every part, in order: duration (ms) and whether it starts with a keyframe.
+    parts: Vec<(u64, bool)>,
+    /// Complete segments.
+    segments: usize,
+    /// The final playlist.
+    playlist: String,
 }
 
-/// Feeds the FLV file's tags to a writer as units, the way the LL-HLS segmenter will: a
-/// part ends before each keyframe and whenever it reaches the part target. Writes the init
-/// segment and the fragments to `out`.
+/// Feeds the FLV file's tags as units to the LL-HLS segmenter (1 s segments, parts of at
+/// most [`PART_MS`]), the wall clock following their timestamps, and ends the stream.
+/// Writes the init segment and the segments to `out`.
 fn write(flv: &Path, out: &Path) -> Written {
     let (_, tags) = reader::read_file(flv).expect("read the FLV file");
-    let mut writer = Fmp4Writer::new();
-    let mut fragments = Vec::new();
+    let settings = LlSettings {
+        segment_target_ms: 1000,
+        part_target_ms: PART_MS,
+        window: 16,
+    };
+    let mut segmenter = LlSegmenter::new("t", 1, settings);
     let (mut video_frames, mut audio_frames) = (0, 0);
+    let t0 = 1_796_515_200_000;
     for tag in &tags {
         let (kind, key, header) = match tag.kind {
             TagKind::Video => {
                 let t = codec::video(&tag.data).expect("video tag");
+                // Frames: legacy packet type 1 (0 is the header, 2 the end of sequence).
+                let frame = t.payload && !t.header && (t.enhanced || tag.data.get(1) == Some(&1));
+                video_frames += usize::from(frame);
                 (UnitKind::Video, t.keyframe, t.header)
             }
             TagKind::Audio => {
                 let t = codec::audio(&tag.data).expect("audio tag");
+                audio_frames += usize::from(t.payload && !t.header);
                 (UnitKind::Audio, false, t.header)
             }
             _ => (UnitKind::Script, false, true),
         };
         let unit = Unit::serialize(kind, tag.timestamp, key, header, &tag.data, 4096, None);
-        match writer.push(&unit).expect("push") {
-            Pushed::Sample { independent } => {
-                if kind == UnitKind::Video {
-                    video_frames += 1;
-                } else {
-                    audio_frames += 1;
-                }
-                // A part (and, for the LL-HLS segmenter, maybe a segment) starts here.
-                if independent {
-                    fragments.extend(writer.take_fragment().expect("fragment"));
-                }
-            }
-            Pushed::Configured { flushed, .. } => {
-                assert!(flushed.is_none(), "the configuration does not change");
-            }
-            Pushed::Unsupported(track) => panic!("unsupported: {track}"),
-            Pushed::Ignored => {}
-        }
-        while writer.pending_ms() >= PART_MS {
-            fragments.extend(writer.take_fragment_within(PART_MS).expect("part"));
-        }
+        segmenter
+            .push(&unit, t0 + u64::from(tag.timestamp))
+            .expect("push");
     }
-    fragments.extend(writer.finish().expect("last part"));
-    let mut file = writer.init_segment().expect("init segment").to_vec();
-    for fragment in &fragments {
-        file.extend_from_slice(&fragment.bytes);
+    let end = tags.last().map_or(0, |t| u64::from(t.timestamp));
+    segmenter.end(t0 + end).expect("end");
+    let window = segmenter.window();
+    let mut file = segmenter.init(0).expect("init segment").to_vec();
+    let mut parts = Vec::new();
+    for segment in window.segments() {
+        file.extend_from_slice(&segment.bytes);
+        parts.extend(segment.parts.iter().map(|p| (p.duration_ms, p.independent)));
     }
     std::fs::write(out, file).expect("write the fMP4 file");
     Written {
-        codecs: writer.codecs().expect("codecs"),
+        codecs: segmenter.writer().codecs().expect("codecs"),
         video_frames,
         audio_frames,
-        fragments,
+        parts,
+        segments: window.segments().len(),
+        playlist: window.playlist(&PlaylistRequest::default()),
     }
 }
 
@@ -215,25 +220,35 @@ fn check(case: &Case, ffmpeg: &Path) {
         written.codecs
     );
     assert_eq!(written.video_frames, 50, "{name}: 2 s at 25 fps fed");
-    // Parts: at most the part target, each GOP's first one independent.
-    let mut independent = 0;
-    for (i, fragment) in written.fragments.iter().enumerate() {
+    // Parts: at most the part target, each GOP's first one independent and starting a
+    // segment; the playlist passes the checker.
+    for (i, (duration_ms, _)) in written.parts.iter().enumerate() {
         assert!(
-            fragment.duration_ms <= PART_MS,
-            "{name}: part {i} lasts {} ms",
-            fragment.duration_ms
+            *duration_ms <= PART_MS,
+            "{name}: part {i} lasts {duration_ms} ms"
         );
-        assert_eq!(fragment.sequence, i as u32 + 1);
-        independent += usize::from(fragment.independent);
     }
+    let independent = written
+        .parts
+        .iter()
+        .filter(|(_, independent)| *independent)
+        .count();
     assert_eq!(independent, 2, "{name}: one independent part per GOP");
+    assert_eq!(written.segments, 2, "{name}: one segment per GOP");
+    if let Err(violations) = hls_check::check(&written.playlist) {
+        panic!(
+            "{name}: {}{}",
+            hls_check::report(&violations),
+            written.playlist
+        );
+    }
 
     eprintln!(
         "{name}: CODECS {}, {} video and {} audio frames in {} parts, {} bytes",
         written.codecs,
         written.video_frames,
         written.audio_frames,
-        written.fragments.len(),
+        written.parts.len(),
         std::fs::metadata(&mp4).map_or(0, |m| m.len())
     );
     let streams = probe(&mp4);

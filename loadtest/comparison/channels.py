@@ -7,7 +7,10 @@ Measured per run: the server's RSS idle (right after it started), with the publi
 (at the end of their phase) and with the viewers (at the end; for nginx-rtmp with HLS, plus
 its HLS files in the tmpfs); the server's CPU over the
 publisher-only phase (from 5 s in, once every publisher runs) and over the viewers' phase
-(from 3 s after they joined). The figures per stream divide by N.
+(from 3 s after they joined). The figures per stream divide by N. Over the publisher-only
+window it also counts the bytes the server's RTMP connections received (from `ss`), so the
+CPU is also given per ingested GB: the two servers' figures stay comparable when the
+generator delivers a little more to one than to the other.
 """
 
 import json
@@ -16,7 +19,7 @@ import time
 from .children import tail
 from .common import CLK_TCK, LOADGEN, Fatal, log
 from .point import wait_until
-from .procfs import proc_ticks
+from .procfs import proc_ticks, tcp_bytes_received
 from .servers import SERVERS
 
 # (streams, kbit/s each) of the runs.
@@ -76,8 +79,11 @@ def run_channels(ctx, kind, streams, kbps, hls):
             t0 = time.monotonic()
             gen = ctx.children.spawn(cmd, stdout=out, stderr=err)
         try:
+            rtmp_port = int(rtmp.rsplit(":", 1)[1])
+
             def cpu():
-                return sum(proc_ticks(p) for p in server.cpu_pids()), time.monotonic()
+                return (sum(proc_ticks(p) for p in server.cpu_pids()), time.monotonic(),
+                        tcp_bytes_received(rtmp_port))
 
             ok = wait_until(t0 + PUBLISHERS_FROM_S, gen)
             a = cpu()
@@ -97,6 +103,9 @@ def run_channels(ctx, kind, streams, kbps, hls):
                 raise Fatal(f"the generator ended early: {tail(err_path, 20)}")
             rec["cpu_publishers"] = (b[0] - a[0]) / CLK_TCK / (b[1] - a[1])
             rec["cpu_viewers"] = (d[0] - c[0]) / CLK_TCK / (d[1] - c[1])
+            if a[2] is not None and b[2] is not None and b[2] > a[2]:
+                rec["ingest_bytes"] = b[2] - a[2]
+                rec["cpu_s_per_ingest_gb"] = (b[0] - a[0]) / CLK_TCK / (rec["ingest_bytes"] / 1e9)
             gen.wait(timeout=60)
         finally:
             ctx.children.stop(gen)
@@ -126,7 +135,8 @@ def run_channels(ctx, kind, streams, kbps, hls):
     ctx.points.append(rec)
     log(f"[f #{rec['id']}] {kind} {streams} x {kbps} kbit/s{' + HLS' if hls else ''}: "
         f"{rec['mb_per_stream']:.2f} MB/stream, CPU {rec['cpu_publishers'] * 100:.0f}% "
-        f"publishers, {rec['cpu_viewers'] * 100:.0f}% with viewers; "
+        f"publishers ({rec.get('cpu_s_per_ingest_gb', float('nan')):.1f} CPU-s per ingested "
+        f"GB), {rec['cpu_viewers'] * 100:.0f}% with viewers; "
         f"{rec['connected']} viewers, {rec['failed']} failed, "
         f"{rec['windows_behind']} windows behind")
     return rec

@@ -185,7 +185,8 @@ def channels_table(ctx):
     """Part f's table: one row per run."""
     header = [("server", False), ("streams x kbit/s", False), ("viewers", False),
               ("RSS MB per stream, publishers", True), ("CPU, publishers", True),
-              ("CPU per 100 streams", True), ("RSS MB per stream, with viewers", True),
+              ("CPU per 100 streams", True), ("CPU-s per ingested GB", True),
+              ("RSS MB per stream, with viewers", True),
               ("CPU, with viewers", True), ("viewers' p99 ms / HLS problems", True),
               ("failed, windows behind", True)]
     rows = []
@@ -198,7 +199,7 @@ def channels_table(ctx):
         rows.append([r["server"], f"{r['streams']:,} x {r['kbit_per_s']:,}", viewers,
                      num(r["mb_per_stream"], 2), pct(r["cpu_publishers"]),
                      pct(r["cpu_publishers"] * 100 / r["streams"]),
-                     num(r["mb_per_stream_viewers"], 2), pct(r["cpu_viewers"]), quality,
+                     num(r.get("cpu_s_per_ingest_gb"), 1), num(r["mb_per_stream_viewers"], 2), pct(r["cpu_viewers"]), quality,
                      f"{r['failed']}, {r['windows_behind']}"])
     return table(header, rows)
 
@@ -311,7 +312,9 @@ def markdown(ctx):
                   "corecast: the process, nginx: the worker (with HLS, plus its files in the "
                   "tmpfs). CPU: the process's (nginx: the "
                   "worker's) utime + stime, as % of one core, from 5 s in (publishers) and "
-                  "from 3 s after the viewers joined. corecast makes HLS while it is "
+                  "from 3 s after the viewers joined. CPU-s per ingested GB: the publishers' "
+                  "window's CPU over the bytes the server's connections received in it "
+                  "(`ss`). corecast makes HLS while it is "
                   "requested; nginx-rtmp with `hls on` writes every stream's HLS (to a tmpfs) "
                   "and serves it with its HTTP server.", ""]
     return "\n".join(lines)

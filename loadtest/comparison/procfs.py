@@ -1,8 +1,11 @@
 """Readings from /proc: CPU ticks of a process and of one CPU, resident memory, thread
-affinities, child processes, the kernel's TCP socket memory.
+affinities, child processes, the kernel's TCP socket memory; and (from `ss`) the bytes a
+server's connections received.
 """
 
 import os
+import re
+import subprocess
 
 from .common import Fatal
 
@@ -77,3 +80,15 @@ def sockstat_tcp_mem_pages():
     except (OSError, ValueError):
         pass
     return None
+
+
+def tcp_bytes_received(port):
+    """Bytes received so far by the established TCP sockets whose local port is `port`
+    (the server's side of its connections), from `ss -ti`; None when ss is missing."""
+    try:
+        out = subprocess.run(["ss", "-tinH", "state", "established", f"( sport = :{port} )"],
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sum(int(n) for n in re.findall(r"bytes_received:(\d+)", out))
+

@@ -55,14 +55,15 @@
 //!
 //! # Parts and keyframes
 //!
-//! The LL-HLS segmenter calls, after each [`Fmp4Writer::push`]:
+//! The LL-HLS segmenter ([`crate::hls::llsegmenter`]) calls, after each
+//! [`Fmp4Writer::push`]:
 //!
 //! - at a sample that can start a part ([`Pushed::Sample`] with `independent`: a video
 //!   keyframe, or an audio frame of a stream without video), if a segment starts there
 //!   ([`crate::hls::llhls::LlWindow::starts_segment`] with [`Fmp4Writer::pending_ms`]):
-//!   [`Fmp4Writer::take_fragment`]. The sample has just been pushed and is the held sample
-//!   of its track, so the fragment ends right before it, and the next one starts with it
-//!   ([`Fragment::independent`]);
+//!   [`Fmp4Writer::take_fragment_within`] with the part target until nothing is left. The
+//!   sample has just been pushed and is the held sample of its track, so the last fragment
+//!   ends right before it, and the next one starts with it ([`Fragment::independent`]);
 //! - when [`Fmp4Writer::pending_ms`] reaches the part target:
 //!   [`Fmp4Writer::take_fragment_within`] with the part target, which cuts before the
 //!   sample that would take the part past it (RFC 8216bis 4.4.4.9: no part is longer than
@@ -174,9 +175,10 @@ pub enum Pushed {
         /// The initialization segment changed (a first or a different configuration):
         /// fragments from here on go with the new one.
         changed: bool,
-        /// With a change, what was queued before it, as the last fragment of the old
-        /// configuration (see [`Fmp4Writer::finish`]).
-        flushed: Option<Fragment>,
+        /// With a change, what was queued before it, as the last fragments of the old
+        /// configuration (see [`Fmp4Writer::finish_within`]): one fragment, or fragments of
+        /// at most the part target of a writer made [`Fmp4Writer::with_part_target`].
+        flushed: Vec<Fragment>,
     },
     /// A frame was queued.
     Sample {
@@ -244,6 +246,9 @@ struct Track {
     last_duration: Option<u32>,
     /// A frame was refused: frames are left out until the next sync sample.
     gap: bool,
+    /// The last sample got a duration without a successor ([`Track::release_held`]): every
+    /// sample queued is complete, until the next one arrives.
+    released: bool,
 }
 
 impl Track {
@@ -256,6 +261,7 @@ impl Track {
             last_decode: None,
             last_duration: None,
             gap: false,
+            released: false,
         }
     }
 
@@ -280,6 +286,7 @@ impl Track {
             self.last_duration = Some(held.duration);
         }
         self.last_decode = Some(decode);
+        self.released = false;
         self.samples.push_back(Sample {
             dts_ms,
             decode,
@@ -290,9 +297,12 @@ impl Track {
         });
     }
 
-    /// Samples whose duration is known: all but the held one.
+    /// Samples whose duration is known: all but the held one, unless it was released.
     fn complete(&self) -> usize {
-        self.samples.len().saturating_sub(1)
+        match self.released {
+            true => self.samples.len(),
+            false => self.samples.len().saturating_sub(1),
+        }
     }
 
     /// Gives the held sample a duration (the last one measured, or a lone frame's) and
@@ -302,6 +312,7 @@ impl Track {
         if let Some(held) = self.samples.back_mut() {
             held.duration = duration;
             self.last_decode = Some(held.decode + u64::from(duration) - 1);
+            self.released = true;
         }
     }
 
@@ -350,6 +361,9 @@ pub struct Fmp4Writer {
     last_dts: Option<u64>,
     /// The first track found that this writer cannot carry.
     unsupported: Option<String>,
+    /// The fragments flushed at a configuration change are cut at this many ms (see
+    /// [`Fmp4Writer::with_part_target`]).
+    part_target_ms: Option<u64>,
 }
 
 impl Default for Fmp4Writer {
@@ -376,6 +390,16 @@ impl Fmp4Writer {
             next_sequence: 1,
             last_dts: None,
             unsupported: None,
+            part_target_ms: None,
+        }
+    }
+
+    /// A writer whose flush at a configuration change ([`Pushed::Configured`]) gives
+    /// fragments of at most `part_target_ms` of the primary track, as its caller's parts are.
+    pub fn with_part_target(part_target_ms: u64) -> Self {
+        Fmp4Writer {
+            part_target_ms: Some(part_target_ms),
+            ..Fmp4Writer::new()
         }
     }
 
@@ -563,11 +587,14 @@ impl Fmp4Writer {
         if track(self).as_ref().is_some_and(|t| t.2 == data) {
             return Ok(Pushed::Configured {
                 changed: false,
-                flushed: None,
+                flushed: Vec::new(),
             });
         }
         let config = make(data)?;
-        let flushed = self.finish()?;
+        let flushed = match self.part_target_ms {
+            Some(max_ms) => self.finish_within(max_ms)?,
+            None => self.finish()?.into_iter().collect(),
+        };
         *track(self) = Some((config, codec, data.to_vec()));
         self.configured()?;
         Ok(Pushed::Configured {
@@ -679,12 +706,20 @@ impl Fmp4Writer {
     pub fn finish(&mut self) -> Result<Option<Fragment>, Fmp4Error> {
         self.video_track.release_held();
         self.audio_track.release_held();
-        let counts = [
-            self.video_track.samples.len(),
-            self.audio_track.samples.len(),
-        ];
-        let primary = self.primary();
-        self.write(primary, counts)
+        self.cut(None)
+    }
+
+    /// Like [`Fmp4Writer::finish`], but in fragments of at most `max_ms` of the primary
+    /// track, as [`Fmp4Writer::take_fragment_within`] cuts them: parts of an LL-HLS
+    /// segment that ends here.
+    pub fn finish_within(&mut self, max_ms: u64) -> Result<Vec<Fragment>, Fmp4Error> {
+        self.video_track.release_held();
+        self.audio_track.release_held();
+        let mut fragments = Vec::new();
+        while let Some(fragment) = self.cut(Some(max_ms))? {
+            fragments.push(fragment);
+        }
+        Ok(fragments)
     }
 
     fn cut(&mut self, max_ms: Option<u64>) -> Result<Option<Fragment>, Fmp4Error> {
@@ -976,5 +1011,7 @@ fn share(buf: &Bytes, part: &[u8]) -> Bytes {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod samples;
 #[cfg(test)]
 mod tests;

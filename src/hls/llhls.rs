@@ -524,6 +524,12 @@ impl LlWindow {
         }
     }
 
+    /// The discontinuity sequence number of the segment being written, or of the last one
+    /// opened (0 before any): names its initialization segment.
+    pub fn discontinuity_seq(&self) -> u64 {
+        self.discontinuity_seq
+    }
+
     /// The stream ended.
     pub fn ended(&self) -> bool {
         self.ended

@@ -6,6 +6,9 @@
 //!   multivariant playlists, the answers to blocking playlist reloads (pure; not served yet).
 //! - [`fmp4`]: fragmented MP4 (CMAF) for Low-Latency HLS: init segments, `moof`+`mdat`
 //!   parts, `CODECS` strings; H.264, HEVC, AV1, AAC and Opus (pure; not served yet).
+//! - [`llsegmenter`]: the Low-Latency HLS segmenter of one stream: the fMP4 writer cut into
+//!   parts, the window they go into, the initialization segment of each discontinuity
+//!   (pure; not served yet).
 //! - [`HlsView`]: the immutable snapshot the owner hands to every shard after each change, so
 //!   any shard answers playlist and segment requests locally, without a cross-shard trip.
 //!
@@ -16,6 +19,7 @@
 
 pub mod fmp4;
 pub mod llhls;
+pub mod llsegmenter;
 pub mod segmenter;
 pub mod ts;
 

@@ -135,7 +135,7 @@ impl Cursor {
         }
     }
 
-    /// For a viewer whose units are rewritten ([`Cursor::rewrites`]): moves the next units,
+    /// For a viewer whose units are rewritten (`Cursor::rewrites`): moves the next units,
     /// up to `max_bytes` pending in all, into the pending list, rewritten, so that
     /// [`Cursor::gather`] (which sends only pending bytes to such a viewer) finds them. The
     /// type 0 header of each is a copy (12 or 16 bytes); the rest are shared slices.

@@ -2,20 +2,9 @@
 //! init segment, fragments (hold-back, cuts, sequence numbers, `tfdt` continuity,
 //! independence), then input: ignored, unsupported, changed, malformed, over the bounds.
 
+use super::samples::*;
 use super::*;
 use mp4_atom::{Codec, Decode, Hvcc};
-
-/// Bytes from hexadecimal.
-fn hex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
-        .collect()
-}
-
-fn unit(kind: UnitKind, dts: u32, header: bool, body: &[u8]) -> Unit {
-    Unit::serialize(kind, dts, false, header, body, 4096, None)
-}
 
 /// A writer configured with the AV1 sequence header [`AV1C`].
 fn av1_writer() -> Fmp4Writer {
@@ -30,10 +19,6 @@ fn av1_writer() -> Fmp4Writer {
     w
 }
 
-/// x264's AVCDecoderConfigurationRecord for 320x240, High profile, level 1.3.
-const AVCC: &str =
-    "0164000dffe100196764000dacd94141fb011000000300100000030320f142996001000668ebe3cb22c0fdf8f800";
-
 /// x265's parameter sets for 320x240, Main profile, level 2 (VPS, SPS, PPS).
 const HEVC_VPS: &str = "40010c01ffff01600000030090000003000003003c959409";
 const HEVC_SPS: &str =
@@ -43,15 +28,8 @@ const HEVC_PPS: &str = "4401c073c189";
 /// SVT-AV1's AV1CodecConfigurationRecord for 320x240, Main profile, level 2.0.
 const AV1C: &str = "81000c000a0b0200000521e7fde017c002";
 
-/// AAC-LC, 44.1 kHz, stereo.
-const ASC: [u8; 2] = [0x12, 0x10];
-
 /// libopus's identification header: mono, pre-skip 312, 48 kHz.
 const OPUS_HEAD: &str = "4f707573486561640101380180bb0000000000";
-
-fn avc_header() -> Vec<u8> {
-    [&[0x17, 0, 0, 0, 0][..], &hex(AVCC)].concat()
-}
 
 /// An HEVCDecoderConfigurationRecord of x265 (its SEI array left out), arrays not marked
 /// complete (as ffmpeg writes them into FLV).
@@ -72,19 +50,6 @@ fn ex_video(first: u8, fourcc: &[u8; 4], rest: &[u8]) -> Vec<u8> {
     [&[first][..], fourcc, rest].concat()
 }
 
-/// A legacy AVC frame of one NAL unit `nal`, with composition time `cts`.
-fn avc_frame(key: bool, cts: i32, nal: &[u8]) -> Vec<u8> {
-    let mut body = vec![if key { 0x17 } else { 0x27 }, 1];
-    body.extend_from_slice(&cts.to_be_bytes()[1..]);
-    body.extend_from_slice(&(nal.len() as u32).to_be_bytes());
-    body.extend_from_slice(nal);
-    body
-}
-
-fn aac_frame(fill: u8) -> Vec<u8> {
-    vec![0xaf, 1, 0x21, fill, fill]
-}
-
 fn opus_header() -> Vec<u8> {
     [&[0x90][..], b"Opus", &hex(OPUS_HEAD)].concat()
 }
@@ -94,13 +59,8 @@ fn avc_aac() -> Fmp4Writer {
     let mut w = Fmp4Writer::new();
     w.push(&unit(UnitKind::Video, 0, true, &avc_header()))
         .unwrap();
-    w.push(&unit(
-        UnitKind::Audio,
-        0,
-        true,
-        &[&[0xaf, 0][..], &ASC].concat(),
-    ))
-    .unwrap();
+    w.push(&unit(UnitKind::Audio, 0, true, &aac_header()))
+        .unwrap();
     w
 }
 
@@ -206,8 +166,8 @@ mod configurations {
             pushed,
             Pushed::Configured {
                 changed: true,
-                flushed: None
-            }
+                ref flushed,
+            } if flushed.is_empty()
         ));
         // Main (compatible with Main and Main 10), level 2 (60), progressive and
         // frame-only source (0x90).
@@ -589,38 +549,11 @@ mod fragments {
         assert_eq!(runs[0].tfdt, 3600);
     }
 
-    /// 25 fps video with a keyframe every second and 44.1 kHz AAC, interleaved by DTS as
-    /// a publisher sends them, for `ms`.
-    fn av_units(ms: u32) -> Vec<Unit> {
-        let mut units = Vec::new();
-        let (mut video, mut audio) = (0u32, 0u32);
-        loop {
-            let v_dts = video * 40;
-            let a_dts = (u64::from(audio) * 1024 * 1000 / 44_100) as u32;
-            if v_dts.min(a_dts) >= ms {
-                return units;
-            }
-            if v_dts <= a_dts {
-                let key = video % 25 == 0;
-                units.push(unit(
-                    UnitKind::Video,
-                    v_dts,
-                    false,
-                    &avc_frame(key, 80, &[if key { 0x65 } else { 0x41 }, video as u8]),
-                ));
-                video += 1;
-            } else {
-                units.push(unit(UnitKind::Audio, a_dts, false, &aac_frame(audio as u8)));
-                audio += 1;
-            }
-        }
-    }
-
     #[test]
     fn parts_are_cut_within_their_target_and_follow_each_other() {
         let mut w = avc_aac();
         let mut fragments = Vec::new();
-        for u in av_units(3000) {
+        for u in av_units(3000, 25) {
             w.push(&u).unwrap();
             while w.pending_ms() >= 200 {
                 fragments.push(w.take_fragment_within(200).unwrap().unwrap());
@@ -900,8 +833,8 @@ mod input {
             pushed,
             Pushed::Configured {
                 changed: false,
-                flushed: None
-            }
+                ref flushed,
+            } if flushed.is_empty()
         ));
         for i in 0..3u32 {
             w.push(&unit(
@@ -923,10 +856,13 @@ mod input {
         let pushed = w.push(&unit(UnitKind::Video, 120, true, &header)).unwrap();
         let Pushed::Configured {
             changed: true,
-            flushed: Some(flushed),
+            flushed,
         } = pushed
         else {
             panic!("a changed configuration: {pushed:?}");
+        };
+        let [flushed] = &flushed[..] else {
+            panic!("one fragment: {flushed:?}");
         };
         let (_, runs) = parse_fragment(&flushed.bytes);
         assert_eq!(runs[0].samples.len(), 3);
@@ -934,6 +870,51 @@ mod input {
         assert_eq!(w.video_size(), Some((1920, 1080)));
         assert_ne!(w.init_segment().unwrap(), first_init);
         assert_eq!(w.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn with_a_part_target_the_flush_comes_in_parts() {
+        let mut w = Fmp4Writer::with_part_target(100);
+        w.push(&unit(UnitKind::Video, 0, true, &avc_header()))
+            .unwrap();
+        for i in 0..8u32 {
+            let frame = avc_frame(i == 0, 0, &[1, i as u8]);
+            w.push(&unit(UnitKind::Video, i * 40, false, &frame))
+                .unwrap();
+        }
+        // Another SPS (level 3.1): the 8 frames go out, the held one included, in parts of
+        // two frames (80 ms; three would be 120).
+        let mut record = hex(AVCC);
+        record[3] = 0x1f;
+        let header = [&[0x17, 0, 0, 0, 0][..], &record].concat();
+        let Pushed::Configured {
+            changed: true,
+            flushed,
+        } = w.push(&unit(UnitKind::Video, 320, true, &header)).unwrap()
+        else {
+            panic!("a changed configuration");
+        };
+        let durations: Vec<u64> = flushed.iter().map(|f| f.duration_ms).collect();
+        assert_eq!(durations, [80, 80, 80, 80]);
+        assert!(flushed[0].independent && !flushed[1].independent);
+        let dts: Vec<u64> = flushed.iter().map(|f| f.first_dts_ms).collect();
+        assert_eq!(dts, [0, 80, 160, 240]);
+        assert_eq!(w.queued_bytes(), 0);
+        // finish_within cuts the same way, and leaves nothing.
+        for i in 8..13u32 {
+            let frame = avc_frame(i == 8, 0, &[1, i as u8]);
+            w.push(&unit(UnitKind::Video, i * 40, false, &frame))
+                .unwrap();
+        }
+        let durations: Vec<u64> = w
+            .finish_within(100)
+            .unwrap()
+            .iter()
+            .map(|f| f.duration_ms)
+            .collect();
+        assert_eq!(durations, [80, 80, 40]);
+        assert!(w.finish_within(100).unwrap().is_empty());
+        assert_eq!(w.pending_ms(), 0);
     }
 
     #[test]

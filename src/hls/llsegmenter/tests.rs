@@ -1,0 +1,314 @@
+//! Unit tests of [`super`] (llsegmenter): where parts and segments end and when parts are
+//! available, initialization segments across configuration changes, republish and end,
+//! parts the window refuses. Every playlist is checked by the test kit's checker.
+
+use super::*;
+use crate::hls::fmp4::samples::{aac_header, av_units, avc_frame, avc_header, hex, unit, AVCC};
+use crate::hls::llhls::PlaylistRequest;
+use crate::media::UnitKind;
+use corecast_testkit::hls_check::{self, MediaPlaylist};
+
+/// 2026-12-06T00:00:00.000Z
+const T0: u64 = 1_796_515_200_000;
+
+/// 2 s segments, 250 ms parts, 6 segments.
+const SETTINGS: LlSettings = LlSettings {
+    segment_target_ms: 2000,
+    part_target_ms: 250,
+    window: 6,
+};
+
+/// A segmenter with H.264 and AAC configured.
+fn configured() -> LlSegmenter {
+    let mut s = LlSegmenter::new("cam", 3, SETTINGS);
+    for header in [
+        unit(UnitKind::Video, 0, true, &avc_header()),
+        unit(UnitKind::Audio, 0, true, &aac_header()),
+    ] {
+        assert_eq!(s.push(&header, T0).unwrap(), Changed::default());
+    }
+    s
+}
+
+/// Feeds `units`, the wall clock following their timestamps from `T0`; returns what
+/// changed, summed.
+fn feed(s: &mut LlSegmenter, units: &[Unit]) -> Changed {
+    let mut total = Changed::default();
+    for u in units {
+        let changed = s.push(u, T0 + u64::from(u.dts)).unwrap();
+        total.parts += changed.parts;
+        total.closed = changed.closed.or(total.closed);
+    }
+    total
+}
+
+/// The full playlist and its delta update, checked.
+fn checked(s: &LlSegmenter) -> MediaPlaylist {
+    let check = |text: String| {
+        hls_check::check(&text)
+            .unwrap_or_else(|violations| panic!("{}{text}", hls_check::report(&violations)))
+    };
+    check(s.window().playlist(&PlaylistRequest {
+        skip: true,
+        query: None,
+    }));
+    check(s.window().playlist(&PlaylistRequest::default()))
+}
+
+/// Parts in the window: those of its complete segments and of the one being written.
+fn part_count(s: &LlSegmenter) -> usize {
+    let w = s.window();
+    w.segments()
+        .iter()
+        .map(|seg| seg.parts.len())
+        .sum::<usize>()
+        + w.reached().parts as usize
+}
+
+#[test]
+fn parts_fill_the_target_and_segments_start_at_keyframes() {
+    let mut s = configured();
+    // 12 s, a keyframe every second: segments of 2 s, parts of 240 ms (6 frames).
+    let changed = feed(&mut s, &av_units(12_000, 25));
+    assert!(changed.any());
+    let playlist = checked(&s);
+    assert_eq!(
+        playlist.part_target,
+        Some(std::time::Duration::from_millis(250))
+    );
+    let w = s.window();
+    assert_eq!(
+        w.segments().iter().map(|seg| seg.msn).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4],
+        "the sixth segment is being written"
+    );
+    for seg in w.segments() {
+        assert_eq!(seg.duration_ms, 2000, "segment {}", seg.msn);
+        assert!(
+            seg.parts[0].independent,
+            "segment {} starts with one",
+            seg.msn
+        );
+        let (last, full) = seg.parts.split_last().unwrap();
+        for p in full {
+            assert!(
+                (210..=250).contains(&p.duration_ms),
+                "segment {}: a part of {} ms",
+                seg.msn,
+                p.duration_ms
+            );
+        }
+        assert!(last.duration_ms <= 250);
+        // The keyframe in the middle of the segment (at 1 s) stays inside a part.
+        assert_eq!(seg.parts.iter().filter(|p| p.independent).count(), 1);
+        assert_eq!(
+            seg.bytes.len(),
+            seg.parts.iter().map(|p| p.bytes.len()).sum::<usize>()
+        );
+    }
+    assert_eq!(s.inits().count(), 1);
+    assert_eq!(s.init(0), s.writer().init_segment().as_ref());
+    assert!(part_count(&s) > 40);
+}
+
+#[test]
+fn a_part_is_available_one_frame_after_its_end() {
+    let mut s = configured();
+    let units = av_units(4000, 50);
+    let mut handed = 0u32;
+    for u in &units {
+        handed += s.push(u, T0 + u64::from(u.dts)).unwrap().parts;
+        if u.kind != UnitKind::Video {
+            continue;
+        }
+        // Parts cover the video up to the frame before this one, within one part.
+        let listed: u64 = s
+            .window()
+            .segments()
+            .iter()
+            .map(|seg| seg.duration_ms)
+            .sum::<u64>()
+            + open_duration(&s);
+        let behind = u64::from(u.dts) - listed;
+        assert!(
+            behind <= 250,
+            "at {} ms only {listed} ms are in parts",
+            u.dts
+        );
+    }
+    assert!(handed >= 15, "{handed} parts in 4 s");
+}
+
+/// Duration of the parts of the segment being written (from the playlist).
+fn open_duration(s: &LlSegmenter) -> u64 {
+    let playlist = checked(s);
+    playlist.open.as_ref().map_or(0, |open| {
+        open.parts
+            .iter()
+            .map(|p| p.duration.as_millis() as u64)
+            .sum()
+    })
+}
+
+#[test]
+fn a_new_configuration_after_parts_starts_a_discontinuity_with_its_own_map() {
+    let mut s = configured();
+    feed(&mut s, &av_units(3000, 25));
+    let first_init = s.init(0).cloned().unwrap();
+    // The encoder restarts at another level.
+    let mut record = hex(AVCC);
+    record[3] = 0x1f;
+    let header = [&[0x17, 0, 0, 0, 0][..], &record].concat();
+    let changed = s
+        .push(&unit(UnitKind::Video, 3000, true, &header), T0 + 3000)
+        .unwrap();
+    assert!(changed.closed.is_some(), "the segment being written closes");
+    for i in 0..75u32 {
+        let dts = 3000 + i * 40;
+        let frame = avc_frame(i % 25 == 0, 0, &[0x65, i as u8]);
+        s.push(
+            &unit(UnitKind::Video, dts, false, &frame),
+            T0 + u64::from(dts),
+        )
+        .unwrap();
+    }
+    let playlist = checked(&s);
+    let seqs: Vec<u64> = s.inits().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, [0, 1]);
+    assert_eq!(s.init(0), Some(&first_init));
+    assert_ne!(s.init(1), Some(&first_init));
+    assert_eq!(s.init(1), s.writer().init_segment().as_ref());
+    let mut maps: Vec<&str> = playlist
+        .segments
+        .iter()
+        .filter_map(|seg| seg.map.as_deref())
+        .chain(playlist.open.iter().filter_map(|open| open.map.as_deref()))
+        .collect();
+    maps.dedup();
+    assert_eq!(maps, ["cam-3-init0.mp4", "cam-3-init1.mp4"]);
+    assert!(playlist.segments.iter().any(|seg| seg.discontinuity));
+}
+
+#[test]
+fn repeated_headers_change_nothing() {
+    // Some encoders send their sequence headers again before every keyframe.
+    let mut s = configured();
+    let init = s.writer().init_segment();
+    for u in av_units(9000, 25) {
+        let at = T0 + u64::from(u.dts);
+        if u.kind == UnitKind::Video && u.wire.body().first() == Some(&0x17) {
+            for header in [avc_header(), aac_header()] {
+                let kind = if header[0] == 0x17 {
+                    UnitKind::Video
+                } else {
+                    UnitKind::Audio
+                };
+                s.push(&unit(kind, u.dts, true, &header), at).unwrap();
+            }
+        }
+        s.push(&u, at).unwrap();
+    }
+    // Parts of 240 ms (the checker refuses a short one inside a segment), one map.
+    let playlist = checked(&s);
+    assert_eq!(s.inits().map(|(seq, _)| *seq).collect::<Vec<_>>(), [0]);
+    assert_eq!(s.writer().init_segment(), init);
+    assert!(!playlist.segments.iter().any(|seg| seg.discontinuity));
+    assert_eq!(s.window().segments().len(), 4);
+}
+
+#[test]
+fn republish_and_end_hand_over_the_held_samples() {
+    let mut s = configured();
+    let units = av_units(3000, 25);
+    feed(&mut s, &units);
+    let listed = part_count;
+    let before = listed(&s);
+    let changed = s.discontinuity(T0 + 3000).unwrap();
+    assert!(changed.parts >= 1, "the last samples went out");
+    assert!(changed.closed.is_some());
+    assert!(listed(&s) > before);
+    assert_eq!(s.writer().queued_bytes(), 0);
+    // The new publisher: the same configuration, timestamps going on.
+    for header in [
+        unit(UnitKind::Video, 3100, true, &avc_header()),
+        unit(UnitKind::Audio, 3100, true, &aac_header()),
+    ] {
+        s.push(&header, T0 + 4000).unwrap();
+    }
+    for i in 0..60u32 {
+        let dts = 3100 + i * 40;
+        let frame = avc_frame(i % 25 == 0, 0, &[0x65, i as u8]);
+        s.push(
+            &unit(UnitKind::Video, dts, false, &frame),
+            T0 + 1000 + u64::from(dts),
+        )
+        .unwrap();
+    }
+    let playlist = checked(&s);
+    assert!(playlist.segments.iter().any(|seg| seg.discontinuity));
+    assert_eq!(s.inits().map(|(seq, _)| *seq).collect::<Vec<_>>(), [0, 1]);
+    let ended = s.end(T0 + 7000).unwrap();
+    assert!(ended.parts >= 1 && ended.closed.is_some());
+    let playlist = checked(&s);
+    assert!(playlist.ended && playlist.open.is_none());
+    assert_eq!(s.writer().queued_bytes(), 0);
+    // Nothing changes after the end.
+    let frame = unit(UnitKind::Video, 6000, false, &avc_frame(true, 0, &[0x65]));
+    assert_eq!(s.push(&frame, T0 + 8000).unwrap(), Changed::default());
+    assert_eq!(s.end(T0 + 8000).unwrap(), Changed::default());
+}
+
+#[test]
+fn a_part_longer_than_the_target_is_left_out_and_the_stream_goes_on() {
+    let mut s = configured();
+    let frame =
+        |dts: u32, key: bool| unit(UnitKind::Video, dts, false, &avc_frame(key, 0, &[0x65]));
+    for i in 0..10 {
+        s.push(&frame(i * 40, i == 0), T0).unwrap();
+    }
+    // A 600 ms gap: the frame before it lasts 600 ms, a part longer than the target.
+    let mut refused = 0;
+    for dts in [960, 1000, 1040, 1080, 1120, 1160, 1200, 1240] {
+        match s.push(&frame(dts, false), T0) {
+            Err(LlError::Part(PartError::TooLong { duration_ms, .. })) => {
+                assert_eq!(duration_ms, 600);
+                refused += 1;
+            }
+            other => {
+                other.unwrap();
+            }
+        }
+    }
+    assert_eq!(refused, 1);
+    checked(&s);
+    assert!(part_count(&s) >= 2, "parts before and after the gap");
+}
+
+#[test]
+fn old_maps_leave_with_their_segments() {
+    let mut s = configured();
+    let mut dts = 0u32;
+    for republish in 0..4u64 {
+        for i in 0..100u32 {
+            let frame = avc_frame(i % 50 == 0, 0, &[0x65, i as u8]);
+            s.push(
+                &unit(UnitKind::Video, dts, false, &frame),
+                T0 + u64::from(dts),
+            )
+            .unwrap();
+            dts += 40;
+        }
+        s.discontinuity(T0 + u64::from(dts)).unwrap();
+        let oldest = s.window().segments().front().unwrap().discontinuity_seq;
+        let held: Vec<u64> = s.inits().map(|(seq, _)| *seq).collect();
+        assert_eq!(
+            held.first(),
+            Some(&oldest),
+            "after republish {republish}: {held:?}"
+        );
+        checked(&s);
+    }
+    // Two segments of 4 s per publisher, six kept: the first publishers' maps are gone.
+    assert!(s.init(0).is_none());
+    assert!(s.bytes_held() >= s.window().bytes_held());
+}
