@@ -195,6 +195,14 @@ pub struct HlsConfig {
     /// On demand: this long after a stream's last playlist or segment request, its
     /// segmenter stops and its segments are freed.
     pub idle_timeout_ms: u64,
+    /// Serve Low-Latency HLS (fMP4 parts) beside the MPEG-TS playlist, made on demand.
+    pub low_latency: bool,
+    /// Low-Latency HLS: the longest part (`EXT-X-PART-INF:PART-TARGET`).
+    pub part_target_ms: u64,
+    /// Low-Latency HLS: requests each shard holds until their part exists (blocking
+    /// playlist reloads, preload-hinted parts); beyond, a playlist request is answered at
+    /// once with the current playlist.
+    pub max_held_reloads: usize,
 }
 
 /// `[server]`: shards and listeners.
@@ -579,6 +587,20 @@ impl Config {
         }
         if !(2..=100).contains(&self.hls.window_segments) {
             return Err(invalid("hls.window_segments", "must be within 2 ..= 100"));
+        }
+        if !(100..=2000).contains(&self.hls.part_target_ms)
+            || self.hls.part_target_ms > self.hls.target_duration_ms / 2
+        {
+            return Err(invalid(
+                "hls.part_target_ms",
+                "must be within 100 ..= 2000 and at most half of hls.target_duration_ms",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.hls.max_held_reloads) {
+            return Err(invalid(
+                "hls.max_held_reloads",
+                "must be within 1 ..= 1000000",
+            ));
         }
         if self.hls.idle_timeout_ms < 3 * self.hls.target_duration_ms {
             return Err(invalid(

@@ -61,8 +61,11 @@ pub struct ShardStats {
     pub ring_bytes: AtomicU64,
     /// Gauge: media bytes in the GOP caches of the streams this shard owns.
     pub gop_cache_bytes: AtomicU64,
-    /// Gauge: HLS segments held by the streams this shard owns.
+    /// Gauge: HLS segments held by the streams this shard owns (both renditions).
     pub hls_bytes: AtomicU64,
+    /// Gauge: Low-Latency HLS requests this shard holds until their part exists, sampled
+    /// once a second.
+    pub hls_held_reloads: AtomicU64,
     /// Gauge: connection buffers on this shard: RTMP read buffers, the part of a message
     /// received so far, output not yet written, and HTTP request heads being read.
     pub connection_buffer_bytes: AtomicU64,

@@ -164,6 +164,29 @@ fn hls_on_demand_outlives_three_target_durations() {
 }
 
 #[test]
+fn low_latency_parts_fit_their_segments_and_held_requests_are_bounded() {
+    let hls = &Config::default().hls;
+    assert!(hls.low_latency && hls.part_target_ms == 250 && hls.max_held_reloads == 10_000);
+    for (target, part, refused) in [
+        (2000, 99, true),
+        (2000, 100, false),
+        (2000, 1000, false),
+        (2000, 1001, true),
+        (500, 250, false),
+        (6000, 2001, true),
+    ] {
+        let text = format!("[hls]\ntarget_duration_ms = {target}\npart_target_ms = {part}\n");
+        let expected = refused.then_some("hls.part_target_ms");
+        assert_eq!(refused_key(&text), expected, "{target} {part}");
+    }
+    for (held, refused) in [(0, true), (1, false), (1_000_000, false), (1_000_001, true)] {
+        let text = format!("[hls]\nmax_held_reloads = {held}\n");
+        let expected = refused.then_some("hls.max_held_reloads");
+        assert_eq!(refused_key(&text), expected, "{held}");
+    }
+}
+
+#[test]
 fn ipv6_prefix_len_is_within_1_to_128() {
     assert_eq!(Config::default().limits.ipv6_prefix_len, 64);
     for (len, refused) in [

@@ -71,7 +71,7 @@
 //! Limit (three seconds of parts) past the last part listed. A request for a part past the
 //! last part of a complete segment stands for part 0 of the next segment.
 
-use super::segmenter::{iso8601, MAX_SEGMENT_BYTES};
+use super::segmenter::{iso8601, long_enough, MAX_SEGMENT_BYTES};
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use std::collections::VecDeque;
@@ -191,7 +191,7 @@ pub struct LlSegment {
 }
 
 /// The segment being written.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct OpenSegment {
     /// Media sequence number.
     msn: u64,
@@ -292,8 +292,9 @@ pub enum Reload {
     TooFarAhead,
 }
 
-/// The window of segments and parts of one stream.
-#[derive(Debug)]
+/// The window of segments and parts of one stream. A clone is a snapshot of it (the
+/// segments' and parts' bytes are shared, not copied).
+#[derive(Debug, Clone)]
 pub struct LlWindow {
     /// The stream's name, first part of every URI.
     name: String,
@@ -370,10 +371,9 @@ impl LlWindow {
     pub fn starts_segment(&self, independent: bool, pending_ms: u64) -> bool {
         let target = self.settings.segment_target_ms;
         independent
-            && self
-                .open
-                .as_ref()
-                .is_none_or(|open| self.full(open) || open.duration_ms + pending_ms >= target)
+            && self.open.as_ref().is_none_or(|open| {
+                self.full(open) || long_enough(open.duration_ms + pending_ms, target)
+            })
     }
 
     /// Whether `open` reached a bound ([`MAX_SEGMENT_BYTES`], [`MAX_SEGMENT_PARTS`]).
@@ -383,7 +383,8 @@ impl LlWindow {
 
     /// Whether `open` closes before a part with this independence.
     fn closes(&self, open: &OpenSegment, independent: bool) -> bool {
-        self.full(open) || (independent && open.duration_ms >= self.settings.segment_target_ms)
+        self.full(open)
+            || (independent && long_enough(open.duration_ms, self.settings.segment_target_ms))
     }
 
     /// Appends a part of `duration_ms` that arrived at `now_ms` (ms since the Unix epoch).
@@ -925,6 +926,14 @@ fn decimal(text: &str) -> Option<u64> {
     }
     text.parse().ok()
 }
+
+/// The multivariant playlist's file name, in the stream's directory
+/// (`/{app}/{stream}/index.m3u8`).
+pub const MULTIVARIANT_NAME: &str = "index.m3u8";
+
+/// The media playlist's file name, in the stream's directory (`/{app}/{stream}/ll.m3u8`); the
+/// multivariant playlist lists it, and the resources below are relative to it.
+pub const PLAYLIST_NAME: &str = "ll.m3u8";
 
 /// `{stream}-{instance}-{msn}.m4s`: a complete segment.
 pub fn segment_name(stream: &str, instance: u64, msn: u64) -> String {

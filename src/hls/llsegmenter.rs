@@ -48,6 +48,7 @@
 
 use super::fmp4::{Fmp4Error, Fmp4Writer, Fragment, Pushed};
 use super::llhls::{Added, LlSettings, LlWindow, PartError};
+use super::Demand;
 use crate::media::Unit;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -97,6 +98,8 @@ pub struct LlSegmenter {
     /// Initialization segments by discontinuity sequence number, oldest first: those of the
     /// segments in the window and of the one being written.
     inits: VecDeque<(u64, Bytes)>,
+    /// Last request served, shared with the snapshots (see [`LlSegmenter::demand`]).
+    demand: Demand,
 }
 
 impl LlSegmenter {
@@ -109,7 +112,14 @@ impl LlSegmenter {
             init: None,
             init_used: false,
             inits: VecDeque::new(),
+            demand: Demand::default(),
         }
+    }
+
+    /// When a request for the stream's LL-HLS was last served, shared with every snapshot:
+    /// written by the shards that serve them (the start of the segmenter counts as one).
+    pub fn demand(&self) -> &Demand {
+        &self.demand
     }
 
     /// The window of segments and parts: playlists, blocking reloads, parts and segments.

@@ -10,13 +10,12 @@
 //! changing the windowing and playlist logic here.
 
 use super::ts::{TsError, TsMuxer};
+use super::Demand;
 use crate::flv::codec;
 use crate::media::{Tracks, Unit, UnitKind};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 /// One finished segment.
 #[derive(Debug, Clone)]
@@ -71,7 +70,7 @@ pub struct Segmenter {
     /// nothing more is muxed, and the stream's playlist answers that HLS is not available.
     unsupported: Option<String>,
     /// Last request served, shared with the snapshots (see [`Segmenter::demand`]).
-    demand: Arc<AtomicU64>,
+    demand: Demand,
 }
 
 /// The segment being written.
@@ -135,24 +134,14 @@ impl Segmenter {
             ended: false,
             longest_ms: 0,
             unsupported: None,
-            demand: Arc::default(),
+            demand: Demand::default(),
         }
     }
 
-    /// When a request for the stream's HLS was last served (ns, [`crate::media::now_ns`]
-    /// clock), shared with every snapshot: written by the shards that serve them.
-    pub fn demand(&self) -> &Arc<AtomicU64> {
+    /// When a request for the stream's HLS was last served, shared with every snapshot:
+    /// written by the shards that serve them (the start of the segmenter counts as one).
+    pub fn demand(&self) -> &Demand {
         &self.demand
-    }
-
-    /// Notes a request at `now_ns` (the start of the segmenter counts as one).
-    pub fn requested(&self, now_ns: u64) {
-        self.demand.store(now_ns, Ordering::Relaxed);
-    }
-
-    /// Time since the last request, ns.
-    pub fn idle_for(&self, now_ns: u64) -> u64 {
-        now_ns.saturating_sub(self.demand.load(Ordering::Relaxed))
     }
 
     /// The track that keeps this stream out of HLS, if any (see [`Segmenter::push`]).
@@ -241,7 +230,9 @@ impl Segmenter {
             if let Some(open) = &self.open {
                 // At the target duration, or early when a track was configured since the
                 // segment started (its PMT does not list it).
-                if dts.saturating_sub(open.start_dts) >= self.target_ms || open.tracks != tracks {
+                if long_enough(dts.saturating_sub(open.start_dts), self.target_ms)
+                    || open.tracks != tracks
+                {
                     closed = self.close_at(dts).is_some();
                 }
             }
@@ -404,6 +395,17 @@ impl Segmenter {
 /// `{stream}-{instance}-{seq}.ts`
 pub fn segment_name(stream: &str, instance: u64, seq: u64) -> String {
     format!("{stream}-{instance}-{seq}.ts")
+}
+
+/// Whether a segment of `duration_ms` may close at a keyframe with a target of `target_ms`:
+/// once it lasts the target less a tenth of it. Encoders whose GOP is the target duration
+/// send a keyframe a frame or two early now and then (timestamps rounded to milliseconds, a
+/// publisher's clock, a loop in a playout): without the margin, such a GOP would join the
+/// next one into a segment of twice the target, whose `EXTINF` would raise
+/// `EXT-X-TARGETDURATION`, which must not change while the playlist lives. A segment that
+/// closes early is shorter than the target, which the playlist allows.
+pub fn long_enough(duration_ms: u64, target_ms: u64) -> bool {
+    duration_ms + target_ms / 10 >= target_ms
 }
 
 /// Splits a segment file name into stream name, instance and sequence number. The numbers

@@ -324,7 +324,9 @@ async fn run(
                 });
                 let cache = hls_cache_control(HlsKind::Playlist, protected, &shard.config());
                 let sent = match view.as_ref().and_then(|v| v.unsupported.clone()) {
-                    Some(track) => respond_unavailable(shard, stream, &req, &track).await?,
+                    Some(track) => {
+                        respond_unavailable(shard, stream, &req, &track, "MPEG-TS").await?
+                    }
                     None => {
                         respond_hls(shard, stream, &req, body, HlsKind::Playlist, &cache).await?
                     }
@@ -352,6 +354,38 @@ async fn run(
                 let sent = respond_hls(shard, stream, &req, body, HlsKind::Segment, &cache).await?;
                 stats::add(&shard.stats.hls_bytes_out, sent as u64);
                 record_hls(shard, parsed);
+            }
+            (Method::Get | Method::Head, Route::LlPlaylist { app, stream: name }) => {
+                let key = stream_key(&app, &name);
+                let (sent, ready) =
+                    hls::respond_ll_playlist(shard, stream, &req, &app, &key).await?;
+                stats::add(&shard.stats.hls_bytes_out, sent as u64);
+                record_hls(shard, ready);
+            }
+            (Method::Get | Method::Head, Route::LlMultivariant { app, stream: name }) => {
+                let parsed = now_ns();
+                let key = stream_key(&app, &name);
+                let sent = hls::respond_ll_multivariant(shard, stream, &req, &app, &key).await?;
+                stats::add(&shard.stats.hls_bytes_out, sent as u64);
+                record_hls(shard, parsed);
+            }
+            (
+                Method::Get | Method::Head,
+                Route::LlResource {
+                    app,
+                    stream: name,
+                    instance,
+                    resource,
+                },
+            ) => {
+                let key = stream_key(&app, &name);
+                let body = shard.ll_resource(&key, instance, resource).await;
+                let ready = now_ns();
+                let protected = shard.auth().policy(&app).play != Policy::Open;
+                let cache = hls_cache_control(HlsKind::Fmp4, protected, &shard.config());
+                let sent = respond_hls(shard, stream, &req, body, HlsKind::Fmp4, &cache).await?;
+                stats::add(&shard.stats.hls_bytes_out, sent as u64);
+                record_hls(shard, ready);
             }
             (Method::Get | Method::Head, Route::NotFound | Route::BadName(_))
             | (Method::Head, Route::Profile(_)) => {

@@ -145,6 +145,32 @@ pub enum Route<'a> {
         /// Media sequence number.
         seq: u64,
     },
+    /// `/{app}/{stream}/index.m3u8`: the Low-Latency HLS multivariant playlist.
+    LlMultivariant {
+        /// Application name.
+        app: Cow<'a, str>,
+        /// Stream name.
+        stream: Cow<'a, str>,
+    },
+    /// `/{app}/{stream}/ll.m3u8`: the Low-Latency HLS media playlist.
+    LlPlaylist {
+        /// Application name.
+        app: Cow<'a, str>,
+        /// Stream name.
+        stream: Cow<'a, str>,
+    },
+    /// `/{app}/{stream}/{stream}-{instance}-...`: a Low-Latency HLS initialization segment,
+    /// segment or part (see [`crate::hls::llhls::parse_name`]).
+    LlResource {
+        /// Application name.
+        app: Cow<'a, str>,
+        /// Stream name.
+        stream: Cow<'a, str>,
+        /// Stream incarnation.
+        instance: u64,
+        /// What the name names.
+        resource: crate::hls::llhls::Resource,
+    },
     /// `/healthz`: the process answers (liveness).
     Live,
     /// `/readyz`: every shard serves and beats, and the server is not stopping.
@@ -183,7 +209,10 @@ impl Route<'_> {
         match self {
             Route::Flv { app, stream }
             | Route::Playlist { app, stream }
-            | Route::Segment { app, stream, .. } => Some((app, stream)),
+            | Route::Segment { app, stream, .. }
+            | Route::LlMultivariant { app, stream }
+            | Route::LlPlaylist { app, stream }
+            | Route::LlResource { app, stream, .. } => Some((app, stream)),
             _ => None,
         }
     }
@@ -308,8 +337,14 @@ pub fn route(path: &str) -> Route<'_> {
     let Some((app, file)) = rest.split_once('/') else {
         return Route::NotFound;
     };
-    if app.is_empty() || file.contains('/') {
+    if app.is_empty() {
         return Route::NotFound;
+    }
+    if let Some((stream, file)) = file.split_once('/') {
+        if stream.is_empty() || file.contains('/') {
+            return Route::NotFound;
+        }
+        return ll_route(app, stream, file).unwrap_or_else(Route::BadName);
     }
     let file = percent_encoding::percent_decode_str(file).decode_utf8_lossy();
     match media_route(app, file) {
@@ -345,6 +380,28 @@ fn media_route<'a>(app: &'a str, file: Cow<'a, str>) -> Result<Route<'a>, NameEr
             stream,
             instance,
             seq,
+        },
+    })
+}
+
+/// The Low-Latency HLS route of `/{app}/{stream}/{file}`, its names checked: the stream's
+/// playlists, and its resources, whose names carry the stream's name again.
+fn ll_route<'a>(app: &'a str, stream: &'a str, file: &'a str) -> Result<Route<'a>, NameError> {
+    use crate::hls::llhls::{parse_name, MULTIVARIANT_NAME, PLAYLIST_NAME};
+    let app = decode_name(app)?;
+    let stream = decode_name(stream)?;
+    let file = percent_encoding::percent_decode_str(file).decode_utf8_lossy();
+    Ok(match &*file {
+        MULTIVARIANT_NAME => Route::LlMultivariant { app, stream },
+        PLAYLIST_NAME => Route::LlPlaylist { app, stream },
+        name => match parse_name(name) {
+            Some((of, instance, resource)) if of == stream => Route::LlResource {
+                app,
+                stream,
+                instance,
+                resource,
+            },
+            _ => Route::NotFound,
         },
     })
 }
@@ -476,6 +533,8 @@ mod tests {
         );
         assert_eq!(route("/api/v1/streams/live"), Route::NotFound);
         assert_eq!(route("/live/a/b.flv"), Route::NotFound);
+        assert_eq!(route("/live//ll.m3u8"), Route::NotFound);
+        assert_eq!(route("/live/a/b/ll.m3u8"), Route::NotFound);
         assert_eq!(route("/test.flv"), Route::NotFound);
         assert_eq!(route("//"), Route::NotFound);
     }
@@ -573,6 +632,69 @@ mod tests {
                 stream: "show1".into()
             }
         );
+    }
+
+    #[test]
+    fn low_latency_routes() {
+        use crate::hls::llhls::{PartId, Resource};
+        let (app, stream): (Cow<str>, Cow<str>) = ("live".into(), "cam-1".into());
+        assert_eq!(
+            route("/live/cam-1/index.m3u8"),
+            Route::LlMultivariant {
+                app: app.clone(),
+                stream: stream.clone()
+            }
+        );
+        assert_eq!(
+            route("/live/cam-1/ll.m3u8"),
+            Route::LlPlaylist {
+                app: app.clone(),
+                stream: stream.clone()
+            }
+        );
+        for (file, resource) in [
+            ("cam-1-77-init0.mp4", Resource::Init(0)),
+            ("cam-1-77-3.m4s", Resource::Segment(3)),
+            (
+                "cam-1-77-3.2.m4s",
+                Resource::Part(PartId { msn: 3, part: 2 }),
+            ),
+        ] {
+            assert_eq!(
+                route(&format!("/live/cam-1/{file}")),
+                Route::LlResource {
+                    app: app.clone(),
+                    stream: stream.clone(),
+                    instance: 77,
+                    resource
+                },
+                "{file}"
+            );
+        }
+        // Names are decoded and checked as everywhere; a resource of another stream, or in
+        // one spelling only, is nowhere.
+        assert_eq!(
+            route("/live/cam%2D1/ll.m3u8"),
+            Route::LlPlaylist { app, stream }
+        );
+        assert_eq!(
+            route("/live/a%2Fb/ll.m3u8"),
+            Route::BadName(NameError::Char('/', 1))
+        );
+        assert_eq!(
+            route("/live/%2E%2E/ll.m3u8"),
+            Route::BadName(NameError::Dots)
+        );
+        for path in [
+            "/live/cam-1/other-77-3.m4s",
+            "/live/cam-1/cam-1-077-3.m4s",
+            "/live/cam-1/cam-1-77-3.ts",
+            "/live/cam-1/x.m3u8",
+            "/live/cam-1/",
+        ] {
+            assert_eq!(route(path), Route::NotFound, "{path}");
+        }
+        assert!(route("/live/cam-1/cam-1-77-3.m4s").media_stream() == Some(("live", "cam-1")));
     }
 
     #[test]

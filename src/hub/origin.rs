@@ -5,6 +5,7 @@ use super::fanout::Subscribers;
 use crate::flv;
 use crate::flv::codec::{self, AudioCodec, VideoCodec};
 use crate::forward::TargetStatus;
+use crate::hls::llsegmenter::LlSegmenter;
 use crate::hls::segmenter::Segmenter;
 use crate::media::{Body, Rebaser, Unit, UnitKind};
 use rml_rtmp::sessions::StreamMetadata;
@@ -48,6 +49,8 @@ pub struct Origin {
     meter: Option<Arc<Meter>>,
     /// HLS segmenter, when HLS is enabled.
     pub hls: Option<Segmenter>,
+    /// Low-Latency HLS segmenter, while its rendition is requested.
+    pub ll: Option<LlSegmenter>,
     /// The publisher's last announced metadata.
     pub metadata: Option<StreamMetadata>,
     /// Codec of the last video unit.
@@ -85,9 +88,23 @@ impl Origin {
         self
     }
 
-    /// Starts a publishing session.
+    /// Bytes its HLS renditions hold (segments, parts, what the writers queue).
+    pub fn hls_bytes_held(&self) -> usize {
+        self.hls.as_ref().map_or(0, Segmenter::bytes_held)
+            + self.ll.as_ref().map_or(0, LlSegmenter::bytes_held)
+    }
+
+    /// Whether a publishing session starting now continues the stream's timeline (a
+    /// republish): the HLS renditions then mark a discontinuity.
+    pub fn resumes(&self) -> bool {
+        self.rebaser.last_out() > 0
+    }
+
+    /// Starts a publishing session. (A republish's discontinuity in the Low-Latency HLS
+    /// rendition, which hands over the media it holds, is the caller's: see
+    /// [`Origin::resumes`].)
     pub fn start_publishing(&mut self, publisher: PublisherInfo) {
-        if self.rebaser.last_out() > 0 {
+        if self.resumes() {
             if let Some(hls) = &mut self.hls {
                 hls.discontinuity();
             }

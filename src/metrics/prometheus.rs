@@ -261,9 +261,16 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
     ),
     (
         "corecast_hls_bytes",
-        "HLS segments held by the streams this shard owns",
+        "HLS segments and parts held by the streams this shard owns (MPEG-TS and Low-Latency)",
         Kind::Gauge,
         |s| &s.hls_bytes,
+    ),
+    (
+        "corecast_hls_held_reloads",
+        "Low-Latency HLS requests this shard holds until their part exists (blocking playlist \
+         reloads, requests for the next part)",
+        Kind::Gauge,
+        |s| &s.hls_held_reloads,
     ),
     (
         "corecast_forwards",

@@ -51,6 +51,12 @@ impl HeldReloads {
         }
     }
 
+    /// A new limit (a reload): requests held beyond it stay until answered; new ones wait
+    /// for room.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
     /// Requests held now.
     pub fn len(&self) -> usize {
         self.held

@@ -9,7 +9,7 @@
 //! before them, otherwise into that peer's [`Outbox`] (pure, bounded), which one task per
 //! peer drains into the channel as it gets room ([`Mesh`]).
 
-use crate::hls::HlsView;
+use crate::hls::{Rendition, View};
 use crate::hub::StreamKey;
 use crate::media::Unit;
 use crate::rtmp::Handoff;
@@ -35,11 +35,12 @@ pub enum MeshMsg {
     Sync(StreamKey, Vec<Unit>, Vec<Unit>),
     /// One media unit for a subscriber.
     Unit(StreamKey, Unit),
-    /// A new HLS snapshot of a stream (after each segment, and at its end).
-    Hls(StreamKey, HlsView),
-    /// A shard got a playlist request for a stream whose HLS is not being made: the owner
-    /// starts it.
-    HlsWanted(StreamKey),
+    /// A new HLS snapshot of a stream (MPEG-TS: after each segment; LL-HLS: after each
+    /// part; both at its end).
+    Hls(StreamKey, View),
+    /// A shard got a playlist request for a stream whose HLS rendition is not being made:
+    /// the owner starts it.
+    HlsWanted(StreamKey, Rendition),
     /// A publisher for a stream this shard owns.
     Handoff(Box<Handoff>),
 }
@@ -55,7 +56,7 @@ impl MeshMsg {
             | MeshMsg::Subscribe(key, _)
             | MeshMsg::Unsubscribe(key, _)
             | MeshMsg::Sync(key, _, _) => Some(key),
-            MeshMsg::Unit(..) | MeshMsg::Hls(..) | MeshMsg::HlsWanted(_) | MeshMsg::Handoff(_) => {
+            MeshMsg::Unit(..) | MeshMsg::Hls(..) | MeshMsg::HlsWanted(..) | MeshMsg::Handoff(_) => {
                 None
             }
         }
@@ -128,11 +129,11 @@ impl Outbox {
     ///
     /// Replacements, each equal for the receiver to delivering both messages in order
     /// (messages about other streams between them change nothing of this stream's):
-    /// - `Hls(key, new)` replaces a queued `Hls(key, old)` that `new` supersedes, in place.
-    ///   Snapshots live in their own store, which keeps the one that supersedes; nothing else
-    ///   reads it, so its place in the queue does not matter.
-    /// - `HlsWanted(key)` after a queued `HlsWanted(key)` is dropped: the owner starts a
-    ///   stream's HLS once.
+    /// - `Hls(key, new)` replaces a queued `Hls(key, old)` that `new` supersedes (of the same
+    ///   rendition), in place. Snapshots live in their own store, which keeps the one that
+    ///   supersedes; nothing else reads it, so its place in the queue does not matter.
+    /// - `HlsWanted(key, r)` after a queued `HlsWanted(key, r)` is dropped: the owner starts
+    ///   a stream's rendition once.
     /// - `StreamEnded(key)` after a queued `StreamLive(key)` (nothing about `key` between)
     ///   removes it: the receiver would make an entry without a feed and remove it again.
     /// - `StreamEnded(key)` after a queued `StreamEnded(key)`, and `StreamLive(key)` after a
@@ -169,11 +170,11 @@ impl Outbox {
             }
             return Some(MeshMsg::Hls(key, view));
         }
-        if let MeshMsg::HlsWanted(key) = &msg {
+        if let MeshMsg::HlsWanted(key, rendition) = &msg {
             let queued = self
                 .queue
                 .iter()
-                .any(|m| matches!(m, MeshMsg::HlsWanted(k) if k == key));
+                .any(|m| matches!(m, MeshMsg::HlsWanted(k, r) if k == key && r == rendition));
             return (!queued).then_some(msg);
         }
         let key = msg.registry_key()?.clone();
@@ -361,6 +362,7 @@ mod tests {
     }
 
     use super::*;
+    use crate::hls::HlsView;
     use crate::hub::ring::tests::unit;
 
     fn key(name: &str) -> StreamKey {
@@ -376,8 +378,9 @@ mod tests {
             MeshMsg::Unsubscribe(k, s) => format!("unsub {k} {s}"),
             MeshMsg::Sync(k, _, gop) => format!("sync {k} {}", gop.len()),
             MeshMsg::Unit(k, u) => format!("unit {k} {}", u.seq),
-            MeshMsg::Hls(k, v) => format!("hls {k} {}", v.version),
-            MeshMsg::HlsWanted(k) => format!("hls wanted {k}"),
+            MeshMsg::Hls(k, View::Ts(v)) => format!("hls {k} {}", v.version),
+            MeshMsg::Hls(k, View::Ll(v)) => format!("ll {k} {}", v.window.version()),
+            MeshMsg::HlsWanted(k, r) => format!("hls wanted {k} {r:?}"),
             MeshMsg::Handoff(_) => "handoff".to_string(),
         }
     }
@@ -388,8 +391,8 @@ mod tests {
             .collect()
     }
 
-    fn hls(instance: u64, version: u64) -> HlsView {
-        HlsView::empty(instance, version, false)
+    fn hls(instance: u64, version: u64) -> View {
+        View::Ts(HlsView::empty(instance, version, false))
     }
 
     #[test]
@@ -430,6 +433,38 @@ mod tests {
         assert_eq!(
             drain(&mut o),
             ["hls a/1 99", "live a/2", "hls a/2 1", "hls a/2 0"]
+        );
+    }
+
+    #[test]
+    fn renditions_replace_and_want_only_their_own() {
+        use crate::hls::llhls::LlSettings;
+        use crate::hls::llsegmenter::LlSegmenter;
+        use crate::hls::{LlView, Rendition};
+        let settings = LlSettings {
+            segment_target_ms: 2000,
+            part_target_ms: 250,
+            window: 6,
+        };
+        let ll = View::Ll(LlView::of(&LlSegmenter::new("1", 7, settings)));
+        let mut o = Outbox::default();
+        o.push(MeshMsg::Hls(key("a/1"), ll.clone()));
+        o.push(MeshMsg::Hls(key("a/1"), hls(7, 1)));
+        o.push(MeshMsg::Hls(key("a/1"), hls(7, 2)));
+        o.push(MeshMsg::Hls(key("a/1"), ll));
+        for rendition in [Rendition::Ts, Rendition::Ll, Rendition::Ts, Rendition::Ll] {
+            o.push(MeshMsg::HlsWanted(key("a/1"), rendition));
+        }
+        // The second LL snapshot is not newer than the first: both stay.
+        assert_eq!(
+            drain(&mut o),
+            [
+                "ll a/1 0",
+                "hls a/1 2",
+                "ll a/1 0",
+                "hls wanted a/1 Ts",
+                "hls wanted a/1 Ll"
+            ]
         );
     }
 

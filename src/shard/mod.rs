@@ -10,7 +10,9 @@
 //!   outboxes for control messages; units best effort).
 //! - [`publish`]: who may publish (takeover and republish grace, pure), and publishing,
 //!   ingest and distribution on the owner.
-//! - [`hls_store`]: the HLS snapshots every shard serves.
+//! - [`hls_store`]: the HLS snapshots every shard serves, HLS on demand.
+//! - [`llhls`]: Low-Latency HLS on the shard: its segmenter on the owner, blocking playlist
+//!   reloads and preload-hinted parts held on every shard.
 //! - [`held`]: Low-Latency HLS playlist requests held until their part exists (pure).
 //! - [`report`]: histograms, the JSON API's reports and figures, Prometheus.
 //! - [`schedule`]: when viewers are woken: pictures at once, or merge windows, by load (pure).
@@ -19,6 +21,7 @@
 
 pub mod held;
 pub mod hls_store;
+pub mod llhls;
 pub mod mesh;
 pub mod publish;
 pub mod report;
@@ -30,6 +33,7 @@ pub use report::{Bound, Observed};
 
 use crate::auth::{Action, Auth, Denied};
 use crate::config::Config;
+use crate::hls::{Rendition, View};
 use crate::hub::budget::{Meter, Share};
 use crate::hub::cursor::Policy;
 use crate::hub::feed::{Feed, FeedState, Offer};
@@ -65,8 +69,9 @@ struct LocalStream {
     slot: Option<StreamSlot>,
     /// The HLS window's share of the media budget (owner shard only).
     hls_share: Option<Share>,
-    /// When this shard last asked the owner to start the stream's HLS (ns, 0: never).
-    hls_wanted_ns: u64,
+    /// When this shard last asked the owner to start each of the stream's HLS renditions
+    /// (ns, 0: never), by [`crate::hls::Rendition::index`].
+    hls_wanted_ns: [u64; 2],
 }
 
 /// The owner shard's parts of a stream.
@@ -120,7 +125,11 @@ pub struct Shard {
     /// Next connection id (shard id in the low bits keeps ids unique per process).
     next_conn: Cell<u64>,
     /// HLS snapshots of live (and recently ended) streams, served by this shard.
-    hls: hls_store::SharedStore,
+    hls: hls_store::SharedStore<crate::hls::HlsView>,
+    /// Low-Latency HLS snapshots of live (and recently ended) streams.
+    ll: hls_store::SharedStore<crate::hls::LlView>,
+    /// LL-HLS requests held until their part exists.
+    held: RefCell<held::HeldReloads>,
     /// The server is stopping: streams have ended and idle connections close.
     stopping: Cell<bool>,
     /// Notified when the stop begins. Each waiting connection listens with a listener of
@@ -152,6 +161,7 @@ impl Shard {
             frame_sends: Cell::new(0),
             units: Meter::new(observed.media_budget.clone()),
             readiness: Readiness::new(),
+            held: RefCell::new(held::HeldReloads::new(config.hls.max_held_reloads)),
             config: RefCell::new(config),
             config_version: Cell::new(version),
             stats: observed.all_stats[id].clone(),
@@ -161,6 +171,7 @@ impl Shard {
             streams: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
             hls: Rc::default(),
+            ll: Rc::default(),
             stopping: Cell::new(false),
             stop: event_listener::Event::new(),
         }
@@ -195,6 +206,9 @@ impl Shard {
                 hls.set_window(config.hls.window_segments);
             }
         }
+        self.held
+            .borrow_mut()
+            .set_limit(config.hls.max_held_reloads);
         *self.config.borrow_mut() = config;
         self.config_version.set(version);
         reloads.took(self.id, version);
@@ -277,7 +291,8 @@ impl Shard {
                 }
             }
             MeshMsg::Subscribe(key, from) => self.on_subscribe(key, from),
-            MeshMsg::HlsWanted(key) => self.start_hls(&key),
+            MeshMsg::HlsWanted(key, Rendition::Ts) => self.start_hls(&key),
+            MeshMsg::HlsWanted(key, Rendition::Ll) => self.start_ll(&key),
             MeshMsg::Unsubscribe(key, from) => {
                 let mut streams = self.streams.borrow_mut();
                 if let Some(origin) = streams.get_mut(&key).and_then(|s| s.origin.as_mut()) {
@@ -302,7 +317,8 @@ impl Shard {
                     }
                 }
             }
-            MeshMsg::Hls(key, view) => self.store_hls(key, view),
+            MeshMsg::Hls(key, View::Ts(view)) => self.store_hls(key, view),
+            MeshMsg::Hls(key, View::Ll(view)) => self.store_ll(key, view),
             MeshMsg::Handoff(handoff) => {
                 stats::inc(&self.stats.handoffs_received);
                 let shard = self.clone();

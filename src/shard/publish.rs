@@ -7,7 +7,7 @@ use super::mesh::MeshMsg;
 use super::{LocalStream, Owned, Shard};
 use crate::forward::TargetStatus;
 use crate::hls::segmenter::Segmenter;
-use crate::hls::HlsView;
+use crate::hls::{HlsView, LlView};
 use crate::hub::budget::Share;
 use crate::hub::feed::{FeedState, Offer};
 use crate::hub::origin::{Origin, PublisherInfo};
@@ -123,7 +123,7 @@ pub fn grace_ends_stream(origin: &Origin, generation: u64) -> bool {
 
 /// Segments an HLS window keeps while the media budget is spent: players start three
 /// target durations from the end of a playlist (RFC 8216, section 6.3.3).
-const MIN_HLS_WINDOW: usize = 3;
+pub(super) const MIN_HLS_WINDOW: usize = 3;
 
 impl Shard {
     /// Starts publishing `key` (this shard must own it). A stream in its grace period is
@@ -195,6 +195,7 @@ impl Shard {
             origin.stop_publishing(old.conn_id);
         }
         info!(action = "publish-start", "publish start");
+        let resumes = origin.resumes();
         origin.start_publishing(publisher);
         // A republish may have closed a segment (the discontinuity): publish the playlist.
         let view = origin
@@ -202,9 +203,22 @@ impl Shard {
             .as_ref()
             .filter(|h| !h.segments().is_empty())
             .map(|hls| HlsView::of(hls, hls.instance(), false));
+        let ll_view = match origin.ll.as_mut() {
+            Some(ll) if resumes => {
+                if let Err(err) = ll.discontinuity(super::hls_store::wall_ms()) {
+                    stats::inc(&self.stats.hls_errors);
+                    debug!(shard = self.id, stream = %key, "ll-hls: {err}");
+                }
+                Some(LlView::of(ll))
+            }
+            _ => None,
+        };
         drop(streams);
         if let Some(view) = view {
             self.publish_hls(key, view);
+        }
+        if let Some(view) = ll_view {
+            self.publish_ll(key, view);
         }
         if new_stream {
             self.start_forwards(key, &self.config().forward);
@@ -217,10 +231,17 @@ impl Shard {
     pub(super) fn segmenter(&self, key: &StreamKey) -> Segmenter {
         let config = self.config();
         let hls = &config.hls;
-        let name = key.rsplit('/').next().unwrap_or(key);
-        // Unique per segmenter in this process: time of creation, then a counter.
-        let instance = super::hls_store::wall_ms() * 1000 + self.next_conn.get() % 1000;
+        let (name, instance) = self.hls_incarnation(key);
         Segmenter::new(name, instance, hls.target_duration_ms, hls.window_segments)
+    }
+
+    /// The name (the key's last component) and a new incarnation number of a segmenter of
+    /// `key`: unique per segmenter in this process (time of creation, then a counter), so
+    /// that no cache serves an earlier incarnation's segment under a name of this one.
+    pub(super) fn hls_incarnation<'k>(&self, key: &'k StreamKey) -> (&'k str, u64) {
+        let name = key.rsplit('/').next().unwrap_or(key);
+        let instance = super::hls_store::wall_ms() * 1000 + self.next_conn.get() % 1000;
+        (name, instance)
     }
 
     /// An audio or video message from publisher `conn_id` of `key`. False when `conn_id` is
@@ -310,13 +331,18 @@ impl Shard {
             (closed || trimmed || refused)
                 .then(|| (HlsView::of(hls, hls.instance(), false), closed))
         });
-        let retired = if unit.key && self.config().hls.on_demand {
-            self.retire_idle_hls(key, origin, hls_share.as_mut())
-        } else {
-            None
-        };
-        if let (Some(share), Some(hls)) = (hls_share.as_mut(), origin.hls.as_ref()) {
-            share.set(hls.bytes_held());
+        let ll_view = self.ll_push(key, origin, &unit, spent);
+        // Low-Latency HLS is always made on demand (`hls.on_demand` is about MPEG-TS).
+        let on_demand = self.config().hls.on_demand;
+        let retired = (unit.key && on_demand)
+            .then(|| self.retire_idle_hls(key, origin))
+            .flatten();
+        let ll_retired = unit.key.then(|| self.retire_idle_ll(key, origin)).flatten();
+        if let Some(share) = hls_share.as_mut() {
+            share.set(origin.hls_bytes_held());
+        }
+        if let Some(view) = ll_retired.or(ll_view) {
+            self.publish_ll(key, view);
         }
         if let Some(view) = retired {
             self.publish_hls(key, view);
@@ -427,6 +453,13 @@ impl Shard {
             if let Some(hls) = origin.hls.as_mut() {
                 hls.end();
                 self.publish_hls(key, HlsView::of(hls, hls.instance(), true));
+            }
+            if let Some(ll) = origin.ll.as_mut() {
+                if let Err(err) = ll.end(super::hls_store::wall_ms()) {
+                    stats::inc(&self.stats.hls_errors);
+                    debug!(shard = self.id, stream = %key, "ll-hls: {err}");
+                }
+                self.publish_ll(key, LlView::of(ll));
             }
         }
         if let Some(feed) = stream.feed {

@@ -167,7 +167,7 @@ impl Shard {
         for stream in self.streams.borrow().values() {
             if let (Some(feed), Some(origin)) = (&stream.feed, &stream.origin) {
                 gop_cache += feed.borrow().ring.gop_cache_bytes();
-                hls += origin.hls.as_ref().map_or(0, |h| h.bytes_held());
+                hls += origin.hls_bytes_held();
             }
         }
         let units = self.units.held();
@@ -175,6 +175,7 @@ impl Shard {
         gauge(&self.stats.ring_bytes, units.saturating_sub(gop_cache));
         gauge(&self.stats.gop_cache_bytes, gop_cache);
         gauge(&self.stats.hls_bytes, hls);
+        gauge(&self.stats.hls_held_reloads, self.held_reloads());
         let channels =
             super::mesh::receiving_bytes(self.count, self.config().server.mesh_queue_units);
         stats::set(

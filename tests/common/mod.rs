@@ -634,3 +634,24 @@ impl Killed {
         matches!(self.0.try_wait(), Ok(None))
     }
 }
+
+/// Plays `url` with Debian's ffmpeg for `seconds` (decoding every frame) and returns the
+/// video and audio frames decoded; panics when ffmpeg fails or reports any error.
+pub fn ffmpeg_play(url: &str, seconds: u32) -> (usize, usize) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-i", url])
+        .args(["-t", &seconds.to_string(), "-f", "framecrc", "-"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run ffmpeg");
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && errors.trim().is_empty(),
+        "ffmpeg {url}: {errors}"
+    );
+    let frames = String::from_utf8_lossy(&out.stdout);
+    let video = frames.lines().filter(|l| l.starts_with("0,")).count();
+    let audio = frames.lines().filter(|l| l.starts_with("1,")).count();
+    (video, audio)
+}

@@ -169,11 +169,11 @@ mod parts_and_segments {
         assert!(w.starts_segment(true, 0));
         let added = w.add_part(body(0), 500, true, T0).unwrap();
         assert_eq!(added.part, Some(PartId { msn: 0, part: 0 }));
-        // Short of the target, a keyframe stays in the segment; after 500 ms more that the
-        // writer has not handed over yet, it would start the next.
+        // Short of the target (less a tenth of it), a keyframe stays in the segment; after
+        // 400 ms more that the writer has not handed over yet, it would start the next.
         assert!(!w.starts_segment(true, 0));
-        assert!(!w.starts_segment(true, 499));
-        assert!(w.starts_segment(true, 500));
+        assert!(!w.starts_segment(true, 399));
+        assert!(w.starts_segment(true, 400));
         let added = w.add_part(body(1), 300, true, T0).unwrap();
         assert_eq!(added.part, Some(PartId { msn: 0, part: 1 }));
         let added = w.add_part(body(2), 200, false, T0).unwrap();
