@@ -10,36 +10,16 @@
 mod common;
 
 use base64::Engine as _;
-use common::{have_tool, http_request, serve_with, wait_exit, wait_until, Response, WAIT};
-use std::io::Read;
+use common::browser::{have_browser, run_script};
+use common::{have_tool, http_request, serve_with, wait_until, Response, WAIT};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 const TOKEN: &str = "c0nsole-t0ken";
 
 /// How long the browser script may take (it needs 5 to 10 s).
 const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
-
-/// The npm project that holds the browser script and its packages.
-fn script_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console")
-}
-
-/// Whether `npm ci` has installed the script's packages; if not, says how, and fails under
-/// CORECAST_REQUIRE_TOOLS=1.
-fn have_packages() -> bool {
-    if script_dir().join("node_modules/puppeteer-core").is_dir() {
-        return true;
-    }
-    let how = "run `npm ci --prefix tests/console` (.ci/run does)";
-    if std::env::var("CORECAST_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("puppeteer-core is required (CORECAST_REQUIRE_TOOLS=1) but not installed: {how}");
-    }
-    eprintln!("NOTICE: puppeteer-core not installed; skipping this test: {how} (set CORECAST_REQUIRE_TOOLS=1 to fail instead)");
-    false
-}
 
 /// `GET path` on `addr` with these extra header lines.
 fn get(addr: SocketAddr, path: &str, headers: &str) -> Response {
@@ -57,74 +37,9 @@ fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
     })
 }
 
-/// ffmpeg publishing a test picture (H.264, 1 s GOP) and tone (AAC) in real time to
-/// `live/{name}` for up to 90 s; killed when dropped.
-fn ffmpeg_publish(rtmp: SocketAddr, name: &str) -> common::Killed {
-    common::Killed(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-            .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
-            .args(["-f", "lavfi", "-i", "sine=frequency=440"])
-            .args(["-c:v", "libx264", "-preset", "veryfast"])
-            .args(["-tune", "zerolatency", "-pix_fmt", "yuv420p", "-g", "25"])
-            .args(["-c:a", "aac", "-t", "90", "-f", "flv"])
-            .arg(format!("rtmp://{rtmp}/live/{name}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            // Errors only (`-loglevel error`): shown as they come.
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn ffmpeg"),
-    )
-}
-
-/// Runs the browser script; its JSON report and what it wrote to standard error.
-fn run_script(admin: SocketAddr, stream: &str, screenshot: &Path) -> (serde_json::Value, String) {
-    let mut child = Command::new("node")
-        .arg(script_dir().join("console.mjs"))
-        .arg(format!("http://{admin}"))
-        .arg(TOKEN)
-        .arg(stream)
-        .arg(screenshot)
-        .current_dir(script_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn node");
-    // Read both pipes all along, so that neither fills.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    if wait_exit(&mut child, SCRIPT_LIMIT).is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "the browser script did not finish within {SCRIPT_LIMIT:?}: {}",
-            err.join().unwrap()
-        );
-    }
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
-    let report = out
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str(line).ok())
-        .unwrap_or_else(|| panic!("no JSON report from the browser script: {out}\n{err}"));
-    (report, err)
-}
-
 #[test]
 fn the_console_lists_a_stream_follows_its_viewers_and_plays_it() {
-    if !have_tool("ffmpeg") || !have_tool("node") || !have_tool("chromium") || !have_packages() {
+    if !have_tool("ffmpeg") || !have_browser(&["puppeteer-core"]) {
         return;
     }
     let config = "[server]\nshards = 2\nrtmp_listen = \"127.0.0.1:0\"\n\
@@ -175,7 +90,7 @@ fn the_console_lists_a_stream_follows_its_viewers_and_plays_it() {
     );
     assert_eq!(get(serving.http, "/", &bearer).status, 404);
 
-    let _ffmpeg = ffmpeg_publish(serving.rtmp, "console");
+    let _ffmpeg = common::ffmpeg_publish(serving.rtmp, "console");
     common::wait_live_at(serving.http, "/live/console.flv");
     // The viewers of `wait_live_at` have gone: the page starts from no viewer.
     let viewers = || {
@@ -193,7 +108,13 @@ fn the_console_lists_a_stream_follows_its_viewers_and_plays_it() {
     std::fs::create_dir_all(&artifacts).unwrap();
     let screenshot = artifacts.join("console.png");
     let _ = std::fs::remove_file(&screenshot);
-    let (report, said) = run_script(serving.admin, "live/console", &screenshot);
+    let args = [
+        format!("http://{}", serving.admin),
+        TOKEN.to_string(),
+        "live/console".to_string(),
+        screenshot.display().to_string(),
+    ];
+    let (report, said) = run_script("console.mjs", &args, SCRIPT_LIMIT);
     eprintln!("{said}");
     eprintln!("browser report: {report:#}");
     if screenshot.exists() {

@@ -2,6 +2,7 @@
 //! reader, the fixture clip, and the external-tool gate.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod conn;
 pub mod fixture;
 pub mod logged;
@@ -654,4 +655,26 @@ pub fn ffmpeg_play(url: &str, seconds: u32) -> (usize, usize) {
     let video = frames.lines().filter(|l| l.starts_with("0,")).count();
     let audio = frames.lines().filter(|l| l.starts_with("1,")).count();
     (video, audio)
+}
+
+/// ffmpeg publishing a test picture (H.264 without B-frames, as low-latency encoders are
+/// set, 1 s GOP) and tone (AAC) in real time to `live/{name}` for up to 90 s; killed when
+/// dropped.
+pub fn ffmpeg_publish(rtmp: SocketAddr, name: &str) -> Killed {
+    Killed(
+        std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440"])
+            .args(["-c:v", "libx264", "-preset", "veryfast"])
+            .args(["-tune", "zerolatency", "-pix_fmt", "yuv420p", "-g", "25"])
+            .args(["-c:a", "aac", "-t", "90", "-f", "flv"])
+            .arg(format!("rtmp://{rtmp}/live/{name}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            // Errors only (`-loglevel error`): shown as they come.
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn ffmpeg"),
+    )
 }

@@ -11,7 +11,7 @@
 // SCREENSHOT and prints one JSON line with what it saw; the Rust test asserts on it. Exits
 // 1 (still printing the JSON, with "error") when a step fails.
 
-import puppeteer from "puppeteer-core";
+import { launchChromium } from "./browser.mjs";
 
 const [adminUrl, token, stream, screenshot] = process.argv.slice(2);
 if (!screenshot) {
@@ -68,17 +68,7 @@ function flvViewer(url, signal, viewer) {
   });
 }
 
-const browser = await puppeteer.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--autoplay-policy=no-user-gesture-required",
-    "--mute-audio",
-    "--disable-dev-shm-usage",
-    // Chromium's sandbox refuses to run as root.
-    ...(process.getuid && process.getuid() === 0 ? ["--no-sandbox"] : []),
-  ],
-});
+const browser = await launchChromium();
 let page;
 let exitCode = 0;
 try {
