@@ -462,6 +462,11 @@ impl Fmp4Writer {
             .is_some_and(|s| s.sync)
     }
 
+    /// DTS of the last unit taken (ms, extended past 32 bits), if any.
+    pub fn last_dts_ms(&self) -> Option<u64> {
+        self.last_dts
+    }
+
     /// Bytes of samples queued.
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes

@@ -28,6 +28,15 @@
 //! gap, which may be short, is the last of its segment); the next segment starts at the next
 //! keyframe.
 //!
+//! # Program dates
+//!
+//! A part goes to the window with the wall-clock time its first frame reached the server:
+//! the arrival of the unit that completed it, less how much media that unit is after the
+//! part's start. So a segment that starts the playlist's timeline (the first, and the first
+//! after a discontinuity) is dated when its first frame arrived, not when its first part was
+//! complete, and `EXT-X-PROGRAM-DATE-TIME` tells a player how far behind the server's live
+//! edge it plays.
+//!
 //! # Initialization segments
 //!
 //! The writer's initialization segment changes when a sequence header configures a track
@@ -275,11 +284,19 @@ impl LlSegmenter {
         now_ms: u64,
         changed: &mut Changed,
     ) -> Result<(), LlError> {
+        // When the part's first frame arrived: `now_ms` is when the unit that completed it
+        // arrived, as much media later as that unit is after the part's start. The window
+        // dates a segment that starts its timeline with it.
+        let behind = self
+            .writer
+            .last_dts_ms()
+            .map_or(0, |last| last.saturating_sub(fragment.first_dts_ms));
+        let started_ms = now_ms.saturating_sub(behind);
         let added = match self.window.add_part(
             fragment.bytes,
             fragment.duration_ms,
             fragment.independent,
-            now_ms,
+            started_ms,
         ) {
             Ok(added) => added,
             Err(err) => {
