@@ -131,6 +131,11 @@ impl Headers {
     }
 }
 
+/// Units a syncing replica keeps aside until the owner's snapshot arrives (a few
+/// milliseconds of a stream's units; beyond, they are dropped, and the replica resumes at a
+/// keyframe after the snapshot).
+pub const MAX_EARLY_UNITS: usize = 256;
+
 /// Outcome of offering a unit to a feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offer {
@@ -140,6 +145,9 @@ pub enum Offer {
     AwaitingKey,
     /// Dropped: already received (sequence number not newer than the last one).
     Stale,
+    /// Kept aside: the replica waits for the owner's snapshot, which the unit overtook (see
+    /// [`Feed::load_snapshot`]).
+    Early,
 }
 
 /// One stream on one shard.
@@ -165,6 +173,9 @@ pub struct Feed {
     next_seq: Option<u64>,
     /// Units were lost; drop everything until the next keyframe.
     want_key: bool,
+    /// Units that reached a syncing replica before the owner's snapshot, at most
+    /// [`MAX_EARLY_UNITS`] (beyond, they are dropped and the replica resumes at a keyframe).
+    early: Vec<Unit>,
     /// Viewers waiting for data.
     waiters: Vec<Waker>,
     /// A deferred wake-up (merge window) is already scheduled.
@@ -189,6 +200,7 @@ impl Feed {
             has_video: false,
             next_seq: None,
             want_key: false,
+            early: Vec::new(),
             waiters: Vec::new(),
             flush_scheduled: false,
             pictures_held: 0,
@@ -199,6 +211,12 @@ impl Feed {
     /// Offers a unit (from the publisher or the owner). Units must come in sequence order;
     /// after a gap, only a keyframe (or header) resumes the feed.
     pub fn offer(&mut self, unit: Unit, now_ns: u64) -> Offer {
+        if self.state == FeedState::Syncing {
+            if self.early.len() < MAX_EARLY_UNITS {
+                self.early.push(unit);
+            }
+            return Offer::Early;
+        }
         if let Some(next) = self.next_seq {
             if unit.seq < next {
                 return Offer::Stale;
@@ -225,7 +243,11 @@ impl Feed {
         Offer::Accepted
     }
 
-    /// Loads an owner's snapshot into a replica: headers, then the GOP cache.
+    /// Loads an owner's snapshot into a replica: headers, then the GOP cache, then the units
+    /// that came before it. Units travel between shards apart from control messages, so the
+    /// first units sent to a new subscriber can overtake the snapshot the owner made for it
+    /// when it subscribed; a syncing replica keeps them aside ([`Offer::Early`]) and takes
+    /// them here, after the snapshot, each once (those the snapshot holds too are stale).
     pub fn load_snapshot(&mut self, headers: Vec<Unit>, gop: Vec<Unit>, now_ns: u64) {
         for unit in &headers {
             self.headers.set(unit);
@@ -235,11 +257,11 @@ impl Feed {
         self.ring.clear();
         self.next_seq = None;
         self.want_key = false;
-        for unit in gop {
-            self.offer(unit, now_ns);
-        }
         if self.state == FeedState::Syncing {
             self.state = FeedState::Live;
+        }
+        for unit in gop.into_iter().chain(std::mem::take(&mut self.early)) {
+            self.offer(unit, now_ns);
         }
     }
 
@@ -391,6 +413,30 @@ mod tests {
         let mut replica = Feed::new(FeedState::Syncing, Ring::new(1 << 20, u64::MAX));
         replica.load_snapshot(Vec::new(), gop, 0);
         assert_eq!(replica.state, FeedState::Live);
+        assert_eq!(replica.offer(unit(7, false, 10), 0), Offer::Accepted);
+    }
+
+    #[test]
+    fn units_that_overtake_the_snapshot_come_after_it_once() {
+        let mut owner = feed();
+        for i in 0..5 {
+            owner.offer(unit(i, i == 3, 10), 0);
+        }
+        // The replica subscribed when the owner had units 0-4; units 4 (again, in flight)
+        // and 5-6 reach it before the snapshot does.
+        let (headers, gop) = owner.snapshot();
+        let mut replica = Feed::new(FeedState::Syncing, Ring::new(1 << 20, u64::MAX));
+        for seq in [4, 5, 6] {
+            assert_eq!(replica.offer(unit(seq, false, 10), 0), Offer::Early);
+        }
+        assert!(replica.ring.is_empty());
+        replica.load_snapshot(headers, gop, 0);
+        let seqs: Vec<u64> = replica
+            .ring
+            .iter_from(replica.ring.front())
+            .map(|e| e.unit.seq)
+            .collect();
+        assert_eq!(seqs, [3, 4, 5, 6], "each unit once, in order");
         assert_eq!(replica.offer(unit(7, false, 10), 0), Offer::Accepted);
     }
 
