@@ -75,6 +75,10 @@ impl Share {
 
     /// Sets the share to `bytes`.
     pub fn set(&mut self, bytes: usize) {
+        // Called with every unit of a stream: no write to the shared budget for no change.
+        if bytes == self.bytes {
+            return;
+        }
         if bytes > self.bytes {
             self.budget.take(bytes - self.bytes);
         } else {

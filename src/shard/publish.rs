@@ -332,12 +332,19 @@ impl Shard {
                 .then(|| (HlsView::of(hls, hls.instance(), false), closed))
         });
         let ll_view = self.ll_push(key, origin, &unit, spent);
-        // Low-Latency HLS is always made on demand (`hls.on_demand` is about MPEG-TS).
-        let on_demand = self.config().hls.on_demand;
-        let retired = (unit.key && on_demand)
-            .then(|| self.retire_idle_hls(key, origin))
-            .flatten();
-        let ll_retired = unit.key.then(|| self.retire_idle_ll(key, origin)).flatten();
+        // Checked at keyframes only. Low-Latency HLS is always made on demand
+        // (`hls.on_demand` is about MPEG-TS).
+        let (retired, ll_retired) = match unit.key {
+            true => (
+                self.config()
+                    .hls
+                    .on_demand
+                    .then(|| self.retire_idle_hls(key, origin))
+                    .flatten(),
+                self.retire_idle_ll(key, origin),
+            ),
+            false => (None, None),
+        };
         if let Some(share) = hls_share.as_mut() {
             share.set(origin.hls_bytes_held());
         }
