@@ -66,6 +66,12 @@ pub struct ShardStats {
     /// Gauge: Low-Latency HLS requests this shard holds until their part exists, sampled
     /// once a second.
     pub hls_held_reloads: AtomicU64,
+    /// Low-Latency HLS requests answered without being held because this shard held
+    /// `hls.max_held_reloads` already (a playlist at once, a part `404`).
+    pub hls_held_full: AtomicU64,
+    /// Low-Latency HLS requests held until their deadline without their part coming (`503`
+    /// for a playlist, `404` for a part).
+    pub hls_held_timeouts: AtomicU64,
     /// Gauge: connection buffers on this shard: RTMP read buffers, the part of a message
     /// received so far, output not yet written, and HTTP request heads being read.
     pub connection_buffer_bytes: AtomicU64,

@@ -4,6 +4,8 @@
 //! the same ffmpeg from the start and joining mid-stream: the exact stream list, every frame
 //! decoded without an error, timestamps that never go back. HEVC also over HLS (MPEG-TS,
 //! checked segment by segment and played live); AV1 and VP9 get a 501 playlist that says why.
+//! HEVC+AAC and AV1+Opus over Low-Latency HLS (fMP4: the codecs named in the multivariant
+//! playlist, played live); VP9 gets a 501 there.
 //! Multitrack (two renditions): every track to players that read it, the default track to
 //! the others, Debian's ffmpeg 5.1 among them.
 
@@ -185,6 +187,45 @@ fn check_hls(server: &corecast::Server, ffmpeg: &Path, name: &str, expected: &[&
     check(name, "HLS", expected, &played);
 }
 
+/// Low-Latency HLS (fMP4): the multivariant playlist names the codecs (`CODECS` begins
+/// with each of `codecs`), the media playlist lists segments, and `ffmpeg` plays it live with
+/// the `expected` streams and no decoder error.
+fn check_ll(
+    server: &corecast::Server,
+    ffmpeg: &Path,
+    name: &str,
+    expected: &[&str],
+    codecs: [&str; 2],
+) {
+    let http = server.http_addr();
+    let multivariant = http_get(http, &format!("/live/{name}/index.m3u8"));
+    let text = String::from_utf8_lossy(&multivariant.body);
+    assert_eq!(multivariant.status, 200, "{name}: {text}");
+    let listed = text
+        .split("CODECS=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default();
+    let listed: Vec<&str> = listed.split(',').collect();
+    assert!(
+        listed.len() == 2 && listed.iter().zip(codecs).all(|(l, c)| l.starts_with(c)),
+        "{name}: CODECS {listed:?}, expected {codecs:?}: {text}"
+    );
+    let path = format!("/live/{name}/ll.m3u8");
+    let mut text = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let playlist = http_get(http, &path);
+            text = String::from_utf8_lossy(&playlist.body).into_owned();
+            playlist.status == 200 && text.matches("#EXTINF").count() >= 2
+        }),
+        "{name}: LL-HLS playlist with two segments: {text}"
+    );
+    assert!(text.contains("#EXT-X-MAP:URI="), "{name}: {text}");
+    let played = play(ffmpeg, &format!("http://{http}{path}"), 3);
+    check(name, "LL-HLS", expected, &played);
+}
+
 #[test]
 fn hevc_av1_and_vp9_relay_to_flv_and_rtmp_players() {
     let Some(ffmpeg) = modern_ffmpeg() else {
@@ -255,6 +296,21 @@ fn hevc_av1_and_vp9_relay_to_flv_and_rtmp_players() {
         let [video, audio] = case.streams.map(|s| s.split(": ").nth(1).unwrap_or(s));
         assert_eq!(view["video_codec"], video, "{}", case.name);
         assert_eq!(view["audio_codec"], audio, "{}", case.name);
+    }
+    // LL-HLS: HEVC, AV1, AAC and Opus go into fMP4; VP9 has no binding there, and the
+    // playlist says so (501), naming the track.
+    for (case, codecs) in CASES
+        .iter()
+        .zip([["hvc1.", "mp4a.40.2"], ["av01.", "opus"], ["", ""]])
+    {
+        if case.name == "vp9" {
+            let playlist = http_get(server.http_addr(), "/live/vp9/index.m3u8");
+            let body = String::from_utf8_lossy(&playlist.body);
+            assert_eq!(playlist.status, 501, "vp9: {body}");
+            assert!(body.contains("vp9 video"), "vp9: {body}");
+            continue;
+        }
+        check_ll(&server, &ffmpeg, case.name, &case.streams, codecs);
     }
     // HLS: HEVC and AAC are muxed into MPEG-TS; AV1, VP9 and Opus have no TS mapping here,
     // and the playlist says so (501), naming the track.

@@ -113,6 +113,8 @@ fn encode(ffmpeg: &Path, case: &Case, rate: u32, out: &Path) {
 struct Written {
     codecs: String,
     video_frames: usize,
+    /// Audio frames from the first picture's presentation time on: those before it are
+    /// left out, so that both tracks start together (see the fMP4 writer's notes).
     audio_frames: usize,
     /// Every part, in order: duration (ms) and whether it starts with a keyframe.
     parts: Vec<(u64, bool)>,
@@ -133,7 +135,11 @@ fn write(flv: &Path, out: &Path) -> Written {
         window: 16,
     };
     let mut segmenter = LlSegmenter::new("t", 1, settings);
-    let (mut video_frames, mut audio_frames) = (0, 0);
+    let mut video_frames = 0;
+    // The first picture's presentation time, and the audio frames' timestamps: the audio
+    // before that picture is left out.
+    let mut first_shown = None;
+    let mut audio = Vec::new();
     let t0 = 1_796_515_200_000;
     for tag in &tags {
         let (kind, key, header) = match tag.kind {
@@ -142,11 +148,16 @@ fn write(flv: &Path, out: &Path) -> Written {
                 // Frames: legacy packet type 1 (0 is the header, 2 the end of sequence).
                 let frame = t.payload && !t.header && (t.enhanced || tag.data.get(1) == Some(&1));
                 video_frames += usize::from(frame);
+                if frame && first_shown.is_none() {
+                    first_shown = Some(i64::from(tag.timestamp) + i64::from(t.composition_time));
+                }
                 (UnitKind::Video, t.keyframe, t.header)
             }
             TagKind::Audio => {
                 let t = codec::audio(&tag.data).expect("audio tag");
-                audio_frames += usize::from(t.payload && !t.header);
+                if t.payload && !t.header {
+                    audio.push(i64::from(tag.timestamp));
+                }
                 (UnitKind::Audio, false, t.header)
             }
             _ => (UnitKind::Script, false, true),
@@ -166,10 +177,11 @@ fn write(flv: &Path, out: &Path) -> Written {
         parts.extend(segment.parts.iter().map(|p| (p.duration_ms, p.independent)));
     }
     std::fs::write(out, file).expect("write the fMP4 file");
+    let first_shown = first_shown.expect("a picture");
     Written {
         codecs: segmenter.writer().codecs().expect("codecs"),
         video_frames,
-        audio_frames,
+        audio_frames: audio.iter().filter(|&&t| t >= first_shown).count(),
         parts,
         segments: window.segments().len(),
         playlist: window.playlist(&PlaylistRequest::default()),

@@ -34,15 +34,26 @@
 //! holds exactly (90 ticks). A 1 kHz video timescale would hold them too; 90 kHz is chosen
 //! because it is the clock of the MPEG-TS rendition of the same stream (its PES timestamps
 //! are the same numbers), and leaves room for sources with finer timestamps. Audio at its
-//! sampling rate is what decoders and the Opus mapping expect. A
-//! sample's decode time is its DTS converted to the timescale (rounded down); its duration
-//! the distance to the next one's, so `tfdt` always equals the DTS of a fragment's first
-//! sample, and fragments follow each other without gap or overlap. AAC frames therefore last
-//! what their millisecond timestamps say (about 1014 or 1058 ticks at 44.1 kHz, 1024 on
-//! average),
-//! not exactly 1024 ticks: the audio stays where the publisher put it relative to the video.
-//! Two samples of one track with the same DTS are spaced one tick apart. The composition
-//! offset is the FLV composition time, converted, and signed (`trun` version 1).
+//! sampling rate is what decoders and the Opus mapping expect. A sample's decode time is
+//! its DTS converted to the timescale (rounded down; video's shifted, see below); its
+//! duration the distance to the next one's, so `tfdt` always equals the (shifted) DTS of a
+//! fragment's first sample, and fragments follow each other without gap or overlap. AAC
+//! frames therefore last what their millisecond timestamps say (about 1014 or 1058 ticks at
+//! 44.1 kHz, 1024 on average), not exactly 1024 ticks: the audio stays where the publisher put it relative to the video.
+//! Two samples of one track with the same DTS are spaced one tick apart.
+//!
+//! # Composition
+//!
+//! With B-frames, pictures are shown later than they are decoded: the FLV composition time
+//! (80 ms for a keyframe with two B-frames at 25 fps). A player's timeline starts at the
+//! decode time of what it loads first (hls.js: the earliest `tfdt`), so a keyframe shown
+//! 80 ms after its decode time leaves a hole before it that the player has to seek over.
+//! The video's decode times therefore run the composition time of its first keyframe
+//! later than the DTS (and its composition offsets that much less, negative for B-frames
+//! before a keyframe in presentation order: signed, `trun` version 1, as CMAF packagers
+//! write them): keyframes are shown at their decode time, every picture at the time the
+//! publisher gave it, and the audio, untouched, stays in step. So a fragment's `tfdt` is
+//! the DTS of its first sample plus that shift (at most [`MAX_SHIFT_MS`]).
 //!
 //! # Holding back the last sample
 //!
@@ -61,9 +72,10 @@
 //! - at a sample that can start a part ([`Pushed::Sample`] with `independent`: a video
 //!   keyframe, or an audio frame of a stream without video), if a segment starts there
 //!   ([`crate::hls::llhls::LlWindow::starts_segment`] with [`Fmp4Writer::pending_ms`]):
+//!   [`Fmp4Writer::end_segment`], then, once [`Fmp4Writer::segment_end_ready`] holds,
 //!   [`Fmp4Writer::take_fragment_within`] with the part target until nothing is left. The
-//!   sample has just been pushed and is the held sample of its track, so the last fragment
-//!   ends right before it, and the next one starts with it ([`Fragment::independent`]);
+//!   fragments stop right before that sample, and the next one starts with it
+//!   ([`Fragment::independent`]);
 //! - when [`Fmp4Writer::pending_ms`] reaches the part target:
 //!   [`Fmp4Writer::take_fragment_within`] with the part target, which cuts before the
 //!   sample that would take the part past it (RFC 8216bis 4.4.4.9: no part is longer than
@@ -74,6 +86,23 @@
 //! track's cut (all its complete samples when nothing is cut). A fragment is *independent*
 //! when its primary track's first sample is a sync sample: a video keyframe, or any audio
 //! frame of a stream without video.
+//!
+//! # Segment ends
+//!
+//! Video is cut in decode order, but shown in presentation order: with B-frames a segment's
+//! pictures are shown from its keyframe's presentation time to the next keyframe's, which
+//! are later than their decode times (by 80 ms with two B-frames at 25 fps). So audio is
+//! cut at the next keyframe's *presentation* time: both tracks of a segment then cover the
+//! same span. Players that measure what a segment buffered take one whose tracks fall short
+//! of its duration as not loaded (hls.js: more than 50 ms short is "no progress"; it loads
+//! it again, and stalls). Audio up to that time arrives after the keyframe (publishers
+//! interleave by decode time), so a segment's end waits for it: [`Fmp4Writer::end_segment`]
+//! marks the keyframe, fragments stop before it, and [`Fmp4Writer::segment_end_ready`]
+//! says when the audio is there, or when the video went on a part target past it without
+//! (a publisher whose audio lags or stopped): the wait is bounded. The first segment of a
+//! stream (and after a discontinuity) starts the same way: what audio came before its
+//! keyframe's presentation time goes into a fragment of its own, which the segmenter's
+//! window leaves out (no segment is open for it), so both tracks start together.
 //!
 //! # Bounds
 //!
@@ -136,6 +165,11 @@ pub const MAX_QUEUED_SAMPLES: usize = 16_384;
 /// Duration given to a track's last sample at [`Fmp4Writer::finish`] when it had no sample
 /// before it to measure (ms, one frame at 25 fps).
 const LONE_VIDEO_FRAME_MS: u64 = 40;
+
+/// Largest composition shift of a track (ms, see the module's notes on composition): a
+/// keyframe shown later than this after its decode time is a publisher's error, not a
+/// reordering depth.
+const MAX_SHIFT_MS: u64 = 1000;
 
 /// Sample flags of a sync sample: depends on no other (ISO/IEC 14496-12 8.8.3.1).
 const SYNC_FLAGS: u32 = 0x0200_0000;
@@ -222,6 +256,8 @@ struct Sample {
     duration: u32,
     /// Composition offset (timescale units).
     cts: i32,
+    /// Presentation time (ms): the DTS plus the composition time.
+    pts_ms: u64,
     /// A sync sample.
     sync: bool,
     /// The sample's bytes, shared with the unit they came in.
@@ -249,6 +285,10 @@ struct Track {
     /// The last sample got a duration without a successor ([`Track::release_held`]): every
     /// sample queued is complete, until the next one arrives.
     released: bool,
+    /// Decode times run this much (ms) after the DTS: the composition time of the track's
+    /// first sync sample, so that keyframes are shown at their decode time (see the
+    /// module's notes on composition); `None` until a sync sample came.
+    shift_ms: Option<u64>,
 }
 
 impl Track {
@@ -262,6 +302,7 @@ impl Track {
             last_duration: None,
             gap: false,
             released: false,
+            shift_ms: None,
         }
     }
 
@@ -274,9 +315,14 @@ impl Track {
 
     /// Queues a frame: the sample before it gets its duration.
     fn queue(&mut self, dts_ms: u64, composition_ms: i32, sync: bool, data: Bytes) {
+        if sync && self.shift_ms.is_none() {
+            self.shift_ms =
+                Some(u64::try_from(composition_ms).map_or(0, |ms| ms.min(MAX_SHIFT_MS)));
+        }
+        let shifted = self.ticks(dts_ms + self.shift_ms.unwrap_or(0));
         let decode = match self.last_decode {
-            Some(last) => self.ticks(dts_ms).max(last + 1),
-            None => self.ticks(dts_ms),
+            Some(last) => shifted.max(last + 1),
+            None => shifted,
         };
         let pts_ms = dts_ms.saturating_add_signed(i64::from(composition_ms));
         let cts = i64::try_from(self.ticks(pts_ms)).unwrap_or(i64::MAX) - decode as i64;
@@ -292,6 +338,7 @@ impl Track {
             decode,
             duration: 0,
             cts,
+            pts_ms,
             sync,
             data,
         });
@@ -364,6 +411,9 @@ pub struct Fmp4Writer {
     /// The fragments flushed at a configuration change are cut at this many ms (see
     /// [`Fmp4Writer::with_part_target`]).
     part_target_ms: Option<u64>,
+    /// DTS (ms) of the sync sample of the primary track that a segment ends before, while
+    /// the samples before it are still to be taken (see [`Fmp4Writer::end_segment`]).
+    boundary: Option<u64>,
 }
 
 impl Default for Fmp4Writer {
@@ -391,6 +441,7 @@ impl Fmp4Writer {
             last_dts: None,
             unsupported: None,
             part_target_ms: None,
+            boundary: None,
         }
     }
 
@@ -470,6 +521,52 @@ impl Fmp4Writer {
     /// Bytes of samples queued.
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
+    }
+
+    /// A segment ends before the sample just queued, a sync sample of the primary track
+    /// (see the module's notes on segment ends): fragments stop before it until every
+    /// sample before it was taken, and the last of them carries the audio up to its
+    /// presentation time. Nothing changes while an earlier end is pending.
+    pub fn end_segment(&mut self) {
+        if self.boundary.is_none() {
+            let last = self.track(self.primary()).samples.back();
+            self.boundary = last.filter(|s| s.sync).map(|s| s.dts_ms);
+        }
+    }
+
+    /// Whether a segment end is pending ([`Fmp4Writer::end_segment`]): taking fragments
+    /// until there are none clears it.
+    pub fn ending_segment(&self) -> bool {
+        self.boundary.is_some()
+    }
+
+    /// Whether the segment that ends ([`Fmp4Writer::end_segment`]) can be taken whole: the
+    /// audio up to the keyframe's presentation time has arrived, or the video went on
+    /// `max_wait_ms` past it without that audio (the publisher's audio lags or stopped).
+    /// True when no end is pending, and for a stream without video or without audio.
+    pub fn segment_end_ready(&self, max_wait_ms: u64) -> bool {
+        let Some(at) = self.boundary else {
+            return true;
+        };
+        if self.primary() != Primary::Video || self.audio.is_none() {
+            return true;
+        }
+        let video = &self.video_track;
+        let Some(until) = video
+            .samples
+            .iter()
+            .find(|s| s.sync && s.dts_ms >= at)
+            .map(|s| s.pts_ms)
+        else {
+            return true;
+        };
+        let audio = &self.audio_track;
+        audio.released
+            || audio.samples.back().is_some_and(|a| a.dts_ms >= until)
+            || video
+                .samples
+                .back()
+                .is_some_and(|v| v.dts_ms >= until.saturating_add(max_wait_ms))
     }
 
     /// Takes a unit (see the module's notes): a sequence header configures its track, a
@@ -709,8 +806,7 @@ impl Fmp4Writer {
     /// the module's notes). Afterwards the writer can go on: the next samples start after
     /// those.
     pub fn finish(&mut self) -> Result<Option<Fragment>, Fmp4Error> {
-        self.video_track.release_held();
-        self.audio_track.release_held();
+        self.release_all();
         self.cut(None)
     }
 
@@ -718,13 +814,20 @@ impl Fmp4Writer {
     /// track, as [`Fmp4Writer::take_fragment_within`] cuts them: parts of an LL-HLS
     /// segment that ends here.
     pub fn finish_within(&mut self, max_ms: u64) -> Result<Vec<Fragment>, Fmp4Error> {
-        self.video_track.release_held();
-        self.audio_track.release_held();
+        self.release_all();
         let mut fragments = Vec::new();
         while let Some(fragment) = self.cut(Some(max_ms))? {
             fragments.push(fragment);
         }
         Ok(fragments)
+    }
+
+    /// Every sample becomes complete (the held ones get a duration) and a pending segment
+    /// end is dropped: what is queued goes out whole.
+    fn release_all(&mut self) {
+        self.video_track.release_held();
+        self.audio_track.release_held();
+        self.boundary = None;
     }
 
     fn cut(&mut self, max_ms: Option<u64>) -> Result<Option<Fragment>, Fmp4Error> {
@@ -733,19 +836,39 @@ impl Fmp4Writer {
             Primary::Video => (&self.video_track, &self.audio_track),
             Primary::Audio => (&self.audio_track, &self.video_track),
         };
-        let mut taken = main.complete();
-        let mut end_ms = None;
-        if let Some(max_ms) = max_ms {
-            if let Some(first) = main.samples.front() {
-                taken = (1..=main.complete())
-                    .take_while(|&n| {
-                        n == 1 || main.end_ms(n - 1).saturating_sub(first.dts_ms) <= max_ms
-                    })
-                    .last()
-                    .unwrap_or(0);
-                end_ms = main.samples.get(taken).map(|s| s.dts_ms);
-            }
+        // A pending segment end: nothing from its sync sample on.
+        let complete = main.complete();
+        let limit = match self.boundary {
+            Some(at) => main
+                .samples
+                .iter()
+                .take(complete)
+                .position(|s| s.sync && s.dts_ms >= at)
+                .unwrap_or(complete),
+            None => complete,
+        };
+        let mut taken = limit;
+        if let (Some(max_ms), Some(first)) = (max_ms, main.samples.front()) {
+            taken = (1..=limit)
+                .take_while(|&n| {
+                    n == 1 || main.end_ms(n - 1).saturating_sub(first.dts_ms) <= max_ms
+                })
+                .last()
+                .unwrap_or(0);
         }
+        // The other track goes up to the next sample of the primary one: to its
+        // presentation time when it is a video keyframe, where a segment may start (see
+        // the module's notes on segment ends), else to its decode time.
+        let end_ms = match max_ms.is_some() || self.boundary.is_some() {
+            true => main
+                .samples
+                .get(taken)
+                .map(|s| match primary == Primary::Video && s.sync {
+                    true => s.pts_ms.max(s.dts_ms),
+                    false => s.dts_ms,
+                }),
+            false => None,
+        };
         let others = match end_ms {
             Some(end) => other
                 .samples
@@ -759,6 +882,10 @@ impl Fmp4Writer {
             Primary::Video => [taken, others],
             Primary::Audio => [others, taken],
         };
+        if counts == [0, 0] {
+            // Everything before a pending segment end was taken.
+            self.boundary = None;
+        }
         self.write(primary, counts)
     }
 

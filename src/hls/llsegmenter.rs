@@ -11,7 +11,9 @@
 //!   without video) where the window says a segment starts
 //!   ([`LlWindow::starts_segment`]): every complete sample before it is handed over, in
 //!   parts of at most the part target, so that the segment ends right before it and the
-//!   next one starts with it;
+//!   next one starts with it; with the audio up to the keyframe's presentation time, which
+//!   the hand-over waits for, a part target of video at most (see the fMP4 writer's notes
+//!   on segment ends);
 //! - whenever the complete samples queued reach the part target: a part of at most the
 //!   target is handed over ([`Fmp4Writer::take_fragment_within`]).
 //!
@@ -184,14 +186,21 @@ impl LlSegmenter {
                 added?;
             }
             Pushed::Sample { independent: true }
-                if self.window.starts_segment(true, self.writer.pending_ms()) =>
+                if !self.writer.ending_segment()
+                    && self.window.starts_segment(true, self.writer.pending_ms()) =>
             {
-                self.hand_over_all(now_ms, &mut changed)?;
+                self.writer.end_segment();
             }
             Pushed::Configured { .. }
             | Pushed::Sample { .. }
             | Pushed::Ignored
             | Pushed::Unsupported(_) => {}
+        }
+        if self.writer.ending_segment() {
+            if !self.writer.segment_end_ready(part_target) {
+                return Ok(changed);
+            }
+            self.hand_over_all(now_ms, &mut changed)?;
         }
         while self.writer.pending_ms() >= part_target {
             match self.writer.take_fragment_within(part_target)? {
@@ -243,7 +252,8 @@ impl LlSegmenter {
         self.trim_inits();
     }
 
-    /// Hands over every complete sample queued, in parts of at most the part target.
+    /// Hands over every complete sample queued before the segment's end, in parts of at
+    /// most the part target.
     fn hand_over_all(&mut self, now_ms: u64, changed: &mut Changed) -> Result<(), LlError> {
         let part_target = self.window.settings().part_target_ms;
         while let Some(fragment) = self.writer.take_fragment_within(part_target)? {

@@ -273,6 +273,20 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         |s| &s.hls_held_reloads,
     ),
     (
+        "corecast_hls_held_full_total",
+        "Low-Latency HLS requests answered without being held because the shard held \
+         hls.max_held_reloads already (the current playlist at once, a part 404)",
+        Kind::Counter,
+        |s| &s.hls_held_full,
+    ),
+    (
+        "corecast_hls_held_timeouts_total",
+        "Low-Latency HLS requests held until their deadline (three target durations) without \
+         their part coming (503 for a playlist, 404 for a part)",
+        Kind::Counter,
+        |s| &s.hls_held_timeouts,
+    ),
+    (
         "corecast_forwards",
         "Streams being pushed to [[forward]] targets now",
         Kind::Gauge,

@@ -263,7 +263,13 @@ impl Shard {
             glommio::timer::sleep(left).await;
             Held::TimedOut
         };
-        futures_lite::future::or(wait, timeout).await
+        let held = futures_lite::future::or(wait, timeout).await;
+        match held {
+            Held::Full => stats::add(&self.stats.hls_held_full, 1),
+            Held::TimedOut => stats::add(&self.stats.hls_held_timeouts, 1),
+            Held::Released => {}
+        }
+        held
     }
 }
 

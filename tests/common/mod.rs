@@ -661,13 +661,26 @@ pub fn ffmpeg_play(url: &str, seconds: u32) -> (usize, usize) {
 /// set, 1 s GOP) and tone (AAC) in real time to `live/{name}` for up to 90 s; killed when
 /// dropped.
 pub fn ffmpeg_publish(rtmp: SocketAddr, name: &str) -> Killed {
+    ffmpeg_publish_with_b_frames(rtmp, name, 0)
+}
+
+/// [`ffmpeg_publish`] with `b_frames` B-frames between reference frames (x264's defaults
+/// otherwise: its look-ahead delays the stream by a few frames); none is x264's
+/// `zerolatency` tuning.
+pub fn ffmpeg_publish_with_b_frames(rtmp: SocketAddr, name: &str, b_frames: u32) -> Killed {
+    let mut ffmpeg = std::process::Command::new("ffmpeg");
+    ffmpeg
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440"])
+        .args(["-c:v", "libx264", "-preset", "veryfast"]);
+    match b_frames {
+        0 => ffmpeg.args(["-tune", "zerolatency"]),
+        n => ffmpeg.args(["-bf", &n.to_string()]),
+    };
     Killed(
-        std::process::Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-            .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
-            .args(["-f", "lavfi", "-i", "sine=frequency=440"])
-            .args(["-c:v", "libx264", "-preset", "veryfast"])
-            .args(["-tune", "zerolatency", "-pix_fmt", "yuv420p", "-g", "25"])
+        ffmpeg
+            .args(["-pix_fmt", "yuv420p", "-g", "25"])
             .args(["-c:a", "aac", "-t", "90", "-f", "flv"])
             .arg(format!("rtmp://{rtmp}/live/{name}"))
             .stdin(std::process::Stdio::null())

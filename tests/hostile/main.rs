@@ -18,6 +18,7 @@
 mod common;
 
 mod budget;
+mod held;
 mod listeners;
 mod names;
 mod sessions;
@@ -239,6 +240,18 @@ fn configuration(extra: &str) -> String {
         into.extend(table.clone());
     }
     toml::to_string(&config).unwrap()
+}
+
+/// A TCP connection to `addr` whose buffers are 4 KiB, so that what the server sends
+/// stays on the server's side, and what the client sends waits on the client's.
+pub fn small_window(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.set_send_buffer_size(4096).unwrap();
+    socket
+        .connect_timeout(&addr.into(), Duration::from_secs(2))
+        .unwrap();
+    socket.into()
 }
 
 /// The answer to a publish request that was accepted.

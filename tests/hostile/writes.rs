@@ -6,18 +6,6 @@ use crate::common::slow::SlowReader;
 /// The write deadline these attacks run with.
 const WRITE_TIMEOUT: &str = "[server]\nwrite_timeout_ms = 2000\n";
 
-/// A TCP connection to `addr` whose buffers are 4 KiB, so that what the server sends
-/// stays on the server's side, and what the client sends waits on the client's.
-fn small_window(addr: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.set_send_buffer_size(4096).unwrap();
-    socket
-        .connect_timeout(&addr.into(), Duration::from_secs(2))
-        .unwrap();
-    socket.into()
-}
-
 /// Pipelined HTTP requests that are never read: the server answers while its queue is
 /// short, then stops reading requests, and closes the connection when the answers are not
 /// taken within the write deadline.

@@ -1,7 +1,9 @@
 //! Units of a test stream, for the tests of the fMP4 writer and of the LL-HLS segmenter:
-//! real codec configurations, frames that carry their index.
+//! real codec configurations, frames that carry their index; and fragments read back.
 
+use super::SYNC_FLAGS;
 use crate::media::{Unit, UnitKind};
+use mp4_atom::{Decode, Moof};
 
 /// Bytes from hexadecimal.
 pub(crate) fn hex(text: &str) -> Vec<u8> {
@@ -72,4 +74,65 @@ pub(crate) fn av_units(ms: u32, gop: u32) -> Vec<Unit> {
             audio += 1;
         }
     }
+}
+
+/// One track's samples in a fragment, read back through its boxes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Run {
+    pub(crate) track: u32,
+    pub(crate) tfdt: u64,
+    /// (duration, size, sync, cts, bytes)
+    pub(crate) samples: Vec<(u32, u32, bool, i64, Vec<u8>)>,
+}
+
+/// Reads a fragment back: its `mfhd` sequence number and its runs, the sample bytes found
+/// through the data offsets (from the moof's start, as default-base-is-moof says).
+pub(crate) fn parse_fragment(bytes: &[u8]) -> (u32, Vec<Run>) {
+    let mut buf = bytes;
+    let moof = Moof::decode(&mut buf).expect("moof");
+    let mdat_at = bytes.len() - buf.len();
+    assert_eq!(&buf[4..8], b"mdat");
+    assert_eq!(
+        u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize,
+        buf.len(),
+        "the mdat runs to the end"
+    );
+    let mut runs = Vec::new();
+    let mut expected_offset = mdat_at + 8;
+    for traf in &moof.traf {
+        assert!(traf.tfhd.default_base_is_moof);
+        assert_eq!(traf.trun.len(), 1);
+        let trun = &traf.trun[0];
+        let mut at = trun.data_offset.expect("data offset") as usize;
+        assert_eq!(at, expected_offset, "track data follow each other");
+        let mut samples = Vec::new();
+        for entry in trun.samples.iter() {
+            let size = entry.size.expect("size");
+            let flags = entry
+                .flags
+                .or(traf.tfhd.default_sample_flags)
+                .expect("flags");
+            let data = bytes[at..at + size as usize].to_vec();
+            at += size as usize;
+            samples.push((
+                entry.duration.expect("duration"),
+                size,
+                flags == SYNC_FLAGS,
+                entry.cts.unwrap_or(0),
+                data,
+            ));
+        }
+        expected_offset = at;
+        runs.push(Run {
+            track: traf.tfhd.track_id,
+            tfdt: traf.tfdt.as_ref().expect("tfdt").base_media_decode_time,
+            samples,
+        });
+    }
+    assert_eq!(
+        expected_offset,
+        bytes.len(),
+        "every mdat byte is a sample's"
+    );
+    (moof.mfhd.sequence_number, runs)
 }

@@ -86,67 +86,6 @@ fn parse_init(bytes: &[u8]) -> (mp4_atom::Ftyp, Moov) {
     (ftyp, moov)
 }
 
-/// One track's samples in a fragment, read back through its boxes.
-#[derive(Debug, Clone, PartialEq)]
-struct Run {
-    track: u32,
-    tfdt: u64,
-    /// (duration, size, sync, cts, bytes)
-    samples: Vec<(u32, u32, bool, i64, Vec<u8>)>,
-}
-
-/// Reads a fragment back: its `mfhd` sequence number and its runs, the sample bytes found
-/// through the data offsets (from the moof's start, as default-base-is-moof says).
-fn parse_fragment(bytes: &[u8]) -> (u32, Vec<Run>) {
-    let mut buf = bytes;
-    let moof = Moof::decode(&mut buf).expect("moof");
-    let mdat_at = bytes.len() - buf.len();
-    assert_eq!(&buf[4..8], b"mdat");
-    assert_eq!(
-        u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize,
-        buf.len(),
-        "the mdat runs to the end"
-    );
-    let mut runs = Vec::new();
-    let mut expected_offset = mdat_at + 8;
-    for traf in &moof.traf {
-        assert!(traf.tfhd.default_base_is_moof);
-        assert_eq!(traf.trun.len(), 1);
-        let trun = &traf.trun[0];
-        let mut at = trun.data_offset.expect("data offset") as usize;
-        assert_eq!(at, expected_offset, "track data follow each other");
-        let mut samples = Vec::new();
-        for entry in trun.samples.iter() {
-            let size = entry.size.expect("size");
-            let flags = entry
-                .flags
-                .or(traf.tfhd.default_sample_flags)
-                .expect("flags");
-            let data = bytes[at..at + size as usize].to_vec();
-            at += size as usize;
-            samples.push((
-                entry.duration.expect("duration"),
-                size,
-                flags == SYNC_FLAGS,
-                entry.cts.unwrap_or(0),
-                data,
-            ));
-        }
-        expected_offset = at;
-        runs.push(Run {
-            track: traf.tfhd.track_id,
-            tfdt: traf.tfdt.as_ref().expect("tfdt").base_media_decode_time,
-            samples,
-        });
-    }
-    assert_eq!(
-        expected_offset,
-        bytes.len(),
-        "every mdat byte is a sample's"
-    );
-    (moof.mfhd.sequence_number, runs)
-}
-
 mod configurations {
     use super::*;
 
@@ -583,11 +522,12 @@ mod fragments {
                     assert!(s.0 > 0, "every sample has a duration");
                 }
             }
-            // Video at 90 kHz from millisecond timestamps: durations are whole frames, and
-            // the composition time (80 ms) is 7200 ticks.
+            // Video at 90 kHz from millisecond timestamps: durations are whole frames; the
+            // composition time (80 ms, 7200 ticks) of every frame is the first keyframe's,
+            // so decode times run 80 ms later and the offsets are 0.
             let video = runs.iter().find(|r| r.track == VIDEO_TRACK_ID).unwrap();
-            assert!(video.samples.iter().all(|s| s.0 == 3600 && s.3 == 7200));
-            assert_eq!(video.tfdt, fragment.first_dts_ms * 90);
+            assert!(video.samples.iter().all(|s| s.0 == 3600 && s.3 == 0));
+            assert_eq!(video.tfdt, (fragment.first_dts_ms + 80) * 90);
             assert_eq!(fragment.independent, video.samples[0].2);
         }
         // Every frame went out once: 75 video frames, 130 AAC frames in 3 s.
@@ -692,11 +632,14 @@ mod fragments {
         }
         let (_, runs) = parse_fragment(&w.take_fragment().unwrap().unwrap().bytes);
         let got: Vec<(u32, i64)> = runs[0].samples.iter().map(|s| (s.0, s.3)).collect();
+        // Decode times run 40 ms (the keyframe's composition time) after the DTS, so the
+        // keyframe is shown at its decode time; every picture at its own presentation time.
         // Two frames at 80 ms: the second is one tick later, its presentation time kept.
         assert_eq!(
             got,
-            vec![(3600, 3600), (3600, 10_800), (1, 0), (7199, -3601)]
+            vec![(3600, 0), (3600, 7200), (1, -3600), (7199, -7201)]
         );
+        assert_eq!(runs[0].tfdt, 40 * 90);
     }
 
     #[test]

@@ -3,7 +3,11 @@
 //! parts the window refuses. Every playlist is checked by the test kit's checker.
 
 use super::*;
-use crate::hls::fmp4::samples::{aac_header, av_units, avc_frame, avc_header, hex, unit, AVCC};
+use crate::hls::fmp4::samples::{
+    aac_frame, aac_header, av_units, avc_frame, avc_header, hex, parse_fragment, unit, AVCC,
+};
+use crate::hls::fmp4::{AUDIO_TRACK_ID, VIDEO_TIMESCALE};
+use crate::hls::llhls::LlSegment;
 use crate::hls::llhls::PlaylistRequest;
 use crate::media::UnitKind;
 use corecast_testkit::hls_check::{self, MediaPlaylist};
@@ -148,6 +152,132 @@ fn open_duration(s: &LlSegmenter) -> u64 {
             .map(|p| p.duration.as_millis() as u64)
             .sum()
     })
+}
+
+/// Presentation span (ms) of each track in a segment's parts, read back through their
+/// boxes: `[video, audio]`, each `(start, end)`.
+fn spans(segment: &LlSegment) -> [(f64, f64); 2] {
+    let mut spans = [(f64::MAX, f64::MIN); 2];
+    for part in &segment.parts {
+        for run in parse_fragment(&part.bytes).1 {
+            let (track, timescale) = match run.track == AUDIO_TRACK_ID {
+                true => (1, 44_100.0),
+                false => (0, f64::from(VIDEO_TIMESCALE)),
+            };
+            let mut decode = run.tfdt as f64;
+            for (duration, _, _, cts, _) in &run.samples {
+                let shown = decode + *cts as f64;
+                let span = &mut spans[track];
+                span.0 = span.0.min(shown * 1000.0 / timescale);
+                span.1 = span
+                    .1
+                    .max((shown + f64::from(*duration)) * 1000.0 / timescale);
+                decode += f64::from(*duration);
+            }
+        }
+    }
+    spans
+}
+
+#[test]
+fn segments_carry_the_audio_of_their_pictures() {
+    // Pictures shown 80 ms after their decode time (two B-frames): a segment's audio runs
+    // from its keyframe's presentation time to the next one's, not from decode time to
+    // decode time, so both tracks of a segment cover the same span (players that measure
+    // a segment by what it buffered, hls.js among them, take a shorter one as not loaded).
+    // The audio that came before the first picture is left out.
+    let mut s = configured();
+    feed(&mut s, &av_units(12_000, 25));
+    checked(&s);
+    let segments = s.window().segments();
+    assert_eq!(segments.len(), 5);
+    // One AAC frame at 44.1 kHz: the audio cannot end closer to a picture than that.
+    const AAC_FRAME_MS: f64 = 1024.0 * 1000.0 / 44_100.0;
+    for (i, segment) in segments.iter().enumerate() {
+        let [video, audio] = spans(segment);
+        assert_eq!(
+            video,
+            (80.0 + i as f64 * 2000.0, 2080.0 + i as f64 * 2000.0)
+        );
+        // A player's timeline starts at the earliest decode time it loads: the keyframe is
+        // shown right there (its decode time runs its composition time after the DTS).
+        let earliest = parse_fragment(&segment.parts[0].bytes)
+            .1
+            .iter()
+            .map(|run| match run.track == AUDIO_TRACK_ID {
+                true => run.tfdt as f64 * 1000.0 / 44_100.0,
+                false => run.tfdt as f64 * 1000.0 / f64::from(VIDEO_TIMESCALE),
+            })
+            .fold(f64::MAX, f64::min);
+        assert_eq!(earliest, video.0, "segment {}", segment.msn);
+        assert!(
+            audio.0 >= video.0 && audio.0 - video.0 < AAC_FRAME_MS,
+            "segment {}: audio from {:.1} ms, video from {:.1} ms",
+            segment.msn,
+            audio.0,
+            video.0
+        );
+        assert!(
+            audio.1 >= video.1 && audio.1 - video.1 < AAC_FRAME_MS,
+            "segment {}: audio to {:.1} ms, video to {:.1} ms",
+            segment.msn,
+            audio.1,
+            video.1
+        );
+    }
+}
+
+#[test]
+fn a_segment_end_waits_for_its_audio_within_bounds() {
+    let mut s = configured();
+    // Audio stops at 3 s; the video goes on. The segment that ends at the keyframe at 4 s
+    // (shown at 4.08 s) waits for audio up to 4.08 s, then, without it, one part target
+    // of video more.
+    feed(&mut s, &av_units(3000, 25));
+    let listed = |s: &LlSegmenter| {
+        s.window()
+            .segments()
+            .iter()
+            .map(|seg| seg.duration_ms)
+            .sum::<u64>()
+            + open_duration(s)
+    };
+    for i in 75..125u32 {
+        let dts = i * 40;
+        let frame = avc_frame(i % 25 == 0, 80, &[0x41, i as u8]);
+        s.push(
+            &unit(UnitKind::Video, dts, false, &frame),
+            T0 + u64::from(dts),
+        )
+        .unwrap();
+        let covered = listed(&s);
+        match dts {
+            4000..4330 => assert!(covered < 4000, "at {dts} ms: {covered} ms in parts"),
+            4360.. => assert!(covered >= 4000, "at {dts} ms: {covered} ms in parts"),
+            _ => {}
+        }
+    }
+    checked(&s);
+    assert_eq!(s.window().segments().len(), 2);
+    // When the audio comes, a segment end waits for no more than it.
+    let mut s = configured();
+    feed(&mut s, &av_units(2000, 25));
+    let key = unit(
+        UnitKind::Video,
+        2000,
+        false,
+        &avc_frame(true, 80, &[0x65, 0]),
+    );
+    s.push(&key, T0 + 2000).unwrap();
+    assert_eq!(
+        s.window().segments().len(),
+        0,
+        "the audio to 2.08 s is missing"
+    );
+    let audio = unit(UnitKind::Audio, 2090, false, &aac_frame(0));
+    let changed = s.push(&audio, T0 + 2090).unwrap();
+    assert!(changed.parts > 0, "{changed:?}");
+    checked(&s);
 }
 
 #[test]
