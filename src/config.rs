@@ -101,6 +101,34 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Restreaming rules.
     pub forward: Vec<ForwardRule>,
+    /// Origins that streams of an application are pulled from (edge).
+    pub upstream: Vec<UpstreamRule>,
+    /// How pulls from origins behave.
+    pub edge: EdgeConfig,
+}
+
+/// `[[upstream]]`: streams of `app` that are not published here are pulled from `origins`,
+/// tried in order (see [`crate::upstream`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamRule {
+    /// The application whose streams are pulled.
+    pub app: String,
+    /// `rtmp://IP:PORT/APP/{stream}` or `http://IP:PORT/PATH/{stream}.flv`, in order of
+    /// preference.
+    pub origins: Vec<String>,
+}
+
+/// `[edge]`: pulls of streams from origins (`[[upstream]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// How long one origin may take to connect and start sending the stream.
+    pub connect_timeout_ms: u64,
+    /// How long the first viewer of a stream waits for its pull to deliver it.
+    pub start_timeout_ms: u64,
+    /// A pull stops this long after the stream's last viewer left.
+    pub idle_timeout_ms: u64,
 }
 
 /// `[[forward]]`: streams of `app` are also pushed to `url` (see [`crate::forward`]).
@@ -474,10 +502,15 @@ impl Config {
         {
             keys.values_mut().for_each(hide);
         }
-        // A forward target's query may hold a platform's stream key.
-        for rule in &mut config.forward {
-            if let Some((url, _)) = rule.url.split_once('?') {
-                rule.url = format!("{url}?{REDACTED}");
+        // A forward target's or an origin's query may hold a key.
+        let urls = config.forward.iter_mut().map(|rule| &mut rule.url);
+        let origins = config
+            .upstream
+            .iter_mut()
+            .flat_map(|rule| &mut rule.origins);
+        for url in urls.chain(origins) {
+            if let Some((start, _)) = url.split_once('?') {
+                *url = format!("{start}?{REDACTED}");
             }
         }
         config
@@ -565,6 +598,36 @@ impl Config {
             if let Err(err) = crate::forward::Target::parse(&rule.url, &rule.app, "stream") {
                 return Err(invalid("forward.url", err.to_string()));
             }
+        }
+        let mut pulled = std::collections::HashSet::new();
+        for rule in &self.upstream {
+            if crate::hub::validate_name(&rule.app).is_err() {
+                return Err(invalid("upstream.app", "must follow the name rule"));
+            }
+            if !pulled.insert(&rule.app) {
+                return Err(invalid(
+                    "upstream.app",
+                    format!("{} has two rules", rule.app),
+                ));
+            }
+            if rule.origins.is_empty() || rule.origins.len() > crate::upstream::MAX_ORIGINS {
+                return Err(invalid(
+                    "upstream.origins",
+                    format!("must list 1 ..= {} origins", crate::upstream::MAX_ORIGINS),
+                ));
+            }
+            for url in &rule.origins {
+                if let Err(err) = crate::upstream::OriginUrl::parse(url, &rule.app, "stream") {
+                    return Err(invalid("upstream.origins", err.to_string()));
+                }
+            }
+        }
+        let edge = &self.edge;
+        if edge.connect_timeout_ms == 0 || edge.start_timeout_ms == 0 {
+            return Err(invalid(
+                "edge.connect_timeout_ms",
+                "edge.connect_timeout_ms and edge.start_timeout_ms must be positive",
+            ));
         }
         if !self.server.proxy_protocol.is_empty() && self.server.proxy_trusted.is_empty() {
             return Err(invalid(

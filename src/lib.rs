@@ -9,13 +9,14 @@
 //! |---|---|
 //! | [`config`] | configuration: embedded documented defaults, overlay, validation; sources (file, `CORECAST_` environment, `_FILE` secrets, options) and where each key came from |
 //! | [`server`] | binds listeners, starts one pinned glommio executor per shard, graceful stop; shard heartbeats and readiness (`health`: pure), configuration reloads (`reload`), the systemd notify protocol (`systemd`) |
-//! | [`shard`] | one shard: stream registry and view operations (`mod`), publish policies (takeover, republish grace: pure) and ingest (`publish`), cross-shard messages with ordered, bounded per-peer outboxes (`mesh`: outbox pure), HLS snapshot stores and HLS on demand (`hls_store`), Low-Latency HLS on the owner and the requests every shard holds for it (`llhls`, `held`: pure), reports (`report`) |
+//! | [`shard`] | one shard: stream registry and view operations (`mod`), publish policies (takeover, republish grace: pure) and ingest (`publish`), edge pulls' registry and the viewers' wait for them (`pull`), cross-shard messages with ordered, bounded per-peer outboxes (`mesh`: outbox pure), HLS snapshot stores and HLS on demand (`hls_store`), Low-Latency HLS on the owner and the requests every shard holds for it (`llhls`, `held`: pure), reports (`report`) |
 //! | [`auth`] | publish and play policies: static keys, signed tokens (pure) |
 //! | [`limits`] | admission: connections in total, per shard and per address; viewers per stream |
 //! | [`hub`] | stream naming and ownership; ring, feed, cursor, origin, subscriber fan-out (pure parts) |
 //! | [`media`] | media units, FLV body inspection, timestamp rebasing, aggregates (pure) |
 //! | [`flv`] | FLV tag serialization and demuxing (pure) |
 //! | [`forward`] | restreaming to other RTMP servers (`[[forward]]`): target URLs (pure), and a target's driver, a publishing client fed as an RTMP player |
+//! | [`upstream`] | edge pulls (`[[upstream]]`): origin URLs, the failover policy and the loop marker (pure), HTTP-FLV and RTMP pull clients (sans-IO), the task that pulls one stream on its owner shard |
 //! | [`rtmp`] | RTMP connection (pure state machine: handshake, session, requests per state, timeouts; fuzzed and unit-tested as the server runs it) and its driver (socket, timers, shard calls, handoff); chunk layer (pure: one reassembly per chunk stream, bounded) and input guard (pure: the connection's limits, checks of complete messages, acknowledgements); AMF0 nesting scanner (pure, iterative: the depth bound for rml_amf0's recursive reader); shared chunking (pure) |
 //! | [`hls`] | MPEG-TS muxer and segmenter (pure), snapshots served by every shard; the Low-Latency HLS window of segments and parts, its playlists and blocking-reload answers (`llhls`: pure); the fragmented MP4 (CMAF) writer of its init segments and parts, with `CODECS` strings (`fmp4`: pure); the LL-HLS segmenter that cuts the writer's output into parts for the window (`llsegmenter`: pure) |
 //! | [`http`] | HTTP/1.1 driver: HTTP-FLV, HLS, admin endpoints, health checks, the console (an embedded web page); request parsing (pure); the `corecast probe` client |
@@ -60,6 +61,7 @@ pub mod rtmp;
 pub mod server;
 pub mod shard;
 pub mod stats;
+pub mod upstream;
 pub mod util;
 pub mod viewer;
 

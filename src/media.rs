@@ -274,6 +274,22 @@ impl Rebaser {
         out as u32
     }
 
+    /// Maps the timestamp of a decoder header or script data. Before the session's first
+    /// frame it does not start the session's timeline: a relay that replays a stream (an
+    /// origin answering an edge's pull, a restream) sends the stream's headers stamped 0,
+    /// then frames stamped where the stream is, and the frames must not come seconds after
+    /// the headers. Such a header goes out at the time the session starts at. Once the
+    /// session has a frame, as [`Rebaser::map`].
+    pub fn map_header(&mut self, raw: u32) -> u32 {
+        if self.last_raw.is_some() {
+            return self.map(raw);
+        }
+        let out = self.base.max(self.last_out);
+        self.last_out = out;
+        self.started = true;
+        out as u32
+    }
+
     /// The last outgoing timestamp.
     pub fn last_out(&self) -> u64 {
         self.last_out as u64
@@ -389,6 +405,25 @@ mod tests {
         // The new publisher starts from 0 again; viewers see time continue.
         assert_eq!(r.map(0), 2000 + REPUBLISH_GAP_MS as u32);
         assert_eq!(r.map(100), 2100 + REPUBLISH_GAP_MS as u32);
+    }
+
+    #[test]
+    fn headers_before_a_session_s_first_frame_do_not_start_its_timeline() {
+        let mut r = Rebaser::default();
+        r.new_session();
+        // A relay's replay: headers stamped 0, then the GOP where the stream is.
+        assert_eq!(r.map_header(0), 0);
+        assert_eq!(r.map(7_000), 0);
+        assert_eq!(r.map(7_040), 40);
+        // Mid-session, a header is stamped like any unit.
+        assert_eq!(r.map_header(7_080), 80);
+        // The next session (another origin) replays its headers, then frames at 7 s.
+        r.new_session();
+        let base = 80 + REPUBLISH_GAP_MS as u32;
+        assert_eq!(r.map_header(0), base);
+        assert_eq!(r.map_header(0), base);
+        assert_eq!(r.map(7_000), base);
+        assert_eq!(r.map(7_040), base + 40);
     }
 
     #[test]

@@ -207,6 +207,7 @@ impl Server {
                 rtmp: rtmp_addr,
                 http: http_addr,
             },
+            node_id: crate::upstream::new_node_id(),
         };
         let mut threads = Vec::with_capacity(shards);
         let listeners = rtmp

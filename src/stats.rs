@@ -129,6 +129,16 @@ pub struct ShardStats {
     pub forward_failures: AtomicU64,
     /// Gauge: `[[forward]]` targets waiting to be tried again after a failure.
     pub forwards_waiting: AtomicU64,
+    /// Gauge: streams being pulled from `[[upstream]]` origins now (on their owner shard).
+    pub upstream_pulls: AtomicU64,
+    /// Pull sessions that delivered a stream from an origin.
+    pub upstream_sessions: AtomicU64,
+    /// Origins that failed, refused or dropped a pulled stream (the next one is tried).
+    pub upstream_failures: AtomicU64,
+    /// Bytes received from origins.
+    pub upstream_bytes: AtomicU64,
+    /// Play requests refused because they would make a pull loop (`corecast_via`).
+    pub upstream_loops_refused: AtomicU64,
     /// Connections closed for their PROXY protocol header: missing or malformed from a
     /// trusted proxy, or sent from an untrusted address (`server.proxy_protocol`).
     pub proxy_refused: AtomicU64,

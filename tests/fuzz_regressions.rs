@@ -546,3 +546,39 @@ fn type_change_mid_message_is_refused() {
         Err(GuardError::Chunk(ChunkError::MessageInterrupted(3)))
     );
 }
+
+/// upstream_pull: an origin answering an edge's RTMP pull with a command of fewer than
+/// three AMF values (here `createStream`'s stream as a lone number) makes rml_rtmp's
+/// client session panic; the pull contains it and ends that session with an error (the
+/// next origin is tried), as the server does with a client's.
+#[test]
+fn an_origin_s_short_command_ends_the_pull_with_an_error() {
+    use corecast::forward::Target;
+    use corecast::upstream::rtmp::RtmpPull;
+    use corecast::upstream::PullError;
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    let input: [u8; 66] = [
+        0x23, 0xf5, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xf7, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0xeb, 0x00, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x2a, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xef, 0x00, 0x00, 0x00, 0x06, 0x00, 0x1d, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x06,
+    ];
+    let target = Target::parse("rtmp://127.0.0.1:1935/live/cam", "live", "cam").unwrap();
+    let mut pull = RtmpPull::new(&target, "cam".into(), 65536, 65536).unwrap();
+    let mut server = Handshake::new(PeerType::Server);
+    let answer = match server.process_bytes(&pull.take_output()).unwrap() {
+        HandshakeProcessResult::InProgress { response_bytes }
+        | HandshakeProcessResult::Completed { response_bytes, .. } => response_bytes,
+    };
+    pull.handle_input(&answer).expect("the handshake");
+    // As the target fed it: pieces of 37 bytes.
+    let ended = input
+        .chunks(37)
+        .map(|piece| pull.handle_input(piece))
+        .find_map(Result::err);
+    assert!(
+        matches!(&ended, Some(PullError::Protocol(why)) if why.contains("rtmp session")),
+        "{ended:?}"
+    );
+}

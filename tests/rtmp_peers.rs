@@ -9,182 +9,18 @@
 mod common;
 
 use bytes::Bytes;
+use common::peers::*;
 use common::*;
 use corecast::flv::reader::{FlvReader, FlvTag, TagKind};
 use corecast::Server;
 use corecast_testkit::client::{Pace, Publisher};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
-
-/// Where Debian's libnginx-mod-rtmp (and other distributions) install the RTMP module.
-const NGINX_RTMP_MODULES: [&str; 3] = [
-    "/usr/lib/nginx/modules/ngx_rtmp_module.so",
-    "/usr/share/nginx/modules/ngx_rtmp_module.so",
-    "/usr/lib64/nginx/modules/ngx_rtmp_module.so",
-];
-
-/// A temporary directory, removed on drop unless the test is failing (then it is kept,
-/// and its path printed, for the children's logs).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "corecast-rtmp-peers-{tag}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            eprintln!("kept for inspection: {}", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-/// How a child ended.
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// A child process whose stdout and stderr go to files (no pipe can fill up and stall it);
-/// killed and reaped on drop.
-struct Proc {
-    name: String,
-    child: Option<Child>,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Proc {
-    /// Starts `command`; its output goes to `NAME.out` and `NAME.err` in `dir`.
-    fn spawn(name: &str, command: &mut Command, dir: &TempDir) -> Proc {
-        let stdout = dir.join(&format!("{name}.out"));
-        let stderr = dir.join(&format!("{name}.err"));
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).expect("stdout file"))
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Proc {
-            name: name.to_string(),
-            child: Some(child),
-            stdout,
-            stderr,
-        }
-    }
-
-    fn child(&mut self) -> &mut Child {
-        self.child.as_mut().expect("child")
-    }
-
-    /// Exit status if the child has ended.
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child().try_wait().expect("try_wait")
-    }
-
-    /// Sends a signal (SIGINT, SIGTERM: ask the program to finish its output and exit).
-    fn signal(&mut self, signal: libc::c_int) {
-        if self.exited().is_none() {
-            let pid = libc::pid_t::try_from(self.child().id()).expect("pid");
-            // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet.
-            unsafe { libc::kill(pid, signal) };
-        }
-    }
-
-    /// Polls for the exit until `limit` passes.
-    fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
-        wait_exit(self.child(), limit)
-    }
-
-    fn output(&self) -> (String, String) {
-        let read = |path: &Path| {
-            String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
-        };
-        (read(&self.stdout), read(&self.stderr))
-    }
-
-    fn finished(mut self, status: ExitStatus) -> Finished {
-        self.child = None;
-        let (stdout, stderr) = self.output();
-        Finished {
-            status,
-            stdout,
-            stderr,
-        }
-    }
-
-    /// Waits for the child to end by itself; fails (and kills it) after `limit`.
-    fn finish(mut self, limit: Duration) -> Finished {
-        match self.wait_for(limit) {
-            Some(status) => self.finished(status),
-            None => {
-                let (_, stderr) = self.output();
-                panic!(
-                    "{} did not finish within {limit:?}; stderr: {stderr}",
-                    self.name
-                );
-            }
-        }
-    }
-
-    /// Asks the child to stop with `signal`, then waits up to `limit` for it to exit
-    /// (killing it after that).
-    fn stop(mut self, signal: libc::c_int, limit: Duration) -> Finished {
-        self.signal(signal);
-        match self.wait_for(limit) {
-            Some(status) => self.finished(status),
-            None => {
-                let _ = self.child().kill();
-                let status = self.child().wait().expect("wait");
-                eprintln!("{} ignored signal {signal}; killed", self.name);
-                self.finished(status)
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Gate for a requirement other than a program on PATH (a plugin, a module), with the
-/// same policy as [`have_tool`].
-fn have(what: &str, present: bool) -> bool {
-    if !present {
-        if std::env::var("CORECAST_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("{what} is required (CORECAST_REQUIRE_TOOLS=1) but not installed");
-        }
-        eprintln!("NOTICE: {what} not installed; skipping this test (set CORECAST_REQUIRE_TOOLS=1 to fail instead)");
-    }
-    present
-}
 
 /// ffmpeg publishing the fixture at twice real time (`loops + 1` passes) to `url`.
 fn ffmpeg_publish(url: &str, loops: u32, dir: &TempDir) -> Proc {
@@ -224,7 +60,18 @@ fn publish_until(
     speed: f64,
     stop: Arc<AtomicBool>,
 ) -> JoinHandle<Vec<Bytes>> {
-    let (addr, name) = (server.rtmp_addr(), name.to_string());
+    publish_until_at(server.rtmp_addr(), "live", name, speed, stop)
+}
+
+/// [`publish_until`] into `app/{name}` of the RTMP server at `addr` (any server).
+fn publish_until_at(
+    addr: SocketAddr,
+    app: &str,
+    name: &str,
+    speed: f64,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<Vec<Bytes>> {
+    let (app, name) = (app.to_string(), name.to_string());
     thread::spawn(move || {
         let tags = fixture_tags();
         let media: Vec<Bytes> = tags
@@ -233,7 +80,7 @@ fn publish_until(
             .map(|t| t.data.clone())
             .collect();
         let mut publisher =
-            Publisher::connect(addr, "live", &name, Duration::from_secs(5)).expect("publish");
+            Publisher::connect(addr, &app, &name, Duration::from_secs(5)).expect("publish");
         let (mut offset, mut sent) = (0, Vec::new());
         for _ in 0..10 {
             if stop.load(Ordering::Relaxed) {
@@ -627,107 +474,6 @@ fn gstreamer_plays_rtmp() {
     server.stop();
 }
 
-/// nginx with the RTMP module, in the foreground, on a free loopback port, with two
-/// applications: `pull` plays from corecast's `live` application, `push` republishes into
-/// corecast's `relayed` application.
-struct Nginx {
-    port: u16,
-    proc: Proc,
-}
-
-/// nginx and its RTMP module: (program, module path). `None` (after the [`have_tool`]
-/// notice, or a failure under CORECAST_REQUIRE_TOOLS=1) when either is missing. nginx
-/// lives in /usr/sbin, which is not on every user's PATH.
-fn nginx_rtmp() -> Option<(PathBuf, PathBuf)> {
-    let sbin = Path::new("/usr/sbin/nginx");
-    let program = if sbin.exists() {
-        sbin.to_path_buf()
-    } else if have_tool("nginx") {
-        PathBuf::from("nginx")
-    } else {
-        return None;
-    };
-    let module = NGINX_RTMP_MODULES
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-    if !have(
-        "the nginx RTMP module (libnginx-mod-rtmp)",
-        module.is_some(),
-    ) {
-        return None;
-    }
-    Some((program, module?))
-}
-
-fn start_nginx(nginx: &(PathBuf, PathBuf), corecast: SocketAddr, dir: &TempDir) -> Nginx {
-    let (program, module) = nginx;
-    let mut last_error = String::new();
-    // The port is free when picked, but another process could take it before nginx binds
-    // it: try a few.
-    for attempt in 0..3 {
-        let port = free_port();
-        let prefix = dir.0.display();
-        let config = format!(
-            "load_module {module};\n\
-             daemon off;\n\
-             master_process off;\n\
-             worker_processes 1;\n\
-             pid {prefix}/nginx.pid;\n\
-             error_log {prefix}/error.log info;\n\
-             events {{ worker_connections 64; }}\n\
-             rtmp {{\n\
-             \x20   access_log {prefix}/access.log;\n\
-             \x20   server {{\n\
-             \x20       listen 127.0.0.1:{port};\n\
-             \x20       application pull {{ live on; pull rtmp://{corecast}/live; }}\n\
-             \x20       application push {{ live on; push rtmp://{corecast}/relayed; }}\n\
-             \x20       application forwarded {{ live on; }}\n\
-             \x20   }}\n\
-             }}\n",
-            module = module.display(),
-        );
-        let conf = dir.join("nginx.conf");
-        std::fs::write(&conf, config).expect("write nginx.conf");
-        let mut proc = Proc::spawn(
-            &format!("nginx-{attempt}"),
-            Command::new(program)
-                .arg("-p")
-                .arg(&dir.0)
-                .arg("-e")
-                .arg(dir.join("error.log"))
-                .arg("-c")
-                .arg(&conf),
-            dir,
-        );
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let up = wait_until(Duration::from_secs(10), || {
-            proc.exited().is_none()
-                && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-        });
-        if up {
-            return Nginx { port, proc };
-        }
-        let (out, err) = proc.output();
-        let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-        last_error = format!("{out}{err}{log}");
-    }
-    panic!("nginx did not start: {last_error}");
-}
-
-impl Nginx {
-    fn log(&self, dir: &TempDir) -> String {
-        std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-    }
-
-    /// Fails the test (with its log) when nginx has exited.
-    fn assert_running(&mut self, dir: &TempDir) {
-        if let Some(status) = self.proc.exited() {
-            panic!("nginx exited ({status}): {}", self.log(dir));
-        }
-    }
-}
-
 /// What rtmpdump plays from nginx at `path` (`app/stream`) for 4 s: the media payloads, once
 /// checked (at least 100, each track's headers first, frame timestamps in order). Stops the
 /// publisher (`stop`) afterwards.
@@ -834,26 +580,65 @@ fn corecast_forwards_into_nginx() {
     // A player of nginx gets the stream corecast pushes.
     let received = play_from_nginx(&mut nginx, "forwarded/pushed", &dir, &stop);
     let sent = published(publishing);
-    // nginx-rtmp interleaves the two tracks its own way (by arrival on their chunk
-    // streams): each track is checked whole.
-    let audio = |payloads: &[Bytes]| -> Vec<Bytes> {
-        payloads
-            .iter()
-            .filter(|p| p.first() == Some(&0xaf))
-            .cloned()
-            .collect()
-    };
-    let video = |payloads: &[Bytes]| -> Vec<Bytes> {
-        payloads
-            .iter()
-            .filter(|p| p.first() != Some(&0xaf))
-            .cloned()
-            .collect()
-    };
-    assert_contiguous(&video(&sent), &video(&received), "video forwarded to nginx");
-    assert_contiguous(&audio(&sent), &audio(&received), "audio forwarded to nginx");
+    assert_each_track_contiguous(&sent, &received, "forwarded to nginx");
     assert_eq!(total(&server, |s| &s.forward_failures), 0);
     server.stop();
+}
+
+/// nginx-rtmp interleaves the two tracks its own way (by arrival on their chunk streams):
+/// each track of `received` is a contiguous run of the same track of `sent`.
+fn assert_each_track_contiguous(sent: &[Bytes], received: &[Bytes], what: &str) {
+    let track = |payloads: &[Bytes], audio: bool| -> Vec<Bytes> {
+        payloads
+            .iter()
+            .filter(|p| (p.first() == Some(&0xaf)) == audio)
+            .cloned()
+            .collect()
+    };
+    for (audio, name) in [(false, "video"), (true, "audio")] {
+        let (sent, received) = (track(sent, audio), track(received, audio));
+        assert_contiguous(&sent, &received, &format!("{name} {what}"));
+    }
+}
+
+/// A corecast edge pulls a stream from nginx-rtmp as its origin (`[[upstream]]`): its
+/// HTTP-FLV viewer gets each track whole and in order, as it was published into nginx.
+#[test]
+fn corecast_pulls_from_nginx() {
+    let Some(nginx_setup) = nginx_rtmp() else {
+        return;
+    };
+    let dir = TempDir::new("nginx-origin");
+    // nginx's pull and push applications are not used here.
+    let unused = SocketAddr::from(([127, 0, 0, 1], 9));
+    let mut nginx = start_nginx(&nginx_setup, unused, &dir);
+    let origin = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+    let stop = Arc::new(AtomicBool::new(false));
+    let publishing = publish_until_at(origin, "forwarded", "cam", 1.0, stop.clone());
+    let edge = start(&format!(
+        "[[upstream]]\napp = \"live\"\norigins = [\"rtmp://{origin}/forwarded/{{stream}}\"]\n"
+    ));
+    // nginx has the stream once the publisher is in (its first pass takes seconds).
+    thread::sleep(Duration::from_secs(1));
+    let mut watch = common::watch::Watch::flv(&edge, "cam");
+    watch.expect(WAIT, "media pulled from nginx", |got| {
+        common::watch::media_of(got).len() > 150
+    });
+    nginx.assert_running(&dir);
+    stop.store(true, Ordering::Relaxed);
+    let sent = published(publishing);
+    let (got, _) = watch.finish(WAIT);
+    common::watch::assert_never_back("FLV viewer of the edge", &got);
+    let received: Vec<Bytes> = got
+        .iter()
+        .map(|s| s.to_tag())
+        .filter(is_media)
+        .map(|t| t.data)
+        .filter(|body| !is_end_of_sequence(body))
+        .collect();
+    assert_each_track_contiguous(&sent, &received, "pulled from nginx");
+    assert_eq!(total(&edge, |s| &s.upstream_sessions), 1);
+    edge.stop();
 }
 
 #[test]

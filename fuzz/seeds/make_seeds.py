@@ -186,3 +186,41 @@ aborted = first + chunked(2, 2, 0, 0, struct.pack(">I", 6)) + chunked(6, 9, 1, 8
 for target in ("rtmp_chunks", "chunk_reader"):
     write(target, "chunk-size-mid-message", bytes([1]) + between)
     write(target, "abort", bytes([2]) + aborted)
+
+# upstream_pull: an origin's answers. HTTP-FLV (bit 0 clear): the clip's start as a plain
+# and as a chunked response body. RTMP (bit 0 set): the server's commands and media after
+# the handshake the target makes.
+clip = open(os.path.join(ROOT, "tests", "fixtures", "clip.flv"), "rb").read()[:24000]
+write("upstream_pull", "flv-plain",
+      bytes([0x40]) + b"HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\n\r\n" + clip)
+body = b"".join(b"%x\r\n" % len(clip[i:i + 700]) + clip[i:i + 700] + b"\r\n"
+                for i in range(0, len(clip), 700))
+write("upstream_pull", "flv-chunked",
+      bytes([0x20]) + b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body + b"0\r\n\r\n")
+write("upstream_pull", "flv-404", bytes([0x02]) + b"HTTP/1.1 404 Not Found\r\n\r\n")
+
+
+def amf_string(s):
+    return b"\x02" + len(s).to_bytes(2, "big") + s
+
+
+def amf_number(n):
+    return b"\x00" + struct.pack(">d", n)
+
+
+def amf_object(props):
+    out = b"\x03"
+    for key, value in props:
+        out += len(key).to_bytes(2, "big") + key + value
+    return out + b"\x00\x00\x09"
+
+
+connected = amf_string(b"_result") + amf_number(1.0) + amf_object([]) + amf_object(
+    [(b"code", amf_string(b"NetConnection.Connect.Success"))])
+created = amf_string(b"_result") + amf_number(2.0) + b"\x05" + amf_number(1.0)
+started = amf_string(b"onStatus") + amf_number(0.0) + b"\x05" + amf_object(
+    [(b"code", amf_string(b"NetStream.Play.Start"))])
+rtmp = set_4096 + chunked(3, 20, 0, 0, connected) + chunked(3, 20, 0, 0, created)
+rtmp += chunked(5, 20, 1, 0, started) + chunked(5, 18, 1, 0, meta)
+rtmp += b"".join(chunked(6, 9, 1, 40 * i, v) for i, v in enumerate(video))
+write("upstream_pull", "rtmp-play", bytes([0x41]) + rtmp)

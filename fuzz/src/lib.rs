@@ -237,6 +237,7 @@ impl Ingest {
                         peer: self.conn.peer(),
                         query: request.query,
                         since_ns: 0,
+                        pulled: false,
                     });
                     self.conn.accept(self.now_ms * 1_000_000);
                 }

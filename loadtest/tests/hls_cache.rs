@@ -8,11 +8,11 @@ mod common;
 use corecast::stats::{self, ShardStats};
 use corecast_load::hls::{self, HlsOptions, HlsStart, HlsStats};
 use corecast_load::publish;
+use corecast_testkit::nginx::{HlsCache, NGINX};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::cell::RefCell;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ const PLAY: Duration = Duration::from_secs(8);
 
 /// nginx, or `None` after saying why (a failure under CORECAST_REQUIRE_TOOLS=1).
 fn nginx() -> Option<PathBuf> {
-    let program = PathBuf::from("/usr/sbin/nginx");
+    let program = PathBuf::from(NGINX);
     if program.exists() {
         return Some(program);
     }
@@ -33,81 +33,6 @@ fn nginx() -> Option<PathBuf> {
     }
     eprintln!("NOTICE: nginx not installed; skipping this test");
     None
-}
-
-/// nginx running the shipped configuration in front of `corecast`, in `dir`.
-struct Cache {
-    process: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Cache {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-impl Cache {
-    fn start(program: &Path, corecast: SocketAddr, dir: &Path) -> Cache {
-        let shipped = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nginx/hls-cache.conf"),
-        )
-        .expect("deploy/nginx/hls-cache.conf");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        // Only the addresses and the cache's place change.
-        let replace = |text: String, from: &str, to: &str| {
-            assert!(text.contains(from), "{from} is not in hls-cache.conf");
-            text.replace(from, to)
-        };
-        let conf = replace(shipped, "listen 80;", &format!("listen 127.0.0.1:{port};"));
-        let conf = replace(
-            conf,
-            "server 127.0.0.1:8080;",
-            &format!("server {corecast};"),
-        );
-        let cache = dir.join("cache");
-        let conf = replace(
-            conf,
-            "/var/cache/nginx/corecast",
-            &cache.display().to_string(),
-        );
-        std::fs::write(dir.join("hls-cache.conf"), conf).expect("write");
-        let prefix = dir.display();
-        let main = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {prefix}/nginx.pid;\n\
-             error_log {prefix}/error.log warn;\nevents {{ worker_connections 4096; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {prefix}/body;\n  \
-             proxy_temp_path {prefix}/proxy;\n  fastcgi_temp_path {prefix}/fastcgi;\n  \
-             uwsgi_temp_path {prefix}/uwsgi;\n  scgi_temp_path {prefix}/scgi;\n  \
-             include {prefix}/hls-cache.conf;\n}}\n"
-        );
-        std::fs::write(dir.join("nginx.conf"), main).expect("write");
-        let process = Command::new(program)
-            .arg("-p")
-            .arg(dir)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start nginx");
-        let cache = Cache {
-            process,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        assert!(
-            common::wait_until(Duration::from_secs(5), || TcpStream::connect(cache.addr)
-                .is_ok()),
-            "nginx listens"
-        );
-        cache
-    }
 }
 
 /// Status line and `Cache-Control` of a GET of `path` at `addr`.
@@ -178,7 +103,7 @@ fn players_behind_nginx_cost_corecast_one_request_per_segment_and_refresh() {
     let server = corecast::Server::start(config).expect("server");
     let dir = std::env::temp_dir().join(format!("corecast-hls-cache-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let cache = Cache::start(&program, server.http_addr(), &dir);
+    let cache = HlsCache::start(&program, server.http_addr(), &dir);
 
     let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/clip.flv");
     let (_, tags) = corecast::flv::reader::read_file(clip).expect("fixture");

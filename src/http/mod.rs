@@ -173,6 +173,18 @@ async fn run(
                 }
                 continue;
             }
+            // A stream that starts playing here may have to be pulled from an origin first
+            // (once authorized: no one else can make this server pull).
+            if req.method == Method::Get && route.starts_playback() {
+                let key = stream_key(app, name);
+                if let Err(looped) = shard.live_or_pulled(&key, query).await {
+                    refuse_loop(stream, span, &looped, &req, limit).await?;
+                    if !req.keep_alive {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
         }
         match (req.method, route) {
             (Method::Options, _) => reply(stream, CORS_PREFLIGHT, limit).await?,
@@ -531,6 +543,21 @@ fn tracks(query: Option<&str>) -> Tracks {
     } else {
         Tracks::Default
     }
+}
+
+/// Refuses a request that would make a pull loop (see [`crate::upstream`]): `508 Loop
+/// Detected`.
+async fn refuse_loop(
+    stream: &mut TcpStream,
+    span: &Span,
+    looped: &crate::upstream::LoopError,
+    req: &Request,
+    limit: Duration,
+) -> io::Result<()> {
+    info!(parent: span, action = "pull-loop", "http: refused: {looped}");
+    let text = format!("{looped}\n");
+    let response = explained("508 Loop Detected", &text, false, req.keep_alive);
+    reply(stream, &response, limit).await
 }
 
 /// A response with no body.

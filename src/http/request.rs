@@ -217,6 +217,18 @@ impl Route<'_> {
         }
     }
 
+    /// Requests that start playing a stream (HTTP-FLV, the playlists), which an edge may
+    /// have to pull first; not segments and parts, which follow a playlist.
+    pub fn starts_playback(&self) -> bool {
+        matches!(
+            self,
+            Route::Flv { .. }
+                | Route::Playlist { .. }
+                | Route::LlMultivariant { .. }
+                | Route::LlPlaylist { .. }
+        )
+    }
+
     /// Health checks, metrics, API and console: served on the admin listener (when there is
     /// one).
     pub fn is_admin(&self) -> bool {

@@ -39,6 +39,11 @@ impl Subscribers {
         }
     }
 
+    /// Whether any shard is subscribed.
+    pub fn any(&self) -> bool {
+        self.subscribed.iter().any(|&s| s)
+    }
+
     /// Whether shard `peer` receives units.
     pub fn is_subscribed(&self, peer: usize) -> bool {
         self.subscribed.get(peer).copied().unwrap_or(false)

@@ -25,6 +25,9 @@ pub struct PublisherInfo {
     pub query: Option<String>,
     /// Monotonic ns at which publishing started.
     pub since_ns: u64,
+    /// The stream is pulled from an origin by this server (`[[upstream]]`): the per-address
+    /// publish limits, which are for clients, do not apply.
+    pub pulled: bool,
 }
 
 /// Owner-side state of a stream.
@@ -179,7 +182,10 @@ impl Origin {
         if payload {
             self.last_media_ns = ingest_ns;
         }
-        let dts = self.rebaser.map(raw_ts);
+        let dts = match header {
+            true => self.rebaser.map_header(raw_ts),
+            false => self.rebaser.map(raw_ts),
+        };
         self.bytes_in += body.len() as u64;
         if key && kind == UnitKind::Video {
             if let Some(last) = self.last_key_dts.replace(dts) {

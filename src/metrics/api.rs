@@ -48,6 +48,27 @@ pub struct OriginReport {
     pub bitrate_in_kbps: f64,
     /// Its `[[forward]]` targets.
     pub forwards: Vec<ForwardReport>,
+    /// Its pull from an origin, when an `[[upstream]]` rule brought it here.
+    pub upstream: Option<UpstreamReport>,
+}
+
+/// The pull of a stream from its origins (see [`crate::upstream`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UpstreamReport {
+    /// The origin pulled from (or tried) now, without its query.
+    pub origin: String,
+    /// `connecting`, `pulling`, or `waiting` (every origin failed; the next round waits).
+    pub state: &'static str,
+    /// Seconds in that state.
+    pub state_seconds: f64,
+    /// Sessions that delivered the stream.
+    pub sessions: u64,
+    /// Tries that failed and sessions that were lost.
+    pub failures: u64,
+    /// Bytes received from origins.
+    pub bytes: u64,
+    /// Why the last one failed.
+    pub last_error: Option<String>,
 }
 
 /// A `[[forward]]` target of a stream (see [`crate::forward`]).

@@ -312,6 +312,37 @@ const METRICS: &[(&str, &str, Kind, Field)] = &[
         |s| &s.forwards_waiting,
     ),
     (
+        "corecast_upstream_pulls",
+        "Streams being pulled from [[upstream]] origins now (on their owner shard; the API's \
+         streams show the origin, state and last error)",
+        Kind::Gauge,
+        |s| &s.upstream_pulls,
+    ),
+    (
+        "corecast_upstream_sessions_total",
+        "Pull sessions that delivered a stream from an origin",
+        Kind::Counter,
+        |s| &s.upstream_sessions,
+    ),
+    (
+        "corecast_upstream_failures_total",
+        "Origins that failed, refused or dropped a pulled stream (the next one is tried)",
+        Kind::Counter,
+        |s| &s.upstream_failures,
+    ),
+    (
+        "corecast_upstream_bytes_total",
+        "Bytes received from origins",
+        Kind::Counter,
+        |s| &s.upstream_bytes,
+    ),
+    (
+        "corecast_upstream_loops_refused_total",
+        "Play requests refused because they would make a pull loop (corecast_via)",
+        Kind::Counter,
+        |s| &s.upstream_loops_refused,
+    ),
+    (
         "corecast_proxy_refused_total",
         "Connections closed for their PROXY protocol header: missing or malformed from a \
          trusted proxy, or sent from an untrusted address",

@@ -22,6 +22,9 @@
 //! corecast as unhandled messages, which it ignores, and AMF3 is never decoded (an AMF3
 //! value in a type 15 or 17 message is an unknown AMF0 marker to the reader).
 
+use rml_rtmp::rml_amf0::{self, Amf0Value};
+use rml_rtmp::sessions::StreamMetadata;
+
 /// Most AMF values a message may hold inside one another (containers open at once). Real
 /// metadata and commands nest 1 to 3 levels (`connect`'s command object, onMetaData's ECMA
 /// array, an encoder's track list); rml_rtmp's reader overflows a 2 MiB stack past 3,108
@@ -302,6 +305,25 @@ impl Nesting {
             }
         }
     }
+}
+
+/// The metadata of an `onMetaData` data message (message type `type_id`, 18 or 15), with or
+/// without `@setDataFrame` before it; `None` for other data, and for values nested deeper
+/// than [`MAX_AMF_DEPTH`] (checked here, before rml_amf0's recursive reader sees them).
+pub fn stream_metadata(type_id: u8, payload: &[u8]) -> Option<StreamMetadata> {
+    Nesting::new(type_id).read(payload).ok()?;
+    let values = rml_amf0::deserialize(&mut std::io::Cursor::new(payload)).ok()?;
+    let is = |value: &Amf0Value, name: &str| matches!(value, Amf0Value::Utf8String(s) if s == name);
+    let mut values = values.into_iter().peekable();
+    values.next_if(|first| is(first, "@setDataFrame"));
+    if !is(&values.next()?, "onMetaData") {
+        return None;
+    }
+    let mut metadata = StreamMetadata::new();
+    if let Some(properties) = values.next().and_then(Amf0Value::get_object_properties) {
+        metadata.apply_metadata_values(properties);
+    }
+    Some(metadata)
 }
 
 #[cfg(test)]

@@ -105,6 +105,58 @@ pub fn put_message(
     out.put_slice(payload);
 }
 
+/// RTMP message types corecast tells apart (specification, sections 5.4 and 7.1).
+pub mod message_type {
+    pub const ACKNOWLEDGEMENT: u8 = 3;
+    pub const USER_CONTROL: u8 = 4;
+    pub const WINDOW_ACK_SIZE: u8 = 5;
+    pub const SET_PEER_BANDWIDTH: u8 = 6;
+    pub const AUDIO: u8 = 8;
+    pub const VIDEO: u8 = 9;
+    /// Data and commands marked AMF3, which clients send as AMF0 (with a leading 0x00 byte
+    /// before a command).
+    pub const DATA_AMF3: u8 = 15;
+    pub const COMMAND_AMF3: u8 = 17;
+    pub const DATA: u8 = 18;
+    pub const COMMAND: u8 = 20;
+    /// Several FLV-tag-shaped audio and video messages in one.
+    pub const AGGREGATE: u8 = 22;
+}
+
+/// The chunk stream a protocol session (rml_rtmp's) reads whole messages on: corecast's
+/// chunk layer reassembles them, and the session gets each again as one chunk.
+pub const SESSION_CSID: u8 = 3;
+
+/// What makes a protocol session read every message as one chunk: a Set Chunk Size of the
+/// largest size, to feed it before any message (see [`whole_message`]).
+pub fn whole_messages() -> Vec<u8> {
+    let mut out = Vec::new();
+    put_message(
+        &mut out,
+        SESSION_CSID,
+        SET_CHUNK_SIZE,
+        0,
+        0,
+        &MAX_CHUNK_SIZE.to_be_bytes(),
+    );
+    out
+}
+
+/// A reassembled message written again as one chunk, for a protocol session that was fed
+/// [`whole_messages`].
+pub fn whole_message(message: &Message) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAX_HEADER_LEN + message.payload.len());
+    put_message(
+        &mut out,
+        SESSION_CSID,
+        message.type_id,
+        message.stream_id,
+        message.timestamp,
+        &message.payload,
+    );
+    out
+}
+
 /// Offset of the message stream id in a type 0 header with a one-byte basic header.
 const STREAM_ID_AT: usize = 8;
 

@@ -35,41 +35,19 @@ pub use output::OutputError;
 
 use output::SessionOutput;
 
-use super::chunk::{self, Message, ABORT, MAX_CHUNK_SIZE, SET_CHUNK_SIZE};
+use super::chunk::{self, message_type, Message, ABORT, SET_CHUNK_SIZE};
 use super::guard::{Acknowledgements, InputGuard, CONTROL_MESSAGE_LIMIT};
 use super::RtmpError;
 use crate::hub::{split_query, stream_key, validate_name, validate_names, NameError, StreamKey};
 use crate::media::{has_payload, split_aggregate, Body, Tracks, UnitKind};
 use crate::util::Escaped;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::rml_amf0::{self, Amf0Value};
 use rml_rtmp::sessions::{
-    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult, StreamMetadata,
+    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use tracing::{debug, warn, Span};
-
-/// RTMP message types the connection tells apart (specification, sections 5.4 and 7.1).
-mod message_type {
-    pub const ACKNOWLEDGEMENT: u8 = 3;
-    pub const USER_CONTROL: u8 = 4;
-    pub const WINDOW_ACK_SIZE: u8 = 5;
-    pub const SET_PEER_BANDWIDTH: u8 = 6;
-    pub const AUDIO: u8 = 8;
-    pub const VIDEO: u8 = 9;
-    /// Data and commands marked AMF3, which clients send as AMF0 (with a leading 0x00 byte
-    /// before a command).
-    pub const DATA_AMF3: u8 = 15;
-    pub const COMMAND_AMF3: u8 = 17;
-    pub const DATA: u8 = 18;
-    pub const COMMAND: u8 = 20;
-    /// Several FLV-tag-shaped audio and video messages in one.
-    pub const AGGREGATE: u8 = 22;
-}
-
-/// The chunk stream the session reads the client's commands on (any: it gets nothing else).
-const SESSION_CSID: u8 = 3;
 
 /// Where the connection is.
 enum State {
@@ -154,16 +132,7 @@ impl Connection {
         };
         let (mut session, initial) = ServerSession::new(config)?;
         // The session reads whole messages, each in one chunk (see `Connection::command`).
-        let mut chunk_size = Vec::new();
-        chunk::put_message(
-            &mut chunk_size,
-            SESSION_CSID,
-            SET_CHUNK_SIZE,
-            0,
-            0,
-            &MAX_CHUNK_SIZE.to_be_bytes(),
-        );
-        super::session_input(&mut session, &chunk_size)?;
+        super::session_input(&mut session, &chunk::whole_messages())?;
         let mut greeting = Vec::new();
         let mut output = SessionOutput::default();
         for result in initial {
@@ -469,16 +438,7 @@ impl Connection {
     /// A command or user control event, for the session: written again as one chunk.
     fn command(&mut self, message: Message, now: u64) {
         self.command_stream = message.stream_id;
-        let mut bytes = Vec::with_capacity(chunk::MAX_HEADER_LEN + message.payload.len());
-        chunk::put_message(
-            &mut bytes,
-            SESSION_CSID,
-            message.type_id,
-            message.stream_id,
-            message.timestamp,
-            &message.payload,
-        );
-        match super::session_input(&mut self.session, &bytes) {
+        match super::session_input(&mut self.session, &chunk::whole_message(&message)) {
             Ok(results) => self.handle_results(results, now),
             Err(err) => self.fail(err),
         }
@@ -523,7 +483,7 @@ impl Connection {
         if self.publish_stream() != Some(message.stream_id) {
             return;
         }
-        match metadata(&message.payload) {
+        match super::amf::stream_metadata(message.type_id, &message.payload) {
             Some(metadata) => self.actions.push_back(Action::Metadata {
                 metadata: Box::new(metadata),
                 at: now,
@@ -802,23 +762,6 @@ impl Connection {
             Err(err) => self.fail(err.into()),
         }
     }
-}
-
-/// The metadata of an `onMetaData` data message, with or without `@setDataFrame` before it
-/// (the payload's nesting was bounded by the guard); `None` for other data.
-fn metadata(payload: &[u8]) -> Option<StreamMetadata> {
-    let values = rml_amf0::deserialize(&mut std::io::Cursor::new(payload)).ok()?;
-    let is = |value: &Amf0Value, name: &str| matches!(value, Amf0Value::Utf8String(s) if s == name);
-    let mut values = values.into_iter().peekable();
-    values.next_if(|first| is(first, "@setDataFrame"));
-    if !is(&values.next()?, "onMetaData") {
-        return None;
-    }
-    let mut metadata = StreamMetadata::new();
-    if let Some(properties) = values.next().and_then(Amf0Value::get_object_properties) {
-        metadata.apply_metadata_values(properties);
-    }
-    Some(metadata)
 }
 
 /// The kind of a session event, for logs: events carry client strings (stream names with

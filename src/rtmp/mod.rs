@@ -140,6 +140,8 @@ enum Next {
     HandOff(usize),
     /// Send the output, then close.
     Close,
+    /// A play request for a stream that an edge pull may bring: wait for it, then decide.
+    Pull(Request),
 }
 
 /// The driver's side of one connection: what it registered with the shard.
@@ -280,7 +282,8 @@ impl Driver {
             Ok(Next::HandOff(owner)) => self
                 .hand_off(&stream, conn, owner)
                 .map(|()| Left::HandedOff),
-            Ok(Next::Read | Next::Close) => Ok(Left::Closed),
+            // `converse` decides on pulls before it returns.
+            Ok(Next::Read | Next::Close | Next::Pull(_)) => Ok(Left::Closed),
             Err(err) => Err(err),
         };
         if let Some(key) = self.publishing.take() {
@@ -312,7 +315,14 @@ impl Driver {
         let mut alarm: Option<Alarm> = None;
         let mut registration = None;
         loop {
-            let next = self.act(conn)?;
+            let mut next = self.act(conn)?;
+            while let Next::Pull(request) = next {
+                let played = self.pull_and_decide(conn, request).await;
+                next = match self.act(conn)? {
+                    Next::Read if played => Next::Play,
+                    other => other,
+                };
+            }
             let out = conn.take_output();
             held.set((buf.len() + out.capacity()) as u64 + conn.buffered_bytes());
             if !out.is_empty() {
@@ -404,6 +414,9 @@ impl Driver {
                         return Ok(Next::HandOff(owner));
                     }
                 }
+                Action::Play(request) if self.shard.may_pull(&request.key) => {
+                    return Ok(Next::Pull(request));
+                }
                 Action::Play(request) => {
                     if self.decide_play(conn, request) {
                         next = Next::Play;
@@ -477,6 +490,7 @@ impl Driver {
                 peer: self.peer,
                 query: request.query.clone(),
                 since_ns: now,
+                pulled: false,
             };
             self.span
                 .record("stream", tracing::field::display(&request.key));
@@ -501,18 +515,46 @@ impl Driver {
         None
     }
 
-    /// A play request: accepted when the stream is known on this shard (any shard serves
-    /// players; a replica feed is created when needed). True when accepted.
-    fn decide_play(&mut self, conn: &mut Connection, request: Request) -> bool {
-        let shard = self.shard.clone();
-        let auth = self.span.in_scope(|| {
-            shard.authorize(
+    /// A play request for a stream an edge pull may bring: once authorized, the stream is
+    /// pulled (or the request refused as a loop), then decided as any play request.
+    async fn pull_and_decide(&mut self, conn: &mut Connection, request: Request) -> bool {
+        let auth = self.authorize_play(&request);
+        if auth.is_ok() {
+            let query = request.query.as_deref();
+            if let Err(looped) = self.shard.live_or_pulled(&request.key, query).await {
+                info!(parent: &self.span, action = "pull-loop", "rtmp: play refused: {looped}");
+            }
+        }
+        self.decide_play_as(conn, request, auth)
+    }
+
+    /// Whether the client may play `request`'s stream.
+    fn authorize_play(&self, request: &Request) -> Result<(), crate::auth::Denied> {
+        self.span.in_scope(|| {
+            self.shard.authorize(
                 crate::auth::Action::Play,
                 &request.app,
                 &request.name,
                 request.query.as_deref(),
             )
-        });
+        })
+    }
+
+    /// A play request: accepted when the stream is known on this shard (any shard serves
+    /// players; a replica feed is created when needed). True when accepted.
+    fn decide_play(&mut self, conn: &mut Connection, request: Request) -> bool {
+        let auth = self.authorize_play(&request);
+        self.decide_play_as(conn, request, auth)
+    }
+
+    /// [`Driver::decide_play`] with the request's authorization decided.
+    fn decide_play_as(
+        &mut self,
+        conn: &mut Connection,
+        request: Request,
+        auth: Result<(), crate::auth::Denied>,
+    ) -> bool {
+        let shard = self.shard.clone();
         let refusal = match auth {
             Err(denied) => Some(("NetStream.Play.Unauthorized", denied.message())),
             Ok(()) => match shard.attach_viewer(&request.key, Format::Rtmp) {

@@ -41,6 +41,10 @@ pub enum MeshMsg {
     /// A shard got a playlist request for a stream whose HLS rendition is not being made:
     /// the owner starts it.
     HlsWanted(StreamKey, Rendition),
+    /// A shard has a viewer of a stream no shard knows, whose application has an
+    /// `[[upstream]]` rule: the owner pulls it (the servers the viewer's request went
+    /// through, see [`crate::upstream::Via`]).
+    PullWanted(StreamKey, crate::upstream::Via),
     /// A publisher for a stream this shard owns.
     Handoff(Box<Handoff>),
 }
@@ -56,9 +60,11 @@ impl MeshMsg {
             | MeshMsg::Subscribe(key, _)
             | MeshMsg::Unsubscribe(key, _)
             | MeshMsg::Sync(key, _, _) => Some(key),
-            MeshMsg::Unit(..) | MeshMsg::Hls(..) | MeshMsg::HlsWanted(..) | MeshMsg::Handoff(_) => {
-                None
-            }
+            MeshMsg::Unit(..)
+            | MeshMsg::Hls(..)
+            | MeshMsg::HlsWanted(..)
+            | MeshMsg::PullWanted(..)
+            | MeshMsg::Handoff(_) => None,
         }
     }
 
@@ -169,6 +175,13 @@ impl Outbox {
                 }
             }
             return Some(MeshMsg::Hls(key, view));
+        }
+        if let MeshMsg::PullWanted(key, _) = &msg {
+            let queued = self
+                .queue
+                .iter()
+                .any(|m| matches!(m, MeshMsg::PullWanted(k, _) if k == key));
+            return (!queued).then_some(msg);
         }
         if let MeshMsg::HlsWanted(key, rendition) = &msg {
             let queued = self
@@ -381,6 +394,7 @@ mod tests {
             MeshMsg::Hls(k, View::Ts(v)) => format!("hls {k} {}", v.version),
             MeshMsg::Hls(k, View::Ll(v)) => format!("ll {k} {}", v.window.version()),
             MeshMsg::HlsWanted(k, r) => format!("hls wanted {k} {r:?}"),
+            MeshMsg::PullWanted(k, _) => format!("pull wanted {k}"),
             MeshMsg::Handoff(_) => "handoff".to_string(),
         }
     }

@@ -24,6 +24,7 @@ pub mod hls_store;
 pub mod llhls;
 pub mod mesh;
 pub mod publish;
+pub mod pull;
 pub mod report;
 pub mod schedule;
 
@@ -144,6 +145,8 @@ pub struct Shard {
     units: Arc<Meter>,
     /// The epoll set that RTMP publishers are read from (`rtmp.input_poll_us`).
     readiness: Readiness,
+    /// The pulls of streams this shard owns from their origins (`[[upstream]]`).
+    pulls: RefCell<HashMap<StreamKey, Rc<pull::Pull>>>,
 }
 
 impl Shard {
@@ -161,6 +164,7 @@ impl Shard {
             frame_sends: Cell::new(0),
             units: Meter::new(observed.media_budget.clone()),
             readiness: Readiness::new(),
+            pulls: RefCell::new(HashMap::new()),
             held: RefCell::new(held::HeldReloads::new(config.hls.max_held_reloads)),
             config: RefCell::new(config),
             config_version: Cell::new(version),
@@ -293,6 +297,7 @@ impl Shard {
             MeshMsg::Subscribe(key, from) => self.on_subscribe(key, from),
             MeshMsg::HlsWanted(key, Rendition::Ts) => self.start_hls(&key),
             MeshMsg::HlsWanted(key, Rendition::Ll) => self.start_ll(&key),
+            MeshMsg::PullWanted(key, via) => self.start_pull(&key, via),
             MeshMsg::Unsubscribe(key, from) => {
                 let mut streams = self.streams.borrow_mut();
                 if let Some(origin) = streams.get_mut(&key).and_then(|s| s.origin.as_mut()) {

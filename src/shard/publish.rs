@@ -162,11 +162,14 @@ impl Shard {
                 return Err(PublishRefusal::MediaBudget);
             }
         }
-        let slot = self.observed.publish_limits.admit(
-            publisher.peer.ip(),
-            now,
-            existing.and_then(|s| s.slot.as_ref()),
-        )?;
+        let slot = match publisher.pulled {
+            true => None,
+            false => self.observed.publish_limits.admit(
+                publisher.peer.ip(),
+                now,
+                existing.and_then(|s| s.slot.as_ref()),
+            )?,
+        };
         let stream = streams.entry(key.clone()).or_default();
         if let Some(slot) = slot {
             stream.slot = Some(slot);
@@ -488,6 +491,7 @@ mod tests {
             peer: SocketAddr::from(([192, 0, 2, 1], 4000 + conn_id as u16)),
             query: None,
             since_ns,
+            pulled: false,
         }
     }
 

@@ -52,6 +52,9 @@ pub struct Observed {
     pub reloads: Arc<crate::server::reload::Reloads>,
     /// Where the media listeners are bound.
     pub bound: Bound,
+    /// This server's id in the lists of servers pulls went through
+    /// ([`crate::upstream::Via`]): random, drawn at its start.
+    pub node_id: u64,
 }
 
 /// The addresses the media listeners are bound to (with the actual port when port 0 was
@@ -131,6 +134,7 @@ impl Shard {
                         gop_ms: o.gop_ms,
                         bitrate_in_kbps: kbps(bytes_in),
                         forwards: o.forwards.iter().map(|f| f.borrow().report(now)).collect(),
+                        upstream: self.pull_report(key, now),
                     }
                 });
                 StreamReport {

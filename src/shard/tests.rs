@@ -77,6 +77,7 @@ where
             rtmp: config.server.rtmp_listen,
             http: config.server.http_listen,
         },
+        node_id: 1,
     };
     let mesh = MeshBuilder::<MeshMsg, _>::full(shards, 16);
     let executors: Vec<_> = (0..shards)
@@ -117,6 +118,7 @@ fn publisher(shard: &Shard, since_ns: u64) -> crate::hub::origin::PublisherInfo 
         peer: std::net::SocketAddr::from(([192, 0, 2, 1], 1935)),
         query: None,
         since_ns,
+        pulled: false,
     }
 }
 

@@ -4,6 +4,7 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`client`] | blocking RTMP clients (publisher and player); cheap glommio viewers that only count bytes |
+//! | [`nginx`] | Debian's nginx as an HLS cache in front of corecast, with the shipped `deploy/nginx/hls-cache.conf` |
 //! | [`hls_check`] | the HLS media playlist checker: parses a playlist and checks the Low-Latency HLS rules of RFC 8216bis, with the line of each violation (pure) |
 //! | [`procfs`] | CPU seconds of a process or thread, busy time of a CPU, from `/proc` (benchmarks) |
 //! | [`source`] | synthetic H.264/AAC-shaped FLV tags of any bitrate (load without media files) |
@@ -14,6 +15,7 @@
 
 pub mod client;
 pub mod hls_check;
+pub mod nginx;
 pub mod procfs;
 pub mod source;
 pub mod ts;

@@ -6,6 +6,7 @@ pub mod browser;
 pub mod conn;
 pub mod fixture;
 pub mod logged;
+pub mod peers;
 pub mod raw_publisher;
 pub mod raw_rtmp;
 pub mod slow;

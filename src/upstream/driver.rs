@@ -1,0 +1,274 @@
+//! The task that pulls one stream on its owner shard: origins in the order [`Failover`]
+//! gives them, one session at a time, the stream published with what comes (see the
+//! module's notes in [`crate::upstream`]).
+
+use super::flv::FlvPull;
+use super::rtmp::RtmpPull;
+use super::{Failover, Next, OriginUrl, PullError, PullState, Pulled, Via};
+use crate::hub::origin::PublisherInfo;
+use crate::hub::StreamKey;
+use crate::media::now_ns;
+use crate::shard::pull::Pull;
+use crate::shard::Shard;
+use crate::stats;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use std::rc::Rc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Bytes read from an origin at a time.
+const READ_BYTES: usize = 64 * 1024;
+
+/// How often a session checks that its stream is still wanted: the pull stops within this
+/// much of `edge.idle_timeout_ms` after the last viewer left.
+const WANTED_CHECK_NS: u64 = 100_000_000;
+
+/// How a session ended, when not by an error.
+#[derive(Debug)]
+enum Ended {
+    /// The stream has had no viewer for `edge.idle_timeout_ms`: the pull stops.
+    Idle,
+    /// Another publisher has the stream (a publish here), or the server stops.
+    Over,
+    /// The origin ended the stream or the connection, or went silent: the next origin.
+    Lost(String),
+}
+
+/// A session's client, by protocol.
+enum Client {
+    Flv(FlvPull),
+    Rtmp(Box<RtmpPull>),
+}
+
+impl Client {
+    /// The client of `origin` and its first bytes; its request names the servers in `via`
+    /// and this one.
+    fn new(origin: &OriginUrl, via: &Via, shard: &Shard) -> Result<(Client, Vec<u8>), PullError> {
+        let config = shard.config();
+        let max_message = config.rtmp.max_message_bytes;
+        let param = via.param_with(shard.node_id());
+        match origin {
+            OriginUrl::Flv { addr, path, .. } => {
+                let request = FlvPull::request(*addr, &super::with_param(path, &param));
+                Ok((Client::Flv(FlvPull::new(max_message as usize)), request))
+            }
+            OriginUrl::Rtmp(target) => {
+                let stream = super::with_param(&target.stream, &param);
+                let mut pull =
+                    RtmpPull::new(target, stream, max_message, config.rtmp.max_chunk_size)?;
+                let first = pull.take_output();
+                Ok((Client::Rtmp(Box::new(pull)), first))
+            }
+        }
+    }
+
+    fn handle_input(&mut self, bytes: &[u8]) -> Result<Vec<Pulled>, PullError> {
+        match self {
+            Client::Flv(pull) => pull.handle_input(bytes),
+            Client::Rtmp(pull) => pull.handle_input(bytes),
+        }
+    }
+
+    fn take_output(&mut self) -> Vec<u8> {
+        match self {
+            Client::Flv(_) => Vec::new(),
+            Client::Rtmp(pull) => pull.take_output(),
+        }
+    }
+}
+
+/// Pulls `key` from `origins` while it is wanted; keeps `pull`'s status up to date. `via`
+/// lists the servers the request that started it went through.
+pub async fn run(
+    shard: Rc<Shard>,
+    key: StreamKey,
+    origins: Vec<OriginUrl>,
+    via: Via,
+    pull: Rc<Pull>,
+) {
+    let conn_id = shard.conn_id();
+    let mut failover = Failover::new(origins.len());
+    loop {
+        let origin = &origins[failover.current()];
+        pull.status
+            .borrow_mut()
+            .enter(PullState::Connecting, origin.shown());
+        let ended = session(&shard, &key, origin, &via, conn_id, &pull, &mut failover).await;
+        let why = match ended {
+            Ok(Ended::Idle | Ended::Over) => break,
+            Ok(Ended::Lost(why)) => why,
+            Err(err) => err.to_string(),
+        };
+        stats::inc(&shard.stats.upstream_failures);
+        {
+            let mut status = pull.status.borrow_mut();
+            status.failures += 1;
+            status.last_error = Some(why.clone());
+        }
+        let next = failover.failed();
+        warn!(action = "pull-failed", shard = shard.id, stream = %key, origin = %origin.shown(), "pull: {why}; next: {next:?}");
+        match next {
+            Next::Try(_) => {}
+            Next::Wait(wait, _) => {
+                pull.status
+                    .borrow_mut()
+                    .enter(PullState::Waiting, origin.shown());
+                glommio::timer::sleep(wait).await;
+            }
+            Next::GiveUp => {
+                info!(action = "pull-not-found", shard = shard.id, stream = %key, "pull: no origin has the stream");
+                break;
+            }
+        }
+        if shard.is_stopping() || !shard.pull_wanted(&key, &pull, now_ns()) {
+            break;
+        }
+    }
+    shard.pull_ended(&key, conn_id);
+}
+
+/// One session with `origin`: connect, ask, then publish what comes until it ends. The
+/// stream, once published by the session, goes into its republish grace when the session
+/// is lost (the next origin takes it on).
+async fn session(
+    shard: &Rc<Shard>,
+    key: &StreamKey,
+    origin: &OriginUrl,
+    via: &Via,
+    conn_id: u64,
+    pull: &Pull,
+    failover: &mut Failover,
+) -> Result<Ended, PullError> {
+    let mut publishing = false;
+    let ended = pull_stream(
+        shard,
+        key,
+        origin,
+        via,
+        conn_id,
+        pull,
+        failover,
+        &mut publishing,
+    )
+    .await;
+    if publishing && !matches!(ended, Ok(Ended::Idle)) {
+        shard.stop_publishing(key, conn_id);
+    }
+    ended
+}
+
+/// The body of [`session`]; `publishing` tells it whether the stream was published.
+#[allow(clippy::too_many_arguments)]
+async fn pull_stream(
+    shard: &Rc<Shard>,
+    key: &StreamKey,
+    origin: &OriginUrl,
+    via: &Via,
+    conn_id: u64,
+    pull: &Pull,
+    failover: &mut Failover,
+    publishing: &mut bool,
+) -> Result<Ended, PullError> {
+    let config = shard.config();
+    let patience = Duration::from_millis(config.edge.connect_timeout_ms);
+    let write_limit = config.write_timeout();
+    let connect = TcpStream::connect(origin.addr());
+    let mut stream = crate::util::timeout(patience, connect)
+        .await
+        .ok_or(PullError::Timeout(patience))?
+        .map_err(std::io::Error::from)?;
+    let _ = stream.set_nodelay(true);
+    let (mut client, first) = Client::new(origin, via, shard)?;
+    send(&mut stream, &first, write_limit).await?;
+    let mut buf = vec![0u8; READ_BYTES];
+    let mut checked = now_ns();
+    loop {
+        // Until the stream comes, the origin has `patience` in all; then, as long between
+        // reads.
+        let n = match crate::util::timeout(patience, stream.read(&mut buf)).await {
+            Some(read) => read?,
+            None if *publishing => {
+                return Ok(Ended::Lost(format!("nothing received for {patience:?}")))
+            }
+            None => return Err(PullError::Timeout(patience)),
+        };
+        if n == 0 {
+            return match *publishing {
+                true => Ok(Ended::Lost("the origin closed the connection".into())),
+                false => Err(PullError::Refused("closed before the stream came".into())),
+            };
+        }
+        pull.status.borrow_mut().bytes += n as u64;
+        stats::add(&shard.stats.upstream_bytes, n as u64);
+        let events = client.handle_input(&buf[..n])?;
+        let out = client.take_output();
+        if !out.is_empty() {
+            send(&mut stream, &out, write_limit).await?;
+        }
+        let at = now_ns();
+        for event in events {
+            let ingested = match event {
+                Pulled::Ended(why) => {
+                    return Ok(Ended::Lost(format!("the origin ended the stream: {why}")))
+                }
+                Pulled::Media { .. } | Pulled::Metadata(_) if !*publishing => {
+                    let publisher = PublisherInfo {
+                        conn_id,
+                        peer: origin.addr(),
+                        query: None,
+                        since_ns: at,
+                        pulled: true,
+                    };
+                    if let Err(refusal) = shard.start_publishing(key, publisher) {
+                        info!(action = "pull-refused", shard = shard.id, stream = %key, "pull: the stream cannot be published here: {}", refusal.status().1);
+                        return Ok(Ended::Over);
+                    }
+                    *publishing = true;
+                    failover.delivered();
+                    stats::inc(&shard.stats.upstream_sessions);
+                    let mut status = pull.status.borrow_mut();
+                    status.sessions += 1;
+                    status.enter(PullState::Pulling, origin.shown());
+                    info!(action = "pull-session", shard = shard.id, stream = %key, origin = %origin.shown(), "pull: the stream comes from the origin");
+                    drop(status);
+                    ingest(shard, key, conn_id, event, at)
+                }
+                event => ingest(shard, key, conn_id, event, at),
+            };
+            if !ingested {
+                return Ok(Ended::Over);
+            }
+        }
+        if at.saturating_sub(checked) >= WANTED_CHECK_NS {
+            checked = at;
+            if shard.is_stopping() {
+                return Ok(Ended::Over);
+            }
+            if !shard.pull_wanted(key, pull, at) {
+                return Ok(Ended::Idle);
+            }
+        }
+    }
+}
+
+/// Publishes one event of a session; false when the pull no longer publishes the stream.
+fn ingest(shard: &Shard, key: &StreamKey, conn_id: u64, event: Pulled, at: u64) -> bool {
+    match event {
+        Pulled::Media {
+            kind,
+            timestamp,
+            body,
+        } => shard.ingest_media(key, conn_id, kind, timestamp, body, at),
+        Pulled::Metadata(metadata) => shard.ingest_metadata(key, conn_id, &metadata, at),
+        Pulled::Ended(_) => true,
+    }
+}
+
+/// Sends `bytes` within `limit`.
+async fn send(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> Result<(), PullError> {
+    crate::util::timeout(limit, stream.write_all(bytes))
+        .await
+        .ok_or(PullError::Timeout(limit))?
+        .map_err(PullError::Io)
+}
