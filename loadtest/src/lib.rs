@@ -5,7 +5,8 @@
 //!   looped with increasing timestamps; every video frame carries its send time ([`sei`]).
 //! - [`play`]: groups of viewers whose population follows ramp steps, on one glommio
 //!   executor; cheap viewers hand their sockets to [`drain`] (kernel-side discard), probes
-//!   parse the stream ([`probe`] for HTTP-FLV and RTMP, [`hls`] for HLS).
+//!   parse the stream ([`probe`] for HTTP-FLV and RTMP, [`hls`] for HLS, [`llhls`] for
+//!   Low-Latency HLS).
 //! - [`scenario`]: publishers and viewers together, from a TOML file.
 //! - [`report`]: the summary table, the HdrHistogram interval log and the HTML report.
 //!
@@ -17,6 +18,7 @@
 
 pub mod drain;
 pub mod hls;
+pub mod llhls;
 pub mod play;
 pub mod probe;
 pub mod publish;

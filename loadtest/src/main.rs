@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// corecast-load: RTMP publishers and HTTP-FLV, RTMP and HLS viewers, for sizing a relay.
+/// corecast-load: RTMP publishers and HTTP-FLV, RTMP, HLS and LL-HLS viewers, for sizing a
+/// relay.
 /// Every run is bounded by a duration; targets outside loopback need --allow-remote.
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -62,7 +63,7 @@ enum Command {
     },
     /// Open N viewers of one stream at a join rate and measure what they receive.
     Play {
-        /// Server address: the HTTP port for flv and hls, the RTMP port for rtmp. Several
+        /// Server address: the HTTP port for flv, hls and llhls, the RTMP port for rtmp. Several
         /// (comma-separated, or the option repeated): viewers are spread over them in turn.
         #[arg(long, required = true, value_delimiter = ',')]
         target: Vec<SocketAddr>,
@@ -85,6 +86,10 @@ enum Command {
         /// HLS: start this many segments back from the live edge (0: at the live edge).
         #[arg(long, default_value_t = 3)]
         hls_start: usize,
+        /// LL-HLS: query string of the first playlist request, without `?` (a protected
+        /// stream's token=...); the playlist's URIs carry it on.
+        #[arg(long)]
+        query: Option<String>,
         /// Expected bitrate of the stream (kbit/s), the reference of the delivery windows;
         /// without it, the median viewer is.
         #[arg(long)]
@@ -116,8 +121,8 @@ struct RunOptions {
     /// CPU to run the generator on (default: any; a scenario may set it).
     #[arg(long)]
     cpu: Option<usize>,
-    /// A probe stalls when no video frame arrives for this long [default: 1s; `run`: the
-    /// scenario's, which this overrides].
+    /// A probe stalls when no video frame arrives for this long (LL-HLS: any viewer, no new
+    /// part) [default: 1s; `run`: the scenario's, which this overrides].
     #[arg(long)]
     stall: Option<String>,
     /// A video timestamp jump above this many ms is a skipped-frame gap [default: 250].
@@ -194,6 +199,7 @@ fn main() -> anyhow::Result<()> {
             join_rate,
             probes,
             hls_start,
+            query,
             expect_kbps,
             duration,
             common,
@@ -221,6 +227,7 @@ fn main() -> anyhow::Result<()> {
                         0 => HlsStart::LiveEdge,
                         n => HlsStart::SegmentsBack(n),
                     },
+                    query,
                 }],
                 duration: parse_duration(&duration)?,
                 thresholds: Thresholds {

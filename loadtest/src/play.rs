@@ -1,9 +1,11 @@
-//! The viewers of a run: groups of HTTP-FLV, RTMP or HLS viewers of one stream each, whose
+//! The viewers of a run: groups of HTTP-FLV, RTMP, HLS or LL-HLS viewers of one stream each, whose
 //! population follows ramp steps (join or leave at a rate), on one glommio executor.
 //!
 //! Most viewers are cheap: once playing, their socket goes to the drain thread
 //! ([`crate::drain`]), which discards data in the kernel and counts it. The first `probes`
-//! viewers of a group parse the stream instead ([`crate::probe`], [`crate::hls`]).
+//! viewers of a group parse the stream instead ([`crate::probe`], [`crate::hls`],
+//! [`crate::llhls`]); HLS and LL-HLS viewers are HTTP clients on the executor, the cheap
+//! ones counting bytes only.
 //!
 //! Once a second the controller samples every group (viewers playing, throughput, the
 //! interval's latency) for the progress line, the timeline and the histogram log; every
@@ -12,6 +14,7 @@
 
 use crate::drain::{Counters, DrainId, Drainer, Reads};
 use crate::hls::{self, HlsOptions, HlsStart, HlsStats};
+use crate::llhls::{self, LlOptions, LlStats};
 use crate::probe::{self, FlvProbe, FrameClock, Percentiles, Probed, Thresholds};
 use corecast_testkit::client::cheap;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -35,6 +38,9 @@ pub enum Protocol {
     Rtmp,
     /// HLS: the playlist `/{app}/{stream}.m3u8` and its segments on the HTTP port.
     Hls,
+    /// Low-Latency HLS: the media playlist `/{app}/{stream}/ll.m3u8` (blocking reloads) and
+    /// its parts on the HTTP port, as hls.js plays it in low-latency mode.
+    Llhls,
 }
 
 /// From `at` into the run, the group holds `viewers` viewers, joining or leaving at `rate`
@@ -54,7 +60,7 @@ pub struct Step {
 pub struct Group {
     /// Label in reports.
     pub name: String,
-    /// Server addresses (the HTTP port for FLV and HLS, the RTMP port for RTMP): viewers
+    /// Server addresses (the HTTP port for FLV, HLS and LL-HLS, the RTMP port for RTMP): viewers
     /// are spread over them in turn, as over the edges of one origin. Not empty.
     pub targets: Vec<SocketAddr>,
     /// Protocol.
@@ -69,6 +75,9 @@ pub struct Group {
     pub probes: usize,
     /// HLS: where a new viewer starts in the playlist.
     pub hls_start: HlsStart,
+    /// LL-HLS: the query string of the first playlist request, without `?` (a protected
+    /// stream's `token=...`).
+    pub query: Option<String>,
 }
 
 impl Group {
@@ -138,6 +147,74 @@ pub struct HlsSummary {
     pub errors: u64,
 }
 
+/// LL-HLS figures of a group.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LlHlsSummary {
+    /// Blocking reloads answered 200: request sent to response received, the server's hold
+    /// until the part existed included.
+    pub reload: Percentiles,
+    /// Part requests answered 200: request sent to response received.
+    pub part_request: Percentiles,
+    /// Every viewer, parts fetched live: part received minus its end by the playlist's
+    /// program dates.
+    pub date_latency: Percentiles,
+    /// Probes, parts fetched live: part received minus the send time of its last stamped
+    /// frame.
+    pub part_latency: Percentiles,
+    /// Playlists fetched (the first ones and blocking reloads).
+    pub playlists: u64,
+    /// Parts fetched.
+    pub parts: u64,
+    /// Of `parts`, those fetched when joining at the live edge (left out of the latencies).
+    pub joined_parts: u64,
+    /// Initialization segments fetched.
+    pub maps: u64,
+    /// Body bytes of the parts and initialization segments.
+    pub bytes: u64,
+    /// 404 responses.
+    pub not_found: u64,
+    /// 503 responses (a blocking reload whose part did not come in time).
+    pub unavailable: u64,
+    /// Other failed requests.
+    pub errors: u64,
+    /// Playlists answered 200 that the test kit's checker refused.
+    pub invalid_playlists: u64,
+    /// Probes: initialization segments or parts whose boxes could not be read.
+    pub unreadable: u64,
+    /// No new part for longer than the stall threshold while live.
+    pub stalls: u64,
+    /// Viewers that fell out of the listed parts (or saw the stream restart) and joined
+    /// again at the live edge.
+    pub resyncs: u64,
+    /// Viewers that saw `EXT-X-ENDLIST`.
+    pub ended: u64,
+}
+
+impl LlHlsSummary {
+    /// The summary of a group's measurements.
+    pub fn of(s: &LlStats) -> Self {
+        LlHlsSummary {
+            reload: Percentiles::of(&s.reload),
+            part_request: Percentiles::of(&s.part_request),
+            date_latency: Percentiles::of(&s.date_latency),
+            part_latency: Percentiles::of(&s.part_latency),
+            playlists: s.playlists,
+            parts: s.parts,
+            joined_parts: s.joined_parts,
+            maps: s.maps,
+            bytes: s.bytes,
+            not_found: s.not_found,
+            unavailable: s.unavailable,
+            errors: s.errors,
+            invalid_playlists: s.invalid_playlists,
+            unreadable: s.unreadable,
+            stalls: s.stalls,
+            resyncs: s.resyncs,
+            ended: s.ended,
+        }
+    }
+}
+
 /// Outcome of one group.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GroupSummary {
@@ -187,6 +264,8 @@ pub struct GroupSummary {
     pub published_bytes: Option<u64>,
     /// HLS viewers' figures.
     pub hls: Option<HlsSummary>,
+    /// LL-HLS viewers' figures.
+    pub llhls: Option<LlHlsSummary>,
     /// One sample a second.
     pub timeline: Vec<Sample>,
 }
@@ -265,6 +344,7 @@ struct GroupRun {
     probed: RefCell<Probed>,
     total: RefCell<Probed>,
     hls: RefCell<HlsStats>,
+    llhls: RefCell<LlStats>,
     summary: RefCell<GroupSummary>,
     last_bytes: Cell<u64>,
     window_reference: Cell<u64>,
@@ -293,6 +373,7 @@ pub async fn run(
                 probed: RefCell::default(),
                 total: RefCell::default(),
                 hls: RefCell::default(),
+                llhls: RefCell::default(),
                 summary: RefCell::new(GroupSummary {
                     name: g.name.clone(),
                     protocol: format!("{:?}", g.protocol).to_lowercase(),
@@ -504,14 +585,15 @@ impl GroupRun {
         let task = glommio::spawn_local(async move {
             let result = match (g.group.protocol, probe) {
                 (Protocol::Hls, _) => g.view_hls(&m, probe, thresholds, deadline).await,
+                (Protocol::Llhls, _) => g.view_llhls(&m, probe, thresholds, deadline).await,
                 (Protocol::Flv, true) => g.probe_flv(&m, thresholds).await,
                 (Protocol::Rtmp, true) => g.probe_rtmp(&m, thresholds).await,
                 (_, false) => g.cheap(&m, &drainer).await,
             };
             match result {
                 Err(_) if m.state.get() == State::Connecting => m.state.set(State::Failed),
-                // Cheap viewers end in the drain thread; the others end here (HLS viewers
-                // stop by themselves at the deadline: that is no end).
+                // Cheap viewers end in the drain thread; the others end here (HLS and LL-HLS
+                // viewers stop by themselves at the deadline: that is no end).
                 _ if m.drain.get().is_none() && Instant::now() < deadline => m.counters.end(),
                 _ => {}
             }
@@ -635,6 +717,38 @@ impl GroupRun {
         .await
     }
 
+    async fn view_llhls(
+        &self,
+        m: &Member,
+        probe: bool,
+        thresholds: Thresholds,
+        deadline: Instant,
+    ) -> std::io::Result<()> {
+        let g = &self.group;
+        let options = LlOptions {
+            stall: thresholds.stall,
+            probe,
+            query: g.query.clone(),
+        };
+        // An LL-HLS viewer plays from its first part bytes on.
+        let count = |n: usize| {
+            m.counters.add(n as u64);
+            if m.state.get() == State::Connecting {
+                m.state.set(State::Playing);
+            }
+        };
+        llhls::view(
+            m.target,
+            &g.app,
+            &g.stream,
+            &options,
+            deadline,
+            &count,
+            &self.llhls,
+        )
+        .await
+    }
+
     fn sample(&self, t: Duration, seconds: f64) -> Sample {
         let members = self.members.borrow();
         let bytes: u64 = members.iter().map(|m| m.counters.bytes()).sum();
@@ -685,7 +799,7 @@ impl GroupRun {
     /// SO_RCVLOWAT of slack: bytes the kernel holds until the threshold is reached are not
     /// counted yet).
     fn check_window(&self, plan: &PlayPlan, published: &dyn Fn(&str) -> Option<u64>) {
-        if self.group.protocol == Protocol::Hls {
+        if matches!(self.group.protocol, Protocol::Hls | Protocol::Llhls) {
             return;
         }
         let path = format!("{}/{}", self.group.app, self.group.stream);
@@ -782,6 +896,14 @@ impl GroupRun {
             });
             latency = h.frame_latency.clone();
         }
+        if self.group.protocol == Protocol::Llhls {
+            let l = self.llhls.borrow();
+            s.latency = Percentiles::of(&l.frame_latency);
+            s.startup = Percentiles::of(&l.startup);
+            s.stalls = l.stalls;
+            s.llhls = Some(LlHlsSummary::of(&l));
+            latency = l.frame_latency.clone();
+        }
         (s, latency)
     }
 }
@@ -842,6 +964,7 @@ mod tests {
                 .collect(),
             probes: 0,
             hls_start: HlsStart::SegmentsBack(3),
+            query: None,
         }
     }
 

@@ -69,6 +69,22 @@ pub fn table(summary: &PlaySummary) -> String {
                 h.segment_latency.p50_ms, h.segment_latency.p99_ms
             );
         }
+        if let Some(l) = &g.llhls {
+            let _ = writeln!(
+                out,
+                "{:<20} parts {} ({:.1} MB, {} at joins) playlists {} maps {} 404s {} 503s {} errors {} invalid {} resyncs {} ended {}",
+                "", l.parts, l.bytes as f64 / 1e6, l.joined_parts, l.playlists, l.maps, l.not_found,
+                l.unavailable, l.errors, l.invalid_playlists, l.resyncs, l.ended
+            );
+            let _ = writeln!(
+                out,
+                "{:<20} blocking reload p50 {:.1}ms p99 {:.1}ms max {:.1}ms | part request p50 {:.1}ms p99 {:.1}ms | \
+                 latency by program dates p50 {:.0}ms p99 {:.0}ms max {:.0}ms | probes' part latency (SEI) p50 {:.0}ms p99 {:.0}ms",
+                "", l.reload.p50_ms, l.reload.p99_ms, l.reload.max_ms, l.part_request.p50_ms,
+                l.part_request.p99_ms, l.date_latency.p50_ms, l.date_latency.p99_ms,
+                l.date_latency.max_ms, l.part_latency.p50_ms, l.part_latency.p99_ms
+            );
+        }
     }
     let _ = write!(
         out,
@@ -408,6 +424,22 @@ mod tests {
             latency_histograms: vec![h],
             ..PlaySummary::default()
         }
+    }
+
+    #[test]
+    fn the_table_shows_ll_hls_figures() {
+        let mut s = summary();
+        let mut stats = crate::llhls::LlStats::default();
+        stats.reload.record(180_000_000).unwrap();
+        stats.date_latency.record(95_000_000).unwrap();
+        (stats.parts, stats.bytes, stats.unavailable) = (400, 2_500_000, 2);
+        s.groups[0].llhls = Some(crate::play::LlHlsSummary::of(&stats));
+        let text = table(&s);
+        assert!(text.contains("parts 400 (2.5 MB, 0 at joins)"), "{text}");
+        assert!(text.contains("503s 2"), "{text}");
+        assert!(text.contains("blocking reload p50 180."), "{text}");
+        assert!(text.contains("latency by program dates p50 95ms"), "{text}");
+        assert!(!table(&summary()).contains("blocking reload"));
     }
 
     #[test]

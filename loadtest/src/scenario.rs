@@ -41,7 +41,7 @@ pub struct Targets {
     /// RTMP (publishers and RTMP viewers).
     #[serde(default = "default_rtmp")]
     pub rtmp: SocketAddr,
-    /// HTTP (HTTP-FLV and HLS viewers).
+    /// HTTP (HTTP-FLV, HLS and LL-HLS viewers).
     #[serde(default = "default_http")]
     pub http: SocketAddr,
 }
@@ -134,7 +134,7 @@ pub struct PublishSpec {
 pub struct ViewerSpec {
     /// Label (default: protocol and stream).
     pub name: Option<String>,
-    /// `flv`, `rtmp` or `hls`.
+    /// `flv`, `rtmp`, `hls` or `llhls`.
     pub protocol: Protocol,
     /// `app/name`.
     pub stream: String,
@@ -144,6 +144,9 @@ pub struct ViewerSpec {
     /// HLS: start this many segments back from the live edge (0: at the live edge).
     #[serde(default = "three")]
     pub hls_start: usize,
+    /// LL-HLS: the query string of the first playlist request, without `?` (a protected
+    /// stream's `token=...`).
+    pub query: Option<String>,
     /// Addresses to spread this group's viewers over, in turn (the edges of one origin);
     /// empty: the scenario's target for the protocol.
     #[serde(default)]
@@ -340,7 +343,9 @@ impl Scenario {
                 targets: match (v.targets.is_empty(), v.protocol) {
                     (false, _) => v.targets.clone(),
                     (true, Protocol::Rtmp) => vec![self.target.rtmp],
-                    (true, Protocol::Flv | Protocol::Hls) => vec![self.target.http],
+                    (true, Protocol::Flv | Protocol::Hls | Protocol::Llhls) => {
+                        vec![self.target.http]
+                    }
                 },
                 protocol: v.protocol,
                 app: app.to_string(),
@@ -351,6 +356,7 @@ impl Scenario {
                     0 => HlsStart::LiveEdge,
                     n => HlsStart::SegmentsBack(n),
                 },
+                query: v.query.clone(),
             });
         }
         let mut publishers = Vec::new();
@@ -430,6 +436,12 @@ mod tests {
         hls_start = 0
         targets = [ "127.0.0.1:8081", "127.0.0.2:8080" ]
         steps = [ { at = "0", viewers = 10 } ]
+        [[viewers]]
+        protocol = "llhls"
+        stream = "live/load0"
+        probes = 2
+        query = "token=abc"
+        steps = [ { at = "0", viewers = 20 } ]
     "#;
 
     #[test]
@@ -437,7 +449,7 @@ mod tests {
         let s = Scenario::parse(RAMP).unwrap();
         let p = s.prepare(false).unwrap();
         assert_eq!(p.plan.duration, Duration::from_secs(30));
-        assert_eq!(p.plan.groups.len(), 2);
+        assert_eq!(p.plan.groups.len(), 3);
         let rtmp = &p.plan.groups[0];
         assert_eq!(rtmp.targets, ["127.0.0.1:1935".parse().unwrap()]);
         assert_eq!(rtmp.steps[0].at, Duration::ZERO, "steps sorted by time");
@@ -450,6 +462,18 @@ mod tests {
             "127.0.0.2:8080".parse().unwrap(),
         ];
         assert_eq!(p.plan.groups[1].targets, edges);
+        let ll = &p.plan.groups[2];
+        assert_eq!(
+            (ll.protocol, ll.name.as_str()),
+            (Protocol::Llhls, "llhls live/load0")
+        );
+        assert_eq!(
+            ll.targets,
+            ["127.0.0.1:8080".parse().unwrap()],
+            "the HTTP target"
+        );
+        assert_eq!(ll.query.as_deref(), Some("token=abc"));
+        assert_eq!(p.plan.groups[0].query, None);
         assert_eq!(p.publishers.len(), 1);
         assert_eq!(p.plan.cpu, Some(1));
     }

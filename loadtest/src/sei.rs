@@ -46,16 +46,32 @@ pub fn find_in_flv_video(body: &[u8]) -> Option<u64> {
     if body.len() < 5 || body[0] & 0x0f != 7 || body[1] != 1 {
         return None;
     }
-    let mut rest = &body[5..];
-    while rest.len() >= 4 {
-        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let nal = rest.get(4..4 + len)?;
-        if let Some(ns) = parse_nal(nal) {
-            return Some(ns);
+    length_prefixed(&body[5..], 4).find_map(parse_nal)
+}
+
+/// The NAL units of length-prefixed H.264 data (AVCC: an FLV AVC NALU body after its header,
+/// an MP4 sample), each length `length_size` bytes (1 to 4; the record's
+/// `lengthSizeMinusOne` + 1), big endian. Stops at the first unit that does not fit: a
+/// truncated sample yields the units before the cut; a length size outside 1 to 4 yields
+/// nothing.
+pub fn length_prefixed(data: &[u8], length_size: usize) -> impl Iterator<Item = &[u8]> {
+    let mut rest = if (1..=4).contains(&length_size) {
+        data
+    } else {
+        &[]
+    };
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
         }
-        rest = &rest[4 + len..];
-    }
-    None
+        let (prefix, after) = rest.split_at_checked(length_size)?;
+        let len = prefix
+            .iter()
+            .fold(0usize, |len, &b| (len << 8) | usize::from(b));
+        let (nal, next) = after.split_at_checked(len)?;
+        rest = next;
+        Some(nal)
+    })
 }
 
 /// The stamp in an SEI NAL unit, if it is one of ours.
@@ -114,6 +130,24 @@ mod tests {
             stamp_flv_video(&[0x17, 0, 0, 0, 0, 1], 5),
             vec![0x17, 0, 0, 0, 0, 1]
         );
+    }
+
+    #[test]
+    fn length_prefixed_units_are_split_and_bounded() {
+        let data = [0, 0, 0, 2, 0x41, 0x9a, 0, 0, 0, 1, 0x06, 0, 0, 0, 9, 1];
+        let units: Vec<&[u8]> = length_prefixed(&data, 4).collect();
+        assert_eq!(
+            units,
+            [&[0x41, 0x9a][..], &[0x06][..]],
+            "the cut unit is left out"
+        );
+        let short = [2, 0x41, 0x9a, 1, 0x06];
+        let units: Vec<&[u8]> = length_prefixed(&short, 1).collect();
+        assert_eq!(units, [&[0x41, 0x9a][..], &[0x06][..]]);
+        assert_eq!(length_prefixed(&data, 0).count(), 0);
+        assert_eq!(length_prefixed(&data, 5).count(), 0);
+        assert_eq!(length_prefixed(&[0xff; 3], 4).count(), 0);
+        assert_eq!(length_prefixed(&[0xff; 8], 4).count(), 0);
     }
 
     #[test]

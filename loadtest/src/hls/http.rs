@@ -1,9 +1,9 @@
 //! HTTP for HLS viewers: one keep-alive HTTP/1.1 connection to the target, opened on demand
 //! and reopened after the server closed it; response heads parsed and bounded
 //! ([`MAX_HEAD`]), bodies bounded ([`MAX_BODY`]), each request bounded in time
-//! ([`REQUEST_TIMEOUT`]); why a request failed ([`HlsError`]).
+//! ([`REQUEST_TIMEOUT`](super::REQUEST_TIMEOUT) unless the caller allows more); why a request failed ([`HlsError`]).
 
-use super::{MAX_BODY, MAX_HEAD, REQUEST_TIMEOUT};
+use super::{MAX_BODY, MAX_HEAD};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::io;
@@ -133,7 +133,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HlsError> {
 
 /// One keep-alive HTTP/1.1 connection to the target, opened on demand and reopened after
 /// the server closed it.
-pub(super) struct Client {
+pub(crate) struct Client {
     target: SocketAddr,
     conn: Option<TcpStream>,
     /// Received bytes not consumed yet: the head being read, and anything past a body.
@@ -145,7 +145,7 @@ pub(super) struct Client {
 }
 
 impl Client {
-    pub(super) fn new(target: SocketAddr) -> Self {
+    pub(crate) fn new(target: SocketAddr) -> Self {
         Client {
             target,
             conn: None,
@@ -275,7 +275,7 @@ impl Client {
 }
 
 /// How a request within a deadline ended.
-pub(super) enum Fetch {
+pub(crate) enum Fetch {
     /// A complete response: its status and how long the request took.
     Done(u16, Duration),
     /// No complete response.
@@ -284,16 +284,18 @@ pub(super) enum Fetch {
     Deadline,
 }
 
-/// `client.get` bounded by [`REQUEST_TIMEOUT`] and by `deadline`.
-pub(super) async fn fetch(
+/// `client.get` bounded by `timeout` ([`REQUEST_TIMEOUT`](super::REQUEST_TIMEOUT), or more for a request the server
+/// may hold) and by `deadline`.
+pub(crate) async fn fetch(
     client: &mut Client,
     path: &str,
     keep: Option<&mut Vec<u8>>,
     count: &dyn Fn(usize),
     deadline: Instant,
+    timeout: Duration,
 ) -> Fetch {
     let issued = Instant::now();
-    let limit = REQUEST_TIMEOUT.min(deadline.saturating_duration_since(issued));
+    let limit = timeout.min(deadline.saturating_duration_since(issued));
     if limit.is_zero() {
         return Fetch::Deadline;
     }
@@ -304,7 +306,7 @@ pub(super) async fn fetch(
         Ok(Err(err)) => Fetch::Failed(err),
         Err(_) => {
             client.reset();
-            if limit < REQUEST_TIMEOUT {
+            if limit < timeout {
                 Fetch::Deadline
             } else {
                 Fetch::Failed(HlsError::Timeout(limit))

@@ -27,10 +27,13 @@
 //! | `http.rs` | one keep-alive HTTP/1.1 connection, requests bounded in size and time ([`HlsError`]) |
 //! | `viewer.rs` | one viewer: [`view`] |
 //! | `fixtures.rs` | test fixtures: stamped frames, segments from corecast's muxer |
+//!
+//! The Low-Latency HLS viewers ([`crate::llhls`]) share the HTTP client (`http.rs`), the
+//! bounds above, [`HlsError`], [`segment_path`] and [`StallClock`].
 
 #[cfg(test)]
-mod fixtures;
-mod http;
+pub(crate) mod fixtures;
+pub(crate) mod http;
 mod playlist;
 mod stamps;
 mod stats;
@@ -40,6 +43,8 @@ pub use http::HlsError;
 pub use playlist::{parse_playlist, plan, reload_after, segment_path, Due, StallClock, Step};
 pub use stamps::{segment_stamps, StampReader};
 pub use stats::HlsStats;
+pub(crate) use stats::{merge_histogram, nanos};
+pub(crate) use viewer::path_safe;
 pub use viewer::view;
 
 use std::time::Duration;

@@ -26,7 +26,8 @@ pub struct HlsStats {
     /// 404 responses (a segment that expired before it was fetched, or a playlist of a
     /// stream that is gone).
     pub not_found: u64,
-    /// Gaps between new segments longer than [`HlsOptions::stall`], each counted once.
+    /// Gaps between new segments longer than [`HlsOptions::stall`](super::HlsOptions::stall),
+    /// each counted once.
     pub stalls: u64,
     /// Other HTTP statuses, unparsable playlists, connection errors and timeouts.
     pub errors: u64,
@@ -79,7 +80,7 @@ impl HlsStats {
 
 /// Adds `from` into `into`; values beyond `into`'s range are clamped to it (only possible
 /// when a caller replaced a histogram with one of other bounds).
-fn merge_histogram(into: &mut Histogram<u64>, from: &Histogram<u64>) {
+pub(crate) fn merge_histogram(into: &mut Histogram<u64>, from: &Histogram<u64>) {
     if into.add(from).is_err() {
         for v in from.iter_recorded() {
             into.saturating_record_n(v.value_iterated_to(), v.count_at_value());
@@ -88,7 +89,7 @@ fn merge_histogram(into: &mut Histogram<u64>, from: &Histogram<u64>) {
 }
 
 /// A nanosecond count of `d` for a histogram.
-pub(super) fn nanos(d: Duration) -> u64 {
+pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 

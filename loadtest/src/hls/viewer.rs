@@ -5,7 +5,7 @@ use super::http::{fetch, Client, Fetch};
 use super::playlist::{parse_playlist, plan, reload_after, segment_path, Due, StallClock};
 use super::stamps::StampReader;
 use super::stats::{nanos, HlsStats};
-use super::{HlsError, HlsOptions};
+use super::{HlsError, HlsOptions, REQUEST_TIMEOUT};
 use crate::sei;
 use std::cell::RefCell;
 use std::io;
@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 /// True when `part` can go into a request path as one segment.
-fn path_safe(part: &str) -> bool {
+pub(crate) fn path_safe(part: &str) -> bool {
     !part.is_empty()
         && part
             .bytes()
@@ -69,6 +69,7 @@ pub async fn view(
             Some(&mut playlist_body),
             &|_| {},
             deadline,
+            REQUEST_TIMEOUT,
         )
         .await;
         let (loaded, took) = match fetched {
@@ -157,7 +158,15 @@ impl Viewer<'_> {
             return true;
         };
         let keep = self.options.probe.then_some(&mut self.segment);
-        let fetched = fetch(&mut self.client, &path, keep, self.bytes, self.deadline).await;
+        let fetched = fetch(
+            &mut self.client,
+            &path,
+            keep,
+            self.bytes,
+            self.deadline,
+            REQUEST_TIMEOUT,
+        )
+        .await;
         let (status, took) = match fetched {
             Fetch::Deadline => return false,
             Fetch::Failed(_) => {
@@ -212,72 +221,8 @@ impl Viewer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hls::fixtures::{muxed_segment, muxer};
-    use std::io::{BufRead, BufReader, Read, Write};
+    use crate::hls::fixtures::{muxed_segment, muxer, scripted};
     use std::time::Duration;
-
-    /// A server on a thread that answers requests from `responses` (path, status, body;
-    /// 404 for others) and closes every connection after `per_connection` responses, saying
-    /// so in the last response's head if `announce`. Returns its address and the thread,
-    /// which ends after `connections` connections with the paths it answered.
-    fn scripted(
-        responses: Vec<(&'static str, u16, Vec<u8>)>,
-        per_connection: usize,
-        connections: usize,
-        announce: bool,
-    ) -> (SocketAddr, std::thread::JoinHandle<Vec<String>>) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let thread = std::thread::spawn(move || {
-            let mut asked = Vec::new();
-            for _ in 0..connections {
-                let Ok((conn, _)) = listener.accept() else {
-                    break;
-                };
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut conn = conn;
-                for served in 1..=per_connection {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    loop {
-                        let mut header = String::new();
-                        reader.read_line(&mut header).unwrap();
-                        if header == "\r\n" {
-                            break;
-                        }
-                    }
-                    let path = line.split(' ').nth(1).unwrap().to_string();
-                    let (status, body) = responses
-                        .iter()
-                        .find(|(p, _, _)| *p == path)
-                        .map_or((404, Vec::new()), |(_, s, b)| (*s, b.clone()));
-                    let close = if served == per_connection && announce {
-                        "close"
-                    } else {
-                        "keep-alive"
-                    };
-                    let head = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: {close}\r\n\r\n",
-                        body.len()
-                    );
-                    conn.write_all(head.as_bytes()).unwrap();
-                    // The body in two writes, to exercise reads across them.
-                    let half = body.len() / 2;
-                    conn.write_all(&body[..half]).unwrap();
-                    conn.flush().unwrap();
-                    conn.write_all(&body[half..]).unwrap();
-                    asked.push(path);
-                }
-                // Close our side, and drop whatever the client still sends until it closes.
-                let _ = conn.shutdown(std::net::Shutdown::Write);
-                let _ = reader.read_to_end(&mut Vec::new());
-            }
-            asked
-        });
-        (addr, thread)
-    }
 
     fn run_view(
         addr: SocketAddr,
@@ -316,9 +261,9 @@ mod tests {
                     #EXTINF:1.0,\ns-0.ts\n#EXTINF:1.0,\ns-1.ts\n#EXTINF:1.0,\ns-2.ts\n\
                     #EXT-X-ENDLIST\n";
         let responses = vec![
-            ("/live/cam.m3u8", 200, text.as_bytes().to_vec()),
-            ("/live/s-0.ts", 200, seg0.clone()),
-            ("/live/s-2.ts", 200, seg2.clone()),
+            ("/live/cam.m3u8".into(), 200, text.as_bytes().to_vec()),
+            ("/live/s-0.ts".into(), 200, seg0.clone()),
+            ("/live/s-2.ts".into(), 200, seg2.clone()),
         ];
         // Two responses per connection: the playlist and s-0, then s-1 (404) and s-2.
         let (addr, server) = scripted(responses, 2, 2, announce);
@@ -380,7 +325,7 @@ mod tests {
         assert_eq!(result.unwrap_err().kind(), io::ErrorKind::ConnectionRefused);
 
         let (addr, server) = scripted(
-            vec![("/live/cam.m3u8", 200, b"<html>".to_vec())],
+            vec![("/live/cam.m3u8".into(), 200, b"<html>".to_vec())],
             1,
             1,
             true,

@@ -7,9 +7,17 @@ use std::time::{Duration, Instant};
 /// An in-process corecast: two shards on ephemeral loopback ports, 1 s HLS segments, no
 /// admin listener.
 pub fn server() -> corecast::Server {
+    server_with("")
+}
+
+/// [`server`] with `extra` TOML appended (tables other than those [`server`] sets, or keys
+/// of `[hls]` right after it: `extra` starts inside that table).
+pub fn server_with(extra: &str) -> corecast::Server {
     let config = corecast::Config::overlay(
-        "[server]\nshards = 2\nrtmp_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
-         [admin]\nlisten = \"\"\n[hls]\ntarget_duration_ms = 1000\n",
+        &format!(
+            "[server]\nshards = 2\nrtmp_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+             [admin]\nlisten = \"\"\n[hls]\ntarget_duration_ms = 1000\n{extra}"
+        ),
         "loadtest",
     )
     .expect("config");
