@@ -504,6 +504,15 @@ impl Fmp4Writer {
         }
     }
 
+    /// The duration of the primary track's last measured sample (ms): what the next one
+    /// will probably last. `None` before two samples came.
+    pub fn frame_ms(&self) -> Option<u64> {
+        let track = self.track(self.primary());
+        track
+            .last_duration
+            .map(|ticks| u64::from(ticks) * 1000 / u64::from(track.timescale.max(1)))
+    }
+
     /// Whether the next fragment would be independent: the primary track's first queued
     /// sample (complete or held) is a sync sample.
     pub fn next_independent(&self) -> bool {

@@ -14,12 +14,14 @@
 //!   next one starts with it; with the audio up to the keyframe's presentation time, which
 //!   the hand-over waits for, a part target of video at most (see the fMP4 writer's notes
 //!   on segment ends);
-//! - whenever the complete samples queued reach the part target: a part of at most the
-//!   target is handed over ([`Fmp4Writer::take_fragment_within`]).
+//! - whenever the complete samples queued reach the part target, or one more frame (as
+//!   long as the last one) would take them past it: a part of at most the target is
+//!   handed over ([`Fmp4Writer::take_fragment_within`]).
 //!
 //! A part is therefore handed over when the sample after its last one arrives (the writer
-//! holds the last sample of each track until its duration is known): with frames of 40 ms
-//! and a part target of 250 ms, parts of 240 ms, each available one frame after its end.
+//! holds the last sample of each track until its duration is known), which is when the
+//! part ends: with frames of 40 ms and a part target of 250 ms, parts of 240 ms, each
+//! available at its end.
 //! Every part is at most the part target, and every part but the last of a segment at least
 //! the target less one frame (RFC 8216bis 4.4.4.9 asks 85% of it: a frame is at most 15%
 //! of the target at the default target and 25 fps or more).
@@ -52,6 +54,7 @@
 //!
 //! # Republish and end
 //!
+//! [`LlSegmenter::flush`] (the publisher left: its stream waits out the republish grace),
 //! [`LlSegmenter::discontinuity`] (the publisher reconnected) and [`LlSegmenter::end`] first
 //! hand over everything queued, the held samples included, in parts
 //! ([`Fmp4Writer::finish_within`]): the old publisher's media is complete. Then the window marks the
@@ -202,13 +205,26 @@ impl LlSegmenter {
             }
             self.hand_over_all(now_ms, &mut changed)?;
         }
-        while self.writer.pending_ms() >= part_target {
+        while self.part_due(part_target) {
             match self.writer.take_fragment_within(part_target)? {
                 Some(fragment) => self.add(fragment, now_ms, &mut changed)?,
                 None => break,
             }
         }
         Ok(changed)
+    }
+
+    /// Whether the complete samples make a part: they reach the part target, or one more
+    /// frame (as long as the last) would take them past it, so that a part goes out as soon
+    /// as its last sample is complete.
+    fn part_due(&self, part_target: u64) -> bool {
+        let pending = self.writer.pending_ms();
+        pending >= part_target
+            || (pending > 0
+                && self
+                    .writer
+                    .frame_ms()
+                    .is_some_and(|frame| pending + frame > part_target))
     }
 
     /// The publisher reconnected (`now_ms`): everything queued goes out as the last parts of
@@ -222,6 +238,18 @@ impl LlSegmenter {
         self.mark_discontinuity(&mut changed);
         self.init_used = false;
         flushed.map(|()| changed)
+    }
+
+    /// The publisher left (`now_ms`): everything queued goes out now, the held samples
+    /// included, instead of waiting for the republish grace to end; the segment being
+    /// written stays open. A republish then marks its discontinuity, an end ends the
+    /// playlist, and neither has anything left to hand over.
+    pub fn flush(&mut self, now_ms: u64) -> Result<Changed, LlError> {
+        let mut changed = Changed::default();
+        if self.window.ended() {
+            return Ok(changed);
+        }
+        self.finish(now_ms, &mut changed).map(|()| changed)
     }
 
     /// The stream ended (`now_ms`): everything queued goes out, and the playlist ends.

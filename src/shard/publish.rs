@@ -412,7 +412,7 @@ impl Shard {
     /// stream to come back, then the stream ends ([`grace_ends_stream`]). Logs inside the
     /// caller's connection span.
     pub fn stop_publishing(self: &Rc<Self>, key: &StreamKey, conn_id: u64) {
-        let generation = {
+        let (generation, ll_view) = {
             let mut streams = self.streams.borrow_mut();
             let Some(origin) = streams.get_mut(key).and_then(|s| s.origin.as_mut()) else {
                 return;
@@ -420,8 +420,24 @@ impl Shard {
             if !origin.stop_publishing(conn_id) {
                 return;
             }
-            origin.generation
+            // LL-HLS players get the publisher's last frames now, not at the grace's end.
+            let ll_view =
+                origin
+                    .ll
+                    .as_mut()
+                    .and_then(|ll| match ll.flush(super::hls_store::wall_ms()) {
+                        Ok(changed) => changed.any().then(|| LlView::of(ll)),
+                        Err(err) => {
+                            stats::inc(&self.stats.hls_errors);
+                            debug!(shard = self.id, stream = %key, "ll-hls: {err}");
+                            Some(LlView::of(ll))
+                        }
+                    });
+            (origin.generation, ll_view)
         };
+        if let Some(view) = ll_view {
+            self.publish_ll(key, view);
+        }
         stats::dec(&self.stats.publishers);
         info!(action = "publish-stop", "publish stop; grace period starts");
         let shard = self.clone();

@@ -87,15 +87,20 @@ pub async fn run(
     via: Via,
     pull: Rc<Pull>,
 ) {
-    let conn_id = shard.conn_id();
+    let puller = Puller {
+        shard: &shard,
+        key: &key,
+        via: &via,
+        conn_id: shard.conn_id(),
+        pull: &pull,
+    };
     let mut failover = Failover::new(origins.len());
     loop {
         let origin = &origins[failover.current()];
         pull.status
             .borrow_mut()
             .enter(PullState::Connecting, origin.shown());
-        let ended = session(&shard, &key, origin, &via, conn_id, &pull, &mut failover).await;
-        let why = match ended {
+        let why = match puller.session(origin, &mut failover).await {
             Ok(Ended::Idle | Ended::Over) => break,
             Ok(Ended::Lost(why)) => why,
             Err(err) => err.to_string(),
@@ -125,130 +130,134 @@ pub async fn run(
             break;
         }
     }
-    shard.pull_ended(&key, conn_id);
+    shard.pull_ended(&key, puller.conn_id);
 }
 
-/// One session with `origin`: connect, ask, then publish what comes until it ends. The
-/// stream, once published by the session, goes into its republish grace when the session
-/// is lost (the next origin takes it on).
-async fn session(
-    shard: &Rc<Shard>,
-    key: &StreamKey,
-    origin: &OriginUrl,
-    via: &Via,
+/// One pull's sessions: what every session of it shares.
+struct Puller<'a> {
+    /// The owner shard.
+    shard: &'a Rc<Shard>,
+    /// The stream.
+    key: &'a StreamKey,
+    /// The servers the request that started the pull went through.
+    via: &'a Via,
+    /// The pull's publisher id (one for all its sessions: a republish each time).
     conn_id: u64,
-    pull: &Pull,
-    failover: &mut Failover,
-) -> Result<Ended, PullError> {
-    let mut publishing = false;
-    let ended = pull_stream(
-        shard,
-        key,
-        origin,
-        via,
-        conn_id,
-        pull,
-        failover,
-        &mut publishing,
-    )
-    .await;
-    if publishing && !matches!(ended, Ok(Ended::Idle)) {
-        shard.stop_publishing(key, conn_id);
+    /// Its registry entry: status, and when it was last wanted.
+    pull: &'a Pull,
+}
+
+impl Puller<'_> {
+    /// One session with `origin`: connect, ask, then publish what comes until it ends. The
+    /// stream, once published by the session, goes into its republish grace when the
+    /// session is lost (the next origin takes it on).
+    async fn session(
+        &self,
+        origin: &OriginUrl,
+        failover: &mut Failover,
+    ) -> Result<Ended, PullError> {
+        let mut publishing = false;
+        let ended = self.pull_stream(origin, failover, &mut publishing).await;
+        if publishing && !matches!(ended, Ok(Ended::Idle)) {
+            self.shard.stop_publishing(self.key, self.conn_id);
+        }
+        ended
     }
-    ended
-}
 
-/// The body of [`session`]; `publishing` tells it whether the stream was published.
-#[allow(clippy::too_many_arguments)]
-async fn pull_stream(
-    shard: &Rc<Shard>,
-    key: &StreamKey,
-    origin: &OriginUrl,
-    via: &Via,
-    conn_id: u64,
-    pull: &Pull,
-    failover: &mut Failover,
-    publishing: &mut bool,
-) -> Result<Ended, PullError> {
-    let config = shard.config();
-    let patience = Duration::from_millis(config.edge.connect_timeout_ms);
-    let write_limit = config.write_timeout();
-    let connect = TcpStream::connect(origin.addr());
-    let mut stream = crate::util::timeout(patience, connect)
-        .await
-        .ok_or(PullError::Timeout(patience))?
-        .map_err(std::io::Error::from)?;
-    let _ = stream.set_nodelay(true);
-    let (mut client, first) = Client::new(origin, via, shard)?;
-    send(&mut stream, &first, write_limit).await?;
-    let mut buf = vec![0u8; READ_BYTES];
-    let mut checked = now_ns();
-    loop {
-        // Until the stream comes, the origin has `patience` in all; then, as long between
-        // reads.
-        let n = match crate::util::timeout(patience, stream.read(&mut buf)).await {
-            Some(read) => read?,
-            None if *publishing => {
-                return Ok(Ended::Lost(format!("nothing received for {patience:?}")))
-            }
-            None => return Err(PullError::Timeout(patience)),
-        };
-        if n == 0 {
-            return match *publishing {
-                true => Ok(Ended::Lost("the origin closed the connection".into())),
-                false => Err(PullError::Refused("closed before the stream came".into())),
-            };
-        }
-        pull.status.borrow_mut().bytes += n as u64;
-        stats::add(&shard.stats.upstream_bytes, n as u64);
-        let events = client.handle_input(&buf[..n])?;
-        let out = client.take_output();
-        if !out.is_empty() {
-            send(&mut stream, &out, write_limit).await?;
-        }
-        let at = now_ns();
-        for event in events {
-            let ingested = match event {
-                Pulled::Ended(why) => {
-                    return Ok(Ended::Lost(format!("the origin ended the stream: {why}")))
+    /// The body of [`Puller::session`]; `publishing` tells it whether the stream was
+    /// published.
+    async fn pull_stream(
+        &self,
+        origin: &OriginUrl,
+        failover: &mut Failover,
+        publishing: &mut bool,
+    ) -> Result<Ended, PullError> {
+        let (shard, key, pull) = (self.shard, self.key, self.pull);
+        let config = shard.config();
+        let patience = Duration::from_millis(config.edge.connect_timeout_ms);
+        let write_limit = config.write_timeout();
+        let connect = TcpStream::connect(origin.addr());
+        let mut stream = crate::util::timeout(patience, connect)
+            .await
+            .ok_or(PullError::Timeout(patience))?
+            .map_err(std::io::Error::from)?;
+        let _ = stream.set_nodelay(true);
+        let (mut client, first) = Client::new(origin, self.via, shard)?;
+        send(&mut stream, &first, write_limit).await?;
+        let mut buf = vec![0u8; READ_BYTES];
+        let mut checked = now_ns();
+        loop {
+            // Until the stream comes, the origin has `patience` in all; then, as long
+            // between reads.
+            let n = match crate::util::timeout(patience, stream.read(&mut buf)).await {
+                Some(read) => read?,
+                None if *publishing => {
+                    return Ok(Ended::Lost(format!("nothing received for {patience:?}")))
                 }
-                Pulled::Media { .. } | Pulled::Metadata(_) if !*publishing => {
-                    let publisher = PublisherInfo {
-                        conn_id,
-                        peer: origin.addr(),
-                        query: None,
-                        since_ns: at,
-                        pulled: true,
-                    };
-                    if let Err(refusal) = shard.start_publishing(key, publisher) {
-                        info!(action = "pull-refused", shard = shard.id, stream = %key, "pull: the stream cannot be published here: {}", refusal.status().1);
+                None => return Err(PullError::Timeout(patience)),
+            };
+            if n == 0 {
+                return match *publishing {
+                    true => Ok(Ended::Lost("the origin closed the connection".into())),
+                    false => Err(PullError::Refused("closed before the stream came".into())),
+                };
+            }
+            pull.status.borrow_mut().bytes += n as u64;
+            stats::add(&shard.stats.upstream_bytes, n as u64);
+            let events = client.handle_input(&buf[..n])?;
+            let out = client.take_output();
+            if !out.is_empty() {
+                send(&mut stream, &out, write_limit).await?;
+            }
+            let at = now_ns();
+            for event in events {
+                if let Pulled::Ended(why) = event {
+                    return Ok(Ended::Lost(format!("the origin ended the stream: {why}")));
+                }
+                if !*publishing {
+                    if !self.start(origin, at) {
                         return Ok(Ended::Over);
                     }
                     *publishing = true;
                     failover.delivered();
-                    stats::inc(&shard.stats.upstream_sessions);
-                    let mut status = pull.status.borrow_mut();
-                    status.sessions += 1;
-                    status.enter(PullState::Pulling, origin.shown());
-                    info!(action = "pull-session", shard = shard.id, stream = %key, origin = %origin.shown(), "pull: the stream comes from the origin");
-                    drop(status);
-                    ingest(shard, key, conn_id, event, at)
                 }
-                event => ingest(shard, key, conn_id, event, at),
-            };
-            if !ingested {
-                return Ok(Ended::Over);
+                if !ingest(shard, key, self.conn_id, event, at) {
+                    return Ok(Ended::Over);
+                }
+            }
+            if at.saturating_sub(checked) >= WANTED_CHECK_NS {
+                checked = at;
+                if shard.is_stopping() {
+                    return Ok(Ended::Over);
+                }
+                if !shard.pull_wanted(key, pull, at) {
+                    return Ok(Ended::Idle);
+                }
             }
         }
-        if at.saturating_sub(checked) >= WANTED_CHECK_NS {
-            checked = at;
-            if shard.is_stopping() {
-                return Ok(Ended::Over);
-            }
-            if !shard.pull_wanted(key, pull, at) {
-                return Ok(Ended::Idle);
-            }
+    }
+
+    /// The session's first media from `origin` (at `at`): the stream is published with it.
+    /// False when it cannot be (a publisher here has it, a limit).
+    fn start(&self, origin: &OriginUrl, at: u64) -> bool {
+        let (shard, key) = (self.shard, self.key);
+        let publisher = PublisherInfo {
+            conn_id: self.conn_id,
+            peer: origin.addr(),
+            query: None,
+            since_ns: at,
+            pulled: true,
+        };
+        if let Err(refusal) = shard.start_publishing(key, publisher) {
+            info!(action = "pull-refused", shard = shard.id, stream = %key, "pull: the stream cannot be published here: {}", refusal.status().1);
+            return false;
         }
+        stats::inc(&shard.stats.upstream_sessions);
+        let mut status = self.pull.status.borrow_mut();
+        status.sessions += 1;
+        status.enter(PullState::Pulling, origin.shown());
+        info!(action = "pull-session", shard = shard.id, stream = %key, origin = %origin.shown(), "pull: the stream comes from the origin");
+        true
     }
 }
 

@@ -3,6 +3,15 @@
 use bytes::Bytes;
 use corecast::flv::reader::{FlvTag, TagKind};
 
+/// The sequence header's AVCDecoderConfigurationRecord: x264's, High profile, with a
+/// complete SPS and PPS, so that every muxer of the server (MPEG-TS, fMP4) takes the stream
+/// as H.264 (the frames stay filler).
+const AVCC: [u8; 46] = [
+    0x01, 0x64, 0x00, 0x0d, 0xff, 0xe1, 0x00, 0x19, 0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41,
+    0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99,
+    0x60, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0, 0xfd, 0xf8, 0xf8, 0x00,
+];
+
 /// A synthetic H.264/AAC-shaped source of `kbps` (video and audio together), `fps` frames a
 /// second and a keyframe every `gop_frames`: `seconds` of tags, looped by the publishers.
 /// The payloads are filler (no decoder can show them); their sizes, timing and structure
@@ -26,14 +35,7 @@ pub fn synthetic(kbps: u64, fps: u32, gop_frames: u32, seconds: u32) -> Vec<FlvT
         data: Bytes::from(data),
     };
     let mut tags = vec![
-        tag(
-            TagKind::Video,
-            0,
-            vec![
-                0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0, 0x1f, 1, 0, 2,
-                0x68, 0xee,
-            ],
-        ),
+        tag(TagKind::Video, 0, [&[0x17, 0, 0, 0, 0][..], &AVCC].concat()),
         tag(TagKind::Audio, 0, vec![0xaf, 0, 0x12, 0x10]),
     ];
     let (mut video, mut audio) = (0u32, 0u32);

@@ -116,31 +116,44 @@ fn parts_fill_the_target_and_segments_start_at_keyframes() {
 }
 
 #[test]
-fn a_part_is_available_one_frame_after_its_end() {
+fn a_part_is_available_at_its_end() {
     let mut s = configured();
     let units = av_units(4000, 50);
-    let mut handed = 0u32;
-    for u in &units {
-        handed += s.push(u, T0 + u64::from(u.dts)).unwrap().parts;
-        if u.kind != UnitKind::Video {
-            continue;
-        }
-        // Parts cover the video up to the frame before this one, within one part.
-        let listed: u64 = s
-            .window()
+    let listed = |s: &LlSegmenter| {
+        s.window()
             .segments()
             .iter()
             .map(|seg| seg.duration_ms)
             .sum::<u64>()
-            + open_duration(&s);
-        let behind = u64::from(u.dts) - listed;
+            + open_duration(s)
+    };
+    let (mut handed, mut at_their_end) = (0u32, 0);
+    for u in &units {
+        let before = listed(&s);
+        handed += s.push(u, T0 + u64::from(u.dts)).unwrap().parts;
+        let after = listed(&s);
+        if u.kind == UnitKind::Video && after > before {
+            // The frame that makes the last sample complete starts where the part ends:
+            // the part goes out then, not a frame later.
+            assert_eq!(
+                after,
+                u64::from(u.dts),
+                "parts cover {after} ms at {} ms",
+                u.dts
+            );
+            at_their_end += 1;
+        }
         assert!(
-            behind <= 250,
-            "at {} ms only {listed} ms are in parts",
+            u64::from(u.dts) - after <= 250,
+            "at {} ms only {after} ms are in parts",
             u.dts
         );
     }
     assert!(handed >= 15, "{handed} parts in 4 s");
+    assert!(
+        at_their_end >= 12,
+        "{at_their_end} parts went out at their end"
+    );
 }
 
 /// Duration of the parts of the segment being written (from the playlist).
@@ -386,6 +399,37 @@ fn republish_and_end_hand_over_the_held_samples() {
     let frame = unit(UnitKind::Video, 6000, false, &avc_frame(true, 0, &[0x65]));
     assert_eq!(s.push(&frame, T0 + 8000).unwrap(), Changed::default());
     assert_eq!(s.end(T0 + 8000).unwrap(), Changed::default());
+}
+
+#[test]
+fn a_publisher_that_leaves_has_its_last_frames_handed_over_at_once() {
+    let mut s = configured();
+    feed(&mut s, &av_units(3000, 25));
+    let before = part_count(&s);
+    let flushed = s.flush(T0 + 3000).unwrap();
+    assert!(flushed.parts >= 1, "{flushed:?}");
+    assert_eq!(part_count(&s), before + flushed.parts as usize);
+    assert_eq!(s.writer().queued_bytes(), 0);
+    let playlist = checked(&s);
+    assert!(
+        !playlist.ended && playlist.open.is_some(),
+        "the segment stays open"
+    );
+    // The republish that follows has nothing left to hand over, and marks its
+    // discontinuity.
+    let republished = s.discontinuity(T0 + 4000).unwrap();
+    assert_eq!(republished.parts, 0);
+    assert!(republished.closed.is_some());
+    for i in 0..60u32 {
+        let dts = 3100 + i * 40;
+        let frame = avc_frame(i % 25 == 0, 0, &[0x65, i as u8]);
+        s.push(
+            &unit(UnitKind::Video, dts, false, &frame),
+            T0 + 4000 + u64::from(i) * 40,
+        )
+        .unwrap();
+    }
+    assert!(checked(&s).segments.iter().any(|seg| seg.discontinuity));
 }
 
 #[test]
