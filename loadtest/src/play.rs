@@ -330,6 +330,15 @@ struct Member {
 }
 
 impl Member {
+    /// An HLS or LL-HLS viewer received `n` media bytes: counted, and it plays from its
+    /// first ones on.
+    fn received(&self, n: usize) {
+        self.counters.add(n as u64);
+        if self.state.get() == State::Connecting {
+            self.state.set(State::Playing);
+        }
+    }
+
     fn refresh(&self) -> State {
         if self.state.get() == State::Playing && self.counters.ended() {
             self.state.set(State::Ended);
@@ -705,12 +714,7 @@ impl GroupRun {
             probe,
         };
         // An HLS viewer plays from its first segment bytes on.
-        let count = |n: usize| {
-            m.counters.add(n as u64);
-            if m.state.get() == State::Connecting {
-                m.state.set(State::Playing);
-            }
-        };
+        let count = |n: usize| m.received(n);
         hls::view(
             m.target, &g.app, &g.stream, &options, deadline, &count, &self.hls,
         )
@@ -731,12 +735,7 @@ impl GroupRun {
             query: g.query.clone(),
         };
         // An LL-HLS viewer plays from its first part bytes on.
-        let count = |n: usize| {
-            m.counters.add(n as u64);
-            if m.state.get() == State::Connecting {
-                m.state.set(State::Playing);
-            }
-        };
+        let count = |n: usize| m.received(n);
         llhls::view(
             m.target,
             &g.app,

@@ -246,8 +246,8 @@ impl RtmpPull {
                         events.push(Pulled::Ended(code));
                     }
                 }
-                ClientSessionEvent::UnknownTransactionResultReceived { .. }
-                | ClientSessionEvent::UnhandleableAmf0Command { .. } => {}
+                // Acknowledgements, pings, the play's own acceptance (media follows), and
+                // what the session does not know: nothing to do.
                 _ => {}
             }
         }
