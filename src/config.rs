@@ -129,6 +129,16 @@ pub struct EdgeConfig {
     pub start_timeout_ms: u64,
     /// A pull stops this long after the stream's last viewer left.
     pub idle_timeout_ms: u64,
+    /// PEM file of CA certificates trusted for `https://` origins besides the system's;
+    /// empty = none.
+    pub ca_file: String,
+}
+
+impl EdgeConfig {
+    /// `ca_file`, when one is set.
+    pub fn ca_file(&self) -> Option<std::path::PathBuf> {
+        (!self.ca_file.is_empty()).then(|| self.ca_file.clone().into())
+    }
 }
 
 /// `[[forward]]`: streams of `app` are also pushed to `url` (see [`crate::forward`]).
@@ -628,6 +638,11 @@ impl Config {
                 "edge.connect_timeout_ms",
                 "edge.connect_timeout_ms and edge.start_timeout_ms must be positive",
             ));
+        }
+        if let Some(path) = edge.ca_file() {
+            if let Err(err) = crate::net::tls::read_ca_file(&path) {
+                return Err(invalid("edge.ca_file", err.to_string()));
+            }
         }
         if !self.server.proxy_protocol.is_empty() && self.server.proxy_trusted.is_empty() {
             return Err(invalid(

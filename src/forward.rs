@@ -21,6 +21,7 @@ use crate::config::ForwardRule;
 use crate::hub::StreamKey;
 use crate::media::{now_ns, Format};
 use crate::metrics::api::ForwardReport;
+use crate::net::host::Host;
 use crate::net::Duplex;
 use crate::shard::Shard;
 use crate::stats;
@@ -33,7 +34,6 @@ use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
 };
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -66,11 +66,14 @@ pub enum ForwardError {
     Io(#[from] std::io::Error),
 }
 
+/// The port of an `rtmp://` URL that names none.
+pub const RTMP_PORT: u16 = 1935;
+
 /// Where one stream goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The server.
-    pub addr: SocketAddr,
+    pub host: Host,
     /// Its application.
     pub app: String,
     /// The stream name there (with its query, such as a stream key).
@@ -86,18 +89,18 @@ impl Target {
         let bad = || ForwardError::Url(url.to_string());
         let filled = url.replace("{app}", app).replace("{stream}", stream);
         let rest = filled.strip_prefix("rtmp://").ok_or_else(bad)?;
-        let (host, path) = rest.split_once('/').ok_or_else(bad)?;
-        let addr: SocketAddr = host.parse().map_err(|_| bad())?;
+        let (authority, path) = rest.split_once('/').ok_or_else(bad)?;
+        let host = Host::parse(authority, RTMP_PORT).ok_or_else(bad)?;
         let (app, stream) = path.split_once('/').ok_or_else(bad)?;
         if app.is_empty() || stream.is_empty() {
             return Err(bad());
         }
         let name = stream.split('?').next().unwrap_or_default();
         Ok(Target {
-            addr,
+            shown: format!("rtmp://{host}/{app}/{name}"),
+            host,
             app: app.to_string(),
             stream: stream.to_string(),
-            shown: format!("rtmp://{addr}/{app}/{name}"),
         })
     }
 
@@ -109,6 +112,12 @@ impl Target {
             .filter(|rule| rule.app == app)
             .map(|rule| Target::parse(&rule.url, app, stream))
             .collect()
+    }
+
+    /// The `tcUrl` of the session's `connect`: the server and application, as RTMP clients
+    /// send it (servers such as SRS read the virtual host and application from it).
+    pub fn tc_url(&self) -> String {
+        format!("rtmp://{}/{}", self.host, self.app)
     }
 }
 
@@ -242,9 +251,7 @@ async fn push(
     status: &RefCell<TargetStatus>,
 ) -> Result<Ending, ForwardError> {
     let setup = async {
-        let mut stream = TcpStream::connect(target.addr)
-            .await
-            .map_err(std::io::Error::from)?;
+        let (mut stream, _) = target.host.connect(SETUP).await?;
         let _ = stream.set_nodelay(true);
         let session = publish_session(&mut stream, target, shard.config().rtmp.chunk_size).await?;
         Ok::<_, ForwardError>((stream, session))
@@ -325,6 +332,7 @@ async fn publish_session(
     };
     let config = ClientSessionConfig {
         chunk_size,
+        tc_url: Some(target.tc_url()),
         ..ClientSessionConfig::new()
     };
     let (mut session, results) = ClientSession::new(config).map_err(|e| rtmp(&e))?;
@@ -414,16 +422,20 @@ mod tests {
             "cam",
         )
         .unwrap();
-        assert_eq!(target.addr, "192.0.2.7:1935".parse().unwrap());
+        assert_eq!(target.host, Host::Addr("192.0.2.7:1935".parse().unwrap()));
+        assert_eq!(target.tc_url(), "rtmp://192.0.2.7:1935/live-copy");
         assert_eq!(
             (target.app.as_str(), target.stream.as_str()),
             ("live-copy", "cam?key=secret")
         );
         assert_eq!(target.shown, "rtmp://192.0.2.7:1935/live-copy/cam");
+        let named = Target::parse("rtmp://Ingest.Example.net/app/{stream}", "live", "cam").unwrap();
+        assert_eq!(named.shown, "rtmp://ingest.example.net:1935/app/cam");
+        assert_eq!(named.tc_url(), "rtmp://ingest.example.net:1935/app");
         for bad in [
             "http://192.0.2.7:1935/a/b",
-            "rtmp://example.com:1935/a/b",
-            "rtmp://192.0.2.7/a/b",
+            "rtmp://example_1.com:1935/a/b",
+            "rtmp://192.0.2.7:0/a/b",
             "rtmp://192.0.2.7:1935/a",
             "rtmp://192.0.2.7:1935//b",
         ] {

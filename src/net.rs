@@ -1,7 +1,10 @@
-//! Socket plumbing: listeners, socket options, the vectored send, process limits, and the
-//! shard's epoll set for sockets read in batches ([`readiness`]).
+//! Socket plumbing: listeners, socket options, the vectored send, process limits, the
+//! shard's epoll set for sockets read in batches ([`readiness`]), and the client side of
+//! connections corecast makes: servers named in URLs ([`host`]) and TLS to them ([`tls`]).
 
+pub mod host;
 pub mod readiness;
+pub mod tls;
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;

@@ -1,7 +1,8 @@
 //! Edge pulls (`[[upstream]]`): a stream of an application that is not published here is
 //! pulled from an origin when its first viewer asks for it, and served like a published
 //! stream. The origins are RTMP servers (any: corecast, nginx-rtmp, SRS) and HTTP-FLV
-//! servers, tried in order.
+//! servers, plain or over TLS (`https://`, [`crate::net::tls`]), tried in order; each is
+//! named by address or by a DNS name resolved at every connect ([`crate::net::host`]).
 //!
 //! | file | job |
 //! |---|---|
@@ -47,7 +48,7 @@ pub mod rtmp;
 use crate::forward::Target;
 use crate::media::now_ns;
 use crate::metrics::api::UpstreamReport;
-use std::net::SocketAddr;
+use crate::net::host::Host;
 use std::time::Duration;
 
 /// Most origins of one rule.
@@ -100,9 +101,12 @@ pub enum PullError {
     /// The origin's answer is not what its protocol allows, or is over a bound.
     #[error("bad answer: {0}")]
     Protocol(String),
-    /// The connection failed.
+    /// The connection failed (a TLS handshake too, such as a certificate not trusted).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// TLS cannot start: no root certificate, an unreadable `edge.ca_file`.
+    #[error(transparent)]
+    Tls(#[from] crate::net::tls::TlsError),
 }
 
 /// An origin of a stream.
@@ -113,7 +117,9 @@ pub enum OriginUrl {
     /// An HTTP-FLV server.
     Flv {
         /// The server.
-        addr: SocketAddr,
+        host: Host,
+        /// Over TLS (`https://`).
+        tls: bool,
         /// The request's path and query.
         path: String,
         /// The URL, for logs and the API, without its query.
@@ -132,25 +138,31 @@ impl OriginUrl {
                 .map_err(|_| bad());
         }
         let filled = url.replace("{app}", app).replace("{stream}", stream);
-        let rest = filled.strip_prefix("http://").ok_or_else(bad)?;
-        let (host, path) = rest.split_once('/').ok_or_else(bad)?;
-        let addr: SocketAddr = host.parse().map_err(|_| bad())?;
+        let (scheme, rest) = filled.split_once("://").ok_or_else(bad)?;
+        let (tls, port) = match scheme {
+            "http" => (false, 80),
+            "https" => (true, 443),
+            _ => return Err(bad()),
+        };
+        let (authority, path) = rest.split_once('/').ok_or_else(bad)?;
+        let host = Host::parse(authority, port).ok_or_else(bad)?;
         let name = path.split('?').next().unwrap_or_default();
         if name.is_empty() || path.bytes().any(|b| b.is_ascii_whitespace() || b < 0x20) {
             return Err(bad());
         }
         Ok(OriginUrl::Flv {
-            addr,
+            shown: format!("{scheme}://{host}/{name}"),
+            host,
+            tls,
             path: format!("/{path}"),
-            shown: format!("http://{addr}/{name}"),
         })
     }
 
     /// The server.
-    pub fn addr(&self) -> SocketAddr {
+    pub fn host(&self) -> &Host {
         match self {
-            OriginUrl::Rtmp(target) => target.addr,
-            OriginUrl::Flv { addr, .. } => *addr,
+            OriginUrl::Rtmp(target) => &target.host,
+            OriginUrl::Flv { host, .. } => host,
         }
     }
 

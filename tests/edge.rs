@@ -304,3 +304,129 @@ fn pull_loops_are_refused() {
     assert_eq!(http_get(own.http_addr(), "/live/z.flv").status, 404);
     assert!(total(&own, |s| &s.upstream_loops_refused) >= 1);
 }
+
+/// A test CA's certificate, and a certificate it signed for `localhost` with its key (PEM
+/// files in `dir`); a self-signed certificate for `localhost` that no one trusts, with its
+/// key. Paths: (CA, good certificate, good key, untrusted certificate, untrusted key).
+fn test_certificates(dir: &common::peers::TempDir) -> [std::path::PathBuf; 5] {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.distinguished_name
+        .push(DnType::CommonName, "corecast test CA");
+    let ca = ca.self_signed(&ca_key).expect("CA");
+    let key = KeyPair::generate().expect("key");
+    let signed = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("certificate");
+    let stranger_key = KeyPair::generate().expect("key");
+    let stranger = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .self_signed(&stranger_key)
+        .expect("certificate");
+    let files = [
+        ("ca.pem", ca.pem()),
+        ("origin.pem", signed.pem()),
+        ("origin.key", key.serialize_pem()),
+        ("stranger.pem", stranger.pem()),
+        ("stranger.key", stranger_key.serialize_pem()),
+    ];
+    files.map(|(name, text)| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    })
+}
+
+#[test]
+fn an_edge_pulls_over_https_by_name_and_verifies_the_origin() {
+    use corecast_testkit::nginx::{Nginx, NGINX};
+    if !common::peers::have("nginx", std::path::Path::new(NGINX).exists()) {
+        return;
+    }
+    let origin = start("");
+    let publishing = publish_in_background(&origin, "cam", 3, 1.0);
+    wait_live(&origin, "/live/cam.flv");
+    let dir = common::peers::TempDir::new("https-origin");
+    let [ca, cert, key, stranger, stranger_key] = test_certificates(&dir);
+    // Two TLS proxies in front of the origin's HTTP listener: one with a certificate of the
+    // test CA for `localhost`, one with a self-signed certificate.
+    let (good_dir, bad_dir) = (dir.join("good"), dir.join("bad"));
+    for d in [&good_dir, &bad_dir] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    let nginx = std::path::Path::new(NGINX);
+    let good = Nginx::tls_proxy(nginx, origin.http_addr(), &good_dir, &cert, &key);
+    let bad = Nginx::tls_proxy(
+        nginx,
+        origin.http_addr(),
+        &bad_dir,
+        &stranger,
+        &stranger_key,
+    );
+    let (good_port, bad_port) = (good.addr.port(), bad.addr.port());
+    // Tried in order: a certificate no root vouches for; the right certificate, but asked
+    // for by an address it does not name; then the right one by name.
+    let origins = [
+        format!("https://localhost:{bad_port}/live/{{stream}}.flv"),
+        format!("https://127.0.0.1:{good_port}/live/{{stream}}.flv"),
+        format!("https://localhost:{good_port}/live/{{stream}}.flv"),
+    ];
+    let config = format!("{}ca_file = \"{}\"\n", edge_config(&origins), ca.display());
+    let edge = start(&config);
+    let watch = Watch::flv(&edge, "cam");
+    let view = view_when(edge.http_addr(), "cam", |v| {
+        v["upstream"]["state"] == "pulling"
+    });
+    let upstream = &view["upstream"];
+    eprintln!("the https edge's pull: {upstream}");
+    assert_eq!(
+        upstream["origin"],
+        format!("https://localhost:{good_port}/live/cam.flv"),
+        "{view}"
+    );
+    assert_eq!(upstream["sessions"], 1, "{view}");
+    assert_eq!(upstream["failures"], 2, "{view}");
+    let last_error = upstream["last_error"].as_str().unwrap_or_default();
+    assert!(
+        last_error.contains("certificate") && last_error.contains("127.0.0.1"),
+        "the certificate does not name the address: {view}"
+    );
+    let sent = publishing.join().expect("publisher");
+    let (got, ending) = watch.finish(WAIT);
+    assert!(ending.closed || ending.stream_ended, "{ending:?}");
+    assert_never_back("the https edge's viewer", &got);
+    let media = payloads(&got);
+    assert!(media.len() > 100, "{} media messages", media.len());
+    assert!(
+        is_contiguous_run(&sent, &media),
+        "not a run of the published media"
+    );
+    // What the origin's proxy saw: the name as SNI and Host, one request for the stream
+    // with the loop marker, over TLS (1.2 or 1.3: nginx's choice); nothing of the attempt
+    // by address (refused in the handshake). After the stream ended at the origin, the pull
+    // asked again (404) before the edge ended the stream too.
+    let log = std::fs::read_to_string(good_dir.join("access.log")).unwrap_or_default();
+    let prefix = format!("localhost localhost:{good_port} \"GET /live/cam.flv?corecast_via=");
+    let statuses: Vec<&str> = log
+        .lines()
+        .map(|line| {
+            assert!(line.starts_with(&prefix), "{log}");
+            let (request, rest) = line.rsplit_once("\" ").expect("a logged request");
+            assert!(request.ends_with(" HTTP/1.1"), "{log}");
+            let (status, protocol) = rest.split_once(' ').expect("status and protocol");
+            assert!(["TLSv1.2", "TLSv1.3"].contains(&protocol), "{log}");
+            status
+        })
+        .collect();
+    assert_eq!(statuses.first(), Some(&"200"), "{log}");
+    assert!(statuses[1..].iter().all(|s| *s == "404"), "{log}");
+    let refused = std::fs::read_to_string(bad_dir.join("access.log")).unwrap_or_default();
+    assert_eq!(
+        refused, "",
+        "the untrusted origin was never asked for the stream"
+    );
+}

@@ -10,7 +10,8 @@ use common::{
 };
 use std::time::Duration;
 
-fn forward_to(rtmp: std::net::SocketAddr) -> String {
+/// A `[[forward]]` rule to the RTMP server at `rtmp` (an address, or a name and port).
+fn forward_to(rtmp: impl std::fmt::Display) -> String {
     format!("[[forward]]\napp = \"live\"\nurl = \"rtmp://{rtmp}/relayed/{{stream}}?key=s3cret\"\n")
 }
 
@@ -26,7 +27,9 @@ fn forward_state(server: &corecast::Server, name: &str) -> serde_json::Value {
 #[test]
 fn a_published_stream_is_pushed_to_the_target_and_plays_there() {
     let target = start("");
-    let origin = start(&forward_to(target.rtmp_addr()));
+    // The target by name: resolved when the push connects.
+    let by_name = format!("localhost:{}", target.rtmp_addr().port());
+    let origin = start(&forward_to(&by_name));
     let publishing = publish_in_background(&origin, "fwd", 2, 1.0);
     wait_live(&origin, "/live/fwd.flv");
     // The stream reached the target under its mapped name, from a keyframe on.
@@ -39,7 +42,7 @@ fn a_published_stream_is_pushed_to_the_target_and_plays_there() {
     assert_eq!(total(&origin, |s| &s.forwards_active), 1);
     assert_eq!(total(&origin, |s| &s.forward_failures), 0);
     // The API shows the target publishing, its URL without the key.
-    let shown = format!("rtmp://{}/relayed/fwd", target.rtmp_addr());
+    let shown = format!("rtmp://{by_name}/relayed/fwd");
     assert!(
         wait_until(WAIT, || forward_state(&origin, "fwd")["state"]
             == "publishing"),

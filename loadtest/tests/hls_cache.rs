@@ -12,7 +12,7 @@ use corecast::stats::{self, ShardStats};
 use corecast_load::hls::{self, HlsOptions, HlsStart, HlsStats};
 use corecast_load::llhls::{self, LlOptions, LlStats};
 use corecast_load::publish;
-use corecast_testkit::nginx::{HlsCache, NGINX};
+use corecast_testkit::nginx::{Nginx, NGINX};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -107,7 +107,7 @@ fn players_behind_nginx_cost_corecast_one_request_per_segment_and_refresh() {
     let server = corecast::Server::start(config).expect("server");
     let dir = std::env::temp_dir().join(format!("corecast-hls-cache-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let cache = HlsCache::start(&program, server.http_addr(), &dir);
+    let cache = Nginx::hls_cache(&program, server.http_addr(), &dir);
 
     let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/clip.flv");
     let (_, tags) = corecast::flv::reader::read_file(clip).expect("fixture");
@@ -237,7 +237,7 @@ fn ll_hls_players_behind_nginx_keep_their_pace_and_latency() {
     let server = corecast::Server::start(config).expect("server");
     let dir = std::env::temp_dir().join(format!("corecast-ll-cache-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let cache = HlsCache::start(&program, server.http_addr(), &dir);
+    let cache = Nginx::hls_cache(&program, server.http_addr(), &dir);
     let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/clip.flv");
     let (_, tags) = corecast::flv::reader::read_file(clip).expect("fixture");
     let _publisher = publish::spawn(

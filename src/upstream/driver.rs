@@ -8,11 +8,12 @@ use super::{Failover, Next, OriginUrl, PullError, PullState, Pulled, Via};
 use crate::hub::origin::PublisherInfo;
 use crate::hub::StreamKey;
 use crate::media::now_ns;
+use crate::net::tls;
 use crate::shard::pull::Pull;
 use crate::shard::Shard;
 use crate::stats;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -49,8 +50,8 @@ impl Client {
         let max_message = config.rtmp.max_message_bytes;
         let param = via.param_with(shard.node_id());
         match origin {
-            OriginUrl::Flv { addr, path, .. } => {
-                let request = FlvPull::request(*addr, &super::with_param(path, &param));
+            OriginUrl::Flv { host, path, .. } => {
+                let request = FlvPull::request(host, &super::with_param(path, &param));
                 Ok((Client::Flv(FlvPull::new(max_message as usize)), request))
             }
             OriginUrl::Rtmp(target) => {
@@ -164,10 +165,43 @@ impl Puller<'_> {
         ended
     }
 
-    /// The body of [`Puller::session`]; `publishing` tells it whether the stream was
-    /// published.
+    /// The body of [`Puller::session`]: the connection (with TLS for `https://`), then
+    /// [`Puller::exchange`]; `publishing` tells it whether the stream was published.
     async fn pull_stream(
         &self,
+        origin: &OriginUrl,
+        failover: &mut Failover,
+        publishing: &mut bool,
+    ) -> Result<Ended, PullError> {
+        let config = self.shard.config();
+        let patience = Duration::from_millis(config.edge.connect_timeout_ms);
+        let host = origin.host();
+        let (stream, peer) = host.connect(patience).await?;
+        let _ = stream.set_nodelay(true);
+        let OriginUrl::Flv { tls: true, .. } = origin else {
+            return self
+                .exchange(stream, peer, origin, failover, publishing)
+                .await;
+        };
+        let ca_file = config.edge.ca_file();
+        let setup = async {
+            let roots = move || tls::client_config(ca_file.as_deref());
+            let tls_config = glommio::executor().spawn_blocking(roots).await?;
+            Ok::<_, PullError>(tls::connect(tls_config, host, stream).await?)
+        };
+        let stream = crate::util::timeout(patience, setup)
+            .await
+            .ok_or(PullError::Timeout(patience))??;
+        self.exchange(stream, peer, origin, failover, publishing)
+            .await
+    }
+
+    /// A session's exchange with `origin` at `peer` over `stream`: ask, then publish what
+    /// comes until it ends.
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut stream: S,
+        peer: SocketAddr,
         origin: &OriginUrl,
         failover: &mut Failover,
         publishing: &mut bool,
@@ -176,12 +210,6 @@ impl Puller<'_> {
         let config = shard.config();
         let patience = Duration::from_millis(config.edge.connect_timeout_ms);
         let write_limit = config.write_timeout();
-        let connect = TcpStream::connect(origin.addr());
-        let mut stream = crate::util::timeout(patience, connect)
-            .await
-            .ok_or(PullError::Timeout(patience))?
-            .map_err(std::io::Error::from)?;
-        let _ = stream.set_nodelay(true);
         let (mut client, first) = Client::new(origin, self.via, shard)?;
         send(&mut stream, &first, write_limit).await?;
         let mut buf = vec![0u8; READ_BYTES];
@@ -215,7 +243,7 @@ impl Puller<'_> {
                     return Ok(Ended::Lost(format!("the origin ended the stream: {why}")));
                 }
                 if !*publishing {
-                    if !self.start(origin, at) {
+                    if !self.start(origin, peer, at) {
                         return Ok(Ended::Over);
                     }
                     *publishing = true;
@@ -237,13 +265,13 @@ impl Puller<'_> {
         }
     }
 
-    /// The session's first media from `origin` (at `at`): the stream is published with it.
-    /// False when it cannot be (a publisher here has it, a limit).
-    fn start(&self, origin: &OriginUrl, at: u64) -> bool {
+    /// The session's first media from `origin` at `peer` (at `at`): the stream is
+    /// published with it. False when it cannot be (a publisher here has it, a limit).
+    fn start(&self, origin: &OriginUrl, peer: SocketAddr, at: u64) -> bool {
         let (shard, key) = (self.shard, self.key);
         let publisher = PublisherInfo {
             conn_id: self.conn_id,
-            peer: origin.addr(),
+            peer,
             query: None,
             since_ns: at,
             pulled: true,
@@ -275,7 +303,11 @@ fn ingest(shard: &Shard, key: &StreamKey, conn_id: u64, event: Pulled, at: u64) 
 }
 
 /// Sends `bytes` within `limit`.
-async fn send(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> Result<(), PullError> {
+async fn send<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+    limit: Duration,
+) -> Result<(), PullError> {
     crate::util::timeout(limit, stream.write_all(bytes))
         .await
         .ok_or(PullError::Timeout(limit))?

@@ -11,7 +11,7 @@
 use super::{PullError, Pulled};
 use crate::flv::reader::{FlvReader, TagKind};
 use crate::media::UnitKind;
-use std::net::SocketAddr;
+use crate::net::host::Host;
 
 /// Largest response head accepted.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -48,10 +48,10 @@ pub struct FlvPull {
 }
 
 impl FlvPull {
-    /// The request for `path` (with its query) from the server at `addr`.
-    pub fn request(addr: SocketAddr, path: &str) -> Vec<u8> {
+    /// The request for `path` (with its query) from the server `host`.
+    pub fn request(host: &Host, path: &str) -> Vec<u8> {
         format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: corecast/{}\r\nAccept: \
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: corecast/{}\r\nAccept: \
              video/x-flv\r\nConnection: close\r\n\r\n",
             env!("CARGO_PKG_VERSION")
         )

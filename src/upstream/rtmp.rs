@@ -46,6 +46,8 @@ pub struct RtmpPull {
     state: State,
     /// The application to connect to.
     app: String,
+    /// The `tcUrl` of the `connect` ([`Target::tc_url`]).
+    tc_url: String,
     /// The stream to play (its query included).
     stream: String,
     /// The chunk layer and its bounds.
@@ -96,6 +98,7 @@ impl RtmpPull {
         Ok(RtmpPull {
             state: State::Handshaking(Box::new(handshake)),
             app: target.app.clone(),
+            tc_url: target.tc_url(),
             stream,
             guard: InputGuard::new(max_chunk_size),
             acks: Acknowledgements::default(),
@@ -140,8 +143,11 @@ impl RtmpPull {
                 remaining_bytes,
             } => {
                 self.out.extend_from_slice(&response_bytes);
-                let (mut session, results) =
-                    ClientSession::new(ClientSessionConfig::new()).map_err(session_error)?;
+                let config = ClientSessionConfig {
+                    tc_url: Some(self.tc_url.clone()),
+                    ..ClientSessionConfig::new()
+                };
+                let (mut session, results) = ClientSession::new(config).map_err(session_error)?;
                 // The session reads whole messages (see the module's notes).
                 let mut results = results;
                 results.extend(contained(|| {

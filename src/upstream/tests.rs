@@ -3,9 +3,9 @@
 use super::*;
 
 #[test]
-fn origin_urls_are_rtmp_or_http_flv_at_an_address() {
+fn origin_urls_are_rtmp_or_http_flv_plain_or_over_tls() {
     let rtmp = OriginUrl::parse("rtmp://192.0.2.7:1935/{app}/{stream}", "live", "cam").unwrap();
-    assert_eq!(rtmp.addr(), "192.0.2.7:1935".parse().unwrap());
+    assert_eq!(rtmp.host(), &Host::Addr("192.0.2.7:1935".parse().unwrap()));
     assert_eq!(rtmp.shown(), "rtmp://192.0.2.7:1935/live/cam");
     let OriginUrl::Rtmp(target) = &rtmp else {
         panic!("{rtmp:?}")
@@ -24,15 +24,43 @@ fn origin_urls_are_rtmp_or_http_flv_at_an_address() {
     assert_eq!(
         flv,
         OriginUrl::Flv {
-            addr: "192.0.2.8:8080".parse().unwrap(),
+            host: Host::Addr("192.0.2.8:8080".parse().unwrap()),
+            tls: false,
             path: "/live/cam.flv?token=secret".into(),
             shown: "http://192.0.2.8:8080/live/cam.flv".into(),
         }
     );
+    // Names, and the scheme's port when the URL has none.
+    let named = |url| OriginUrl::parse(url, "live", "cam").map(|o| (o.host().clone(), o));
+    let (host, https) = named("https://Origin.Example.net/live/{stream}.flv").unwrap();
+    assert_eq!(
+        host,
+        Host::Name {
+            name: "origin.example.net".into(),
+            port: 443
+        }
+    );
+    assert!(matches!(https, OriginUrl::Flv { tls: true, .. }));
+    assert_eq!(https.shown(), "https://origin.example.net:443/live/cam.flv");
+    assert_eq!(
+        named("http://192.0.2.8/live/{stream}.flv")
+            .unwrap()
+            .0
+            .port(),
+        80
+    );
+    assert_eq!(
+        named("rtmp://origin.example.net/live/{stream}")
+            .unwrap()
+            .1
+            .shown(),
+        "rtmp://origin.example.net:1935/live/cam"
+    );
     for bad in [
-        "https://192.0.2.8:8080/live/{stream}.flv",
-        "http://origin.example:8080/live/{stream}.flv",
-        "http://192.0.2.8/live/{stream}.flv",
+        "ftp://192.0.2.8:8080/live/{stream}.flv",
+        "https//192.0.2.8:8080/live/{stream}.flv",
+        "http://origin_1.example:8080/live/{stream}.flv",
+        "http://192.0.2.8:0/live/{stream}.flv",
         "http://192.0.2.8:8080/",
         "http://192.0.2.8:8080/live/{stream} x.flv",
         "rtmp://192.0.2.7:1935/live",
