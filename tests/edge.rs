@@ -343,7 +343,7 @@ fn test_certificates(dir: &common::peers::TempDir) -> [std::path::PathBuf; 5] {
 
 #[test]
 fn an_edge_pulls_over_https_by_name_and_verifies_the_origin() {
-    use corecast_testkit::nginx::{Nginx, NGINX};
+    use corecast_testkit::nginx::{tls_proxy, NGINX};
     if !common::peers::have("nginx", std::path::Path::new(NGINX).exists()) {
         return;
     }
@@ -359,8 +359,8 @@ fn an_edge_pulls_over_https_by_name_and_verifies_the_origin() {
         std::fs::create_dir_all(d).expect("mkdir");
     }
     let nginx = std::path::Path::new(NGINX);
-    let good = Nginx::tls_proxy(nginx, origin.http_addr(), &good_dir, &cert, &key);
-    let bad = Nginx::tls_proxy(
+    let good = tls_proxy(nginx, origin.http_addr(), &good_dir, &cert, &key);
+    let bad = tls_proxy(
         nginx,
         origin.http_addr(),
         &bad_dir,

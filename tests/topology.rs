@@ -10,7 +10,7 @@ mod common;
 
 use common::peers::{nginx_rtmp, start_nginx, TempDir};
 use common::*;
-use corecast_testkit::nginx::{Nginx, NGINX};
+use corecast_testkit::nginx::{self, NGINX};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,7 +123,7 @@ fn origins_edges_nginx_and_a_cache_keep_playing_through_an_origin_failure() {
     let dir = TempDir::new("topology");
     let nginx = start_nginx(&nginx_setup, edge1.rtmp, &dir);
     let cache_dir = TempDir::new("topology-cache");
-    let cache = Nginx::hls_cache(Path::new(NGINX), edge2.http, &cache_dir.0);
+    let cache = nginx::hls_cache(Path::new(NGINX), edge2.http, &cache_dir.0);
 
     // Arrivals of video at an HTTP-FLV viewer of the second edge, and their timestamps: the
     // gap the switch makes.

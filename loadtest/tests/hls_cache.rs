@@ -4,7 +4,9 @@
 //! protected application's responses are never served from the cache. Low-Latency HLS
 //! through the same cache: 200 players keep the pace and latency they have without it (the
 //! configuration leaves nginx's request collapsing out for LL-HLS: its waiters wake every
-//! 500 ms).
+//! 500 ms). Through Varnish, configured by the shipped `deploy/varnish/hls-cache.vcl`, which
+//! collapses them at once: the same players at the same pace, corecast receiving about one
+//! request per part and blocking reload.
 
 mod common;
 
@@ -12,7 +14,9 @@ use corecast::stats::{self, ShardStats};
 use corecast_load::hls::{self, HlsOptions, HlsStart, HlsStats};
 use corecast_load::llhls::{self, LlOptions, LlStats};
 use corecast_load::publish;
-use corecast_testkit::nginx::{Nginx, NGINX};
+use corecast_testkit::daemon::Daemon;
+use corecast_testkit::nginx::{self, NGINX};
+use corecast_testkit::varnish::{self, VARNISHD};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -26,16 +30,17 @@ const PLAYERS: usize = 500;
 /// How long they play.
 const PLAY: Duration = Duration::from_secs(8);
 
-/// nginx, or `None` after saying why (a failure under CORECAST_REQUIRE_TOOLS=1).
-fn nginx() -> Option<PathBuf> {
-    let program = PathBuf::from(NGINX);
+/// The program at `path` (nginx, varnishd), or `None` after saying why (a failure under
+/// CORECAST_REQUIRE_TOOLS=1).
+fn tool(path: &str) -> Option<PathBuf> {
+    let program = PathBuf::from(path);
     if program.exists() {
         return Some(program);
     }
     if std::env::var("CORECAST_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("nginx is required (CORECAST_REQUIRE_TOOLS=1) but not installed");
+        panic!("{path} is required (CORECAST_REQUIRE_TOOLS=1) but not installed");
     }
-    eprintln!("NOTICE: nginx not installed; skipping this test");
+    eprintln!("NOTICE: {path} not installed; skipping this test");
     None
 }
 
@@ -93,7 +98,7 @@ fn play(addr: SocketAddr) -> HlsStats {
 
 #[test]
 fn players_behind_nginx_cost_corecast_one_request_per_segment_and_refresh() {
-    let Some(program) = nginx() else {
+    let Some(program) = tool(NGINX) else {
         return;
     };
     let config = corecast::Config::overlay(
@@ -107,7 +112,7 @@ fn players_behind_nginx_cost_corecast_one_request_per_segment_and_refresh() {
     let server = corecast::Server::start(config).expect("server");
     let dir = std::env::temp_dir().join(format!("corecast-hls-cache-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let cache = Nginx::hls_cache(&program, server.http_addr(), &dir);
+    let cache = nginx::hls_cache(&program, server.http_addr(), &dir);
 
     let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/clip.flv");
     let (_, tags) = corecast::flv::reader::read_file(clip).expect("fixture");
@@ -223,11 +228,24 @@ fn play_ll(addr: SocketAddr, stream: &'static str) -> LlStats {
         .expect("players")
 }
 
-#[test]
-fn ll_hls_players_behind_nginx_keep_their_pace_and_latency() {
-    let Some(program) = nginx() else {
-        return;
-    };
+/// What LL-HLS players did through a cache, and what reached corecast.
+struct LlThrough {
+    stats: LlStats,
+    /// Requests the players made.
+    asked: u64,
+    /// HLS requests corecast answered meanwhile.
+    reached: u64,
+    /// The distinct blocking reloads, parts and initialization segments there were to ask
+    /// for: the parts the stream made while they played, each with its reload, and the map.
+    distinct: u64,
+}
+
+/// [`LL_PLAYERS`] LL-HLS players of a live stream through the cache `start` puts in front
+/// of a corecast (`which`, for messages), for [`PLAY`].
+fn ll_through(
+    which: &str,
+    start: impl FnOnce(SocketAddr, &std::path::Path) -> Daemon,
+) -> LlThrough {
     let config = corecast::Config::overlay(
         "[server]\nshards = 2\nrtmp_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
          [admin]\nlisten = \"\"\n[hls]\ntarget_duration_ms = 1000\npart_target_ms = 250\n",
@@ -235,9 +253,9 @@ fn ll_hls_players_behind_nginx_keep_their_pace_and_latency() {
     )
     .expect("config");
     let server = corecast::Server::start(config).expect("server");
-    let dir = std::env::temp_dir().join(format!("corecast-ll-cache-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("corecast-ll-{which}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let cache = Nginx::hls_cache(&program, server.http_addr(), &dir);
+    let cache = start(server.http_addr(), &dir);
     let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/clip.flv");
     let (_, tags) = corecast::flv::reader::read_file(clip).expect("fixture");
     let _publisher = publish::spawn(
@@ -257,13 +275,17 @@ fn ll_hls_players_behind_nginx_keep_their_pace_and_latency() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let before = hls_requests(server.stats());
+    let started = Instant::now();
     let stats = play_ll(cache.addr, "llc0");
+    let played = started.elapsed();
     let reached = hls_requests(server.stats()) - before;
     let asked = stats.playlists + stats.parts + stats.maps;
+    // Four parts a second (250 ms parts), each with its blocking reload, and the map.
+    let distinct = 2 * (played.as_millis() as u64).div_ceil(250) + 1;
     eprintln!(
-        "{LL_PLAYERS} LL-HLS players through nginx for {PLAY:?}: {} playlists, {} parts and \
-         {} maps asked, {reached} requests reached corecast; blocking reload p50 {:.0} ms, \
-         p99 {:.0} ms",
+        "{LL_PLAYERS} LL-HLS players through {which} for {PLAY:?}: {} playlists, {} parts and \
+         {} maps asked, {reached} requests reached corecast ({distinct} distinct reloads, \
+         parts and maps made meanwhile); blocking reload p50 {:.0} ms, p99 {:.0} ms",
         stats.playlists,
         stats.parts,
         stats.maps,
@@ -278,27 +300,66 @@ fn ll_hls_players_behind_nginx_keep_their_pace_and_latency() {
             stats.invalid_playlists
         ),
         (0, 0, 0, 0),
-        "{stats:?}"
+        "{which}: {stats:?}"
     );
     // Four parts a second for 8 s, less the join: players at the live edge's pace (with
     // nginx's cache lock, they managed two a second, each 500 ms late).
     assert!(
         stats.parts >= LL_PLAYERS as u64 * 25,
-        "{} parts",
+        "{which}: {} parts",
         stats.parts
     );
     assert!(
         stats.reload.value_at_quantile(0.99) < 1_000_000_000,
-        "blocking reload p99 {} ms",
+        "{which}: blocking reload p99 {} ms",
         stats.reload.value_at_quantile(0.99) / 1_000_000
-    );
-    // Concurrent misses are not collapsed: most requests reach corecast (which holds each
-    // blocking reload until its part exists); the cache answers those that come later.
-    assert!(
-        reached < asked,
-        "{reached} requests reached corecast for {asked} asked"
     );
     drop(cache);
     server.stop();
     let _ = std::fs::remove_dir_all(&dir);
+    LlThrough {
+        stats,
+        asked,
+        reached,
+        distinct,
+    }
+}
+
+#[test]
+fn ll_hls_players_behind_nginx_keep_their_pace_and_latency() {
+    let Some(program) = tool(NGINX) else {
+        return;
+    };
+    let run = ll_through("nginx", |corecast, dir| {
+        nginx::hls_cache(&program, corecast, dir)
+    });
+    // Concurrent misses are not collapsed: most requests reach corecast (which holds each
+    // blocking reload until its part exists); the cache answers those that come later.
+    assert!(
+        run.reached < run.asked,
+        "{} requests reached corecast for {} asked",
+        run.reached,
+        run.asked
+    );
+}
+
+#[test]
+fn ll_hls_players_behind_varnish_cost_corecast_one_request_per_part_and_reload() {
+    let Some(program) = tool(VARNISHD) else {
+        return;
+    };
+    let run = ll_through("Varnish", |corecast, dir| {
+        varnish::hls_cache(&program, corecast, dir)
+    });
+    // Varnish coalesces: each of the blocking reloads and parts there were reaches
+    // corecast about once (at most twice: a request that comes as its cached answer
+    // expires); each player's first playlist (the live edge, "no-cache") reaches it too.
+    let bound = 2 * run.distinct + LL_PLAYERS as u64;
+    assert!(
+        run.reached <= bound,
+        "{} requests reached corecast (bound {bound}) for {} asked: {:?}",
+        run.reached,
+        run.asked,
+        run.stats
+    );
 }
