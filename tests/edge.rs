@@ -368,19 +368,38 @@ fn an_edge_pulls_over_https_by_name_and_verifies_the_origin() {
         &stranger_key,
     );
     let (good_port, bad_port) = (good.addr.port(), bad.addr.port());
-    // Tried in order: a certificate no root vouches for; the right certificate, but asked
-    // for by an address it does not name; then the right one by name.
+    // A server that takes connections and never says a word: the TLS handshake waits.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(4).collect();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(held);
+    });
+    // Tried in order: a server that never answers the handshake; a certificate no root
+    // vouches for; the right certificate, but asked for by an address it does not name;
+    // then the right one by name.
     let origins = [
+        format!("https://localhost:{silent_port}/live/{{stream}}.flv"),
         format!("https://localhost:{bad_port}/live/{{stream}}.flv"),
         format!("https://127.0.0.1:{good_port}/live/{{stream}}.flv"),
         format!("https://localhost:{good_port}/live/{{stream}}.flv"),
     ];
     let config = format!("{}ca_file = \"{}\"\n", edge_config(&origins), ca.display());
     let edge = start(&config);
+    let asked = Instant::now();
     let watch = Watch::flv(&edge, "cam");
     let view = view_when(edge.http_addr(), "cam", |v| {
         v["upstream"]["state"] == "pulling"
     });
+    // The silent one had `edge.connect_timeout_ms` (2 s) in all, the others failed at once
+    // (the viewer, who waits `edge.start_timeout_ms` = 4 s, got the stream; the API reports
+    // once a second).
+    let took = asked.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "pulling {took:?} after the first request: {view}"
+    );
     let upstream = &view["upstream"];
     eprintln!("the https edge's pull: {upstream}");
     assert_eq!(
@@ -389,7 +408,7 @@ fn an_edge_pulls_over_https_by_name_and_verifies_the_origin() {
         "{view}"
     );
     assert_eq!(upstream["sessions"], 1, "{view}");
-    assert_eq!(upstream["failures"], 2, "{view}");
+    assert_eq!(upstream["failures"], 3, "{view}");
     let last_error = upstream["last_error"].as_str().unwrap_or_default();
     assert!(
         last_error.contains("certificate") && last_error.contains("127.0.0.1"),

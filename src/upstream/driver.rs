@@ -218,6 +218,8 @@ impl Puller<'_> {
             // Until the stream comes, the origin has `patience` in all; then, as long
             // between reads.
             let n = match crate::util::timeout(patience, stream.read(&mut buf)).await {
+                // TLS: a close without close_notify (most HTTP servers' way) is an end too.
+                Some(Err(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => 0,
                 Some(read) => read?,
                 None if *publishing => {
                     return Ok(Ended::Lost(format!("nothing received for {patience:?}")))
