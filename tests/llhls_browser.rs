@@ -7,6 +7,7 @@ mod common;
 
 use common::browser::{have_browser, run_script};
 use common::*;
+use corecast_testkit::varnish::{self, VARNISHD};
 use std::time::Duration;
 
 /// 1 s segments (the encoder's GOP), 250 ms parts.
@@ -23,21 +24,34 @@ const SECONDS: u32 = 20;
 /// busy): one set for low latency (ffmpeg, x264 `zerolatency`: no B-frames), and one with
 /// two B-frames, whose pictures are shown 80 ms after their decode time (a segment's audio
 /// must then run to the next keyframe's presentation time, or hls.js takes the segment as
-/// short and loads it again: see the fMP4 writer's notes on segment ends).
+/// short and loads it again: see the fMP4 writer's notes on segment ends). Then the first
+/// encoder again, played through Varnish with the shipped `deploy/varnish/hls-cache.vcl`.
 #[test]
 fn hls_js_plays_the_low_latency_stream_in_chromium() {
     if !have_browser(&["puppeteer-core", "hls.js"]) {
         return;
     }
     let server = start(CONFIG);
-    for (name, b_frames) in [("ll", 0), ("bframes", 2)] {
+    // The third plays through Varnish with the shipped deploy/varnish/hls-cache.vcl: what
+    // a player sees through the cache recommended for LL-HLS.
+    let varnishd = std::path::Path::new(VARNISHD);
+    let through_varnish = common::peers::have("varnish", varnishd.exists());
+    let dir = common::peers::TempDir::new("llhls-varnish");
+    let cache = through_varnish.then(|| varnish::hls_cache(varnishd, server.http_addr(), &dir.0));
+    let mut runs = vec![
+        ("ll", 0, server.http_addr()),
+        ("bframes", 2, server.http_addr()),
+    ];
+    runs.extend(cache.as_ref().map(|cache| ("cached", 0, cache.addr)));
+    for (name, b_frames, at) in runs {
         let _publishing = ffmpeg_publish_with_b_frames(server.rtmp_addr(), name, b_frames);
         wait_live(&server, &format!("/live/{name}.flv"));
         // A player joins a stream that runs: the window has a few segments.
         std::thread::sleep(Duration::from_secs(4));
-        let median = play(server.http_addr(), name);
-        eprintln!("{name} ({b_frames} B-frames): median {median:.2} s behind live");
+        let median = play(at, name);
+        eprintln!("{name} ({b_frames} B-frames, from {at}): median {median:.2} s behind live");
     }
+    drop(cache);
     server.stop();
 }
 
