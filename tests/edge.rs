@@ -305,42 +305,6 @@ fn pull_loops_are_refused() {
     assert!(total(&own, |s| &s.upstream_loops_refused) >= 1);
 }
 
-/// A test CA's certificate, and a certificate it signed for `localhost` with its key (PEM
-/// files in `dir`); a self-signed certificate for `localhost` that no one trusts, with its
-/// key. Paths: (CA, good certificate, good key, untrusted certificate, untrusted key).
-fn test_certificates(dir: &common::peers::TempDir) -> [std::path::PathBuf; 5] {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.distinguished_name
-        .push(DnType::CommonName, "corecast test CA");
-    let ca = ca.self_signed(&ca_key).expect("CA");
-    let key = KeyPair::generate().expect("key");
-    let signed = CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .signed_by(&key, &ca, &ca_key)
-        .expect("certificate");
-    let stranger_key = KeyPair::generate().expect("key");
-    let stranger = CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .self_signed(&stranger_key)
-        .expect("certificate");
-    let files = [
-        ("ca.pem", ca.pem()),
-        ("origin.pem", signed.pem()),
-        ("origin.key", key.serialize_pem()),
-        ("stranger.pem", stranger.pem()),
-        ("stranger.key", stranger_key.serialize_pem()),
-    ];
-    files.map(|(name, text)| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).expect("write");
-        path
-    })
-}
-
 #[test]
 fn an_edge_pulls_over_https_by_name_and_verifies_the_origin() {
     use corecast_testkit::nginx::{tls_proxy, NGINX};
@@ -351,7 +315,7 @@ fn an_edge_pulls_over_https_by_name_and_verifies_the_origin() {
     let publishing = publish_in_background(&origin, "cam", 3, 1.0);
     wait_live(&origin, "/live/cam.flv");
     let dir = common::peers::TempDir::new("https-origin");
-    let [ca, cert, key, stranger, stranger_key] = test_certificates(&dir);
+    let [ca, cert, key, stranger, stranger_key] = common::tls::test_certificates(&dir);
     // Two TLS proxies in front of the origin's HTTP listener: one with a certificate of the
     // test CA for `localhost`, one with a self-signed certificate.
     let (good_dir, bad_dir) = (dir.join("good"), dir.join("bad"));

@@ -10,6 +10,7 @@ pub mod peers;
 pub mod raw_publisher;
 pub mod raw_rtmp;
 pub mod slow;
+pub mod tls;
 pub mod ts_check;
 pub mod watch;
 
