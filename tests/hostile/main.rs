@@ -468,9 +468,17 @@ pub fn hostile_within(extra: &str, rss_bound_kib: u64, attack: impl FnOnce(&Core
         "descriptors: {} after the attack, {fds} before",
         server.fds()
     );
-    let grown = server.rss_kib().saturating_sub(rss);
+    // What the attack's connections freed goes back to the system after the allocator's
+    // purge delay, in batches: measured right after the attack, the same run showed 6.0 MiB
+    // and, 2 s later, 3.3 to 5.8 MiB, with an odd extra 2 MiB not yet purged. What is held
+    // is what stays.
+    let mut grown = 0;
+    let settled = wait_until(Duration::from_secs(3), || {
+        grown = server.rss_kib().saturating_sub(rss);
+        grown <= rss_bound_kib
+    });
     assert!(
-        grown <= rss_bound_kib,
+        settled,
         "RSS grew by {grown} KiB (bound {rss_bound_kib} KiB)"
     );
     // A third of a second of the witness (25 video and 43 audio frames a second), after the
