@@ -215,25 +215,31 @@ pub async fn deliver<S: AsyncWrite + AsRawFd + Unpin>(
             let mut c = Cursor::at_gop_start(format, start, &f.ring)
                 .with_tracks(tracks)
                 .with_stream_id(stream_id);
-            let dts = f.dts_at(c.position());
-            for header in f.headers.at(dts, format, tracks, stream_id, chunk_size) {
-                c.push_pending(header);
+            // A viewer that waits for its first keyframe gets the headers current at that
+            // keyframe (below), not those of now: the publisher's may still be arriving,
+            // and sending both would repeat them.
+            if !c.joining() {
+                let dts = f.dts_at(c.position());
+                for header in f.headers.at(dts, format, tracks, stream_id, chunk_size) {
+                    c.push_pending(header);
+                }
             }
             cursor = Some(c);
             continue;
         };
         let step = {
             let f = feed.borrow();
-            let (skipped, passed) = (cur.skipped(), cur.passed());
+            let (skipped, passed, joining) = (cur.skipped(), cur.passed(), cur.joining());
             let verdict = cur.check(&f.ring, &policy, now_ns());
             stats::add(&shard.stats.frames_skipped, cur.skipped() - skipped);
             if verdict == Verdict::Disconnect {
                 return Ending::TooSlow;
             }
-            if cur.passed() != passed {
-                // Whatever headers were passed over (jumped over by a slow viewer, or sent
-                // while a new one waited for its first keyframe), the decoder gets the
-                // current ones.
+            let joined = joining && !cur.joining();
+            if joined || (!cur.joining() && cur.passed() != passed) {
+                // Whatever headers were passed over (jumped over by a slow viewer), and
+                // before a new viewer's first keyframe (once: whatever it waited through),
+                // the decoder gets the current ones.
                 let dts = f.dts_at(cur.position());
                 for header in f.headers.at(dts, format, tracks, stream_id, chunk_size) {
                     cur.push_pending(header);

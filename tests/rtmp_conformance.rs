@@ -167,13 +167,25 @@ fn raw_publisher(server: &corecast::Server, name: &str, chunk_size: u32) -> RawC
 #[test]
 fn interleaved_chunk_streams_are_relayed_byte_for_byte() {
     let server = start("");
-    for chunk_size in [128usize, 4096] {
-        let name = format!("interleaved{chunk_size}");
+    // Paced: the headers and the first group come in small pieces, so the server reads them
+    // in several reads while the viewers wait for their first keyframe; they get the
+    // headers once (they once got them again at each read, and at times at once when the
+    // reads fell that way unpaced).
+    for (chunk_size, paced) in [(128usize, false), (4096, false), (128, true)] {
+        let name = format!(
+            "interleaved{chunk_size}{}",
+            if paced { "paced" } else { "" }
+        );
         let mut publisher = raw_publisher(&server, &name, chunk_size as u32);
         let flv = Watch::flv(&server, &name);
         let rtmp = Watch::rtmp(&server, &name);
         let sent = interleaved(chunk_size, 12);
-        publisher.send(&sent.bytes);
+        let first = if paced { 2048.min(sent.bytes.len()) } else { 0 };
+        for piece in sent.bytes[..first].chunks(100) {
+            publisher.send(piece);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        publisher.send(&sent.bytes[first..]);
         // The end of the stream ends the viewers.
         let delete = publisher.command("deleteStream", 4.0, 0, vec![Amf0Value::Number(1.0)]);
         publisher.send(&delete);

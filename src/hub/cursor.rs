@@ -175,6 +175,12 @@ impl Cursor {
         }
     }
 
+    /// Whether this new viewer still waits for its first keyframe (its ring had none when
+    /// it started).
+    pub fn joining(&self) -> bool {
+        self.joining
+    }
+
     /// Units jumped over so far.
     pub fn skipped(&self) -> u64 {
         self.skipped
