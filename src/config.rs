@@ -640,7 +640,8 @@ impl Config {
             ));
         }
         if let Some(path) = edge.ca_file() {
-            if let Err(err) = crate::net::tls::read_ca_file(&path) {
+            let mut roots = rustls::RootCertStore::empty();
+            if let Err(err) = crate::net::tls::add_ca_file(&mut roots, &path) {
                 return Err(invalid("edge.ca_file", err.to_string()));
             }
         }

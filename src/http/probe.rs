@@ -2,6 +2,7 @@
 //! no HTTP client of its own (`HEALTHCHECK CMD corecast probe http://127.0.0.1:8081/readyz`).
 //! One `GET` over plain HTTP/1.1 with a deadline on every step; success is a `200`.
 
+use crate::net::host::Host;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -47,16 +48,10 @@ pub fn probe(url: &str, timeout: Duration) -> Result<String, ProbeError> {
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1))
     };
-    let (host, path) = split_url(url).ok_or_else(|| ProbeError::Url(url.to_string()))?;
+    let bad_url = || ProbeError::Url(url.to_string());
+    let (host, path) = split_url(url).ok_or_else(bad_url)?;
     // `host:port`, `[v6]:port`, or no port (80).
-    let addr = if host
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        host.to_string()
-    } else {
-        format!("{host}:80")
-    };
+    let addr = Host::parse(host, 80).ok_or_else(bad_url)?.to_string();
     let unreachable = |source| ProbeError::Connect {
         addr: addr.clone(),
         source,

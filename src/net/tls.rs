@@ -41,8 +41,9 @@ pub enum TlsError {
     Provider(#[from] rustls::Error),
 }
 
-/// The certificates of the PEM file at `path`: at least one, each one parsed.
-pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+/// Adds the certificates of the PEM file at `path` to `roots`: at least one, and every one
+/// parsed (the configuration's check passes an empty store).
+pub fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), TlsError> {
     let bad = |why: String| TlsError::CaFile {
         path: path.display().to_string(),
         why,
@@ -51,11 +52,9 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErro
         .map_err(|err| bad(err.to_string()))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| bad(err.to_string()))?;
-    let mut roots = RootCertStore::empty();
-    let (added, ignored) = roots.add_parsable_certificates(certs.iter().cloned());
-    match (added, ignored) {
+    match roots.add_parsable_certificates(certs) {
         (0, _) => Err(bad("no certificate in it".into())),
-        (_, 0) => Ok(certs),
+        (_, 0) => Ok(()),
         (_, ignored) => Err(bad(format!(
             "{ignored} certificate(s) that cannot be parsed"
         ))),
@@ -68,7 +67,7 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsErr
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
     if let Some(path) = ca_file {
-        roots.add_parsable_certificates(read_ca_file(path)?);
+        add_ca_file(&mut roots, path)?;
     }
     if roots.is_empty() {
         return Err(TlsError::NoRoots);
@@ -122,17 +121,19 @@ mod tests {
             ("text.pem", "not a certificate\n"),
             ("garbage.pem", garbage),
         ] {
-            let err = read_ca_file(&write(name, text)).unwrap_err();
+            let err = add_ca_file(&mut RootCertStore::empty(), &write(name, text)).unwrap_err();
             assert!(
                 err.to_string().contains(name),
                 "{name}: the error names the file: {err}"
             );
         }
-        assert!(read_ca_file(&dir.join("missing.pem")).is_err());
+        assert!(add_ca_file(&mut RootCertStore::empty(), &dir.join("missing.pem")).is_err());
         // The system's store (Debian's ca-certificates) is one such file.
         let system = Path::new("/etc/ssl/certs/ca-certificates.crt");
         if system.exists() {
-            assert!(read_ca_file(system).unwrap().len() > 10);
+            let mut roots = RootCertStore::empty();
+            add_ca_file(&mut roots, system).unwrap();
+            assert!(roots.len() > 10);
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
